@@ -1,0 +1,99 @@
+// Frame encoder: one per connection and direction (it holds that direction's string pool and
+// sequence counter). Writes into caller-provided memory; no heap allocation per message (the
+// string pool grows, boundedly, the first time a string is seen).
+//
+// Whether a message can be encoded never depends on the pool's state: the size checks use the
+// size with every string literal, which is an upper bound of the pooled size. A failed encode
+// changes nothing (no sequence number used, no pool entry defined).
+#pragma once
+
+#include <flowbus/codec/defaults.hpp>
+#include <flowbus/codec/errc.hpp>
+#include <flowbus/codec/frame_header.hpp>
+#include <flowbus/codec/message.hpp>
+#include <flowbus/codec/string_pool.hpp>
+
+namespace flowbus::codec {
+
+struct encoder_options {
+  /// Largest frame produced (header included); at most defaults::max_frame_size_ceiling.
+  std::uint32_t max_frame_size = defaults::max_frame_size;
+  /// Send identifier strings (topic, agent ids, header keys, ...) through the string pool.
+  bool pool_strings = true;
+};
+
+struct encode_result {
+  errc code = errc::ok;
+  std::uint32_t size = 0; ///< bytes written
+  explicit operator bool() const noexcept { return code == errc::ok; }
+};
+
+class encoder {
+public:
+  explicit encoder(encoder_options options = {}) noexcept;
+
+  /// Frame size with every string sent literally: what encode() needs at most.
+  std::size_t literal_size(const message& m) const noexcept;
+
+  /// Encodes m as one frame into [out, out + capacity) and assigns m.sequence. The HAS_DEADLINE
+  /// flag is set from has(field::deadline). Errors: unknown_type (including BATCH: use
+  /// batch_builder), unknown_flags, bad_priority, bad_field / too_many_fields (repeated entries),
+  /// missing_field, frame_too_large, buffer_too_small.
+  encode_result encode(message& m, byte* out, std::size_t capacity);
+
+  /// Scatter-gather form for a fan-out: writes only the header and routing section of a frame
+  /// whose payload (m.payload, not read) is sent from elsewhere and whose CRC32C the caller
+  /// computed once (payload_crc). The frame checksum is combined, not recomputed over the payload.
+  encode_result encode_prefix(message& m, std::uint32_t payload_crc, byte* out, std::size_t capacity);
+
+  std::uint64_t next_sequence() const noexcept { return next_seq_; }
+  void set_next_sequence(std::uint64_t s) noexcept { next_seq_ = s; }
+  const outbound_pool& pool() const noexcept { return pool_; }
+  const encoder_options& options() const noexcept { return options_; }
+  /// Forgets the pool and restarts sequences at 0 (a new connection).
+  void reset() noexcept {
+    pool_.clear();
+    next_seq_ = 0;
+  }
+
+private:
+  friend class batch_builder;
+  errc validate(const message& m) const noexcept;
+  /// Writes header (checksum 0) and routing section; returns the routing section's end.
+  /// @pre validated and sized
+  byte* write_prefix(message& m, byte* out, std::uint32_t total_size);
+  byte* write_string(byte* p, std::string_view s, bool poolable);
+
+  encoder_options options_;
+  outbound_pool pool_;
+  std::uint64_t next_seq_ = 0;
+};
+
+/// Builds one BATCH frame in caller memory: 1..32 inner messages, each a complete frame with its
+/// own header (checksum field 0: the batch checksum covers it), consecutive sequence numbers, the
+/// batch header carrying the first one's. Every successful add() must be followed by finish() and
+/// the frame sent: the inner messages have taken sequence numbers and may have defined pool entries.
+class batch_builder {
+public:
+  batch_builder(encoder& enc, byte* out, std::size_t capacity) noexcept : enc_(&enc), out_(out), capacity_(capacity) {}
+
+  /// Appends m. Errors as encoder::encode, plus batch_too_large (already 32); on error nothing changes.
+  errc add(message& m);
+  std::size_t count() const noexcept { return count_; }
+  /// Bytes the batch frame takes so far (the 40-byte batch header included).
+  std::size_t size() const noexcept { return size_; }
+  /// Writes the batch header and checksum. batch_empty if nothing was added.
+  encode_result finish();
+
+private:
+  encoder* enc_;
+  byte* out_;
+  std::size_t capacity_;
+  std::size_t size_ = defaults::header_size;
+  std::size_t count_ = 0;
+  std::uint64_t first_seq_ = 0;
+  std::uint64_t first_timestamp_ = 0;
+  std::uint8_t prio_ = priority_count - 1; ///< most urgent inner priority
+};
+
+} // namespace flowbus::codec
