@@ -71,11 +71,8 @@ decode_status decoder::decode(bytes_view frame, message& out) {
   if (n < h.total_size) return {errc::truncated, static_cast<std::uint32_t>(n)};
   if (n > h.total_size) return {errc::size_mismatch, h.total_size};
   if (options_.verify_checksum) {
-    static constexpr byte zeros[4] = {0, 0, 0, 0};
-    std::uint32_t crc = crc32c(f, offset::checksum);
-    crc = crc32c_extend(crc, zeros, 4);
-    crc = crc32c_extend(crc, f + offset::reserved, h.total_size - offset::reserved);
-    if (crc != h.checksum) return {errc::checksum_mismatch, static_cast<std::uint32_t>(offset::checksum)};
+    if (crc32c_with_hole(f, h.total_size, offset::checksum) != h.checksum)
+      return {errc::checksum_mismatch, static_cast<std::uint32_t>(offset::checksum)};
   }
   const inbound_pool::mark mark = pool_.save();
   decode_status s = decode_body(f, h, 0, out);

@@ -48,6 +48,21 @@ std::size_t encoder::literal_size(const message& m) const noexcept {
   return n;
 }
 
+errc encoder::check_size(const message& m, std::size_t used, std::size_t capacity,
+                         bool payload_elsewhere) const noexcept {
+  auto fits = [&](std::size_t size) {
+    if (used + size > options_.max_frame_size) return errc::frame_too_large;
+    if (used + size - (payload_elsewhere ? m.payload.size() : 0) > capacity) return errc::buffer_too_small;
+    return errc::ok;
+  };
+  // Upper bound of literal_size: a key and a length take at most 1 + 10 bytes per field.
+  std::size_t bound =
+      hsize + m.payload.size() + m.string_bytes() + 11 * static_cast<std::size_t>(__builtin_popcount(m.present_mask()));
+  if (!m.repeated.empty()) bound = literal_size(m);
+  if (fits(bound) == errc::ok) return errc::ok;
+  return fits(literal_size(m));
+}
+
 errc encoder::validate(const message& m) const noexcept {
   const type_info* t = describe(m.type);
   if (!t || m.type == msg_type::batch) return errc::unknown_type;
@@ -85,7 +100,7 @@ byte* encoder::write_string(byte* p, std::string_view s, bool poolable) {
   return p + s.size();
 }
 
-byte* encoder::write_prefix(message& m, byte* out, std::uint32_t total_size) {
+byte* encoder::write_prefix(message& m, byte* out) {
   // Routing first (its size is only known once pooling decided), header after.
   byte* p = out + hsize;
   for_each_field(m.present_mask(), [&](field f) {
@@ -106,7 +121,7 @@ byte* encoder::write_prefix(message& m, byte* out, std::uint32_t total_size) {
   h.flags = m.flags;
   h.priority = static_cast<std::uint8_t>(m.prio);
   h.payload_size = static_cast<std::uint32_t>(m.payload.size());
-  h.total_size = total_size ? total_size : static_cast<std::uint32_t>(hsize) + routing + h.payload_size;
+  h.total_size = static_cast<std::uint32_t>(hsize) + routing + h.payload_size;
   h.timestamp_ns = m.timestamp_ns;
   h.sequence = m.sequence;
   write_header(out, h);
@@ -115,10 +130,8 @@ byte* encoder::write_prefix(message& m, byte* out, std::uint32_t total_size) {
 
 encode_result encoder::encode(message& m, byte* out, std::size_t capacity) {
   if (errc e = validate(m); e != errc::ok) return {e, 0};
-  const std::size_t bound = literal_size(m);
-  if (bound > options_.max_frame_size) return {errc::frame_too_large, 0};
-  if (bound > capacity) return {errc::buffer_too_small, 0};
-  byte* p = write_prefix(m, out, 0);
+  if (errc e = check_size(m, 0, capacity, false); e != errc::ok) return {e, 0};
+  byte* p = write_prefix(m, out);
   if (!m.payload.empty()) std::memcpy(p, m.payload.data(), m.payload.size());
   const auto total = static_cast<std::uint32_t>(p - out + m.payload.size());
   m.checksum = crc32c(out, total); // the checksum field is still zero
@@ -126,14 +139,13 @@ encode_result encoder::encode(message& m, byte* out, std::size_t capacity) {
   return {errc::ok, total};
 }
 
-encode_result encoder::encode_prefix(message& m, std::uint32_t payload_crc, byte* out, std::size_t capacity) {
+encode_result encoder::encode_prefix(message& m, const shared_payload& payload, byte* out, std::size_t capacity) {
+  m.payload = payload.bytes;
   if (errc e = validate(m); e != errc::ok) return {e, 0};
-  const std::size_t bound = literal_size(m);
-  if (bound > options_.max_frame_size) return {errc::frame_too_large, 0};
-  if (bound - m.payload.size() > capacity) return {errc::buffer_too_small, 0};
-  const byte* end = write_prefix(m, out, 0);
+  if (errc e = check_size(m, 0, capacity, true); e != errc::ok) return {e, 0};
+  const byte* end = write_prefix(m, out);
   const auto prefix = static_cast<std::uint32_t>(end - out);
-  m.checksum = crc32c_combine(crc32c(out, prefix), payload_crc, m.payload.size());
+  m.checksum = payload.shift.combine(crc32c(out, prefix), payload.crc);
   store_le(out + offset::checksum, m.checksum);
   return {errc::ok, prefix};
 }
@@ -143,11 +155,9 @@ encode_result encoder::encode_prefix(message& m, std::uint32_t payload_crc, byte
 errc batch_builder::add(message& m) {
   if (count_ == defaults::max_batch_messages) return errc::batch_too_large;
   if (errc e = enc_->validate(m); e != errc::ok) return e;
-  const std::size_t bound = enc_->literal_size(m);
-  if (size_ + bound > enc_->options_.max_frame_size) return errc::frame_too_large;
-  if (size_ + bound > capacity_) return errc::buffer_too_small;
+  if (errc e = enc_->check_size(m, size_, capacity_, false); e != errc::ok) return e;
   byte* start = out_ + size_;
-  byte* p = enc_->write_prefix(m, start, 0);
+  byte* p = enc_->write_prefix(m, start);
   if (!m.payload.empty()) std::memcpy(p, m.payload.data(), m.payload.size());
   m.checksum = 0;
   if (count_ == 0) {

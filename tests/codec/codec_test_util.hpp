@@ -47,11 +47,22 @@ public:
     storage_.reserve(64); // string_views into storage_ must not move
     entries_.clear();
     message m;
-    static constexpr msg_type types[] = {
-      msg_type::task_assignment, msg_type::task_result, msg_type::coordination, msg_type::heartbeat,
-      msg_type::register_agent, msg_type::welcome,      msg_type::subscribe,    msg_type::unsubscribe,
-      msg_type::publish,        msg_type::request,      msg_type::reply,        msg_type::ack,
-      msg_type::nack,           msg_type::error,        msg_type::credit,       msg_type::goodbye};
+    static constexpr msg_type types[] = {msg_type::task_assignment,
+                                         msg_type::task_result,
+                                         msg_type::coordination,
+                                         msg_type::heartbeat,
+                                         msg_type::register_agent,
+                                         msg_type::welcome,
+                                         msg_type::subscribe,
+                                         msg_type::unsubscribe,
+                                         msg_type::publish,
+                                         msg_type::request,
+                                         msg_type::reply,
+                                         msg_type::ack,
+                                         msg_type::nack,
+                                         msg_type::error,
+                                         msg_type::credit,
+                                         msg_type::goodbye};
     m.type = types[pick(std::size(types))];
     m.prio = static_cast<priority>(pick(priority_count));
     m.flags = static_cast<std::uint8_t>(pick(16) & ~flag::has_deadline);
@@ -59,8 +70,10 @@ public:
     for (std::uint8_t n = 1; n <= max_field_number; ++n) {
       const field_info* fi = describe(n);
       if (fi->repeated || pick(3) != 0) continue;
-      if (fi->kind == wire_kind::string) m.set(static_cast<field>(n), word());
-      else m.set(static_cast<field>(n), number());
+      if (fi->kind == wire_kind::string)
+        m.set(static_cast<field>(n), word());
+      else
+        m.set(static_cast<field>(n), number());
     }
     const std::size_t reps = pick(4) == 0 ? pick(6) : 0;
     for (std::size_t i = 0; i < reps; ++i) {
@@ -74,13 +87,16 @@ public:
     for (std::uint8_t n = 1; n <= max_field_number; ++n) {
       const auto f = static_cast<field>(n);
       if ((t->required & bit(f)) && !m.has(f)) {
-        if (describe(f)->kind == wire_kind::string) m.set(f, word());
-        else m.set(f, number());
+        if (describe(f)->kind == wire_kind::string)
+          m.set(f, word());
+        else
+          m.set(f, number());
       }
     }
     if (t->needs_destination && !m.has(field::topic) && !m.has(field::target)) m.set_topic(word());
     payload_.resize(pick(4) == 0 ? pick(2000) : pick(300));
-    for (auto& b : payload_) b = static_cast<byte>(rng_());
+    for (auto& b : payload_)
+      b = static_cast<byte>(rng_());
     m.payload = bytes_view(payload_.data(), payload_.size());
     return m;
   }
@@ -90,20 +106,33 @@ public:
 private:
   std::string_view word() {
     // A small vocabulary so strings repeat and exercise the pool, plus some unique ones.
-    static const char* vocab[] = {"agent.worker.7.status", "agent.coordinator.task.assign", "w",  "",
-                                  "summarize", "tenant", "agent-42", "results.>", "tasks.*.new", "x-trace-id"};
+    static const char* vocab[] = {"agent.worker.7.status",
+                                  "agent.coordinator.task.assign",
+                                  "w",
+                                  "",
+                                  "summarize",
+                                  "tenant",
+                                  "agent-42",
+                                  "results.>",
+                                  "tasks.*.new",
+                                  "x-trace-id"};
     if (pick(4) != 0) return vocab[pick(std::size(vocab))];
     std::string s(pick(300), 'a');
-    for (auto& c : s) c = static_cast<char>('a' + pick(26));
+    for (auto& c : s)
+      c = static_cast<char>('a' + pick(26));
     storage_.push_back(std::move(s));
     return storage_.back();
   }
   std::uint64_t number() {
     switch (pick(4)) {
-    case 0: return pick(128);
-    case 1: return rng_() >> pick(64);
-    case 2: return ~std::uint64_t{0};
-    default: return pick(1u << 20);
+    case 0:
+      return pick(128);
+    case 1:
+      return rng_() >> pick(64);
+    case 2:
+      return ~std::uint64_t{0};
+    default:
+      return pick(1u << 20);
     }
   }
 

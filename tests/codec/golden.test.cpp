@@ -139,98 +139,97 @@ std::vector<example> build_examples() {
 
 TEST_SUITE("golden") {
 
-TEST_CASE("the encoder writes exactly the bytes docs/protocol.md shows") {
-  const auto golden = load_golden();
-  for (const example& e : build_examples()) {
-    CAPTURE(e.name);
-    const auto it = golden.find(e.name);
-    CHECK_MESSAGE(it != golden.end(), "docs/protocol.md lacks golden:", e.name, "; encoder gives:\n",
-                  test::to_hex(e.frame.data(), e.frame.size()));
-    if (it == golden.end()) continue;
-    CHECK_MESSAGE(it->second == e.frame, "encoder gives:\n", test::to_hex(e.frame.data(), e.frame.size()));
+  TEST_CASE("the encoder writes exactly the bytes docs/protocol.md shows") {
+    const auto golden = load_golden();
+    for (const example& e : build_examples()) {
+      CAPTURE(e.name);
+      const auto it = golden.find(e.name);
+      CHECK_MESSAGE(it != golden.end(), "docs/protocol.md lacks golden:", e.name, "; encoder gives:\n",
+                    test::to_hex(e.frame.data(), e.frame.size()));
+      if (it == golden.end()) continue;
+      CHECK_MESSAGE(it->second == e.frame, "encoder gives:\n", test::to_hex(e.frame.data(), e.frame.size()));
+    }
   }
-}
 
-TEST_CASE("the documented examples decode to what the document says") {
-  const auto g = load_golden();
-  for (std::string n : {"register", "welcome", "subscribe", "task", "task_pooled", "heartbeat", "batch", "error"})
-    REQUIRE_MESSAGE(g.count(n), "missing golden:", n);
-  decoder from_client, from_node;
-  message m;
-  auto dec = [&](decoder& d, const char* name) {
-    const auto& f = g.at(name);
-    const decode_status s = d.decode(bytes_view(f.data(), f.size()), m);
-    REQUIRE_MESSAGE(s, name, ": ", to_string(s.code), " at ", s.offset);
-  };
+  TEST_CASE("the documented examples decode to what the document says") {
+    const auto g = load_golden();
+    for (std::string n : {"register", "welcome", "subscribe", "task", "task_pooled", "heartbeat", "batch", "error"})
+      REQUIRE_MESSAGE(g.count(n), "missing golden:", n);
+    decoder from_client, from_node;
+    message m;
+    auto dec = [&](decoder& d, const char* name) {
+      const auto& f = g.at(name);
+      const decode_status s = d.decode(bytes_view(f.data(), f.size()), m);
+      REQUIRE_MESSAGE(s, name, ": ", to_string(s.code), " at ", s.offset);
+    };
 
-  dec(from_client, "register");
-  CHECK(m.type == msg_type::register_agent);
-  CHECK(m.prio == priority::high);
-  CHECK(m.sequence == 0);
-  CHECK(m.timestamp_ns == t0);
-  CHECK(m.str(field::source) == "agent-7");
-  CHECK(m.str(field::agent_type) == "worker");
-  CHECK(m.num(field::heartbeat_ms) == 1000);
-  REQUIRE(m.repeated.size() == 2);
-  CHECK(m.repeated.begin()->id == field::capability);
-  CHECK(m.repeated.begin()->key == "summarize");
-  CHECK(from_client.pool().size() == 4); // agent-7, worker, summarize, tasks.>
+    dec(from_client, "register");
+    CHECK(m.type == msg_type::register_agent);
+    CHECK(m.prio == priority::high);
+    CHECK(m.sequence == 0);
+    CHECK(m.timestamp_ns == t0);
+    CHECK(m.str(field::source) == "agent-7");
+    CHECK(m.str(field::agent_type) == "worker");
+    CHECK(m.num(field::heartbeat_ms) == 1000);
+    REQUIRE(m.repeated.size() == 2);
+    CHECK(m.repeated.begin()->id == field::capability);
+    CHECK(m.repeated.begin()->key == "summarize");
+    CHECK(from_client.pool().size() == 4); // agent-7, worker, summarize, tasks.>
 
-  dec(from_node, "welcome");
-  CHECK(m.type == msg_type::welcome);
-  CHECK(m.str(field::target) == "agent-7");
-  CHECK(m.sequence == 0);
+    dec(from_node, "welcome");
+    CHECK(m.type == msg_type::welcome);
+    CHECK(m.str(field::target) == "agent-7");
+    CHECK(m.sequence == 0);
 
-  dec(from_client, "subscribe");
-  CHECK(m.type == msg_type::subscribe);
-  CHECK(m.topic() == "tasks.*.new");
-  CHECK(m.str(field::queue_group) == "workers");
-  CHECK(m.sequence == 1);
+    dec(from_client, "subscribe");
+    CHECK(m.type == msg_type::subscribe);
+    CHECK(m.topic() == "tasks.*.new");
+    CHECK(m.str(field::queue_group) == "workers");
+    CHECK(m.sequence == 1);
 
-  dec(from_client, "task");
-  CHECK(m.type == msg_type::task_assignment);
-  CHECK(m.flags == (flag::ack_requested | flag::has_deadline));
-  CHECK(m.topic() == "tasks.eu.new");
-  CHECK(m.str(field::source) == "agent-7"); // a pool reference to the REGISTER's definition
-  CHECK(m.message_id() == 1001);
-  CHECK(m.correlation_id() == 42);
-  CHECK(m.deadline_ns() == t0 + 51'000'000);
-  CHECK(m.payload.as_string() == "summarize doc 42");
-  const std::size_t task_size = g.at("task").size();
+    dec(from_client, "task");
+    CHECK(m.type == msg_type::task_assignment);
+    CHECK(m.flags == (flag::ack_requested | flag::has_deadline));
+    CHECK(m.topic() == "tasks.eu.new");
+    CHECK(m.str(field::source) == "agent-7"); // a pool reference to the REGISTER's definition
+    CHECK(m.message_id() == 1001);
+    CHECK(m.correlation_id() == 42);
+    CHECK(m.deadline_ns() == t0 + 51'000'000);
+    CHECK(m.payload.as_string() == "summarize doc 42");
+    const std::size_t task_size = g.at("task").size();
 
-  dec(from_client, "task_pooled");
-  CHECK(m.topic() == "tasks.eu.new");
-  CHECK(m.message_id() == 1002);
-  CHECK(m.payload.as_string() == "summarize doc 43");
-  CHECK(g.at("task_pooled").size() < task_size); // the topic went as an id
+    dec(from_client, "task_pooled");
+    CHECK(m.topic() == "tasks.eu.new");
+    CHECK(m.message_id() == 1002);
+    CHECK(m.payload.as_string() == "summarize doc 43");
+    CHECK(g.at("task_pooled").size() < task_size); // the topic went as an id
 
-  dec(from_client, "heartbeat");
-  CHECK(m.type == msg_type::heartbeat);
-  CHECK(m.prio == priority::critical);
-  CHECK(m.frame_size == 40);
+    dec(from_client, "heartbeat");
+    CHECK(m.type == msg_type::heartbeat);
+    CHECK(m.prio == priority::critical);
+    CHECK(m.frame_size == 40);
 
-  dec(from_client, "batch");
-  CHECK(m.type == msg_type::batch);
-  CHECK(m.sequence == 5);
-  batch_reader br(from_client, m);
-  message inner;
-  REQUIRE(br.next(inner));
-  CHECK(inner.type == msg_type::task_result);
-  CHECK(inner.sequence == 5);
-  CHECK(inner.topic() == "results.agent-7");
-  CHECK(inner.correlation_id() == 42);
-  REQUIRE(br.next(inner));
-  CHECK(inner.sequence == 6);
-  CHECK(inner.correlation_id() == 43);
-  CHECK(inner.topic() == "results.agent-7");
-  CHECK(br.done());
+    dec(from_client, "batch");
+    CHECK(m.type == msg_type::batch);
+    CHECK(m.sequence == 5);
+    batch_reader br(from_client, m);
+    message inner;
+    REQUIRE(br.next(inner));
+    CHECK(inner.type == msg_type::task_result);
+    CHECK(inner.sequence == 5);
+    CHECK(inner.topic() == "results.agent-7");
+    CHECK(inner.correlation_id() == 42);
+    REQUIRE(br.next(inner));
+    CHECK(inner.sequence == 6);
+    CHECK(inner.correlation_id() == 43);
+    CHECK(inner.topic() == "results.agent-7");
+    CHECK(br.done());
 
-  dec(from_node, "error");
-  CHECK(m.type == msg_type::error);
-  CHECK(m.num(field::error_code) == static_cast<std::uint64_t>(errc::checksum_mismatch));
-  REQUIRE(m.repeated.size() == 1);
-  CHECK(m.repeated.begin()->key == "reason");
-  CHECK(m.repeated.begin()->value == "checksum mismatch");
-}
-
+    dec(from_node, "error");
+    CHECK(m.type == msg_type::error);
+    CHECK(m.num(field::error_code) == static_cast<std::uint64_t>(errc::checksum_mismatch));
+    REQUIRE(m.repeated.size() == 1);
+    CHECK(m.repeated.begin()->key == "reason");
+    CHECK(m.repeated.begin()->value == "checksum mismatch");
+  }
 }

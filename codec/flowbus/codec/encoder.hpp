@@ -7,6 +7,7 @@
 // changes nothing (no sequence number used, no pool entry defined).
 #pragma once
 
+#include <flowbus/codec/crc32c.hpp>
 #include <flowbus/codec/defaults.hpp>
 #include <flowbus/codec/errc.hpp>
 #include <flowbus/codec/frame_header.hpp>
@@ -20,6 +21,15 @@ struct encoder_options {
   std::uint32_t max_frame_size = defaults::max_frame_size;
   /// Send identifier strings (topic, agent ids, header keys, ...) through the string pool.
   bool pool_strings = true;
+};
+
+/// A payload shared by a fan-out: its CRC32C and the shift operator for its length, computed once
+/// and used for every recipient's frame.
+struct shared_payload {
+  bytes_view bytes;
+  std::uint32_t crc;
+  crc32c_shift shift;
+  explicit shared_payload(bytes_view b) noexcept : bytes(b), crc(crc32c(b.data(), b.size())), shift(b.size()) {}
 };
 
 struct encode_result {
@@ -42,9 +52,10 @@ public:
   encode_result encode(message& m, byte* out, std::size_t capacity);
 
   /// Scatter-gather form for a fan-out: writes only the header and routing section of a frame
-  /// whose payload (m.payload, not read) is sent from elsewhere and whose CRC32C the caller
-  /// computed once (payload_crc). The frame checksum is combined, not recomputed over the payload.
-  encode_result encode_prefix(message& m, std::uint32_t payload_crc, byte* out, std::size_t capacity);
+  /// whose payload is sent from elsewhere (one buffer shared by all recipients, e.g. with writev).
+  /// Sets m.payload to payload.bytes. The checksum combines the prefix's CRC with the payload's
+  /// precomputed one: the payload is never read here.
+  encode_result encode_prefix(message& m, const shared_payload& payload, byte* out, std::size_t capacity);
 
   std::uint64_t next_sequence() const noexcept { return next_seq_; }
   void set_next_sequence(std::uint64_t s) noexcept { next_seq_ = s; }
@@ -59,9 +70,12 @@ public:
 private:
   friend class batch_builder;
   errc validate(const message& m) const noexcept;
+  /// Whether the frame fits the limits, judged by its all-literal size: `used` bytes already in
+  /// the buffer (a batch), the payload written elsewhere or not. A cheap bound settles most calls.
+  errc check_size(const message& m, std::size_t used, std::size_t capacity, bool payload_elsewhere) const noexcept;
   /// Writes header (checksum 0) and routing section; returns the routing section's end.
   /// @pre validated and sized
-  byte* write_prefix(message& m, byte* out, std::uint32_t total_size);
+  byte* write_prefix(message& m, byte* out);
   byte* write_string(byte* p, std::string_view s, bool poolable);
 
   encoder_options options_;

@@ -98,7 +98,10 @@ public:
 
   /// @pre f is a singular string field
   message& set(field f, std::string_view v) noexcept {
-    strs_[describe(f)->slot] = v;
+    std::string_view& slot = strs_[describe(f)->slot];
+    if (has(f)) str_bytes_ -= slot.size();
+    slot = v;
+    str_bytes_ += v.size();
     present_ |= bit(f);
     return *this;
   }
@@ -109,13 +112,17 @@ public:
     return *this;
   }
   message& unset(field f) noexcept {
+    if (has(f) && describe(f)->kind == wire_kind::string) str_bytes_ -= strs_[describe(f)->slot].size();
     present_ &= ~bit(f);
     return *this;
   }
   void clear_fields() noexcept {
     present_ = 0;
+    str_bytes_ = 0;
     repeated = {};
   }
+  /// Total length of the singular string fields present (lets the encoder bound a size in O(1)).
+  std::size_t string_bytes() const noexcept { return str_bytes_; }
 
   // Shorthands for the fields every agent uses.
   std::string_view topic() const noexcept { return str(field::topic); }
@@ -126,6 +133,7 @@ public:
 
 private:
   std::uint32_t present_ = 0;
+  std::size_t str_bytes_ = 0;
   std::string_view strs_[string_slots];
   std::uint64_t nums_[number_slots] = {};
 };
