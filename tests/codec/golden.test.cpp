@@ -132,6 +132,71 @@ std::vector<example> build_examples() {
   err.set(field::error_code, static_cast<std::uint64_t>(errc::checksum_mismatch));
   err.repeated = repeated_fields(err_rep, 1);
   add("error", true, err);
+  static const repeated_entry pub_rep[] = {{field::header, "trace-id", "4bf92f35"}};
+  message pub;
+  pub.type = msg_type::publish;
+  pub.prio = priority::low;
+  pub.timestamp_ns = t0 + 6'000'000;
+  pub.set_topic("agent.worker.7.status").set(field::source, "agent-7");
+  pub.repeated = repeated_fields(pub_rep, 1);
+  pub.payload = bytes_view("idle", 4);
+  add("publish", false, pub);
+
+  message req;
+  req.type = msg_type::request;
+  req.timestamp_ns = t0 + 7'000'000;
+  req.set(field::target, "planner-1").set(field::correlation_id, std::uint64_t{77});
+  req.set(field::reply_to, "_inbox.agent-7").set(field::source, "agent-7");
+  req.payload = bytes_view("plan?", 5);
+  add("request", false, req);
+
+  message rep;
+  rep.type = msg_type::reply;
+  rep.timestamp_ns = t0 + 7'400'000;
+  rep.set_topic("_inbox.agent-7").set(field::correlation_id, std::uint64_t{77}).set(field::source, "planner-1");
+  rep.payload = bytes_view("plan!", 5);
+  add("reply", true, rep);
+
+  message ack;
+  ack.type = msg_type::ack;
+  ack.prio = priority::high;
+  ack.timestamp_ns = t0 + 8'000'000;
+  ack.set(field::message_id, std::uint64_t{1001});
+  add("ack", true, ack);
+
+  message nack;
+  nack.type = msg_type::nack;
+  nack.prio = priority::high;
+  nack.timestamp_ns = t0 + 8'100'000;
+  nack.set(field::message_id, std::uint64_t{1002}).set(field::error_code, std::uint64_t{64});
+  add("nack", true, nack);
+
+  message credit;
+  credit.type = msg_type::credit;
+  credit.prio = priority::critical;
+  credit.timestamp_ns = t0 + 8'200'000;
+  credit.set(field::credit, std::uint64_t{256});
+  add("credit", true, credit);
+
+  message coord;
+  coord.type = msg_type::coordination;
+  coord.flags = flag::broadcast;
+  coord.timestamp_ns = t0 + 9'000'000;
+  coord.set(field::agent_type, "worker").set(field::source, "agent-7").set(field::hop_count, std::uint64_t{1});
+  coord.set(field::attempt, std::uint64_t{2});
+  coord.payload = bytes_view("rebalance", 9);
+  add("coordination", false, coord);
+
+  message unsub;
+  unsub.type = msg_type::unsubscribe;
+  unsub.timestamp_ns = t0 + 9'500'000;
+  unsub.set_topic("tasks.*.new");
+  add("unsubscribe", false, unsub);
+
+  message bye;
+  bye.type = msg_type::goodbye;
+  bye.timestamp_ns = t0 + 10'000'000;
+  add("goodbye", false, bye);
   return out;
 }
 
@@ -153,7 +218,9 @@ TEST_SUITE("golden") {
 
   TEST_CASE("the documented examples decode to what the document says") {
     const auto g = load_golden();
-    for (std::string n : {"register", "welcome", "subscribe", "task", "task_pooled", "heartbeat", "batch", "error"})
+    for (std::string n :
+         {"register", "welcome", "subscribe", "task", "task_pooled", "heartbeat", "batch", "error", "publish",
+          "request", "reply", "ack", "nack", "credit", "coordination", "unsubscribe", "goodbye"})
       REQUIRE_MESSAGE(g.count(n), "missing golden:", n);
     decoder from_client, from_node;
     message m;
