@@ -127,25 +127,21 @@ std::vector<byte> random_bytes(std::size_t n) {
   return v;
 }
 
-void crc32c_hw(benchmark::State& state) {
-  if (!crc32c_hardware_available()) {
-    state.SkipWithError("no SSE4.2");
-    return;
-  }
+void crc32c_throughput(benchmark::State& state, std::uint32_t (*fn)(std::uint32_t, const void*, std::size_t) noexcept,
+                       const char* label) {
   const auto data = random_bytes(static_cast<std::size_t>(state.range(0)));
   for (auto _ : state)
-    benchmark::DoNotOptimize(crc32c_extend_hardware(0, data.data(), data.size()));
+    benchmark::DoNotOptimize(fn(0, data.data(), data.size()));
   state.counters["bytes"] = static_cast<double>(data.size());
-  state.SetLabel("sse4.2");
+  state.SetLabel(label);
 }
 
-void crc32c_portable(benchmark::State& state) {
-  const auto data = random_bytes(static_cast<std::size_t>(state.range(0)));
-  for (auto _ : state)
-    benchmark::DoNotOptimize(crc32c_extend_portable(0, data.data(), data.size()));
-  state.counters["bytes"] = static_cast<double>(data.size());
-  state.SetLabel("slicing-by-8");
+void crc32c_hw(benchmark::State& state) {
+  if (!crc32c_hardware_available()) return state.SkipWithError("no SSE4.2");
+  crc32c_throughput(state, crc32c_extend_hardware, "sse4.2");
 }
+
+void crc32c_portable(benchmark::State& state) { crc32c_throughput(state, crc32c_extend_portable, "slicing-by-8"); }
 
 void crc32c_combine_256(benchmark::State& state) {
   std::uint32_t c = 0x12345678;

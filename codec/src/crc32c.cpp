@@ -87,7 +87,7 @@ __attribute__((target("sse4.2"))) std::uint32_t update_hw_serial(std::uint32_t c
 #endif
 
 // ---- GF(2) arithmetic modulo the CRC polynomial (reflected bit order) ----
-std::uint32_t multmodp(std::uint32_t a, std::uint32_t b) noexcept {
+constexpr std::uint32_t multmodp(std::uint32_t a, std::uint32_t b) noexcept {
   std::uint32_t m = 1u << 31, p = 0;
   for (;;) {
     if (a & m) {
@@ -101,23 +101,11 @@ std::uint32_t multmodp(std::uint32_t a, std::uint32_t b) noexcept {
 }
 
 struct x2n_table_t {
-  std::uint32_t v[32];
+  std::uint32_t v[32]; ///< v[n] = x^(2^n) mod P
   constexpr x2n_table_t() : v{} {
-    std::uint32_t p = 1u << 30; // x^1
-    v[0] = p;
-    for (int n = 1; n < 32; ++n) {
-      // p = p*p mod P, written out for constexpr
-      std::uint32_t a = p, b = p, m = 1u << 31, r = 0;
-      for (;;) {
-        if (a & m) {
-          r ^= b;
-          if ((a & (m - 1)) == 0) break;
-        }
-        m >>= 1;
-        b = (b & 1) ? (b >> 1) ^ poly : b >> 1;
-      }
-      v[n] = p = r;
-    }
+    v[0] = 1u << 30; // x^1
+    for (int n = 1; n < 32; ++n)
+      v[n] = multmodp(v[n - 1], v[n - 1]);
   }
 };
 constexpr x2n_table_t x2n_table{};
