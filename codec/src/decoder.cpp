@@ -195,7 +195,8 @@ batch_reader::batch_reader(decoder& dec, const message& batch) noexcept
       base_(batch.frame_size - static_cast<std::uint32_t>(batch.payload.size())) {}
 
 decode_status batch_reader::next(message& out) {
-  const frame_header h = read_header(p_); // layout validated by decoder::decode
+  if (done()) return {errc::truncated, base_}; // misuse: nothing left to read
+  const frame_header h = read_header(p_);      // layout validated by decoder::decode
   const inbound_pool::mark mark = dec_->pool_.save();
   decode_status s = dec_->decode_body(p_, h, base_, out);
   if (!s) {

@@ -122,3 +122,23 @@ TEST_SUITE("batch") {
     CHECK(read_header(buf.data()).priority == static_cast<std::uint8_t>(priority::high));
   }
 }
+
+TEST_SUITE("batch") {
+  TEST_CASE("reading past the last inner message is refused, not undefined") {
+    encoder enc;
+    std::vector<byte> buf(1024);
+    batch_builder b(enc, buf.data(), buf.size());
+    message m;
+    m.set_topic("t.one");
+    REQUIRE(b.add(m) == errc::ok);
+    const encode_result r = b.finish();
+    REQUIRE(r);
+    decoder dec;
+    message outer, inner;
+    REQUIRE(dec.decode(bytes_view(buf.data(), r.size), outer));
+    batch_reader br(dec, outer);
+    REQUIRE(br.next(inner));
+    CHECK(br.done());
+    CHECK(br.next(inner).code == errc::truncated);
+  }
+}

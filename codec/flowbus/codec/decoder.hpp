@@ -2,6 +2,9 @@
 // that direction's string pool). Every view it hands out points into the frame the caller passed
 // (or into the pool, which lives as long as the decoder): keep the frame alive while you use them.
 //
+// A decoded message's repeated fields refer to the decoder's pool: keep the decoder alive (and in
+// place) while they are used.
+//
 // It never reads outside the span it is given, never allocates except to grow the string pool
 // (bounded: defaults.hpp), and reports every defect as a typed errc with the byte offset.
 #pragma once
@@ -68,7 +71,7 @@ public:
   /// @pre `batch` was returned by dec.decode() and batch.type == msg_type::batch
   batch_reader(decoder& dec, const message& batch) noexcept;
   bool done() const noexcept { return p_ >= end_; }
-  /// Decodes the next inner message. @pre !done(). After an error, done() is true.
+  /// Decodes the next inner message (errc::truncated if done()). After an error, done() is true.
   decode_status next(message& out);
 
 private:
