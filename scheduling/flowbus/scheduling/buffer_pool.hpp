@@ -1,0 +1,66 @@
+// Size-class slab pools for buffer_ref. Each class (by default 256 B, 1 KiB, 4 KiB, 64 KiB) is one
+// slab mapped up front — huge pages when the kernel has them, bound to a NUMA node when asked —
+// with a lock-free free list (a Treiber stack of indices with an ABA tag). Acquire and the last
+// release are one CAS each, from any thread; nothing is allocated after construction.
+//
+// Exhaustion is explicit: try_acquire returns an empty buffer_ref and counts the miss; the caller
+// applies backpressure (or, with spill_to_larger, the next larger class serves). Memory stays
+// bounded by the slabs whatever the load.
+#pragma once
+
+#include <flowbus/scheduling/buffer.hpp>
+#include <flowbus/scheduling/numa.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <system_error>
+#include <vector>
+
+namespace flowbus::scheduling {
+
+namespace detail {
+struct size_class;
+}
+
+struct buffer_pool_options {
+  struct class_spec {
+    std::size_t capacity; ///< bytes of data per buffer
+    std::size_t count;    ///< buffers in the slab
+  };
+  std::vector<class_spec> classes = {{256, 8192}, {1024, 4096}, {4096, 1024}, {65536, 64}};
+  int node = -1;                ///< NUMA node for the slabs (-1: wherever first touched)
+  bool huge_pages = true;       ///< MAP_HUGETLB, else THP, else normal pages
+  bool spill_to_larger = false; ///< on exhaustion, serve from the next larger class
+};
+
+struct size_class_stats {
+  std::size_t capacity, count, free, exhausted;
+};
+
+class buffer_pool {
+public:
+  /// Maps the slabs. On failure (ec set) the pool is empty and every acquire fails.
+  buffer_pool(const buffer_pool_options& options, std::error_code& ec);
+  explicit buffer_pool(const buffer_pool_options& options = {});
+  /// @pre every buffer has been released (the slabs are unmapped).
+  ~buffer_pool();
+  buffer_pool(const buffer_pool&) = delete;
+  buffer_pool& operator=(const buffer_pool&) = delete;
+
+  /// A buffer of at least `size` bytes with size() == 0 and use_count() == 1, or an empty ref if
+  /// size is above the largest class or the class (and, with spill_to_larger, every larger one)
+  /// is exhausted. @threadsafe
+  buffer_ref try_acquire(std::size_t size) noexcept;
+
+  std::vector<size_class_stats> stats() const;
+  std::size_t largest_capacity() const noexcept;
+  page_kind pages() const noexcept { return pages_; }
+
+private:
+  void init(const buffer_pool_options& options, std::error_code& ec);
+  std::vector<std::unique_ptr<detail::size_class>> classes_;
+  bool spill_;
+  page_kind pages_ = page_kind::normal;
+};
+
+} // namespace flowbus::scheduling

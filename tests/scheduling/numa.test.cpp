@@ -1,0 +1,89 @@
+#include <flowbus/scheduling/numa.hpp>
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <ostream> // doctest prints std::error_code
+#include <sched.h>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace flowbus::scheduling;
+
+TEST_SUITE("numa") {
+
+  TEST_CASE("topology: at least one node, every usable CPU in exactly one node") {
+    const numa_topology t = numa_topology::detect();
+    REQUIRE(t.node_count() >= 1);
+    const std::vector<int> all = t.all_cpus();
+    CHECK(all.size() == static_cast<std::size_t>(std::thread::hardware_concurrency()));
+    for (int cpu : all)
+      CHECK(t.node_of_cpu(cpu) >= 0);
+    MESSAGE(t.describe());
+    CHECK(t.describe().find("node") != std::string::npos);
+  }
+
+  TEST_CASE("pinning a thread takes effect: affinity and the CPU it runs on") {
+    const std::vector<int> cpus = numa_topology::detect().all_cpus();
+    for (int cpu : cpus) {
+      std::thread t([cpu] {
+        REQUIRE_FALSE(pin_current_thread({cpu}));
+        CHECK(current_thread_affinity() == std::vector<int>{cpu});
+        for (int i = 0; i < 3; ++i)
+          std::this_thread::yield(); // migrate if we were elsewhere
+        CHECK(current_cpu() == cpu);
+      });
+      t.join();
+    }
+    std::thread t([&] {
+      CHECK(pin_current_thread({}) == std::errc::invalid_argument);
+      CHECK(pin_current_thread({-1}) == std::errc::invalid_argument);
+      CHECK(current_thread_affinity() == cpus); // a refused pin changes nothing
+    });
+    t.join();
+  }
+
+  TEST_CASE("mapped regions: zeroed, writable, huge or with a reported fallback, node-bound") {
+    std::error_code ec;
+    mapped_region r = mapped_region::map(3 * 1024 * 1024, true, 0, ec);
+    REQUIRE_FALSE(ec);
+    REQUIRE(r);
+    CHECK(r.size() >= 3 * 1024 * 1024);
+    MESSAGE("pages: ", std::string(to_string(r.pages())));
+    auto* p = static_cast<unsigned char*>(r.data());
+    CHECK(p[0] == 0);
+    CHECK(p[r.size() - 1] == 0);
+    p[12345] = 7;
+    CHECK(p[12345] == 7);
+    if (numa_topology::detect().numa_available) CHECK(r.node() == 0);
+    mapped_region moved = std::move(r);
+    CHECK_FALSE(r);
+    CHECK(moved.data() == p);
+    mapped_region small = mapped_region::map(100, false, -1, ec);
+    REQUIRE(small);
+    CHECK(small.pages() == page_kind::normal);
+    CHECK(small.size() == static_cast<std::size_t>(sysconf(_SC_PAGESIZE)));
+  }
+
+  TEST_CASE("mlockall either locks (VmLck grows) or names why not") {
+    // in a child: MCL_FUTURE would lock every later allocation of the test process
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      const std::error_code ec = lock_all_memory();
+      if (ec) _exit(ec == std::errc::operation_not_permitted || ec == std::errc::not_enough_memory ? 2 : 3);
+      std::ifstream status("/proc/self/status");
+      std::string line;
+      while (std::getline(status, line))
+        if (line.rfind("VmLck:", 0) == 0) _exit(std::stol(line.substr(6)) > 0 ? 0 : 4);
+      _exit(5);
+    }
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    REQUIRE(WIFEXITED(st));
+    MESSAGE("mlockall child exit: ", WEXITSTATUS(st), " (0 locked, 2 not permitted here)");
+    CHECK((WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 2));
+  }
+}
