@@ -84,6 +84,11 @@ TEST_SUITE("numa") {
     REQUIRE(waitpid(pid, &st, 0) == pid);
     REQUIRE(WIFEXITED(st));
     MESSAGE("mlockall child exit: ", WEXITSTATUS(st), " (0 locked, 2 not permitted here)");
+#ifdef FLOWBUS_SANITIZED
+    // ASan/TSan intercept mlockall as a successful no-op (their shadow memory cannot be locked)
+    CHECK((WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 2 || WEXITSTATUS(st) == 4));
+#else
     CHECK((WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 2));
+#endif
   }
 }

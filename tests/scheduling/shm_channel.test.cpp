@@ -19,7 +19,8 @@ using namespace flowbus::scheduling;
 namespace {
 std::vector<unsigned char> pattern(std::uint64_t seq, std::size_t size) {
   std::vector<unsigned char> v(size);
-  for (std::size_t i = 0; i < size; ++i) v[i] = static_cast<unsigned char>(seq * 31 + i);
+  for (std::size_t i = 0; i < size; ++i)
+    v[i] = static_cast<unsigned char>(seq * 31 + i);
   if (size >= 8) std::memcpy(v.data(), &seq, 8);
   return v;
 }
@@ -32,195 +33,196 @@ int wait_child(pid_t pid) {
 
 TEST_SUITE("shm_channel") {
 
-TEST_CASE("records of every size go through in order across many wrap-arounds") {
-  std::error_code ec;
-  shm_channel ch = shm_channel::create(4096, "", ec);
-  REQUIRE_FALSE(ec);
-  CHECK(ch.ring_capacity() == 4096);
-  shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
-  std::mt19937_64 rng(1);
-  std::uint64_t sent = 0, received = 0, bad = 0, bytes = 0;
-  for (int round = 0; round < 5000; ++round) {
-    for (int k = 0; k < 4; ++k) {
-      const std::size_t size = rng() % (a.max_message() + 1);
-      const auto msg = pattern(sent, size);
-      if (!a.try_write(msg.data(), msg.size())) break; // full: drain first
-      ++sent;
-      bytes += msg.size();
+  TEST_CASE("records of every size go through in order across many wrap-arounds") {
+    std::error_code ec;
+    shm_channel ch = shm_channel::create(4096, "", ec);
+    REQUIRE_FALSE(ec);
+    CHECK(ch.ring_capacity() == 4096);
+    shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
+    std::mt19937_64 rng(1);
+    std::uint64_t sent = 0, received = 0, bad = 0, bytes = 0;
+    for (int round = 0; round < 5000; ++round) {
+      for (int k = 0; k < 4; ++k) {
+        const std::size_t size = rng() % (a.max_message() + 1);
+        const auto msg = pattern(sent, size);
+        if (!a.try_write(msg.data(), msg.size())) break; // full: drain first
+        ++sent;
+        bytes += msg.size();
+      }
+      b.read(
+          [&](const unsigned char* p, std::size_t n) {
+            const auto expect = pattern(received, n);
+            bad += n >= 8 ? std::memcmp(p, expect.data(), n) != 0 : 0;
+            ++received;
+          },
+          static_cast<std::size_t>(rng() % 5));
     }
-    b.read(
-      [&](const unsigned char* p, std::size_t n) {
-        const auto expect = pattern(received, n);
-        bad += n >= 8 ? std::memcmp(p, expect.data(), n) != 0 : 0;
-        ++received;
-      },
-      static_cast<std::size_t>(rng() % 5));
+    b.read([&](const unsigned char*, std::size_t) { ++received; }, 1'000'000);
+    CHECK(bad == 0);
+    CHECK(received == sent);
+    CHECK(bytes / ch.ring_capacity() > 500); // hundreds of laps, so hundreds of wrap-arounds
   }
-  b.read([&](const unsigned char*, std::size_t) { ++received; }, 1'000'000);
-  CHECK(bad == 0);
-  CHECK(received == sent);
-  CHECK(bytes / ch.ring_capacity() > 500); // hundreds of laps, so hundreds of wrap-arounds
-}
 
-TEST_CASE("full, oversized and aborted claims") {
-  std::error_code ec;
-  shm_channel ch = shm_channel::create(4096, "", ec);
-  shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
-  CHECK(a.max_message() == 1024);
-  CHECK_FALSE(a.try_claim(1025));
-  std::vector<unsigned char> big(1024, 1);
-  int written = 0;
-  while (a.try_write(big.data(), big.size())) ++written;
-  CHECK(written == 3); // 4 x (8 + 1024) > 4096
-  CHECK(b.read([](const unsigned char*, std::size_t) {}, 1) == 1);
-  CHECK(a.try_write(big.data(), big.size())); // space came back
-  shm_claim c = a.try_claim(8);
-  REQUIRE_FALSE(c); // still full
-  b.read([](const unsigned char*, std::size_t) {}, 10);
-  c = a.try_claim(100);
-  REQUIRE(c);
-  std::memset(c.data, 0xEE, 100);
-  a.abort(c);
-  CHECK(a.try_write("after", 5));
-  std::string got;
-  CHECK(b.read([&](const unsigned char* p, std::size_t n) { got.assign(reinterpret_cast<const char*>(p), n); }, 10) ==
-        1);
-  CHECK(got == "after"); // the aborted record was skipped
-}
+  TEST_CASE("full, oversized and aborted claims") {
+    std::error_code ec;
+    shm_channel ch = shm_channel::create(4096, "", ec);
+    shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
+    CHECK(a.max_message() == 1024);
+    CHECK_FALSE(a.try_claim(1025));
+    std::vector<unsigned char> big(1024, 1);
+    int written = 0;
+    while (a.try_write(big.data(), big.size()))
+      ++written;
+    CHECK(written == 3); // 4 x (8 + 1024) > 4096
+    CHECK(b.read([](const unsigned char*, std::size_t) {}, 1) == 1);
+    CHECK(a.try_write(big.data(), big.size())); // space came back
+    shm_claim c = a.try_claim(8);
+    REQUIRE_FALSE(c); // still full
+    b.read([](const unsigned char*, std::size_t) {}, 10);
+    c = a.try_claim(100);
+    REQUIRE(c);
+    std::memset(c.data, 0xEE, 100);
+    a.abort(c);
+    CHECK(a.try_write("after", 5));
+    std::string got;
+    CHECK(b.read([&](const unsigned char* p, std::size_t n) { got.assign(reinterpret_cast<const char*>(p), n); }, 10) ==
+          1);
+    CHECK(got == "after"); // the aborted record was skipped
+  }
 
-TEST_CASE("two processes ping-pong through the channel") {
-  std::error_code ec;
-  shm_channel ch = shm_channel::create(64 * 1024, "", ec);
-  REQUIRE_FALSE(ec);
-  const int n = 20000;
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) { // child: echo everything back, +1 on the first byte
-    shm_endpoint e = ch.endpoint(shm_side::opener);
-    int echoed = 0;
-    while (echoed < n) {
-      e.read(
-        [&](const unsigned char* p, std::size_t len) {
-          std::vector<unsigned char> copy(p, p + len);
-          copy[0] = static_cast<unsigned char>(copy[0] + 1);
-          while (!e.try_write(copy.data(), copy.size())) {
-          }
-          ++echoed;
-        },
-        64);
+  TEST_CASE("two processes ping-pong through the channel") {
+    std::error_code ec;
+    shm_channel ch = shm_channel::create(64 * 1024, "", ec);
+    REQUIRE_FALSE(ec);
+    const int n = 20000;
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) { // child: echo everything back, +1 on the first byte
+      shm_endpoint e = ch.endpoint(shm_side::opener);
+      int echoed = 0;
+      while (echoed < n) {
+        e.read(
+            [&](const unsigned char* p, std::size_t len) {
+              std::vector<unsigned char> copy(p, p + len);
+              copy[0] = static_cast<unsigned char>(copy[0] + 1);
+              while (!e.try_write(copy.data(), copy.size())) {
+              }
+              ++echoed;
+            },
+            64);
+      }
+      _exit(0);
     }
-    _exit(0);
+    shm_endpoint e = ch.endpoint(shm_side::creator);
+    int ok = 0;
+    for (int i = 0; i < n; ++i) {
+      unsigned char msg[40];
+      std::memset(msg, i & 0x7F, sizeof msg);
+      REQUIRE(e.try_write(msg, sizeof msg));
+      bool got = false;
+      while (!got)
+        e.read(
+            [&](const unsigned char* p, std::size_t len) {
+              ok += len == 40 && p[0] == static_cast<unsigned char>((i & 0x7F) + 1) && p[39] == (i & 0x7F);
+              got = true;
+            },
+            1);
+    }
+    CHECK(wait_child(pid) == 0);
+    CHECK(ok == n);
   }
-  shm_endpoint e = ch.endpoint(shm_side::creator);
-  int ok = 0;
-  for (int i = 0; i < n; ++i) {
-    unsigned char msg[40];
-    std::memset(msg, i & 0x7F, sizeof msg);
-    REQUIRE(e.try_write(msg, sizeof msg));
-    bool got = false;
-    while (!got)
-      e.read(
-        [&](const unsigned char* p, std::size_t len) {
-          ok += len == 40 && p[0] == static_cast<unsigned char>((i & 0x7F) + 1) && p[39] == (i & 0x7F);
-          got = true;
-        },
-        1);
+
+  TEST_CASE("a producer that dies mid-write leaves nothing half-written; the peer is seen dead") {
+    std::error_code ec;
+    shm_channel ch = shm_channel::create(8192, "", ec);
+    shm_endpoint parent = ch.endpoint(shm_side::creator);
+    CHECK(parent.peer() == peer_status::never_attached);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      shm_endpoint e = ch.endpoint(shm_side::opener);
+      e.try_write("complete", 8);
+      shm_claim c = e.try_claim(500);
+      std::memset(c.data, 'X', 250); // half the bytes, no commit
+      _exit(0);                      // dies here
+    }
+    REQUIRE(wait_child(pid) == 0);
+    std::vector<std::string> got;
+    shm_read_status st;
+    parent.read([&](const unsigned char* p, std::size_t n) { got.emplace_back(reinterpret_cast<const char*>(p), n); },
+                10, &st);
+    CHECK(st == shm_read_status::ok);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0] == "complete");
+    CHECK(parent.peer() == peer_status::dead);
   }
-  CHECK(wait_child(pid) == 0);
-  CHECK(ok == n);
-}
 
-TEST_CASE("a producer that dies mid-write leaves nothing half-written; the peer is seen dead") {
-  std::error_code ec;
-  shm_channel ch = shm_channel::create(8192, "", ec);
-  shm_endpoint parent = ch.endpoint(shm_side::creator);
-  CHECK(parent.peer() == peer_status::never_attached);
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    shm_endpoint e = ch.endpoint(shm_side::opener);
-    e.try_write("complete", 8);
-    shm_claim c = e.try_claim(500);
-    std::memset(c.data, 'X', 250); // half the bytes, no commit
-    _exit(0);                       // dies here
+  TEST_CASE("another process finds the channel by name") {
+    const std::string name = "flowbus-test-" + std::to_string(getpid());
+    std::error_code ec;
+    shm_channel ch = shm_channel::create(4096, name, ec);
+    REQUIRE_FALSE(ec);
+    shm_channel dup = shm_channel::create(4096, name, ec);
+    CHECK(ec == std::errc::file_exists);
+    shm_endpoint e = ch.endpoint(shm_side::creator);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      std::error_code cec;
+      shm_channel mine = shm_channel::open(name, cec); // a fresh mapping, not the inherited one
+      if (cec) _exit(2);
+      shm_endpoint me = mine.endpoint(shm_side::opener);
+      me.try_write("hello from the child", 20);
+      for (int i = 0; i < 2000 && me.peer() != peer_status::alive; ++i)
+        usleep(1000);
+      _exit(me.peer() == peer_status::alive ? 0 : 3);
+    }
+    std::string got;
+    for (int i = 0; i < 5000 && got.empty(); ++i) {
+      e.read([&](const unsigned char* p, std::size_t n) { got.assign(reinterpret_cast<const char*>(p), n); }, 1);
+      if (got.empty()) usleep(200);
+    }
+    CHECK(wait_child(pid) == 0);
+    CHECK(got == "hello from the child");
+    shm_channel::unlink(name);
+    shm_channel gone = shm_channel::open(name, ec);
+    CHECK(ec == std::errc::no_such_file_or_directory);
   }
-  REQUIRE(wait_child(pid) == 0);
-  std::vector<std::string> got;
-  shm_read_status st;
-  parent.read([&](const unsigned char* p, std::size_t n) { got.emplace_back(reinterpret_cast<const char*>(p), n); },
-              10, &st);
-  CHECK(st == shm_read_status::ok);
-  REQUIRE(got.size() == 1);
-  CHECK(got[0] == "complete");
-  CHECK(parent.peer() == peer_status::dead);
-}
 
-TEST_CASE("another process finds the channel by name") {
-  const std::string name = "flowbus-test-" + std::to_string(getpid());
-  std::error_code ec;
-  shm_channel ch = shm_channel::create(4096, name, ec);
-  REQUIRE_FALSE(ec);
-  shm_channel dup = shm_channel::create(4096, name, ec);
-  CHECK(ec == std::errc::file_exists);
-  shm_endpoint e = ch.endpoint(shm_side::creator);
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    std::error_code cec;
-    shm_channel mine = shm_channel::open(name, cec); // a fresh mapping, not the inherited one
-    if (cec) _exit(2);
-    shm_endpoint me = mine.endpoint(shm_side::opener);
-    me.try_write("hello from the child", 20);
-    for (int i = 0; i < 2000 && me.peer() != peer_status::alive; ++i) usleep(1000);
-    _exit(me.peer() == peer_status::alive ? 0 : 3);
+  TEST_CASE("a damaged ring is reported, not followed; a foreign region is refused") {
+    std::error_code ec;
+    shm_channel ch = shm_channel::create(4096, "", ec);
+    shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
+    REQUIRE(a.try_write("ok", 2));
+    shm_claim c = a.try_claim(16);
+    REQUIRE(c);
+    std::uint64_t evil = (std::uint64_t{0xFFFFFF} << 32) | 1; // a data record longer than the ring
+    std::memcpy(c.data - 8, &evil, 8);
+    int n = 0;
+    shm_read_status st;
+    b.read([&](const unsigned char*, std::size_t) { ++n; }, 10, &st);
+    CHECK(n == 1);
+    CHECK(st == shm_read_status::corrupt);
+
+    char path[] = "/tmp/flowbus-notshm-XXXXXX";
+    const int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    unlink(path);
+    REQUIRE(ftruncate(fd, 8192) == 0);
+    shm_channel foreign = shm_channel::open_fd(fd, ec);
+    CHECK(ec == std::errc::protocol_error);
+    CHECK_FALSE(foreign);
+    close(fd);
   }
-  std::string got;
-  for (int i = 0; i < 5000 && got.empty(); ++i) {
-    e.read([&](const unsigned char* p, std::size_t n) { got.assign(reinterpret_cast<const char*>(p), n); }, 1);
-    if (got.empty()) usleep(200);
+
+  TEST_CASE("liveness: heartbeats keep a peer alive; silence makes it stale") {
+    std::error_code ec;
+    shm_channel ch = shm_channel::create(4096, "", ec);
+    shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
+    CHECK(a.peer(std::chrono::hours(1)) == peer_status::alive);
+    usleep(5000);
+    CHECK(a.peer(std::chrono::milliseconds(1)) == peer_status::stale);
+    b.heartbeat();
+    CHECK(a.peer(std::chrono::milliseconds(1000)) == peer_status::alive);
   }
-  CHECK(wait_child(pid) == 0);
-  CHECK(got == "hello from the child");
-  shm_channel::unlink(name);
-  shm_channel gone = shm_channel::open(name, ec);
-  CHECK(ec == std::errc::no_such_file_or_directory);
-}
-
-TEST_CASE("a damaged ring is reported, not followed; a foreign region is refused") {
-  std::error_code ec;
-  shm_channel ch = shm_channel::create(4096, "", ec);
-  shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
-  REQUIRE(a.try_write("ok", 2));
-  shm_claim c = a.try_claim(16);
-  REQUIRE(c);
-  std::uint64_t evil = (std::uint64_t{0xFFFFFF} << 32) | 1; // a data record longer than the ring
-  std::memcpy(c.data - 8, &evil, 8);
-  int n = 0;
-  shm_read_status st;
-  b.read([&](const unsigned char*, std::size_t) { ++n; }, 10, &st);
-  CHECK(n == 1);
-  CHECK(st == shm_read_status::corrupt);
-
-  char path[] = "/tmp/flowbus-notshm-XXXXXX";
-  const int fd = mkstemp(path);
-  REQUIRE(fd >= 0);
-  unlink(path);
-  REQUIRE(ftruncate(fd, 8192) == 0);
-  shm_channel foreign = shm_channel::open_fd(fd, ec);
-  CHECK(ec == std::errc::protocol_error);
-  CHECK_FALSE(foreign);
-  close(fd);
-}
-
-TEST_CASE("liveness: heartbeats keep a peer alive; silence makes it stale") {
-  std::error_code ec;
-  shm_channel ch = shm_channel::create(4096, "", ec);
-  shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
-  CHECK(a.peer(std::chrono::hours(1)) == peer_status::alive);
-  usleep(5000);
-  CHECK(a.peer(std::chrono::milliseconds(1)) == peer_status::stale);
-  b.heartbeat();
-  CHECK(a.peer(std::chrono::milliseconds(1000)) == peer_status::alive);
-}
-
 }

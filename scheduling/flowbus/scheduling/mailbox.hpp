@@ -5,13 +5,18 @@
 // In the steady state under load there is no doorbell at all: the consumer stays active and
 // keeps draining.
 //
-// Why no wake-up is lost. Two shared facts: "the queue holds an element" (Q) and "the consumer
-// is idle" (I). A producer makes Q true, then reads I. A going-idle consumer makes I true, then
-// reads Q. With a seq_cst fence between each side's write and read (a Dekker pattern), at least
-// one side sees the other's write: either the producer sees I and rings, or the consumer sees Q
-// and resumes. When both see it, idle_.exchange(false) lets exactly one of them win, so the
-// consumer is never woken twice for one idle period and never left idle over a non-empty queue.
-// (Release/acquire alone would allow both reads to miss: store-load reordering.)
+// Why no wake-up is lost. Producers and consumer share one atomic word: the number of elements
+// *announced* (each push increments it after the element is in the queue) and an IDLE bit. All
+// changes to it are read-modify-writes, so they form one total order (no fences, no Dekker
+// reasoning; ThreadSanitizer checks it as written).
+//  - A producer's increment that finds IDLE set must wake the consumer; fetch_and(~IDLE) picks
+//    exactly one producer to ring, so one idle period gets one doorbell.
+//  - The consumer may set IDLE only by a CAS from a value whose announced count it has consumed
+//    (announced <= consumed). If the CAS fails, or more was announced, it drains again: anything
+//    announced is already visible in the queue (push happens-before announce).
+//  - So an element is either announced before the consumer's CAS (the consumer sees the count and
+//    drains it) or after (the announcing producer finds IDLE and rings). An element the consumer
+//    took before its announcement arrived only costs one spurious, empty drain.
 //
 // @threadsafe try_push: the producers the Queue allows (spsc_ring: one; mpsc_queue: any).
 //             drain: the consumer only, after a doorbell or after drain reported `more`.
@@ -47,40 +52,49 @@ public:
 
   template <class... Args> push_result try_push(Args&&... args) noexcept {
     if (!queue_.try_emplace(std::forward<Args>(args)...)) return push_result::full;
-    std::atomic_thread_fence(std::memory_order_seq_cst); // Q written before I is read (see top)
-    if (idle_.load(std::memory_order_relaxed) && idle_.exchange(false, std::memory_order_acquire)) {
+    // acq_rel: release publishes the element to whoever reads this count; see the top of the file
+    const std::uint64_t before = state_.fetch_add(1, std::memory_order_acq_rel);
+    if ((before & idle_bit) && (state_.fetch_and(~idle_bit, std::memory_order_acq_rel) & idle_bit)) {
       ring_(context_);
       return push_result::woke;
     }
     return push_result::ok;
   }
 
-  /// Handles up to `max` elements with f(T&&). When the queue runs dry the consumer goes idle and
-  /// the next push rings again; when `max` is reached first, result.more asks for another drain.
+  /// Handles up to `max` (> 0) elements with f(T&&). When everything announced has been handled
+  /// the consumer goes idle and the next push rings; when `max` is reached first, result.more
+  /// asks for another drain.
   template <class F> drain_result drain(F&& f, std::size_t max) {
     drain_result r;
     for (;;) {
-      r.count += queue_.drain(f, max - r.count);
+      const std::size_t n = queue_.drain(f, max - r.count);
+      r.count += n;
+      consumed_ += n;
       if (r.count == max) {
         r.more = true; // still active: yield to other actors, come back
         return r;
       }
-      idle_.store(true, std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_seq_cst); // I written before Q is read (see top)
-      if (queue_.empty() || !idle_.exchange(false, std::memory_order_acquire)) return r; // idle, or a producer rang
-      // a push raced with going idle and we took the active role back: keep draining
+      std::uint64_t s = state_.load(std::memory_order_acquire);
+      while ((s & ~idle_bit) <= consumed_) { // nothing announced that we have not handled
+        if (state_.compare_exchange_weak(s, s | idle_bit, std::memory_order_acq_rel, std::memory_order_acquire))
+          return r; // idle: the next announcement rings
+      }
+      // more was announced while we were draining: those elements are in the queue, go on
     }
   }
 
   /// Whether the consumer is idle (waiting for a doorbell). A snapshot, for tests and metrics.
-  bool idle() const noexcept { return idle_.load(std::memory_order_acquire); }
+  bool idle() const noexcept { return (state_.load(std::memory_order_acquire) & idle_bit) != 0; }
   Queue& queue() noexcept { return queue_; }
 
 private:
+  static constexpr std::uint64_t idle_bit = std::uint64_t{1} << 63;
+
   Queue queue_;
   doorbell_fn ring_;
   void* context_;
-  alignas(false_sharing_range) std::atomic<bool> idle_{true};
+  std::uint64_t consumed_ = 0;                                              ///< consumer only
+  alignas(false_sharing_range) std::atomic<std::uint64_t> state_{idle_bit}; ///< announced count | IDLE
 };
 
 template <class T> using spsc_mailbox = mailbox<spsc_ring<T>>;

@@ -1,0 +1,383 @@
+// Hot-path harness (issue 3): everything in one run, side by side, so ratios hold on a noisy box.
+//
+//   spsc_pingpong        two threads pinned to different CPUs, one SPSC ring each way
+//   caf_pingpong         two CAF event-based actors (the baseline the hot path must beat)
+//   mutex_cv_pingpong    two threads, a mutex + condition variable queue each way
+//   shm_pingpong         two processes (fork), the shared-memory channel
+//   spsc_throughput      one producer -> one consumer, batches of 32
+//   mpsc_2p_throughput   two producers -> one consumer
+//   pool_acquire_release one thread, 256-byte class
+//
+// Round trips are timed one by one (steady_clock) into the HDR histogram: p50/p99 etc. in ns.
+// Each benchmark runs --runs times (default 5); the JSON line gives the median run (by p50 or by
+// rate) and the spread of that figure across runs.
+#include <flowbus/scheduling/buffer_pool.hpp>
+#include <flowbus/scheduling/histogram.hpp>
+#include <flowbus/scheduling/mpsc_queue.hpp>
+#include <flowbus/scheduling/numa.hpp>
+#include <flowbus/scheduling/shm_channel.hpp>
+#include <flowbus/scheduling/spsc_ring.hpp>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/atom.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+using namespace flowbus::scheduling;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clk::now().time_since_epoch()).count());
+}
+
+int cpu_a = 0, cpu_b = 1; // the two CPUs the ping-pong sides are pinned to
+
+void pin(int cpu) { (void)pin_current_thread({cpu}); }
+
+struct run_result {
+  histogram h;     // latency benches
+  double rate = 0; // throughput benches: items per second
+  double ns_per_op = 0;
+};
+
+// ---------------------------------------------------------------- ping-pongs
+
+run_result spsc_pingpong(std::size_t n) {
+  spsc_ring<std::uint64_t> ping(1024), pong(1024);
+  std::atomic<bool> go{false};
+  std::thread echo([&] {
+    pin(cpu_b);
+    go = true;
+    std::uint64_t v;
+    for (std::size_t i = 0; i < n; ++i) {
+      while (!ping.try_pop(v))
+        cpu_relax();
+      while (!pong.try_push(v))
+        cpu_relax();
+    }
+  });
+  pin(cpu_a);
+  while (!go)
+    cpu_relax();
+  run_result r;
+  std::uint64_t v;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t t0 = now_ns();
+    while (!ping.try_push(i))
+      cpu_relax();
+    while (!pong.try_pop(v))
+      cpu_relax();
+    r.h.record(now_ns() - t0);
+  }
+  echo.join();
+  return r;
+}
+
+run_result mutex_cv_pingpong(std::size_t n) {
+  struct chan {
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<std::uint64_t> q;
+    void put(std::uint64_t v) {
+      {
+        std::lock_guard<std::mutex> g(m);
+        q.push_back(v);
+      }
+      cv.notify_one();
+    }
+    std::uint64_t take() {
+      std::unique_lock<std::mutex> g(m);
+      cv.wait(g, [&] { return !q.empty(); });
+      const std::uint64_t v = q.front();
+      q.pop_front();
+      return v;
+    }
+  } ping, pong;
+  std::thread echo([&] {
+    pin(cpu_b);
+    for (std::size_t i = 0; i < n; ++i)
+      pong.put(ping.take());
+  });
+  pin(cpu_a);
+  run_result r;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t t0 = now_ns();
+    ping.put(i);
+    (void)pong.take();
+    r.h.record(now_ns() - t0);
+  }
+  echo.join();
+  return r;
+}
+
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
+using pong_atom = caf::atom_constant<caf::atom("pong")>;
+
+caf::behavior caf_ponger(caf::event_based_actor* self) {
+  return {[=](ping_atom, std::uint64_t t) {
+    self->send(caf::actor_cast<caf::actor>(self->current_sender()), pong_atom::value, t);
+  }};
+}
+
+struct pinger_state {
+  std::size_t left = 0;
+};
+caf::behavior caf_pinger(caf::stateful_actor<pinger_state>* self, caf::actor peer, std::size_t n, histogram* h,
+                         std::promise<void>* done) {
+  self->state.left = n;
+  self->send(peer, ping_atom::value, now_ns());
+  return {[=](pong_atom, std::uint64_t t) {
+    h->record(now_ns() - t);
+    if (--self->state.left == 0) {
+      done->set_value();
+      self->quit();
+      return;
+    }
+    self->send(peer, ping_atom::value, now_ns());
+  }};
+}
+
+run_result caf_pingpong(std::size_t n, const char* policy) {
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.policy", caf::atom_from_string(policy));
+  cfg.set("scheduler.max-threads", 2); // sized to this machine (CAF's default would be 4)
+  run_result r;
+  {
+    caf::actor_system sys{cfg};
+    std::promise<void> done;
+    auto ponger = sys.spawn(caf_ponger);
+    sys.spawn(caf_pinger, ponger, n, &r.h, &done);
+    done.get_future().wait();
+    caf::anon_send_exit(ponger, caf::exit_reason::user_shutdown);
+  }
+  return r;
+}
+
+run_result shm_pingpong(std::size_t n) {
+  std::error_code ec;
+  shm_channel ch = shm_channel::create(64 * 1024, "", ec);
+  if (ec) {
+    std::fprintf(stderr, "shm: %s\n", ec.message().c_str());
+    return {};
+  }
+  const pid_t pid = fork();
+  if (pid == 0) {
+    pin(cpu_b);
+    shm_endpoint e = ch.endpoint(shm_side::opener);
+    std::size_t echoed = 0;
+    while (echoed < n)
+      echoed += e.read(
+          [&](const unsigned char* p, std::size_t len) {
+            while (!e.try_write(p, len))
+              cpu_relax();
+          },
+          16);
+    _exit(0);
+  }
+  pin(cpu_a);
+  shm_endpoint e = ch.endpoint(shm_side::creator);
+  run_result r;
+  unsigned char msg[64] = {};
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint64_t t0 = now_ns();
+    std::memcpy(msg, &i, 8);
+    while (!e.try_write(msg, sizeof msg))
+      cpu_relax();
+    while (e.read([](const unsigned char*, std::size_t) {}, 1) == 0)
+      cpu_relax();
+    r.h.record(now_ns() - t0);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+  return r;
+}
+
+// ---------------------------------------------------------------- throughput
+
+run_result spsc_throughput(std::size_t n) {
+  spsc_ring<std::uint64_t> ring(4096);
+  std::atomic<bool> go{false};
+  std::uint64_t sum = 0;
+  std::thread consumer([&] {
+    pin(cpu_b);
+    go = true;
+    std::size_t got = 0;
+    while (got < n)
+      got += ring.drain([&](std::uint64_t&& v) { sum += v; }, 256);
+  });
+  pin(cpu_a);
+  while (!go)
+    cpu_relax();
+  const auto t0 = clk::now();
+  std::uint64_t batch[32];
+  for (std::size_t i = 0; i < n;) {
+    const std::size_t k = std::min<std::size_t>(32, n - i);
+    for (std::size_t j = 0; j < k; ++j)
+      batch[j] = i + j;
+    i += ring.try_push_n(batch, k);
+  }
+  consumer.join();
+  const double s = std::chrono::duration<double>(clk::now() - t0).count();
+  run_result r;
+  r.rate = static_cast<double>(n) / s;
+  r.ns_per_op = s * 1e9 / static_cast<double>(n);
+  if (sum != static_cast<std::uint64_t>(n) * (n - 1) / 2) std::fprintf(stderr, "spsc_throughput: lost items\n");
+  return r;
+}
+
+run_result mpsc_2p_throughput(std::size_t n) {
+  mpsc_queue<std::uint64_t> q(4096);
+  std::atomic<int> ready{0};
+  auto produce = [&](int cpu) {
+    pin(cpu);
+    ready.fetch_add(1);
+    while (ready.load() < 3)
+      cpu_relax();
+    for (std::size_t i = 0; i < n / 2;)
+      if (q.try_push(i))
+        ++i;
+      else
+        cpu_relax();
+  };
+  std::thread p1(produce, cpu_a), p2(produce, cpu_b);
+  pin(cpu_b);
+  ready.fetch_add(1);
+  while (ready.load() < 3)
+    cpu_relax();
+  const auto t0 = clk::now();
+  std::size_t got = 0;
+  while (got < n / 2 * 2) {
+    const std::size_t k = q.drain([](std::uint64_t&&) {}, 256);
+    if (k == 0) std::this_thread::yield(); // three threads on two CPUs: let a producer run
+    got += k;
+  }
+  p1.join();
+  p2.join();
+  const double s = std::chrono::duration<double>(clk::now() - t0).count();
+  run_result r;
+  r.rate = static_cast<double>(got) / s;
+  r.ns_per_op = s * 1e9 / static_cast<double>(got);
+  return r;
+}
+
+run_result pool_acquire_release(std::size_t n) {
+  buffer_pool pool;
+  pin(cpu_a);
+  const auto t0 = clk::now();
+  std::size_t ok = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    buffer_ref b = pool.try_acquire(200);
+    ok += static_cast<bool>(b);
+  } // released at the end of each iteration
+  const double s = std::chrono::duration<double>(clk::now() - t0).count();
+  run_result r;
+  r.ns_per_op = s * 1e9 / static_cast<double>(n);
+  r.rate = static_cast<double>(n) / s;
+  if (ok != n) std::fprintf(stderr, "pool: %zu of %zu acquired\n", ok, n);
+  return r;
+}
+
+// ---------------------------------------------------------------- driver
+
+struct bench {
+  std::string name;
+  bool latency;
+  std::function<run_result()> fn;
+};
+
+} // namespace
+
+int main(int argc, char** argv) {
+  int runs = 5;
+  std::size_t scale = 1;
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--runs" && i + 1 < argc)
+      runs = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--quick")
+      scale = 10;
+    else if (a == "--only" && i + 1 < argc)
+      only = argv[++i];
+    else if (a == "--cpus" && i + 2 < argc) {
+      cpu_a = std::atoi(argv[++i]);
+      cpu_b = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: %s [--runs N] [--quick] [--only NAME] [--cpus A B]\n", argv[0]);
+      return 2;
+    }
+  }
+  const numa_topology topo = numa_topology::detect();
+  std::fprintf(stderr, "# %s; ping-pong sides pinned to CPUs %d and %d; %d runs each\n", topo.describe().c_str(), cpu_a,
+               cpu_b, runs);
+  const std::size_t rt = 200'000 / scale, items = 20'000'000 / scale;
+  const std::vector<bench> benches = {
+      {"spsc_pingpong", true, [&] { return spsc_pingpong(rt); }},
+      {"caf_pingpong", true, [&] { return caf_pingpong(rt, "stealing"); }},
+      {"caf_pingpong_sharing", true, [&] { return caf_pingpong(rt, "sharing"); }},
+      {"mutex_cv_pingpong", true, [&] { return mutex_cv_pingpong(rt / 4); }},
+      {"shm_pingpong", true, [&] { return shm_pingpong(rt); }},
+      {"spsc_throughput", false, [&] { return spsc_throughput(items); }},
+      {"mpsc_2p_throughput", false, [&] { return mpsc_2p_throughput(items / 4); }},
+      {"pool_acquire_release", false, [&] { return pool_acquire_release(items); }},
+  };
+  std::vector<std::pair<std::string, double>> p50s;
+  for (const bench& b : benches) {
+    if (!only.empty() && b.name.find(only) == std::string::npos) continue;
+    std::vector<run_result> results;
+    std::vector<double> key;
+    for (int r = 0; r < runs; ++r) {
+      results.push_back(b.fn());
+      key.push_back(b.latency ? static_cast<double>(results.back().h.percentile(50)) : results.back().ns_per_op);
+    }
+    // the median run by its key figure, with the spread of that figure
+    std::vector<std::size_t> order(results.size());
+    for (std::size_t i = 0; i < order.size(); ++i)
+      order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return key[x] < key[y]; });
+    const run_result& med = results[order[order.size() / 2]];
+    const double lo = key[order.front()], hi = key[order.back()];
+    if (b.latency) {
+      std::printf("{\"bench\":\"%s\",%s,\"p50_ns_min\":%.0f,\"p50_ns_max\":%.0f,\"runs\":%d}\n", b.name.c_str(),
+                  med.h.json_fields("ns").c_str(), lo, hi, runs);
+      p50s.emplace_back(b.name, static_cast<double>(med.h.percentile(50)));
+    } else {
+      std::printf("{\"bench\":\"%s\",\"msgs_per_s\":%.0f,\"ns_per_op\":%.2f,\"ns_per_op_min\":%.2f,"
+                  "\"ns_per_op_max\":%.2f,\"runs\":%d}\n",
+                  b.name.c_str(), med.rate, med.ns_per_op, lo, hi, runs);
+    }
+    std::fflush(stdout);
+  }
+  auto p50 = [&](const char* n) {
+    for (auto& [k, v] : p50s)
+      if (k == n) return v;
+    return 0.0;
+  };
+  if (p50("spsc_pingpong") > 0 && p50("caf_pingpong") > 0)
+    std::printf("{\"bench\":\"caf_over_spsc_pingpong_p50\",\"ratio\":%.2f}\n",
+                p50("caf_pingpong") / p50("spsc_pingpong"));
+  if (p50("spsc_pingpong") > 0 && p50("mutex_cv_pingpong") > 0)
+    std::printf("{\"bench\":\"mutex_cv_over_spsc_pingpong_p50\",\"ratio\":%.2f}\n",
+                p50("mutex_cv_pingpong") / p50("spsc_pingpong"));
+  return 0;
+}
