@@ -8,9 +8,15 @@
 //   mpsc_2p_throughput   two producers -> one consumer
 //   pool_acquire_release one thread, 256-byte class
 //
+//   cacheline_pingpong   the floor: one atomic bounced between the two CPUs (no queue at all)
+//   caf_thread_actor_pingpong  a spinning thread sends to a CAF actor (anon_send), the actor
+//                        answers through an SPSC ring: CAF's mailbox + scheduler wake-up, the
+//                        path an I/O thread would take into an actor without flowbus's rings
+//
 // Round trips are timed one by one (steady_clock) into the HDR histogram: p50/p99 etc. in ns.
-// Each benchmark runs --runs times (default 5); the JSON line gives the median run (by p50 or by
-// rate) and the spread of that figure across runs.
+// --runs rounds (default 5) each run every benchmark once; a JSON line gives the median round's
+// figures (by p50 or by rate) with the spread across rounds, and ratio lines compare p50s within
+// each round (median and range): this VM's cross-CPU latency changes from minute to minute.
 #include <flowbus/scheduling/buffer_pool.hpp>
 #include <flowbus/scheduling/histogram.hpp>
 #include <flowbus/scheduling/mpsc_queue.hpp>
@@ -86,6 +92,30 @@ run_result spsc_pingpong(std::size_t n) {
     while (!ping.try_push(i))
       cpu_relax();
     while (!pong.try_pop(v))
+      cpu_relax();
+    r.h.record(now_ns() - t0);
+  }
+  echo.join();
+  return r;
+}
+
+run_result cacheline_pingpong(std::size_t n) {
+  alignas(false_sharing_range) std::atomic<std::uint64_t> a{0};
+  alignas(false_sharing_range) std::atomic<std::uint64_t> b{0};
+  std::thread echo([&] {
+    pin(cpu_b);
+    for (std::uint64_t i = 1; i <= n; ++i) {
+      while (a.load(std::memory_order_acquire) != i)
+        cpu_relax();
+      b.store(i, std::memory_order_release);
+    }
+  });
+  pin(cpu_a);
+  run_result r;
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    const std::uint64_t t0 = now_ns();
+    a.store(i, std::memory_order_release);
+    while (b.load(std::memory_order_acquire) != i)
       cpu_relax();
     r.h.record(now_ns() - t0);
   }
@@ -173,6 +203,36 @@ run_result caf_pingpong(std::size_t n, const char* policy) {
   return r;
 }
 
+caf::behavior caf_ring_echo(caf::event_based_actor*, spsc_ring<std::uint64_t>* back) {
+  return {[=](ping_atom, std::uint64_t t) {
+    while (!back->try_push(t))
+      cpu_relax();
+  }};
+}
+
+run_result caf_thread_actor_pingpong(std::size_t n, const char* policy) {
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.policy", caf::atom_from_string(policy));
+  cfg.set("scheduler.max-threads", 2);
+  run_result r;
+  spsc_ring<std::uint64_t> back(1024);
+  {
+    caf::actor_system sys{cfg};
+    auto echo = sys.spawn(caf_ring_echo, &back);
+    pin(cpu_a);
+    std::uint64_t v;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint64_t t0 = now_ns();
+      caf::anon_send(echo, ping_atom::value, t0);
+      while (!back.try_pop(v))
+        cpu_relax();
+      r.h.record(now_ns() - t0);
+    }
+    caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
+  }
+  return r;
+}
+
 run_result shm_pingpong(std::size_t n) {
   std::error_code ec;
   shm_channel ch = shm_channel::create(64 * 1024, "", ec);
@@ -246,29 +306,31 @@ run_result spsc_throughput(std::size_t n) {
 }
 
 run_result mpsc_2p_throughput(std::size_t n) {
+  // Three threads on two CPUs: a producer per CPU, the consumer wherever the OS puts it. Everyone
+  // yields when blocked (full / empty), or a spinner would starve the thread sharing its CPU.
   mpsc_queue<std::uint64_t> q(4096);
   std::atomic<int> ready{0};
   auto produce = [&](int cpu) {
     pin(cpu);
     ready.fetch_add(1);
     while (ready.load() < 3)
-      cpu_relax();
+      std::this_thread::yield();
     for (std::size_t i = 0; i < n / 2;)
       if (q.try_push(i))
         ++i;
       else
-        cpu_relax();
+        std::this_thread::yield();
   };
   std::thread p1(produce, cpu_a), p2(produce, cpu_b);
-  pin(cpu_b);
+  (void)pin_current_thread({cpu_a, cpu_b});
   ready.fetch_add(1);
   while (ready.load() < 3)
-    cpu_relax();
+    std::this_thread::yield();
   const auto t0 = clk::now();
   std::size_t got = 0;
   while (got < n / 2 * 2) {
-    const std::size_t k = q.drain([](std::uint64_t&&) {}, 256);
-    if (k == 0) std::this_thread::yield(); // three threads on two CPUs: let a producer run
+    const std::size_t k = q.drain([](std::uint64_t&&) {}, 1024);
+    if (k == 0) std::this_thread::yield();
     got += k;
   }
   p1.join();
@@ -332,52 +394,70 @@ int main(int argc, char** argv) {
                cpu_b, runs);
   const std::size_t rt = 200'000 / scale, items = 20'000'000 / scale;
   const std::vector<bench> benches = {
+      {"cacheline_pingpong", true, [&] { return cacheline_pingpong(rt); }},
       {"spsc_pingpong", true, [&] { return spsc_pingpong(rt); }},
       {"caf_pingpong", true, [&] { return caf_pingpong(rt, "stealing"); }},
       {"caf_pingpong_sharing", true, [&] { return caf_pingpong(rt, "sharing"); }},
+      {"caf_thread_actor_pingpong", true, [&] { return caf_thread_actor_pingpong(rt / 4, "stealing"); }},
+      {"caf_thread_actor_pingpong_sharing", true, [&] { return caf_thread_actor_pingpong(rt / 4, "sharing"); }},
       {"mutex_cv_pingpong", true, [&] { return mutex_cv_pingpong(rt / 4); }},
       {"shm_pingpong", true, [&] { return shm_pingpong(rt); }},
       {"spsc_throughput", false, [&] { return spsc_throughput(items); }},
       {"mpsc_2p_throughput", false, [&] { return mpsc_2p_throughput(items / 4); }},
       {"pool_acquire_release", false, [&] { return pool_acquire_release(items); }},
   };
-  std::vector<std::pair<std::string, double>> p50s;
-  for (const bench& b : benches) {
-    if (!only.empty() && b.name.find(only) == std::string::npos) continue;
-    std::vector<run_result> results;
-    std::vector<double> key;
-    for (int r = 0; r < runs; ++r) {
-      results.push_back(b.fn());
-      key.push_back(b.latency ? static_cast<double>(results.back().h.percentile(50)) : results.back().ns_per_op);
-    }
-    // the median run by its key figure, with the spread of that figure
-    std::vector<std::size_t> order(results.size());
-    for (std::size_t i = 0; i < order.size(); ++i)
-      order[i] = i;
-    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return key[x] < key[y]; });
-    const run_result& med = results[order[order.size() / 2]];
-    const double lo = key[order.front()], hi = key[order.back()];
-    if (b.latency) {
+  // Rounds: every benchmark once per round, so the ratios computed inside a round compare runs
+  // made under the same conditions (this VM's cross-CPU latency changes from minute to minute).
+  std::vector<std::vector<run_result>> results(benches.size());
+  std::vector<bool> selected(benches.size());
+  for (std::size_t i = 0; i < benches.size(); ++i)
+    selected[i] = only.empty() || benches[i].name.find(only) != std::string::npos;
+  for (int r = 0; r < runs; ++r)
+    for (std::size_t i = 0; i < benches.size(); ++i)
+      if (selected[i]) results[i].push_back(benches[i].fn());
+
+  auto key = [&](std::size_t i, std::size_t r) {
+    return benches[i].latency ? static_cast<double>(results[i][r].h.percentile(50)) : results[i][r].ns_per_op;
+  };
+  for (std::size_t i = 0; i < benches.size(); ++i) {
+    if (!selected[i]) continue;
+    const bench& b = benches[i];
+    std::vector<std::size_t> order(results[i].size());
+    for (std::size_t r = 0; r < order.size(); ++r)
+      order[r] = r;
+    std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) { return key(i, x) < key(i, y); });
+    const run_result& med = results[i][order[order.size() / 2]]; // the median run by its key figure
+    const double lo = key(i, order.front()), hi = key(i, order.back());
+    if (b.latency)
       std::printf("{\"bench\":\"%s\",%s,\"p50_ns_min\":%.0f,\"p50_ns_max\":%.0f,\"runs\":%d}\n", b.name.c_str(),
                   med.h.json_fields("ns").c_str(), lo, hi, runs);
-      p50s.emplace_back(b.name, static_cast<double>(med.h.percentile(50)));
-    } else {
+    else
       std::printf("{\"bench\":\"%s\",\"msgs_per_s\":%.0f,\"ns_per_op\":%.2f,\"ns_per_op_min\":%.2f,"
                   "\"ns_per_op_max\":%.2f,\"runs\":%d}\n",
                   b.name.c_str(), med.rate, med.ns_per_op, lo, hi, runs);
-    }
     std::fflush(stdout);
   }
-  auto p50 = [&](const char* n) {
-    for (auto& [k, v] : p50s)
-      if (k == n) return v;
-    return 0.0;
+  // p50 ratios per round, then their median and range
+  auto index_of = [&](const char* n) {
+    for (std::size_t i = 0; i < benches.size(); ++i)
+      if (benches[i].name == n && selected[i]) return static_cast<int>(i);
+    return -1;
   };
-  if (p50("spsc_pingpong") > 0 && p50("caf_pingpong") > 0)
-    std::printf("{\"bench\":\"caf_over_spsc_pingpong_p50\",\"ratio\":%.2f}\n",
-                p50("caf_pingpong") / p50("spsc_pingpong"));
-  if (p50("spsc_pingpong") > 0 && p50("mutex_cv_pingpong") > 0)
-    std::printf("{\"bench\":\"mutex_cv_over_spsc_pingpong_p50\",\"ratio\":%.2f}\n",
-                p50("mutex_cv_pingpong") / p50("spsc_pingpong"));
+  auto ratio = [&](const char* name, const char* num, const char* den) {
+    const int a = index_of(num), d = index_of(den);
+    if (a < 0 || d < 0) return;
+    std::vector<double> v;
+    for (int r = 0; r < runs; ++r)
+      v.push_back(key(static_cast<std::size_t>(a), static_cast<std::size_t>(r)) /
+                  key(static_cast<std::size_t>(d), static_cast<std::size_t>(r)));
+    std::sort(v.begin(), v.end());
+    std::printf("{\"bench\":\"%s\",\"ratio\":%.2f,\"ratio_min\":%.2f,\"ratio_max\":%.2f,\"runs\":%d}\n", name,
+                v[v.size() / 2], v.front(), v.back(), runs);
+  };
+  ratio("caf_over_spsc_pingpong_p50", "caf_pingpong", "spsc_pingpong");
+  ratio("caf_thread_actor_over_spsc_pingpong_p50", "caf_thread_actor_pingpong", "spsc_pingpong");
+  ratio("mutex_cv_over_spsc_pingpong_p50", "mutex_cv_pingpong", "spsc_pingpong");
+  ratio("spsc_over_cacheline_floor_p50", "spsc_pingpong", "cacheline_pingpong");
+  ratio("shm_over_cacheline_floor_p50", "shm_pingpong", "cacheline_pingpong");
   return 0;
 }

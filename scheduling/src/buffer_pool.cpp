@@ -13,8 +13,7 @@ struct size_class {
   mapped_region slab;
   // Treiber stack head: high 32 bits an ABA tag bumped by every change, low 32 bits index + 1.
   alignas(false_sharing_range) std::atomic<std::uint64_t> head{0};
-  alignas(false_sharing_range) std::atomic<std::size_t> free_count{0};
-  std::atomic<std::size_t> exhausted{0};
+  alignas(false_sharing_range) std::atomic<std::size_t> exhausted{0};
 
   buffer_header* at(std::uint32_t index) const noexcept {
     return reinterpret_cast<buffer_header*>(static_cast<unsigned char*>(slab.data()) + index * stride);
@@ -26,9 +25,17 @@ struct size_class {
       h->next_free.store(static_cast<std::uint32_t>(old), std::memory_order_relaxed);
       const std::uint64_t next = ((old >> 32) + 1) << 32 | (h->index + 1u);
       // release: the next popper sees next_free and everything the last owner did
-      if (head.compare_exchange_weak(old, next, std::memory_order_release, std::memory_order_relaxed)) break;
+      if (head.compare_exchange_weak(old, next, std::memory_order_release, std::memory_order_relaxed)) return;
     }
-    free_count.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// Buffers on the free list: exact while no thread acquires or releases (a statistic, off the
+  /// hot path: keeping a live counter would add two locked instructions to every acquire+release).
+  std::size_t free_now() const noexcept {
+    std::size_t n = 0;
+    for (auto link = static_cast<std::uint32_t>(head.load(std::memory_order_acquire)); link != 0 && n < count; ++n)
+      link = at(link - 1)->next_free.load(std::memory_order_relaxed);
+    return n;
   }
 
   buffer_header* pop() noexcept {
@@ -40,10 +47,7 @@ struct size_class {
       // may read a link that a concurrent pop/push is changing: the tag makes that CAS fail
       const std::uint32_t next_link = h->next_free.load(std::memory_order_relaxed);
       const std::uint64_t next = ((old >> 32) + 1) << 32 | next_link;
-      if (head.compare_exchange_weak(old, next, std::memory_order_acquire, std::memory_order_acquire)) {
-        free_count.fetch_sub(1, std::memory_order_relaxed);
-        return h;
-      }
+      if (head.compare_exchange_weak(old, next, std::memory_order_acquire, std::memory_order_acquire)) return h;
     }
   }
 };
@@ -109,8 +113,7 @@ buffer_ref buffer_pool::try_acquire(std::size_t size) noexcept {
 std::vector<size_class_stats> buffer_pool::stats() const {
   std::vector<size_class_stats> out;
   for (const auto& c : classes_)
-    out.push_back({c->capacity, c->count, c->free_count.load(std::memory_order_relaxed),
-                   c->exhausted.load(std::memory_order_relaxed)});
+    out.push_back({c->capacity, c->count, c->free_now(), c->exhausted.load(std::memory_order_relaxed)});
   return out;
 }
 

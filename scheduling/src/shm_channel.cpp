@@ -21,8 +21,8 @@ constexpr std::uint64_t kind_data = 1, kind_padding = 2;
 constexpr std::size_t header_bytes = 8;
 
 struct alignas(false_sharing_range) side_info {
-  std::int32_t pid;              ///< 0 until attached (__atomic access)
-  std::uint64_t heartbeat_ns;    ///< CLOCK_MONOTONIC (system-wide) at the last heartbeat()
+  std::int32_t pid;           ///< 0 until attached (__atomic access)
+  std::uint64_t heartbeat_ns; ///< CLOCK_MONOTONIC (system-wide) at the last heartbeat()
 };
 
 struct shm_header {
@@ -61,10 +61,14 @@ using namespace detail;
 
 const char* to_string(peer_status s) noexcept {
   switch (s) {
-  case peer_status::alive: return "alive";
-  case peer_status::never_attached: return "never attached";
-  case peer_status::stale: return "stale";
-  case peer_status::dead: return "dead";
+  case peer_status::alive:
+    return "alive";
+  case peer_status::never_attached:
+    return "never attached";
+  case peer_status::stale:
+    return "stale";
+  case peer_status::dead:
+    return "dead";
   }
   return "?";
 }
@@ -167,7 +171,7 @@ peer_status shm_endpoint::peer(std::chrono::nanoseconds stale_after) const noexc
 // ---- channel ----
 
 shm_channel::shm_channel(shm_channel&& o) noexcept
-  : base_(std::exchange(o.base_, nullptr)), size_(std::exchange(o.size_, 0)), fd_(std::exchange(o.fd_, -1)) {}
+    : base_(std::exchange(o.base_, nullptr)), size_(std::exchange(o.size_, 0)), fd_(std::exchange(o.fd_, -1)) {}
 
 shm_channel& shm_channel::operator=(shm_channel&& o) noexcept {
   shm_channel old(std::move(*this));
@@ -221,9 +225,8 @@ shm_channel shm_channel::map_fd(int fd, bool initialise, std::size_t ring_capaci
     h->version = shm_version;
     h->ring_capacity = ring_capacity;
     __atomic_store_n(&h->ready, 1u, __ATOMIC_RELEASE); // the file is zero-filled: rings start empty
-  } else if (__atomic_load_n(&h->ready, __ATOMIC_ACQUIRE) != 1 || h->magic != shm_magic ||
-             h->version != shm_version || h->ring_capacity < 4096 ||
-             (h->ring_capacity & (h->ring_capacity - 1)) != 0 ||
+  } else if (__atomic_load_n(&h->ready, __ATOMIC_ACQUIRE) != 1 || h->magic != shm_magic || h->version != shm_version ||
+             h->ring_capacity < 4096 || (h->ring_capacity & (h->ring_capacity - 1)) != 0 ||
              4096 + 2 * (control_bytes + h->ring_capacity) > size) {
     ec = std::make_error_code(std::errc::protocol_error); // not a flowbus channel, or another version
     return {};

@@ -45,8 +45,11 @@ public:
   ~buffer_ref() { reset(); }
 
   void reset() noexcept {
-    // acq_rel: the last owner must see every other owner's accesses before the buffer is reused
-    if (h_ && h_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) detail::release(h_);
+    // A count of 1 seen by an owner cannot grow (copies need an owner): skip the locked decrement
+    // for the common unshared buffer. Otherwise acq_rel: the last owner must see every other
+    // owner's accesses before the buffer is reused.
+    if (h_ && (h_->refs.load(std::memory_order_acquire) == 1 || h_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1))
+      detail::release(h_);
     h_ = nullptr;
   }
 

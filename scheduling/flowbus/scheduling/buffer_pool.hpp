@@ -34,7 +34,9 @@ struct buffer_pool_options {
 };
 
 struct size_class_stats {
-  std::size_t capacity, count, free, exhausted;
+  std::size_t capacity, count;
+  std::size_t free;      ///< on the free list; exact while no thread acquires or releases
+  std::size_t exhausted; ///< acquires refused for lack of a buffer
 };
 
 class buffer_pool {
