@@ -7,6 +7,8 @@
 //   spsc_throughput      one producer -> one consumer, batches of 32
 //   mpsc_2p_throughput   two producers -> one consumer
 //   pool_acquire_release one thread, 256-byte class
+//   caf_anon_send_throughput  a thread sends N messages to a CAF actor with anon_send
+//   caf_mailbox_throughput    the same N through actor_mailbox (ring + doorbell when idle)
 //
 //   cacheline_pingpong   the floor: one atomic bounced between the two CPUs (no queue at all)
 //   caf_thread_actor_pingpong  a spinning thread sends to a CAF actor (anon_send), the actor
@@ -17,6 +19,7 @@
 // --runs rounds (default 5) each run every benchmark once; a JSON line gives the median round's
 // figures (by p50 or by rate) with the spread across rounds, and ratio lines compare p50s within
 // each round (median and range): this VM's cross-CPU latency changes from minute to minute.
+#include <flowbus/actors/actor_mailbox.hpp>
 #include <flowbus/scheduling/buffer_pool.hpp>
 #include <flowbus/scheduling/histogram.hpp>
 #include <flowbus/scheduling/mpsc_queue.hpp>
@@ -28,6 +31,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/atom.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <algorithm>
@@ -359,6 +363,52 @@ run_result pool_acquire_release(std::size_t n) {
   return r;
 }
 
+struct count_state {
+  std::size_t got = 0;
+};
+using count_box = flowbus::actors::actor_mailbox<spsc_ring<std::uint64_t>>;
+
+caf::behavior caf_counter(caf::stateful_actor<count_state>* self, std::size_t n, count_box* box,
+                          std::promise<void>* done) {
+  return {[=](std::uint64_t) {
+            if (++self->state.got == n) done->set_value();
+          },
+          [=](flowbus::actors::drain_atom) {
+            self->state.got += flowbus::actors::drain_step(
+                self, *box, [](std::uint64_t&&) {}, 4096);
+            if (self->state.got == n) done->set_value();
+          }};
+}
+
+run_result caf_into_actor_throughput(std::size_t n, bool through_mailbox) {
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", 2);
+  run_result r;
+  count_box box(16384);
+  {
+    caf::actor_system sys{cfg};
+    std::promise<void> done;
+    auto counter = sys.spawn(caf_counter, n, &box, &done);
+    box.bind(counter);
+    pin(cpu_a);
+    const auto t0 = clk::now();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      if (through_mailbox) {
+        while (box.try_push(i) == push_result::full)
+          cpu_relax();
+      } else {
+        caf::anon_send(counter, i);
+      }
+    }
+    done.get_future().wait();
+    const double s = std::chrono::duration<double>(clk::now() - t0).count();
+    r.rate = static_cast<double>(n) / s;
+    r.ns_per_op = s * 1e9 / static_cast<double>(n);
+    caf::anon_send_exit(counter, caf::exit_reason::user_shutdown);
+  }
+  return r;
+}
+
 // ---------------------------------------------------------------- driver
 
 struct bench {
@@ -405,6 +455,8 @@ int main(int argc, char** argv) {
       {"spsc_throughput", false, [&] { return spsc_throughput(items); }},
       {"mpsc_2p_throughput", false, [&] { return mpsc_2p_throughput(items / 4); }},
       {"pool_acquire_release", false, [&] { return pool_acquire_release(items); }},
+      {"caf_anon_send_throughput", false, [&] { return caf_into_actor_throughput(items / 10, false); }},
+      {"caf_mailbox_throughput", false, [&] { return caf_into_actor_throughput(items / 2, true); }},
   };
   // Rounds: every benchmark once per round, so the ratios computed inside a round compare runs
   // made under the same conditions (this VM's cross-CPU latency changes from minute to minute).
@@ -458,6 +510,7 @@ int main(int argc, char** argv) {
   ratio("caf_thread_actor_over_spsc_pingpong_p50", "caf_thread_actor_pingpong", "spsc_pingpong");
   ratio("mutex_cv_over_spsc_pingpong_p50", "mutex_cv_pingpong", "spsc_pingpong");
   ratio("spsc_over_cacheline_floor_p50", "spsc_pingpong", "cacheline_pingpong");
+  ratio("caf_anon_send_over_mailbox_ns_per_msg", "caf_anon_send_throughput", "caf_mailbox_throughput");
   ratio("shm_over_cacheline_floor_p50", "shm_pingpong", "cacheline_pingpong");
   return 0;
 }

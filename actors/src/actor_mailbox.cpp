@@ -1,0 +1,12 @@
+#include <flowbus/actors/actor_mailbox.hpp>
+
+#include <caf/send.hpp>
+
+namespace flowbus::actors {
+
+void ring_actor(void* actor_handle) noexcept {
+  // anon_send: the doorbell has no sender to answer to; allocation failure would terminate anyway
+  caf::anon_send(*static_cast<caf::actor*>(actor_handle), drain_atom::value);
+}
+
+} // namespace flowbus::actors

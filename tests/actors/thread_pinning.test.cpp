@@ -1,0 +1,89 @@
+#include <flowbus/actors/thread_pinning.hpp>
+#include <flowbus/scheduling/numa.hpp>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <string>
+
+using namespace flowbus;
+
+namespace {
+using where_atom = caf::atom_constant<caf::atom("where")>;
+
+// The kernel's view of a thread's affinity, independent of what the hook recorded.
+std::string kernel_affinity(int tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("Cpus_allowed_list:", 0) == 0) return line.substr(line.find_first_not_of(" \t", 18));
+  return "?";
+}
+} // namespace
+
+TEST_SUITE("thread_pinning") {
+
+  TEST_CASE("every CAF thread is pinned round-robin to one CPU, as the kernel confirms") {
+    const std::vector<int> cpus = scheduling::numa_topology::detect().all_cpus();
+    caf::actor_system_config cfg;
+    cfg.set("scheduler.max-threads", 2);
+    auto report = actors::install_thread_pinning(cfg, actors::pinning_options{});
+    std::set<std::vector<int>> seen_by_actors;
+    {
+      caf::actor_system sys{cfg};
+      // actors report the affinity of the worker they run on
+      auto probe = sys.spawn(
+          []() -> caf::behavior { return {[](where_atom) { return scheduling::current_thread_affinity(); }}; });
+      caf::scoped_actor self{sys};
+      for (int i = 0; i < 20; ++i)
+        self->request(probe, caf::infinite, where_atom::value)
+            .receive([&](const std::vector<int>& a) { seen_by_actors.insert(a); }, [](caf::error&) {});
+      const auto threads = report->threads();
+      REQUIRE(threads.size() >= 2); // at least the two workers (plus clock and utility threads)
+      std::set<int> used;
+      for (const auto& t : threads) {
+        CAPTURE(t.index);
+        CHECK(t.error == 0);
+        REQUIRE(t.cpus.size() == 1);
+        CHECK(t.cpus[0] == cpus[t.index % cpus.size()]);
+        CHECK(kernel_affinity(t.tid) == std::to_string(t.cpus[0]));
+        used.insert(t.cpus[0]);
+      }
+      CHECK(used.size() == std::min(cpus.size(), threads.size())); // spread over the CPUs
+      caf::anon_send_exit(probe, caf::exit_reason::user_shutdown);
+    }
+    for (const auto& a : seen_by_actors)
+      CHECK(a.size() == 1); // workers run pinned
+  }
+
+  TEST_CASE("a shared CPU list, and pinning switched off") {
+    {
+      caf::actor_system_config cfg;
+      cfg.set("scheduler.max-threads", 1);
+      actors::pinning_options o;
+      o.cpus = {0};
+      o.one_cpu_per_thread = false;
+      auto report = actors::install_thread_pinning(cfg, o);
+      caf::actor_system sys{cfg};
+      for (const auto& t : report->threads())
+        CHECK(t.cpus == std::vector<int>{0});
+      CHECK_FALSE(report->threads().empty());
+    }
+    {
+      caf::actor_system_config cfg;
+      cfg.set("scheduler.max-threads", 1);
+      actors::pinning_options o;
+      o.enabled = false;
+      auto report = actors::install_thread_pinning(cfg, o);
+      caf::actor_system sys{cfg};
+      CHECK(report->threads().empty());
+    }
+  }
+}
