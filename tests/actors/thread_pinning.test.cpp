@@ -12,6 +12,7 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
 
 using namespace flowbus;
 
@@ -25,6 +26,13 @@ std::string kernel_affinity(int tid) {
   while (std::getline(f, line))
     if (line.rfind("Cpus_allowed_list:", 0) == 0) return line.substr(line.find_first_not_of(" \t", 18));
   return "?";
+}
+// thread_started() runs in each new thread, after actor_system's constructor has returned
+std::vector<actors::pinned_thread> wait_for_threads(const actors::pinning_report& r, std::size_t at_least) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (r.threads().size() < at_least && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return r.threads();
 }
 } // namespace
 
@@ -45,7 +53,7 @@ TEST_SUITE("thread_pinning") {
       for (int i = 0; i < 20; ++i)
         self->request(probe, caf::infinite, where_atom::value)
             .receive([&](const std::vector<int>& a) { seen_by_actors.insert(a); }, [](caf::error&) {});
-      const auto threads = report->threads();
+      const auto threads = wait_for_threads(*report, 2);
       REQUIRE(threads.size() >= 2); // at least the two workers (plus clock and utility threads)
       std::set<int> used;
       for (const auto& t : threads) {
@@ -72,9 +80,10 @@ TEST_SUITE("thread_pinning") {
       o.one_cpu_per_thread = false;
       auto report = actors::install_thread_pinning(cfg, o);
       caf::actor_system sys{cfg};
-      for (const auto& t : report->threads())
+      const auto threads = wait_for_threads(*report, 1);
+      CHECK_FALSE(threads.empty());
+      for (const auto& t : threads)
         CHECK(t.cpus == std::vector<int>{0});
-      CHECK_FALSE(report->threads().empty());
     }
     {
       caf::actor_system_config cfg;
@@ -83,6 +92,7 @@ TEST_SUITE("thread_pinning") {
       o.enabled = false;
       auto report = actors::install_thread_pinning(cfg, o);
       caf::actor_system sys{cfg};
+      std::this_thread::sleep_for(std::chrono::milliseconds(50)); // time for a wrongly installed hook to fire
       CHECK(report->threads().empty());
     }
   }
