@@ -81,6 +81,7 @@ void buffer_pool::init(const buffer_pool_options& options, std::error_code& ec) 
       return;
     }
     if (first || c->slab.pages() != page_kind::huge) pages_ = c->slab.pages(); // report the weakest
+    node_ = c->slab.node();
     first = false;
     for (std::size_t i = spec.count; i-- > 0;) { // push in reverse: index 0 is handed out first
       auto* h = new (c->at(static_cast<std::uint32_t>(i))) detail::buffer_header;
@@ -118,5 +119,17 @@ std::vector<size_class_stats> buffer_pool::stats() const {
 }
 
 std::size_t buffer_pool::largest_capacity() const noexcept { return classes_.empty() ? 0 : classes_.back()->capacity; }
+
+numa_buffer_pools::numa_buffer_pools(buffer_pool_options per_node) : topology_(numa_topology::detect()) {
+  for (std::size_t n = 0; n < topology_.node_count(); ++n) {
+    per_node.node = topology_.numa_available ? static_cast<int>(n) : -1;
+    pools_.push_back(std::make_unique<buffer_pool>(per_node));
+  }
+}
+
+buffer_pool& numa_buffer_pools::local() noexcept {
+  const int cpu = current_cpu();
+  return for_node(cpu < 0 ? 0 : static_cast<std::size_t>(topology_.node_of_cpu(cpu)));
+}
 
 } // namespace flowbus::scheduling
