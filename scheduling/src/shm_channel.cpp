@@ -54,6 +54,7 @@ inline void store_word(unsigned char* p, std::uint64_t v) noexcept {
   __atomic_store_n(reinterpret_cast<std::uint64_t*>(p), v, __ATOMIC_RELEASE);
 }
 inline std::size_t align8(std::size_t n) noexcept { return (n + 7) & ~std::size_t{7}; }
+std::error_code last_errno() noexcept { return {errno, std::generic_category()}; }
 
 } // namespace detail
 
@@ -191,19 +192,19 @@ std::size_t shm_channel::ring_capacity() const noexcept {
 }
 
 shm_channel shm_channel::map_fd(int fd, bool initialise, std::size_t ring_capacity, std::error_code& ec) {
-  shm_channel ch;
+  shm_channel ch; // owns fd from here: every error return below closes it (and unmaps) exactly once
   ch.fd_ = fd;
   std::size_t size = 0;
   if (initialise) {
     size = 4096 + 2 * (control_bytes + ring_capacity);
     if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
-      ec = {errno, std::generic_category()};
+      ec = last_errno();
       return {};
     }
   } else {
     struct stat st;
     if (::fstat(fd, &st) != 0) {
-      ec = {errno, std::generic_category()};
+      ec = last_errno();
       return {};
     }
     size = static_cast<std::size_t>(st.st_size);
@@ -214,7 +215,7 @@ shm_channel shm_channel::map_fd(int fd, bool initialise, std::size_t ring_capaci
   }
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {
-    ec = {errno, std::generic_category()};
+    ec = last_errno();
     return {};
   }
   ch.base_ = p;
@@ -235,42 +236,36 @@ shm_channel shm_channel::map_fd(int fd, bool initialise, std::size_t ring_capaci
   return ch;
 }
 
+// Each opener hands its fresh descriptor to map_fd, which owns it from then on (an error closes it).
 shm_channel shm_channel::create(std::size_t ring_capacity, const std::string& name, std::error_code& ec) {
   ring_capacity = round_up_pow2(ring_capacity < 4096 ? 4096 : ring_capacity);
   const int fd = name.empty() ? ::memfd_create("flowbus-shm", MFD_CLOEXEC)
                               : ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) {
-    ec = {errno, std::generic_category()};
+    ec = last_errno();
     return {};
   }
   shm_channel ch = map_fd(fd, true, ring_capacity, ec);
-  if (ec) {
-    ::close(fd);
-    if (!name.empty()) unlink(name);
-  }
+  if (ec && !name.empty()) unlink(name);
   return ch;
 }
 
 shm_channel shm_channel::open(const std::string& name, std::error_code& ec) {
   const int fd = ::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) {
-    ec = {errno, std::generic_category()};
+    ec = last_errno();
     return {};
   }
-  shm_channel ch = map_fd(fd, false, 0, ec);
-  if (ec) ::close(fd);
-  return ch;
+  return map_fd(fd, false, 0, ec);
 }
 
 shm_channel shm_channel::open_fd(int fd, std::error_code& ec) {
   const int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (dup < 0) {
-    ec = {errno, std::generic_category()};
+    ec = last_errno();
     return {};
   }
-  shm_channel ch = map_fd(dup, false, 0, ec);
-  if (ec) ::close(dup);
-  return ch;
+  return map_fd(dup, false, 0, ec);
 }
 
 void shm_channel::unlink(const std::string& name) noexcept { ::shm_unlink(("/" + name).c_str()); }

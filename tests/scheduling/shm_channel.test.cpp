@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <fcntl.h>
 #include <ostream> // doctest prints std::error_code
 #include <random>
 #include <string>
@@ -209,9 +210,15 @@ TEST_SUITE("shm_channel") {
     REQUIRE(fd >= 0);
     unlink(path);
     REQUIRE(ftruncate(fd, 8192) == 0);
+    const int lowest_free = dup(0); // the lowest free descriptor number before the refused open
+    close(lowest_free);
     shm_channel foreign = shm_channel::open_fd(fd, ec);
     CHECK(ec == std::errc::protocol_error);
     CHECK_FALSE(foreign);
+    const int after = dup(0);
+    CHECK(after == lowest_free); // the refused open did not leak its descriptor
+    close(after);
+    CHECK(fcntl(fd, F_GETFD) != -1); // and left the caller's open
     close(fd);
   }
 

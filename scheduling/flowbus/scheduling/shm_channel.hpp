@@ -123,6 +123,7 @@ public:
   explicit operator bool() const noexcept { return base_ != nullptr; }
 
 private:
+  /// Takes ownership of fd (closed on error, or when the channel is destroyed).
   static shm_channel map_fd(int fd, bool initialise, std::size_t ring_capacity, std::error_code& ec);
   void* base_ = nullptr;
   std::size_t size_ = 0;
