@@ -1,0 +1,84 @@
+// Which subscribers a topic reaches. Topics are dot-separated tokens (agent.worker.7.status);
+// subscription patterns may use `*` for exactly one token and `>` (last only) for one or more
+// trailing tokens. Exact patterns resolve through a hash table in O(1); wildcard patterns through
+// a token trie (NATS's sublist shape: each level has literal children, a `*` child and a `>`
+// list). A subscriber with several overlapping patterns appears once in a result. Results are
+// cached per topic in a bounded cache, dropped whenever a subscription changes.
+//
+// Pure C++ (no CAF): the router actor owns one and publishes results to the data path.
+// @threadsafe no — one owner (the router); match() updates the cache.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace flowbus::actors {
+
+using subscriber_id = std::uint32_t;
+using subscriber_list = std::vector<subscriber_id>; ///< ascending, no duplicates
+
+enum class topic_errc : std::uint8_t {
+  ok = 0,
+  empty,             ///< "" is neither a topic nor a pattern
+  empty_token,       ///< "a..b", ".a", "a."
+  wildcard_in_topic, ///< a published topic contains `*` or `>`
+  bad_wildcard,      ///< `*`/`>` not a whole token ("a.b*"), or `>` not last
+  too_long,          ///< over max_topic_bytes
+};
+const char* to_string(topic_errc e) noexcept;
+
+inline constexpr std::size_t max_topic_bytes = 255; ///< pooled-string bound of the wire format
+
+/// A topic agents publish to: tokens, no wildcards.
+topic_errc validate_topic(std::string_view topic) noexcept;
+/// A subscription pattern: tokens, `*` tokens, optionally a final `>`.
+topic_errc validate_pattern(std::string_view pattern) noexcept;
+
+class topic_index {
+public:
+  /// @param cache_capacity topics whose results are kept (0: no cache).
+  explicit topic_index(std::size_t cache_capacity = 4096);
+  ~topic_index();
+  topic_index(const topic_index&) = delete;
+  topic_index& operator=(const topic_index&) = delete;
+
+  /// Adds (pattern, id); adding the same pair again changes nothing.
+  topic_errc subscribe(std::string_view pattern, subscriber_id id);
+  /// Removes (pattern, id); false if it was not there.
+  bool unsubscribe(std::string_view pattern, subscriber_id id);
+  /// Removes every pattern of id (the agent is gone); returns how many.
+  std::size_t remove_subscriber(subscriber_id id);
+
+  /// The subscribers whose patterns match `topic`, each once, ascending. An invalid topic matches
+  /// nothing. The list stays valid as long as the caller holds it.
+  std::shared_ptr<const subscriber_list> match(std::string_view topic);
+
+  std::size_t subscription_count() const noexcept { return count_; }
+  /// Trie nodes in use (pruned as wildcard patterns go away): memory stays bounded under churn.
+  std::size_t trie_nodes() const noexcept;
+  struct cache_stats {
+    std::size_t entries, hits, misses;
+  };
+  cache_stats cache() const noexcept { return {cache_.size(), hits_, misses_}; }
+
+private:
+  struct node;
+  std::shared_ptr<const subscriber_list> compute(const std::string& topic) const;
+  void changed() noexcept { cache_.clear(); }
+
+  std::unordered_map<std::string, subscriber_list> exact_; ///< patterns without wildcards
+  std::unique_ptr<node> root_;                             ///< patterns with wildcards
+  std::unordered_map<subscriber_id, std::vector<std::string>> by_subscriber_;
+  std::unordered_map<std::string, std::shared_ptr<const subscriber_list>> cache_;
+  std::size_t cache_capacity_;
+  std::size_t count_ = 0, hits_ = 0, misses_ = 0;
+  std::string scratch_; ///< reused key for lookups by string_view (no allocation once warm)
+};
+
+} // namespace flowbus::actors

@@ -1,0 +1,244 @@
+#include <flowbus/actors/topic_index.hpp>
+
+#include <algorithm>
+
+namespace flowbus::actors {
+
+struct topic_index::node {
+  std::map<std::string, std::unique_ptr<node>, std::less<>> children; // literal tokens
+  std::unique_ptr<node> star;                                         // `*`
+  subscriber_list here;                                               // patterns ending at this node
+  subscriber_list tail;                                               // patterns "<this node>.>"
+  bool empty() const noexcept { return children.empty() && !star && here.empty() && tail.empty(); }
+};
+
+namespace {
+
+template <class F> void for_each_token(std::string_view s, F&& f) {
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t dot = s.find('.', start);
+    const std::string_view tok = s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    const bool last = dot == std::string_view::npos;
+    if (!f(tok, last) || last) return;
+    start = dot + 1;
+  }
+}
+
+topic_errc validate(std::string_view s, bool wildcards) noexcept {
+  if (s.empty()) return topic_errc::empty;
+  if (s.size() > max_topic_bytes) return topic_errc::too_long;
+  topic_errc e = topic_errc::ok;
+  for_each_token(s, [&](std::string_view tok, bool last) {
+    if (tok.empty())
+      e = topic_errc::empty_token;
+    else if (tok.find_first_of("*>") != std::string_view::npos) {
+      if (!wildcards)
+        e = topic_errc::wildcard_in_topic;
+      else if (tok.size() != 1 || (tok == ">" && !last))
+        e = topic_errc::bad_wildcard;
+    }
+    return e == topic_errc::ok;
+  });
+  return e;
+}
+
+bool insert_sorted(subscriber_list& v, subscriber_id id) {
+  const auto it = std::lower_bound(v.begin(), v.end(), id);
+  if (it != v.end() && *it == id) return false;
+  v.insert(it, id);
+  return true;
+}
+bool erase_sorted(subscriber_list& v, subscriber_id id) {
+  const auto it = std::lower_bound(v.begin(), v.end(), id);
+  if (it == v.end() || *it != id) return false;
+  v.erase(it);
+  return true;
+}
+
+} // namespace
+
+const char* to_string(topic_errc e) noexcept {
+  switch (e) {
+  case topic_errc::ok:
+    return "ok";
+  case topic_errc::empty:
+    return "empty topic";
+  case topic_errc::empty_token:
+    return "empty token";
+  case topic_errc::wildcard_in_topic:
+    return "wildcard in a published topic";
+  case topic_errc::bad_wildcard:
+    return "wildcard must be a whole token, '>' only last";
+  case topic_errc::too_long:
+    return "topic too long";
+  }
+  return "?";
+}
+
+topic_errc validate_topic(std::string_view topic) noexcept { return validate(topic, false); }
+topic_errc validate_pattern(std::string_view pattern) noexcept { return validate(pattern, true); }
+
+topic_index::topic_index(std::size_t cache_capacity)
+    : root_(std::make_unique<node>()), cache_capacity_(cache_capacity) {}
+topic_index::~topic_index() = default;
+
+topic_errc topic_index::subscribe(std::string_view pattern, subscriber_id id) {
+  if (topic_errc e = validate_pattern(pattern); e != topic_errc::ok) return e;
+  bool added;
+  if (pattern.find_first_of("*>") == std::string_view::npos) {
+    added = insert_sorted(exact_[std::string(pattern)], id);
+  } else {
+    node* n = root_.get();
+    subscriber_list* list = nullptr;
+    for_each_token(pattern, [&](std::string_view tok, bool) {
+      if (tok == ">") {
+        list = &n->tail;
+        return false;
+      }
+      std::unique_ptr<node>* next;
+      if (tok == "*") {
+        next = &n->star;
+      } else {
+        auto it = n->children.find(tok);
+        if (it == n->children.end()) it = n->children.emplace(std::string(tok), nullptr).first;
+        next = &it->second;
+      }
+      if (!*next) *next = std::make_unique<node>();
+      n = next->get();
+      return true;
+    });
+    added = insert_sorted(list ? *list : n->here, id);
+  }
+  if (added) {
+    by_subscriber_[id].emplace_back(pattern);
+    ++count_;
+    changed();
+  }
+  return topic_errc::ok;
+}
+
+bool topic_index::unsubscribe(std::string_view pattern, subscriber_id id) {
+  if (validate_pattern(pattern) != topic_errc::ok) return false;
+  bool removed = false;
+  if (pattern.find_first_of("*>") == std::string_view::npos) {
+    scratch_.assign(pattern);
+    if (auto it = exact_.find(scratch_); it != exact_.end()) {
+      removed = erase_sorted(it->second, id);
+      if (it->second.empty()) exact_.erase(it);
+    }
+  } else {
+    // walk down, remembering the path so emptied nodes can be pruned (bounded memory under churn)
+    std::vector<std::pair<node*, std::string_view>> path;
+    node* n = root_.get();
+    bool found = true, gt = false;
+    for_each_token(pattern, [&](std::string_view tok, bool) {
+      if (tok == ">") {
+        gt = true;
+        return false;
+      }
+      node* next = nullptr;
+      if (tok == "*")
+        next = n->star.get();
+      else if (auto it = n->children.find(tok); it != n->children.end())
+        next = it->second.get();
+      if (!next) {
+        found = false;
+        return false;
+      }
+      path.emplace_back(n, tok);
+      n = next;
+      return true;
+    });
+    if (found) removed = erase_sorted(gt ? n->tail : n->here, id);
+    for (auto it = path.rbegin(); removed && it != path.rend(); ++it) {
+      auto [parent, tok] = *it;
+      node* child = tok == "*" ? parent->star.get() : parent->children.find(tok)->second.get();
+      if (!child->empty()) break;
+      if (tok == "*")
+        parent->star.reset();
+      else
+        parent->children.erase(parent->children.find(tok));
+    }
+  }
+  if (removed) {
+    auto& mine = by_subscriber_[id];
+    mine.erase(std::find(mine.begin(), mine.end(), pattern));
+    if (mine.empty()) by_subscriber_.erase(id);
+    --count_;
+    changed();
+  }
+  return removed;
+}
+
+std::size_t topic_index::remove_subscriber(subscriber_id id) {
+  const auto it = by_subscriber_.find(id);
+  if (it == by_subscriber_.end()) return 0;
+  const std::vector<std::string> patterns = it->second; // unsubscribe edits the original
+  for (const std::string& p : patterns)
+    unsubscribe(p, id);
+  return patterns.size();
+}
+
+std::shared_ptr<const subscriber_list> topic_index::compute(const std::string& topic) const {
+  subscriber_list out;
+  if (auto it = exact_.find(topic); it != exact_.end()) out = it->second;
+  // trie walk: (node, token index) pairs still to visit
+  std::vector<std::string_view> tokens;
+  for_each_token(topic, [&](std::string_view tok, bool) {
+    tokens.push_back(tok);
+    return true;
+  });
+  std::vector<std::pair<const node*, std::size_t>> todo{{root_.get(), 0}};
+  while (!todo.empty()) {
+    const auto [n, i] = todo.back();
+    todo.pop_back();
+    if (i == tokens.size()) {
+      out.insert(out.end(), n->here.begin(), n->here.end());
+      continue;
+    }
+    out.insert(out.end(), n->tail.begin(), n->tail.end()); // `>` takes the remaining tokens (>= 1)
+    if (auto it = n->children.find(tokens[i]); it != n->children.end()) todo.emplace_back(it->second.get(), i + 1);
+    if (n->star) todo.emplace_back(n->star.get(), i + 1);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end()); // overlapping patterns: once each
+  return std::make_shared<const subscriber_list>(std::move(out));
+}
+
+std::shared_ptr<const subscriber_list> topic_index::match(std::string_view topic) {
+  static const auto nothing = std::make_shared<const subscriber_list>();
+  if (validate_topic(topic) != topic_errc::ok) return nothing;
+  scratch_.assign(topic);
+  if (auto it = cache_.find(scratch_); it != cache_.end()) {
+    ++hits_;
+    return it->second;
+  }
+  ++misses_;
+  auto result = compute(scratch_);
+  if (cache_capacity_ > 0) {
+    if (cache_.size() >= cache_capacity_) { // bounded: drop an arbitrary eighth (NATS prunes alike)
+      std::size_t drop = cache_capacity_ / 8 + 1;
+      for (auto it = cache_.begin(); it != cache_.end() && drop > 0; --drop)
+        it = cache_.erase(it);
+    }
+    cache_.emplace(scratch_, result);
+  }
+  return result;
+}
+
+std::size_t topic_index::trie_nodes() const noexcept {
+  std::size_t n = 0;
+  std::vector<const node*> todo{root_.get()};
+  while (!todo.empty()) {
+    const node* x = todo.back();
+    todo.pop_back();
+    ++n;
+    for (const auto& c : x->children)
+      todo.push_back(c.second.get());
+    if (x->star) todo.push_back(x->star.get());
+  }
+  return n;
+}
+
+} // namespace flowbus::actors
