@@ -80,7 +80,8 @@ topic_errc validate_topic(std::string_view topic) noexcept { return validate(top
 topic_errc validate_pattern(std::string_view pattern) noexcept { return validate(pattern, true); }
 
 topic_index::topic_index(std::size_t cache_capacity)
-    : root_(std::make_unique<node>()), cache_capacity_(cache_capacity) {}
+    : root_(std::make_unique<node>()), cache_capacity_(cache_capacity),
+      empty_(std::make_shared<const subscriber_list>()) {}
 topic_index::~topic_index() = default;
 
 topic_errc topic_index::subscribe(std::string_view pattern, subscriber_id id) {
@@ -180,35 +181,36 @@ std::size_t topic_index::remove_subscriber(subscriber_id id) {
   return patterns.size();
 }
 
-std::shared_ptr<const subscriber_list> topic_index::compute(const std::string& topic) const {
-  subscriber_list out;
+std::shared_ptr<const subscriber_list> topic_index::compute(const std::string& topic) {
+  subscriber_list& out = out_scratch_;
+  out.clear();
   if (auto it = exact_.find(topic); it != exact_.end()) out = it->second;
-  // trie walk: (node, token index) pairs still to visit
-  std::vector<std::string_view> tokens;
+  tokens_.clear();
   for_each_token(topic, [&](std::string_view tok, bool) {
-    tokens.push_back(tok);
+    tokens_.push_back(tok);
     return true;
   });
-  std::vector<std::pair<const node*, std::size_t>> todo{{root_.get(), 0}};
-  while (!todo.empty()) {
-    const auto [n, i] = todo.back();
-    todo.pop_back();
-    if (i == tokens.size()) {
+  todo_.clear(); // trie walk: (node, token index) pairs still to visit
+  todo_.emplace_back(root_.get(), 0);
+  while (!todo_.empty()) {
+    const auto [n, i] = todo_.back();
+    todo_.pop_back();
+    if (i == tokens_.size()) {
       out.insert(out.end(), n->here.begin(), n->here.end());
       continue;
     }
     out.insert(out.end(), n->tail.begin(), n->tail.end()); // `>` takes the remaining tokens (>= 1)
-    if (auto it = n->children.find(tokens[i]); it != n->children.end()) todo.emplace_back(it->second.get(), i + 1);
-    if (n->star) todo.emplace_back(n->star.get(), i + 1);
+    if (auto it = n->children.find(tokens_[i]); it != n->children.end()) todo_.emplace_back(it->second.get(), i + 1);
+    if (n->star) todo_.emplace_back(n->star.get(), i + 1);
   }
+  if (out.empty()) return empty_;
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end()); // overlapping patterns: once each
-  return std::make_shared<const subscriber_list>(std::move(out));
+  return std::make_shared<const subscriber_list>(out);
 }
 
 std::shared_ptr<const subscriber_list> topic_index::match(std::string_view topic) {
-  static const auto nothing = std::make_shared<const subscriber_list>();
-  if (validate_topic(topic) != topic_errc::ok) return nothing;
+  if (validate_topic(topic) != topic_errc::ok) return empty_;
   scratch_.assign(topic);
   if (auto it = cache_.find(scratch_); it != cache_.end()) {
     ++hits_;

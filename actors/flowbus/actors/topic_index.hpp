@@ -69,7 +69,7 @@ public:
 
 private:
   struct node;
-  std::shared_ptr<const subscriber_list> compute(const std::string& topic) const;
+  std::shared_ptr<const subscriber_list> compute(const std::string& topic);
   void changed() noexcept { cache_.clear(); }
 
   std::unordered_map<std::string, subscriber_list> exact_; ///< patterns without wildcards
@@ -79,6 +79,11 @@ private:
   std::size_t cache_capacity_;
   std::size_t count_ = 0, hits_ = 0, misses_ = 0;
   std::string scratch_; ///< reused key for lookups by string_view (no allocation once warm)
+  // reused by compute(): a miss allocates only its result
+  std::vector<std::string_view> tokens_;
+  std::vector<std::pair<const node*, std::size_t>> todo_;
+  subscriber_list out_scratch_;
+  std::shared_ptr<const subscriber_list> empty_;
 };
 
 } // namespace flowbus::actors
