@@ -167,9 +167,12 @@ run_result mutex_cv_pingpong(std::size_t n) {
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using pong_atom = caf::atom_constant<caf::atom("pong")>;
 
-caf::behavior caf_ponger(caf::event_based_actor* self) {
+// `hops` is always 1 here; it exists because CAF 0.17.6 spawns argument-less actors through a
+// null shared_ptr<tuple<>> dereference (UB; docs/development.md).
+caf::behavior caf_ponger(caf::event_based_actor* self, int hops) {
   return {[=](ping_atom, std::uint64_t t) {
-    self->send(caf::actor_cast<caf::actor>(self->current_sender()), pong_atom::value, t);
+    for (int i = 0; i < hops; ++i)
+      self->send(caf::actor_cast<caf::actor>(self->current_sender()), pong_atom::value, t);
   }};
 }
 
@@ -199,7 +202,7 @@ run_result caf_pingpong(std::size_t n, const char* policy) {
   {
     caf::actor_system sys{cfg};
     std::promise<void> done;
-    auto ponger = sys.spawn(caf_ponger);
+    auto ponger = sys.spawn(caf_ponger, 1);
     sys.spawn(caf_pinger, ponger, n, &r.h, &done);
     done.get_future().wait();
     caf::anon_send_exit(ponger, caf::exit_reason::user_shutdown);
