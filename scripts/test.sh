@@ -4,5 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-relwithdebinfo}
+if [ "$preset" = tsan ]; then
+  bash scripts/setup.sh
+  bash scripts/caf-tsan.sh # CAF itself must be instrumented for TSan to see its synchronization
+fi
 bash scripts/build.sh "$preset"
 ctest --preset "$preset"
