@@ -15,13 +15,11 @@ namespace {
 class pinning_hook : public caf::thread_hook {
 public:
   pinning_hook(pinning_options o, std::shared_ptr<pinning_report> report)
-      : opts_(std::move(o)), report_(std::move(report)) {
-    const scheduling::numa_topology topo = scheduling::numa_topology::detect();
-    topo_ = topo;
+      : opts_(std::move(o)), report_(std::move(report)), topo_(scheduling::numa_topology::detect()) {
     if (opts_.cpus.empty())
-      opts_.cpus = opts_.node >= 0 && static_cast<std::size_t>(opts_.node) < topo.node_count()
-                       ? topo.node_cpus[static_cast<std::size_t>(opts_.node)]
-                       : topo.all_cpus();
+      opts_.cpus = opts_.node >= 0 && static_cast<std::size_t>(opts_.node) < topo_.node_count()
+                       ? topo_.node_cpus[static_cast<std::size_t>(opts_.node)]
+                       : topo_.all_cpus();
   }
 
   void init(caf::actor_system&) override {}

@@ -38,7 +38,7 @@ errc read_string(const byte*& p, const byte* end, inbound_pool* pool, const inbo
 } // namespace
 
 decoder::decoder(decoder_options options) noexcept : options_(options) {
-  options_.max_frame_size = std::min(std::max(options_.max_frame_size, hsize), defaults::max_frame_size_ceiling);
+  options_.max_frame_size = defaults::clamp_max_frame_size(options_.max_frame_size);
 }
 
 probe_result decoder::probe(bytes_view in) const noexcept {

@@ -29,8 +29,7 @@ template <class F> inline void for_each_field(std::uint32_t mask, F&& fn) {
 } // namespace
 
 encoder::encoder(encoder_options options) noexcept : options_(options) {
-  options_.max_frame_size =
-      std::min(std::max(options_.max_frame_size, static_cast<std::uint32_t>(hsize)), defaults::max_frame_size_ceiling);
+  options_.max_frame_size = defaults::clamp_max_frame_size(options_.max_frame_size);
 }
 
 std::size_t encoder::literal_size(const message& m) const noexcept {

@@ -16,6 +16,12 @@ inline constexpr std::uint32_t max_frame_size = 64 * 1024;
 /// Local: the configurable maximum cannot exceed this (sizes travel as u32; 16 MiB keeps one
 /// frame inside one pooled buffer class and one WebSocket message).
 inline constexpr std::uint32_t max_frame_size_ceiling = 16 * 1024 * 1024;
+/// A configured maximum brought into [header_size, max_frame_size_ceiling] (encoder and decoder).
+inline constexpr std::uint32_t clamp_max_frame_size(std::uint32_t configured) noexcept {
+  return configured < header_size              ? static_cast<std::uint32_t>(header_size)
+         : configured > max_frame_size_ceiling ? max_frame_size_ceiling
+                                               : configured;
+}
 /// Protocol: inner messages one BATCH frame may carry.
 inline constexpr std::size_t max_batch_messages = 32;
 /// Protocol: repeated routing fields (headers, capabilities, subscriptions) in one message.
