@@ -181,32 +181,37 @@ std::size_t topic_index::remove_subscriber(subscriber_id id) {
   return patterns.size();
 }
 
-std::shared_ptr<const subscriber_list> topic_index::compute(const std::string& topic) {
-  subscriber_list& out = out_scratch_;
+void topic_index::collect(std::string_view topic, match_scratch& s, subscriber_list& out) const {
   out.clear();
-  if (auto it = exact_.find(topic); it != exact_.end()) out = it->second;
-  tokens_.clear();
+  s.key.assign(topic);
+  if (auto it = exact_.find(s.key); it != exact_.end()) out = it->second;
+  s.tokens.clear();
   for_each_token(topic, [&](std::string_view tok, bool) {
-    tokens_.push_back(tok);
+    s.tokens.push_back(tok);
     return true;
   });
-  todo_.clear(); // trie walk: (node, token index) pairs still to visit
-  todo_.emplace_back(root_.get(), 0);
-  while (!todo_.empty()) {
-    const auto [n, i] = todo_.back();
-    todo_.pop_back();
-    if (i == tokens_.size()) {
+  s.todo.clear(); // trie walk: (node, token index) pairs still to visit
+  s.todo.emplace_back(root_.get(), 0);
+  while (!s.todo.empty()) {
+    const auto [vn, i] = s.todo.back();
+    const node* n = static_cast<const node*>(vn);
+    s.todo.pop_back();
+    if (i == s.tokens.size()) {
       out.insert(out.end(), n->here.begin(), n->here.end());
       continue;
     }
     out.insert(out.end(), n->tail.begin(), n->tail.end()); // `>` takes the remaining tokens (>= 1)
-    if (auto it = n->children.find(tokens_[i]); it != n->children.end()) todo_.emplace_back(it->second.get(), i + 1);
-    if (n->star) todo_.emplace_back(n->star.get(), i + 1);
+    if (auto it = n->children.find(s.tokens[i]); it != n->children.end()) s.todo.emplace_back(it->second.get(), i + 1);
+    if (n->star) s.todo.emplace_back(n->star.get(), i + 1);
   }
-  if (out.empty()) return empty_;
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end()); // overlapping patterns: once each
-  return std::make_shared<const subscriber_list>(out);
+}
+
+std::shared_ptr<const subscriber_list> topic_index::compute(const std::string& topic) {
+  collect(topic, scratch_match_, out_scratch_);
+  if (out_scratch_.empty()) return empty_;
+  return std::make_shared<const subscriber_list>(out_scratch_);
 }
 
 std::shared_ptr<const subscriber_list> topic_index::match(std::string_view topic) {

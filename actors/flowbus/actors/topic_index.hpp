@@ -59,6 +59,17 @@ public:
   /// nothing. The list stays valid as long as the caller holds it.
   std::shared_ptr<const subscriber_list> match(std::string_view topic);
 
+  /// Reusable working memory for collect(): one per reading thread.
+  struct match_scratch {
+    std::string key;
+    std::vector<std::string_view> tokens;
+    std::vector<std::pair<const void*, std::size_t>> todo;
+  };
+  /// match() without the cache, for concurrent readers: `out` receives the subscribers of a
+  /// *valid* topic (the caller validates), ascending, each once. Touches nothing but its arguments.
+  /// @threadsafe with other const calls (not with subscribe/unsubscribe).
+  void collect(std::string_view topic, match_scratch& scratch, subscriber_list& out) const;
+
   std::size_t subscription_count() const noexcept { return count_; }
   /// Trie nodes in use (pruned as wildcard patterns go away): memory stays bounded under churn.
   std::size_t trie_nodes() const noexcept;
@@ -80,8 +91,7 @@ private:
   std::size_t count_ = 0, hits_ = 0, misses_ = 0;
   std::string scratch_; ///< reused key for lookups by string_view (no allocation once warm)
   // reused by compute(): a miss allocates only its result
-  std::vector<std::string_view> tokens_;
-  std::vector<std::pair<const node*, std::size_t>> todo_;
+  match_scratch scratch_match_;
   subscriber_list out_scratch_;
   std::shared_ptr<const subscriber_list> empty_;
 };

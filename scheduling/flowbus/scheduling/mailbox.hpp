@@ -85,6 +85,8 @@ public:
 
   /// Whether the consumer is idle (waiting for a doorbell). A snapshot, for tests and metrics.
   bool idle() const noexcept { return (state_.load(std::memory_order_acquire) & idle_bit) != 0; }
+  /// Elements pushed so far (monotonic): with the consumer's own count, the backlog.
+  std::uint64_t announced() const noexcept { return state_.load(std::memory_order_acquire) & ~idle_bit; }
   Queue& queue() noexcept { return queue_; }
 
 private:

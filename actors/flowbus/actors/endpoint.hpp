@@ -1,0 +1,92 @@
+// Where messages for one agent arrive: its hot-path mailbox (a lock-free MPSC queue of shared
+// frame buffers plus a doorbell), its identity, and the counters the balancers read. Producers are
+// whichever threads publish; the consumer is the agent (its actor, or the thread that owns a
+// client). The doorbell is chosen by the kind of agent: a drain message to its actor, a condition
+// variable for a client thread, a post to a connection's strand (transport).
+//
+// Lifetime: shared by the routing table, the publishers' route caches and the agent. When an agent
+// goes down its endpoint is closed (producers then get agent_unavailable); frames that raced into
+// the mailbox after the agent's last drain are handed to the dead letters when the last owner lets
+// go, so none is lost without a record.
+// @threadsafe push/close/load: any thread. pop side: the consumer only.
+#pragma once
+
+#include <flowbus/actors/topic_index.hpp> // subscriber_id
+#include <flowbus/scheduling/buffer.hpp>
+#include <flowbus/scheduling/cache.hpp>
+#include <flowbus/scheduling/mailbox.hpp>
+#include <flowbus/scheduling/mpsc_queue.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace flowbus::actors {
+
+class dead_letters;
+
+class endpoint {
+public:
+  using queue_type = scheduling::mpsc_queue<scheduling::buffer_ref>;
+  using box_type = scheduling::mailbox<queue_type>;
+
+  /// @param doorbell_owner keeps the doorbell's context alive as long as the endpoint.
+  endpoint(subscriber_id id, std::string agent_id, std::string agent_type, std::vector<std::string> capabilities,
+           std::size_t capacity, box_type::doorbell_fn ring, std::shared_ptr<void> doorbell_owner,
+           dead_letters* orphans);
+  ~endpoint();
+  endpoint(const endpoint&) = delete;
+  endpoint& operator=(const endpoint&) = delete;
+
+  subscriber_id id() const noexcept { return id_; }
+  const std::string& agent_id() const noexcept { return agent_id_; }
+  const std::string& agent_type() const noexcept { return agent_type_; }
+  const std::vector<std::string>& capabilities() const noexcept { return capabilities_; }
+
+  bool open() const noexcept { return open_.load(std::memory_order_acquire); }
+  /// Marks the agent down: later pushes are refused with agent_unavailable.
+  void close() noexcept { open_.store(false, std::memory_order_release); }
+
+  /// Hands `frame` (a shared reference) to the agent. ok, or agent_unavailable / mailbox_full
+  /// (the caller dead-letters it).
+  enum class push_status : std::uint8_t { ok, closed, full };
+  push_status push(const scheduling::buffer_ref& frame) noexcept {
+    if (!open()) return push_status::closed;
+    return box_.try_push(frame) == scheduling::push_result::full ? push_status::full : push_status::ok;
+  }
+
+  /// Consumer side: handles up to `max` frames with f(buffer_ref&&), counting them as handled
+  /// only after f returns (so in_flight() includes the message being handled).
+  template <class F> scheduling::drain_result drain(F&& f, std::size_t max) {
+    return box_.drain(
+        [&](scheduling::buffer_ref&& b) {
+          f(std::move(b));
+          // consumer-only store on the consumer's own line: no read-modify-write per message
+          handled_.store(handled_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+        },
+        max);
+  }
+
+  /// Messages handed to the agent and not yet handled: the least-loaded balancer's measure.
+  std::uint64_t in_flight() const noexcept {
+    const std::uint64_t h = handled_.load(std::memory_order_acquire);
+    const std::uint64_t a = box_.announced();
+    return a > h ? a - h : 0;
+  }
+  std::uint64_t handled() const noexcept { return handled_.load(std::memory_order_acquire); }
+  bool idle() const noexcept { return box_.idle(); }
+
+private:
+  const subscriber_id id_;
+  const std::string agent_id_, agent_type_;
+  const std::vector<std::string> capabilities_;
+  std::shared_ptr<void> doorbell_owner_;
+  dead_letters* orphans_;
+  std::atomic<bool> open_{true};
+  box_type box_;
+  alignas(scheduling::false_sharing_range) std::atomic<std::uint64_t> handled_{0};
+};
+
+} // namespace flowbus::actors

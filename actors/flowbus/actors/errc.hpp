@@ -1,0 +1,28 @@
+// What can go wrong when an agent sends, requests, registers or subscribes. Every outcome is
+// typed; nothing the node refuses is silent (see dead_letters.hpp for what it keeps).
+#pragma once
+
+#include <cstdint>
+
+namespace flowbus::actors {
+
+enum class errc : std::uint8_t {
+  ok = 0,
+  agent_unavailable,  ///< no such agent, or it was marked down (missed heartbeats, left, died)
+  no_capable_agent,   ///< capability routing found no live agent having the capability
+  no_responders,      ///< a request's topic has no subscriber
+  timeout,            ///< a request's reply did not arrive in time
+  mailbox_full,       ///< the recipient's mailbox is at capacity (the message went to dead letters)
+  invalid_topic,      ///< empty, empty token, wildcard in a published topic, too long
+  invalid_pattern,    ///< bad subscription pattern
+  invalid_agent,      ///< registration refused: empty/too long id, bad heartbeat interval
+  duplicate_agent,    ///< registration refused: the id is taken
+  too_large,          ///< the message does not fit the largest frame / buffer
+  no_buffer,          ///< the buffer pool is exhausted (backpressure: retry later)
+  node_stopped,       ///< the node is shutting down or stopped
+  not_subscribed,     ///< unsubscribe of a pattern the agent did not have
+};
+
+const char* to_string(errc e) noexcept;
+
+} // namespace flowbus::actors

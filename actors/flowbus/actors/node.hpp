@@ -1,0 +1,100 @@
+// A flowbus node embedded in an application: it owns a CAF actor system (scheduler policy,
+// worker count and thread pinning from node_config), the directory actor that knows every agent,
+// the routing table the data path reads, the frame buffer pool and the dead letters.
+//
+//   flowbus::actors::node n;
+//   agent_spec printer{"printer", "sink"};
+//   printer.subscriptions = {"news.>"};
+//   n.spawn(printer, [](agent_context&, const delivery& d) { ... });
+//   auto c = n.connect({"writer", "source"});      // an agent driven by this thread
+//   (*c)->publish("news.tech", "hello");
+//   n.shutdown();                                  // drain, then stop (also in ~node)
+//
+// Users who know CAF reach the actors: system(), directory(), and agent_handle::actor.
+#pragma once
+
+#include <flowbus/actors/agent.hpp>
+#include <flowbus/actors/client.hpp>
+#include <flowbus/actors/dead_letters.hpp>
+#include <flowbus/actors/expected.hpp>
+#include <flowbus/actors/thread_pinning.hpp>
+#include <flowbus/scheduling/buffer_pool.hpp>
+
+#include <caf/actor.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace flowbus::actors {
+
+enum class scheduler_policy : std::uint8_t { stealing, sharing };
+
+struct node_config {
+  std::size_t workers = 0; ///< CAF scheduler threads; 0: one per CPU
+  scheduler_policy policy = scheduler_policy::stealing;
+  pinning_options pinning = {false, {}, -1, true}; ///< off unless asked
+  std::size_t mailbox_capacity = 4096;             ///< per agent, rounded up to a power of two
+  unsigned missed_heartbeats = 3;                  ///< intervals an agent may miss before it is down
+  std::size_t route_cache = 1024;                  ///< resolved topics each sender keeps
+  std::size_t dead_letter_capacity = 10000;
+  std::chrono::milliseconds drain_timeout{5000}; ///< shutdown waits this long for in-flight messages
+  scheduling::buffer_pool_options buffers = {{{256, 16384}, {1024, 4096}, {4096, 1024}, {65536, 64}}, -1, true, true};
+};
+
+struct agent_handle {
+  std::string id;
+  subscriber_id handle = 0;
+  caf::actor actor; ///< the agent's actor
+};
+
+/// One agent as the directory sees it.
+struct agent_status {
+  std::string id, type;
+  subscriber_id handle;
+  std::vector<std::string> capabilities;
+  std::uint64_t in_flight, handled;
+};
+
+struct shutdown_report {
+  bool drained = true;          ///< every message handed to an actor agent was handled in time
+  std::uint64_t handled = 0;    ///< messages actor agents handled over the node's life
+  std::uint64_t dead_lettered = 0; ///< messages left in mailboxes at the deadline (reason shutdown)
+};
+
+class node {
+public:
+  explicit node(node_config config = {});
+  ~node(); ///< shutdown()
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  /// Spawns an actor agent: registered (with its subscriptions in the routing table) before this
+  /// returns; `on_start` runs first in the actor, then `handler` for each message.
+  expected<agent_handle, errc> spawn(agent_spec spec, agent_handler handler, start_handler on_start = {});
+  /// Registers an agent driven by the calling application thread.
+  expected<std::unique_ptr<client>, errc> connect(agent_spec spec);
+
+  /// Refuses new agents, waits (up to drain_timeout) until every message handed to an actor agent
+  /// has been handled — including messages those handlers send meanwhile — then stops the agents
+  /// and the directory. Idempotent.
+  shutdown_report shutdown();
+
+  std::vector<agent_status> agents() const;
+  dead_letters& dead() noexcept;
+  std::size_t workers() const noexcept;
+  const node_config& config() const noexcept;
+  std::shared_ptr<pinning_report> pinning() const;
+
+  caf::actor_system& system() noexcept;
+  caf::actor directory() const;
+
+  struct impl;
+
+private:
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace flowbus::actors

@@ -1,0 +1,111 @@
+// The data plane's routing state: which endpoint each agent id, topic, queue group, capability
+// and agent type reaches. The router (the directory actor) changes it; publishing threads read it
+// concurrently through scheduling::left_right — so every change here must be deterministic (two
+// copies receive the same calls and must stay equal) and every const member must be safe for
+// concurrent readers (no caches, no lazily filled members).
+//
+// Queue groups follow NATS: a subscription (pattern, group) puts the agent in the group; a
+// message whose topic matches the pattern goes to *one* member of each matching group, next to
+// every plain subscriber. Internally a group is a subscriber of its own in the topic index, with
+// an id from the upper half of the id space.
+#pragma once
+
+#include <flowbus/actors/agent_directory.hpp> // balance
+#include <flowbus/actors/endpoint.hpp>
+#include <flowbus/actors/topic_index.hpp>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace flowbus::actors {
+
+/// Agents that share work: a queue group's members or the agents having a capability.
+struct member_set {
+  std::vector<std::shared_ptr<endpoint>> members; ///< ascending by id
+  balance policy = balance::round_robin;
+  /// Shared by every route built from this set (not between the two left-right copies: each
+  /// copy balances on its own, which only matters for the pick right after a change).
+  std::shared_ptr<std::atomic<std::size_t>> cursor = std::make_shared<std::atomic<std::size_t>>(0);
+};
+
+/// One open member chosen by the set's policy (round-robin, or fewest in flight with ties going
+/// round-robin), or nullptr if none is open. @threadsafe
+endpoint* pick(const member_set& set) noexcept;
+/// The same with another policy than the set's (capability routing chooses per message).
+endpoint* pick(const member_set& set, balance policy) noexcept;
+
+/// The recipients of one topic, resolved once and cached by each publisher.
+struct route {
+  std::vector<std::shared_ptr<endpoint>> direct; ///< plain subscribers, each once
+  std::vector<member_set> groups;                ///< matching queue groups: one member each
+  bool empty() const noexcept { return direct.empty() && groups.empty(); }
+};
+
+class routing_table {
+public:
+  static constexpr subscriber_id group_id_base = 0x80000000u; ///< ids at or above: queue groups
+
+  routing_table() : index_(0) {} // uncached index: readers must not write
+
+  // ---- changes (inside left_right::modify only) ----
+  void add_agent(const std::shared_ptr<endpoint>& ep);
+  /// Removes the agent, its subscriptions and its group memberships. Returns its patterns count.
+  std::size_t remove_agent(subscriber_id id);
+  topic_errc subscribe(std::string_view pattern, subscriber_id id);
+  /// Joins the queue group `group` on `pattern`; the group's policy is set by its first member.
+  topic_errc subscribe_group(std::string_view pattern, std::string_view group, balance policy, subscriber_id id);
+  /// Leaves a plain subscription (empty group) or a queue group membership.
+  bool unsubscribe(std::string_view pattern, std::string_view group, subscriber_id id);
+
+  // ---- reads (concurrent) ----
+  struct scratch {
+    topic_index::match_scratch match;
+    subscriber_list ids;
+  };
+  /// The recipients of a valid topic.
+  void resolve(std::string_view topic, scratch& s, route& out) const;
+  /// The agent's endpoint, or nullptr.
+  endpoint* agent(std::string_view agent_id) const noexcept;
+  /// The agents having `capability`, or nullptr if none.
+  const member_set* capable(std::string_view capability) const noexcept;
+  /// Calls f(endpoint&) for every agent, or for every agent of `agent_type` if it is not empty.
+  template <class F> void for_each_agent(std::string_view agent_type, F&& f) const {
+    if (agent_type.empty()) {
+      for (const auto& [id, ep] : agents_)
+        f(*ep);
+    } else if (auto it = by_type_.find(agent_type); it != by_type_.end()) {
+      for (const auto& ep : it->second.members)
+        f(*ep);
+    }
+  }
+  std::size_t agent_count() const noexcept { return agents_.size(); }
+  std::size_t subscription_count() const noexcept { return index_.subscription_count(); }
+  std::size_t group_count() const noexcept { return groups_.size(); }
+
+private:
+  struct group_entry {
+    std::string pattern;
+    std::string key; ///< pattern '\x1f' group name
+    member_set set;
+  };
+  static void add_member(member_set& set, const std::shared_ptr<endpoint>& ep);
+  static bool remove_member(member_set& set, subscriber_id id);
+  bool leave_group(subscriber_id gid, subscriber_id id);
+
+  topic_index index_;
+  std::unordered_map<subscriber_id, std::shared_ptr<endpoint>> agents_;
+  std::unordered_map<std::string_view, endpoint*> by_name_; ///< keys view the endpoints' own ids
+  std::map<std::string, member_set, std::less<>> by_capability_, by_type_;
+  std::unordered_map<subscriber_id, group_entry> groups_;
+  std::unordered_map<std::string, subscriber_id> group_ids_;
+  std::unordered_map<subscriber_id, std::vector<subscriber_id>> memberships_; ///< agent -> groups
+  subscriber_id next_group_ = group_id_base;
+};
+
+} // namespace flowbus::actors

@@ -1,0 +1,174 @@
+// An actor agent: its actor drains the endpoint when the doorbell (drain_atom) rings, decodes each
+// frame and calls the user's handler; replies to its requests go to their callbacks instead.
+// It heartbeats to the directory every interval, and when the directory marks it down (or the
+// node stops) it closes its endpoint, dead-letters what is still queued and quits.
+#include "port.hpp"
+
+#include <flowbus/actors/actor_mailbox.hpp>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/send.hpp>
+
+#include <unordered_map>
+
+namespace flowbus::actors {
+
+struct agent_context::pending {
+  std::unordered_map<std::uint64_t, reply_handler> waiting;
+  std::uint64_t next = 1;
+};
+
+struct agent_state {
+  std::shared_ptr<agent_boot> boot;
+  std::unique_ptr<agent_context> ctx;
+  static inline const char* name = "flowbus.agent";
+};
+
+/// Reaches agent_context internals from the actor's handlers.
+struct agent_actor_access {
+  static detail::port& port(agent_context& c) { return *c.port_; }
+  static agent_context::pending& pending(agent_context& c) { return *c.pending_; }
+};
+
+namespace {
+constexpr std::size_t drain_batch = 256; // frames per drain before yielding to other actors
+
+void finish(agent_state& st, std::uint64_t corr, reply r) {
+  auto& waiting = agent_actor_access::pending(*st.ctx).waiting;
+  const auto it = waiting.find(corr);
+  if (it == waiting.end()) return;
+  reply_handler h = std::move(it->second);
+  waiting.erase(it);
+  h(std::move(r));
+}
+
+void handle(agent_state& st, scheduling::buffer_ref&& frame) {
+  detail::port& p = agent_actor_access::port(*st.ctx);
+  delivery d;
+  if (!p.decode(frame, d)) return;
+  if (d.type == codec::msg_type::reply) {
+    auto& waiting = agent_actor_access::pending(*st.ctx).waiting;
+    if (waiting.find(d.correlation_id) == waiting.end()) { // its request already timed out
+      p.core().dead.add(dead_reason::network_timeout, std::move(frame), p.ep().agent_id());
+      return;
+    }
+    reply r;
+    r.response.msg = d;
+    r.response.frame = std::move(frame); // the views in msg point into the same buffer
+    r.response.msg.frame = &r.response.frame;
+    finish(st, d.correlation_id, std::move(r));
+    return;
+  }
+  try {
+    st.boot->handler(*st.ctx, d);
+  } catch (...) { // a handler that throws has failed this message: account for it, keep serving
+    p.core().dead.add(dead_reason::poison, frame, p.ep().agent_id());
+  }
+}
+
+void close_and_quit(caf::stateful_actor<agent_state>* self, dead_reason why) {
+  agent_state& st = self->state;
+  if (st.ctx) {
+    detail::port& p = agent_actor_access::port(*st.ctx);
+    p.ep().close();
+    p.ep().drain([&](scheduling::buffer_ref&& f) { p.core().dead.add(why, std::move(f), p.ep().agent_id()); },
+                  SIZE_MAX);
+    auto& waiting = agent_actor_access::pending(*st.ctx).waiting;
+    while (!waiting.empty()) // every request gets an answer, here a refusal
+      finish(st, waiting.begin()->first, reply{errc::node_stopped, {}});
+  }
+  self->quit();
+}
+} // namespace
+
+agent_context::agent_context(std::unique_ptr<detail::port> p, caf::event_based_actor* self)
+    : sender(std::move(p)), self_(self), pending_(std::make_unique<pending>()) {}
+agent_context::~agent_context() = default;
+
+caf::actor agent_context::self() const { return caf::actor_cast<caf::actor>(self_); }
+
+void agent_context::request(const destination& to, std::string_view payload, std::chrono::milliseconds timeout,
+                            reply_handler on_reply, send_options opts) {
+  const std::uint64_t corr = pending_->next++;
+  opts.type = codec::msg_type::request;
+  opts.correlation_id = corr;
+  pending_->waiting.emplace(corr, std::move(on_reply));
+  const send_result r = port_->send(to, payload, opts, id());
+  errc fail = errc::ok;
+  if (r.delivered == 0) fail = r.code != errc::ok ? r.code : errc::no_responders;
+  // The callback always runs later, in a handler of its own: never inside request().
+  if (fail != errc::ok)
+    self_->send(self_, timeout_atom::value, corr, static_cast<std::uint8_t>(fail));
+  else
+    self_->delayed_send(self_, timeout, timeout_atom::value, corr, static_cast<std::uint8_t>(errc::timeout));
+}
+
+send_result agent_context::respond(const delivery& request, std::string_view payload) {
+  send_options o;
+  o.type = codec::msg_type::reply;
+  o.correlation_id = request.correlation_id;
+  o.prio = request.prio;
+  return port_->send(destination::agent(request.reply_to), payload, o);
+}
+
+namespace {
+void control(caf::event_based_actor* self, node::impl& core, done_handler done, caf::message msg) {
+  self->request(core.dir, caf::infinite, std::move(msg))
+      .then([done](std::uint8_t code) { if (done) done(static_cast<errc>(code)); },
+            [done](caf::error&) { if (done) done(errc::node_stopped); });
+}
+} // namespace
+
+void agent_context::subscribe(std::string_view pattern, done_handler done) { subscribe_group(pattern, {}, std::move(done)); }
+
+void agent_context::subscribe_group(std::string_view pattern, std::string_view group, done_handler done) {
+  control(self_, port_->core(), std::move(done),
+          caf::make_message(subscribe_atom::value, port_->ep().id(), std::string(pattern), std::string(group)));
+}
+
+void agent_context::unsubscribe(std::string_view pattern, std::string_view group, done_handler done) {
+  control(self_, port_->core(), std::move(done),
+          caf::make_message(unsubscribe_atom::value, port_->ep().id(), std::string(pattern), std::string(group)));
+}
+
+void agent_context::leave() { self_->send(port_->core().dir, deregister_atom::value, port_->ep().id()); }
+
+namespace {
+caf::behavior agent_actor(caf::stateful_actor<agent_state>* self, std::shared_ptr<agent_boot> boot) {
+  self->state.boot = std::move(boot);
+  self->set_default_handler(caf::drop); // a stray message must not take a sender down
+  return {
+      [=](start_atom, std::shared_ptr<endpoint>& ep) {
+        agent_state& st = self->state;
+        st.ctx = std::make_unique<agent_context>(
+            std::make_unique<detail::port>(st.boot->core, nullptr, std::move(ep), st.boot->prio), self);
+        if (st.boot->on_start) st.boot->on_start(*st.ctx);
+        self->delayed_send(self, st.boot->heartbeat, beat_atom::value);
+      },
+      [=](drain_atom) {
+        agent_state& st = self->state;
+        if (!st.ctx) return; // start is enqueued before the endpoint becomes routable
+        const auto r = agent_actor_access::port(*st.ctx).ep().drain(
+            [&](scheduling::buffer_ref&& f) { handle(st, std::move(f)); }, drain_batch);
+        if (r.more) self->send(self, drain_atom::value);
+      },
+      [=](beat_atom) {
+        agent_state& st = self->state;
+        self->send(st.boot->core->dir, heartbeat_atom::value, agent_actor_access::port(*st.ctx).ep().id());
+        self->delayed_send(self, st.boot->heartbeat, beat_atom::value);
+      },
+      [=](timeout_atom, std::uint64_t corr, std::uint8_t code) {
+        finish(self->state, corr, reply{static_cast<errc>(code), {}});
+      },
+      [=](down_atom) { close_and_quit(self, dead_reason::agent_unavailable); },
+      [=](stop_atom) { close_and_quit(self, dead_reason::shutdown); },
+  };
+}
+} // namespace
+
+caf::actor spawn_agent(node::impl* core, std::shared_ptr<agent_boot> boot) {
+  return core->sys->spawn(agent_actor, std::move(boot));
+}
+
+} // namespace flowbus::actors

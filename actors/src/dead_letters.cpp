@@ -1,0 +1,66 @@
+#include <flowbus/actors/dead_letters.hpp>
+
+#include <numeric>
+
+namespace flowbus::actors {
+
+const char* to_string(dead_reason r) noexcept {
+  switch (r) {
+    case dead_reason::agent_unavailable: return "agent_unavailable";
+    case dead_reason::network_timeout: return "network_timeout";
+    case dead_reason::overflow: return "overflow";
+    case dead_reason::corruption: return "corruption";
+    case dead_reason::circuit_open: return "circuit_open";
+    case dead_reason::poison: return "poison";
+    case dead_reason::shutdown: return "shutdown";
+    case dead_reason::unknown: return "unknown";
+  }
+  return "invalid";
+}
+
+void dead_letters::add(dead_reason reason, scheduling::buffer_ref frame, std::string recipient) {
+  dead_letter d{reason, std::move(frame), std::move(recipient), std::chrono::system_clock::now()};
+  std::lock_guard<std::mutex> g(m_);
+  ++counts_[static_cast<std::size_t>(reason)];
+  if (capacity_ == 0) {
+    ++evicted_;
+    return;
+  }
+  if (entries_.size() >= capacity_) {
+    entries_.pop_front();
+    ++evicted_;
+  }
+  entries_.push_back(std::move(d));
+}
+
+std::vector<dead_letter> dead_letters::take(std::size_t max) {
+  std::vector<dead_letter> out;
+  std::lock_guard<std::mutex> g(m_);
+  while (!entries_.empty() && out.size() < max) {
+    out.push_back(std::move(entries_.front()));
+    entries_.pop_front();
+  }
+  return out;
+}
+
+std::size_t dead_letters::size() const {
+  std::lock_guard<std::mutex> g(m_);
+  return entries_.size();
+}
+
+std::uint64_t dead_letters::count(dead_reason reason) const {
+  std::lock_guard<std::mutex> g(m_);
+  return counts_[static_cast<std::size_t>(reason)];
+}
+
+std::uint64_t dead_letters::total() const {
+  std::lock_guard<std::mutex> g(m_);
+  return std::accumulate(counts_.begin(), counts_.end(), std::uint64_t{0});
+}
+
+std::uint64_t dead_letters::evicted() const {
+  std::lock_guard<std::mutex> g(m_);
+  return evicted_;
+}
+
+} // namespace flowbus::actors

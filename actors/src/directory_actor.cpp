@@ -1,0 +1,165 @@
+// The directory: the one actor that knows every agent and the only writer of the routing table.
+// Registration, subscriptions, heartbeats and departures arrive here as CAF messages; each change
+// reaches the data path through left_right::modify (publishers never wait for it). A timer at
+// the earliest possible expiry marks agents that stopped heartbeating as down.
+#include "node_impl.hpp"
+
+#include <flowbus/actors/actor_mailbox.hpp>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/send.hpp>
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace flowbus::actors {
+
+namespace {
+/// An actor agent's doorbell. Weak: the endpoint must not keep a finished actor alive.
+struct actor_doorbell {
+  caf::weak_actor_ptr target;
+  static void ring(void* self) noexcept {
+    if (auto strong = static_cast<actor_doorbell*>(self)->target.lock())
+      caf::anon_send(caf::actor_cast<caf::actor>(strong), drain_atom::value);
+  }
+};
+
+struct entry {
+  std::shared_ptr<endpoint> ep;
+  caf::actor actor; ///< none for a client
+  balance group_balance;
+};
+} // namespace
+
+struct directory_state {
+  agent_directory agents;
+  std::unordered_map<subscriber_id, entry> entries;
+  std::optional<agent_clock::time_point> tick_at;
+  static inline const char* name = "flowbus.directory";
+};
+
+namespace {
+using dir_actor = caf::stateful_actor<directory_state>;
+
+void schedule_tick(dir_actor* self) {
+  const auto next = self->state.agents.next_expiry();
+  if (!next || (self->state.tick_at && *self->state.tick_at <= *next)) return;
+  self->state.tick_at = *next;
+  const auto wait = std::max(agent_clock::duration::zero(), *next - agent_clock::now());
+  self->delayed_send(self, wait, tick_atom::value);
+}
+
+/// The agent is gone (left, missed heartbeats, its actor ended): nothing routes to it any more.
+void take_down(dir_actor* self, node::impl* core, subscriber_id h, bool tell_actor) {
+  const auto it = self->state.entries.find(h);
+  if (it == self->state.entries.end()) return;
+  self->state.agents.remove(h);
+  it->second.ep->close();
+  core->routes.modify([h](routing_table& t) { t.remove_agent(h); });
+  if (tell_actor && it->second.actor) self->send(it->second.actor, down_atom::value);
+  self->state.entries.erase(it);
+}
+
+errc check(const agent_spec& s) {
+  for (const std::string& p : s.subscriptions)
+    if (validate_pattern(p) != topic_errc::ok) return errc::invalid_pattern;
+  for (const auto& [p, g] : s.queue_groups)
+    if (validate_pattern(p) != topic_errc::ok || g.empty()) return errc::invalid_pattern;
+  return errc::ok;
+}
+} // namespace
+
+namespace {
+caf::behavior directory_actor(dir_actor* self, node::impl* core) {
+  self->state.agents = agent_directory(core->cfg.missed_heartbeats);
+  self->set_default_handler(caf::drop);
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& es = self->state.entries;
+    const auto it = std::find_if(es.begin(), es.end(), [&](const auto& e) { return e.second.actor.address() == dm.source; });
+    if (it != es.end()) take_down(self, core, it->first, false);
+  });
+  return {
+      [=](register_atom, registration& r) -> registered {
+        if (core->stopping.load()) return {errc::node_stopped, nullptr};
+        if (const errc e = check(r.spec); e != errc::ok) return {e, nullptr};
+        const agent_spec& s = r.spec;
+        subscriber_id h = 0;
+        agent_info info{s.id, s.type, s.capabilities, s.heartbeat_interval, s.metadata};
+        if (const auto e = self->state.agents.add(std::move(info), agent_clock::now(), h); e != directory_errc::ok)
+          return {to_errc(e), nullptr};
+        std::shared_ptr<void> owner = r.waiter;
+        endpoint::box_type::doorbell_fn ring = r.ring;
+        if (r.actor) {
+          owner = std::make_shared<actor_doorbell>(actor_doorbell{caf::actor_cast<caf::weak_actor_ptr>(r.actor)});
+          ring = &actor_doorbell::ring;
+        }
+        auto ep = std::make_shared<endpoint>(h, s.id, s.type, s.capabilities,
+                                             s.mailbox_capacity ? s.mailbox_capacity : core->cfg.mailbox_capacity,
+                                             ring, std::move(owner), &core->dead);
+        if (r.actor) {
+          // enqueued before the endpoint is routable, so the agent starts before its first drain
+          self->send(r.actor, start_atom::value, ep);
+          self->monitor(r.actor);
+          std::lock_guard<std::mutex> g(core->m);
+          core->actor_endpoints.push_back(ep);
+        }
+        core->routes.modify([&](routing_table& t) {
+          t.add_agent(ep);
+          for (const std::string& p : s.subscriptions)
+            t.subscribe(p, h);
+          for (const auto& [p, g] : s.queue_groups)
+            t.subscribe_group(p, g, s.group_balance, h);
+        });
+        self->state.entries[h] = entry{ep, r.actor, s.group_balance};
+        schedule_tick(self);
+        return {errc::ok, ep};
+      },
+      [=](deregister_atom, subscriber_id h) { take_down(self, core, h, true); },
+      [=](heartbeat_atom, subscriber_id h) { self->state.agents.heartbeat(h, agent_clock::now()); },
+      [=](subscribe_atom, subscriber_id h, const std::string& pattern, const std::string& group) -> std::uint8_t {
+        const auto it = self->state.entries.find(h);
+        if (it == self->state.entries.end()) return static_cast<std::uint8_t>(errc::agent_unavailable);
+        if (validate_pattern(pattern) != topic_errc::ok) return static_cast<std::uint8_t>(errc::invalid_pattern);
+        const balance policy = it->second.group_balance;
+        core->routes.modify([&](routing_table& t) {
+          if (group.empty())
+            t.subscribe(pattern, h);
+          else
+            t.subscribe_group(pattern, group, policy, h);
+        });
+        return static_cast<std::uint8_t>(errc::ok);
+      },
+      [=](unsubscribe_atom, subscriber_id h, const std::string& pattern, const std::string& group) -> std::uint8_t {
+        if (!self->state.entries.count(h)) return static_cast<std::uint8_t>(errc::agent_unavailable);
+        const bool had = core->routes.modify([&](routing_table& t) { return t.unsubscribe(pattern, group, h); });
+        return static_cast<std::uint8_t>(had ? errc::ok : errc::not_subscribed);
+      },
+      [=](tick_atom) {
+        self->state.tick_at.reset();
+        for (const auto& gone : self->state.agents.expire(agent_clock::now())) {
+          // expire() removed it from the directory already; take_down finishes the job
+          self->state.agents.remove(gone.first);
+          take_down(self, core, gone.first, true);
+        }
+        schedule_tick(self);
+      },
+      [=](stop_atom) {
+        std::vector<subscriber_id> all;
+        for (const auto& e : self->state.entries)
+          all.push_back(e.first);
+        for (subscriber_id h : all) {
+          const auto it = self->state.entries.find(h);
+          if (it->second.actor) self->send(it->second.actor, stop_atom::value);
+          it->second.actor = nullptr; // take_down must not also send down_atom
+          take_down(self, core, h, false);
+        }
+        self->quit();
+      },
+  };
+}
+} // namespace
+
+caf::actor spawn_directory(node::impl* core) { return core->sys->spawn(directory_actor, core); }
+
+} // namespace flowbus::actors

@@ -1,0 +1,126 @@
+#include "port.hpp"
+
+#include <caf/atom.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include <thread>
+
+namespace flowbus::actors {
+
+node::impl::impl(node_config c)
+    : cfg(std::move(c)), pool(cfg.buffers), dead(cfg.dead_letter_capacity),
+      sys_cfg(std::make_unique<caf::actor_system_config>()) {
+  const std::size_t workers = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+  sys_cfg->set("scheduler.policy", cfg.policy == scheduler_policy::sharing ? caf::atom("sharing") : caf::atom("stealing"));
+  sys_cfg->set("scheduler.max-threads", workers);
+  sys_cfg->set("logger.console", caf::atom("none"));
+  if (cfg.pinning.enabled) pins = install_thread_pinning(*sys_cfg, cfg.pinning);
+  sys = std::make_unique<caf::actor_system>(*sys_cfg);
+  dir = spawn_directory(this);
+}
+
+node::impl::~impl() {
+  dir = nullptr;
+  sys.reset(); // actors first: they hold endpoints and buffers of the members below
+}
+
+node::node(node_config config) : impl_(std::make_shared<impl>(std::move(config))) {}
+
+node::~node() {
+  shutdown();
+  impl_->dir = nullptr;
+  impl_->sys.reset(); // clients may keep impl alive; the threads go now
+}
+
+namespace {
+registered register_agent(node::impl& core, registration r) {
+  registered out{errc::node_stopped, nullptr};
+  caf::scoped_actor s{*core.sys};
+  s->request(core.dir, caf::infinite, register_atom::value, std::move(r))
+      .receive([&](registered& res) { out = std::move(res); }, [&](caf::error&) {});
+  return out;
+}
+} // namespace
+
+expected<agent_handle, errc> node::spawn(agent_spec spec, agent_handler handler, start_handler on_start) {
+  if (impl_->stopping.load()) return errc::node_stopped;
+  if (!handler) handler = [](agent_context&, const delivery&) {};
+  auto boot = std::make_shared<agent_boot>(
+      agent_boot{impl_.get(), std::move(handler), std::move(on_start), spec.heartbeat_interval, spec.priority});
+  caf::actor a = spawn_agent(impl_.get(), std::move(boot));
+  std::string id = spec.id;
+  registered r = register_agent(*impl_, registration{std::move(spec), a, nullptr, nullptr});
+  if (r.code != errc::ok) {
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    return r.code;
+  }
+  return agent_handle{std::move(id), r.ep->id(), std::move(a)};
+}
+
+expected<std::unique_ptr<client>, errc> node::connect(agent_spec spec) {
+  if (impl_->stopping.load()) return errc::node_stopped;
+  auto waiter = std::make_shared<client_waiter>();
+  const codec::priority prio = spec.priority;
+  const std::chrono::milliseconds heartbeat = spec.heartbeat_interval;
+  registered r = register_agent(*impl_, registration{std::move(spec), nullptr, waiter, &client_waiter::ring});
+  if (r.code != errc::ok) return r.code;
+  auto p = std::make_unique<detail::port>(impl_.get(), impl_, std::move(r.ep), prio);
+  return std::make_unique<client>(std::move(p), std::move(waiter), heartbeat);
+}
+
+shutdown_report node::shutdown() {
+  shutdown_report rep;
+  if (impl_->stopping.exchange(true)) return rep;
+  const std::uint64_t dead_before = impl_->dead.count(dead_reason::shutdown);
+  // Quiescence: every frame announced to an actor agent has been handled, and nothing moved
+  // between two looks 1 ms apart (both sums only grow, so equal sums mean nothing happened).
+  auto sums = [&] {
+    std::uint64_t announced = 0, handled = 0;
+    std::lock_guard<std::mutex> g(impl_->m);
+    for (const auto& w : impl_->actor_endpoints)
+      if (auto ep = w.lock()) {
+        handled += ep->handled();
+        announced += ep->handled() + ep->in_flight();
+      }
+    return std::make_pair(announced, handled);
+  };
+  const auto deadline = std::chrono::steady_clock::now() + impl_->cfg.drain_timeout;
+  auto last = sums();
+  rep.drained = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const auto now = sums();
+    if (now == last && now.first == now.second) {
+      rep.drained = true;
+      break;
+    }
+    last = now;
+  }
+  rep.handled = last.second;
+  caf::anon_send(impl_->dir, stop_atom::value);
+  impl_->sys->await_all_actors_done();
+  impl_->stopped.store(true, std::memory_order_release);
+  rep.dead_lettered = impl_->dead.count(dead_reason::shutdown) - dead_before;
+  return rep;
+}
+
+std::vector<agent_status> node::agents() const {
+  std::vector<agent_status> out;
+  impl_->routes.read([&](const routing_table& t) {
+    t.for_each_agent({}, [&](endpoint& ep) {
+      out.push_back({ep.agent_id(), ep.agent_type(), ep.id(), ep.capabilities(), ep.in_flight(), ep.handled()});
+    });
+  });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.handle < b.handle; });
+  return out;
+}
+
+dead_letters& node::dead() noexcept { return impl_->dead; }
+std::size_t node::workers() const noexcept { return impl_->sys ? impl_->sys->scheduler().num_workers() : 0; }
+const node_config& node::config() const noexcept { return impl_->cfg; }
+std::shared_ptr<pinning_report> node::pinning() const { return impl_->pins; }
+caf::actor_system& node::system() noexcept { return *impl_->sys; }
+caf::actor node::directory() const { return impl_->dir; }
+
+} // namespace flowbus::actors

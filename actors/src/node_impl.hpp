@@ -1,0 +1,105 @@
+// The node's shared state and the vocabulary of its control messages (internal).
+//
+// Ownership: node::impl is shared by the node and its clients; actor agents hold a raw pointer
+// (the node outlives them: shutdown stops them before the system goes). Member order is
+// destruction order reversed: the buffer pool is declared first so it outlives every buffer
+// held by the dead letters and the endpoints in the routing table.
+#pragma once
+
+#include <flowbus/actors/node.hpp>
+#include <flowbus/actors/routing_table.hpp>
+#include <flowbus/scheduling/left_right.hpp>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace flowbus::actors {
+
+// Control atoms (CAF 0.17: at most 10 characters).
+using register_atom = caf::atom_constant<caf::atom("fb_reg")>;
+using deregister_atom = caf::atom_constant<caf::atom("fb_unreg")>;
+using heartbeat_atom = caf::atom_constant<caf::atom("fb_hb")>;
+using subscribe_atom = caf::atom_constant<caf::atom("fb_sub")>;
+using unsubscribe_atom = caf::atom_constant<caf::atom("fb_unsub")>;
+using tick_atom = caf::atom_constant<caf::atom("fb_tick")>;
+using start_atom = caf::atom_constant<caf::atom("fb_start")>;
+using down_atom = caf::atom_constant<caf::atom("fb_down")>;
+using stop_atom = caf::atom_constant<caf::atom("fb_stop")>;
+using timeout_atom = caf::atom_constant<caf::atom("fb_tmo")>;
+using beat_atom = caf::atom_constant<caf::atom("fb_beat")>;
+
+/// REGISTER as the directory receives it (local only: carries pointers).
+struct registration {
+  agent_spec spec;
+  caf::actor actor;             ///< the agent's actor, or none for a client
+  std::shared_ptr<void> waiter; ///< a client's doorbell context
+  endpoint::box_type::doorbell_fn ring = nullptr;
+};
+struct registered {
+  errc code = errc::ok;
+  std::shared_ptr<endpoint> ep;
+};
+
+struct node::impl {
+  explicit impl(node_config c);
+  ~impl();
+
+  node_config cfg;
+  scheduling::buffer_pool pool;
+  dead_letters dead;
+  scheduling::left_right<routing_table> routes;
+  std::shared_ptr<pinning_report> pins;
+  std::unique_ptr<caf::actor_system_config> sys_cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::actor dir;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> stopped{false};
+  std::mutex m; ///< guards actor_endpoints
+  std::vector<std::weak_ptr<endpoint>> actor_endpoints;
+};
+
+errc to_errc(directory_errc e) noexcept;
+errc to_errc(topic_errc e, bool pattern) noexcept;
+
+/// Spawns the directory actor (directory_actor.cpp).
+caf::actor spawn_directory(node::impl* core);
+/// An actor agent (agent_actor.cpp).
+struct agent_boot {
+  node::impl* core;
+  agent_handler handler;
+  start_handler on_start;
+  std::chrono::milliseconds heartbeat;
+  codec::priority prio;
+};
+
+/// A client thread's doorbell: the mailbox rings it, receive() sleeps on it.
+struct client_waiter {
+  std::mutex m;
+  std::condition_variable cv;
+  bool rung = false;
+  static void ring(void* self) noexcept {
+    auto* w = static_cast<client_waiter*>(self);
+    {
+      std::lock_guard<std::mutex> g(w->m);
+      w->rung = true;
+    }
+    w->cv.notify_one();
+  }
+};
+/// Spawns an actor agent (agent_actor.cpp); it starts when the directory sends it its endpoint.
+caf::actor spawn_agent(node::impl* core, std::shared_ptr<agent_boot> boot);
+
+} // namespace flowbus::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(flowbus::actors::registration)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(flowbus::actors::registered)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<flowbus::actors::endpoint>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<flowbus::actors::agent_boot>)

@@ -1,0 +1,192 @@
+#include "port.hpp"
+
+#include <chrono>
+
+namespace flowbus::actors::detail {
+
+namespace {
+std::uint64_t wall_ns() noexcept {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+codec::encoder_options in_process_encoder() noexcept {
+  codec::encoder_options o;
+  o.pool_strings = false; // frames in process have no connection whose pool they could use
+  return o;
+}
+codec::decoder_options in_process_decoder() noexcept {
+  codec::decoder_options o;
+  o.verify_checksum = false; // written by our encoder into our memory; the edge verifies wire frames
+  return o;
+}
+} // namespace
+
+port::port(node::impl* core, std::shared_ptr<node::impl> keep, std::shared_ptr<endpoint> ep, codec::priority prio)
+    : core_(core), keep_(std::move(keep)), ep_(std::move(ep)), prio_(prio), enc_(in_process_encoder()),
+      dec_(in_process_decoder()) {}
+
+errc port::encode(const destination& to, std::string_view payload, const send_options& opts,
+                  std::string_view reply_to, bool broadcast, std::string_view agent_type,
+                  scheduling::buffer_ref& out) {
+  codec::message m;
+  m.type = opts.type;
+  m.prio = opts.prio.value_or(prio_);
+  m.timestamp_ns = wall_ns();
+  codec::repeated_entry cap{codec::field::capability, to.name, {}};
+  if (broadcast) {
+    m.flags |= codec::flag::broadcast;
+    if (!agent_type.empty()) m.set(codec::field::agent_type, agent_type);
+  } else if (to.what == destination::kind::topic) {
+    m.set_topic(to.name);
+  } else if (to.what == destination::kind::agent) {
+    m.set(codec::field::target, to.name);
+  } else {
+    m.repeated = codec::repeated_fields(&cap, 1);
+  }
+  m.set(codec::field::source, ep_->agent_id());
+  if (!reply_to.empty()) m.set(codec::field::reply_to, reply_to);
+  if (opts.correlation_id) m.set(codec::field::correlation_id, opts.correlation_id);
+  if (opts.message_id) m.set(codec::field::message_id, opts.message_id);
+  if (opts.deadline_ns) m.set(codec::field::deadline, opts.deadline_ns);
+  m.payload = codec::bytes_view(payload);
+  const std::size_t need = enc_.literal_size(m);
+  if (need > enc_.options().max_frame_size || need > core_->pool.largest_capacity()) return errc::too_large;
+  out = core_->pool.try_acquire(need);
+  if (!out) return errc::no_buffer;
+  const codec::encode_result r = enc_.encode(m, out.data(), out.capacity());
+  if (!r) {
+    out.reset();
+    return r.code == codec::errc::frame_too_large ? errc::too_large : errc::invalid_topic;
+  }
+  out.set_size(r.size);
+  return errc::ok;
+}
+
+errc port::push(endpoint& ep, const scheduling::buffer_ref& frame) {
+  switch (ep.push(frame)) {
+    case endpoint::push_status::ok: return errc::ok;
+    case endpoint::push_status::closed:
+      core_->dead.add(dead_reason::agent_unavailable, frame, ep.agent_id());
+      return errc::agent_unavailable;
+    case endpoint::push_status::full:
+      core_->dead.add(dead_reason::overflow, frame, ep.agent_id());
+      return errc::mailbox_full;
+  }
+  return errc::ok;
+}
+
+const route& port::resolve(std::string_view topic) {
+  const std::uint64_t gen = core_->routes.generation(); // read before the lookup: see left_right.hpp
+  if (gen != cache_generation_) {
+    cache_.clear();
+    cache_generation_ = gen;
+  }
+  key_.assign(topic);
+  if (auto it = cache_.find(key_); it != cache_.end()) return *it->second;
+  auto r = std::make_shared<route>();
+  core_->routes.read([&](const routing_table& t) { t.resolve(topic, scratch_, *r); });
+  if (cache_.size() >= core_->cfg.route_cache) cache_.clear(); // bounded; refills with what is hot
+  return *cache_.emplace(key_, std::move(r)).first->second;
+}
+
+send_result port::deliver_route(std::string_view topic, const scheduling::buffer_ref& frame) {
+  send_result res;
+  const route& r = resolve(topic);
+  auto note = [&](errc e) {
+    if (e == errc::ok)
+      ++res.delivered;
+    else if (res.code == errc::ok)
+      res.code = e;
+  };
+  for (const auto& ep : r.direct)
+    note(push(*ep, frame));
+  for (const member_set& g : r.groups) {
+    if (endpoint* ep = pick(g)) {
+      note(push(*ep, frame));
+    } else {
+      core_->dead.add(dead_reason::agent_unavailable, frame, std::string(topic));
+      note(errc::agent_unavailable);
+    }
+  }
+  return res;
+}
+
+send_result port::send(const destination& to, std::string_view payload, const send_options& opts,
+                       std::string_view reply_to) {
+  if (core_->stopped.load(std::memory_order_acquire)) return {errc::node_stopped, 0};
+  if (to.what == destination::kind::topic && validate_topic(to.name) != topic_errc::ok) return {errc::invalid_topic, 0};
+  scheduling::buffer_ref frame;
+  if (const errc e = encode(to, payload, opts, reply_to, false, {}, frame); e != errc::ok) return {e, 0};
+  ++sent_;
+  switch (to.what) {
+    case destination::kind::topic: return deliver_route(to.name, frame);
+    case destination::kind::agent:
+      return core_->routes.read([&](const routing_table& t) -> send_result {
+        endpoint* ep = t.agent(to.name);
+        if (!ep) {
+          core_->dead.add(dead_reason::agent_unavailable, frame, std::string(to.name));
+          return {errc::agent_unavailable, 0};
+        }
+        const errc e = push(*ep, frame);
+        return {e, e == errc::ok ? 1u : 0u};
+      });
+    case destination::kind::capability:
+      return core_->routes.read([&](const routing_table& t) -> send_result {
+        const member_set* set = t.capable(to.name);
+        endpoint* ep = set ? pick(*set, to.policy) : nullptr;
+        if (!ep) {
+          core_->dead.add(dead_reason::agent_unavailable, frame, "capability:" + std::string(to.name));
+          return {errc::no_capable_agent, 0};
+        }
+        const errc e = push(*ep, frame);
+        return {e, e == errc::ok ? 1u : 0u};
+      });
+  }
+  return {};
+}
+
+send_result port::broadcast(std::string_view payload, std::string_view agent_type, const send_options& opts) {
+  if (core_->stopped.load(std::memory_order_acquire)) return {errc::node_stopped, 0};
+  scheduling::buffer_ref frame;
+  if (const errc e = encode({}, payload, opts, {}, true, agent_type, frame); e != errc::ok) return {e, 0};
+  ++sent_;
+  send_result res;
+  core_->routes.read([&](const routing_table& t) {
+    t.for_each_agent(agent_type, [&](endpoint& ep) {
+      if (&ep == ep_.get()) return;
+      const errc e = push(ep, frame);
+      if (e == errc::ok)
+        ++res.delivered;
+      else if (res.code == errc::ok)
+        res.code = e;
+    });
+  });
+  return res;
+}
+
+bool port::decode(const scheduling::buffer_ref& frame, delivery& d) {
+  codec::message m;
+  if (dec_.decode(codec::bytes_view(frame.data(), frame.size()), m).code != codec::errc::ok) {
+    core_->dead.add(dead_reason::corruption, frame, ep_->agent_id());
+    return false;
+  }
+  d.type = m.type;
+  d.prio = m.prio;
+  d.topic = m.topic();
+  d.source = m.str(codec::field::source);
+  d.target = m.str(codec::field::target);
+  for (const codec::repeated_entry& e : m.repeated)
+    if (e.id == codec::field::capability) d.target = e.key;
+  d.reply_to = m.str(codec::field::reply_to);
+  d.correlation_id = m.correlation_id();
+  d.message_id = m.message_id();
+  d.sequence = m.sequence;
+  d.timestamp_ns = m.timestamp_ns;
+  d.deadline_ns = m.deadline_ns();
+  d.payload = m.payload.as_string();
+  d.frame = &frame;
+  return true;
+}
+
+} // namespace flowbus::actors::detail
