@@ -149,8 +149,21 @@ caf::behavior agent_actor(caf::stateful_actor<agent_state>* self, std::shared_pt
       [=](drain_atom) {
         agent_state& st = self->state;
         if (!st.ctx) return; // start is enqueued before the endpoint becomes routable
+        const auto spin = st.boot->idle_spin;
+        std::chrono::steady_clock::time_point spin_until{}; // set at the first empty poll after a message
         const auto r = agent_actor_access::port(*st.ctx).ep().drain(
-            [&](scheduling::buffer_ref&& f) { handle(st, std::move(f)); }, drain_batch);
+            [&](scheduling::buffer_ref&& f) {
+              handle(st, std::move(f));
+              spin_until = {};
+            },
+            drain_batch,
+            [&] {
+              if (spin.count() == 0) return false;
+              const auto now = std::chrono::steady_clock::now();
+              if (spin_until == std::chrono::steady_clock::time_point{}) spin_until = now + spin;
+              scheduling::cpu_relax();
+              return now < spin_until;
+            });
         if (r.more) self->send(self, drain_atom::value);
       },
       [=](beat_atom) {

@@ -4,6 +4,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include <limits>
 #include <thread>
 
 namespace flowbus::actors {
@@ -15,6 +16,13 @@ node::impl::impl(node_config c)
   sys_cfg->set("scheduler.policy", cfg.policy == scheduler_policy::sharing ? caf::atom("sharing") : caf::atom("stealing"));
   sys_cfg->set("scheduler.max-threads", workers);
   sys_cfg->set("logger.console", caf::atom("none"));
+  // with idle_poll, idle workers keep polling at that period instead of backing off to 10 ms
+  if (cfg.idle_poll.count() > 0) {
+    sys_cfg->set("work-stealing.moderate-sleep-duration", caf::timespan{cfg.idle_poll});
+    sys_cfg->set("work-stealing.moderate-poll-attempts", std::numeric_limits<int>::max() / 2);
+    sys_cfg->set("work-stealing.relaxed-sleep-duration", caf::timespan{cfg.idle_poll});
+  }
+  if (cfg.timer_slack.count() > 0) install_timer_slack(*sys_cfg, cfg.timer_slack);
   if (cfg.pinning.enabled) pins = install_thread_pinning(*sys_cfg, cfg.pinning);
   sys = std::make_unique<caf::actor_system>(*sys_cfg);
   dir = spawn_directory(this);
@@ -47,7 +55,8 @@ expected<agent_handle, errc> node::spawn(agent_spec spec, agent_handler handler,
   if (impl_->stopping.load()) return errc::node_stopped;
   if (!handler) handler = [](agent_context&, const delivery&) {};
   auto boot = std::make_shared<agent_boot>(
-      agent_boot{impl_.get(), std::move(handler), std::move(on_start), spec.heartbeat_interval, spec.priority});
+      agent_boot{impl_.get(), std::move(handler), std::move(on_start), spec.heartbeat_interval, spec.priority,
+                 spec.idle_spin});
   caf::actor a = spawn_agent(impl_.get(), std::move(boot));
   std::string id = spec.id;
   registered r = register_agent(*impl_, registration{std::move(spec), a, nullptr, nullptr});

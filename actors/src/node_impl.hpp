@@ -78,6 +78,7 @@ struct agent_boot {
   start_handler on_start;
   std::chrono::milliseconds heartbeat;
   codec::priority prio;
+  std::chrono::microseconds idle_spin;
 };
 
 /// A client thread's doorbell: the mailbox rings it, receive() sleeps on it.

@@ -98,10 +98,12 @@ TEST_SUITE("routing_table") {
       readers.emplace_back([&] {
         routing_table::scratch s;
         route out;
+        unsigned reads = 0;
         start.arrive_and_wait();
         while (!done.load()) {
           lr.read([&](const routing_table& t) { t.resolve("stable.topic", s, out); });
           if (out.direct.size() != 1 || out.direct[0]->id() != 1) wrong.fetch_add(1);
+          if (++reads % 64 == 0) std::this_thread::yield(); // do not starve the writer on 2 CPUs
         }
       });
     start.arrive_and_wait();

@@ -130,6 +130,25 @@ TEST_SUITE("mailbox") {
     CHECK(sched.doorbells == 2);
   }
 
+  TEST_CASE("a spinning consumer takes what arrives during its spin, with no doorbell, then goes idle") {
+    fake_scheduler sched;
+    spsc_mailbox<int> box(8, &fake_scheduler::ring, &sched);
+    CHECK(box.try_push(1) == push_result::woke);
+    int polls = 0, sum = 0;
+    push_result during = push_result::full;
+    const drain_result r = box.drain([&](int&& v) { sum += v; }, 16, [&] {
+      if (++polls == 3) during = box.try_push(5); // a message arrives while the consumer spins
+      return polls < 6;                          // the spin budget
+    });
+    CHECK(during == push_result::ok); // the consumer was still active: nobody rang
+    CHECK(r.count == 2);
+    CHECK(sum == 6);
+    CHECK(polls == 6);
+    CHECK(box.idle());
+    CHECK(sched.doorbells == 1);
+    CHECK(box.try_push(7) == push_result::woke);
+  }
+
   TEST_CASE("a full mailbox refuses without ringing") {
     fake_scheduler sched;
     spsc_mailbox<int> box(2, &fake_scheduler::ring, &sched);

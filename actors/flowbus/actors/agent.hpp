@@ -46,6 +46,12 @@ struct agent_spec {
   std::chrono::milliseconds heartbeat_interval{1000};
   std::vector<std::pair<std::string, std::string>> metadata;
   std::size_t mailbox_capacity = 0; ///< 0: the node's default
+  /// Idle strategy of an actor agent. 0 (default): when its mailbox is empty the actor yields
+  /// its worker and the next message wakes it through CAF — tens of µs on a VM whose idle
+  /// threads sleep. > 0: after its last message the actor keeps polling its mailbox this long
+  /// before yielding, holding a scheduler worker meanwhile: single-digit-µs latency for traffic
+  /// whose gaps are shorter than the spin, paid for with CPU (docs/benchmarks.md).
+  std::chrono::microseconds idle_spin{0};
 };
 
 /// One received message. Views point into the shared frame and stay valid while it is held:

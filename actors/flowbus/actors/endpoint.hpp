@@ -60,13 +60,17 @@ public:
   /// Consumer side: handles up to `max` frames with f(buffer_ref&&), counting them as handled
   /// only after f returns (so in_flight() includes the message being handled).
   template <class F> scheduling::drain_result drain(F&& f, std::size_t max) {
+    return drain(std::forward<F>(f), max, [] { return false; });
+  }
+  /// The same with a spin budget before going idle (scheduling::mailbox::drain).
+  template <class F, class Keep> scheduling::drain_result drain(F&& f, std::size_t max, Keep&& keep_polling) {
     return box_.drain(
         [&](scheduling::buffer_ref&& b) {
           f(std::move(b));
           // consumer-only store on the consumer's own line: no read-modify-write per message
           handled_.store(handled_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
         },
-        max);
+        max, std::forward<Keep>(keep_polling));
   }
 
   /// Messages handed to the agent and not yet handled: the least-loaded balancer's measure.

@@ -36,6 +36,12 @@ struct node_config {
   std::size_t workers = 0; ///< CAF scheduler threads; 0: one per CPU
   scheduler_policy policy = scheduler_policy::stealing;
   pinning_options pinning = {false, {}, -1, true}; ///< off unless asked
+  /// 0: CAF's own back-off for idle work-stealing workers (sleep 50 µs between polls, 10 ms once
+  /// idle for a while). > 0: idle workers poll at this period forever — a bound on the latency
+  /// of waking an idle agent, paid for with CPU that a 2-core machine's other threads then lack
+  /// (docs/benchmarks.md measures both).
+  std::chrono::microseconds idle_poll{0};
+  std::chrono::nanoseconds timer_slack{1000}; ///< for CAF's threads (Linux default: 50 µs)
   std::size_t mailbox_capacity = 4096;             ///< per agent, rounded up to a power of two
   unsigned missed_heartbeats = 3;                  ///< intervals an agent may miss before it is down
   std::size_t route_cache = 1024;                  ///< resolved topics each sender keeps

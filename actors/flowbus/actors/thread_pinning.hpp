@@ -9,6 +9,7 @@
 
 #include <caf/fwd.hpp>
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -50,5 +51,9 @@ private:
 /// Installs the pinning hook into cfg (before the actor_system is constructed). Returns the report
 /// the hook fills as CAF starts its threads; with options.enabled == false nothing is installed.
 std::shared_ptr<pinning_report> install_thread_pinning(caf::actor_system_config& cfg, pinning_options options);
+
+/// Installs a hook giving every CAF thread a timer slack of `slack` (Linux prctl), so that the
+/// short sleeps of idle scheduler workers end on time.
+void install_timer_slack(caf::actor_system_config& cfg, std::chrono::nanoseconds slack);
 
 } // namespace flowbus::actors

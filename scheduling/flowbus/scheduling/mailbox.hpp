@@ -65,6 +65,14 @@ public:
   /// the consumer goes idle and the next push rings; when `max` is reached first, result.more
   /// asks for another drain.
   template <class F> drain_result drain(F&& f, std::size_t max) {
+    return drain(std::forward<F>(f), max, [] { return false; });
+  }
+
+  /// The same, but when everything announced has been handled the consumer first polls on while
+  /// keep_polling() returns true (a spin budget: Aeron's busy-spin / back-off idle strategies),
+  /// and goes idle only after that. Elements arriving during the spin are taken with no doorbell
+  /// at all. keep_polling is called once per empty poll; it should pause the CPU briefly.
+  template <class F, class Keep> drain_result drain(F&& f, std::size_t max, Keep&& keep_polling) {
     drain_result r;
     for (;;) {
       const std::size_t n = queue_.drain(f, max - r.count);
@@ -75,6 +83,7 @@ public:
         return r;
       }
       std::uint64_t s = state_.load(std::memory_order_acquire);
+      if ((s & ~idle_bit) <= consumed_ && keep_polling()) continue; // spin: look again, stay active
       while ((s & ~idle_bit) <= consumed_) { // nothing announced that we have not handled
         if (state_.compare_exchange_weak(s, s | idle_bit, std::memory_order_acq_rel, std::memory_order_acquire))
           return r; // idle: the next announcement rings
