@@ -104,14 +104,6 @@ void agent_context::request(const destination& to, std::string_view payload, std
     self_->delayed_send(self_, timeout, timeout_atom::value, corr, static_cast<std::uint8_t>(errc::timeout));
 }
 
-send_result agent_context::respond(const delivery& request, std::string_view payload) {
-  send_options o;
-  o.type = codec::msg_type::reply;
-  o.correlation_id = request.correlation_id;
-  o.prio = request.prio;
-  return port_->send(destination::agent(request.reply_to), payload, o);
-}
-
 namespace {
 void control(caf::event_based_actor* self, node::impl& core, done_handler done, caf::message msg) {
   self->request(core.dir, caf::infinite, std::move(msg))

@@ -79,14 +79,6 @@ reply client::request(const destination& to, std::string_view payload, std::chro
   }
 }
 
-send_result client::respond(const delivery& request, std::string_view payload) {
-  send_options o;
-  o.type = codec::msg_type::reply;
-  o.correlation_id = request.correlation_id;
-  o.prio = request.prio;
-  return port_->send(destination::agent(request.reply_to), payload, o);
-}
-
 namespace {
 errc control(node::impl& core, caf::message msg) {
   if (core.stopping.load()) return errc::node_stopped;

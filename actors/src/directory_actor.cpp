@@ -1,6 +1,8 @@
-// The directory: the one actor that knows every agent and the only writer of the routing table.
-// Registration, subscriptions, heartbeats and departures arrive here as CAF messages; each change
-// reaches the data path through left_right::modify (publishers never wait for it). A timer at
+// The directory: the one actor that knows every agent. Registration, subscriptions, heartbeats and
+// departures arrive here as CAF messages. It adds and removes agents in the routing table itself
+// and forwards subscriptions to the topic actor of their pattern (topic_actor.cpp), which owns
+// that pattern's subscriber set; every change reaches the data path through left_right::modify
+// (publishers never wait for it). A timer at
 // the earliest possible expiry marks agents that stopped heartbeating as down.
 #include "node_impl.hpp"
 
@@ -11,6 +13,7 @@
 #include <caf/send.hpp>
 
 #include <algorithm>
+#include <set>
 #include <unordered_map>
 
 namespace flowbus::actors {
@@ -32,9 +35,16 @@ struct entry {
 };
 } // namespace
 
+struct topic_ref {
+  caf::actor actor;
+  std::uint64_t forwarded = 0; ///< subscribe requests sent to it (reaping waits for them all)
+};
+
 struct directory_state {
   agent_directory agents;
   std::unordered_map<subscriber_id, entry> entries;
+  std::unordered_map<std::string, topic_ref> topics;                    ///< pattern -> its topic actor
+  std::unordered_map<subscriber_id, std::set<std::string>> patterns_of; ///< agent -> patterns it used
   std::optional<agent_clock::time_point> tick_at;
   static inline const char* name = "flowbus.directory";
 };
@@ -57,8 +67,32 @@ void take_down(dir_actor* self, node::impl* core, subscriber_id h, bool tell_act
   self->state.agents.remove(h);
   it->second.ep->close();
   core->routes.modify([h](routing_table& t) { t.remove_agent(h); });
+  // its topic actors drop it from their sets (after any subscribe forwarded earlier: same channel)
+  if (auto p = self->state.patterns_of.find(h); p != self->state.patterns_of.end()) {
+    for (const std::string& pattern : p->second)
+      if (auto t = self->state.topics.find(pattern); t != self->state.topics.end())
+        self->send(t->second.actor, forget_atom::value, h);
+    self->state.patterns_of.erase(p);
+  }
   if (tell_actor && it->second.actor) self->send(it->second.actor, down_atom::value);
   self->state.entries.erase(it);
+}
+
+/// Forwards a subscription to its pattern's topic actor (spawned on first use); `done` runs with
+/// the topic actor's answer.
+template <class Done>
+void forward_subscribe(dir_actor* self, node::impl* core, subscriber_id h, const std::string& pattern,
+                       const std::string& group, balance policy, Done done) {
+  topic_ref& t = self->state.topics[pattern];
+  if (!t.actor) {
+    t.actor = spawn_topic(self, core, pattern);
+    self->monitor(t.actor);
+  }
+  ++t.forwarded;
+  self->state.patterns_of[h].insert(pattern);
+  self->request(t.actor, caf::infinite, subscribe_atom::value, h, group, static_cast<std::uint8_t>(policy))
+      .then([=](std::uint8_t code) mutable { done(static_cast<errc>(code)); },
+            [=](caf::error&) mutable { done(errc::node_stopped); });
 }
 
 errc check(const agent_spec& s) {
@@ -77,17 +111,26 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& es = self->state.entries;
     const auto it = std::find_if(es.begin(), es.end(), [&](const auto& e) { return e.second.actor.address() == dm.source; });
-    if (it != es.end()) take_down(self, core, it->first, false);
+    if (it != es.end()) {
+      take_down(self, core, it->first, false);
+      return;
+    }
+    auto& ts = self->state.topics; // a topic actor that ended on its own: forget it
+    for (auto t = ts.begin(); t != ts.end(); ++t)
+      if (t->second.actor.address() == dm.source) {
+        ts.erase(t);
+        return;
+      }
   });
   return {
-      [=](register_atom, registration& r) -> registered {
-        if (core->stopping.load()) return {errc::node_stopped, nullptr};
-        if (const errc e = check(r.spec); e != errc::ok) return {e, nullptr};
+      [=](register_atom, registration& r) -> caf::result<registered> {
+        if (core->stopping.load()) return registered{errc::node_stopped, nullptr};
+        if (const errc e = check(r.spec); e != errc::ok) return registered{e, nullptr};
         const agent_spec& s = r.spec;
         subscriber_id h = 0;
         agent_info info{s.id, s.type, s.capabilities, s.heartbeat_interval, s.metadata};
         if (const auto e = self->state.agents.add(std::move(info), agent_clock::now(), h); e != directory_errc::ok)
-          return {to_errc(e), nullptr};
+          return registered{to_errc(e), nullptr};
         std::shared_ptr<void> owner = r.waiter;
         endpoint::box_type::doorbell_fn ring = r.ring;
         if (r.actor) {
@@ -104,36 +147,61 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
           std::lock_guard<std::mutex> g(core->m);
           core->actor_endpoints.push_back(ep);
         }
-        core->routes.modify([&](routing_table& t) {
-          t.add_agent(ep);
-          for (const std::string& p : s.subscriptions)
-            t.subscribe(p, h);
-          for (const auto& [p, g] : s.queue_groups)
-            t.subscribe_group(p, g, s.group_balance, h);
-        });
+        core->routes.modify([&](routing_table& t) { t.add_agent(ep); });
         self->state.entries[h] = entry{ep, r.actor, s.group_balance};
         schedule_tick(self);
-        return {errc::ok, ep};
+        const std::size_t subs = s.subscriptions.size() + s.queue_groups.size();
+        if (subs == 0) return registered{errc::ok, ep};
+        // the initial subscriptions go through their topic actors; registration completes (and
+        // spawn/connect return) once all of them are in the routing table
+        auto rp = self->make_response_promise<registered>();
+        auto left = std::make_shared<std::size_t>(subs);
+        auto done = [rp, left, ep](errc) mutable {
+          if (--*left == 0) rp.deliver(registered{errc::ok, ep});
+        };
+        for (const std::string& p : s.subscriptions)
+          forward_subscribe(self, core, h, p, std::string(), s.group_balance, done);
+        for (const auto& [p, g] : s.queue_groups)
+          forward_subscribe(self, core, h, p, g, s.group_balance, done);
+        return rp;
       },
       [=](deregister_atom, subscriber_id h) { take_down(self, core, h, true); },
       [=](heartbeat_atom, subscriber_id h) { self->state.agents.heartbeat(h, agent_clock::now()); },
-      [=](subscribe_atom, subscriber_id h, const std::string& pattern, const std::string& group) -> std::uint8_t {
+      [=](subscribe_atom, subscriber_id h, const std::string& pattern,
+          const std::string& group) -> caf::result<std::uint8_t> {
         const auto it = self->state.entries.find(h);
         if (it == self->state.entries.end()) return static_cast<std::uint8_t>(errc::agent_unavailable);
         if (validate_pattern(pattern) != topic_errc::ok) return static_cast<std::uint8_t>(errc::invalid_pattern);
-        const balance policy = it->second.group_balance;
-        core->routes.modify([&](routing_table& t) {
-          if (group.empty())
-            t.subscribe(pattern, h);
-          else
-            t.subscribe_group(pattern, group, policy, h);
-        });
-        return static_cast<std::uint8_t>(errc::ok);
+        auto rp = self->make_response_promise<std::uint8_t>();
+        forward_subscribe(self, core, h, pattern, group, it->second.group_balance,
+                          [rp](errc e) mutable { rp.deliver(static_cast<std::uint8_t>(e)); });
+        return rp;
       },
-      [=](unsubscribe_atom, subscriber_id h, const std::string& pattern, const std::string& group) -> std::uint8_t {
+      [=](unsubscribe_atom, subscriber_id h, const std::string& pattern,
+          const std::string& group) -> caf::result<std::uint8_t> {
         if (!self->state.entries.count(h)) return static_cast<std::uint8_t>(errc::agent_unavailable);
-        const bool had = core->routes.modify([&](routing_table& t) { return t.unsubscribe(pattern, group, h); });
-        return static_cast<std::uint8_t>(had ? errc::ok : errc::not_subscribed);
+        const auto t = self->state.topics.find(pattern);
+        if (t == self->state.topics.end()) return static_cast<std::uint8_t>(errc::not_subscribed);
+        auto rp = self->make_response_promise<std::uint8_t>();
+        self->request(t->second.actor, caf::infinite, unsubscribe_atom::value, h, group)
+            .then([rp](std::uint8_t code) mutable { rp.deliver(code); },
+                  [rp](caf::error&) mutable { rp.deliver(static_cast<std::uint8_t>(errc::node_stopped)); });
+        return rp;
+      },
+      [=](reap_atom, const std::string& pattern, std::uint64_t seen) {
+        const auto t = self->state.topics.find(pattern);
+        // reap only if every subscription forwarded to it has been handled (and left again)
+        if (t == self->state.topics.end() || t->second.forwarded != seen) return;
+        self->send(t->second.actor, stop_atom::value);
+        self->demonitor(t->second.actor);
+        self->state.topics.erase(t);
+      },
+      [=](topics_atom) {
+        std::vector<std::string> out;
+        for (const auto& t : self->state.topics)
+          out.push_back(t.first);
+        std::sort(out.begin(), out.end());
+        return out;
       },
       [=](tick_atom) {
         self->state.tick_at.reset();
@@ -154,6 +222,9 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
           it->second.actor = nullptr; // take_down must not also send down_atom
           take_down(self, core, h, false);
         }
+        for (auto& t : self->state.topics)
+          self->send(t.second.actor, stop_atom::value);
+        self->state.topics.clear();
         self->quit();
       },
   };

@@ -125,6 +125,15 @@ std::vector<agent_status> node::agents() const {
   return out;
 }
 
+std::vector<std::string> node::topics() const {
+  std::vector<std::string> out;
+  if (impl_->stopping.load()) return out;
+  caf::scoped_actor s{*impl_->sys};
+  s->request(impl_->dir, caf::infinite, topics_atom::value)
+      .receive([&](std::vector<std::string>& t) { out = std::move(t); }, [&](caf::error&) {});
+  return out;
+}
+
 dead_letters& node::dead() noexcept { return impl_->dead; }
 std::size_t node::workers() const noexcept { return impl_->sys ? impl_->sys->scheduler().num_workers() : 0; }
 const node_config& node::config() const noexcept { return impl_->cfg; }

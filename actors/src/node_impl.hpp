@@ -35,6 +35,10 @@ using down_atom = caf::atom_constant<caf::atom("fb_down")>;
 using stop_atom = caf::atom_constant<caf::atom("fb_stop")>;
 using timeout_atom = caf::atom_constant<caf::atom("fb_tmo")>;
 using beat_atom = caf::atom_constant<caf::atom("fb_beat")>;
+using forget_atom = caf::atom_constant<caf::atom("fb_forget")>;
+using reap_atom = caf::atom_constant<caf::atom("fb_reap")>;
+using count_atom = caf::atom_constant<caf::atom("fb_count")>;
+using topics_atom = caf::atom_constant<caf::atom("fb_topics")>;
 
 /// REGISTER as the directory receives it (local only: carries pointers).
 struct registration {
@@ -95,6 +99,8 @@ struct client_waiter {
     w->cv.notify_one();
   }
 };
+/// Spawns the topic actor of one subscription pattern (topic_actor.cpp).
+caf::actor spawn_topic(caf::local_actor* parent, node::impl* core, const std::string& pattern);
 /// Spawns an actor agent (agent_actor.cpp); it starts when the directory sends it its endpoint.
 caf::actor spawn_agent(node::impl* core, std::shared_ptr<agent_boot> boot);
 

@@ -76,23 +76,23 @@ errc port::push(endpoint& ep, const scheduling::buffer_ref& frame) {
   return errc::ok;
 }
 
-const route& port::resolve(std::string_view topic) {
+const route* port::resolve(std::string_view topic) {
   const std::uint64_t gen = core_->routes.generation(); // read before the lookup: see left_right.hpp
   if (gen != cache_generation_) {
     cache_.clear();
     cache_generation_ = gen;
   }
   key_.assign(topic);
-  if (auto it = cache_.find(key_); it != cache_.end()) return *it->second;
+  if (auto it = cache_.find(key_); it != cache_.end()) return it->second.get();
+  if (validate_topic(topic) != topic_errc::ok) return nullptr;
   auto r = std::make_shared<route>();
   core_->routes.read([&](const routing_table& t) { t.resolve(topic, scratch_, *r); });
   if (cache_.size() >= core_->cfg.route_cache) cache_.clear(); // bounded; refills with what is hot
-  return *cache_.emplace(key_, std::move(r)).first->second;
+  return cache_.emplace(key_, std::move(r)).first->second.get();
 }
 
-send_result port::deliver_route(std::string_view topic, const scheduling::buffer_ref& frame) {
+send_result port::deliver_route(std::string_view topic, const route& r, const scheduling::buffer_ref& frame) {
   send_result res;
-  const route& r = resolve(topic);
   auto note = [&](errc e) {
     if (e == errc::ok)
       ++res.delivered;
@@ -115,12 +115,14 @@ send_result port::deliver_route(std::string_view topic, const scheduling::buffer
 send_result port::send(const destination& to, std::string_view payload, const send_options& opts,
                        std::string_view reply_to) {
   if (core_->stopped.load(std::memory_order_acquire)) return {errc::node_stopped, 0};
-  if (to.what == destination::kind::topic && validate_topic(to.name) != topic_errc::ok) return {errc::invalid_topic, 0};
+  // a topic in the route cache was valid when it was resolved: resolve() validates only new ones
+  const route* r = to.what == destination::kind::topic ? resolve(to.name) : nullptr;
+  if (to.what == destination::kind::topic && !r) return {errc::invalid_topic, 0};
   scheduling::buffer_ref frame;
   if (const errc e = encode(to, payload, opts, reply_to, false, {}, frame); e != errc::ok) return {e, 0};
   ++sent_;
   switch (to.what) {
-    case destination::kind::topic: return deliver_route(to.name, frame);
+    case destination::kind::topic: return deliver_route(to.name, *r, frame);
     case destination::kind::agent:
       return core_->routes.read([&](const routing_table& t) -> send_result {
         endpoint* ep = t.agent(to.name);

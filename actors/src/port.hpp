@@ -21,8 +21,8 @@ public:
                    std::string_view reply_to = {});
   /// To every agent but this one (or every agent of agent_type).
   send_result broadcast(std::string_view payload, std::string_view agent_type, const send_options& opts);
-  /// Multicast without the topic check and encode (the frame is ready): for forwarding.
-  send_result deliver_route(std::string_view topic, const scheduling::buffer_ref& frame);
+  /// Hands an encoded frame to a resolved route's recipients.
+  send_result deliver_route(std::string_view topic, const route& r, const scheduling::buffer_ref& frame);
   /// Decodes a frame handed to this agent. False (and the frame is dead-lettered as corruption)
   /// if it does not decode.
   bool decode(const scheduling::buffer_ref& frame, delivery& out);
@@ -35,7 +35,8 @@ public:
 private:
   errc encode(const destination& to, std::string_view payload, const send_options& opts, std::string_view reply_to,
               bool broadcast, std::string_view agent_type, scheduling::buffer_ref& out);
-  const route& resolve(std::string_view topic);
+  /// The topic's recipients (cached), or nullptr if the topic is invalid.
+  const route* resolve(std::string_view topic);
   /// Pushes to one endpoint, dead-lettering a refusal. Returns the refusal's errc or ok.
   errc push(endpoint& ep, const scheduling::buffer_ref& frame);
 

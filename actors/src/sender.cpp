@@ -22,6 +22,13 @@ send_result sender::send_to_capability(std::string_view capability, std::string_
 send_result sender::send(const destination& to, std::string_view payload, const send_options& opts) {
   return port_->send(to, payload, opts);
 }
+send_result sender::respond(const delivery& request, std::string_view payload) {
+  send_options o;
+  o.type = codec::msg_type::reply;
+  o.correlation_id = request.correlation_id;
+  o.prio = request.prio;
+  return port_->send(destination::agent(request.reply_to), payload, o);
+}
 const std::string& sender::id() const noexcept { return port_->ep().agent_id(); }
 std::uint64_t sender::sent() const noexcept { return port_->sent(); }
 

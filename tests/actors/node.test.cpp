@@ -292,6 +292,35 @@ TEST_SUITE("node") {
     CHECK(n.agents().size() == 2);
   }
 
+  TEST_CASE("topic actors own the subscriber sets; idle ones are reaped, and come back on demand") {
+    node_config cfg = small();
+    cfg.topic_idle_reap = 30ms;
+    node n(cfg);
+    auto a = connect(n, spec("a", {"jobs.>", "news.tech"}));
+    auto b = connect(n, spec("b"));
+    CHECK(b->subscribe_group("jobs.>", "pool") == errc::ok);
+    CHECK(n.topics() == std::vector<std::string>{"jobs.>", "news.tech"});
+    auto eventually = [&](std::vector<std::string> want) {
+      const auto until = std::chrono::steady_clock::now() + 5s;
+      while (n.topics() != want && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(5ms);
+      return n.topics() == want;
+    };
+    CHECK(a->unsubscribe("news.tech") == errc::ok);
+    CHECK(eventually({"jobs.>"}));
+    a->leave(); // "jobs.>" still has b's group membership: it stays
+    std::this_thread::sleep_for(100ms);
+    CHECK(n.topics() == std::vector<std::string>{"jobs.>"});
+    CHECK(b->unsubscribe("jobs.>", "pool") == errc::ok);
+    CHECK(eventually({}));
+    // a reaped pattern gets a new topic actor on the next subscription, and routes again
+    CHECK(b->subscribe("news.tech") == errc::ok);
+    auto pub = connect(n, spec("pub"));
+    CHECK(pub->publish("news.tech", "again").delivered == 1);
+    CHECK(drain(*b) == std::vector<std::string>{"again"});
+    CHECK(n.topics() == std::vector<std::string>{"news.tech"});
+  }
+
   TEST_CASE("registration refusals are typed") {
     node n(small());
     auto a = connect(n, spec("a"));

@@ -125,6 +125,8 @@ public:
   send_result send_to_capability(std::string_view capability, std::string_view payload,
                                  balance policy = balance::round_robin, const send_options& opts = {});
   send_result send(const destination& to, std::string_view payload, const send_options& opts = {});
+  /// Answers a request (unicast to its reply_to, with its correlation id and priority).
+  send_result respond(const delivery& request, std::string_view payload);
 
   const std::string& id() const noexcept;
   std::uint64_t sent() const noexcept; ///< messages this agent sent (each send once, any fan-out)
@@ -150,8 +152,6 @@ public:
   /// (timeout, agent_unavailable, no_responders, ...) — exactly once.
   void request(const destination& to, std::string_view payload, std::chrono::milliseconds timeout,
                reply_handler on_reply, send_options opts = {});
-  /// Answers a request (unicast to its reply_to, with its correlation id).
-  send_result respond(const delivery& request, std::string_view payload);
   /// Subscription changes are asynchronous: `done` (optional) runs in this agent once the
   /// change is in the routing table, with ok or the refusal.
   void subscribe(std::string_view pattern, done_handler done = {});

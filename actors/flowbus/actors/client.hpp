@@ -26,8 +26,6 @@ public:
   /// Sends a request and waits for its reply (or a typed error) at most `timeout`.
   reply request(const destination& to, std::string_view payload, std::chrono::milliseconds timeout,
                 send_options opts = {});
-  /// Answers a request (unicast to its reply_to, with its correlation id).
-  send_result respond(const delivery& request, std::string_view payload);
   /// Subscription changes: blocking, in the routing table when they return ok.
   errc subscribe(std::string_view pattern);
   errc subscribe_group(std::string_view pattern, std::string_view group);

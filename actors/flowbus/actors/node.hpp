@@ -47,6 +47,7 @@ struct node_config {
   std::size_t route_cache = 1024;                  ///< resolved topics each sender keeps
   std::size_t dead_letter_capacity = 10000;
   std::chrono::milliseconds drain_timeout{5000}; ///< shutdown waits this long for in-flight messages
+  std::chrono::milliseconds topic_idle_reap{30000}; ///< a topic actor without subscribers this long ends
   scheduling::buffer_pool_options buffers = {{{256, 16384}, {1024, 4096}, {4096, 1024}, {65536, 64}}, -1, true, true};
 };
 
@@ -89,6 +90,8 @@ public:
   shutdown_report shutdown();
 
   std::vector<agent_status> agents() const;
+  /// The subscription patterns that have a topic actor now (owning their subscriber sets), sorted.
+  std::vector<std::string> topics() const;
   dead_letters& dead() noexcept;
   std::size_t workers() const noexcept;
   const node_config& config() const noexcept;

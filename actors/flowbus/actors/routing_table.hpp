@@ -1,5 +1,5 @@
 // The data plane's routing state: which endpoint each agent id, topic, queue group, capability
-// and agent type reaches. The router (the directory actor) changes it; publishing threads read it
+// and agent type reaches. The directory and topic actors change it; publishing threads read it
 // concurrently through scheduling::left_right — so every change here must be deterministic (two
 // copies receive the same calls and must stay equal) and every const member must be safe for
 // concurrent readers (no caches, no lazily filled members).

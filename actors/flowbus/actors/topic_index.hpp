@@ -5,8 +5,9 @@
 // list). A subscriber with several overlapping patterns appears once in a result. Results are
 // cached per topic in a bounded cache, dropped whenever a subscription changes.
 //
-// Pure C++ (no CAF): the router actor owns one and publishes results to the data path.
-// @threadsafe no — one owner (the router); match() updates the cache.
+// Pure C++ (no CAF). In the node it lives inside routing_table (read concurrently through collect()).
+// Used alone, match() adds the bounded result cache.
+// @threadsafe const members (collect) with each other; match() and changes: one owner.
 #pragma once
 
 #include <cstddef>
