@@ -101,7 +101,7 @@ struct result {
 result inproc_latency(const options& o, std::chrono::microseconds spin) {
   result r;
   const auto count = static_cast<std::uint64_t>(o.rate * o.seconds);
-  std::atomic<std::uint64_t> seen{0};
+  alignas(128) std::atomic<std::uint64_t> seen{0}; // its own lines: the publisher's locals sit next to it
   node n(bench_node(o));
   agent_spec sub("sub", "bench");
   sub.subscriptions = {"bench.latency"};
@@ -145,7 +145,7 @@ caf::behavior caf_sink(caf::stateful_actor<caf_sink_state>* self, histogram* h, 
 result caf_latency(const options& o) {
   result r;
   const auto count = static_cast<std::uint64_t>(o.rate * o.seconds);
-  std::atomic<std::uint64_t> seen{0};
+  alignas(128) std::atomic<std::uint64_t> seen{0}; // its own lines: the publisher's locals sit next to it
   {
     caf::actor_system_config cfg;
     caf::actor_system sys{caf_config(cfg, o)};
@@ -160,7 +160,7 @@ result caf_latency(const options& o) {
 
 result inproc_throughput(const options& o, std::size_t fanout, std::uint64_t messages) {
   result r;
-  std::atomic<std::uint64_t> seen{0};
+  alignas(128) std::atomic<std::uint64_t> seen{0}; // its own lines: the publisher's locals sit next to it
   node n(bench_node(o, fanout > 100 ? 1024 : 8192));
   for (std::size_t i = 0; i < fanout; ++i) {
     agent_spec s("sub-" + std::to_string(i), "bench");
@@ -192,7 +192,7 @@ result inproc_throughput(const options& o, std::size_t fanout, std::uint64_t mes
 
 result caf_throughput(const options& o, std::uint64_t messages) {
   result r;
-  std::atomic<std::uint64_t> seen{0};
+  alignas(128) std::atomic<std::uint64_t> seen{0}; // its own lines: the publisher's locals sit next to it
   caf::actor_system_config cfg;
   caf::actor_system sys{caf_config(cfg, o)};
   auto sink = sys.spawn(caf_sink, nullptr, &seen);

@@ -33,6 +33,7 @@ node::impl::~impl() {
   sys.reset(); // actors first: they hold endpoints and buffers of the members below
 }
 
+node::node() : node(node_config{}) {}
 node::node(node_config config) : impl_(std::make_shared<impl>(std::move(config))) {}
 
 node::~node() {

@@ -35,7 +35,11 @@ enum class scheduler_policy : std::uint8_t { stealing, sharing };
 struct node_config {
   std::size_t workers = 0; ///< CAF scheduler threads; 0: one per CPU
   scheduler_policy policy = scheduler_policy::stealing;
-  pinning_options pinning = {false, {}, -1, true}; ///< off unless asked
+  pinning_options pinning = [] { // off unless asked
+    pinning_options p;
+    p.enabled = false;
+    return p;
+  }();
   /// 0: CAF's own back-off for idle work-stealing workers (sleep 50 µs between polls, 10 ms once
   /// idle for a while). > 0: idle workers poll at this period forever — a bound on the latency
   /// of waking an idle agent, paid for with CPU that a 2-core machine's other threads then lack
@@ -73,7 +77,8 @@ struct shutdown_report {
 
 class node {
 public:
-  explicit node(node_config config = {});
+  node(); ///< the default node_config
+  explicit node(node_config config);
   ~node(); ///< shutdown()
   node(const node&) = delete;
   node& operator=(const node&) = delete;
