@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <optional>
 #include <ostream> // doctest prints std::error_code
 #include <string>
 #include <thread>
@@ -135,6 +136,50 @@ TEST_SUITE("buffer_pool") {
     producer.join();
     CHECK(corrupt == 0);
     CHECK(free_of(pool, 256) == 64); // every buffer is back
+  }
+
+  TEST_CASE("thread caches: a thread keeps a few free buffers and gives them back when it exits") {
+    buffer_pool_options o;
+    o.classes = {{256, 1024}}; // 1024 / 128: each thread may cache up to 8
+    o.huge_pages = false;
+    buffer_pool pool(o);
+    flowbus::test::start_barrier cached(2), done(2);
+    std::thread t([&] {
+      std::vector<buffer_ref> held;
+      for (int i = 0; i < 100; ++i)
+        held.push_back(pool.try_acquire(64));
+      held.clear(); // released into this thread's cache first, the overflow back to the list
+      cached.arrive_and_wait();
+      done.arrive_and_wait();
+    });
+    cached.arrive_and_wait();
+    const std::size_t shared = free_of(pool, 256);
+    CHECK(shared < 1024);
+    CHECK(shared >= 1024 - 8);
+    done.arrive_and_wait();
+    t.join();
+    CHECK(free_of(pool, 256) == 1024); // the exiting thread flushed its cache
+  }
+
+  TEST_CASE("thread caches: a pool may die while a living thread still caches its buffers") {
+    buffer_pool_options o;
+    o.classes = {{256, 1024}};
+    o.huge_pages = false;
+    flowbus::test::start_barrier cached(2), pool_gone(2), reused(2);
+    std::optional<buffer_pool> pool(std::in_place, o);
+    std::thread t([&] {
+      pool->try_acquire(64).reset(); // now cached by this thread
+      cached.arrive_and_wait();
+      pool_gone.arrive_and_wait();
+      pool->try_acquire(64).reset(); // a new pool, perhaps at the same address
+      reused.arrive_and_wait();
+    }); // exits: its cache holds buffers of the new pool only; the dead one's are dropped
+    cached.arrive_and_wait();
+    pool.emplace(o);
+    pool_gone.arrive_and_wait();
+    reused.arrive_and_wait();
+    t.join();
+    CHECK(free_of(*pool, 256) == 1024);
   }
 
   TEST_CASE("huge pages are used when the kernel has them, with a fallback that works") {

@@ -1,7 +1,9 @@
 // Size-class slab pools for buffer_ref. Each class (by default 256 B, 1 KiB, 4 KiB, 64 KiB) is one
 // slab mapped up front — huge pages when the kernel has them, bound to a NUMA node when asked —
-// with a lock-free free list (a Treiber stack of indices with an ABA tag). Acquire and the last
-// release are one CAS each, from any thread; nothing is allocated after construction.
+// with a lock-free free list (a Treiber stack of indices with an ABA tag) and, for large classes,
+// per-thread magazines in front of it: acquire and the last release touch only the thread's
+// cache, and exchange half a magazine with the shared list per CAS. Nothing is allocated after
+// construction.
 //
 // Exhaustion is explicit: try_acquire returns an empty buffer_ref and counts the miss; the caller
 // applies backpressure (or, with spill_to_larger, the next larger class serves). Memory stays
@@ -31,11 +33,16 @@ struct buffer_pool_options {
   int node = -1;                ///< NUMA node for the slabs (-1: wherever first touched)
   bool huge_pages = true;       ///< MAP_HUGETLB, else THP, else normal pages
   bool spill_to_larger = false; ///< on exhaustion, serve from the next larger class
+  /// Free buffers each thread may keep per class (at most 32, and at most count / 128; below 4 the
+  /// class has no thread cache). A cached buffer is free but reachable only from its thread until
+  /// that thread's cache overflows or the thread exits — the price of not touching the shared
+  /// free list on every message. 0: every acquire and release is one CAS on the shared list.
+  std::size_t thread_cache = 32;
 };
 
 struct size_class_stats {
   std::size_t capacity, count;
-  std::size_t free;      ///< on the free list; exact while no thread acquires or releases
+  std::size_t free;      ///< on the shared free list (not in thread caches); exact while no thread acquires or releases
   std::size_t exhausted; ///< acquires refused for lack of a buffer
 };
 
