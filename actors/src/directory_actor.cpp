@@ -133,7 +133,8 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
           return registered{to_errc(e), nullptr};
         std::shared_ptr<void> owner = r.waiter;
         endpoint::box_type::doorbell_fn ring = r.ring;
-        if (r.actor) {
+        const bool actor_agent = r.actor && !r.ring; // else a client, or a gateway with its connection actor
+        if (actor_agent) {
           owner = std::make_shared<actor_doorbell>(actor_doorbell{caf::actor_cast<caf::weak_actor_ptr>(r.actor)});
           ring = &actor_doorbell::ring;
         }
@@ -142,7 +143,7 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
                                              ring, std::move(owner), &core->dead);
         if (r.actor) {
           // enqueued before the endpoint is routable, so the agent starts before its first drain
-          self->send(r.actor, start_atom::value, ep);
+          if (actor_agent) self->send(r.actor, start_atom::value, ep);
           self->monitor(r.actor);
           std::lock_guard<std::mutex> g(core->m);
           core->actor_endpoints.push_back(ep);

@@ -43,9 +43,9 @@ using topics_atom = caf::atom_constant<caf::atom("fb_topics")>;
 /// REGISTER as the directory receives it (local only: carries pointers).
 struct registration {
   agent_spec spec;
-  caf::actor actor;             ///< the agent's actor, or none for a client
-  std::shared_ptr<void> waiter; ///< a client's doorbell context
-  endpoint::box_type::doorbell_fn ring = nullptr;
+  caf::actor actor;             ///< the agent's actor, a gateway's connection actor, or none for a client
+  std::shared_ptr<void> waiter; ///< a client's or gateway's doorbell context
+  endpoint::box_type::doorbell_fn ring = nullptr; ///< set: the actor (if any) is not drained by drain_atom
 };
 struct registered {
   errc code = errc::ok;

@@ -248,4 +248,26 @@ std::size_t topic_index::trie_nodes() const noexcept {
   return n;
 }
 
+bool pattern_matches(std::string_view pattern, std::string_view topic) noexcept {
+  auto next = [](std::string_view& s) {
+    const std::size_t dot = s.find('.');
+    std::string_view token = s.substr(0, dot);
+    s = dot == std::string_view::npos ? std::string_view{} : s.substr(dot + 1);
+    return token;
+  };
+  bool more_p = !pattern.empty(), more_t = !topic.empty();
+  while (more_p) {
+    const bool last_p = pattern.find('.') == std::string_view::npos;
+    const std::string_view p = next(pattern);
+    if (p == ">") return more_t; // one or more remaining levels
+    if (!more_t) return false;
+    const bool last_t = topic.find('.') == std::string_view::npos;
+    const std::string_view t = next(topic);
+    if (p != "*" && p != t) return false;
+    more_p = !last_p;
+    more_t = !last_t;
+  }
+  return !more_t;
+}
+
 } // namespace flowbus::actors

@@ -135,6 +135,20 @@ TEST_SUITE("topic_index") {
     CHECK(uncached.cache().entries == 0);
   }
 
+  TEST_CASE("pattern_matches: one pattern against one topic (the client's handler dispatch)") {
+    CHECK(pattern_matches("a.b", "a.b"));
+    CHECK_FALSE(pattern_matches("a.b", "a.b.c"));
+    CHECK_FALSE(pattern_matches("a.b.c", "a.b"));
+    CHECK(pattern_matches("a.*.c", "a.x.c"));
+    CHECK_FALSE(pattern_matches("a.*", "a"));
+    CHECK_FALSE(pattern_matches("a.*", "a.b.c"));
+    CHECK(pattern_matches("a.>", "a.b"));
+    CHECK(pattern_matches("a.>", "a.b.c.d"));
+    CHECK_FALSE(pattern_matches("a.>", "a"));
+    CHECK(pattern_matches(">", "x"));
+    CHECK_FALSE(pattern_matches("ab", "a"));
+  }
+
   TEST_CASE("property: random subscriptions and churn agree with a brute-force matcher") {
     std::mt19937 rng(42);
     const char* words[] = {"a", "b", "c", "agent", "worker", "7"};
@@ -173,8 +187,11 @@ TEST_SUITE("topic_index") {
       }
       const std::string topic = make(false);
       subscriber_list expected;
-      for (const auto& [p, s] : subs)
-        if (reference_match(p, topic)) expected.push_back(s);
+      for (const auto& [p, s] : subs) {
+        const bool match = reference_match(p, topic);
+        REQUIRE_MESSAGE(pattern_matches(p, topic) == match, p, " vs ", topic);
+        if (match) expected.push_back(s);
+      }
       std::sort(expected.begin(), expected.end());
       expected.erase(std::unique(expected.begin(), expected.end()), expected.end());
       REQUIRE_MESSAGE(*idx.match(topic) == expected, topic);

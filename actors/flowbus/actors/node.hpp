@@ -17,6 +17,7 @@
 #include <flowbus/actors/client.hpp>
 #include <flowbus/actors/dead_letters.hpp>
 #include <flowbus/actors/expected.hpp>
+#include <flowbus/actors/gateway.hpp>
 #include <flowbus/actors/thread_pinning.hpp>
 #include <flowbus/scheduling/buffer_pool.hpp>
 
@@ -88,6 +89,9 @@ public:
   expected<agent_handle, errc> spawn(agent_spec spec, agent_handler handler, start_handler on_start = {});
   /// Registers an agent driven by the calling application thread.
   expected<std::unique_ptr<client>, errc> connect(agent_spec spec);
+  /// Registers an agent served by a gateway (a WebSocket session, ...), without blocking:
+  /// `on_attach` runs on a node thread with the gateway or the refusal (gateway.hpp).
+  void attach(agent_spec spec, gateway_events events, attach_handler on_attach);
 
   /// Refuses new agents, waits (up to drain_timeout) until every message handed to an actor agent
   /// has been handled — including messages those handlers send meanwhile — then stops the agents

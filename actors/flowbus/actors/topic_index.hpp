@@ -40,6 +40,8 @@ inline constexpr std::size_t max_topic_bytes = 255; ///< pooled-string bound of 
 topic_errc validate_topic(std::string_view topic) noexcept;
 /// A subscription pattern: tokens, `*` tokens, optionally a final `>`.
 topic_errc validate_pattern(std::string_view pattern) noexcept;
+/// Whether a valid `pattern` matches a valid `topic` (one pair; the index is for many patterns).
+bool pattern_matches(std::string_view pattern, std::string_view topic) noexcept;
 
 class topic_index {
 public:
