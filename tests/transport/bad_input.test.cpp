@@ -1,0 +1,249 @@
+// Bad input at the WebSocket edge: each defect closes only the offending connection, with an ERROR
+// frame naming the reason and a WebSocket close code, while a publisher and a subscriber on the
+// same node keep exchanging messages and lose none.
+#include "transport/transport_support.hpp"
+
+#include <flowbus/codec/crc32c.hpp>
+#include <flowbus/codec/frame_header.hpp>
+#include <flowbus/transport/client.hpp>
+#include <flowbus/transport/reasons.hpp>
+
+#include <atomic>
+#include <cstring>
+
+using namespace flowbus;
+using namespace flowbus::test;
+using transport::code_of;
+using transport::reason;
+
+namespace {
+
+/// Re-seals a frame's checksum after a test edited its bytes.
+void reseal(std::vector<codec::byte>& f) {
+  std::memset(f.data() + codec::offset::checksum, 0, 4);
+  const std::uint32_t crc = codec::crc32c(f.data(), f.size());
+  for (int i = 0; i < 4; ++i)
+    f[codec::offset::checksum + static_cast<std::size_t>(i)] = static_cast<codec::byte>(crc >> (8 * i));
+}
+
+std::vector<codec::byte> publish_frame(raw_peer& p) {
+  codec::message m;
+  m.type = codec::msg_type::publish;
+  m.set_topic("ok.topic");
+  m.payload = codec::bytes_view(std::string_view("some payload"));
+  return p.frame(m);
+}
+
+/// A publisher and a subscriber that must not notice anything: `n` messages, all of them, in order.
+void healthy_traffic(std::uint16_t port, raw_peer& sub, int n) {
+  raw_peer pub(port);
+  pub.join("healthy-pub-" + std::to_string(n));
+  for (int i = 0; i < n; ++i)
+    pub.send_publish("ok.topic", "m" + std::to_string(i));
+  for (int i = 0; i < n; ++i) {
+    auto f = sub.next();
+    REQUIRE(f);
+    CHECK(f->type == codec::msg_type::publish);
+    REQUIRE(f->payload == "m" + std::to_string(i));
+  }
+}
+
+struct defect {
+  std::string name;
+  std::function<void(raw_peer&)> act;
+  std::uint64_t code;
+  websocket::close_code close;
+};
+
+} // namespace
+
+TEST_SUITE("bad_input") {
+  TEST_CASE("each defect closes that connection with a typed ERROR; the others lose nothing") {
+    const std::vector<defect> defects = {
+        {"garbage bytes",
+         [](raw_peer& p) {
+           const std::string junk = "GET / HTTP/1.1 this is not a FLOW frame, just forty-odd bytes";
+           p.write_bytes(std::vector<codec::byte>(junk.begin(), junk.end()));
+         },
+         static_cast<std::uint64_t>(codec::errc::bad_magic), websocket::close_code::protocol_error},
+        {"truncated frame",
+         [](raw_peer& p) {
+           auto f = publish_frame(p);
+           f.resize(f.size() - 5);
+           p.write_bytes(f);
+         },
+         static_cast<std::uint64_t>(codec::errc::truncated), websocket::close_code::protocol_error},
+        {"bad checksum",
+         [](raw_peer& p) {
+           auto f = publish_frame(p);
+           f.back() ^= 0x01;
+           p.write_bytes(f);
+         },
+         static_cast<std::uint64_t>(codec::errc::checksum_mismatch), websocket::close_code::protocol_error},
+        {"unknown type",
+         [](raw_peer& p) {
+           auto f = publish_frame(p);
+           f[codec::offset::type] = 0x7F;
+           reseal(f);
+           p.write_bytes(f);
+         },
+         static_cast<std::uint64_t>(codec::errc::unknown_type), websocket::close_code::protocol_error},
+        {"not REGISTER first", [](raw_peer& p) { p.send_publish("ok.topic", "too early"); },
+         code_of(reason::expected_register), websocket::close_code::policy_error},
+        {"a second REGISTER",
+         [](raw_peer& p) {
+           p.join("twice");
+           p.send_register("twice-again");
+         },
+         code_of(reason::already_registered), websocket::close_code::policy_error},
+        {"a type only the node sends",
+         [](raw_peer& p) {
+           p.join("welcomer");
+           codec::message w;
+           w.type = codec::msg_type::welcome;
+           w.set(codec::field::target, "welcomer");
+           p.send(w);
+         },
+         code_of(reason::unexpected_type), websocket::close_code::policy_error},
+        {"a text message",
+         [](raw_peer& p) {
+           p.join("texter");
+           const std::string text = "{\"topic\": \"ok.topic\"}"; // valid UTF-8: Beast passes it on
+           p.write_bytes(std::vector<codec::byte>(text.begin(), text.end()), false);
+         },
+         code_of(reason::text_message), websocket::close_code::policy_error},
+        {"a duplicate agent id",
+         [](raw_peer& p) { p.send_register("healthy-sub"); },
+         code_of(reason::registration_refused), websocket::close_code::policy_error},
+    };
+
+    edge e;
+    raw_peer sub(e.port());
+    sub.join("healthy-sub", {"ok.topic"});
+    int round = 0;
+    for (const defect& d : defects) {
+      CAPTURE(d.name);
+      const auto errors_before = e.server.stats().protocol_errors;
+      raw_peer bad(e.port());
+      d.act(bad);
+      const auto seen = bad.until_closed();
+      REQUIRE(bad.closed());
+      CHECK(bad.close_code() == static_cast<std::uint16_t>(d.close));
+      REQUIRE_FALSE(seen.empty());
+      const got_frame& err = seen.back();
+      CHECK(err.type == codec::msg_type::error);
+      CHECK(err.error_code == d.code);
+      CHECK_FALSE(err.reason.empty());
+      CHECK(e.server.stats().protocol_errors > errors_before);
+      healthy_traffic(e.port(), sub, 20 + round++);
+    }
+    // the refused duplicate was told why first: the routing code, then the close reason
+    CHECK(e.server.stats().active >= 1);
+  }
+
+  TEST_CASE("a duplicate id is refused with the broker's reason before the close") {
+    edge e;
+    raw_peer first(e.port());
+    first.join("dup");
+    raw_peer second(e.port());
+    second.send_register("dup");
+    const auto seen = second.until_closed();
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0].error_code == code_of(actors::errc::duplicate_agent));
+    CHECK(seen[1].error_code == code_of(reason::registration_refused));
+  }
+
+  TEST_CASE("a message above the maximum closes the connection as too large") {
+    transport::server_options o;
+    o.max_message = 4096;
+    edge e(o);
+    raw_peer sub(e.port());
+    sub.join("healthy-sub", {"ok.topic"});
+    raw_peer big(e.port());
+    big.join("big");
+    big.send_publish("ok.topic", std::string(8000, 'x'));
+    const auto seen = big.until_closed();
+    REQUIRE(big.closed());
+    // Beast answers an oversized message itself with close code 1009 (too big); our ERROR frame
+    // follows it only if the socket still takes writes
+    CHECK(big.close_code() == static_cast<std::uint16_t>(websocket::close_code::too_big));
+    for (const auto& f : seen)
+      CHECK(f.type != codec::msg_type::publish);
+    healthy_traffic(e.port(), sub, 50);
+  }
+
+  TEST_CASE("a text message that is not UTF-8 is refused by the WebSocket layer itself (1007)") {
+    edge e;
+    raw_peer sub(e.port());
+    sub.join("healthy-sub", {"ok.topic"});
+    raw_peer bad(e.port());
+    bad.join("binary-as-text");
+    auto f = publish_frame(bad);
+    f.push_back(0xFF); // never valid in UTF-8
+    bad.write_bytes(f, false);
+    bad.until_closed();
+    REQUIRE(bad.closed());
+    CHECK(bad.close_code() == static_cast<std::uint16_t>(websocket::close_code::bad_payload));
+    healthy_traffic(e.port(), sub, 30);
+  }
+
+  TEST_CASE("no REGISTER within the handshake timeout closes the connection") {
+    transport::server_options o;
+    o.handshake_timeout = 300ms;
+    edge e(o);
+    raw_peer idle(e.port());
+    const auto seen = idle.until_closed(3s);
+    REQUIRE(idle.closed());
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].error_code == code_of(reason::expected_register));
+  }
+
+  TEST_CASE("a slow consumer is cut off; its backlog is dead-lettered; a fast one gets everything") {
+    transport::server_options o;
+    o.write_timeout = 300ms;
+    o.mailbox_capacity = 256;
+    actors::node_config c = small_node();
+    // every frame the slow consumer misses stays referenced by its dead letter: room for all
+    c.buffers = {{{256, 4096}, {4096, 6000}}, -1, false, false};
+    edge e(o, c);
+    raw_peer slow(e.port());
+    slow.join("slow", {"flood"}); // and never reads again
+
+    std::atomic<int> got{0};
+    transport::client_options co;
+    co.port = e.port();
+    co.id = "fast";
+    co.subscriptions = {"flood"};
+    transport::client fast(co);
+    fast.on_message([&](const transport::incoming& m) {
+      if (m.payload.size() == 4000) got.fetch_add(1, std::memory_order_relaxed);
+    });
+    REQUIRE(fast.connect() == actors::errc::ok);
+
+    auto pub = e.node.connect({"pub", "test"}).value();
+    const std::string payload(4000, 'p');
+    const int total = 5000; // 20 MB: far more than the loopback socket buffers hold (~4.5 MB unread)
+    int published = 0;
+    while (published < total) {
+      if (published - got.load() > 128) { // pace to the fast subscriber; the slow one falls behind
+        std::this_thread::sleep_for(100us);
+        continue;
+      }
+      REQUIRE(pub->publish("flood", payload).code != actors::errc::no_buffer);
+      ++published;
+    }
+    REQUIRE(eventually([&] { return got.load() == total; }, 20s));
+    REQUIRE(eventually([&] { return e.server.stats().slow_consumers == 1; }, 10s));
+    // what the slow consumer did not take is accounted for, not dropped
+    std::size_t for_slow = 0;
+    REQUIRE(eventually([&] {
+      for (const auto& d : e.node.dead().take())
+        if (d.recipient == "slow") ++for_slow;
+      return for_slow > 0;
+    }));
+    CHECK(e.node.dead().count(actors::dead_reason::overflow) + e.node.dead().count(actors::dead_reason::agent_unavailable) >= for_slow);
+    // and the node still takes new connections
+    raw_peer after(e.port());
+    after.join("after");
+  }
+}

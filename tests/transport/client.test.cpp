@@ -1,0 +1,287 @@
+// The C++ client library against a node's WebSocket edge over loopback: pub/sub with per-pattern
+// handlers, unicast, broadcast, request/reply with typed failures, queue groups, smart batching,
+// heartbeats, reconnect with re-registration and re-subscription, and a draining server stop.
+#include "transport/transport_support.hpp"
+
+#include <flowbus/transport/client.hpp>
+#include <flowbus/transport/reasons.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+
+using namespace flowbus;
+using namespace flowbus::test;
+using actors::errc;
+
+namespace {
+transport::client_options opts(std::uint16_t port, std::string id, std::vector<std::string> subs = {}) {
+  transport::client_options o;
+  o.port = port;
+  o.id = std::move(id);
+  o.type = "test";
+  o.subscriptions = std::move(subs);
+  return o;
+}
+
+/// Collects payloads from any thread.
+struct inbox {
+  std::mutex m;
+  std::vector<std::string> got;
+  transport::message_handler handler() {
+    return [this](const transport::incoming& in) {
+      std::lock_guard<std::mutex> g(m);
+      got.emplace_back(in.payload);
+    };
+  }
+  std::size_t size() {
+    std::lock_guard<std::mutex> g(m);
+    return got.size();
+  }
+  std::vector<std::string> all() {
+    std::lock_guard<std::mutex> g(m);
+    return got;
+  }
+};
+} // namespace
+
+TEST_SUITE("client") {
+  TEST_CASE("pub/sub: per-pattern handlers, wildcards, typed refusals, unsubscribe") {
+    edge e;
+    transport::client sub(opts(e.port(), "sub"));
+    REQUIRE(sub.connect() == errc::ok);
+    inbox status, tail;
+    REQUIRE(sub.subscribe("agent.*.status", status.handler()).get() == errc::ok);
+    REQUIRE(sub.subscribe("alerts.>", tail.handler()).get() == errc::ok);
+    CHECK(sub.subscribe("bad..pattern").get() == errc::invalid_pattern);
+
+    transport::client pub(opts(e.port(), "pub"));
+    REQUIRE(pub.connect() == errc::ok);
+    CHECK(pub.publish("agent.*.status", "x") == errc::invalid_topic); // no wildcards when publishing
+    REQUIRE(pub.publish("agent.worker.status", "s1") == errc::ok);
+    REQUIRE(pub.publish("agent.worker.7.status", "not for *") == errc::ok);
+    REQUIRE(pub.publish("alerts.disk.full", "a1") == errc::ok);
+    REQUIRE(pub.publish("agent.worker.status", "s2") == errc::ok);
+    REQUIRE(eventually([&] { return status.size() == 2 && tail.size() == 1; }));
+    CHECK(status.all() == std::vector<std::string>{"s1", "s2"});
+    CHECK(tail.all() == std::vector<std::string>{"a1"});
+
+    REQUIRE(sub.unsubscribe("alerts.>").get() == errc::ok);
+    CHECK(sub.unsubscribe("never.subscribed").get() == errc::not_subscribed);
+    REQUIRE(pub.publish("alerts.disk.full", "a2") == errc::ok);
+    REQUIRE(pub.publish("agent.worker.status", "s3") == errc::ok);
+    REQUIRE(eventually([&] { return status.size() == 3; }));
+    CHECK(tail.size() == 1);
+  }
+
+  TEST_CASE("unicast, broadcast, and an in-process agent talking to a remote one") {
+    edge e;
+    inbox a_in, b_in;
+    transport::client a(opts(e.port(), "a")), b(opts(e.port(), "b"));
+    a.on_message(a_in.handler());
+    b.on_message(b_in.handler());
+    REQUIRE(a.connect() == errc::ok);
+    REQUIRE(b.connect() == errc::ok);
+    REQUIRE(a.send(actors::destination::agent("b"), "to b") == errc::ok);
+    REQUIRE(eventually([&] { return b_in.size() == 1; }));
+    CHECK(b_in.all()[0] == "to b");
+
+    auto local = e.node.connect({"local", "test"}).value();
+    REQUIRE(local->send_to("a", "from inside").delivered == 1);
+    REQUIRE(b.broadcast("to everyone") == errc::ok);
+    REQUIRE(eventually([&] { return a_in.size() == 2; }));
+    CHECK(a_in.all() == std::vector<std::string>{"from inside", "to everyone"});
+    auto m = local->receive(3s);
+    REQUIRE(m);
+    CHECK(m->msg.payload == "to everyone");
+    CHECK(b_in.size() == 1); // a broadcast skips its sender
+  }
+
+  TEST_CASE("request/reply: a remote responder, an in-process one, typed timeout and no responders") {
+    edge e;
+    transport::client svc(opts(e.port(), "svc"));
+    REQUIRE(svc.connect() == errc::ok);
+    REQUIRE(svc.subscribe("svc.echo", [&](const transport::incoming& req) {
+                 REQUIRE(req.type == codec::msg_type::request);
+                 svc.respond(req, "echo:" + std::string(req.payload));
+               }).get() == errc::ok);
+    REQUIRE(svc.subscribe("svc.silent", [](const transport::incoming&) {}).get() == errc::ok);
+    actors::agent_spec upper{"upper", "svc"};
+    upper.capabilities = {"upper"};
+    REQUIRE(e.node.spawn(upper, [](actors::agent_context& ctx, const actors::delivery& d) {
+      std::string s(d.payload);
+      for (char& c : s)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      ctx.respond(d, s);
+    }));
+
+    transport::client req(opts(e.port(), "req"));
+    REQUIRE(req.connect() == errc::ok);
+    auto r1 = req.request(actors::destination::topic("svc.echo"), "hi", 2s).get();
+    CHECK(r1.code == errc::ok);
+    CHECK(r1.payload == "echo:hi");
+    CHECK(r1.source == "svc");
+    auto r2 = req.request(actors::destination::capability("upper"), "shout", 2s).get();
+    CHECK(r2.code == errc::ok);
+    CHECK(r2.payload == "SHOUT");
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r3 = req.request(actors::destination::topic("svc.silent"), "anyone?", 200ms).get();
+    CHECK(r3.code == errc::timeout);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 200ms);
+    auto r4 = req.request(actors::destination::topic("svc.nobody"), "hello?", 2s).get();
+    CHECK(r4.code == errc::no_responders);
+    auto r5 = req.request(actors::destination::agent("ghost"), "boo", 2s).get();
+    CHECK(r5.code == errc::agent_unavailable);
+
+    // many in flight at once, each answered to its own caller
+    std::vector<std::future<transport::reply_result>> many;
+    for (int i = 0; i < 200; ++i)
+      many.push_back(req.request(actors::destination::topic("svc.echo"), std::to_string(i), 5s));
+    for (int i = 0; i < 200; ++i) {
+      auto r = many[static_cast<std::size_t>(i)].get();
+      REQUIRE(r.code == errc::ok);
+      CHECK(r.payload == "echo:" + std::to_string(i));
+    }
+  }
+
+  TEST_CASE("queue group over WebSocket: each message to one member, round-robin even") {
+    edge e;
+    constexpr int members = 3, per = 100;
+    std::vector<std::unique_ptr<transport::client>> workers;
+    std::vector<std::unique_ptr<inbox>> boxes;
+    for (int i = 0; i < members; ++i) {
+      workers.push_back(std::make_unique<transport::client>(opts(e.port(), "w" + std::to_string(i))));
+      boxes.push_back(std::make_unique<inbox>());
+      REQUIRE(workers.back()->connect() == errc::ok);
+      REQUIRE(workers.back()->subscribe("jobs", boxes.back()->handler(), "workers").get() == errc::ok);
+    }
+    inbox all;
+    transport::client watcher(opts(e.port(), "watcher"));
+    REQUIRE(watcher.connect() == errc::ok);
+    REQUIRE(watcher.subscribe("jobs", all.handler()).get() == errc::ok);
+
+    transport::client boss(opts(e.port(), "boss"));
+    REQUIRE(boss.connect() == errc::ok);
+    for (int i = 0; i < members * per; ++i)
+      REQUIRE(boss.publish("jobs", std::to_string(i)) == errc::ok);
+    REQUIRE(eventually([&] { return all.size() == members * per; }));
+    std::size_t sum = 0;
+    for (auto& b : boxes) {
+      REQUIRE(eventually([&] { return b->size() == per; }));
+      sum += b->size();
+    }
+    CHECK(sum == members * per);
+  }
+
+  TEST_CASE("smart batching: a burst goes out in few writes, in order, nothing lost") {
+    edge e;
+    inbox got;
+    transport::client sub(opts(e.port(), "sub", {"burst"}));
+    sub.on_message(got.handler());
+    REQUIRE(sub.connect() == errc::ok);
+    transport::client pub(opts(e.port(), "pub"));
+    REQUIRE(pub.connect() == errc::ok);
+    constexpr int n = 20000;
+    for (int i = 0; i < n; ++i)
+      REQUIRE(pub.publish("burst", std::to_string(i)) == errc::ok);
+    REQUIRE(eventually([&] { return got.size() == n; }, 20s));
+    const auto all = got.all();
+    for (int i = 0; i < n; ++i)
+      REQUIRE(all[static_cast<std::size_t>(i)] == std::to_string(i));
+    const auto ps = pub.stats();
+    CHECK(ps.sent >= n);
+    CHECK(ps.batches > 0);
+    CHECK(ps.writes < ps.sent); // gathered while writes were in flight
+    const auto ss = e.server.stats();
+    CHECK(ss.batches > 0);
+    CHECK(ss.writes < ss.frames_out);
+    CHECK(ss.sequence_gaps == 0);
+    CHECK(ss.sequence_repeats == 0);
+  }
+
+  TEST_CASE("heartbeats keep a quiet client alive; a silent raw peer is taken down with a reason") {
+    actors::node_config c = small_node();
+    c.missed_heartbeats = 3;
+    edge e({}, c);
+    auto o = opts(e.port(), "quiet");
+    o.heartbeat = 60ms;
+    transport::client quiet(o);
+    REQUIRE(quiet.connect() == errc::ok);
+    raw_peer silent(e.port());
+    silent.send_register("silent", {}, 40);
+    REQUIRE(silent.next()->type == codec::msg_type::welcome);
+    const auto seen = silent.until_closed(3s);
+    REQUIRE(silent.closed());
+    REQUIRE_FALSE(seen.empty());
+    CHECK(seen.back().error_code == transport::code_of(transport::reason::agent_down));
+    std::this_thread::sleep_for(300ms);
+    CHECK(quiet.connected());
+    auto local = e.node.connect({"local", "test"}).value();
+    CHECK(local->send_to("quiet", "still there?").delivered == 1);
+    CHECK(local->send_to("silent", "gone?").code == errc::agent_unavailable);
+  }
+
+  TEST_CASE("reconnect: the client comes back to a restarted edge, registers and re-subscribes") {
+    actors::node n(small_node());
+    transport::server_options so;
+    so.port = 0;
+    auto srv = std::make_unique<transport::server>(n, so);
+    const std::uint16_t port = srv->port();
+    inbox got;
+    auto o = opts(port, "roamer");
+    o.backoff_initial = 20ms;
+    o.backoff_max = 200ms;
+    transport::client c(o);
+    REQUIRE(c.connect() == errc::ok);
+    REQUIRE(c.subscribe("news", got.handler()).get() == errc::ok);
+    auto local = n.connect({"local", "test"}).value();
+    REQUIRE(local->publish("news", "before").delivered == 1);
+    REQUIRE(eventually([&] { return got.size() == 1; }));
+
+    srv->stop();
+    REQUIRE(eventually([&] { return !c.connected(); }));
+    CHECK(c.publish("news.queued", "sent after the reconnect") == errc::ok);
+    so.port = port;
+    srv = std::make_unique<transport::server>(n, so);
+    REQUIRE(eventually([&] { return c.connected(); }));
+    // re-subscribed: the subscription is back on the node
+    REQUIRE(eventually([&] { return local->publish("news", "after").delivered == 1; }));
+    REQUIRE(eventually([&] { return got.size() >= 2; }));
+    CHECK(got.all().back() == "after");
+    CHECK(c.stats().connects == 2);
+  }
+
+  TEST_CASE("a draining server stop writes everything queued, then GOODBYE") {
+    edge e;
+    inbox got;
+    auto o = opts(e.port(), "drainee", {"flood"});
+    o.reconnect = false;
+    transport::client c(o);
+    c.on_message(got.handler());
+    REQUIRE(c.connect() == errc::ok);
+    auto local = e.node.connect({"local", "test"}).value();
+    constexpr int n = 2000;
+    for (int i = 0; i < n; ++i)
+      REQUIRE(local->publish("flood", std::to_string(i)).delivered == 1);
+    e.server.stop(5s);
+    REQUIRE(eventually([&] { return got.size() == n; }));
+    CHECK(got.all().back() == std::to_string(n - 1));
+    REQUIRE(eventually([&] { return !c.connected(); }));
+    CHECK(e.node.dead().total() == 0);
+  }
+
+  TEST_CASE("a refused registration is reported by connect()") {
+    edge e;
+    transport::client first(opts(e.port(), "same"));
+    REQUIRE(first.connect() == errc::ok);
+    auto o = opts(e.port(), "same");
+    o.reconnect = false;
+    transport::client second(o);
+    CHECK(second.connect() == errc::duplicate_agent);
+    CHECK_FALSE(second.connected());
+    auto bad = opts(e.port(), "");
+    bad.reconnect = false;
+    transport::client nameless(bad);
+    CHECK(nameless.connect() == errc::invalid_agent);
+  }
+}

@@ -1,0 +1,212 @@
+// Helpers for the WebSocket edge tests: a node with a server on a free loopback port, and a raw
+// peer that speaks FLOW frames byte by byte (so tests can send what a real client never would).
+#pragma once
+
+#include <flowbus/actors/node.hpp>
+#include <flowbus/codec/decoder.hpp>
+#include <flowbus/codec/encoder.hpp>
+#include <flowbus/transport/server.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace flowbus::test {
+
+using namespace std::chrono_literals;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+
+inline actors::node_config small_node() {
+  actors::node_config c;
+  c.workers = 2;
+  return c;
+}
+
+/// A node with its WebSocket edge on 127.0.0.1 and a free port.
+struct edge {
+  actors::node node;
+  transport::server server;
+  explicit edge(transport::server_options o = {}, actors::node_config c = small_node())
+      : node(c), server(node, with_free_port(std::move(o))) {}
+  std::uint16_t port() const { return server.port(); }
+  static transport::server_options with_free_port(transport::server_options o) {
+    o.port = 0;
+    return o;
+  }
+};
+
+/// Waits up to `t` for `pred`.
+template <class P> bool eventually(P pred, std::chrono::milliseconds t = 5s) {
+  const auto until = std::chrono::steady_clock::now() + t;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+/// One frame the node sent (BATCHes unwrapped), copied out of the decoder's views.
+struct got_frame {
+  codec::msg_type type;
+  std::string topic, source, target, payload, reason;
+  std::uint64_t error_code = 0, message_id = 0, correlation_id = 0;
+};
+
+/// A WebSocket peer driven step by step from the test thread, with deadlines.
+class raw_peer {
+public:
+  explicit raw_peer(std::uint16_t port) : ws_(ioc_) {
+    net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), port);
+    beast::get_lowest_layer(ws_).connect(ep);
+    ws_.handshake("127.0.0.1:" + std::to_string(port), "/");
+    ws_.binary(true);
+  }
+  ~raw_peer() {
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+  }
+
+  void write_bytes(const std::vector<codec::byte>& bytes, bool binary = true) {
+    ws_.binary(binary);
+    beast::error_code ec;
+    ws_.write(net::buffer(bytes), ec);
+    ws_.binary(true);
+    last_write_ = ec;
+  }
+  beast::error_code last_write() const { return last_write_; }
+
+  /// Encodes `m` with this peer's encoder (pooled strings, its sequence) and writes it.
+  std::vector<codec::byte> frame(codec::message& m) {
+    std::vector<codec::byte> out(enc_.literal_size(m));
+    const auto r = enc_.encode(m, out.data(), out.size());
+    REQUIRE(r);
+    out.resize(r.size);
+    return out;
+  }
+  void send(codec::message& m) { write_bytes(frame(m)); }
+
+  void send_register(const std::string& id, std::vector<std::string> subs = {}, std::uint64_t heartbeat_ms = 0) {
+    codec::message m;
+    m.type = codec::msg_type::register_agent;
+    m.set(codec::field::source, id);
+    m.set(codec::field::agent_type, "raw");
+    if (heartbeat_ms) m.set(codec::field::heartbeat_ms, heartbeat_ms);
+    subs_ = std::move(subs);
+    entries_.clear();
+    for (const auto& s : subs_)
+      entries_.push_back({codec::field::subscription, s, {}});
+    m.repeated = codec::repeated_fields(entries_.data(), entries_.size());
+    send(m);
+  }
+  void send_publish(const std::string& topic, const std::string& payload) {
+    codec::message m;
+    m.type = codec::msg_type::publish;
+    m.set_topic(topic);
+    m.payload = codec::bytes_view(payload);
+    send(m);
+  }
+  /// REGISTER and wait for WELCOME.
+  void join(const std::string& id, std::vector<std::string> subs = {}) {
+    send_register(id, std::move(subs));
+    auto f = next(3s);
+    REQUIRE(f);
+    REQUIRE(f->type == codec::msg_type::welcome);
+  }
+
+  /// The next frame from the node, or nullopt on timeout or close (then closed() / close_code()).
+  std::optional<got_frame> next(std::chrono::milliseconds t = 3s) {
+    if (!ready_.empty()) return pop();
+    if (closed_) return std::nullopt;
+    bool done = false;
+    beast::error_code ec;
+    in_.clear();
+    ws_.async_read(in_, [&](beast::error_code e, std::size_t) {
+      ec = e;
+      done = true;
+    });
+    ioc_.restart();
+    ioc_.run_for(t);
+    if (!done) {
+      beast::get_lowest_layer(ws_).socket().cancel();
+      ioc_.restart();
+      ioc_.run();
+      return std::nullopt;
+    }
+    if (ec) {
+      closed_ = true;
+      close_ec_ = ec;
+      return std::nullopt;
+    }
+    REQUIRE(ws_.got_binary());
+    codec::message m;
+    const auto* p = static_cast<const codec::byte*>(in_.data().data());
+    REQUIRE(dec_.decode(codec::bytes_view(p, in_.size()), m));
+    if (m.type == codec::msg_type::batch) {
+      codec::batch_reader r(dec_, m);
+      codec::message inner;
+      while (!r.done()) {
+        REQUIRE(r.next(inner));
+        ready_.push_back(copy(inner));
+      }
+    } else {
+      ready_.push_back(copy(m));
+    }
+    return pop();
+  }
+
+  /// Reads until the node closes (up to `t`), returning the frames seen before the close.
+  std::vector<got_frame> until_closed(std::chrono::milliseconds t = 3s) {
+    std::vector<got_frame> out;
+    const auto until = std::chrono::steady_clock::now() + t;
+    while (std::chrono::steady_clock::now() < until) {
+      auto f = next(t);
+      if (!f) break;
+      out.push_back(std::move(*f));
+    }
+    return out;
+  }
+  bool closed() const { return closed_; }
+  beast::error_code close_error() const { return close_ec_; }
+  std::uint16_t close_code() const { return static_cast<std::uint16_t>(ws_.reason().code); }
+
+private:
+  static got_frame copy(const codec::message& m) {
+    got_frame f{m.type, std::string(m.topic()), std::string(m.str(codec::field::source)),
+                std::string(m.str(codec::field::target)), std::string(m.payload.as_string()), {},
+                m.num(codec::field::error_code), m.message_id(), m.correlation_id()};
+    for (const auto& e : m.repeated)
+      if (e.id == codec::field::header && e.key == "reason") f.reason = std::string(e.value);
+    return f;
+  }
+  got_frame pop() {
+    got_frame f = std::move(ready_.front());
+    ready_.erase(ready_.begin());
+    return f;
+  }
+
+  net::io_context ioc_;
+  websocket::stream<beast::tcp_stream> ws_;
+  beast::flat_buffer in_;
+  codec::encoder enc_;
+  codec::decoder dec_;
+  std::vector<got_frame> ready_;
+  std::vector<std::string> subs_;
+  std::vector<codec::repeated_entry> entries_;
+  beast::error_code last_write_, close_ec_;
+  bool closed_ = false;
+};
+
+} // namespace flowbus::test

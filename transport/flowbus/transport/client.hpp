@@ -1,0 +1,114 @@
+// The C++ client library: an agent in another process, connected to a node over WebSocket.
+//
+//   transport::client_options o;
+//   o.id = "worker-1"; o.type = "worker"; o.port = 8081;
+//   transport::client c(o);
+//   c.connect();                                           // REGISTER, wait for WELCOME
+//   c.subscribe("tasks.>", [](const transport::incoming& m) { ... }).get();
+//   c.publish("agent.worker.1.status", "ready");
+//   auto r = c.request(actors::destination::capability("summarize"), "text", 500ms).get();
+//
+// One I/O thread per client runs the connection and calls the handlers (keep them short, or hand
+// the work to another thread). Sending is thread-safe and never blocks on the network: a message
+// is queued and written at once when the socket is idle, or gathered with the others while a
+// write is in flight — one BATCH frame of up to 32 per write (smart batching). When the connection
+// drops, the client reconnects with exponential backoff and full jitter, registers again and
+// re-subscribes; messages queued meanwhile are sent after the WELCOME. A message that was in a
+// write when the connection dropped may be lost: delivery is at most once (acknowledged delivery
+// is the reliability layer's).
+#pragma once
+
+#include <flowbus/actors/agent.hpp>
+#include <flowbus/actors/errc.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace flowbus::transport {
+
+struct client_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8081;
+  // the REGISTER frame
+  std::string id;
+  std::string type;
+  std::vector<std::string> capabilities;
+  std::vector<std::string> subscriptions; ///< at registration; their messages go to on_message
+  std::chrono::milliseconds heartbeat{1000};
+  codec::priority priority = codec::priority::normal;
+  // the connection
+  bool reconnect = true;
+  std::chrono::milliseconds backoff_initial{50}, backoff_max{2000};
+  std::uint32_t max_message = 64 * 1024;
+  std::size_t max_batch = 32;
+  std::size_t max_queued = 65536; ///< messages waiting to be written; beyond, sends are refused
+};
+
+/// A received message. Views are valid during the handler call only.
+struct incoming {
+  codec::msg_type type = codec::msg_type::publish;
+  codec::priority prio = codec::priority::normal;
+  std::string_view topic, source, target, reply_to;
+  std::uint64_t correlation_id = 0, message_id = 0, sequence = 0, timestamp_ns = 0, deadline_ns = 0;
+  std::string_view payload;
+};
+using message_handler = std::function<void(const incoming&)>;
+
+struct reply_result {
+  actors::errc code = actors::errc::ok; ///< ok, timeout, no_responders, agent_unavailable, ...
+  std::string source;
+  std::string payload;
+};
+
+struct client_stats {
+  std::uint64_t sent = 0, received = 0, writes = 0, batches = 0, connects = 0, refused = 0;
+};
+
+class client {
+public:
+  explicit client(client_options options);
+  ~client(); ///< close()
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// Connects and registers; returns once the node's WELCOME arrived (ok), the node refused the
+  /// registration (its reason), or `timeout` passed (timeout; with reconnect on, it keeps trying).
+  actors::errc connect(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+  bool connected() const noexcept;
+  /// For messages no subscription handler takes (unicast, broadcast, initial subscriptions).
+  /// Set it before connect().
+  void on_message(message_handler h);
+
+  /// Subscribes (again after every reconnect); the future tells whether the node accepted.
+  std::future<actors::errc> subscribe(std::string pattern, message_handler h = {}, std::string group = {});
+  std::future<actors::errc> unsubscribe(std::string pattern, std::string group = {});
+
+  actors::errc publish(std::string_view topic, std::string_view payload, const actors::send_options& opts = {});
+  actors::errc send(const actors::destination& to, std::string_view payload, const actors::send_options& opts = {});
+  actors::errc broadcast(std::string_view payload, std::string_view agent_type = {}, const actors::send_options& opts = {});
+  /// The reply, or a typed error: the node's refusal (no_responders, agent_unavailable, ...) or timeout.
+  std::future<reply_result> request(const actors::destination& to, std::string_view payload,
+                                    std::chrono::milliseconds timeout);
+  void request(const actors::destination& to, std::string_view payload, std::chrono::milliseconds timeout,
+               std::function<void(reply_result)> done);
+  /// Answers a REQUEST received in a handler.
+  actors::errc respond(const incoming& req, std::string_view payload);
+
+  /// Says GOODBYE, closes, stops reconnecting and joins the I/O thread. Idempotent.
+  void close();
+  client_stats stats() const;
+  const client_options& options() const noexcept;
+
+  struct impl;
+
+private:
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace flowbus::transport

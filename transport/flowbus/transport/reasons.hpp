@@ -1,0 +1,33 @@
+// Why the node closes a connection or refuses one of its messages: the `error_code` of ERROR and
+// NACK frames. Codes below 64 are the codec's (a defective frame: protocol.md §9); these are the
+// node's own (§9: "codes from 64 up"). Routing refusals carry 96 + the broker's actors::errc.
+#pragma once
+
+#include <flowbus/actors/errc.hpp>
+
+#include <cstdint>
+
+namespace flowbus::transport {
+
+enum class reason : std::uint16_t {
+  expected_register = 64,    ///< the first frame of a connection was not REGISTER
+  already_registered = 65,   ///< a second REGISTER
+  registration_refused = 66, ///< the node refused the REGISTER (see the NACK-style code 96+ that follows)
+  text_message = 67,         ///< a text WebSocket message (FLOW is binary only)
+  unexpected_type = 68,      ///< a type only the node sends (WELCOME, ...) or a BATCH where none may be
+  slow_consumer = 69,        ///< the peer did not read its messages in time
+  too_many_connections = 70, ///< the node's connection limit is reached
+  // 71: reserved (a stopping node says GOODBYE instead)
+  agent_down = 72,           ///< the node took the agent down (missed heartbeats)
+  message_too_large = 73,    ///< a WebSocket message above the node's maximum
+  routing_base = 96,         ///< 96 + actors::errc: a message or subscription was refused
+};
+
+constexpr std::uint64_t code_of(reason r) noexcept { return static_cast<std::uint64_t>(r); }
+constexpr std::uint64_t code_of(actors::errc e) noexcept {
+  return static_cast<std::uint64_t>(reason::routing_base) + static_cast<std::uint64_t>(e);
+}
+/// A short description of any error_code (codec, node or routing).
+const char* describe_code(std::uint64_t code) noexcept;
+
+} // namespace flowbus::transport

@@ -1,0 +1,63 @@
+// The WebSocket edge of a node: a Boost.Beast listener whose sessions are gateway agents of the
+// node (actors/gateway.hpp). Each connection: binary FLOW frames only, one per WebSocket message
+// (a BATCH counts as one); the first frame must be REGISTER, answered by WELCOME; frames from the
+// agent are routed on the I/O thread that read them; frames for the agent are taken from its
+// mailbox and written out as one frame when the socket is idle, or gathered into BATCH frames
+// (up to 32) while a write is in flight. A defective frame gets an ERROR frame with a typed reason
+// (reasons.hpp) and a close code, and only that connection closes.
+#pragma once
+
+#include <flowbus/actors/node.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace flowbus::transport {
+
+struct server_options {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8081; ///< 0: any free port (see server::port())
+  std::size_t io_threads = 1;
+  std::vector<int> pin_cpus;              ///< pin I/O thread i to pin_cpus[i % size]; empty: no pinning
+  std::uint32_t max_message = 64 * 1024;  ///< largest WebSocket message (and FLOW frame) accepted
+  std::size_t max_connections = 100000;   ///< beyond: ERROR too_many_connections, close 1013
+  std::size_t max_batch = 32;             ///< frames per outbound BATCH
+  std::chrono::milliseconds handshake_timeout{5000}; ///< WebSocket upgrade, then REGISTER
+  std::chrono::milliseconds idle_timeout{30000};     ///< silent this long (pings unanswered): close
+  std::chrono::milliseconds write_timeout{5000};     ///< a write blocked this long: slow consumer
+  std::chrono::milliseconds heartbeat_default{10000}; ///< for a REGISTER without heartbeat_ms
+  std::size_t mailbox_capacity = 0; ///< frames queued per connection (0: the node's default)
+};
+
+struct server_stats {
+  std::uint64_t accepted = 0, active = 0, refused = 0; ///< connections
+  std::uint64_t frames_in = 0, frames_out = 0, writes = 0, batches = 0;
+  std::uint64_t protocol_errors = 0, slow_consumers = 0;
+  std::uint64_t sequence_gaps = 0, sequence_repeats = 0;
+};
+
+class server {
+public:
+  /// Binds and listens; throws std::system_error if the address cannot be bound.
+  server(actors::node& node, server_options options);
+  ~server(); ///< stop()
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  std::uint16_t port() const noexcept;
+  /// Stops accepting, lets every session write what it has queued (bounded by `drain`), says
+  /// GOODBYE, closes, and joins the I/O threads. Idempotent.
+  void stop(std::chrono::milliseconds drain = std::chrono::milliseconds(2000));
+  server_stats stats() const;
+
+  struct core;
+
+private:
+  std::shared_ptr<core> core_;
+};
+
+} // namespace flowbus::transport

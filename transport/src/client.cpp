@@ -1,0 +1,706 @@
+#include <flowbus/transport/client.hpp>
+
+#include <flowbus/actors/topic_index.hpp>
+#include <flowbus/codec/decoder.hpp>
+#include <flowbus/codec/encoder.hpp>
+#include <flowbus/transport/outbound.hpp>
+#include <flowbus/transport/reasons.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+namespace flowbus::transport {
+
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using actors::errc;
+using namespace std::chrono_literals;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+std::uint64_t wall_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+/// A message waiting to be written, kept decoded: it is encoded when written, with the string
+/// pool of the connection it goes out on (a reconnect starts new pools).
+struct out_record {
+  codec::msg_type type = codec::msg_type::publish;
+  codec::priority prio = codec::priority::normal;
+  bool broadcast = false;
+  actors::destination::kind dest = actors::destination::kind::topic;
+  std::string name; ///< topic, target or capability
+  std::string agent_type, reply_to, group;
+  std::uint64_t correlation_id = 0, message_id = 0, deadline_ns = 0;
+  std::string payload;
+};
+
+struct subscription {
+  std::string pattern, group;
+  message_handler handler;
+};
+
+struct pending_request {
+  clk::time_point deadline;
+  std::function<void(reply_result)> done;
+};
+
+} // namespace
+
+struct client::impl : std::enable_shared_from_this<client::impl> {
+  client_options opt;
+  net::io_context ioc{1};
+  net::executor_work_guard<net::io_context::executor_type> work = net::make_work_guard(ioc);
+  std::thread thread;
+  tcp::resolver resolver{ioc};
+  std::optional<websocket::stream<beast::tcp_stream>> ws;
+  net::steady_timer heartbeat_timer{ioc}, sweep_timer{ioc}, retry_timer{ioc};
+  beast::flat_buffer in;
+  std::optional<codec::encoder> enc;
+  std::optional<codec::decoder> dec;
+  outbound_batch batch;
+  std::vector<codec::byte> scratch, carry; ///< encoding space; a frame encoded but not yet batched
+  bool writing = false;
+  std::uint64_t next_out = 0;
+  std::uint64_t generation = 0; ///< connection attempts: stale completions are ignored
+  std::chrono::milliseconds backoff{0};
+  std::mt19937_64 rng{std::random_device{}()};
+
+  // shared with sending threads
+  mutable std::mutex m;
+  std::deque<out_record> queue;
+  bool flush_posted = false;
+  std::vector<subscription> subs;
+  std::unordered_map<std::uint64_t, std::shared_ptr<std::promise<errc>>> sub_acks;
+  std::unordered_map<std::uint64_t, pending_request> requests;
+  std::optional<std::promise<errc>> welcome;
+  message_handler fallback;
+  std::atomic<bool> registered{false}, closing{false}, started{false};
+  std::atomic<std::uint64_t> next_corr{1}, next_token{1};
+  std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0};
+
+  explicit impl(client_options o) : opt(std::move(o)), batch(opt.max_message, opt.max_batch) {}
+
+  // ---- sending side (any thread) ----
+  errc enqueue(out_record r, bool front = false) {
+    {
+      std::lock_guard<std::mutex> g(m);
+      if (closing.load()) return errc::node_stopped;
+      if (queue.size() >= opt.max_queued) return errc::mailbox_full;
+      if (front)
+        queue.push_front(std::move(r));
+      else
+        queue.push_back(std::move(r));
+      if (flush_posted) return errc::ok;
+      flush_posted = true;
+    }
+    net::post(ioc, [self = shared_from_this()] {
+      {
+        std::lock_guard<std::mutex> g(self->m);
+        self->flush_posted = false;
+      }
+      self->flush();
+    });
+    return errc::ok;
+  }
+
+  // ---- the I/O thread ----
+  void start() {
+    if (started.exchange(true)) return;
+    thread = std::thread([self = shared_from_this()] { self->ioc.run(); });
+    net::post(ioc, [self = shared_from_this()] {
+      self->dial();
+      self->sweep();
+    });
+  }
+
+  void dial() {
+    if (closing.load()) return;
+    const std::uint64_t gen = ++generation;
+    ws.emplace(ioc);
+    ws->read_message_max(opt.max_message);
+    ws->binary(true);
+    ws->auto_fragment(false);
+    resolver.async_resolve(opt.host, std::to_string(opt.port), [self = shared_from_this(), gen](beast::error_code ec, tcp::resolver::results_type rs) {
+      if (gen != self->generation) return;
+      if (ec) return self->lost("resolve: " + ec.message());
+      beast::get_lowest_layer(*self->ws).expires_after(5s);
+      beast::get_lowest_layer(*self->ws).async_connect(rs, [self, gen](beast::error_code ec2, const tcp::endpoint&) {
+        if (gen != self->generation) return;
+        if (ec2) return self->lost("connect: " + ec2.message());
+        beast::get_lowest_layer(*self->ws).expires_never();
+        beast::get_lowest_layer(*self->ws).socket().set_option(tcp::no_delay(true));
+        websocket::stream_base::timeout t = websocket::stream_base::timeout::suggested(beast::role_type::client);
+        self->ws->set_option(t);
+        self->ws->async_handshake(self->opt.host + ":" + std::to_string(self->opt.port), "/",
+                                  [self, gen](beast::error_code ec3) {
+                                    if (gen != self->generation) return;
+                                    if (ec3) return self->lost("handshake: " + ec3.message());
+                                    self->on_open(gen);
+                                  });
+      });
+    });
+  }
+
+  void on_open(std::uint64_t gen) {
+    connects.fetch_add(1, std::memory_order_relaxed);
+    enc.emplace(); // fresh string pools for a fresh connection
+    dec.emplace([&] {
+      codec::decoder_options o;
+      o.max_frame_size = opt.max_message;
+      return o;
+    }());
+    next_out = 0;
+    carry.clear();
+    writing = false;
+    codec::message r;
+    r.type = codec::msg_type::register_agent;
+    r.prio = opt.priority;
+    r.timestamp_ns = wall_ns();
+    r.set(codec::field::source, opt.id);
+    if (!opt.type.empty()) r.set(codec::field::agent_type, opt.type);
+    r.set(codec::field::heartbeat_ms, static_cast<std::uint64_t>(opt.heartbeat.count()));
+    std::vector<codec::repeated_entry> rep;
+    for (const auto& c : opt.capabilities)
+      rep.push_back({codec::field::capability, c, {}});
+    for (const auto& s : opt.subscriptions)
+      rep.push_back({codec::field::subscription, s, {}});
+    r.repeated = codec::repeated_fields(rep.data(), rep.size());
+    if (!encode(r)) return lost("REGISTER does not encode");
+    batch.clear();
+    batch.add(codec::bytes_view(scratch.data(), scratch.size()));
+    write_batch(gen);
+    read(gen);
+  }
+
+  void read(std::uint64_t gen) {
+    ws->async_read(in, [self = shared_from_this(), gen](beast::error_code ec, std::size_t) {
+      if (gen != self->generation) return;
+      if (ec) return self->lost("read: " + ec.message());
+      if (!self->on_frame()) return;
+      self->in.consume(self->in.size());
+      self->read(gen);
+    });
+  }
+
+  bool encode(codec::message& msg) {
+    scratch.resize(enc->literal_size(msg));
+    const codec::encode_result r = enc->encode(msg, scratch.data(), scratch.size());
+    if (!r) return false;
+    scratch.resize(r.size);
+    return true;
+  }
+
+  void flush() {
+    if (writing || !registered.load() || !ws) return;
+    batch.clear();
+    if (!carry.empty()) {
+      batch.add(codec::bytes_view(carry.data(), carry.size()));
+      carry.clear();
+    }
+    std::deque<out_record> take;
+    {
+      std::lock_guard<std::mutex> g(m);
+      const std::size_t n = std::min(queue.size(), opt.max_batch);
+      for (std::size_t i = 0; i < n; ++i) {
+        take.push_back(std::move(queue.front()));
+        queue.pop_front();
+      }
+    }
+    for (auto it = take.begin(); it != take.end(); ++it) {
+      if (!carry.empty()) { // no room left: put the rest back, in order
+        std::lock_guard<std::mutex> g(m);
+        for (auto back = take.end(); back != it;)
+          queue.push_front(std::move(*--back));
+        break;
+      }
+      codec::message msg;
+      std::vector<codec::repeated_entry> rep;
+      to_message(*it, msg, rep);
+      if (!encode(msg)) {
+        spdlog::warn("flowbus client {}: a message does not encode: dropped", opt.id);
+        continue;
+      }
+      sent.fetch_add(1, std::memory_order_relaxed);
+      if (batch.fits(scratch.size()))
+        batch.add(codec::bytes_view(scratch.data(), scratch.size()));
+      else
+        carry = scratch; // encoded (pool definitions taken): it must go next
+    }
+    if (batch.empty()) return;
+    write_batch(generation);
+  }
+
+  void write_batch(std::uint64_t gen) {
+    if (batch.count() > 1) batches.fetch_add(1, std::memory_order_relaxed);
+    writes.fetch_add(1, std::memory_order_relaxed);
+    const codec::bytes_view out = batch.finish(next_out);
+    writing = true;
+    ws->async_write(net::buffer(out.data(), out.size()), [self = shared_from_this(), gen](beast::error_code ec, std::size_t) {
+      if (gen != self->generation) return;
+      self->writing = false;
+      if (ec) return self->lost("write: " + ec.message());
+      bool more;
+      {
+        std::lock_guard<std::mutex> g(self->m);
+        more = !self->queue.empty() || !self->carry.empty();
+      }
+      if (more) self->flush();
+    });
+  }
+
+  void to_message(const out_record& r, codec::message& msg, std::vector<codec::repeated_entry>& rep) {
+    msg.type = r.type;
+    msg.prio = r.prio;
+    msg.timestamp_ns = wall_ns();
+    if (r.type == codec::msg_type::subscribe || r.type == codec::msg_type::unsubscribe) {
+      msg.set_topic(r.name);
+      if (!r.group.empty()) msg.set(codec::field::queue_group, r.group);
+      msg.set(codec::field::message_id, r.message_id);
+      return;
+    }
+    if (r.type == codec::msg_type::heartbeat || r.type == codec::msg_type::goodbye) return;
+    if (r.broadcast) {
+      msg.flags |= codec::flag::broadcast;
+      if (!r.agent_type.empty()) msg.set(codec::field::agent_type, r.agent_type);
+    } else if (r.dest == actors::destination::kind::topic) {
+      msg.set_topic(r.name);
+    } else if (r.dest == actors::destination::kind::agent) {
+      msg.set(codec::field::target, r.name);
+    } else {
+      rep.push_back({codec::field::capability, r.name, {}});
+      msg.repeated = codec::repeated_fields(rep.data(), rep.size());
+    }
+    msg.set(codec::field::source, opt.id);
+    if (!r.reply_to.empty()) msg.set(codec::field::reply_to, r.reply_to);
+    if (r.correlation_id) msg.set(codec::field::correlation_id, r.correlation_id);
+    if (r.message_id) msg.set(codec::field::message_id, r.message_id);
+    if (r.deadline_ns) msg.set(codec::field::deadline, r.deadline_ns);
+    msg.payload = codec::bytes_view(r.payload);
+  }
+
+  /// One WebSocket message from the node. False: the connection is being dropped.
+  bool on_frame() {
+    if (!ws->got_binary()) {
+      lost("the node sent a text message");
+      return false;
+    }
+    codec::message msg;
+    const codec::decode_status st =
+        dec->decode(codec::bytes_view(static_cast<const codec::byte*>(in.data().data()), in.size()), msg);
+    if (!st) {
+      lost(std::string("bad frame from the node: ") + codec::to_string(st.code));
+      return false;
+    }
+    if (msg.type == codec::msg_type::batch) {
+      codec::batch_reader r(*dec, msg);
+      codec::message inner;
+      while (!r.done()) {
+        if (!r.next(inner)) {
+          lost("bad BATCH from the node");
+          return false;
+        }
+        dispatch(inner);
+      }
+      return true;
+    }
+    dispatch(msg);
+    return true;
+  }
+
+  void dispatch(const codec::message& msg) {
+    using t = codec::msg_type;
+    switch (msg.type) {
+      case t::welcome: return on_welcome();
+      case t::ack:
+      case t::nack: {
+        const errc e = msg.type == t::ack ? errc::ok : to_errc(msg.num(codec::field::error_code));
+        std::shared_ptr<std::promise<errc>> p;
+        {
+          std::lock_guard<std::mutex> g(m);
+          auto it = sub_acks.find(msg.message_id());
+          if (it == sub_acks.end()) return;
+          p = std::move(it->second);
+          sub_acks.erase(it);
+        }
+        p->set_value(e);
+        return;
+      }
+      case t::error: {
+        const std::uint64_t code = msg.num(codec::field::error_code);
+        if (msg.has(codec::field::correlation_id)) return complete(msg.correlation_id(), reply_result{to_errc(code), {}, {}});
+        spdlog::info("flowbus client {}: the node says {} ({})", opt.id, code, describe_code(code));
+        if (code >= code_of(reason::routing_base) && !registered.load()) {
+          refused.fetch_add(1, std::memory_order_relaxed);
+          answer_welcome(to_errc(code));
+        }
+        return;
+      }
+      case t::goodbye: return; // the node is stopping: the close follows, then a reconnect
+      case t::reply:
+        return complete(msg.correlation_id(), reply_result{errc::ok, std::string(msg.str(codec::field::source)),
+                                                           std::string(msg.payload.as_string())});
+      default: break;
+    }
+    received.fetch_add(1, std::memory_order_relaxed);
+    incoming in_msg;
+    in_msg.type = msg.type;
+    in_msg.prio = static_cast<codec::priority>(msg.prio);
+    in_msg.topic = msg.topic();
+    in_msg.source = msg.str(codec::field::source);
+    in_msg.target = msg.str(codec::field::target);
+    in_msg.reply_to = msg.str(codec::field::reply_to);
+    in_msg.correlation_id = msg.correlation_id();
+    in_msg.message_id = msg.message_id();
+    in_msg.sequence = msg.sequence;
+    in_msg.timestamp_ns = msg.timestamp_ns;
+    in_msg.deadline_ns = msg.deadline_ns();
+    in_msg.payload = msg.payload.as_string();
+    message_handler h;
+    {
+      std::lock_guard<std::mutex> g(m);
+      if (!in_msg.topic.empty())
+        for (const subscription& s : subs)
+          if (s.handler && actors::pattern_matches(s.pattern, in_msg.topic)) {
+            h = s.handler;
+            break;
+          }
+      if (!h) h = fallback;
+    }
+    if (h) h(in_msg);
+  }
+
+  static errc to_errc(std::uint64_t code) {
+    return code >= code_of(reason::routing_base) ? static_cast<errc>(code - code_of(reason::routing_base))
+                                                 : errc::node_stopped;
+  }
+
+  void complete(std::uint64_t corr, reply_result r) {
+    std::function<void(reply_result)> done;
+    {
+      std::lock_guard<std::mutex> g(m);
+      auto it = requests.find(corr);
+      if (it == requests.end()) return; // timed out already
+      done = std::move(it->second.done);
+      requests.erase(it);
+    }
+    done(std::move(r));
+  }
+
+  void on_welcome() {
+    registered.store(true);
+    backoff = std::chrono::milliseconds(0);
+    {
+      // re-subscribe first (front of the queue, in their order), then what waited
+      std::lock_guard<std::mutex> g(m);
+      for (auto s = subs.rbegin(); s != subs.rend(); ++s) {
+        out_record r;
+        r.type = codec::msg_type::subscribe;
+        r.name = s->pattern;
+        r.group = s->group;
+        r.message_id = 0; // nobody waits for these acks
+        queue.push_front(std::move(r));
+      }
+    }
+    answer_welcome(errc::ok);
+    heartbeat(generation);
+    flush();
+  }
+
+  void answer_welcome(errc e) {
+    std::lock_guard<std::mutex> g(m);
+    if (welcome) {
+      welcome->set_value(e);
+      welcome.reset();
+    }
+  }
+
+  void heartbeat(std::uint64_t gen) {
+    heartbeat_timer.expires_after(opt.heartbeat / 2);
+    heartbeat_timer.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
+      if (ec || gen != self->generation || !self->registered.load()) return;
+      out_record r;
+      r.type = codec::msg_type::heartbeat;
+      r.prio = codec::priority::critical;
+      self->enqueue(std::move(r));
+      self->heartbeat(gen);
+    });
+  }
+
+  void sweep() {
+    sweep_timer.expires_after(5ms);
+    sweep_timer.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;
+      const auto now = clk::now();
+      std::vector<std::function<void(reply_result)>> expired;
+      {
+        std::lock_guard<std::mutex> g(self->m);
+        for (auto it = self->requests.begin(); it != self->requests.end();) {
+          if (it->second.deadline <= now) {
+            expired.push_back(std::move(it->second.done));
+            it = self->requests.erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+      for (auto& done : expired)
+        done(reply_result{errc::timeout, {}, {}});
+      if (!self->closing.load()) self->sweep();
+    });
+  }
+
+  /// The connection is gone (or never came): reconnect with backoff unless closing.
+  void lost(const std::string& why) {
+    const bool was = registered.exchange(false);
+    ++generation; // every completion of the old connection is now stale
+    heartbeat_timer.cancel();
+    if (ws) {
+      beast::error_code ignored;
+      beast::get_lowest_layer(*ws).socket().close(ignored);
+    }
+    writing = false;
+    if (closing.load()) return;
+    if (was) spdlog::info("flowbus client {}: connection lost ({}): reconnecting", opt.id, why);
+    if (!opt.reconnect) {
+      answer_welcome(errc::node_stopped);
+      return;
+    }
+    // exponential backoff with full jitter (AWS architecture blog): uniform in [0, min(max, initial * 2^n)]
+    backoff = backoff.count() == 0 ? opt.backoff_initial : std::min(opt.backoff_max, backoff * 2);
+    std::uniform_int_distribution<long> d(0, static_cast<long>(backoff.count()));
+    retry_timer.expires_after(std::chrono::milliseconds(d(rng)));
+    retry_timer.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->dial();
+    });
+  }
+
+  void shutdown() {
+    if (closing.exchange(true)) return;
+    net::post(ioc, [self = shared_from_this()] {
+      self->retry_timer.cancel();
+      self->sweep_timer.cancel();
+      self->heartbeat_timer.cancel();
+      if (!self->ws || !self->registered.load()) return self->work.reset(), self->stop_io();
+      // what is queued, then GOODBYE, then the close handshake
+      self->closing_flush();
+    });
+    if (thread.joinable()) {
+      // bounded: a node that does not answer the close handshake does not hold us
+      if (!joined_within(1s)) ioc.stop();
+      thread.join();
+    }
+    std::lock_guard<std::mutex> g(m);
+    for (auto& a : sub_acks)
+      a.second->set_value(errc::node_stopped);
+    sub_acks.clear();
+    for (auto& r : requests)
+      r.second.done(reply_result{errc::node_stopped, {}, {}});
+    requests.clear();
+    if (welcome) welcome->set_value(errc::node_stopped), welcome.reset();
+  }
+
+  bool joined_within(std::chrono::milliseconds d) {
+    const auto until = clk::now() + d;
+    while (clk::now() < until) {
+      if (ioc.stopped()) return true;
+      std::this_thread::sleep_for(1ms);
+    }
+    return false;
+  }
+
+  void closing_flush() {
+    {
+      std::lock_guard<std::mutex> g(m);
+      out_record bye;
+      bye.type = codec::msg_type::goodbye;
+      queue.push_back(std::move(bye));
+    }
+    drain_then_close();
+  }
+
+  void drain_then_close() {
+    bool empty;
+    {
+      std::lock_guard<std::mutex> g(m);
+      empty = queue.empty() && carry.empty();
+    }
+    if (!writing && !empty) flush();
+    if (writing || !empty) {
+      retry_timer.expires_after(1ms);
+      retry_timer.async_wait([self = shared_from_this()](beast::error_code) { self->drain_then_close(); });
+      return;
+    }
+    ++generation;
+    ws->async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) { self->stop_io(); });
+  }
+
+  void stop_io() {
+    work.reset();
+    ioc.stop();
+  }
+};
+
+client::client(client_options options) : impl_(std::make_shared<impl>(std::move(options))) {}
+
+client::~client() { close(); }
+
+errc client::connect(std::chrono::milliseconds timeout) {
+  std::future<errc> f;
+  {
+    std::lock_guard<std::mutex> g(impl_->m);
+    if (impl_->registered.load()) return errc::ok;
+    impl_->welcome.emplace();
+    f = impl_->welcome->get_future();
+  }
+  impl_->start();
+  if (f.wait_for(timeout) != std::future_status::ready) return errc::timeout;
+  return f.get();
+}
+
+bool client::connected() const noexcept { return impl_->registered.load(); }
+
+void client::on_message(message_handler h) {
+  std::lock_guard<std::mutex> g(impl_->m);
+  impl_->fallback = std::move(h);
+}
+
+std::future<errc> client::subscribe(std::string pattern, message_handler h, std::string group) {
+  auto p = std::make_shared<std::promise<errc>>();
+  auto f = p->get_future();
+  if (actors::validate_pattern(pattern) != actors::topic_errc::ok) {
+    p->set_value(errc::invalid_pattern);
+    return f;
+  }
+  out_record r;
+  r.type = codec::msg_type::subscribe;
+  r.name = pattern;
+  r.group = group;
+  r.message_id = impl_->next_token++;
+  {
+    std::lock_guard<std::mutex> g(impl_->m);
+    impl_->subs.push_back(subscription{std::move(pattern), std::move(group), std::move(h)});
+    impl_->sub_acks[r.message_id] = p;
+  }
+  if (const errc e = impl_->enqueue(std::move(r)); e != errc::ok) {
+    std::lock_guard<std::mutex> g(impl_->m);
+    if (impl_->sub_acks.erase(r.message_id)) p->set_value(e);
+  }
+  return f;
+}
+
+std::future<errc> client::unsubscribe(std::string pattern, std::string group) {
+  auto p = std::make_shared<std::promise<errc>>();
+  auto f = p->get_future();
+  out_record r;
+  r.type = codec::msg_type::unsubscribe;
+  r.name = pattern;
+  r.group = group;
+  r.message_id = impl_->next_token++;
+  {
+    std::lock_guard<std::mutex> g(impl_->m);
+    auto& s = impl_->subs;
+    s.erase(std::remove_if(s.begin(), s.end(), [&](const subscription& x) { return x.pattern == pattern && x.group == group; }),
+            s.end());
+    impl_->sub_acks[r.message_id] = p;
+  }
+  if (const errc e = impl_->enqueue(std::move(r)); e != errc::ok) {
+    std::lock_guard<std::mutex> g(impl_->m);
+    if (impl_->sub_acks.erase(r.message_id)) p->set_value(e);
+  }
+  return f;
+}
+
+namespace {
+out_record record(const actors::destination& to, std::string_view payload, const actors::send_options& opts,
+                  codec::priority fallback) {
+  out_record r;
+  r.type = opts.type;
+  r.prio = opts.prio.value_or(fallback);
+  r.dest = to.what;
+  r.name = std::string(to.name);
+  r.correlation_id = opts.correlation_id;
+  r.message_id = opts.message_id;
+  r.deadline_ns = opts.deadline_ns;
+  r.payload = std::string(payload);
+  return r;
+}
+} // namespace
+
+errc client::publish(std::string_view topic, std::string_view payload, const actors::send_options& opts) {
+  if (actors::validate_topic(topic) != actors::topic_errc::ok) return errc::invalid_topic;
+  return impl_->enqueue(record(actors::destination::topic(topic), payload, opts, impl_->opt.priority));
+}
+
+errc client::send(const actors::destination& to, std::string_view payload, const actors::send_options& opts) {
+  if (to.what == actors::destination::kind::topic && actors::validate_topic(to.name) != actors::topic_errc::ok)
+    return errc::invalid_topic;
+  return impl_->enqueue(record(to, payload, opts, impl_->opt.priority));
+}
+
+errc client::broadcast(std::string_view payload, std::string_view agent_type, const actors::send_options& opts) {
+  out_record r = record(actors::destination::topic({}), payload, opts, impl_->opt.priority);
+  r.broadcast = true;
+  r.agent_type = std::string(agent_type);
+  return impl_->enqueue(std::move(r));
+}
+
+void client::request(const actors::destination& to, std::string_view payload, std::chrono::milliseconds timeout,
+                     std::function<void(reply_result)> done) {
+  actors::send_options o;
+  o.type = codec::msg_type::request;
+  o.correlation_id = impl_->next_corr++;
+  out_record r = record(to, payload, o, impl_->opt.priority);
+  r.reply_to = impl_->opt.id;
+  {
+    std::lock_guard<std::mutex> g(impl_->m);
+    impl_->requests[o.correlation_id] = pending_request{clk::now() + timeout, done};
+  }
+  if (const errc e = impl_->enqueue(std::move(r)); e != errc::ok) impl_->complete(o.correlation_id, reply_result{e, {}, {}});
+}
+
+std::future<reply_result> client::request(const actors::destination& to, std::string_view payload,
+                                          std::chrono::milliseconds timeout) {
+  auto p = std::make_shared<std::promise<reply_result>>();
+  auto f = p->get_future();
+  request(to, payload, timeout, [p](reply_result r) { p->set_value(std::move(r)); });
+  return f;
+}
+
+errc client::respond(const incoming& req, std::string_view payload) {
+  actors::send_options o;
+  o.type = codec::msg_type::reply;
+  o.correlation_id = req.correlation_id;
+  o.prio = req.prio;
+  return impl_->enqueue(record(actors::destination::agent(req.reply_to), payload, o, impl_->opt.priority));
+}
+
+void client::close() { impl_->shutdown(); }
+
+client_stats client::stats() const {
+  const impl& i = *impl_;
+  return client_stats{i.sent.load(), i.received.load(), i.writes.load(), i.batches.load(), i.connects.load(),
+                      i.refused.load()};
+}
+
+const client_options& client::options() const noexcept { return impl_->opt; }
+
+} // namespace flowbus::transport

@@ -1,0 +1,636 @@
+#include <flowbus/transport/server.hpp>
+
+#include <flowbus/codec/decoder.hpp>
+#include <flowbus/codec/encoder.hpp>
+#include <flowbus/scheduling/numa.hpp>
+#include <flowbus/transport/outbound.hpp>
+#include <flowbus/transport/reasons.hpp>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+namespace flowbus::transport {
+
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+class session;
+
+/// Lets node threads post to sessions while the I/O context runs, and never after: the node's
+/// callbacks (doorbells, subscription answers, attach) can outlive the server.
+struct post_gate {
+  std::mutex m;
+  bool open = true;
+};
+
+struct server::core {
+  actors::node& node;
+  server_options opt;
+  // declared before the I/O context: sessions it still holds at destruction use them
+  std::mutex m; ///< guards sessions
+  std::unordered_set<session*> sessions;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
+      protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0};
+  std::shared_ptr<post_gate> gate = std::make_shared<post_gate>();
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+
+  core(actors::node& n, server_options o)
+      : node(n), opt(std::move(o)), ioc(static_cast<int>(opt.io_threads ? opt.io_threads : 1)),
+        acceptor(net::make_strand(ioc)) {}
+  void accept();
+};
+
+namespace {
+
+std::uint64_t wall_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+codec::encoder_options node_encoder() {
+  codec::encoder_options o;
+  o.pool_strings = false; // what the node sends is literal: frames from other agents are written as they are
+  return o;
+}
+
+} // namespace
+
+/// One WebSocket connection: a gateway agent of the node. Everything runs on its strand.
+class session : public std::enable_shared_from_this<session> {
+public:
+  session(tcp::socket&& s, server::core& c, bool refuse)
+      : ws_(std::move(s)), core_(c), refuse_(refuse), timer_(ws_.get_executor()),
+        dec_(decoder_options(c.opt.max_message)), enc_(node_encoder()),
+        batch_(c.opt.max_message, c.opt.max_batch) {}
+
+  ~session() {
+    if (registered_in_set_) {
+      std::lock_guard<std::mutex> g(core_.m);
+      core_.sessions.erase(this);
+      core_.active.fetch_sub(1, std::memory_order_relaxed);
+    }
+    // frames taken from the mailbox and never written are accounted for, not dropped
+    for (auto& f : pending_)
+      core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f), agent_id_);
+  }
+
+  /// Binds a member continuation to this session's lifetime and strand.
+  template <class F> auto bind(F f) {
+    return net::bind_executor(ws_.get_executor(), [self = shared_from_this(), f](auto&&... args) {
+      f(*self, std::forward<decltype(args)>(args)...);
+    });
+  }
+
+  void run() {
+    {
+      std::lock_guard<std::mutex> g(core_.m);
+      core_.sessions.insert(this);
+    }
+    registered_in_set_ = true;
+    websocket::stream_base::timeout t;
+    t.handshake_timeout = core_.opt.handshake_timeout;
+    t.idle_timeout = core_.opt.idle_timeout;
+    t.keep_alive_pings = true; // a ping at half the idle timeout; no answer: closed
+    ws_.set_option(t);
+    ws_.read_message_max(core_.opt.max_message);
+    ws_.binary(true);
+    ws_.auto_fragment(false);
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(beast::http::field::server, "flowbus"); }));
+    beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true));
+    // REGISTER must come within the handshake timeout too
+    timer_.expires_after(core_.opt.handshake_timeout);
+    timer_.async_wait(bind([](session& s, beast::error_code ec) {
+      if (!ec && s.state_ < state::open) s.fail(reason::expected_register, "no REGISTER within the handshake timeout");
+    }));
+    ws_.async_accept(bind([](session& s, beast::error_code ec) { s.on_accept(ec); }));
+  }
+
+  /// Graceful: write what is queued, GOODBYE, close. From any thread.
+  void stop() {
+    net::dispatch(ws_.get_executor(), [self = shared_from_this()] {
+      if (self->state_ >= state::closing) return;
+      self->goodbye_ = true; // after what is queued for the agent
+      self->begin_close(websocket::close_code::going_away);
+    });
+  }
+
+private:
+  enum class state : std::uint8_t { handshake, awaiting_register, registering, open, closing, closed };
+
+  static codec::decoder_options decoder_options(std::uint32_t max) {
+    codec::decoder_options o;
+    o.max_frame_size = max;
+    return o;
+  }
+
+  void on_accept(beast::error_code ec) {
+    if (ec) return teardown("handshake: " + ec.message());
+    state_ = state::awaiting_register;
+    if (refuse_) {
+      core_.refused.fetch_add(1, std::memory_order_relaxed);
+      return fail(reason::too_many_connections, "the node's connection limit is reached",
+                  websocket::close_code::try_again_later);
+    }
+    read();
+  }
+
+  void read() {
+    ws_.async_read(in_, bind([](session& s, beast::error_code ec, std::size_t) { s.on_read(ec); }));
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) {
+      if (ec == websocket::error::message_too_big)
+        return fail(reason::message_too_large, "a WebSocket message above the node's maximum");
+      return teardown(ec == websocket::error::closed ? "closed by the peer" : "read: " + ec.message());
+    }
+    if (state_ >= state::closing) return;
+    if (!ws_.got_binary()) return fail(reason::text_message, "FLOW frames travel in binary messages only");
+    const auto* data = static_cast<const codec::byte*>(in_.data().data());
+    codec::message m;
+    const codec::decode_status st = dec_.decode(codec::bytes_view(data, in_.size()), m);
+    if (!st) {
+      core_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      return fail_codec(st);
+    }
+    const bool more = handle(m);
+    in_.consume(in_.size());
+    if (more && state_ == state::open) read();
+  }
+
+  /// One decoded frame. Returns false if reading must pause (registration pending) or stop.
+  bool handle(codec::message& m) {
+    if (state_ == state::awaiting_register) {
+      core_.frames_in.fetch_add(1, std::memory_order_relaxed);
+      check_sequence(m);
+      if (m.type != codec::msg_type::register_agent)
+        return fail(reason::expected_register, "the first frame must be REGISTER"), false;
+      start_register(m);
+      return false;
+    }
+    if (m.type == codec::msg_type::batch) {
+      codec::batch_reader r(dec_, m);
+      codec::message inner;
+      while (!r.done()) {
+        const codec::decode_status st = r.next(inner);
+        if (!st) return fail_codec(st), false;
+        if (!handle_one(inner)) return false;
+      }
+      return true;
+    }
+    return handle_one(m);
+  }
+
+  /// Counts gaps and repeats in the peer's numbering (protocol.md §7): one number per message, a
+  /// BATCH's inner messages each taking theirs.
+  void check_sequence(const codec::message& m) {
+    if (m.sequence != next_in_) {
+      (m.sequence < next_in_ ? core_.repeats : core_.gaps).fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("flowbus: {} sequence {} where {} was expected", agent_id_, m.sequence, next_in_);
+    }
+    next_in_ = m.sequence + 1;
+  }
+
+  bool handle_one(codec::message& m) {
+    core_.frames_in.fetch_add(1, std::memory_order_relaxed);
+    check_sequence(m);
+    using t = codec::msg_type;
+    switch (m.type) {
+      case t::task_assignment:
+      case t::task_result:
+      case t::coordination:
+      case t::publish:
+      case t::request:
+      case t::reply: forward(m); return true;
+      case t::heartbeat: gw_->heartbeat(); return true;
+      case t::subscribe:
+        gw_->subscribe(m.topic(), m.str(codec::field::queue_group), m.message_id());
+        return true;
+      case t::unsubscribe:
+        gw_->unsubscribe(m.topic(), m.str(codec::field::queue_group), m.message_id());
+        return true;
+      case t::goodbye:
+        gw_->leave();
+        begin_close(websocket::close_code::normal);
+        return false;
+      case t::ack:
+      case t::nack:
+      case t::credit: return true; // acknowledged delivery and credit: the reliability layer
+      case t::error:
+        spdlog::info("flowbus: {} sent ERROR {} ({})", agent_id_, m.num(codec::field::error_code),
+                     describe_code(m.num(codec::field::error_code)));
+        begin_close(websocket::close_code::normal);
+        return false;
+      case t::register_agent:
+        fail(reason::already_registered, "REGISTER on a registered connection");
+        return false;
+      case t::batch:
+      case t::welcome: break;
+    }
+    fail(reason::unexpected_type, "a frame type only the node sends");
+    return false;
+  }
+
+  void forward(const codec::message& m) {
+    maybe_heartbeat();
+    actors::send_options o;
+    o.type = m.type;
+    o.prio = static_cast<codec::priority>(m.prio);
+    o.correlation_id = m.correlation_id();
+    o.message_id = m.message_id();
+    o.deadline_ns = m.deadline_ns();
+    const std::string_view payload = m.payload.as_string();
+    actors::send_result r;
+    if (m.flags & codec::flag::broadcast) {
+      r = gw_->forward_broadcast(payload, m.str(codec::field::agent_type), o);
+    } else if (m.has(codec::field::topic)) {
+      r = gw_->forward(actors::destination::topic(m.topic()), payload, o);
+    } else if (m.has(codec::field::target)) {
+      r = gw_->forward(actors::destination::agent(m.str(codec::field::target)), payload, o);
+    } else {
+      std::string_view cap;
+      for (const codec::repeated_entry& e : m.repeated)
+        if (e.id == codec::field::capability) {
+          cap = e.key;
+          break;
+        }
+      r = gw_->forward(actors::destination::capability(cap), payload, o);
+    }
+    const bool unanswerable = m.type == codec::msg_type::request && r.delivered == 0;
+    if (unanswerable || (r.delivered == 0 && r.code != actors::errc::ok)) {
+      // the sender learns at once: a request fails fast instead of timing out
+      const actors::errc why = r.code != actors::errc::ok ? r.code : actors::errc::no_responders;
+      if (m.type == codec::msg_type::request)
+        queue_control(codec::msg_type::error, [&](codec::message& e) {
+          e.set(codec::field::error_code, code_of(why));
+          e.set(codec::field::correlation_id, m.correlation_id());
+        });
+      else if (m.has(codec::field::message_id))
+        queue_control(codec::msg_type::nack, [&](codec::message& e) {
+          e.set(codec::field::message_id, m.message_id());
+          e.set(codec::field::error_code, code_of(why));
+        });
+      flush();
+    }
+  }
+
+  void maybe_heartbeat() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_beat_ < heartbeat_ / 2) return;
+    last_beat_ = now;
+    gw_->heartbeat();
+  }
+
+  void start_register(const codec::message& m) {
+    state_ = state::registering;
+    actors::agent_spec spec(std::string(m.str(codec::field::source)), std::string(m.str(codec::field::agent_type)));
+    for (const codec::repeated_entry& e : m.repeated) {
+      if (e.id == codec::field::capability) spec.capabilities.emplace_back(e.key);
+      if (e.id == codec::field::subscription) spec.subscriptions.emplace_back(e.key);
+      if (e.id == codec::field::header) spec.metadata.emplace_back(std::string(e.key), std::string(e.value));
+    }
+    const std::uint64_t hb = m.num(codec::field::heartbeat_ms);
+    heartbeat_ = hb ? std::chrono::milliseconds(hb) : core_.opt.heartbeat_default;
+    spec.heartbeat_interval = heartbeat_;
+    spec.priority = static_cast<codec::priority>(m.prio);
+    spec.mailbox_capacity = core_.opt.mailbox_capacity;
+    agent_id_ = spec.id;
+    // The node calls these from its threads, possibly after the server stopped: they hold no
+    // executor (its I/O context may be gone), only the session's weak pointer and the gate.
+    auto to_session = [weak = weak_from_this(), gate = core_.gate](auto f) {
+      std::lock_guard<std::mutex> g(gate->m);
+      if (!gate->open) return;
+      if (auto s = weak.lock()) {
+        auto exec = s->ws_.get_executor();
+        net::post(exec, [s = std::move(s), f = std::move(f)]() mutable { f(*s); });
+      }
+    };
+    actors::gateway_events ev;
+    ev.wake = [to_session] { to_session([](session& s) { s.flush(); }); };
+    ev.done = [to_session](std::uint64_t token, actors::errc e) {
+      to_session([token, e](session& s) { s.on_done(token, e); });
+    };
+    ev.down = [to_session](actors::errc e) { to_session([e](session& s) { s.on_down(e); }); };
+    core_.node.attach(std::move(spec), std::move(ev),
+                      [to_session](actors::expected<std::unique_ptr<actors::gateway>, actors::errc> r) {
+                        auto shared = std::make_shared<decltype(r)>(std::move(r));
+                        to_session([shared](session& s) { s.on_attached(std::move(*shared)); });
+                        // not delivered (session gone, server stopped): the gateway leaves as `shared` dies
+                      });
+  }
+
+  void on_attached(actors::expected<std::unique_ptr<actors::gateway>, actors::errc> r) {
+    if (!r) {
+      queue_control(codec::msg_type::error, [&](codec::message& e) {
+        e.set(codec::field::error_code, code_of(r.error()));
+      });
+      return fail(reason::registration_refused, std::string("REGISTER refused: ") + actors::to_string(r.error()));
+    }
+    gw_ = std::move(*r);
+    if (state_ >= state::closing) return; // closed meanwhile: the gateway leaves with us
+    state_ = state::open;
+    timer_.cancel();
+    last_beat_ = std::chrono::steady_clock::now();
+    queue_control(codec::msg_type::welcome, [&](codec::message& w) { w.set(codec::field::target, agent_id_); });
+    flush();
+    read();
+  }
+
+  void on_done(std::uint64_t token, actors::errc e) {
+    if (state_ >= state::closing) return;
+    if (e == actors::errc::ok)
+      queue_control(codec::msg_type::ack, [&](codec::message& a) { a.set(codec::field::message_id, token); });
+    else
+      queue_control(codec::msg_type::nack, [&](codec::message& a) {
+        a.set(codec::field::message_id, token);
+        a.set(codec::field::error_code, code_of(e));
+      });
+    flush();
+  }
+
+  void on_down(actors::errc e) {
+    if (e == actors::errc::node_stopped) {
+      if (state_ < state::closing) stop();
+      return;
+    }
+    fail(reason::agent_down, "the node took the agent down: heartbeats missed");
+  }
+
+  template <class Fill> void queue_control(codec::msg_type type, Fill&& fill) {
+    codec::message m;
+    m.type = type;
+    m.prio = codec::priority::critical;
+    m.timestamp_ns = wall_ns();
+    fill(m);
+    std::vector<codec::byte> out(enc_.literal_size(m));
+    const codec::encode_result r = enc_.encode(m, out.data(), out.size());
+    if (!r) {
+      spdlog::error("flowbus: encoding a {} frame failed: {}", static_cast<int>(type), codec::to_string(r.code));
+      return;
+    }
+    out.resize(r.size);
+    control_.push_back(std::move(out));
+  }
+
+  /// Writes what waits — control frames first, then the agent's mailbox — unless a write is in
+  /// flight (its completion calls flush again).
+  void flush() {
+    if (writing_ || state_ == state::closed || state_ < state::awaiting_register) return;
+    batch_.clear();
+    while (!control_.empty() && batch_.fits(control_.front().size())) {
+      batch_.add(codec::bytes_view(control_.front().data(), control_.front().size()));
+      control_.pop_front();
+    }
+    if (gw_ && deliver_ && (state_ == state::open || state_ == state::closing)) {
+      if (pending_.size() < core_.opt.max_batch) gw_->take(pending_, core_.opt.max_batch - pending_.size());
+      std::size_t used = 0;
+      while (used < pending_.size() && batch_.fits(pending_[used].size())) {
+        batch_.add(codec::bytes_view(pending_[used].data(), pending_[used].size()));
+        ++used;
+      }
+      core_.frames_out.fetch_add(used, std::memory_order_relaxed);
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(used));
+    }
+    if (batch_.empty() && goodbye_ && pending_.empty()) {
+      goodbye_ = false;
+      queue_control(codec::msg_type::goodbye, [](codec::message&) {});
+      return flush();
+    }
+    if (batch_.empty()) {
+      if (close_after_flush_ && pending_.empty()) finish_close();
+      return;
+    }
+    if (batch_.count() > 1) core_.batches.fetch_add(1, std::memory_order_relaxed);
+    core_.writes.fetch_add(1, std::memory_order_relaxed);
+    const codec::bytes_view out = batch_.finish(next_out_);
+    writing_ = true;
+    write_timer_.expires_after(core_.opt.write_timeout);
+    write_timer_.async_wait(bind([](session& s, beast::error_code ec) {
+      if (ec || !s.writing_) return;
+      s.core_.slow_consumers.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("flowbus: {}: slow consumer (a write blocked {} ms): closing", s.agent_id_,
+                   s.core_.opt.write_timeout.count());
+      // the socket is full: an ERROR frame could not be written either
+      s.teardown("slow consumer");
+    }));
+    ws_.async_write(net::buffer(out.data(), out.size()), bind([](session& s, beast::error_code ec, std::size_t) {
+      s.writing_ = false;
+      s.write_timer_.cancel();
+      if (ec) return s.teardown("write: " + ec.message());
+      s.flush();
+    }));
+  }
+
+  void fail_codec(codec::decode_status st) {
+    const std::string why = std::string(codec::to_string(st.code)) + " at byte " + std::to_string(st.offset);
+    fail_code(static_cast<std::uint64_t>(st.code), why, websocket::close_code::protocol_error);
+  }
+
+  void fail(reason r, const std::string& why,
+            websocket::close_code cc = websocket::close_code::policy_error) {
+    fail_code(code_of(r), why, cc);
+  }
+
+  void fail_code(std::uint64_t code, const std::string& why, websocket::close_code cc) {
+    if (state_ >= state::closing) return;
+    deliver_ = false;
+    if (code >= 64) core_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("flowbus: closing {} ({}): {}", agent_id_.empty() ? std::string("connection") : agent_id_,
+                 describe_code(code), why);
+    queue_control(codec::msg_type::error, [&](codec::message& e) {
+      e.set(codec::field::error_code, code);
+      reason_kv_ = codec::repeated_entry{codec::field::header, "reason", why};
+      e.repeated = codec::repeated_fields(&reason_kv_, 1);
+    });
+    begin_close(cc);
+  }
+
+  void begin_close(websocket::close_code cc) {
+    if (state_ >= state::closing) return;
+    const bool accepted = state_ >= state::awaiting_register;
+    state_ = state::closing;
+    close_code_ = cc;
+    if (gw_) gw_->leave();
+    if (!accepted) return teardown("closed before the handshake");
+    close_after_flush_ = true;
+    flush();
+  }
+
+  void finish_close() {
+    close_after_flush_ = false;
+    ws_.async_close(websocket::close_reason(close_code_),
+                    bind([](session& s, beast::error_code) { s.teardown("closed"); }));
+  }
+
+  void teardown(const std::string& why) {
+    if (state_ == state::closed) return;
+    state_ = state::closed;
+    spdlog::debug("flowbus: {} gone: {}", agent_id_, why);
+    timer_.cancel();
+    write_timer_.cancel();
+    if (gw_) gw_->leave();
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+    if (registered_in_set_) {
+      std::lock_guard<std::mutex> g(core_.m);
+      core_.sessions.erase(this);
+      registered_in_set_ = false;
+      core_.active.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  server::core& core_;
+  bool refuse_;
+  net::steady_timer timer_;
+  net::steady_timer write_timer_{ws_.get_executor()};
+  beast::flat_buffer in_;
+  codec::decoder dec_;
+  codec::encoder enc_;
+  outbound_batch batch_;
+  std::deque<std::vector<codec::byte>> control_;
+  std::vector<scheduling::buffer_ref> pending_; ///< taken from the mailbox, not yet written
+  std::unique_ptr<actors::gateway> gw_;
+  std::string agent_id_;
+  codec::repeated_entry reason_kv_{};
+  state state_ = state::handshake;
+  websocket::close_code close_code_ = websocket::close_code::normal;
+  bool writing_ = false, close_after_flush_ = false, registered_in_set_ = false;
+  bool deliver_ = true;  ///< false once failed: what is still queued goes to the dead letters
+  bool goodbye_ = false; ///< a graceful stop: GOODBYE once the agent's frames are written
+  std::uint64_t next_in_ = 0, next_out_ = 0;
+  std::chrono::milliseconds heartbeat_{10000};
+  std::chrono::steady_clock::time_point last_beat_{};
+};
+
+void server::core::accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
+    if (stopping.load()) return;
+    if (!ec) {
+      accepted.fetch_add(1, std::memory_order_relaxed);
+      const bool refuse = active.fetch_add(1, std::memory_order_relaxed) >= opt.max_connections;
+      std::make_shared<session>(std::move(s), *this, refuse)->run();
+    } else {
+      spdlog::warn("flowbus: accept: {}", ec.message()); // e.g. out of file descriptors: keep serving
+    }
+    accept();
+  });
+}
+
+server::server(actors::node& node, server_options options) : core_(std::make_shared<core>(node, std::move(options))) {
+  core& c = *core_;
+  const tcp::endpoint ep(net::ip::make_address(c.opt.address), c.opt.port);
+  c.acceptor.open(ep.protocol());
+  c.acceptor.set_option(net::socket_base::reuse_address(true));
+  c.acceptor.bind(ep);
+  c.acceptor.listen(net::socket_base::max_listen_connections);
+  c.accept();
+  const std::size_t n = c.opt.io_threads ? c.opt.io_threads : 1;
+  for (std::size_t i = 0; i < n; ++i)
+    c.threads.emplace_back([&c, i] {
+      if (!c.opt.pin_cpus.empty()) (void)scheduling::pin_current_thread({c.opt.pin_cpus[i % c.opt.pin_cpus.size()]});
+      c.ioc.run();
+    });
+  spdlog::info("flowbus: listening on ws://{}:{} ({} I/O threads)", c.opt.address, port(), n);
+}
+
+server::~server() { stop(); }
+
+std::uint16_t server::port() const noexcept {
+  beast::error_code ec;
+  const auto ep = core_->acceptor.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+void server::stop(std::chrono::milliseconds drain) {
+  core& c = *core_;
+  if (c.stopping.exchange(true)) return;
+  net::post(c.acceptor.get_executor(), [&c] {
+    beast::error_code ignored;
+    c.acceptor.close(ignored);
+  });
+  std::vector<std::shared_ptr<session>> all;
+  {
+    std::lock_guard<std::mutex> g(c.m);
+    for (session* s : c.sessions)
+      if (auto p = s->weak_from_this().lock()) all.push_back(std::move(p));
+  }
+  for (auto& s : all)
+    s->stop();
+  all.clear();
+  const auto until = std::chrono::steady_clock::now() + drain;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> g(c.m);
+      if (c.sessions.empty()) break;
+    }
+    if (std::chrono::steady_clock::now() >= until) break;
+    std::this_thread::sleep_for(1ms);
+  }
+  c.ioc.stop();
+  for (auto& t : c.threads)
+    t.join();
+  c.threads.clear();
+  std::lock_guard<std::mutex> g(c.gate->m);
+  c.gate->open = false; // from now on the node's callbacks find nobody to post to
+}
+
+server_stats server::stats() const {
+  const core& c = *core_;
+  auto v = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  server_stats s;
+  s.accepted = v(c.accepted);
+  s.active = v(c.active);
+  s.refused = v(c.refused);
+  s.frames_in = v(c.frames_in);
+  s.frames_out = v(c.frames_out);
+  s.writes = v(c.writes);
+  s.batches = v(c.batches);
+  s.protocol_errors = v(c.protocol_errors);
+  s.slow_consumers = v(c.slow_consumers);
+  s.sequence_gaps = v(c.gaps);
+  s.sequence_repeats = v(c.repeats);
+  return s;
+}
+
+const char* describe_code(std::uint64_t code) noexcept {
+  if (code < 64) return codec::to_string(static_cast<codec::errc>(code));
+  if (code >= code_of(reason::routing_base)) return actors::to_string(static_cast<actors::errc>(code - code_of(reason::routing_base)));
+  switch (static_cast<reason>(code)) {
+    case reason::expected_register: return "expected REGISTER";
+    case reason::already_registered: return "already registered";
+    case reason::registration_refused: return "registration refused";
+    case reason::text_message: return "text message";
+    case reason::unexpected_type: return "unexpected type";
+    case reason::slow_consumer: return "slow consumer";
+    case reason::too_many_connections: return "too many connections";
+    case reason::agent_down: return "agent down";
+    case reason::message_too_large: return "message too large";
+    case reason::routing_base: break;
+  }
+  return "unknown";
+}
+
+} // namespace flowbus::transport
