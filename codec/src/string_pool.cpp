@@ -6,9 +6,9 @@ namespace flowbus::codec {
 namespace detail {
 
 std::string_view string_arena::store(std::string_view s) {
-  if (chunks_.empty() || used_ + s.size() > chunk_size) {
+  if (chunks_.empty() || used_ + s.size() > capacity(current_)) {
     if (!chunks_.empty()) ++current_;
-    if (current_ >= chunks_.size()) chunks_.push_back(std::make_unique<char[]>(chunk_size));
+    if (current_ >= chunks_.size()) chunks_.push_back(std::make_unique<char[]>(capacity(current_)));
     used_ = 0;
   }
   char* dst = chunks_[current_].get() + used_;

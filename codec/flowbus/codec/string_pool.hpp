@@ -25,12 +25,17 @@ public:
   /// @pre s.size() <= defaults::pool_max_string
   std::string_view store(std::string_view s);
   void truncate(std::size_t chunk, std::size_t used) noexcept;
-  std::size_t chunk_index() const noexcept { return chunks_.empty() ? 0 : chunks_.size() - 1; }
+  std::size_t chunk_index() const noexcept { return current_; }
   std::size_t chunk_used() const noexcept { return used_; }
   void clear() noexcept;
 
 private:
-  static constexpr std::size_t chunk_size = 4096;
+  // Chunks double from 256 bytes (one longest pooled string) to 4 KiB: a connection that pools
+  // a few ids costs 256 bytes, not 4 KiB (it matters with 10K idle connections).
+  static constexpr std::size_t first_chunk = 256, chunk_size = 4096;
+  static constexpr std::size_t capacity(std::size_t index) noexcept {
+    return index >= 4 ? chunk_size : first_chunk << index;
+  }
   std::vector<std::unique_ptr<char[]>> chunks_;
   std::size_t current_ = 0; ///< chunk being filled
   std::size_t used_ = 0;    ///< bytes used in it
