@@ -1,21 +1,67 @@
-// flowbus — the command line. `flowbus demo`: a node with agents exchanging tasks, printing live
-// latency percentiles (the README's main job).
+// flowbus — the command line:
+//   flowbus node   a node with its WebSocket edge, until SIGINT/SIGTERM
+//   flowbus demo   in-process and WebSocket agents exchanging tasks, live latency (the README's main job)
+//   flowbus bench  a load generator against a running node, a node process it starts, or in process
+// Options may also come from a TOML/INI file: `flowbus --config flowbus.toml node` ([node] section).
+#include "bench_cmd.hpp"
 #include "demo.hpp"
+#include "node_cmd.hpp"
 
 #include <CLI/CLI.hpp>
 
 int main(int argc, char** argv) {
   CLI::App app{"flowbus: real-time messaging between software agents"};
   app.require_subcommand(1);
+  app.set_config("--config", "", "read options from a TOML/INI file ([node], [demo], [bench] sections)");
+
+  flowbus::app::node_options node;
+  CLI::App* node_cmd = app.add_subcommand("node", "run a node with its WebSocket edge until SIGINT/SIGTERM");
+  node_cmd->add_option("--address", node.address, "listen address")->capture_default_str();
+  node_cmd->add_option("--port", node.port, "listen port (0: any free port, printed)")->capture_default_str();
+  node_cmd->add_option("--io-threads", node.io_threads, "Asio I/O threads")->capture_default_str()->check(CLI::Range(1, 64));
+  node_cmd->add_option("--threads", node.threads, "CAF scheduler threads (0: one per CPU)")->capture_default_str();
+  node_cmd->add_flag("--pin", node.pin, "pin CAF's worker threads, one CPU each");
+  node_cmd->add_option("--pin-io", node.pin_io, "CPUs for the I/O threads (round-robin)")->delimiter(',');
+  node_cmd->add_option("--max-connections", node.max_connections, "connection limit")->capture_default_str();
+  node_cmd->add_option("--max-message", node.max_message, "largest WebSocket message / frame, bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(1024, 16 * 1024 * 1024));
+  node_cmd->add_option("--mailbox", node.mailbox, "frames queued per connection (0: the node's default, 4096)")->capture_default_str();
+  node_cmd->add_option("--idle-timeout-ms", node.idle_timeout_ms, "close a connection silent this long")->capture_default_str();
+  node_cmd->add_option("--stats-seconds", node.stats_seconds, "log a stats line this often (0: never)")->capture_default_str();
+  node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
 
   flowbus::app::demo_options demo;
   CLI::App* demo_cmd = app.add_subcommand("demo", "run a node with agents exchanging tasks; print live latency");
   demo_cmd->add_option("--seconds", demo.seconds, "how long tasks are offered")->capture_default_str()->check(CLI::PositiveNumber);
   demo_cmd->add_option("--rate", demo.rate, "tasks offered per second (fixed rate)")->capture_default_str()->check(CLI::PositiveNumber);
-  demo_cmd->add_option("--workers", demo.workers, "worker agents in the queue group")->capture_default_str()->check(CLI::Range(1, 1024));
+  demo_cmd->add_option("--workers", demo.workers, "in-process worker agents in the queue group")->capture_default_str()->check(CLI::Range(0, 1024));
+  demo_cmd->add_option("--ws-workers", demo.ws_workers, "WebSocket worker agents in the queue group")->capture_default_str()->check(CLI::Range(0, 256));
+  demo_cmd->add_option("--port", demo.port, "the demo node's WebSocket port (0: any free one)")->capture_default_str();
   demo_cmd->add_option("--threads", demo.threads, "scheduler threads (0: one per CPU)")->capture_default_str();
 
+  flowbus::app::bench_options bench;
+  CLI::App* bench_cmd = app.add_subcommand("bench", "load generator: latency at a fixed rate, throughput, idle connections");
+  bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | connections")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"latency", "throughput", "connections"}));
+  bench_cmd->add_option("--connect", bench.connect, "host:port of a running node (default: start a node process)");
+  bench_cmd->add_flag("--embedded", bench.embedded, "node, publisher and subscribers in this process");
+  bench_cmd->add_option("--rate", bench.rate, "latency: messages per second, at fixed intervals")->capture_default_str()->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--seconds", bench.seconds, "latency: how long")->capture_default_str()->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--size", bench.size, "payload bytes")->capture_default_str()->check(CLI::Range(16, 60000));
+  bench_cmd->add_option("--subscribers", bench.subscribers, "throughput: subscriber connections")->capture_default_str()->check(CLI::Range(1, 1000));
+  bench_cmd->add_option("--messages", bench.messages, "throughput: messages published")->capture_default_str();
+  bench_cmd->add_option("--connections", bench.connections, "connections: how many to open")->capture_default_str();
+  bench_cmd->add_option("--node-mailbox", bench.node_mailbox, "the started node's per-connection queue")->capture_default_str();
+  bench_cmd->add_option("--node-io-threads", bench.node_io_threads, "the started node's I/O threads")->capture_default_str();
+  bench_cmd->add_option("--name", bench.name, "the JSON `bench` name");
+
   CLI11_PARSE(app, argc, argv);
+  if (node_cmd->parsed()) return flowbus::app::run_node(node);
   if (demo_cmd->parsed()) return flowbus::app::run_demo(demo);
+  if (bench_cmd->parsed()) return flowbus::app::run_bench(bench);
   return 2;
 }

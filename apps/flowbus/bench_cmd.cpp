@@ -1,0 +1,445 @@
+// The load generator. Latency is measured like nats-io/latency-tests and Aeron's load-test rig:
+// messages are offered at fixed intervals and each carries its *intended* send time (steady clock,
+// shared by processes on one host), so a publisher that falls behind is charged for it (no
+// coordinated omission). Throughput counts what the subscribers received between their first and
+// last message.
+#include "bench_cmd.hpp"
+
+#include "node_cmd.hpp"
+
+#include <flowbus/actors/node.hpp>
+#include <flowbus/codec/encoder.hpp>
+#include <flowbus/scheduling/histogram.hpp>
+#include <flowbus/transport/client.hpp>
+#include <flowbus/transport/server.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace flowbus::app {
+namespace {
+
+using clk = std::chrono::steady_clock;
+using scheduling::histogram;
+using namespace std::chrono_literals;
+constexpr const char* topic = "bench.ws.data";
+
+std::uint64_t steady_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clk::now().time_since_epoch()).count());
+}
+
+struct stamp {
+  std::uint64_t seq, intended_ns;
+};
+
+/// A node started as a child process (`flowbus node --port 0`), stopped with SIGTERM.
+struct node_process {
+  pid_t pid = -1;
+  std::uint16_t port = 0;
+
+  bool start(const bench_options& o) {
+    int out[2];
+    if (pipe(out) != 0) return false;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    const std::string mailbox = std::to_string(o.node_mailbox), io = std::to_string(o.node_io_threads);
+    std::vector<std::string> args = {"flowbus", "node", "--port", "0", "--log-level", "warn",
+                                     "--mailbox", mailbox, "--io-threads", io};
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const int rc = posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    if (rc != 0) {
+      close(out[0]);
+      return false;
+    }
+    // "flowbus node: listening on ws://127.0.0.1:PORT (...)"
+    std::string line;
+    char c;
+    while (read(out[0], &c, 1) == 1 && c != '\n')
+      line += c;
+    close(out[0]); // the node's later output goes nowhere (it only prints at exit)
+    const auto at = line.find("ws://");
+    if (at == std::string::npos) return false;
+    const auto colon = line.find(':', at + 5);
+    port = static_cast<std::uint16_t>(std::atoi(line.c_str() + colon + 1));
+    return port != 0;
+  }
+  ~node_process() {
+    if (pid > 0) {
+      kill(pid, SIGTERM);
+      int st;
+      waitpid(pid, &st, 0);
+    }
+  }
+};
+
+/// Resident memory of a process, in KiB (/proc/PID/status VmRSS).
+std::uint64_t rss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      std::uint64_t v = 0;
+      in >> v;
+      return v;
+    }
+    in.ignore(4096, '\n');
+  }
+  return 0;
+}
+
+/// The subscribing side: `count` clients on `topic`, each with its own connection.
+class subscribers {
+public:
+  subscribers(std::string host, std::uint16_t port, std::size_t count, std::uint64_t expected_each)
+      : expected_(expected_each * count), boxes_(count) {
+    for (std::size_t i = 0; i < count; ++i) {
+      transport::client_options co;
+      co.host = host;
+      co.port = port;
+      co.id = "bench-sub-" + std::to_string(getpid()) + "-" + std::to_string(i);
+      co.type = "bench";
+      co.subscriptions = {topic};
+      co.max_queued = 1 << 20;
+      clients_.push_back(std::make_unique<transport::client>(co));
+      box& b = boxes_[i];
+      clients_.back()->on_message([&b, this](const transport::incoming& in) {
+        const std::uint64_t now = steady_ns();
+        stamp s{};
+        if (in.payload.size() >= sizeof s) std::memcpy(&s, in.payload.data(), sizeof s);
+        std::lock_guard<std::mutex> g(b.m);
+        if (b.received == 0) b.first = now;
+        b.last = now;
+        ++b.received;
+        b.second.record(now > s.intended_ns ? now - s.intended_ns : 0);
+        total_.fetch_add(1, std::memory_order_relaxed);
+      });
+    }
+  }
+
+  bool connect() {
+    for (auto& c : clients_)
+      if (c->connect(10s) != actors::errc::ok) return false;
+    return true;
+  }
+
+  /// Waits for every message or the deadline, printing a progress line per second to stderr.
+  void wait(clk::time_point deadline, bool latency_lines) {
+    auto last = clk::now();
+    while (total_.load() < expected_ && clk::now() < deadline) {
+      std::this_thread::sleep_for(100ms);
+      if (clk::now() - last < 1s) continue;
+      const histogram h = take_second();
+      const double secs = std::chrono::duration<double>(clk::now() - last).count();
+      last = clk::now();
+      if (latency_lines)
+        std::fprintf(stderr, "  %8.0f msgs/s  p50 %7.1f us  p95 %7.1f us  p99 %7.1f us  max %8.1f us\n",
+                     static_cast<double>(h.count()) / secs, h.percentile(50) / 1e3, h.percentile(95) / 1e3,
+                     h.percentile(99) / 1e3, static_cast<double>(h.max()) / 1e3);
+      else
+        std::fprintf(stderr, "  %8.0f msgs/s received (%" PRIu64 " of %" PRIu64 ")\n",
+                     static_cast<double>(h.count()) / secs, total_.load(), expected_);
+    }
+    take_second();
+  }
+
+  std::uint64_t received() const { return total_.load(); }
+  std::uint64_t expected() const { return expected_; }
+  const histogram& all() const { return all_; }
+  /// Deliveries per second over the window from the first to the last message (all subscribers).
+  double rate() {
+    std::uint64_t first = UINT64_MAX, last = 0, n = 0;
+    for (auto& b : boxes_) {
+      std::lock_guard<std::mutex> g(b.m);
+      if (!b.received) continue;
+      first = std::min(first, b.first);
+      last = std::max(last, b.last);
+      n += b.received;
+    }
+    return last > first ? static_cast<double>(n) * 1e9 / static_cast<double>(last - first) : 0;
+  }
+  void close() {
+    for (auto& c : clients_)
+      c->close();
+  }
+
+private:
+  struct box {
+    std::mutex m;
+    histogram second;
+    std::uint64_t received = 0, first = 0, last = 0;
+  };
+  histogram take_second() {
+    histogram h;
+    for (auto& b : boxes_) {
+      std::lock_guard<std::mutex> g(b.m);
+      h.merge(b.second);
+      b.second.reset();
+    }
+    all_.merge(h);
+    return h;
+  }
+
+  std::uint64_t expected_;
+  std::vector<box> boxes_;
+  std::vector<std::unique_ptr<transport::client>> clients_;
+  std::atomic<std::uint64_t> total_{0};
+  histogram all_;
+};
+
+void print_result(const bench_options& o, const std::string& name, subscribers& subs, double offered_rate) {
+  const histogram& h = subs.all();
+  std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"payload_bytes\":%zu,\"subscribers\":%zu,"
+              "\"offered_per_s\":%.0f,\"received\":%" PRIu64 ",\"expected\":%" PRIu64 ",\"msgs_per_s\":%.0f,%s}\n",
+              name.c_str(), o.size, o.scenario == "latency" ? std::size_t{1} : o.subscribers, offered_rate,
+              subs.received(), subs.expected(), subs.rate(), h.json_fields("us", 1e3).c_str());
+  std::fflush(stdout);
+}
+
+/// Publishes: at fixed intervals (latency) or as fast as the client takes them (throughput).
+int publish(const bench_options& o, const std::string& host, std::uint16_t port, std::uint64_t count) {
+  transport::client_options co;
+  co.host = host;
+  co.port = port;
+  co.id = "bench-pub-" + std::to_string(getpid());
+  co.type = "bench";
+  co.max_queued = 1 << 16;
+  transport::client pub(co);
+  if (pub.connect(10s) != actors::errc::ok) return std::fprintf(stderr, "bench: the publisher cannot connect\n"), 1;
+  std::string payload(std::max(o.size, sizeof(stamp)), 'b');
+  const bool paced = o.scenario == "latency";
+  const auto period = std::chrono::duration<double>(1.0 / o.rate);
+  const auto t0 = clk::now();
+  std::uint64_t refused = 0;
+  for (std::uint64_t i = 0; i < count;) {
+    clk::time_point due = clk::now();
+    if (paced) {
+      due = t0 + std::chrono::duration_cast<clk::duration>(period * static_cast<double>(i));
+      if (clk::now() < due) {
+        std::this_thread::sleep_until(due);
+        continue;
+      }
+    }
+    const stamp s{i, static_cast<std::uint64_t>(
+                         std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count())};
+    std::memcpy(payload.data(), &s, sizeof s);
+    if (pub.publish(topic, payload) != actors::errc::ok) { // the client's queue is full: wait for the socket
+      ++refused;
+      std::this_thread::yield();
+      continue;
+    }
+    ++i;
+  }
+  const double secs = std::chrono::duration<double>(clk::now() - t0).count();
+  std::fprintf(stderr, "bench: published %" PRIu64 " in %.2f s (%.0f msgs/s offered; %" PRIu64
+               " waits for a full send queue; %" PRIu64 " writes)\n",
+               count, secs, static_cast<double>(count) / secs, refused, pub.stats().writes);
+  std::this_thread::sleep_for(200ms); // let the last writes leave before GOODBYE
+  pub.close();
+  return 0;
+}
+
+/// latency and throughput: subscribers in a child process (or this one), the publisher here.
+int run_pubsub(const bench_options& o) {
+  const bool latency = o.scenario == "latency";
+  const std::uint64_t count = latency ? static_cast<std::uint64_t>(o.rate * o.seconds) : o.messages;
+  const std::size_t nsubs = latency ? 1 : o.subscribers;
+  const std::string name = !o.name.empty() ? o.name
+                           : latency ? "ws_latency_" + std::to_string(static_cast<long>(o.rate))
+                           : nsubs == 1 ? "ws_pubsub_1to1"
+                                        : "ws_fanout_1to" + std::to_string(nsubs);
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::optional<node_process> child_node;
+  std::unique_ptr<actors::node> node;
+  std::unique_ptr<transport::server> server;
+  if (!o.connect.empty()) {
+    const auto colon = o.connect.rfind(':');
+    host = o.connect.substr(0, colon);
+    port = static_cast<std::uint16_t>(std::atoi(o.connect.c_str() + colon + 1));
+  } else if (!o.embedded) {
+    child_node.emplace();
+    if (!child_node->start(o)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
+    port = child_node->port;
+  }
+  const auto deadline_after = latency ? std::chrono::duration<double>(o.seconds + 10) : std::chrono::duration<double>(120);
+  std::fprintf(stderr, "bench %s: %" PRIu64 " messages of %zu bytes%s, %zu subscriber(s), node %s\n", name.c_str(),
+               count, o.size, latency ? (" at " + std::to_string(static_cast<long>(o.rate)) + " msgs/s").c_str() : "",
+               nsubs, !o.connect.empty() ? o.connect.c_str() : o.embedded ? "in this process" : "in a child process");
+
+  if (o.embedded) {
+    actors::node_config cfg;
+    cfg.mailbox_capacity = o.node_mailbox;
+    node = std::make_unique<actors::node>(cfg);
+    transport::server_options so;
+    so.port = 0;
+    so.io_threads = o.node_io_threads;
+    server = std::make_unique<transport::server>(*node, so);
+    port = server->port();
+    subscribers subs(host, port, nsubs, count);
+    if (!subs.connect()) return std::fprintf(stderr, "bench: subscribers cannot connect\n"), 1;
+    std::thread pub([&] { publish(o, host, port, count); });
+    subs.wait(clk::now() + std::chrono::duration_cast<clk::duration>(deadline_after), latency);
+    pub.join();
+    print_result(o, name, subs, latency ? o.rate : 0);
+    subs.close();
+    return subs.received() == subs.expected() ? 0 : 1;
+  }
+
+  // subscribers in a child forked before this process starts any thread
+  int ready[2];
+  if (pipe(ready) != 0) return 1;
+  const pid_t child = fork();
+  if (child == 0) {
+    close(ready[0]);
+    subscribers subs(host, port, nsubs, count);
+    const bool ok = subs.connect();
+    const char r = ok ? 'R' : 'F';
+    (void)!write(ready[1], &r, 1);
+    close(ready[1]);
+    if (!ok) _exit(1);
+    subs.wait(clk::now() + std::chrono::duration_cast<clk::duration>(deadline_after), latency);
+    print_result(o, name, subs, latency ? o.rate : 0);
+    subs.close();
+    _exit(subs.received() == subs.expected() ? 0 : 3);
+  }
+  close(ready[1]);
+  char r = 0;
+  const bool up = read(ready[0], &r, 1) == 1 && r == 'R';
+  close(ready[0]);
+  int rc = up ? publish(o, host, port, count) : 1;
+  int st = 0;
+  waitpid(child, &st, 0);
+  if (!up) std::fprintf(stderr, "bench: the subscribers could not connect\n");
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    std::fprintf(stderr, "bench: the subscribers did not get every message (status %d)\n", WEXITSTATUS(st));
+    rc = rc ? rc : 1;
+  }
+  return rc;
+}
+
+/// connections: N idle agents, registered; the node's resident memory before and after.
+int run_connections(const bench_options& o) {
+  namespace beast = boost::beast;
+  namespace websocket = beast::websocket;
+  namespace net = boost::asio;
+  const std::uint64_t files = raise_file_limit();
+  if (o.connections + 64 > files)
+    std::fprintf(stderr, "bench: the open-file limit is %" PRIu64 ": at most about %" PRIu64 " connections\n", files,
+                 files - 64);
+  node_process np;
+  if (!np.start(o)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
+  struct conn {
+    websocket::stream<beast::tcp_stream> ws;
+    beast::flat_buffer in;
+    std::vector<codec::byte> reg;
+    explicit conn(net::io_context& ioc) : ws(ioc) {}
+  };
+  net::io_context ioc;
+  std::vector<std::unique_ptr<conn>> conns;
+  std::size_t welcomed = 0, failed = 0;
+  const net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), np.port);
+  auto open_one = [&](std::size_t i) {
+    conns.push_back(std::make_unique<conn>(ioc));
+    conn& c = *conns.back();
+    codec::encoder enc;
+    codec::message m;
+    m.type = codec::msg_type::register_agent;
+    const std::string id = "idle-" + std::to_string(i);
+    m.set(codec::field::source, id);
+    m.set(codec::field::heartbeat_ms, std::uint64_t{600000});
+    c.reg.resize(enc.literal_size(m));
+    c.reg.resize(enc.encode(m, c.reg.data(), c.reg.size()).size);
+    c.ws.next_layer().async_connect(ep, [&c, &welcomed, &failed](beast::error_code ec) {
+      if (ec) return void(++failed);
+      c.ws.async_handshake("127.0.0.1", "/", [&c, &welcomed, &failed](beast::error_code ec2) {
+        if (ec2) return void(++failed);
+        c.ws.binary(true);
+        c.ws.async_write(net::buffer(c.reg), [&c, &welcomed, &failed](beast::error_code ec3, std::size_t) {
+          if (ec3) return void(++failed);
+          c.ws.async_read(c.in, [&welcomed, &failed](beast::error_code ec4, std::size_t) {
+            if (ec4) return void(++failed);
+            ++welcomed;
+          });
+        });
+      });
+    });
+  };
+  open_one(0); // the first one warms up what every connection shares
+  ioc.run();
+  ioc.restart();
+  std::this_thread::sleep_for(500ms);
+  const std::uint64_t before = rss_kib(np.pid);
+  const auto t0 = clk::now();
+  for (std::size_t i = 1; i < o.connections; ++i) {
+    open_one(i);
+    if (i % 500 == 0) { // in waves: the listen backlog is finite
+      ioc.run();
+      ioc.restart();
+      std::fprintf(stderr, "  %zu connections registered\n", welcomed);
+    }
+  }
+  ioc.run();
+  ioc.restart();
+  const double secs = std::chrono::duration<double>(clk::now() - t0).count();
+  std::this_thread::sleep_for(1s);
+  const std::uint64_t after = rss_kib(np.pid);
+  const std::size_t n = welcomed > 1 ? welcomed - 1 : 1;
+  const double per = static_cast<double>(after - before) * 1024.0 / static_cast<double>(n);
+  const std::string name = !o.name.empty() ? o.name : "ws_idle_connections_" + std::to_string(o.connections);
+  std::printf("{\"bench\":\"%s\",\"requested\":%zu,\"registered\":%zu,\"failed\":%zu,\"open_file_limit\":%" PRIu64
+              ",\"node_rss_before_kib\":%" PRIu64 ",\"node_rss_after_kib\":%" PRIu64
+              ",\"bytes_per_connection\":%.0f,\"connects_per_s\":%.0f}\n",
+              name.c_str(), o.connections, welcomed, failed, files, before, after, per,
+              static_cast<double>(welcomed) / secs);
+  std::fflush(stdout);
+  for (auto& c : conns) {
+    beast::error_code ignored;
+    c->ws.next_layer().socket().close(ignored);
+  }
+  return welcomed == o.connections ? 0 : 1;
+}
+
+} // namespace
+
+int run_bench(const bench_options& o) {
+  spdlog::set_level(spdlog::level::warn);
+  signal(SIGPIPE, SIG_IGN);
+  if (o.scenario == "connections") return run_connections(o);
+  if (o.scenario == "latency" || o.scenario == "throughput") return run_pubsub(o);
+  std::fprintf(stderr, "bench: unknown scenario %s (latency, throughput, connections)\n", o.scenario.c_str());
+  return 2;
+}
+
+} // namespace flowbus::app

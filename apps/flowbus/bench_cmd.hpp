@@ -1,0 +1,31 @@
+// `flowbus bench`: a load generator for the WebSocket edge. By default it starts its own node
+// process (`flowbus node --port 0`), runs the subscribers in a second process and publishes from
+// its own — publisher → node → subscriber across three processes; `--connect` targets a running
+// node instead, `--embedded` runs everything in one process. Progress goes to stderr, one JSON line
+// per result to stdout (bench/README.md format).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace flowbus::app {
+
+struct bench_options {
+  std::string scenario = "latency"; ///< latency | throughput | connections
+  std::string connect;              ///< host:port of a running node; empty: start one
+  bool embedded = false;            ///< node, publisher and subscribers in this process
+  double rate = 10000;              ///< latency: messages offered per second (fixed intervals)
+  double seconds = 10;              ///< latency: how long
+  std::size_t size = 128;           ///< payload bytes
+  std::size_t subscribers = 1;      ///< throughput: 1 (1->1) or more (fan-out)
+  std::uint64_t messages = 1000000; ///< throughput: messages published
+  std::size_t connections = 10000;  ///< connections: how many to open
+  std::size_t node_mailbox = 16384; ///< the started node's per-connection queue
+  std::size_t node_io_threads = 1;
+  std::string name;                 ///< the JSON `bench` name (default from the scenario)
+};
+
+int run_bench(const bench_options& options);
+
+} // namespace flowbus::app

@@ -1,0 +1,94 @@
+#include "node_cmd.hpp"
+
+#include <flowbus/actors/node.hpp>
+#include <flowbus/transport/server.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <sys/resource.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+namespace flowbus::app {
+
+std::uint64_t raise_file_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    (void)getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return rl.rlim_cur;
+}
+
+int run_node(const node_options& o) {
+  spdlog::set_level(spdlog::level::from_str(o.log_level));
+  // signals are taken by sigwait below: blocked in every thread, so block them before any starts
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  const std::uint64_t files = raise_file_limit();
+
+  actors::node_config cfg;
+  cfg.workers = o.threads;
+  cfg.pinning.enabled = o.pin;
+  if (o.mailbox) cfg.mailbox_capacity = o.mailbox;
+  actors::node n(cfg);
+  transport::server_options so;
+  so.address = o.address;
+  so.port = o.port;
+  so.io_threads = o.io_threads;
+  so.pin_cpus = o.pin_io;
+  so.max_connections = o.max_connections;
+  so.max_message = o.max_message;
+  so.mailbox_capacity = o.mailbox;
+  so.idle_timeout = std::chrono::milliseconds(o.idle_timeout_ms);
+  std::unique_ptr<transport::server> server;
+  try {
+    server = std::make_unique<transport::server>(n, so);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "flowbus node: cannot listen on %s:%u: %s\n", o.address.c_str(), unsigned(o.port), e.what());
+    return 1;
+  }
+  std::printf("flowbus node: listening on ws://%s:%u (%zu scheduler threads, %zu I/O threads, open-file limit %llu)\n",
+              o.address.c_str(), unsigned(server->port()), n.workers(), o.io_threads,
+              static_cast<unsigned long long>(files));
+  std::fflush(stdout);
+
+  std::atomic<bool> done{false};
+  std::thread stats;
+  if (o.stats_seconds)
+    stats = std::thread([&] {
+      while (!done.load()) {
+        for (std::uint32_t i = 0; i < o.stats_seconds * 10 && !done.load(); ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        const auto s = server->stats();
+        spdlog::info("flowbus node: {} connections, {} frames in, {} out, {} writes ({} batched), {} protocol errors, "
+                     "{} slow consumers, {} dead letters",
+                     s.active, s.frames_in, s.frames_out, s.writes, s.batches, s.protocol_errors, s.slow_consumers,
+                     n.dead().total());
+      }
+    });
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  spdlog::info("flowbus node: signal {}: draining", sig);
+  done = true;
+  if (stats.joinable()) stats.join();
+  server->stop(std::chrono::milliseconds(2000));
+  const auto s = server->stats();
+  server.reset();
+  const actors::shutdown_report rep = n.shutdown();
+  std::printf("flowbus node: stopped; %llu connections served, %llu frames in, %llu out, %llu dead letters, %s\n",
+              static_cast<unsigned long long>(s.accepted), static_cast<unsigned long long>(s.frames_in),
+              static_cast<unsigned long long>(s.frames_out), static_cast<unsigned long long>(n.dead().total()),
+              rep.drained ? "drained" : "NOT drained");
+  return rep.drained ? 0 : 1;
+}
+
+} // namespace flowbus::app

@@ -1,0 +1,32 @@
+// `flowbus node`: a node with its WebSocket edge, serving until SIGINT / SIGTERM, then draining.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace flowbus::app {
+
+struct node_options {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8081;     ///< 0: any free port (printed)
+  std::size_t io_threads = 1;
+  std::size_t threads = 0;       ///< CAF scheduler threads (0: one per CPU)
+  bool pin = false;              ///< pin CAF's worker threads, one CPU each
+  std::vector<int> pin_io;       ///< CPUs for the I/O threads
+  std::size_t max_connections = 100000;
+  std::uint32_t max_message = 64 * 1024;
+  std::size_t mailbox = 0;       ///< frames queued per connection (0: the node's default)
+  std::uint32_t idle_timeout_ms = 30000;
+  std::uint32_t stats_seconds = 0; ///< log a stats line this often (0: never)
+  std::string log_level = "info";
+};
+
+/// Serves until a signal; 0 after a clean drain. Prints "flowbus node: listening on ws://A:P".
+int run_node(const node_options& options);
+
+/// Raises the soft open-file limit to the hard one; returns the new soft limit.
+std::uint64_t raise_file_limit();
+
+} // namespace flowbus::app

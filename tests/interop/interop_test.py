@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Interop: Python agents (flow_client.py, written from docs/protocol.md alone) against a real
+`flowbus node` process. Usage: interop_test.py PATH/TO/flowbus"""
+import asyncio
+import subprocess
+import sys
+
+import websockets
+
+import flow_client as fc
+
+
+def start_node(exe):
+    p = subprocess.Popen([exe, "node", "--port", "0", "--log-level", "warn"], stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if "ws://" not in line:
+        p.kill()
+        raise SystemExit("the node did not start: %r" % line)
+    port = int(line.split("ws://")[1].split()[0].rsplit(":", 1)[1])
+    return p, "ws://127.0.0.1:%d/" % port
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print("ok  ", what)
+
+
+async def scenario(uri):
+    # registration with subscriptions and capabilities in REGISTER
+    a = fc.Agent(uri, "py-a", subscriptions=["interop.a.>"], capabilities=["shout"])
+    welcome = await a.connect()
+    check(welcome.get("target") == "py-a", "WELCOME names the agent")
+    b = fc.Agent(uri, "py-b")
+    await b.connect()
+
+    # SUBSCRIBE answered by ACK with our message_id; a bad pattern by NACK 96+7
+    await b.send(fc.Message(fc.SUBSCRIBE, {"topic": "interop.b.*", "message_id": 7}))
+    ack = await b.next()
+    check(ack.type == fc.ACK and ack.get("message_id") == 7, "SUBSCRIBE -> ACK(7)")
+    await b.send(fc.Message(fc.SUBSCRIBE, {"topic": "bad..pattern", "message_id": 8}))
+    nack = await b.next()
+    check(nack.type == fc.NACK and nack.get("message_id") == 8 and nack.get("error_code") == 96 + 7,
+          "a bad pattern -> NACK(8, invalid pattern)")
+    await b.send(fc.Message(fc.SUBSCRIBE, {"topic": "interop.svc", "message_id": 9}))
+    check((await b.next()).type == fc.ACK, "SUBSCRIBE interop.svc -> ACK")
+
+    # publish both ways; the topic is pooled (defined once, then referenced: 2 bytes)
+    for i in range(3):
+        await a.publish("interop.b.news", b"hello %d" % i)
+    for i in range(3):
+        m = await b.next()
+        check(m.type == fc.PUBLISH and m.get("topic") == "interop.b.news" and m.get("source") == "py-a"
+              and m.payload == b"hello %d" % i, "b receives publish %d from a" % i)
+    await b.publish("interop.a.x.y", b"back")
+    m = await a.next()
+    check(m.get("topic") == "interop.a.x.y" and m.payload == b"back", "a receives on a REGISTER subscription (>)")
+
+    # unicast to an agent id and to a capability
+    await b.send(fc.Message(fc.COORDINATION, {"target": "py-a"}, b"direct"))
+    m = await a.next()
+    check(m.type == fc.COORDINATION and m.payload == b"direct" and m.get("source") == "py-b", "unicast by target")
+    await b.send(fc.Message(fc.TASK_ASSIGNMENT, {"capability": ["shout"]}, b"job"))
+    m = await a.next()
+    check(m.type == fc.TASK_ASSIGNMENT and m.payload == b"job", "routing by capability")
+
+    # request / reply across two Python agents
+    await a.send(fc.Message(fc.REQUEST, {"topic": "interop.svc", "correlation_id": 42}, b"ping"))
+    req = await b.next()
+    check(req.type == fc.REQUEST and req.get("reply_to") == "py-a" and req.get("correlation_id") == 42,
+          "b receives the REQUEST with reply_to and correlation_id")
+    await b.send(fc.Message(fc.REPLY, {"target": req.get("reply_to"), "correlation_id": 42}, b"pong"))
+    rep = await a.next()
+    check(rep.type == fc.REPLY and rep.get("correlation_id") == 42 and rep.payload == b"pong", "a gets the REPLY")
+    await a.send(fc.Message(fc.REQUEST, {"topic": "nobody.listens", "correlation_id": 43}, b"?"))
+    err = await a.next()
+    check(err.type == fc.ERROR and err.get("correlation_id") == 43 and err.get("error_code") == 96 + 3,
+          "a REQUEST nobody takes -> ERROR(no responders), connection open")
+
+    # a BATCH from the node: several messages waiting go out together
+    for i in range(50):
+        await b.publish("interop.a.burst", b"%d" % i)
+    got = [await a.next() for _ in range(50)]
+    check([m.payload for m in got] == [b"%d" % i for i in range(50)], "50 messages in order (BATCHes unwrapped)")
+
+    # HEARTBEAT is accepted silently; broadcast reaches the others
+    await a.send(fc.Message(fc.HEARTBEAT))
+    await a.send(fc.Message(fc.COORDINATION, {}, b"all hands", flags=fc.BROADCAST))
+    m = await b.next()
+    check(m.payload == b"all hands", "broadcast")
+
+    # a defective frame closes that connection with ERROR + 1002; the others keep working
+    bad = fc.Agent(uri, "py-bad")
+    await bad.connect()
+    frame = bytearray(bad.enc.encode(fc.Message(fc.PUBLISH, {"topic": "interop.b.x"}, b"x")))
+    frame[-1] ^= 1
+    await bad.send_raw(bytes(frame))
+    err = await bad.next()
+    check(err.type == fc.ERROR and err.get("error_code") == 11 and err.get("header"), "bad checksum -> ERROR(11) with a reason")
+    try:
+        await bad.next()
+        check(False, "the connection closes")
+    except websockets.ConnectionClosed as e:
+        check(e.rcvd is not None and e.rcvd.code == 1002, "closed with 1002")
+    await a.publish("interop.b.after", b"still here")
+    m = await b.next()
+    check(m.payload == b"still here", "the other agents are unaffected")
+
+    await a.close()
+    await b.close()
+
+
+def main():
+    exe = sys.argv[1]
+    node, uri = start_node(exe)
+    try:
+        asyncio.run(asyncio.wait_for(scenario(uri), 60))
+    finally:
+        node.terminate()
+        out, _ = node.communicate(timeout=30)
+    print(out.strip())
+    if node.returncode != 0:
+        raise SystemExit("the node did not stop cleanly: %d" % node.returncode)
+    print("interop: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
