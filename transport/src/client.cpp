@@ -78,6 +78,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::optional<codec::decoder> dec;
   outbound_batch batch;
   std::vector<codec::byte> scratch, carry; ///< encoding space; a frame encoded but not yet batched
+  std::deque<out_record> take;             ///< what one flush writes (kept: its records' strings are reused)
   bool writing = false;
   std::uint64_t next_out = 0;
   std::uint64_t generation = 0; ///< connection attempts: stale completions are ignored
@@ -87,7 +88,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   // shared with sending threads
   mutable std::mutex m;
   std::deque<out_record> queue;
-  bool flush_posted = false;
+  /// The I/O thread will look at the queue again without being told (a flush is posted, or a
+  /// write is in flight and its completion flushes): senders then skip the post and its wake-up.
+  bool io_awake = false;
   std::vector<subscription> subs;
   std::unordered_map<std::uint64_t, std::shared_ptr<std::promise<errc>>> sub_acks;
   std::unordered_map<std::uint64_t, pending_request> requests;
@@ -109,16 +112,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         queue.push_front(std::move(r));
       else
         queue.push_back(std::move(r));
-      if (flush_posted) return errc::ok;
-      flush_posted = true;
+      if (io_awake) return errc::ok;
+      io_awake = true;
     }
-    net::post(ioc, [self = shared_from_this()] {
-      {
-        std::lock_guard<std::mutex> g(self->m);
-        self->flush_posted = false;
-      }
-      self->flush();
-    });
+    net::post(ioc, [self = shared_from_this()] { self->flush(); });
     return errc::ok;
   }
 
@@ -210,19 +207,28 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   }
 
   void flush() {
-    if (writing || !registered.load() || !ws) return;
+    if (writing) return; // its completion flushes
+    if (!registered.load() || !ws) {
+      std::lock_guard<std::mutex> g(m);
+      io_awake = false; // the WELCOME flushes
+      return;
+    }
     batch.clear();
     if (!carry.empty()) {
       batch.add(codec::bytes_view(carry.data(), carry.size()));
       carry.clear();
     }
-    std::deque<out_record> take;
+    take.clear();
     {
       std::lock_guard<std::mutex> g(m);
       const std::size_t n = std::min(queue.size(), opt.max_batch);
       for (std::size_t i = 0; i < n; ++i) {
         take.push_back(std::move(queue.front()));
         queue.pop_front();
+      }
+      if (n == 0 && batch.empty()) {
+        io_awake = false; // nothing to write: the next send posts
+        return;
       }
     }
     for (auto it = take.begin(); it != take.end(); ++it) {
@@ -258,12 +264,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       if (gen != self->generation) return;
       self->writing = false;
       if (ec) return self->lost("write: " + ec.message());
-      bool more;
-      {
-        std::lock_guard<std::mutex> g(self->m);
-        more = !self->queue.empty() || !self->carry.empty();
-      }
-      if (more) self->flush();
+      self->flush();
     });
   }
 
