@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# scripts/bench-ws.sh [runs]: the WebSocket edge's benchmarks (docs/benchmarks.md, "WebSocket edge"),
+# each repeated `runs` times (default 3): one JSON line per result on stdout, progress on stderr.
+# Every scenario starts its own `flowbus node` process; publisher and subscribers are two more.
+# The same latency load also runs through a bare TCP relay (the floor) and through nats-server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+bash scripts/build.sh release flowbus flowbus_tcp_relay_bench flowbus_nats_latency_bench >&2
+F=build/release/apps/flowbus/flowbus
+# NATS side by side (Debian's nats-server, installed by scripts/setup.sh), on its own port
+nats_port=14222
+nats-server -a 127.0.0.1 -p $nats_port >/dev/null 2>&1 &
+nats_pid=$!
+trap 'kill $nats_pid 2>/dev/null || true' EXIT
+sleep 0.5
+for ((r = 1; r <= runs; r++)); do
+  echo "== run $r of $runs" >&2
+  $F bench latency --rate 10000 --seconds 10 --size 128
+  $F bench latency --rate 50000 --seconds 5 --size 128 --name ws_latency_50000
+  $F bench throughput --subscribers 1 --messages 1000000 --size 128
+  $F bench throughput --subscribers 10 --messages 200000 --size 128
+  $F bench connections --connections 10000
+  build/release/bench/flowbus_tcp_relay_bench --rate 10000 --seconds 10 --size 128
+  build/release/bench/flowbus_nats_latency_bench --port $nats_port --rate 10000 --seconds 10 --size 128
+done
