@@ -427,20 +427,30 @@ private:
     core_.writes.fetch_add(1, std::memory_order_relaxed);
     const codec::bytes_view out = batch_.finish(next_out_);
     writing_ = true;
-    write_timer_.expires_after(core_.opt.write_timeout);
+    write_began_ = std::chrono::steady_clock::now();
+    if (!watchdog_armed_) arm_watchdog(core_.opt.write_timeout);
+    ws_.async_write(net::buffer(out.data(), out.size()), bind([](session& s, beast::error_code ec, std::size_t) {
+      s.writing_ = false;
+      if (ec) return s.teardown("write: " + ec.message());
+      s.flush();
+    }));
+  }
+
+  /// The slow-consumer watchdog: armed by a write when not already armed, so a busy connection
+  /// sets a timer once per write timeout, not once per write (a timerfd_settime call each).
+  void arm_watchdog(std::chrono::steady_clock::duration after) {
+    watchdog_armed_ = true;
+    write_timer_.expires_after(after);
     write_timer_.async_wait(bind([](session& s, beast::error_code ec) {
-      if (ec || !s.writing_) return;
+      s.watchdog_armed_ = false;
+      if (ec || !s.writing_ || s.state_ == state::closed) return;
+      const auto blocked = std::chrono::steady_clock::now() - s.write_began_;
+      if (blocked < s.core_.opt.write_timeout) return s.arm_watchdog(s.core_.opt.write_timeout - blocked);
       s.core_.slow_consumers.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("flowbus: {}: slow consumer (a write blocked {} ms): closing", s.agent_id_,
                    s.core_.opt.write_timeout.count());
       // the socket is full: an ERROR frame could not be written either
       s.teardown("slow consumer");
-    }));
-    ws_.async_write(net::buffer(out.data(), out.size()), bind([](session& s, beast::error_code ec, std::size_t) {
-      s.writing_ = false;
-      s.write_timer_.cancel();
-      if (ec) return s.teardown("write: " + ec.message());
-      s.flush();
     }));
   }
 
@@ -519,7 +529,8 @@ private:
   codec::repeated_entry reason_kv_{};
   state state_ = state::handshake;
   websocket::close_code close_code_ = websocket::close_code::normal;
-  bool writing_ = false, close_after_flush_ = false, registered_in_set_ = false;
+  bool writing_ = false, close_after_flush_ = false, registered_in_set_ = false, watchdog_armed_ = false;
+  std::chrono::steady_clock::time_point write_began_{};
   bool deliver_ = true;  ///< false once failed: what is still queued goes to the dead letters
   bool goodbye_ = false; ///< a graceful stop: GOODBYE once the agent's frames are written
   std::uint64_t next_in_ = 0, next_out_ = 0;
