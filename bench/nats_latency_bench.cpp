@@ -5,6 +5,7 @@
 // nats-server when it is installed.
 //
 //   flowbus_nats_latency_bench --port 4222 [--rate 10000] [--seconds 10] [--size 128]
+#include <flowbus/scheduling/fixed_rate.hpp>
 #include <flowbus/scheduling/histogram.hpp>
 
 #include <arpa/inet.h>
@@ -157,21 +158,11 @@ int main(int argc, char** argv) {
   const std::string head = std::string("PUB ") + subject + " " + std::to_string(size) + "\r\n";
   std::string frame = head + std::string(size, 'p') + "\r\n";
   char* body = frame.data() + head.size();
-  const auto period = std::chrono::duration<double>(1.0 / rate);
-  const auto t0 = clk::now();
-  for (std::uint64_t i = 0; i < count;) {
-    const auto due = t0 + std::chrono::duration_cast<clk::duration>(period * static_cast<double>(i));
-    if (clk::now() < due) {
-      std::this_thread::sleep_until(due);
-      continue;
-    }
-    const auto intended = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count());
+  flowbus::scheduling::offer_at_fixed_rate(rate, count, [&](std::uint64_t i, std::uint64_t intended) {
     std::memcpy(body, &i, 8);
     std::memcpy(body + 8, &intended, 8);
     pub.send(frame);
-    ++i;
-  }
+  });
   int st = 0;
   waitpid(subscriber, &st, 0);
   return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;

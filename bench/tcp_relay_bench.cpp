@@ -5,6 +5,7 @@
 // intended send time into an HDR histogram. flowbus's figures divided by these are the node's cost.
 //
 //   flowbus_tcp_relay_bench [--rate 10000] [--seconds 10] [--size 128]
+#include <flowbus/scheduling/fixed_rate.hpp>
 #include <flowbus/scheduling/histogram.hpp>
 
 #include <arpa/inet.h>
@@ -130,21 +131,11 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50)); // the subscriber is accepted first
   const int fd = connect_to(port);
   std::vector<char> msg(size, 'p');
-  const auto period = std::chrono::duration<double>(1.0 / rate);
-  const auto t0 = clk::now();
-  for (std::uint64_t i = 0; i < count;) {
-    const auto due = t0 + std::chrono::duration_cast<clk::duration>(period * static_cast<double>(i));
-    if (clk::now() < due) {
-      std::this_thread::sleep_until(due);
-      continue;
-    }
-    const auto intended = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count());
+  flowbus::scheduling::offer_at_fixed_rate(rate, count, [&](std::uint64_t i, std::uint64_t intended) {
     std::memcpy(msg.data(), &i, 8);
     std::memcpy(msg.data() + 8, &intended, 8);
-    if (write(fd, msg.data(), size) != static_cast<ssize_t>(size)) return 6;
-    ++i;
-  }
+    if (write(fd, msg.data(), size) != static_cast<ssize_t>(size)) std::exit(6);
+  });
   int st = 0;
   waitpid(subscriber, &st, 0);
   close(fd);

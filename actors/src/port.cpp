@@ -173,6 +173,17 @@ bool port::decode(const scheduling::buffer_ref& frame, delivery& d) {
     core_->dead.add(dead_reason::corruption, frame, ep_->agent_id());
     return false;
   }
+  d = to_delivery(m);
+  d.frame = &frame;
+  return true;
+}
+
+} // namespace flowbus::actors::detail
+
+namespace flowbus::actors {
+
+delivery to_delivery(const codec::message& m) noexcept {
+  delivery d;
   d.type = m.type;
   d.prio = m.prio;
   d.topic = m.topic();
@@ -187,8 +198,7 @@ bool port::decode(const scheduling::buffer_ref& frame, delivery& d) {
   d.timestamp_ns = m.timestamp_ns;
   d.deadline_ns = m.deadline_ns();
   d.payload = m.payload.as_string();
-  d.frame = &frame;
-  return true;
+  return d;
 }
 
-} // namespace flowbus::actors::detail
+} // namespace flowbus::actors

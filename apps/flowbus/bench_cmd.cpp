@@ -9,6 +9,7 @@
 
 #include <flowbus/actors/node.hpp>
 #include <flowbus/codec/encoder.hpp>
+#include <flowbus/scheduling/fixed_rate.hpp>
 #include <flowbus/scheduling/histogram.hpp>
 #include <flowbus/transport/client.hpp>
 #include <flowbus/transport/server.hpp>
@@ -240,30 +241,23 @@ int publish(const bench_options& o, const std::string& host, std::uint16_t port,
   transport::client pub(co);
   if (pub.connect(10s) != actors::errc::ok) return std::fprintf(stderr, "bench: the publisher cannot connect\n"), 1;
   std::string payload(std::max(o.size, sizeof(stamp)), 'b');
-  const bool paced = o.scenario == "latency";
-  const auto period = std::chrono::duration<double>(1.0 / o.rate);
-  const auto t0 = clk::now();
   std::uint64_t refused = 0;
-  for (std::uint64_t i = 0; i < count;) {
-    clk::time_point due = clk::now();
-    if (paced) {
-      due = t0 + std::chrono::duration_cast<clk::duration>(period * static_cast<double>(i));
-      if (clk::now() < due) {
-        std::this_thread::sleep_until(due);
-        continue;
-      }
-    }
-    const stamp s{i, static_cast<std::uint64_t>(
-                         std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count())};
+  auto send = [&](std::uint64_t i, std::uint64_t intended_ns) {
+    const stamp s{i, intended_ns};
     std::memcpy(payload.data(), &s, sizeof s);
-    if (pub.publish(topic, payload) != actors::errc::ok) {
+    while (pub.publish(topic, payload) != actors::errc::ok) {
       // the client's queue is full: let its I/O thread write (yielding in a loop would take the
       // CPU it needs on a 2-core machine)
       ++refused;
       std::this_thread::sleep_for(50us);
-      continue;
     }
-    ++i;
+  };
+  const auto t0 = clk::now();
+  if (o.scenario == "latency") {
+    scheduling::offer_at_fixed_rate(o.rate, count, send);
+  } else {
+    for (std::uint64_t i = 0; i < count; ++i)
+      send(i, steady_ns());
   }
   const double secs = std::chrono::duration<double>(clk::now() - t0).count();
   std::fprintf(stderr, "bench: published %" PRIu64 " in %.2f s (%.0f msgs/s offered; %" PRIu64

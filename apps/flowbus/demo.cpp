@@ -8,6 +8,7 @@
 #include "demo.hpp"
 
 #include <flowbus/actors/node.hpp>
+#include <flowbus/scheduling/fixed_rate.hpp>
 #include <flowbus/scheduling/histogram.hpp>
 #include <flowbus/transport/client.hpp>
 #include <flowbus/transport/server.hpp>
@@ -161,29 +162,22 @@ int run_demo(const demo_options& o) {
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> sent{0}, refused{0};
   std::thread offer([&] {
-    const auto period = std::chrono::duration<double>(1.0 / o.rate);
-    const auto total = static_cast<std::uint64_t>(o.rate * o.seconds);
     std::string payload(task_size, 't');
     send_options so;
     so.type = codec::msg_type::task_assignment;
-    const auto t0 = clk::now();
-    for (std::uint64_t i = 0; i < total && !stop.load(std::memory_order_relaxed);) {
-      const auto due = t0 + std::chrono::duration_cast<clk::duration>(period * static_cast<double>(i));
-      if (clk::now() < due) {
-        std::this_thread::sleep_until(due);
-        continue;
-      }
-      // everything due by now goes out, each stamped with its own intended time
-      const task_head h{i, static_cast<std::uint64_t>(
-                               std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count())};
-      std::memcpy(payload.data(), &h, sizeof h);
-      if (dispatcher.publish(assign_topic, payload, so).delivered == 1)
-        sent.fetch_add(1, std::memory_order_relaxed);
-      else
-        refused.fetch_add(1, std::memory_order_relaxed);
-      ++i;
-      dispatcher.heartbeat();
-    }
+    // everything due by now goes out, each stamped with its own intended time
+    scheduling::offer_at_fixed_rate(
+        o.rate, static_cast<std::uint64_t>(o.rate * o.seconds),
+        [&](std::uint64_t i, std::uint64_t intended_ns) {
+          const task_head h{i, intended_ns};
+          std::memcpy(payload.data(), &h, sizeof h);
+          if (dispatcher.publish(assign_topic, payload, so).delivered == 1)
+            sent.fetch_add(1, std::memory_order_relaxed);
+          else
+            refused.fetch_add(1, std::memory_order_relaxed);
+          dispatcher.heartbeat();
+        },
+        [&] { return stop.load(std::memory_order_relaxed); });
   });
 
   const auto start = clk::now();

@@ -119,6 +119,30 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     return errc::ok;
   }
 
+  /// SUBSCRIBE / UNSUBSCRIBE: `edit` updates the subscription list (under the lock); the future
+  /// is answered by the node's ACK / NACK for the frame's message_id, or by a refusal to queue.
+  template <class Edit>
+  std::future<errc> change(codec::msg_type type, const std::string& pattern, const std::string& group, Edit&& edit) {
+    auto p = std::make_shared<std::promise<errc>>();
+    auto f = p->get_future();
+    out_record r;
+    r.type = type;
+    r.name = pattern;
+    r.group = group;
+    r.message_id = next_token++;
+    const std::uint64_t token = r.message_id;
+    {
+      std::lock_guard<std::mutex> g(m);
+      edit();
+      sub_acks[token] = p;
+    }
+    if (const errc e = enqueue(std::move(r)); e != errc::ok) {
+      std::lock_guard<std::mutex> g(m);
+      if (sub_acks.erase(token)) p->set_value(e);
+    }
+    return f;
+  }
+
   // ---- the I/O thread ----
   void start() {
     if (started.exchange(true)) return;
@@ -362,19 +386,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       default: break;
     }
     received.fetch_add(1, std::memory_order_relaxed);
-    incoming in_msg;
-    in_msg.type = msg.type;
-    in_msg.prio = static_cast<codec::priority>(msg.prio);
-    in_msg.topic = msg.topic();
-    in_msg.source = msg.str(codec::field::source);
-    in_msg.target = msg.str(codec::field::target);
-    in_msg.reply_to = msg.str(codec::field::reply_to);
-    in_msg.correlation_id = msg.correlation_id();
-    in_msg.message_id = msg.message_id();
-    in_msg.sequence = msg.sequence;
-    in_msg.timestamp_ns = msg.timestamp_ns;
-    in_msg.deadline_ns = msg.deadline_ns();
-    in_msg.payload = msg.payload.as_string();
+    const incoming in_msg = actors::to_delivery(msg);
     message_handler h;
     {
       std::lock_guard<std::mutex> g(m);
@@ -585,49 +597,22 @@ void client::on_message(message_handler h) {
 }
 
 std::future<errc> client::subscribe(std::string pattern, message_handler h, std::string group) {
-  auto p = std::make_shared<std::promise<errc>>();
-  auto f = p->get_future();
   if (actors::validate_pattern(pattern) != actors::topic_errc::ok) {
-    p->set_value(errc::invalid_pattern);
-    return f;
+    std::promise<errc> refused;
+    refused.set_value(errc::invalid_pattern);
+    return refused.get_future();
   }
-  out_record r;
-  r.type = codec::msg_type::subscribe;
-  r.name = pattern;
-  r.group = group;
-  r.message_id = impl_->next_token++;
-  {
-    std::lock_guard<std::mutex> g(impl_->m);
-    impl_->subs.push_back(subscription{std::move(pattern), std::move(group), std::move(h)});
-    impl_->sub_acks[r.message_id] = p;
-  }
-  if (const errc e = impl_->enqueue(std::move(r)); e != errc::ok) {
-    std::lock_guard<std::mutex> g(impl_->m);
-    if (impl_->sub_acks.erase(r.message_id)) p->set_value(e);
-  }
-  return f;
+  return impl_->change(codec::msg_type::subscribe, pattern, group, [&] {
+    impl_->subs.push_back(subscription{pattern, group, std::move(h)});
+  });
 }
 
 std::future<errc> client::unsubscribe(std::string pattern, std::string group) {
-  auto p = std::make_shared<std::promise<errc>>();
-  auto f = p->get_future();
-  out_record r;
-  r.type = codec::msg_type::unsubscribe;
-  r.name = pattern;
-  r.group = group;
-  r.message_id = impl_->next_token++;
-  {
-    std::lock_guard<std::mutex> g(impl_->m);
+  return impl_->change(codec::msg_type::unsubscribe, pattern, group, [&] {
     auto& s = impl_->subs;
     s.erase(std::remove_if(s.begin(), s.end(), [&](const subscription& x) { return x.pattern == pattern && x.group == group; }),
             s.end());
-    impl_->sub_acks[r.message_id] = p;
-  }
-  if (const errc e = impl_->enqueue(std::move(r)); e != errc::ok) {
-    std::lock_guard<std::mutex> g(impl_->m);
-    if (impl_->sub_acks.erase(r.message_id)) p->set_value(e);
-  }
-  return f;
+  });
 }
 
 namespace {

@@ -10,6 +10,7 @@
 
 #include <flowbus/actors/agent_directory.hpp> // balance
 #include <flowbus/actors/errc.hpp>
+#include <flowbus/codec/message.hpp>
 #include <flowbus/codec/types.hpp>
 #include <flowbus/scheduling/buffer.hpp>
 
@@ -72,6 +73,9 @@ struct delivery {
   const scheduling::buffer_ref* frame = nullptr; ///< the whole frame: copy it to keep or forward it
   bool is_request() const noexcept { return type == codec::msg_type::request; }
 };
+
+/// A decoded message's fields as a delivery (views into the message's frame; `frame` unset).
+delivery to_delivery(const codec::message& m) noexcept;
 
 struct send_options {
   codec::msg_type type = codec::msg_type::publish; ///< a data type: publish, task_assignment, ...

@@ -50,14 +50,9 @@ struct client_options {
   std::size_t max_queued = 65536; ///< messages waiting to be written; beyond, sends are refused
 };
 
-/// A received message. Views are valid during the handler call only.
-struct incoming {
-  codec::msg_type type = codec::msg_type::publish;
-  codec::priority prio = codec::priority::normal;
-  std::string_view topic, source, target, reply_to;
-  std::uint64_t correlation_id = 0, message_id = 0, sequence = 0, timestamp_ns = 0, deadline_ns = 0;
-  std::string_view payload;
-};
+/// A received message, the same as an in-process agent's delivery (frame unset). Views are valid
+/// during the handler call only.
+using incoming = actors::delivery;
 using message_handler = std::function<void(const incoming&)>;
 
 struct reply_result {
