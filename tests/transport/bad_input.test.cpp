@@ -187,6 +187,46 @@ TEST_SUITE("bad_input") {
     healthy_traffic(e.port(), sub, 30);
   }
 
+  TEST_CASE("beyond the connection limit: ERROR too_many_connections and close 1013; the others stay") {
+    transport::server_options o;
+    o.max_connections = 2;
+    edge e(o);
+    raw_peer sub(e.port());
+    sub.join("healthy-sub", {"ok.topic"});
+    raw_peer second(e.port());
+    second.join("second");
+    raw_peer third(e.port());
+    const auto seen = third.until_closed();
+    REQUIRE(third.closed());
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].error_code == code_of(reason::too_many_connections));
+    CHECK(third.close_code() == static_cast<std::uint16_t>(websocket::close_code::try_again_later));
+    CHECK(e.server.stats().refused == 1);
+    // a slot frees when a connection leaves
+    codec::message bye;
+    bye.type = codec::msg_type::goodbye;
+    second.send(bye);
+    second.until_closed();
+    REQUIRE(eventually([&] { return e.server.stats().active == 1; }));
+    raw_peer fourth(e.port());
+    fourth.join("fourth");
+    raw_peer pub(e.port()); // over the limit again: refused
+    pub.until_closed();
+    CHECK(pub.closed());
+  }
+
+  TEST_CASE("a peer that stops reading and answering pings is closed after the idle timeout") {
+    transport::server_options o;
+    o.idle_timeout = 400ms;
+    edge e(o);
+    raw_peer mute(e.port());
+    mute.join("mute");
+    REQUIRE(e.node.agents().size() == 1);
+    std::this_thread::sleep_for(1500ms); // not reading: Beast's pings go unanswered
+    REQUIRE(eventually([&] { return e.node.agents().empty(); }, 3s));
+    CHECK(e.server.stats().active == 0);
+  }
+
   TEST_CASE("no REGISTER within the handshake timeout closes the connection") {
     transport::server_options o;
     o.handshake_timeout = 300ms;
