@@ -66,22 +66,27 @@ TEST_SUITE("left_right") {
     std::atomic<bool> done{false};
     std::atomic<int> torn{0}, backwards{0};
     std::atomic<std::uint64_t> reads{0};
+    std::atomic<int> reading{0}; // readers past their first read: the writes overlap real reads
     std::vector<std::thread> ts;
     for (int r = 0; r < readers; ++r)
       ts.emplace_back([&] {
         start.arrive_and_wait();
         std::size_t last = 0;
         std::uint64_t mine = 0;
+        bool first = true;
         while (!done.load(std::memory_order_acquire)) {
           const auto [ok, size] = lr.read([](const ledger& l) { return std::make_pair(l.consistent(), l.items.size()); });
           if (!ok) torn.fetch_add(1);
           if (size < last) backwards.fetch_add(1);
           last = size;
+          if (first) reading.fetch_add(1), first = false;
           if (++mine % 64 == 0) std::this_thread::yield();
         }
         reads.fetch_add(mine);
       });
     start.arrive_and_wait();
+    while (reading.load() < readers) // on a loaded machine the writer could otherwise finish first
+      std::this_thread::yield();
     for (std::uint64_t i = 1; i <= writes; ++i)
       lr.modify([i](ledger& l) { l.add(i); });
     done.store(true, std::memory_order_release);

@@ -16,7 +16,6 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -40,18 +39,11 @@ std::uint64_t wall_ns() {
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
-/// A message waiting to be written, kept decoded: it is encoded when written, with the string
-/// pool of the connection it goes out on (a reconnect starts new pools).
-struct out_record {
-  codec::msg_type type = codec::msg_type::publish;
-  codec::priority prio = codec::priority::normal;
-  bool broadcast = false;
-  actors::destination::kind dest = actors::destination::kind::topic;
-  std::string name; ///< topic, target or capability
-  std::string agent_type, reply_to, group;
-  std::uint64_t correlation_id = 0, message_id = 0, deadline_ns = 0;
-  std::string payload;
-};
+/// The total size of the frame at `pos` (header offset 8, little-endian).
+std::size_t frame_at(const std::vector<codec::byte>& buf, std::size_t pos) {
+  const codec::byte* p = buf.data() + pos + codec::offset::total_size;
+  return std::size_t{p[0]} | std::size_t{p[1]} << 8 | std::size_t{p[2]} << 16 | std::size_t{p[3]} << 24;
+}
 
 struct subscription {
   std::string pattern, group;
@@ -77,8 +69,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::optional<codec::encoder> enc;
   std::optional<codec::decoder> dec;
   outbound_batch batch;
-  std::vector<codec::byte> scratch, carry; ///< encoding space; a frame encoded but not yet batched
-  std::deque<out_record> take;             ///< what one flush writes (kept: its records' strings are reused)
+  std::vector<codec::byte> scratch;         ///< REGISTER's encoding space
+  std::vector<codec::byte> out;             ///< frames taken from `pending` in one swap, written from out_pos
+  std::size_t out_pos = 0;
+  std::vector<codec::byte> front;           ///< frames that go before everything queued: re-subscriptions
+  std::size_t front_pos = 0;
   bool writing = false;
   std::uint64_t next_out = 0;
   std::uint64_t generation = 0; ///< connection attempts: stale completions are ignored
@@ -87,7 +82,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   // shared with sending threads
   mutable std::mutex m;
-  std::deque<out_record> queue;
+  /// Frames waiting, encoded by the sending threads in send order. Their strings are literal (no
+  /// connection pool), so they stay valid across reconnects; sequence numbers and checksums are
+  /// rewritten when they are written (outbound_batch).
+  std::vector<codec::byte> pending;
+  std::atomic<std::size_t> queued{0}; ///< frames in `pending` and `out` not yet written
   /// The I/O thread will look at the queue again without being told (a flush is posted, or a
   /// write is in flight and its completion flushes): senders then skip the post and its wake-up.
   bool io_awake = false;
@@ -102,21 +101,83 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   explicit impl(client_options o) : opt(std::move(o)), batch(opt.max_message, opt.max_batch) {}
 
+  codec::encoder literal_encoder() const {
+    codec::encoder_options eo;
+    eo.max_frame_size = opt.max_message;
+    eo.pool_strings = false;
+    return codec::encoder(eo);
+  }
+
   // ---- sending side (any thread) ----
-  errc enqueue(out_record r, bool front = false) {
+  /// Encodes `msg` on the calling thread straight into the send queue, and wakes the I/O thread
+  /// only if it is idle. No allocation per message once the queue has grown.
+  errc enqueue(codec::message& msg) {
     {
       std::lock_guard<std::mutex> g(m);
       if (closing.load()) return errc::node_stopped;
-      if (queue.size() >= opt.max_queued) return errc::mailbox_full;
-      if (front)
-        queue.push_front(std::move(r));
-      else
-        queue.push_back(std::move(r));
+      if (queued.load(std::memory_order_relaxed) >= opt.max_queued) return errc::mailbox_full;
+      if (const errc e = append_locked(msg); e != errc::ok) return e;
       if (io_awake) return errc::ok;
       io_awake = true;
     }
     net::post(ioc, [self = shared_from_this()] { self->flush(); });
     return errc::ok;
+  }
+
+  /// Encodes `msg` at the end of `pending`. @pre m is held
+  errc append_locked(codec::message& msg) {
+    codec::encoder lit = literal_encoder();
+    const std::size_t need = lit.literal_size(msg);
+    if (need > opt.max_message) return errc::too_large;
+    const std::size_t at = pending.size();
+    pending.resize(at + need);
+    const codec::encode_result r = lit.encode(msg, pending.data() + at, need);
+    if (!r) {
+      pending.resize(at);
+      return errc::too_large;
+    }
+    pending.resize(at + r.size);
+    queued.fetch_add(1, std::memory_order_relaxed);
+    return errc::ok;
+  }
+
+  /// A data message to a destination (or a broadcast), from this agent.
+  errc send_data(const actors::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,
+                 const actors::send_options& opts, std::string_view reply_to = {}) {
+    codec::message msg;
+    msg.type = opts.type;
+    msg.prio = opts.prio.value_or(opt.priority);
+    msg.timestamp_ns = wall_ns();
+    codec::repeated_entry cap{codec::field::capability, to.name, {}};
+    if (broadcast) {
+      msg.flags |= codec::flag::broadcast;
+      if (!agent_type.empty()) msg.set(codec::field::agent_type, agent_type);
+    } else if (to.what == actors::destination::kind::topic) {
+      msg.set_topic(to.name);
+    } else if (to.what == actors::destination::kind::agent) {
+      msg.set(codec::field::target, to.name);
+    } else {
+      msg.repeated = codec::repeated_fields(&cap, 1);
+    }
+    msg.set(codec::field::source, opt.id);
+    if (!reply_to.empty()) msg.set(codec::field::reply_to, reply_to);
+    if (opts.correlation_id) msg.set(codec::field::correlation_id, opts.correlation_id);
+    if (opts.message_id) msg.set(codec::field::message_id, opts.message_id);
+    if (opts.deadline_ns) msg.set(codec::field::deadline, opts.deadline_ns);
+    msg.payload = codec::bytes_view(payload);
+    return enqueue(msg);
+  }
+
+  static codec::message subscription_frame(codec::msg_type type, std::string_view pattern, std::string_view group,
+                                           std::uint64_t token) {
+    codec::message msg;
+    msg.type = type;
+    msg.prio = codec::priority::high;
+    msg.timestamp_ns = wall_ns();
+    msg.set_topic(pattern);
+    if (!group.empty()) msg.set(codec::field::queue_group, group);
+    msg.set(codec::field::message_id, token);
+    return msg;
   }
 
   /// SUBSCRIBE / UNSUBSCRIBE: `edit` updates the subscription list (under the lock); the future
@@ -125,18 +186,14 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::future<errc> change(codec::msg_type type, const std::string& pattern, const std::string& group, Edit&& edit) {
     auto p = std::make_shared<std::promise<errc>>();
     auto f = p->get_future();
-    out_record r;
-    r.type = type;
-    r.name = pattern;
-    r.group = group;
-    r.message_id = next_token++;
-    const std::uint64_t token = r.message_id;
+    const std::uint64_t token = next_token++;
     {
       std::lock_guard<std::mutex> g(m);
       edit();
       sub_acks[token] = p;
     }
-    if (const errc e = enqueue(std::move(r)); e != errc::ok) {
+    codec::message msg = subscription_frame(type, pattern, group, token);
+    if (const errc e = enqueue(msg); e != errc::ok) {
       std::lock_guard<std::mutex> g(m);
       if (sub_acks.erase(token)) p->set_value(e);
     }
@@ -190,7 +247,6 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       return o;
     }());
     next_out = 0;
-    carry.clear();
     writing = false;
     codec::message r;
     r.type = codec::msg_type::register_agent;
@@ -230,6 +286,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     return true;
   }
 
+  /// Writes what waits — re-subscriptions first, then the queue in send order — as one frame or
+  /// one BATCH, unless a write is in flight (its completion flushes again).
   void flush() {
     if (writing) return; // its completion flushes
     if (!registered.load() || !ws) {
@@ -238,88 +296,48 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       return;
     }
     batch.clear();
-    if (!carry.empty()) {
-      batch.add(codec::bytes_view(carry.data(), carry.size()));
-      carry.clear();
+    while (front_pos < front.size() && batch.fits(frame_at(front, front_pos))) {
+      const std::size_t n = frame_at(front, front_pos);
+      batch.add(codec::bytes_view(front.data() + front_pos, n));
+      front_pos += n;
     }
-    take.clear();
-    {
+    if (front_pos == front.size()) {
+      front.clear();
+      front_pos = 0;
+    }
+    if (out_pos == out.size()) {
       std::lock_guard<std::mutex> g(m);
-      const std::size_t n = std::min(queue.size(), opt.max_batch);
-      for (std::size_t i = 0; i < n; ++i) {
-        take.push_back(std::move(queue.front()));
-        queue.pop_front();
-      }
-      if (n == 0 && batch.empty()) {
+      out.clear();
+      out_pos = 0;
+      out.swap(pending); // the senders keep the old buffer's capacity
+      if (out.empty() && batch.empty()) {
         io_awake = false; // nothing to write: the next send posts
         return;
       }
     }
-    for (auto it = take.begin(); it != take.end(); ++it) {
-      if (!carry.empty()) { // no room left: put the rest back, in order
-        std::lock_guard<std::mutex> g(m);
-        for (auto back = take.end(); back != it;)
-          queue.push_front(std::move(*--back));
-        break;
-      }
-      codec::message msg;
-      std::vector<codec::repeated_entry> rep;
-      to_message(*it, msg, rep);
-      if (!encode(msg)) {
-        spdlog::warn("flowbus client {}: a message does not encode: dropped", opt.id);
-        continue;
-      }
-      sent.fetch_add(1, std::memory_order_relaxed);
-      if (batch.fits(scratch.size()))
-        batch.add(codec::bytes_view(scratch.data(), scratch.size()));
-      else
-        carry = scratch; // encoded (pool definitions taken): it must go next
+    std::size_t frames = 0;
+    while (out_pos < out.size() && batch.fits(frame_at(out, out_pos))) {
+      const std::size_t n = frame_at(out, out_pos);
+      batch.add(codec::bytes_view(out.data() + out_pos, n));
+      out_pos += n;
+      ++frames;
     }
-    if (batch.empty()) return;
+    queued.fetch_sub(frames, std::memory_order_relaxed);
+    sent.fetch_add(frames, std::memory_order_relaxed);
     write_batch(generation);
   }
 
   void write_batch(std::uint64_t gen) {
     if (batch.count() > 1) batches.fetch_add(1, std::memory_order_relaxed);
     writes.fetch_add(1, std::memory_order_relaxed);
-    const codec::bytes_view out = batch.finish(next_out);
+    const codec::bytes_view bytes = batch.finish(next_out);
     writing = true;
-    ws->async_write(net::buffer(out.data(), out.size()), [self = shared_from_this(), gen](beast::error_code ec, std::size_t) {
+    ws->async_write(net::buffer(bytes.data(), bytes.size()), [self = shared_from_this(), gen](beast::error_code ec, std::size_t) {
       if (gen != self->generation) return;
       self->writing = false;
       if (ec) return self->lost("write: " + ec.message());
       self->flush();
     });
-  }
-
-  void to_message(const out_record& r, codec::message& msg, std::vector<codec::repeated_entry>& rep) {
-    msg.type = r.type;
-    msg.prio = r.prio;
-    msg.timestamp_ns = wall_ns();
-    if (r.type == codec::msg_type::subscribe || r.type == codec::msg_type::unsubscribe) {
-      msg.set_topic(r.name);
-      if (!r.group.empty()) msg.set(codec::field::queue_group, r.group);
-      msg.set(codec::field::message_id, r.message_id);
-      return;
-    }
-    if (r.type == codec::msg_type::heartbeat || r.type == codec::msg_type::goodbye) return;
-    if (r.broadcast) {
-      msg.flags |= codec::flag::broadcast;
-      if (!r.agent_type.empty()) msg.set(codec::field::agent_type, r.agent_type);
-    } else if (r.dest == actors::destination::kind::topic) {
-      msg.set_topic(r.name);
-    } else if (r.dest == actors::destination::kind::agent) {
-      msg.set(codec::field::target, r.name);
-    } else {
-      rep.push_back({codec::field::capability, r.name, {}});
-      msg.repeated = codec::repeated_fields(rep.data(), rep.size());
-    }
-    msg.set(codec::field::source, opt.id);
-    if (!r.reply_to.empty()) msg.set(codec::field::reply_to, r.reply_to);
-    if (r.correlation_id) msg.set(codec::field::correlation_id, r.correlation_id);
-    if (r.message_id) msg.set(codec::field::message_id, r.message_id);
-    if (r.deadline_ns) msg.set(codec::field::deadline, r.deadline_ns);
-    msg.payload = codec::bytes_view(r.payload);
   }
 
   /// One WebSocket message from the node. False: the connection is being dropped.
@@ -422,15 +440,16 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     registered.store(true);
     backoff = std::chrono::milliseconds(0);
     {
-      // re-subscribe first (front of the queue, in their order), then what waited
+      // re-subscribe first (before what waited, in their order); nobody waits for these acks
       std::lock_guard<std::mutex> g(m);
-      for (auto s = subs.rbegin(); s != subs.rend(); ++s) {
-        out_record r;
-        r.type = codec::msg_type::subscribe;
-        r.name = s->pattern;
-        r.group = s->group;
-        r.message_id = 0; // nobody waits for these acks
-        queue.push_front(std::move(r));
+      codec::encoder lit = literal_encoder();
+      front.clear();
+      front_pos = 0;
+      for (const subscription& sub : subs) {
+        codec::message msg = subscription_frame(codec::msg_type::subscribe, sub.pattern, sub.group, 0);
+        const std::size_t at = front.size();
+        front.resize(at + lit.literal_size(msg));
+        front.resize(at + lit.encode(msg, front.data() + at, front.size() - at).size);
       }
     }
     answer_welcome(errc::ok);
@@ -450,10 +469,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     heartbeat_timer.expires_after(opt.heartbeat / 2);
     heartbeat_timer.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
       if (ec || gen != self->generation || !self->registered.load()) return;
-      out_record r;
-      r.type = codec::msg_type::heartbeat;
-      r.prio = codec::priority::critical;
-      self->enqueue(std::move(r));
+      codec::message beat;
+      beat.type = codec::msg_type::heartbeat;
+      beat.prio = codec::priority::critical;
+      beat.timestamp_ns = wall_ns();
+      self->enqueue(beat);
       self->heartbeat(gen);
     });
   }
@@ -542,10 +562,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   void closing_flush() {
     {
-      std::lock_guard<std::mutex> g(m);
-      out_record bye;
+      std::lock_guard<std::mutex> g(m); // after everything queued (enqueue refuses once closing)
+      codec::message bye;
       bye.type = codec::msg_type::goodbye;
-      queue.push_back(std::move(bye));
+      bye.timestamp_ns = wall_ns();
+      append_locked(bye);
     }
     drain_then_close();
   }
@@ -554,7 +575,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     bool empty;
     {
       std::lock_guard<std::mutex> g(m);
-      empty = queue.empty() && carry.empty();
+      empty = pending.empty() && out_pos == out.size() && front_pos == front.size();
     }
     if (!writing && !empty) flush();
     if (writing || !empty) {
@@ -615,38 +636,19 @@ std::future<errc> client::unsubscribe(std::string pattern, std::string group) {
   });
 }
 
-namespace {
-out_record record(const actors::destination& to, std::string_view payload, const actors::send_options& opts,
-                  codec::priority fallback) {
-  out_record r;
-  r.type = opts.type;
-  r.prio = opts.prio.value_or(fallback);
-  r.dest = to.what;
-  r.name = std::string(to.name);
-  r.correlation_id = opts.correlation_id;
-  r.message_id = opts.message_id;
-  r.deadline_ns = opts.deadline_ns;
-  r.payload = std::string(payload);
-  return r;
-}
-} // namespace
-
 errc client::publish(std::string_view topic, std::string_view payload, const actors::send_options& opts) {
   if (actors::validate_topic(topic) != actors::topic_errc::ok) return errc::invalid_topic;
-  return impl_->enqueue(record(actors::destination::topic(topic), payload, opts, impl_->opt.priority));
+  return impl_->send_data(actors::destination::topic(topic), false, {}, payload, opts);
 }
 
 errc client::send(const actors::destination& to, std::string_view payload, const actors::send_options& opts) {
   if (to.what == actors::destination::kind::topic && actors::validate_topic(to.name) != actors::topic_errc::ok)
     return errc::invalid_topic;
-  return impl_->enqueue(record(to, payload, opts, impl_->opt.priority));
+  return impl_->send_data(to, false, {}, payload, opts);
 }
 
 errc client::broadcast(std::string_view payload, std::string_view agent_type, const actors::send_options& opts) {
-  out_record r = record(actors::destination::topic({}), payload, opts, impl_->opt.priority);
-  r.broadcast = true;
-  r.agent_type = std::string(agent_type);
-  return impl_->enqueue(std::move(r));
+  return impl_->send_data(actors::destination::topic({}), true, agent_type, payload, opts);
 }
 
 void client::request(const actors::destination& to, std::string_view payload, std::chrono::milliseconds timeout,
@@ -654,13 +656,12 @@ void client::request(const actors::destination& to, std::string_view payload, st
   actors::send_options o;
   o.type = codec::msg_type::request;
   o.correlation_id = impl_->next_corr++;
-  out_record r = record(to, payload, o, impl_->opt.priority);
-  r.reply_to = impl_->opt.id;
   {
     std::lock_guard<std::mutex> g(impl_->m);
-    impl_->requests[o.correlation_id] = pending_request{clk::now() + timeout, done};
+    impl_->requests[o.correlation_id] = pending_request{clk::now() + timeout, std::move(done)};
   }
-  if (const errc e = impl_->enqueue(std::move(r)); e != errc::ok) impl_->complete(o.correlation_id, reply_result{e, {}, {}});
+  if (const errc e = impl_->send_data(to, false, {}, payload, o, impl_->opt.id); e != errc::ok)
+    impl_->complete(o.correlation_id, reply_result{e, {}, {}});
 }
 
 std::future<reply_result> client::request(const actors::destination& to, std::string_view payload,
@@ -676,7 +677,7 @@ errc client::respond(const incoming& req, std::string_view payload) {
   o.type = codec::msg_type::reply;
   o.correlation_id = req.correlation_id;
   o.prio = req.prio;
-  return impl_->enqueue(record(actors::destination::agent(req.reply_to), payload, o, impl_->opt.priority));
+  return impl_->send_data(actors::destination::agent(req.reply_to), false, {}, payload, o);
 }
 
 void client::close() { impl_->shutdown(); }

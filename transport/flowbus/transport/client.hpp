@@ -9,9 +9,11 @@
 //   auto r = c.request(actors::destination::capability("summarize"), "text", 500ms).get();
 //
 // One I/O thread per client runs the connection and calls the handlers (keep them short, or hand
-// the work to another thread). Sending is thread-safe and never blocks on the network: a message
-// is queued and written at once when the socket is idle, or gathered with the others while a
-// write is in flight — one BATCH frame of up to 32 per write (smart batching). When the connection
+// the work to another thread). Sending is thread-safe and never blocks on the network: the
+// calling thread encodes the frame straight into the send queue (strings literal, so queued
+// frames stay valid across reconnects; a frame above max_message is refused with too_large), and
+// the I/O thread writes at once when the socket is idle, or gathers while a write is in flight —
+// one BATCH frame of up to 32 per write (smart batching). When the connection
 // drops, the client reconnects with exponential backoff and full jitter, registers again and
 // re-subscribes; messages queued meanwhile are sent after the WELCOME. A message that was in a
 // write when the connection dropped may be lost: delivery is at most once (acknowledged delivery
