@@ -5,8 +5,9 @@
 // nats-server when it is installed.
 //
 //   flowbus_nats_latency_bench --port 4222 [--rate 10000] [--seconds 10] [--size 128]
+#include "one_way.hpp"
+
 #include <flowbus/scheduling/fixed_rate.hpp>
-#include <flowbus/scheduling/histogram.hpp>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,13 +28,7 @@
 
 namespace {
 
-using clk = std::chrono::steady_clock;
 constexpr const char* subject = "bench.nats.data";
-
-std::uint64_t now_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(clk::now().time_since_epoch()).count());
-}
 
 /// A NATS connection: CONNECT sent, INFO consumed, PING/PONG answered while reading.
 class nats_conn {
@@ -130,26 +125,16 @@ int main(int argc, char** argv) {
     while (c.line() != "PONG") {
     }
     (void)!write(ready[1], "R", 1);
-    flowbus::scheduling::histogram h;
-    std::uint64_t first = 0, last = 0;
+    flowbus::bench::one_way w;
     for (std::uint64_t i = 0; i < count; ++i) {
       const std::string l = c.line(); // MSG <subject> <sid> <bytes>
       if (l.rfind("MSG ", 0) != 0) continue;
       const std::size_t n = static_cast<std::size_t>(std::atol(l.c_str() + l.rfind(' ') + 1));
       const std::string p = c.payload(n);
-      const std::uint64_t t = now_ns();
-      std::uint64_t intended = 0;
-      if (p.size() >= 16) std::memcpy(&intended, p.data() + 8, 8);
-      h.record(t > intended ? t - intended : 0);
-      if (i == 0) first = t;
-      last = t;
+      if (p.size() >= 16) w.record(p.data());
     }
-    std::printf("{\"bench\":\"nats_latency_%.0f\",\"transport\":\"nats\",\"payload_bytes\":%zu,\"offered_per_s\":%.0f,"
-                "\"msgs_per_s\":%.0f,%s}\n",
-                rate, size, rate, last > first ? static_cast<double>(h.count()) * 1e9 / static_cast<double>(last - first) : 0.0,
-                h.json_fields("us", 1e3).c_str());
-    std::fflush(stdout);
-    _exit(h.count() == count ? 0 : 5);
+    w.print("nats_latency", "nats", size, rate);
+    _exit(w.h.count() == count ? 0 : 5);
   }
   close(ready[1]);
   char r;

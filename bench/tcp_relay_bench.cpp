@@ -5,8 +5,9 @@
 // intended send time into an HDR histogram. flowbus's figures divided by these are the node's cost.
 //
 //   flowbus_tcp_relay_bench [--rate 10000] [--seconds 10] [--size 128]
+#include "one_way.hpp"
+
 #include <flowbus/scheduling/fixed_rate.hpp>
-#include <flowbus/scheduling/histogram.hpp>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,12 +28,6 @@
 
 namespace {
 
-using clk = std::chrono::steady_clock;
-
-std::uint64_t now_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(clk::now().time_since_epoch()).count());
-}
 
 int connect_to(std::uint16_t port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -106,24 +101,14 @@ int main(int argc, char** argv) {
     close(ready[0]);
     const int fd = connect_to(port);
     (void)!write(ready[1], "R", 1);
-    flowbus::scheduling::histogram h;
+    flowbus::bench::one_way w;
     std::vector<char> msg(size);
-    std::uint64_t first = 0, last = 0;
     for (std::uint64_t i = 0; i < count; ++i) {
       if (!read_full(fd, msg.data(), size)) break;
-      const std::uint64_t t = now_ns();
-      std::uint64_t intended;
-      std::memcpy(&intended, msg.data() + 8, 8);
-      h.record(t > intended ? t - intended : 0);
-      if (i == 0) first = t;
-      last = t;
+      w.record(msg.data());
     }
-    std::printf("{\"bench\":\"tcp_relay_latency_%.0f\",\"transport\":\"tcp\",\"payload_bytes\":%zu,\"offered_per_s\":%.0f,"
-                "\"msgs_per_s\":%.0f,%s}\n",
-                rate, size, rate, last > first ? static_cast<double>(h.count()) * 1e9 / static_cast<double>(last - first) : 0.0,
-                h.json_fields("us", 1e3).c_str());
-    std::fflush(stdout);
-    _exit(h.count() == count ? 0 : 5);
+    w.print("tcp_relay_latency", "tcp", size, rate);
+    _exit(w.h.count() == count ? 0 : 5);
   }
   close(ready[1]);
   char r;
