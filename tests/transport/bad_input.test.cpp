@@ -9,7 +9,6 @@
 #include <flowbus/transport/reasons.hpp>
 
 #include <atomic>
-#include <cstring>
 
 using namespace flowbus;
 using namespace flowbus::test;
@@ -20,10 +19,8 @@ namespace {
 
 /// Re-seals a frame's checksum after a test edited its bytes.
 void reseal(std::vector<codec::byte>& f) {
-  std::memset(f.data() + codec::offset::checksum, 0, 4);
-  const std::uint32_t crc = codec::crc32c(f.data(), f.size());
-  for (int i = 0; i < 4; ++i)
-    f[codec::offset::checksum + static_cast<std::size_t>(i)] = static_cast<codec::byte>(crc >> (8 * i));
+  codec::store_le<std::uint32_t>(f.data() + codec::offset::checksum, 0);
+  codec::store_le(f.data() + codec::offset::checksum, codec::crc32c(f.data(), f.size()));
 }
 
 std::vector<codec::byte> publish_frame(raw_peer& p) {

@@ -41,8 +41,7 @@ std::uint64_t wall_ns() {
 
 /// The total size of the frame at `pos` (header offset 8, little-endian).
 std::size_t frame_at(const std::vector<codec::byte>& buf, std::size_t pos) {
-  const codec::byte* p = buf.data() + pos + codec::offset::total_size;
-  return std::size_t{p[0]} | std::size_t{p[1]} << 8 | std::size_t{p[2]} << 16 | std::size_t{p[3]} << 24;
+  return codec::load_le<std::uint32_t>(buf.data() + pos + codec::offset::total_size);
 }
 
 struct subscription {

@@ -5,21 +5,11 @@
 #include <flowbus/codec/types.hpp>
 
 #include <algorithm>
-#include <cstring>
 
 namespace flowbus::transport {
 
 namespace {
 constexpr std::size_t header = codec::defaults::header_size;
-
-void put_u64(codec::byte* p, std::uint64_t v) noexcept {
-  for (int i = 0; i < 8; ++i)
-    p[i] = static_cast<codec::byte>(v >> (8 * i));
-}
-void put_u32(codec::byte* p, std::uint32_t v) noexcept {
-  for (int i = 0; i < 4; ++i)
-    p[i] = static_cast<codec::byte>(v >> (8 * i));
-}
 } // namespace
 
 bool outbound_batch::fits(std::size_t frame_size) const noexcept {
@@ -39,9 +29,9 @@ codec::bytes_view outbound_batch::finish(std::uint64_t& next_sequence) {
   codec::byte* first = buf_.data() + header;
   if (count_ == 1) {
     const std::size_t n = buf_.size() - header;
-    put_u64(first + codec::offset::sequence, next_sequence++);
-    put_u32(first + codec::offset::checksum, 0);
-    put_u32(first + codec::offset::checksum, codec::crc32c(first, n));
+    codec::store_le<std::uint64_t>(first + codec::offset::sequence, next_sequence++);
+    codec::store_le<std::uint32_t>(first + codec::offset::checksum, 0);
+    codec::store_le<std::uint32_t>(first + codec::offset::checksum, codec::crc32c(first, n));
     return codec::bytes_view(first, n);
   }
   // BATCH: inner frames numbered consecutively with checksum 0; the batch checksum covers them
@@ -55,12 +45,12 @@ codec::bytes_view outbound_batch::finish(std::uint64_t& next_sequence) {
     const codec::frame_header h = codec::read_header(p);
     if (p == first) bh.timestamp_ns = h.timestamp_ns;
     bh.priority = std::min(bh.priority, h.priority);
-    put_u64(p + codec::offset::sequence, next_sequence++);
-    put_u32(p + codec::offset::checksum, 0);
+    codec::store_le<std::uint64_t>(p + codec::offset::sequence, next_sequence++);
+    codec::store_le<std::uint32_t>(p + codec::offset::checksum, 0);
     p += h.total_size;
   }
   codec::write_header(buf_.data(), bh);
-  put_u32(buf_.data() + codec::offset::checksum, codec::crc32c(buf_.data(), buf_.size()));
+  codec::store_le<std::uint32_t>(buf_.data() + codec::offset::checksum, codec::crc32c(buf_.data(), buf_.size()));
   return codec::bytes_view(buf_.data(), buf_.size());
 }
 
