@@ -3,9 +3,9 @@
 // printed as one JSON line like `flowbus bench latency`.
 #pragma once
 
+#include <flowbus/scheduling/fixed_rate.hpp>
 #include <flowbus/scheduling/histogram.hpp>
 
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -17,9 +17,7 @@ struct one_way {
   std::uint64_t first = 0, last = 0;
 
   void record(const char* payload) {
-    const auto t = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                  std::chrono::steady_clock::now().time_since_epoch())
-                                                  .count());
+    const std::uint64_t t = scheduling::steady_ns();
     std::uint64_t intended = 0;
     std::memcpy(&intended, payload + 8, 8);
     h.record(t > intended ? t - intended : 0);

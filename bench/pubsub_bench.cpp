@@ -18,6 +18,7 @@
 // Each runs --runs times (default 3); one JSON line per benchmark gives the median run with the
 // spread, and ratio lines compare flowbus with CAF within each run.
 #include <flowbus/actors/node.hpp>
+#include <flowbus/scheduling/fixed_rate.hpp>
 #include <flowbus/scheduling/histogram.hpp>
 
 #include <caf/actor_system.hpp>
@@ -55,10 +56,6 @@ struct options {
   std::string only;
 };
 
-std::uint64_t now_ns() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(clk::now().time_since_epoch()).count());
-}
-
 std::string payload_with(std::uint64_t stamp) {
   std::string p(128, 'x');
   std::memcpy(p.data(), &stamp, sizeof stamp);
@@ -84,10 +81,10 @@ node_config bench_node(const options& o, std::size_t mailbox = 8192) {
 /// (their latency still counts from when they were due).
 template <class Send> void paced(const options& o, std::uint64_t count, Send&& send) {
   const double period = 1e9 / o.rate;
-  const std::uint64_t start = now_ns() + 1000000;
+  const std::uint64_t start = flowbus::scheduling::steady_ns() + 1000000;
   for (std::uint64_t i = 0; i < count; ++i) {
     const std::uint64_t due = start + static_cast<std::uint64_t>(static_cast<double>(i) * period);
-    while (now_ns() < due) {
+    while (flowbus::scheduling::steady_ns() < due) {
     }
     send(due);
   }
@@ -108,7 +105,7 @@ result inproc_latency(const options& o, std::chrono::microseconds spin) {
   sub.subscriptions = {"bench.latency"};
   sub.idle_spin = spin;
   (void)n.spawn(sub, [&](agent_context&, const delivery& d) {
-    r.h.record(now_ns() - stamp_of(d.payload));
+    r.h.record(flowbus::scheduling::steady_ns() - stamp_of(d.payload));
     seen.fetch_add(1, std::memory_order_release);
   });
   auto pub = std::move(n.connect(agent_spec("pub", "bench")).value());
@@ -138,7 +135,7 @@ caf::actor_system_config& caf_config(caf::actor_system_config& cfg, const option
 caf::behavior caf_sink(caf::stateful_actor<caf_sink_state>* self, histogram* h, std::atomic<std::uint64_t>* seen) {
   self->state = {h, seen};
   return {[=](const std::string& p) {
-    if (self->state.h) self->state.h->record(now_ns() - stamp_of(p));
+    if (self->state.h) self->state.h->record(flowbus::scheduling::steady_ns() - stamp_of(p));
     self->state.seen->fetch_add(1, std::memory_order_release);
   }};
 }

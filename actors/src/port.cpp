@@ -1,15 +1,12 @@
 #include "port.hpp"
 
+#include <flowbus/codec/clock.hpp>
+
 #include <chrono>
 
 namespace flowbus::actors::detail {
 
 namespace {
-std::uint64_t wall_ns() noexcept {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
-}
 codec::encoder_options in_process_encoder() noexcept {
   codec::encoder_options o;
   o.pool_strings = false; // frames in process have no connection whose pool they could use
@@ -32,7 +29,7 @@ errc port::encode(const destination& to, std::string_view payload, const send_op
   codec::message m;
   m.type = opts.type;
   m.prio = opts.prio.value_or(prio_);
-  m.timestamp_ns = wall_ns();
+  m.timestamp_ns = codec::wall_clock_ns();
   codec::repeated_entry cap{codec::field::capability, to.name, {}};
   if (broadcast) {
     m.flags |= codec::flag::broadcast;

@@ -51,11 +51,6 @@ using scheduling::histogram;
 using namespace std::chrono_literals;
 constexpr const char* topic = "bench.ws.data";
 
-std::uint64_t steady_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(clk::now().time_since_epoch()).count());
-}
-
 struct stamp {
   std::uint64_t seq, intended_ns;
 };
@@ -138,7 +133,7 @@ public:
       clients_.push_back(std::make_unique<transport::client>(co));
       box& b = boxes_[i];
       clients_.back()->on_message([&b, this](const transport::incoming& in) {
-        const std::uint64_t now = steady_ns();
+        const std::uint64_t now = scheduling::steady_ns();
         stamp s{};
         if (in.payload.size() >= sizeof s) std::memcpy(&s, in.payload.data(), sizeof s);
         std::lock_guard<std::mutex> g(b.m);
@@ -257,7 +252,7 @@ int publish(const bench_options& o, const std::string& host, std::uint16_t port,
     scheduling::offer_at_fixed_rate(o.rate, count, send);
   } else {
     for (std::uint64_t i = 0; i < count; ++i)
-      send(i, steady_ns());
+      send(i, scheduling::steady_ns());
   }
   const double secs = std::chrono::duration<double>(clk::now() - t0).count();
   std::fprintf(stderr, "bench: published %" PRIu64 " in %.2f s (%.0f msgs/s offered; %" PRIu64

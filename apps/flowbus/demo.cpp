@@ -37,11 +37,6 @@ constexpr std::string_view assign_topic = "agent.coordinator.task.assign";
 constexpr std::string_view result_topic = "agent.coordinator.task.result";
 constexpr std::size_t task_size = 128; // payload bytes
 
-std::uint64_t now_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(clk::now().time_since_epoch()).count());
-}
-
 /// A task's payload starts with its number and its intended send time (steady clock, ns).
 struct task_head {
   std::uint64_t seq;
@@ -137,7 +132,7 @@ int run_demo(const demo_options& o) {
   agent_spec coordinator("coordinator", "coordinator");
   coordinator.subscriptions = {std::string(result_topic)};
   auto coord = n.spawn(coordinator, [&t](agent_context&, const delivery& d) {
-    const std::uint64_t now = now_ns();
+    const std::uint64_t now = scheduling::steady_ns();
     result_body r{};
     std::lock_guard<std::mutex> lock(t.m);
     if (d.payload.size() != sizeof r) {

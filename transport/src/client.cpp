@@ -1,5 +1,7 @@
 #include <flowbus/transport/client.hpp>
 
+#include <flowbus/codec/clock.hpp>
+
 #include <flowbus/actors/topic_index.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
@@ -33,11 +35,6 @@ using namespace std::chrono_literals;
 using clk = std::chrono::steady_clock;
 
 namespace {
-
-std::uint64_t wall_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
 
 /// The total size of the frame at `pos` (header offset 8, little-endian).
 std::size_t frame_at(const std::vector<codec::byte>& buf, std::size_t pos) {
@@ -146,7 +143,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     codec::message msg;
     msg.type = opts.type;
     msg.prio = opts.prio.value_or(opt.priority);
-    msg.timestamp_ns = wall_ns();
+    msg.timestamp_ns = codec::wall_clock_ns();
     codec::repeated_entry cap{codec::field::capability, to.name, {}};
     if (broadcast) {
       msg.flags |= codec::flag::broadcast;
@@ -172,7 +169,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     codec::message msg;
     msg.type = type;
     msg.prio = codec::priority::high;
-    msg.timestamp_ns = wall_ns();
+    msg.timestamp_ns = codec::wall_clock_ns();
     msg.set_topic(pattern);
     if (!group.empty()) msg.set(codec::field::queue_group, group);
     msg.set(codec::field::message_id, token);
@@ -250,7 +247,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     codec::message r;
     r.type = codec::msg_type::register_agent;
     r.prio = opt.priority;
-    r.timestamp_ns = wall_ns();
+    r.timestamp_ns = codec::wall_clock_ns();
     r.set(codec::field::source, opt.id);
     if (!opt.type.empty()) r.set(codec::field::agent_type, opt.type);
     r.set(codec::field::heartbeat_ms, static_cast<std::uint64_t>(opt.heartbeat.count()));
@@ -471,7 +468,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       codec::message beat;
       beat.type = codec::msg_type::heartbeat;
       beat.prio = codec::priority::critical;
-      beat.timestamp_ns = wall_ns();
+      beat.timestamp_ns = codec::wall_clock_ns();
       self->enqueue(beat);
       self->heartbeat(gen);
     });
@@ -564,7 +561,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       std::lock_guard<std::mutex> g(m); // after everything queued (enqueue refuses once closing)
       codec::message bye;
       bye.type = codec::msg_type::goodbye;
-      bye.timestamp_ns = wall_ns();
+      bye.timestamp_ns = codec::wall_clock_ns();
       append_locked(bye);
     }
     drain_then_close();

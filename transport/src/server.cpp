@@ -1,5 +1,7 @@
 #include <flowbus/transport/server.hpp>
 
+#include <flowbus/codec/clock.hpp>
+
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
 #include <flowbus/scheduling/numa.hpp>
@@ -18,7 +20,6 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <deque>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
@@ -61,11 +62,6 @@ struct server::core {
 };
 
 namespace {
-
-std::uint64_t wall_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
 
 codec::encoder_options node_encoder() {
   codec::encoder_options o;
@@ -381,7 +377,7 @@ private:
     codec::message m;
     m.type = type;
     m.prio = codec::priority::critical;
-    m.timestamp_ns = wall_ns();
+    m.timestamp_ns = codec::wall_clock_ns();
     fill(m);
     std::vector<codec::byte> out(enc_.literal_size(m));
     const codec::encode_result r = enc_.encode(m, out.data(), out.size());

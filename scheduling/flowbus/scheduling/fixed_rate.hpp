@@ -10,6 +10,12 @@
 
 namespace flowbus::scheduling {
 
+/// A steady-clock instant in ns: the clock of intended send times and of their receipt (one clock
+/// for all processes of a host, so a publisher and a subscriber process can subtract them).
+inline std::uint64_t steady_ns(std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now()) noexcept {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
+
 /// Calls send(i, intended_ns) for i in [0, count), each at or after its due time; intended_ns is
 /// the due time on the steady clock (shared by all processes of one host). Stops early when
 /// `stop()` returns true.
@@ -24,8 +30,7 @@ void offer_at_fixed_rate(double rate, std::uint64_t count, Send&& send, Stop&& s
       std::this_thread::sleep_until(due);
       continue;
     }
-    send(i, static_cast<std::uint64_t>(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count()));
+    send(i, steady_ns(due));
     ++i;
   }
 }
