@@ -62,10 +62,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::optional<websocket::stream<beast::tcp_stream>> ws;
   net::steady_timer heartbeat_timer{ioc}, sweep_timer{ioc}, retry_timer{ioc};
   beast::flat_buffer in;
-  std::optional<codec::encoder> enc;
   std::optional<codec::decoder> dec;
   outbound_batch batch;
-  std::vector<codec::byte> scratch;         ///< REGISTER's encoding space
   std::vector<codec::byte> out;             ///< frames taken from `pending` in one swap, written from out_pos
   std::size_t out_pos = 0;
   std::vector<codec::byte> front;           ///< frames that go before everything queued: re-subscriptions
@@ -97,13 +95,6 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   explicit impl(client_options o) : opt(std::move(o)), batch(opt.max_message, opt.max_batch) {}
 
-  codec::encoder literal_encoder() const {
-    codec::encoder_options eo;
-    eo.max_frame_size = opt.max_message;
-    eo.pool_strings = false;
-    return codec::encoder(eo);
-  }
-
   // ---- sending side (any thread) ----
   /// Encodes `msg` on the calling thread straight into the send queue, and wakes the I/O thread
   /// only if it is idle. No allocation per message once the queue has grown.
@@ -120,19 +111,23 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     return errc::ok;
   }
 
+  /// Encodes `msg` at the end of `buf` (literal strings); false if it does not fit a frame.
+  bool append_frame(codec::message& msg, std::vector<codec::byte>& buf) const {
+    codec::encoder_options eo;
+    eo.max_frame_size = opt.max_message;
+    eo.pool_strings = false; // frames stay valid on any connection (no pool to refer to)
+    codec::encoder lit(eo);
+    const std::size_t need = lit.literal_size(msg);
+    if (need > opt.max_message) return false;
+    const std::size_t at = buf.size();
+    buf.resize(at + need);
+    buf.resize(at + lit.encode(msg, buf.data() + at, need).size); // a failed encode writes 0 bytes
+    return buf.size() > at;
+  }
+
   /// Encodes `msg` at the end of `pending`. @pre m is held
   errc append_locked(codec::message& msg) {
-    codec::encoder lit = literal_encoder();
-    const std::size_t need = lit.literal_size(msg);
-    if (need > opt.max_message) return errc::too_large;
-    const std::size_t at = pending.size();
-    pending.resize(at + need);
-    const codec::encode_result r = lit.encode(msg, pending.data() + at, need);
-    if (!r) {
-      pending.resize(at);
-      return errc::too_large;
-    }
-    pending.resize(at + r.size);
+    if (!append_frame(msg, pending)) return errc::too_large;
     queued.fetch_add(1, std::memory_order_relaxed);
     return errc::ok;
   }
@@ -236,7 +231,6 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   void on_open(std::uint64_t gen) {
     connects.fetch_add(1, std::memory_order_relaxed);
-    enc.emplace(); // fresh string pools for a fresh connection
     dec.emplace([&] {
       codec::decoder_options o;
       o.max_frame_size = opt.max_message;
@@ -257,9 +251,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     for (const auto& s : opt.subscriptions)
       rep.push_back({codec::field::subscription, s, {}});
     r.repeated = codec::repeated_fields(rep.data(), rep.size());
-    if (!encode(r)) return lost("REGISTER does not encode");
+    std::vector<codec::byte> frame;
+    if (!append_frame(r, frame)) return lost("REGISTER does not encode");
     batch.clear();
-    batch.add(codec::bytes_view(scratch.data(), scratch.size()));
+    batch.add(codec::bytes_view(frame.data(), frame.size()));
     write_batch(gen);
     read(gen);
   }
@@ -272,14 +267,6 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       self->in.consume(self->in.size());
       self->read(gen);
     });
-  }
-
-  bool encode(codec::message& msg) {
-    scratch.resize(enc->literal_size(msg));
-    const codec::encode_result r = enc->encode(msg, scratch.data(), scratch.size());
-    if (!r) return false;
-    scratch.resize(r.size);
-    return true;
   }
 
   /// Writes what waits — re-subscriptions first, then the queue in send order — as one frame or
@@ -438,14 +425,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     {
       // re-subscribe first (before what waited, in their order); nobody waits for these acks
       std::lock_guard<std::mutex> g(m);
-      codec::encoder lit = literal_encoder();
       front.clear();
       front_pos = 0;
       for (const subscription& sub : subs) {
         codec::message msg = subscription_frame(codec::msg_type::subscribe, sub.pattern, sub.group, 0);
-        const std::size_t at = front.size();
-        front.resize(at + lit.literal_size(msg));
-        front.resize(at + lit.encode(msg, front.data() + at, front.size() - at).size);
+        append_frame(msg, front); // validated when first subscribed
       }
     }
     answer_welcome(errc::ok);
