@@ -178,8 +178,7 @@ private:
   /// One decoded frame. Returns false if reading must pause (registration pending) or stop.
   bool handle(codec::message& m) {
     if (state_ == state::awaiting_register) {
-      core_.frames_in.fetch_add(1, std::memory_order_relaxed);
-      check_sequence(m);
+      received(m);
       if (m.type != codec::msg_type::register_agent)
         return fail(reason::expected_register, "the first frame must be REGISTER"), false;
       start_register(m);
@@ -198,9 +197,10 @@ private:
     return handle_one(m);
   }
 
-  /// Counts gaps and repeats in the peer's numbering (protocol.md §7): one number per message, a
-  /// BATCH's inner messages each taking theirs.
-  void check_sequence(const codec::message& m) {
+  /// Counts a message from the peer, and gaps and repeats in its numbering (protocol.md §7): one
+  /// number per message, a BATCH's inner messages each taking theirs.
+  void received(const codec::message& m) {
+    core_.frames_in.fetch_add(1, std::memory_order_relaxed);
     if (m.sequence != next_in_) {
       (m.sequence < next_in_ ? core_.repeats : core_.gaps).fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("flowbus: {} sequence {} where {} was expected", agent_id_, m.sequence, next_in_);
@@ -209,8 +209,7 @@ private:
   }
 
   bool handle_one(codec::message& m) {
-    core_.frames_in.fetch_add(1, std::memory_order_relaxed);
-    check_sequence(m);
+    received(m);
     using t = codec::msg_type;
     switch (m.type) {
       case t::task_assignment:
