@@ -5,6 +5,7 @@
 #include <flowbus/actors/topic_index.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
+#include <flowbus/scheduling/retry.hpp>
 #include <flowbus/transport/outbound.hpp>
 #include <flowbus/transport/reasons.hpp>
 
@@ -71,7 +72,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   bool writing = false;
   std::uint64_t next_out = 0;
   std::uint64_t generation = 0; ///< connection attempts: stale completions are ignored
-  std::chrono::milliseconds backoff{0};
+  std::uint32_t failed_dials = 0; ///< since the last registration: the backoff's exponent
   std::mt19937_64 rng{std::random_device{}()};
 
   // shared with sending threads
@@ -421,7 +422,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   void on_welcome() {
     registered.store(true);
-    backoff = std::chrono::milliseconds(0);
+    failed_dials = 0;
     {
       // re-subscribe first (before what waited, in their order); nobody waits for these acks
       std::lock_guard<std::mutex> g(m);
@@ -497,10 +498,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       answer_welcome(errc::node_stopped);
       return;
     }
-    // exponential backoff with full jitter (AWS architecture blog): uniform in [0, min(max, initial * 2^n)]
-    backoff = backoff.count() == 0 ? opt.backoff_initial : std::min(opt.backoff_max, backoff * 2);
-    std::uniform_int_distribution<long> d(0, static_cast<long>(backoff.count()));
-    retry_timer.expires_after(std::chrono::milliseconds(d(rng)));
+    // exponential backoff with full jitter: uniform in [0, min(max, initial * 2^(n-1))]
+    retry_timer.expires_after(scheduling::full_jitter(++failed_dials, opt.backoff_initial, opt.backoff_max, rng));
     retry_timer.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (!ec) self->dial();
     });
