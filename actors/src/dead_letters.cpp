@@ -1,6 +1,7 @@
 #include <flowbus/actors/dead_letters.hpp>
 
 #include <numeric>
+#include <utility>
 
 namespace flowbus::actors {
 
@@ -14,23 +15,70 @@ const char* to_string(dead_reason r) noexcept {
     case dead_reason::poison: return "poison";
     case dead_reason::shutdown: return "shutdown";
     case dead_reason::unknown: return "unknown";
+    case dead_reason::expired: return "expired";
+    case dead_reason::shed: return "shed";
   }
   return "invalid";
 }
 
 void dead_letters::add(dead_reason reason, scheduling::buffer_ref frame, std::string recipient) {
   dead_letter d{reason, std::move(frame), std::move(recipient), std::chrono::system_clock::now()};
+  const dlq_kind k = kind_of(reason);
+  bool ring = false;
+  {
+    std::lock_guard<std::mutex> g(m_);
+    ++counts_[static_cast<std::size_t>(reason)];
+    if (notify_) {
+      auto& q = unpersisted_[static_cast<std::size_t>(k)];
+      if (q.size() >= persist_bound_) {
+        ++not_persisted_;
+      } else {
+        ring = q.empty();
+        q.push_back(d); // shares the frame
+      }
+    }
+    if (capacity_ == 0) {
+      ++evicted_;
+    } else {
+      if (entries_.size() >= capacity_) {
+        entries_.pop_front();
+        ++evicted_;
+      }
+      entries_.push_back(std::move(d));
+    }
+  }
+  if (ring) notify_(k); // set once before any add() may ring, never changed after
+}
+
+void dead_letters::persist_to(std::function<void(dlq_kind)> notify, std::size_t bound) {
   std::lock_guard<std::mutex> g(m_);
-  ++counts_[static_cast<std::size_t>(reason)];
-  if (capacity_ == 0) {
-    ++evicted_;
-    return;
-  }
-  if (entries_.size() >= capacity_) {
-    entries_.pop_front();
-    ++evicted_;
-  }
-  entries_.push_back(std::move(d));
+  notify_ = std::move(notify);
+  persist_bound_ = bound;
+}
+
+bool dead_letters::persistent() const {
+  std::lock_guard<std::mutex> g(m_);
+  return static_cast<bool>(notify_);
+}
+
+std::vector<dead_letter> dead_letters::take_unpersisted(dlq_kind kind) {
+  std::lock_guard<std::mutex> g(m_);
+  return std::exchange(unpersisted_[static_cast<std::size_t>(kind)], {});
+}
+
+void dead_letters::persisted(dlq_kind kind, std::uint64_t n, bool ok) {
+  std::lock_guard<std::mutex> g(m_);
+  (ok ? persisted_[static_cast<std::size_t>(kind)] : not_persisted_) += n;
+}
+
+std::uint64_t dead_letters::persisted(dlq_kind kind) const {
+  std::lock_guard<std::mutex> g(m_);
+  return persisted_[static_cast<std::size_t>(kind)];
+}
+
+std::uint64_t dead_letters::not_persisted() const {
+  std::lock_guard<std::mutex> g(m_);
+  return not_persisted_;
 }
 
 std::vector<dead_letter> dead_letters::take(std::size_t max) {

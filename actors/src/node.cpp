@@ -1,5 +1,7 @@
 #include "port.hpp"
 
+#include <flowbus/actors/dlq.hpp>
+
 #include <caf/atom.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
@@ -26,11 +28,15 @@ node::impl::impl(node_config c)
   if (cfg.pinning.enabled) pins = install_thread_pinning(*sys_cfg, cfg.pinning);
   sys = std::make_unique<caf::actor_system>(*sys_cfg);
   dir = spawn_directory(this);
+  spawn_dlq_actors(this);
 }
 
 node::impl::~impl() {
+  stop_dlq_actors(this);
   dir = nullptr;
+  for (auto& a : dlqs) a = nullptr;
   sys.reset(); // actors first: they hold endpoints and buffers of the members below
+  persist_remaining(this); // dead letters of the last moments (endpoints released with the actors)
 }
 
 node::node() : node(node_config{}) {}
@@ -110,6 +116,8 @@ shutdown_report node::shutdown() {
   rep.handled = last.second;
   caf::anon_send(impl_->dir, stop_atom::value);
   impl_->sys->await_all_actors_done();
+  flush_dlq_actors(impl_.get()); // everything the agents dead-lettered on their way out is on disk
+  stop_dlq_actors(impl_.get());
   impl_->stopped.store(true, std::memory_order_release);
   rep.dead_lettered = impl_->dead.count(dead_reason::shutdown) - dead_before;
   return rep;
@@ -136,6 +144,48 @@ std::vector<std::string> node::topics() const {
 }
 
 dead_letters& node::dead() noexcept { return impl_->dead; }
+
+bool node::dlq_flush() {
+  if (impl_->cfg.dlq_directory.empty()) return false;
+  if (impl_->dlq_live.load()) flush_dlq_actors(impl_.get());
+  else persist_remaining(impl_.get());
+  return true;
+}
+
+std::error_code node::dlq_list(dlq_kind kind, std::vector<dlq_entry>& out) {
+  out.clear();
+  if (!dlq_flush()) return std::make_error_code(std::errc::operation_not_supported);
+  dlq_file::contents c;
+  auto ec = dlq_file(impl_->cfg.dlq_directory, kind).load(c);
+  out = std::move(c.entries);
+  return ec;
+}
+
+dlq_replay_result node::dlq_replay(dlq_kind kind, const std::vector<std::uint64_t>& ids) {
+  dlq_replay_result r;
+  std::vector<dlq_entry> entries;
+  if ((r.error = dlq_list(kind, entries))) return r;
+  auto c = connect({"flowbus.dlq.replay", "flowbus"});
+  if (!c) {
+    r.error = std::make_error_code(std::errc::operation_canceled);
+    return r;
+  }
+  const auto target = replay_through(static_cast<sender&>(**c));
+  std::vector<std::uint64_t> done;
+  for (const auto& e : entries) {
+    if (!ids.empty() && std::find(ids.begin(), ids.end(), e.id) == ids.end()) continue;
+    if (replay_entry(e, target)) done.push_back(e.id);
+    else ++r.failed;
+  }
+  r.replayed = done.size();
+  r.error = dlq_file(impl_->cfg.dlq_directory, kind).remove(done);
+  return r;
+}
+
+std::error_code node::dlq_purge(dlq_kind kind) {
+  if (!dlq_flush()) return std::make_error_code(std::errc::operation_not_supported);
+  return dlq_file(impl_->cfg.dlq_directory, kind).purge();
+}
 std::size_t node::workers() const noexcept { return impl_->sys ? impl_->sys->scheduler().num_workers() : 0; }
 const node_config& node::config() const noexcept { return impl_->cfg; }
 std::shared_ptr<pinning_report> node::pinning() const { return impl_->pins; }

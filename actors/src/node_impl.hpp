@@ -15,6 +15,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -38,6 +39,7 @@ using beat_atom = caf::atom_constant<caf::atom("fb_beat")>;
 using forget_atom = caf::atom_constant<caf::atom("fb_forget")>;
 using reap_atom = caf::atom_constant<caf::atom("fb_reap")>;
 using count_atom = caf::atom_constant<caf::atom("fb_count")>;
+using flush_atom = caf::atom_constant<caf::atom("fb_flush")>;
 using topics_atom = caf::atom_constant<caf::atom("fb_topics")>;
 
 /// REGISTER as the directory receives it (local only: carries pointers).
@@ -68,7 +70,18 @@ struct node::impl {
   std::atomic<bool> stopped{false};
   std::mutex m; ///< guards actor_endpoints
   std::vector<std::weak_ptr<endpoint>> actor_endpoints;
+  std::array<caf::actor, dlq_kind_count> dlqs; ///< with a dlq_directory: one DLQ actor per kind
+  std::atomic<bool> dlq_live{false};           ///< the DLQ actors take flushes
 };
+
+class dlq_file;
+/// DLQ actors (dlq_actor.cpp): spawned hidden (shutdown's await does not wait for them), flushed
+/// and stopped by shutdown after the agents; persist_remaining writes late arrivals without CAF.
+void spawn_dlq_actors(node::impl* core);
+std::uint64_t flush_dlq_actors(node::impl* core);
+void stop_dlq_actors(node::impl* core);
+void persist_remaining(node::impl* core);
+std::uint64_t persist_dead_letters(dead_letters& dead, dlq_file& file);
 
 errc to_errc(directory_errc e) noexcept;
 errc to_errc(topic_errc e, bool pattern) noexcept;

@@ -2,9 +2,11 @@
 //   flowbus node   a node with its WebSocket edge, until SIGINT/SIGTERM
 //   flowbus demo   in-process and WebSocket agents exchanging tasks, live latency (the README's main job)
 //   flowbus bench  a load generator against a running node, a node process it starts, or in process
+//   flowbus dlq    list, replay or purge the dead-letter queues a node keeps on disk
 // Options may also come from a TOML/INI file: `flowbus --config flowbus.toml node` ([node] section).
 #include "bench_cmd.hpp"
 #include "demo.hpp"
+#include "dlq_cmd.hpp"
 #include "node_cmd.hpp"
 
 #include <CLI/CLI.hpp>
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--mailbox", node.mailbox, "frames queued per connection (0: the node's default, 4096)")->capture_default_str();
   node_cmd->add_option("--idle-timeout-ms", node.idle_timeout_ms, "close a connection silent this long")->capture_default_str();
   node_cmd->add_option("--stats-seconds", node.stats_seconds, "log a stats line this often (0: never)")->capture_default_str();
+  node_cmd->add_option("--dlq-dir", node.dlq_dir, "keep the dead-letter queues on disk in this directory");
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -59,7 +62,18 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--node-io-threads", bench.node_io_threads, "the started node's I/O threads")->capture_default_str();
   bench_cmd->add_option("--name", bench.name, "the JSON `bench` name");
 
+  flowbus::app::dlq_options dlq;
+  CLI::App* dlq_cmd = app.add_subcommand("dlq", "list, replay or purge the dead-letter queues of a --dlq-dir");
+  dlq_cmd->add_option("action", dlq.action, "list | replay | purge")->required()->check(CLI::IsMember({"list", "replay", "purge"}));
+  dlq_cmd->add_option("--dir", dlq.dir, "the node's --dlq-dir")->required();
+  dlq_cmd->add_option("--kind", dlq.kinds, "network_timeout, agent_unavailable, corruption, circuit_open, poison, unknown (default: all)")
+      ->check(CLI::IsMember({"network_timeout", "agent_unavailable", "corruption", "circuit_open", "poison", "unknown"}));
+  dlq_cmd->add_option("--id", dlq.ids, "replay only these entry ids");
+  dlq_cmd->add_option("--connect", dlq.connect, "replay: host:port of the node to send them to")->capture_default_str();
+  dlq_cmd->add_flag("--json", dlq.json, "list: one JSON object per entry");
+
   CLI11_PARSE(app, argc, argv);
+  if (dlq_cmd->parsed()) return flowbus::app::run_dlq(dlq);
   if (node_cmd->parsed()) return flowbus::app::run_node(node);
   if (demo_cmd->parsed()) return flowbus::app::run_demo(demo);
   if (bench_cmd->parsed()) return flowbus::app::run_bench(bench);

@@ -44,6 +44,7 @@ int run_node(const node_options& o) {
   cfg.workers = o.threads;
   cfg.pinning.enabled = o.pin;
   if (o.mailbox) cfg.mailbox_capacity = o.mailbox;
+  cfg.dlq_directory = o.dlq_dir;
   actors::node n(cfg);
   transport::server_options so;
   so.address = o.address;

@@ -2,8 +2,11 @@
 // copied), the agent it was for, when, and why. Bounded: when full the oldest entry is evicted
 // and counted, so the count of every reason stays exact even when entries are gone.
 //
-// This in-memory store is what the broker core routes undeliverable messages to; the reliability
-// layer (typed DLQ actors, persistence, retries and replay) consumes it.
+// Every undeliverable message comes here first (any thread, one short lock). With a DLQ directory
+// configured (node_config::dlq_directory) each entry is also queued for its typed dead-letter
+// queue, and that queue's DLQ actor is told when its queue goes from empty to non-empty; the actor
+// takes the batch and appends it to disk (dlq.hpp). That queue is bounded too: entries beyond it
+// are counted as not persisted.
 // @threadsafe all members.
 #pragma once
 
@@ -13,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -29,9 +33,19 @@ enum class dead_reason : std::uint8_t {
   poison,                ///< the message failed its handler too often (reliability layer)
   shutdown,              ///< the node stopped before the recipient handled it
   unknown,
+  expired,               ///< its deadline passed while it waited
+  shed,                  ///< dropped by backpressure (a lane above its shed water mark)
 };
-inline constexpr std::size_t dead_reason_count = 8;
+inline constexpr std::size_t dead_reason_count = 10;
 const char* to_string(dead_reason r) noexcept;
+
+/// The six typed dead-letter queues.
+enum class dlq_kind : std::uint8_t { network_timeout, agent_unavailable, corruption, circuit_open, poison, unknown };
+inline constexpr std::size_t dlq_kind_count = 6;
+const char* to_string(dlq_kind k) noexcept;
+/// Which queue a dead letter goes to: timeouts and expired deadlines → network_timeout; a gone,
+/// full, shedding or stopping recipient → agent_unavailable; the rest by name.
+dlq_kind kind_of(dead_reason r) noexcept;
 
 struct dead_letter {
   dead_reason reason;
@@ -53,12 +67,29 @@ public:
   std::uint64_t total() const;
   std::uint64_t evicted() const;
 
+  /// Turns persistence on: from now on each add() is also queued for kind_of(reason), and
+  /// notify(kind) is called (outside the lock) when that queue goes from empty to non-empty.
+  void persist_to(std::function<void(dlq_kind)> notify, std::size_t bound);
+  bool persistent() const;
+  /// The DLQ actor's side: takes what waits for `kind`.
+  std::vector<dead_letter> take_unpersisted(dlq_kind kind);
+  /// The DLQ actor reports a batch written (ok) or not (the disk refused it).
+  void persisted(dlq_kind kind, std::uint64_t n, bool ok);
+  std::uint64_t persisted(dlq_kind kind) const;
+  /// Entries that did not reach the disk (queue full, or a write error), all kinds.
+  std::uint64_t not_persisted() const;
+
 private:
   mutable std::mutex m_;
   std::deque<dead_letter> entries_;
   std::array<std::uint64_t, dead_reason_count> counts_{};
   std::uint64_t evicted_ = 0;
   std::size_t capacity_;
+  std::function<void(dlq_kind)> notify_;
+  std::size_t persist_bound_ = 0;
+  std::array<std::vector<dead_letter>, dlq_kind_count> unpersisted_;
+  std::array<std::uint64_t, dlq_kind_count> persisted_{};
+  std::uint64_t not_persisted_ = 0;
 };
 
 } // namespace flowbus::actors

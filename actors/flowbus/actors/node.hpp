@@ -16,6 +16,7 @@
 #include <flowbus/actors/agent.hpp>
 #include <flowbus/actors/client.hpp>
 #include <flowbus/actors/dead_letters.hpp>
+#include <flowbus/actors/dlq.hpp>
 #include <flowbus/actors/expected.hpp>
 #include <flowbus/actors/gateway.hpp>
 #include <flowbus/actors/thread_pinning.hpp>
@@ -27,6 +28,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace flowbus::actors {
@@ -50,7 +52,10 @@ struct node_config {
   std::size_t mailbox_capacity = 4096;             ///< per agent, rounded up to a power of two
   unsigned missed_heartbeats = 3;                  ///< intervals an agent may miss before it is down
   std::size_t route_cache = 1024;                  ///< resolved topics each sender keeps
-  std::size_t dead_letter_capacity = 10000;
+  std::size_t dead_letter_capacity = 10000;       ///< in memory (dead()): the most recent
+  /// Dead-letter queues on disk: a directory for the six typed DLQ files (dlq.hpp); empty: none.
+  std::string dlq_directory;
+  std::size_t dlq_pending_bound = 65536; ///< per kind, waiting for the disk; beyond: counted, not kept
   std::chrono::milliseconds drain_timeout{5000}; ///< shutdown waits this long for in-flight messages
   std::chrono::milliseconds topic_idle_reap{30000}; ///< a topic actor without subscribers this long ends
   scheduling::buffer_pool_options buffers = {{{256, 16384}, {1024, 4096}, {4096, 1024}, {65536, 64}}, -1, true, true};
@@ -68,6 +73,12 @@ struct agent_status {
   subscriber_id handle;
   std::vector<std::string> capabilities;
   std::uint64_t in_flight, handled;
+};
+
+struct dlq_replay_result {
+  std::size_t replayed = 0; ///< sent again and removed from the queue
+  std::size_t failed = 0;   ///< could not be sent (corrupt frame, refused): still queued
+  std::error_code error;
 };
 
 struct shutdown_report {
@@ -102,6 +113,16 @@ public:
   /// The subscription patterns that have a topic actor now (owning their subscriber sets), sorted.
   std::vector<std::string> topics() const;
   dead_letters& dead() noexcept;
+
+  /// Dead-letter queues on disk (node_config::dlq_directory). dlq_flush waits until everything
+  /// dead-lettered so far is on disk (false: no directory configured).
+  bool dlq_flush();
+  /// The live entries of one queue, oldest first (after a flush).
+  std::error_code dlq_list(dlq_kind kind, std::vector<dlq_entry>& out);
+  /// Re-sends entries (all when `ids` is empty) through an internal agent "flowbus.dlq.replay" and
+  /// removes those sent; one that fails again comes back as a new entry.
+  dlq_replay_result dlq_replay(dlq_kind kind, const std::vector<std::uint64_t>& ids = {});
+  std::error_code dlq_purge(dlq_kind kind);
   std::size_t workers() const noexcept;
   const node_config& config() const noexcept;
   std::shared_ptr<pinning_report> pinning() const;

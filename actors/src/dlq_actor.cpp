@@ -1,0 +1,83 @@
+// The DLQ actors: one per dlq_kind, each owning its file. dead_letters::add queues an entry and,
+// when its kind's queue was empty, sends the actor a flush; the actor takes everything queued and
+// appends it with one write and one fdatasync (group commit: a burst of dead letters costs one
+// disk sync per batch, not per message). A flush request answers once the batch is on disk.
+#include "node_impl.hpp"
+
+#include <flowbus/actors/dlq.hpp>
+
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <spdlog/spdlog.h>
+
+namespace flowbus::actors {
+
+namespace {
+struct dlq_state {
+  std::optional<dlq_file> file;
+  static inline const char* name = "flowbus.dlq";
+};
+using dlq_actor_t = caf::stateful_actor<dlq_state>;
+} // namespace
+
+std::uint64_t persist_dead_letters(dead_letters& dead, dlq_file& file) {
+  auto batch = dead.take_unpersisted(file.kind());
+  if (batch.empty()) return 0;
+  std::vector<dlq_entry> entries;
+  entries.reserve(batch.size());
+  for (const auto& d : batch) entries.push_back(make_dlq_entry(d));
+  const std::error_code ec = file.append(entries);
+  if (ec) spdlog::error("flowbus dlq {}: {} entries not persisted: {}", to_string(file.kind()), entries.size(), ec.message());
+  dead.persisted(file.kind(), entries.size(), !ec);
+  return ec ? 0 : entries.size();
+}
+
+namespace {
+caf::behavior dlq_actor(dlq_actor_t* self, node::impl* core, dlq_kind kind) {
+  self->state.file.emplace(core->cfg.dlq_directory, kind);
+  self->set_default_handler(caf::drop);
+  return {
+      [=](flush_atom) -> std::uint64_t { return persist_dead_letters(core->dead, *self->state.file); },
+  };
+}
+} // namespace
+
+void spawn_dlq_actors(node::impl* core) {
+  if (core->cfg.dlq_directory.empty()) return;
+  for (std::size_t i = 0; i < dlq_kind_count; ++i)
+    core->dlqs[i] = core->sys->spawn<caf::hidden>(dlq_actor, core, static_cast<dlq_kind>(i));
+  core->dlq_live.store(true);
+  core->dead.persist_to(
+      [core](dlq_kind k) {
+        if (core->dlq_live.load(std::memory_order_acquire)) caf::anon_send(core->dlqs[static_cast<std::size_t>(k)], flush_atom::value);
+      },
+      core->cfg.dlq_pending_bound);
+}
+
+std::uint64_t flush_dlq_actors(node::impl* core) {
+  if (!core->dlq_live.load()) return 0;
+  std::uint64_t n = 0;
+  caf::scoped_actor s{*core->sys};
+  for (auto& a : core->dlqs)
+    s->request(a, caf::infinite, flush_atom::value).receive([&](std::uint64_t k) { n += k; }, [](caf::error&) {});
+  return n;
+}
+
+void stop_dlq_actors(node::impl* core) {
+  if (!core->dlq_live.exchange(false)) return;
+  // what arrived after the last flush is written by persist_remaining (in ~impl), without CAF
+  for (auto& a : core->dlqs) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+}
+
+void persist_remaining(node::impl* core) {
+  if (core->cfg.dlq_directory.empty()) return;
+  for (std::size_t i = 0; i < dlq_kind_count; ++i) {
+    dlq_file f(core->cfg.dlq_directory, static_cast<dlq_kind>(i));
+    persist_dead_letters(core->dead, f);
+  }
+}
+
+} // namespace flowbus::actors

@@ -1,0 +1,111 @@
+#include "dlq_cmd.hpp"
+
+#include <flowbus/actors/dlq.hpp>
+#include <flowbus/transport/client.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <unistd.h>
+
+namespace flowbus::app {
+
+namespace {
+std::vector<actors::dlq_kind> selected(const dlq_options& o) {
+  std::vector<actors::dlq_kind> out;
+  for (std::size_t i = 0; i < actors::dlq_kind_count; ++i) {
+    const auto k = static_cast<actors::dlq_kind>(i);
+    if (o.kinds.empty() || std::find(o.kinds.begin(), o.kinds.end(), actors::to_string(k)) != o.kinds.end())
+      out.push_back(k);
+  }
+  return out;
+}
+
+int fail(const char* what, const std::string& path, const std::error_code& ec) {
+  std::fprintf(stderr, "flowbus dlq: %s %s: %s\n", what, path.c_str(), ec.message().c_str());
+  return 1;
+}
+
+int list(const dlq_options& o) {
+  for (auto k : selected(o)) {
+    actors::dlq_file f(o.dir, k);
+    actors::dlq_file::contents c;
+    if (auto ec = f.load(c)) return fail("cannot read", f.path().string(), ec);
+    if (!o.json) std::printf("%s: %zu entries%s\n", actors::to_string(k), c.entries.size(),
+                             c.torn_bytes ? " (a torn record at the end is ignored)" : "");
+    for (const auto& e : c.entries) {
+      if (o.json) {
+        nlohmann::json j{{"kind", actors::to_string(k)}, {"id", e.id}, {"reason", actors::to_string(e.reason)},
+                         {"attempts", e.attempts}, {"first_ns", e.first_ns}, {"last_ns", e.last_ns},
+                         {"source", e.source}, {"recipient", e.recipient}, {"frame_bytes", e.frame.size()}};
+        std::printf("%s\n", j.dump().c_str());
+      } else {
+        std::printf("  id %-10llu %-18s attempts %u  %s -> %s  (%zu bytes)\n", static_cast<unsigned long long>(e.id),
+                    actors::to_string(e.reason), e.attempts, e.source.empty() ? "?" : e.source.c_str(),
+                    e.recipient.c_str(), e.frame.size());
+      }
+    }
+  }
+  return 0;
+}
+
+int purge(const dlq_options& o) {
+  for (auto k : selected(o)) {
+    actors::dlq_file f(o.dir, k);
+    if (auto ec = f.purge()) return fail("cannot purge", f.path().string(), ec);
+    std::printf("%s: purged\n", actors::to_string(k));
+  }
+  return 0;
+}
+
+int replay(const dlq_options& o) {
+  transport::client_options co;
+  const auto colon = o.connect.rfind(':');
+  co.host = o.connect.substr(0, colon);
+  co.port = colon == std::string::npos ? 8081 : static_cast<std::uint16_t>(std::stoi(o.connect.substr(colon + 1)));
+  co.id = "flowbus.dlq.replay." + std::to_string(::getpid());
+  co.type = "flowbus";
+  co.reconnect = false;
+  transport::client c(co);
+  if (auto e = c.connect(); e != actors::errc::ok) {
+    std::fprintf(stderr, "flowbus dlq: cannot connect to %s: %s\n", o.connect.c_str(), actors::to_string(e));
+    return 1;
+  }
+  const auto target = actors::replay_through(c);
+  struct sent {
+    actors::dlq_file file;
+    std::vector<std::uint64_t> ids;
+    std::size_t failed;
+  };
+  std::vector<sent> all;
+  for (auto k : selected(o)) {
+    actors::dlq_file f(o.dir, k);
+    actors::dlq_file::contents contents;
+    if (auto ec = f.load(contents)) return fail("cannot read", f.path().string(), ec);
+    sent s{f, {}, 0};
+    for (const auto& e : contents.entries) {
+      if (!o.ids.empty() && std::find(o.ids.begin(), o.ids.end(), e.id) == o.ids.end()) continue;
+      if (actors::replay_entry(e, target)) s.ids.push_back(e.id);
+      else ++s.failed;
+    }
+    all.push_back(std::move(s));
+  }
+  c.close(); // writes everything queued, then GOODBYE: the entries leave the files only after
+  int rc = 0;
+  for (auto& s : all) {
+    if (auto ec = s.file.remove(s.ids)) return fail("cannot update", s.file.path().string(), ec);
+    std::printf("%s: replayed %zu, failed %zu\n", actors::to_string(s.file.kind()), s.ids.size(), s.failed);
+    if (s.failed) rc = 1;
+  }
+  return rc;
+}
+} // namespace
+
+int run_dlq(const dlq_options& o) {
+  if (o.action == "list") return list(o);
+  if (o.action == "purge") return purge(o);
+  return replay(o);
+}
+
+} // namespace flowbus::app

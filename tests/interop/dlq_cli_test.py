@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""`flowbus dlq` end to end: a node with --dlq-dir dead-letters unicasts to an absent agent; the
+entries are on disk after the node stops, survive a restart, list as JSON, replay over WebSocket to
+the agent once it is there (and leave the file), and purge. Usage: dlq_cli_test.py PATH/TO/flowbus"""
+import asyncio
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+import flow_client as fc
+from interop_test import check
+
+
+def start_node(exe, dlq_dir):
+    p = subprocess.Popen([exe, "node", "--port", "0", "--log-level", "warn", "--dlq-dir", dlq_dir],
+                         stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    if "ws://" not in line:
+        p.kill()
+        raise SystemExit("the node did not start: %r" % line)
+    port = int(line.split("ws://")[1].split()[0].rsplit(":", 1)[1])
+    return p, port
+
+
+def stop_node(p):
+    p.send_signal(signal.SIGTERM)
+    check(p.wait(timeout=30) == 0, "the node drains and exits 0")
+
+
+def dlq(exe, *args):
+    r = subprocess.run([exe, "dlq", *args], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("flowbus dlq %s failed: %s %s" % (args, r.stdout, r.stderr))
+    return r.stdout
+
+
+def listed(exe, d, kind="agent_unavailable"):
+    out = dlq(exe, "list", "--dir", d, "--kind", kind, "--json")
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+async def send_to_absent(port):
+    a = fc.Agent("ws://127.0.0.1:%d/" % port, "py-sender")
+    await a.connect()
+    for i in range(4):
+        await a.send(fc.Message(fc.TASK_ASSIGNMENT, {"target": "py-late"}, b"task %d" % i))
+    await a.close()
+
+
+async def receive_replay(exe, d, port):
+    late = fc.Agent("ws://127.0.0.1:%d/" % port, "py-late")
+    await late.connect()
+    entries = listed(exe, d)
+    ids = [str(e["id"]) for e in entries[:3]]
+    out = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: dlq(exe, "replay", "--dir", d, "--connect", "127.0.0.1:%d" % port,
+                          "--kind", "agent_unavailable", "--id", *ids))
+    check("replayed 3, failed 0" in out, "dlq replay sends the three chosen entries: " + out.strip())
+    got = []
+    for _ in range(3):
+        m = await late.next()
+        got.append(m.payload)
+    check(got == [b"task 0", b"task 1", b"task 2"], "the agent receives them, in order, with their payloads")
+    await late.close()
+
+
+def main(exe):
+    d = tempfile.mkdtemp(prefix="flowbus-dlq-cli-")
+    try:
+        node, port = start_node(exe, d)
+        asyncio.run(send_to_absent(port))
+        stop_node(node)
+        entries = listed(exe, d)
+        check(len(entries) == 4, "4 dead letters on disk after the node stopped")
+        check(all(e["recipient"] == "py-late" and e["source"] == "py-sender" and e["reason"] == "agent_unavailable"
+                  for e in entries), "each keeps recipient, source and reason")
+        check(listed(exe, d, "poison") == [], "the other queues are empty")
+
+        node, port = start_node(exe, d)  # a restart keeps them
+        check(len(listed(exe, d)) == 4, "still 4 after a restart")
+        asyncio.run(receive_replay(exe, d, port))
+        left = listed(exe, d)
+        check(len(left) == 1, "the replayed entries left the queue, one remains")
+        dlq(exe, "purge", "--dir", d, "--kind", "agent_unavailable")
+        check(listed(exe, d) == [], "purge empties it")
+        stop_node(node)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    print("dlq cli: all checks passed")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
