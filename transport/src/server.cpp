@@ -4,7 +4,6 @@
 
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
-#include <flowbus/scheduling/lanes.hpp>
 #include <flowbus/scheduling/numa.hpp>
 #include <flowbus/transport/outbound.hpp>
 #include <flowbus/transport/reasons.hpp>
@@ -19,10 +18,6 @@
 #include <boost/beast/websocket.hpp>
 
 #include <spdlog/spdlog.h>
-
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <mutex>
@@ -91,18 +86,8 @@ public:
       core_.active.fetch_sub(1, std::memory_order_relaxed);
     }
     // frames taken from the mailbox and never written are accounted for, not dropped
-    if (held_) core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(held_), agent_id_);
-    if (lanes_)
-      lanes_->clear([&](scheduling::buffer_ref&& f, std::size_t) {
-        core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f), agent_id_);
-      });
-  }
-
-  static scheduling::lane_options lane_options_for(const server::core& c) {
-    scheduling::lane_options o;
-    o.weights = c.opt.lane_weights;
-    o.capacity = c.opt.mailbox_capacity ? c.opt.mailbox_capacity : c.node.config().mailbox_capacity;
-    return o;
+    for (auto& f : pending_)
+      core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f), agent_id_);
   }
 
   /// Binds a member continuation to this session's lifetime and strand.
@@ -129,11 +114,6 @@ public:
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(beast::http::field::server, "flowbus"); }));
     beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true));
-    if (core_.opt.notsent_lowat) {
-      const int lowat = static_cast<int>(core_.opt.notsent_lowat);
-      ::setsockopt(beast::get_lowest_layer(ws_).socket().native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat,
-                   sizeof lowat);
-    }
     // REGISTER must come within the handshake timeout too
     timer_.expires_after(core_.opt.handshake_timeout);
     timer_.async_wait(bind([](session& s, beast::error_code ec) {
@@ -411,14 +391,7 @@ private:
   /// Writes what waits — control frames first, then the agent's mailbox — unless a write is in
   /// flight (its completion calls flush again).
   void flush() {
-    if (state_ == state::closed || state_ < state::awaiting_register) return;
-    const bool delivering = gw_ && deliver_ && (state_ == state::open || state_ == state::closing);
-    if (writing_) {
-      // keep the mailbox drained into the lanes while the socket is busy: a CRITICAL frame must
-      // find room behind a backlog (the lanes shed the least urgent), not a full FIFO ring
-      if (delivering) admit_from_mailbox();
-      return;
-    }
+    if (writing_ || state_ == state::closed || state_ < state::awaiting_register) return;
     batch_.clear();
     std::size_t controls = 0;
     while (controls < control_.size() && batch_.fits(control_[controls].size())) {
@@ -426,32 +399,23 @@ private:
       ++controls;
     }
     control_.erase(control_.begin(), control_.begin() + static_cast<std::ptrdiff_t>(controls));
-    if (delivering) {
-      admit_from_mailbox();
-      if (lanes_ && lanes_->earliest_deadline()) expire(codec::wall_clock_ns());
+    if (gw_ && deliver_ && (state_ == state::open || state_ == state::closing)) {
+      if (pending_.size() < core_.opt.max_batch) gw_->take(pending_, core_.opt.max_batch - pending_.size());
       std::size_t used = 0;
-      for (;;) {
-        if (!held_) {
-          if (!lanes_) break;
-          auto next = lanes_->next();
-          if (!next) break;
-          held_ = std::move(*next);
-        }
-        if (!batch_.fits(held_.size())) break; // leads the next write
-        batch_.add(codec::bytes_view(held_.data(), held_.size()));
-        held_ = {};
+      while (used < pending_.size() && batch_.fits(pending_[used].size())) {
+        batch_.add(codec::bytes_view(pending_[used].data(), pending_[used].size()));
         ++used;
       }
       core_.frames_out.fetch_add(used, std::memory_order_relaxed);
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(used));
     }
-    const bool drained = !held_ && (!lanes_ || lanes_->empty());
-    if (batch_.empty() && goodbye_ && drained) {
+    if (batch_.empty() && goodbye_ && pending_.empty()) {
       goodbye_ = false;
       queue_control(codec::msg_type::goodbye, [](codec::message&) {});
       return flush();
     }
     if (batch_.empty()) {
-      if (close_after_flush_ && drained) finish_close();
+      if (close_after_flush_ && pending_.empty()) finish_close();
       return;
     }
     if (batch_.count() > 1) core_.batches.fetch_add(1, std::memory_order_relaxed);
@@ -465,37 +429,6 @@ private:
       if (ec) return s.teardown("write: " + ec.message());
       s.flush();
     }));
-  }
-
-  /// Moves everything in the gateway's mailbox into the priority lanes (so a CRITICAL frame behind
-  /// a BACKGROUND backlog is next, not last); what the lanes shed or evict is dead-lettered.
-  void admit_from_mailbox() {
-    for (;;) {
-      taken_.clear();
-      const auto r = gw_->take(taken_, 256);
-      for (auto& f : taken_) {
-        const std::size_t lane = f.size() > 7 ? f.data()[7] : 2; // header byte 7: priority
-        std::uint64_t deadline = 0;
-        if (f.size() > 6 && (f.data()[6] & codec::flag::has_deadline)) {
-          codec::message m;
-          codec::decoder d;
-          if (d.decode(codec::bytes_view(f.data(), f.size()), m)) deadline = m.deadline_ns();
-        }
-        if (!lanes_) lanes_ = std::make_unique<scheduling::lane_scheduler<scheduling::buffer_ref>>(lane_options_for(core_));
-        auto a = lanes_->push(std::move(f), lane, deadline);
-        if (a.rejected) core_.node.dead().add(actors::dead_reason::shed, std::move(*a.rejected), agent_id_);
-        if (a.evicted) core_.node.dead().add(actors::dead_reason::shed, std::move(*a.evicted), agent_id_);
-      }
-      if (!r.more) break;
-    }
-    taken_.clear();
-  }
-
-  /// Dead-letters (reason expired) the queued frames whose deadline has passed.
-  void expire(std::uint64_t now_ns) {
-    lanes_->expire(now_ns, [&](scheduling::buffer_ref&& f, std::size_t) {
-      core_.node.dead().add(actors::dead_reason::expired, std::move(f), agent_id_);
-    });
   }
 
   /// The slow-consumer watchdog: armed by a write when not already armed, so a busy connection
@@ -585,10 +518,7 @@ private:
   codec::encoder enc_;
   outbound_batch batch_;
   std::vector<std::vector<codec::byte>> control_; ///< few, and usually none (a deque costs 1 KiB per idle connection)
-  /// taken from the mailbox, not yet written; made with the first frame (an idle connection has none)
-  std::unique_ptr<scheduling::lane_scheduler<scheduling::buffer_ref>> lanes_;
-  scheduling::buffer_ref held_;                  ///< next out, did not fit the last batch
-  std::vector<scheduling::buffer_ref> taken_;    ///< scratch for take()
+  std::vector<scheduling::buffer_ref> pending_; ///< taken from the mailbox, not yet written
   std::unique_ptr<actors::gateway> gw_;
   std::string agent_id_;
   codec::repeated_entry reason_kv_{};

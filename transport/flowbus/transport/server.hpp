@@ -9,7 +9,6 @@
 
 #include <flowbus/actors/node.hpp>
 
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -32,12 +31,6 @@ struct server_options {
   std::chrono::milliseconds write_timeout{5000};     ///< a write blocked this long: slow consumer
   std::chrono::milliseconds heartbeat_default{10000}; ///< for a REGISTER without heartbeat_ms
   std::size_t mailbox_capacity = 0; ///< frames queued per connection (0: the node's default)
-  /// Outbound priority lanes (scheduling::lane_scheduler): frames per round for CRITICAL … BACKGROUND.
-  std::array<std::uint32_t, 5> lane_weights{16, 8, 4, 2, 1};
-  /// TCP_NOTSENT_LOWAT: unsent bytes the kernel may hold per connection (0: no limit). A backlog
-  /// then waits in the priority lanes, where urgent frames can still overtake it, instead of in
-  /// a FIFO socket buffer several MB deep.
-  std::uint32_t notsent_lowat = 128 * 1024;
 };
 
 struct server_stats {
