@@ -279,4 +279,15 @@ bool replay_entry(const dlq_entry& e, const replay_target& to) {
   return false;
 }
 
+replay_outcome replay_entries(const std::vector<dlq_entry>& entries, const std::vector<std::uint64_t>& ids,
+                              const replay_target& to) {
+  replay_outcome r;
+  for (const auto& e : entries) {
+    if (!ids.empty() && std::find(ids.begin(), ids.end(), e.id) == ids.end()) continue;
+    if (replay_entry(e, to)) r.sent.push_back(e.id);
+    else ++r.failed;
+  }
+  return r;
+}
+
 } // namespace flowbus::actors

@@ -170,15 +170,10 @@ dlq_replay_result node::dlq_replay(dlq_kind kind, const std::vector<std::uint64_
     r.error = std::make_error_code(std::errc::operation_canceled);
     return r;
   }
-  const auto target = replay_through(static_cast<sender&>(**c));
-  std::vector<std::uint64_t> done;
-  for (const auto& e : entries) {
-    if (!ids.empty() && std::find(ids.begin(), ids.end(), e.id) == ids.end()) continue;
-    if (replay_entry(e, target)) done.push_back(e.id);
-    else ++r.failed;
-  }
-  r.replayed = done.size();
-  r.error = dlq_file(impl_->cfg.dlq_directory, kind).remove(done);
+  const replay_outcome out = replay_entries(entries, ids, replay_through(static_cast<sender&>(**c)));
+  r.replayed = out.sent.size();
+  r.failed = out.failed;
+  r.error = dlq_file(impl_->cfg.dlq_directory, kind).remove(out.sent);
   return r;
 }
 

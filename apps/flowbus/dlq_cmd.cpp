@@ -75,28 +75,21 @@ int replay(const dlq_options& o) {
   const auto target = actors::replay_through(c);
   struct sent {
     actors::dlq_file file;
-    std::vector<std::uint64_t> ids;
-    std::size_t failed;
+    actors::replay_outcome out;
   };
   std::vector<sent> all;
   for (auto k : selected(o)) {
     actors::dlq_file f(o.dir, k);
     actors::dlq_file::contents contents;
     if (auto ec = f.load(contents)) return fail("cannot read", f.path().string(), ec);
-    sent s{f, {}, 0};
-    for (const auto& e : contents.entries) {
-      if (!o.ids.empty() && std::find(o.ids.begin(), o.ids.end(), e.id) == o.ids.end()) continue;
-      if (actors::replay_entry(e, target)) s.ids.push_back(e.id);
-      else ++s.failed;
-    }
-    all.push_back(std::move(s));
+    all.push_back({f, actors::replay_entries(contents.entries, o.ids, target)});
   }
   c.close(); // writes everything queued, then GOODBYE: the entries leave the files only after
   int rc = 0;
   for (auto& s : all) {
-    if (auto ec = s.file.remove(s.ids)) return fail("cannot update", s.file.path().string(), ec);
-    std::printf("%s: replayed %zu, failed %zu\n", actors::to_string(s.file.kind()), s.ids.size(), s.failed);
-    if (s.failed) rc = 1;
+    if (auto ec = s.file.remove(s.out.sent)) return fail("cannot update", s.file.path().string(), ec);
+    std::printf("%s: replayed %zu, failed %zu\n", actors::to_string(s.file.kind()), s.out.sent.size(), s.out.failed);
+    if (s.out.failed) rc = 1;
   }
   return rc;
 }

@@ -76,6 +76,13 @@ struct replay_target {
   std::function<bool(std::string_view payload, std::string_view agent_type, const send_options&)> broadcast;
 };
 bool replay_entry(const dlq_entry& e, const replay_target& to);
+/// replay_entry for each entry whose id is in `ids` (all when `ids` is empty).
+struct replay_outcome {
+  std::vector<std::uint64_t> sent; ///< ids replayed (to remove from the queue)
+  std::size_t failed = 0;          ///< could not be sent: they stay
+};
+replay_outcome replay_entries(const std::vector<dlq_entry>& entries, const std::vector<std::uint64_t>& ids,
+                              const replay_target& to);
 /// The entry for a dead letter: its frame copied, source and attempt read from it.
 dlq_entry make_dlq_entry(const dead_letter& d);
 
