@@ -278,9 +278,7 @@ int run_pubsub(const bench_options& o) {
   std::unique_ptr<actors::node> node;
   std::unique_ptr<transport::server> server;
   if (!o.connect.empty()) {
-    const auto colon = o.connect.rfind(':');
-    host = o.connect.substr(0, colon);
-    port = static_cast<std::uint16_t>(std::atoi(o.connect.c_str() + colon + 1));
+    split_host_port(o.connect, host, port);
   } else if (!o.embedded) {
     child_node.emplace();
     if (!child_node->start(o)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;

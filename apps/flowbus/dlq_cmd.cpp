@@ -1,5 +1,7 @@
 #include "dlq_cmd.hpp"
 
+#include "node_cmd.hpp"
+
 #include <flowbus/actors/dlq.hpp>
 #include <flowbus/transport/client.hpp>
 
@@ -61,9 +63,7 @@ int purge(const dlq_options& o) {
 
 int replay(const dlq_options& o) {
   transport::client_options co;
-  const auto colon = o.connect.rfind(':');
-  co.host = o.connect.substr(0, colon);
-  co.port = colon == std::string::npos ? 8081 : static_cast<std::uint16_t>(std::stoi(o.connect.substr(colon + 1)));
+  split_host_port(o.connect, co.host, co.port);
   co.id = "flowbus.dlq.replay." + std::to_string(::getpid());
   co.type = "flowbus";
   co.reconnect = false;

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 namespace flowbus::app {
@@ -25,6 +26,12 @@ std::uint64_t raise_file_limit() {
     (void)getrlimit(RLIMIT_NOFILE, &rl);
   }
   return rl.rlim_cur;
+}
+
+void split_host_port(const std::string& s, std::string& host, std::uint16_t& port, std::uint16_t default_port) {
+  const auto colon = s.rfind(':');
+  host = s.substr(0, colon);
+  port = colon == std::string::npos ? default_port : static_cast<std::uint16_t>(std::atoi(s.c_str() + colon + 1));
 }
 
 int run_node(const node_options& o) {

@@ -30,4 +30,7 @@ int run_node(const node_options& options);
 /// Raises the soft open-file limit to the hard one; returns the new soft limit.
 std::uint64_t raise_file_limit();
 
+/// Splits a `--connect` value "host:port"; without ":port" the port is `default_port`.
+void split_host_port(const std::string& s, std::string& host, std::uint16_t& port, std::uint16_t default_port = 8081);
+
 } // namespace flowbus::app
