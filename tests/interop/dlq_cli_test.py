@@ -11,18 +11,13 @@ import sys
 import tempfile
 
 import flow_client as fc
+import interop_test
 from interop_test import check
 
 
 def start_node(exe, dlq_dir):
-    p = subprocess.Popen([exe, "node", "--port", "0", "--log-level", "warn", "--dlq-dir", dlq_dir],
-                         stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    if "ws://" not in line:
-        p.kill()
-        raise SystemExit("the node did not start: %r" % line)
-    port = int(line.split("ws://")[1].split()[0].rsplit(":", 1)[1])
-    return p, port
+    p, uri = interop_test.start_node(exe, "--dlq-dir", dlq_dir)
+    return p, int(uri.rsplit(":", 1)[1].rstrip("/"))
 
 
 def stop_node(p):

@@ -10,8 +10,9 @@ import websockets
 import flow_client as fc
 
 
-def start_node(exe):
-    p = subprocess.Popen([exe, "node", "--port", "0", "--log-level", "warn"], stdout=subprocess.PIPE, text=True)
+def start_node(exe, *extra):
+    """A `flowbus node` on a free port (extra: more node flags); returns (process, ws:// URI)."""
+    p = subprocess.Popen([exe, "node", "--port", "0", "--log-level", "warn", *extra], stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     if "ws://" not in line:
         p.kill()
