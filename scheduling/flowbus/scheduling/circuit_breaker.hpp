@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace flowbus::scheduling {
@@ -93,7 +94,7 @@ public:
   std::uint64_t rejected() const noexcept { return rejected_; }   ///< calls refused fast
   std::uint64_t transitions() const noexcept { return transitions_; }
   /// Failures and successes in the window as of `now`.
-  std::pair<std::uint64_t, std::uint64_t> window(std::uint64_t now) {
+  std::pair<std::uint64_t, std::uint64_t> window(std::uint64_t now) const {
     std::uint64_t ok = 0, failed = 0;
     totals(now, ok, failed);
     return {failed, ok};
