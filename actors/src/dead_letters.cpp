@@ -22,6 +22,9 @@ const char* to_string(dead_reason r) noexcept {
 }
 
 void dead_letters::add(dead_reason reason, scheduling::buffer_ref frame, std::string recipient) {
+  // kept on the heap, not in the pool: a storm of dead letters must not starve the live traffic
+  // of frame buffers (the pool's buffer goes back as `frame` dies)
+  if (frame.pooled()) frame = scheduling::buffer_ref::copy_of(frame.data(), frame.size());
   dead_letter d{reason, std::move(frame), std::move(recipient), std::chrono::system_clock::now()};
   const dlq_kind k = kind_of(reason);
   bool ring = false;

@@ -12,7 +12,7 @@
 namespace flowbus::actors {
 
 node::impl::impl(node_config c)
-    : cfg(std::move(c)), pool(cfg.buffers), dead(cfg.dead_letter_capacity),
+    : cfg(std::move(c)), pool(cfg.buffers), critical_pool(cfg.critical_buffers), dead(cfg.dead_letter_capacity),
       sys_cfg(std::make_unique<caf::actor_system_config>()) {
   const std::size_t workers = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   sys_cfg->set("scheduler.policy", cfg.policy == scheduler_policy::sharing ? caf::atom("sharing") : caf::atom("stealing"));

@@ -60,6 +60,7 @@ struct node::impl {
 
   node_config cfg;
   scheduling::buffer_pool pool;
+  scheduling::buffer_pool critical_pool; ///< CRITICAL frames, when `pool` is exhausted
   dead_letters dead;
   scheduling::left_right<routing_table> routes;
   std::shared_ptr<pinning_report> pins;

@@ -50,6 +50,7 @@ errc port::encode(const destination& to, std::string_view payload, const send_op
   const std::size_t need = enc_.literal_size(m);
   if (need > enc_.options().max_frame_size || need > core_->pool.largest_capacity()) return errc::too_large;
   out = core_->pool.try_acquire(need);
+  if (!out && m.prio == codec::priority::critical) out = core_->critical_pool.try_acquire(need);
   if (!out) return errc::no_buffer;
   const codec::encode_result r = enc_.encode(m, out.data(), out.capacity());
   if (!r) {

@@ -54,6 +54,7 @@ constexpr const char* topic = "bench.ws.data";
 struct stamp {
   std::uint64_t seq, intended_ns;
 };
+constexpr std::uint64_t bulk_bit = std::uint64_t{1} << 63; ///< in stamp.seq: load traffic, not measured
 
 /// A node started as a child process (`flowbus node --port 0`), stopped with SIGTERM.
 struct node_process {
@@ -120,7 +121,8 @@ std::uint64_t rss_kib(pid_t pid) {
 /// The subscribing side: `count` clients on `topic`, each with its own connection.
 class subscribers {
 public:
-  subscribers(std::string host, std::uint16_t port, std::size_t count, std::uint64_t expected_each)
+  subscribers(std::string host, std::uint16_t port, std::size_t count, std::uint64_t expected_each,
+              std::uint32_t receive_buffer = 0)
       : expected_(expected_each * count), boxes_(count) {
     for (std::size_t i = 0; i < count; ++i) {
       transport::client_options co;
@@ -130,12 +132,17 @@ public:
       co.type = "bench";
       co.subscriptions = {topic};
       co.max_queued = 1 << 20;
+      co.receive_buffer = receive_buffer;
       clients_.push_back(std::make_unique<transport::client>(co));
       box& b = boxes_[i];
       clients_.back()->on_message([&b, this](const transport::incoming& in) {
         const std::uint64_t now = scheduling::steady_ns();
         stamp s{};
         if (in.payload.size() >= sizeof s) std::memcpy(&s, in.payload.data(), sizeof s);
+        if (s.seq & bulk_bit) { // load traffic (priority bench): counted, not measured
+          bulk_.fetch_add(1, std::memory_order_relaxed);
+          return;
+        }
         std::lock_guard<std::mutex> g(b.m);
         if (b.received == 0) b.first = now;
         b.last = now;
@@ -173,6 +180,7 @@ public:
   }
 
   std::uint64_t received() const { return total_.load(); }
+  std::uint64_t bulk() const { return bulk_.load(); }
   std::uint64_t expected() const { return expected_; }
   const histogram& all() const { return all_; }
   /// Deliveries per second over the window from the first to the last message (all subscribers).
@@ -212,7 +220,7 @@ private:
   std::uint64_t expected_;
   std::vector<box> boxes_;
   std::vector<std::unique_ptr<transport::client>> clients_;
-  std::atomic<std::uint64_t> total_{0};
+  std::atomic<std::uint64_t> total_{0}, bulk_{0};
   histogram all_;
 };
 
@@ -226,11 +234,12 @@ void print_result(const bench_options& o, const std::string& name, subscribers& 
 }
 
 /// Publishes: at fixed intervals (latency) or as fast as the client takes them (throughput).
-int publish(const bench_options& o, const std::string& host, std::uint16_t port, std::uint64_t count) {
+int publish(const bench_options& o, const std::string& host, std::uint16_t port, std::uint64_t count,
+            const actors::send_options& opts = {}, const char* id_suffix = "") {
   transport::client_options co;
   co.host = host;
   co.port = port;
-  co.id = "bench-pub-" + std::to_string(getpid());
+  co.id = "bench-pub-" + std::to_string(getpid()) + id_suffix;
   co.type = "bench";
   co.max_queued = 1 << 16;
   transport::client pub(co);
@@ -240,7 +249,7 @@ int publish(const bench_options& o, const std::string& host, std::uint16_t port,
   auto send = [&](std::uint64_t i, std::uint64_t intended_ns) {
     const stamp s{i, intended_ns};
     std::memcpy(payload.data(), &s, sizeof s);
-    while (pub.publish(topic, payload) != actors::errc::ok) {
+    while (pub.publish(topic, payload, opts) != actors::errc::ok) {
       // the client's queue is full: let its I/O thread write (yielding in a loop would take the
       // CPU it needs on a 2-core machine)
       ++refused;
@@ -248,7 +257,7 @@ int publish(const bench_options& o, const std::string& host, std::uint16_t port,
     }
   };
   const auto t0 = clk::now();
-  if (o.scenario == "latency") {
+  if (o.scenario == "latency" || o.scenario == "priority") {
     scheduling::offer_at_fixed_rate(o.rate, count, send);
   } else {
     for (std::uint64_t i = 0; i < count; ++i)
@@ -338,6 +347,86 @@ int run_pubsub(const bench_options& o) {
     rc = rc ? rc : 1;
   }
   return rc;
+}
+
+/// priority: probes offered at a fixed rate while a flood from a second connection saturates the
+/// same subscriber connection, in two runs on fresh nodes: probes CRITICAL / flood BACKGROUND, then
+/// everything NORMAL. The subscriber (its own process, a 64 KiB receive buffer so the backlog waits
+/// in the node's lanes rather than in its socket) measures the probes only. Prints both results and
+/// the ratio of their p99s.
+int run_priority(const bench_options& o) {
+  const std::uint64_t count = static_cast<std::uint64_t>(o.rate * o.seconds);
+  double p99[2] = {0, 0};
+  const char* names[2] = {"ws_priority_critical_vs_background", "ws_priority_all_normal"};
+  for (int mode = 0; mode < 2; ++mode) {
+    node_process child_node;
+    if (!child_node.start(o)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
+    const std::uint16_t port = child_node.port;
+    std::fprintf(stderr, "bench %s: %" PRIu64 " probes at %.0f msgs/s under a flood\n", names[mode], count, o.rate);
+    int fds[2], ready[2];
+    if (pipe(fds) != 0 || pipe(ready) != 0) return 1;
+    const pid_t child = fork();
+    if (child == 0) {
+      close(fds[0]);
+      close(ready[0]);
+      subscribers subs("127.0.0.1", port, 1, count, 64 * 1024);
+      const bool ok = subs.connect();
+      const char r = ok ? 'R' : 'F';
+      (void)!write(ready[1], &r, 1);
+      if (!ok) _exit(1);
+      subs.wait(clk::now() + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(o.seconds + 20)), true);
+      const histogram& h = subs.all();
+      std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"payload_bytes\":%zu,\"offered_per_s\":%.0f,"
+                  "\"received\":%" PRIu64 ",\"expected\":%" PRIu64 ",\"flood_received\":%" PRIu64 ",%s}\n",
+                  names[mode], o.size, o.rate, subs.received(), subs.expected(), subs.bulk(), h.json_fields("us", 1e3).c_str());
+      std::fflush(stdout);
+      const double v = static_cast<double>(h.percentile(99)) / 1e3;
+      (void)!write(fds[1], &v, sizeof v);
+      subs.close();
+      _exit(subs.received() == subs.expected() ? 0 : 3);
+    }
+    close(fds[1]);
+    close(ready[1]);
+    char r = 0;
+    if (read(ready[0], &r, 1) != 1 || r != 'R') return std::fprintf(stderr, "bench: the subscriber could not connect\n"), 1;
+    close(ready[0]);
+    std::atomic<bool> done{false};
+    std::thread flood([&] { // as fast as the client takes them, until the probes are through
+      transport::client_options co;
+      co.port = port;
+      co.id = "bench-flood-" + std::to_string(getpid());
+      co.type = "bench";
+      transport::client c(co);
+      if (c.connect(10s) != actors::errc::ok) return;
+      actors::send_options fo;
+      fo.prio = mode == 0 ? codec::priority::background : codec::priority::normal;
+      std::string payload(std::max(o.size, sizeof(stamp)), 'f');
+      for (std::uint64_t i = 0; !done.load(std::memory_order_relaxed); ++i) {
+        const stamp st{i | bulk_bit, 0};
+        std::memcpy(payload.data(), &st, sizeof st);
+        if (c.publish(topic, payload, fo) != actors::errc::ok) std::this_thread::sleep_for(50us);
+      }
+      c.close();
+    });
+    std::this_thread::sleep_for(300ms); // the flood is on
+    actors::send_options po;
+    po.prio = mode == 0 ? codec::priority::critical : codec::priority::normal;
+    int rc = publish(o, "127.0.0.1", port, count, po, "-probe");
+    done = true;
+    flood.join();
+    if (read(fds[0], &p99[mode], sizeof(double)) != sizeof(double)) rc = 1;
+    close(fds[0]);
+    int st = 0;
+    waitpid(child, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      std::fprintf(stderr, "bench: the subscriber did not get every probe (status %d)\n", WEXITSTATUS(st));
+      rc = rc ? rc : 1;
+    }
+    if (rc) return rc;
+  }
+  std::printf("{\"bench\":\"ws_priority_ratio\",\"critical_p99_us\":%.1f,\"all_normal_p99_us\":%.1f,"
+              "\"p99_ratio\":%.3f}\n", p99[0], p99[1], p99[1] > 0 ? p99[0] / p99[1] : 0);
+  return 0;
 }
 
 /// connections: N idle agents, registered; the node's resident memory before and after.
@@ -432,6 +521,7 @@ int run_bench(const bench_options& o) {
   signal(SIGPIPE, SIG_IGN);
   if (o.scenario == "connections") return run_connections(o);
   if (o.scenario == "latency" || o.scenario == "throughput") return run_pubsub(o);
+  if (o.scenario == "priority") return run_priority(o);
   std::fprintf(stderr, "bench: unknown scenario %s (latency, throughput, connections)\n", o.scenario.c_str());
   return 2;
 }

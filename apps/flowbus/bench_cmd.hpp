@@ -12,11 +12,11 @@
 namespace flowbus::app {
 
 struct bench_options {
-  std::string scenario = "latency"; ///< latency | throughput | connections
+  std::string scenario = "latency"; ///< latency | throughput | connections | priority
   std::string connect;              ///< host:port of a running node; empty: start one
   bool embedded = false;            ///< node, publisher and subscribers in this process
-  double rate = 10000;              ///< latency: messages offered per second (fixed intervals)
-  double seconds = 10;              ///< latency: how long
+  double rate = 10000;              ///< latency, priority: messages offered per second (fixed intervals)
+  double seconds = 10;              ///< latency, priority: how long
   std::size_t size = 128;           ///< payload bytes
   std::size_t subscribers = 1;      ///< throughput: 1 (1->1) or more (fan-out)
   std::uint64_t messages = 1000000; ///< throughput: messages published

@@ -47,9 +47,9 @@ int main(int argc, char** argv) {
 
   flowbus::app::bench_options bench;
   CLI::App* bench_cmd = app.add_subcommand("bench", "load generator: latency at a fixed rate, throughput, idle connections");
-  bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | connections")
+  bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | connections | priority")
       ->capture_default_str()
-      ->check(CLI::IsMember({"latency", "throughput", "connections"}));
+      ->check(CLI::IsMember({"latency", "throughput", "connections", "priority"}));
   bench_cmd->add_option("--connect", bench.connect, "host:port of a running node (default: start a node process)");
   bench_cmd->add_flag("--embedded", bench.embedded, "node, publisher and subscribers in this process");
   bench_cmd->add_option("--rate", bench.rate, "latency: messages per second, at fixed intervals")->capture_default_str()->check(CLI::PositiveNumber);

@@ -3,6 +3,7 @@
 #include <flowbus/scheduling/cache.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <new>
 #include <unordered_set>
@@ -144,7 +145,21 @@ struct thread_cache {
 thread_local thread_cache cache;
 } // namespace
 
+buffer_header* heap_copy(const void* data, std::size_t n) {
+  void* mem = ::operator new(sizeof(buffer_header) + n, std::align_val_t{alignof(buffer_header)});
+  auto* h = new (mem) buffer_header;
+  h->refs.store(1, std::memory_order_relaxed);
+  h->capacity = h->size = static_cast<std::uint32_t>(n);
+  if (n) std::memcpy(h->data(), data, n);
+  return h;
+}
+
 void release(buffer_header* h) noexcept {
+  if (!h->owner) { // a heap copy
+    h->~buffer_header();
+    ::operator delete(h, std::align_val_t{alignof(buffer_header)});
+    return;
+  }
   size_class& c = *h->owner;
   if (c.magazine == 0) return c.push(h);
   thread_cache::slot& s = cache.for_class(c);

@@ -348,6 +348,7 @@ TEST_SUITE("node") {
     REQUIRE(letters.size() == 6);
     CHECK(letters[0].recipient == "tiny");
     CHECK(letters[0].frame.size() > 40);
+    CHECK_FALSE(letters[0].frame.pooled()); // a copy: dead letters hold no pool buffer
     CHECK(drain(*tiny).size() == 4);
   }
 

@@ -72,6 +72,27 @@ TEST_SUITE("buffer_pool") {
     CHECK_FALSE(pool.try_acquire(100)); // everything gone now
   }
 
+  TEST_CASE("a heap copy holds its own bytes, is not pooled, and is freed by its last release") {
+    buffer_pool pool(small_pool());
+    buffer_ref a = pool.try_acquire(5);
+    std::memcpy(a.data(), "hello", 5);
+    a.set_size(5);
+    CHECK(a.pooled());
+    buffer_ref c = buffer_ref::copy_of(a.data(), a.size());
+    CHECK_FALSE(c.pooled());
+    a.reset(); // the pool buffer goes back; the copy is independent
+    CHECK(free_of(pool, 256) == 4);
+    REQUIRE(c.size() == 5);
+    CHECK(std::memcmp(c.data(), "hello", 5) == 0);
+    CHECK(reinterpret_cast<std::uintptr_t>(c.data()) % 64 == 0);
+    buffer_ref shared = c; // shared like a pooled one; ASan checks the single free
+    CHECK(c.use_count() == 2);
+    c.reset();
+    CHECK(shared.use_count() == 1);
+    CHECK(std::memcmp(shared.data(), "hello", 5) == 0);
+    CHECK_FALSE(buffer_ref{}.pooled());
+  }
+
   TEST_CASE("a fan-out shares one buffer; the last release returns it") {
     buffer_pool pool(small_pool());
     buffer_ref frame = pool.try_acquire(200);

@@ -278,7 +278,9 @@ TEST_SUITE("bad_input") {
         if (d.recipient == "slow") ++for_slow;
       return for_slow > 0;
     }));
-    CHECK(e.node.dead().count(actors::dead_reason::overflow) + e.node.dead().count(actors::dead_reason::agent_unavailable) >= for_slow);
+    auto& dead = e.node.dead();
+    CHECK(dead.count(actors::dead_reason::overflow) + dead.count(actors::dead_reason::agent_unavailable) +
+              dead.count(actors::dead_reason::shed) >= for_slow);
     // and the node still takes new connections
     raw_peer after(e.port());
     after.join("after");

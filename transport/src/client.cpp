@@ -218,6 +218,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         if (ec2) return self->lost("connect: " + ec2.message());
         beast::get_lowest_layer(*self->ws).expires_never();
         beast::get_lowest_layer(*self->ws).socket().set_option(tcp::no_delay(true));
+        if (self->opt.receive_buffer)
+          beast::get_lowest_layer(*self->ws).socket().set_option(
+              net::socket_base::receive_buffer_size(static_cast<int>(self->opt.receive_buffer)));
         websocket::stream_base::timeout t = websocket::stream_base::timeout::suggested(beast::role_type::client);
         self->ws->set_option(t);
         self->ws->async_handshake(self->opt.host + ":" + std::to_string(self->opt.port), "/",

@@ -4,6 +4,7 @@
 
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
+#include <flowbus/scheduling/lanes.hpp>
 #include <flowbus/scheduling/numa.hpp>
 #include <flowbus/transport/outbound.hpp>
 #include <flowbus/transport/reasons.hpp>
@@ -18,6 +19,10 @@
 #include <boost/beast/websocket.hpp>
 
 #include <spdlog/spdlog.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <mutex>
@@ -49,7 +54,7 @@ struct server::core {
   std::unordered_set<session*> sessions;
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
-      protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0};
+      protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0};
   std::shared_ptr<post_gate> gate = std::make_shared<post_gate>();
   net::io_context ioc;
   tcp::acceptor acceptor;
@@ -86,8 +91,18 @@ public:
       core_.active.fetch_sub(1, std::memory_order_relaxed);
     }
     // frames taken from the mailbox and never written are accounted for, not dropped
-    for (auto& f : pending_)
-      core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f), agent_id_);
+    if (held_) core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(held_), agent_id_);
+    if (lanes_)
+      lanes_->clear([&](scheduling::buffer_ref&& f, std::size_t) {
+        core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f), agent_id_);
+      });
+  }
+
+  static scheduling::lane_options lane_options_for(const server::core& c) {
+    scheduling::lane_options o;
+    o.weights = c.opt.lane_weights;
+    o.capacity = c.opt.mailbox_capacity ? c.opt.mailbox_capacity : c.node.config().mailbox_capacity;
+    return o;
   }
 
   /// Binds a member continuation to this session's lifetime and strand.
@@ -114,6 +129,11 @@ public:
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(beast::http::field::server, "flowbus"); }));
     beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true));
+    if (core_.opt.notsent_lowat) {
+      const int lowat = static_cast<int>(core_.opt.notsent_lowat);
+      ::setsockopt(beast::get_lowest_layer(ws_).socket().native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat,
+                   sizeof lowat);
+    }
     // REGISTER must come within the handshake timeout too
     timer_.expires_after(core_.opt.handshake_timeout);
     timer_.async_wait(bind([](session& s, beast::error_code ec) {
@@ -163,6 +183,11 @@ private:
     }
     if (state_ >= state::closing) return;
     if (!ws_.got_binary()) return fail(reason::text_message, "FLOW frames travel in binary messages only");
+    process();
+  }
+
+  /// Handles the WebSocket message in in_ — again after a pause, skipping what was handled.
+  void process() {
     const auto* data = static_cast<const codec::byte*>(in_.data().data());
     codec::message m;
     const codec::decode_status st = dec_.decode(codec::bytes_view(data, in_.size()), m);
@@ -171,8 +196,23 @@ private:
       return fail_codec(st);
     }
     const bool more = handle(m);
+    if (paused_) return pause();
     in_.consume(in_.size());
     if (more && state_ == state::open) read();
+  }
+
+  /// The node had no frame buffer for a message: stop reading (TCP holds back the peer) and try
+  /// the same message again shortly — backoff from 100 µs to 5 ms while the pool stays empty.
+  void pause() {
+    core_.paused.fetch_add(1, std::memory_order_relaxed);
+    pause_for_ = std::min<std::chrono::microseconds>(pause_for_ * 2, std::chrono::microseconds(5000));
+    timer_.expires_after(pause_for_);
+    timer_.async_wait(bind([](session& s, beast::error_code ec) {
+      if (ec || s.state_ != state::open) return;
+      s.paused_ = false;
+      s.process();
+      if (!s.paused_) s.pause_for_ = std::chrono::microseconds(50);
+    }));
   }
 
   /// One decoded frame. Returns false if reading must pause (registration pending) or stop.
@@ -187,11 +227,16 @@ private:
     if (m.type == codec::msg_type::batch) {
       codec::batch_reader r(dec_, m);
       codec::message inner;
-      while (!r.done()) {
+      for (std::uint32_t i = 0; !r.done(); ++i) {
         const codec::decode_status st = r.next(inner);
         if (!st) return fail_codec(st), false;
-        if (!handle_one(inner)) return false;
+        if (i < resume_at_) continue; // handled before a pause
+        if (!handle_one(inner)) {
+          if (paused_) resume_at_ = i;
+          return false;
+        }
       }
+      resume_at_ = 0;
       return true;
     }
     return handle_one(m);
@@ -217,7 +262,7 @@ private:
       case t::coordination:
       case t::publish:
       case t::request:
-      case t::reply: forward(m); return true;
+      case t::reply: return forward(m);
       case t::heartbeat: gw_->heartbeat(); return true;
       case t::subscribe:
         gw_->subscribe(m.topic(), m.str(codec::field::queue_group), m.message_id());
@@ -247,7 +292,9 @@ private:
     return false;
   }
 
-  void forward(const codec::message& m) {
+  /// Routes one message. False: the node has no frame buffer for it now (paused_ is set, and the
+  /// message is taken back: it is counted again when retried).
+  bool forward(const codec::message& m) {
     maybe_heartbeat();
     actors::send_options o;
     o.type = m.type;
@@ -272,6 +319,12 @@ private:
         }
       r = gw_->forward(actors::destination::capability(cap), payload, o);
     }
+    if (r.code == actors::errc::no_buffer) {
+      paused_ = true;
+      core_.frames_in.fetch_sub(1, std::memory_order_relaxed);
+      next_in_ = m.sequence;
+      return false;
+    }
     const bool unanswerable = m.type == codec::msg_type::request && r.delivered == 0;
     if (unanswerable || (r.delivered == 0 && r.code != actors::errc::ok)) {
       // the sender learns at once: a request fails fast instead of timing out
@@ -288,6 +341,7 @@ private:
         });
       flush();
     }
+    return true;
   }
 
   void maybe_heartbeat() {
@@ -391,7 +445,14 @@ private:
   /// Writes what waits — control frames first, then the agent's mailbox — unless a write is in
   /// flight (its completion calls flush again).
   void flush() {
-    if (writing_ || state_ == state::closed || state_ < state::awaiting_register) return;
+    if (state_ == state::closed || state_ < state::awaiting_register) return;
+    const bool delivering = gw_ && deliver_ && (state_ == state::open || state_ == state::closing);
+    if (writing_) {
+      // keep the mailbox drained into the lanes while the socket is busy: a CRITICAL frame must
+      // find room behind a backlog (the lanes shed the least urgent), not a full FIFO ring
+      if (delivering) admit_from_mailbox();
+      return;
+    }
     batch_.clear();
     std::size_t controls = 0;
     while (controls < control_.size() && batch_.fits(control_[controls].size())) {
@@ -399,23 +460,32 @@ private:
       ++controls;
     }
     control_.erase(control_.begin(), control_.begin() + static_cast<std::ptrdiff_t>(controls));
-    if (gw_ && deliver_ && (state_ == state::open || state_ == state::closing)) {
-      if (pending_.size() < core_.opt.max_batch) gw_->take(pending_, core_.opt.max_batch - pending_.size());
+    if (delivering) {
+      admit_from_mailbox();
+      if (lanes_ && lanes_->earliest_deadline()) expire(codec::wall_clock_ns());
       std::size_t used = 0;
-      while (used < pending_.size() && batch_.fits(pending_[used].size())) {
-        batch_.add(codec::bytes_view(pending_[used].data(), pending_[used].size()));
+      for (;;) {
+        if (!held_) {
+          if (!lanes_) break;
+          auto next = lanes_->next();
+          if (!next) break;
+          held_ = std::move(*next);
+        }
+        if (!batch_.fits(held_.size())) break; // leads the next write
+        batch_.add(codec::bytes_view(held_.data(), held_.size()));
+        held_ = {};
         ++used;
       }
       core_.frames_out.fetch_add(used, std::memory_order_relaxed);
-      pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(used));
     }
-    if (batch_.empty() && goodbye_ && pending_.empty()) {
+    const bool drained = !held_ && (!lanes_ || lanes_->empty());
+    if (batch_.empty() && goodbye_ && drained) {
       goodbye_ = false;
       queue_control(codec::msg_type::goodbye, [](codec::message&) {});
       return flush();
     }
     if (batch_.empty()) {
-      if (close_after_flush_ && pending_.empty()) finish_close();
+      if (close_after_flush_ && drained) finish_close();
       return;
     }
     if (batch_.count() > 1) core_.batches.fetch_add(1, std::memory_order_relaxed);
@@ -429,6 +499,37 @@ private:
       if (ec) return s.teardown("write: " + ec.message());
       s.flush();
     }));
+  }
+
+  /// Moves everything in the gateway's mailbox into the priority lanes (so a CRITICAL frame behind
+  /// a BACKGROUND backlog is next, not last); what the lanes shed or evict is dead-lettered.
+  void admit_from_mailbox() {
+    for (;;) {
+      taken_.clear();
+      const auto r = gw_->take(taken_, 256);
+      for (auto& f : taken_) {
+        const std::size_t lane = f.size() > 7 ? f.data()[7] : 2; // header byte 7: priority
+        std::uint64_t deadline = 0;
+        if (f.size() > 6 && (f.data()[6] & codec::flag::has_deadline)) {
+          codec::message m;
+          codec::decoder d;
+          if (d.decode(codec::bytes_view(f.data(), f.size()), m)) deadline = m.deadline_ns();
+        }
+        if (!lanes_) lanes_ = std::make_unique<scheduling::lane_scheduler<scheduling::buffer_ref>>(lane_options_for(core_));
+        auto a = lanes_->push(std::move(f), lane, deadline);
+        if (a.rejected) core_.node.dead().add(actors::dead_reason::shed, std::move(*a.rejected), agent_id_);
+        if (a.evicted) core_.node.dead().add(actors::dead_reason::shed, std::move(*a.evicted), agent_id_);
+      }
+      if (!r.more) break;
+    }
+    taken_.clear();
+  }
+
+  /// Dead-letters (reason expired) the queued frames whose deadline has passed.
+  void expire(std::uint64_t now_ns) {
+    lanes_->expire(now_ns, [&](scheduling::buffer_ref&& f, std::size_t) {
+      core_.node.dead().add(actors::dead_reason::expired, std::move(f), agent_id_);
+    });
   }
 
   /// The slow-consumer watchdog: armed by a write when not already armed, so a busy connection
@@ -518,13 +619,19 @@ private:
   codec::encoder enc_;
   outbound_batch batch_;
   std::vector<std::vector<codec::byte>> control_; ///< few, and usually none (a deque costs 1 KiB per idle connection)
-  std::vector<scheduling::buffer_ref> pending_; ///< taken from the mailbox, not yet written
+  /// taken from the mailbox, not yet written; made with the first frame (an idle connection has none)
+  std::unique_ptr<scheduling::lane_scheduler<scheduling::buffer_ref>> lanes_;
+  scheduling::buffer_ref held_;                  ///< next out, did not fit the last batch
+  std::vector<scheduling::buffer_ref> taken_;    ///< scratch for take()
   std::unique_ptr<actors::gateway> gw_;
   std::string agent_id_;
   codec::repeated_entry reason_kv_{};
   state state_ = state::handshake;
   websocket::close_code close_code_ = websocket::close_code::normal;
   bool writing_ = false, close_after_flush_ = false, registered_in_set_ = false, watchdog_armed_ = false;
+  bool paused_ = false;          ///< the message in in_ waits for a frame buffer (timer_ retries it)
+  std::uint32_t resume_at_ = 0;  ///< of a paused BATCH: the inner messages before this were handled
+  std::chrono::microseconds pause_for_{50};
   std::chrono::steady_clock::time_point write_began_{};
   bool deliver_ = true;  ///< false once failed: what is still queued goes to the dead letters
   bool goodbye_ = false; ///< a graceful stop: GOODBYE once the agent's frames are written
@@ -620,6 +727,7 @@ server_stats server::stats() const {
   s.slow_consumers = v(c.slow_consumers);
   s.sequence_gaps = v(c.gaps);
   s.sequence_repeats = v(c.repeats);
+  s.paused = v(c.paused);
   return s;
 }
 

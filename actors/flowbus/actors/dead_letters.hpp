@@ -49,7 +49,7 @@ dlq_kind kind_of(dead_reason r) noexcept;
 
 struct dead_letter {
   dead_reason reason;
-  scheduling::buffer_ref frame; ///< the encoded frame as sent
+  scheduling::buffer_ref frame; ///< the encoded frame as sent (a heap copy: pool buffers stay for live traffic)
   std::string recipient;        ///< agent id, or the topic for a route with no live recipient
   std::chrono::system_clock::time_point when;
 };

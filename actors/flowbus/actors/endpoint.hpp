@@ -16,6 +16,7 @@
 #include <flowbus/scheduling/cache.hpp>
 #include <flowbus/scheduling/mailbox.hpp>
 #include <flowbus/scheduling/mpsc_queue.hpp>
+#include <flowbus/scheduling/urgent_queue.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -29,7 +30,8 @@ class dead_letters;
 
 class endpoint {
 public:
-  using queue_type = scheduling::mpsc_queue<scheduling::buffer_ref>;
+  /// CRITICAL frames have an express ring: a bulk burst that fills the mailbox cannot refuse them.
+  using queue_type = scheduling::urgent_queue<scheduling::buffer_ref>;
   using box_type = scheduling::mailbox<queue_type>;
 
   /// @param doorbell_owner keeps the doorbell's context alive as long as the endpoint.
@@ -54,7 +56,8 @@ public:
   enum class push_status : std::uint8_t { ok, closed, full };
   push_status push(const scheduling::buffer_ref& frame) noexcept {
     if (!open()) return push_status::closed;
-    return box_.try_push(frame) == scheduling::push_result::full ? push_status::full : push_status::ok;
+    const bool urgent = frame.size() > 7 && frame.data()[7] == 0; // header byte 7: priority CRITICAL
+    return box_.try_push(frame, urgent) == scheduling::push_result::full ? push_status::full : push_status::ok;
   }
 
   /// Consumer side: handles up to `max` frames with f(buffer_ref&&), counting them as handled

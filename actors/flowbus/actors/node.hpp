@@ -59,6 +59,9 @@ struct node_config {
   std::chrono::milliseconds drain_timeout{5000}; ///< shutdown waits this long for in-flight messages
   std::chrono::milliseconds topic_idle_reap{30000}; ///< a topic actor without subscribers this long ends
   scheduling::buffer_pool_options buffers = {{{256, 16384}, {1024, 4096}, {4096, 1024}, {65536, 64}}, -1, true, true};
+  /// Kept for CRITICAL frames when `buffers` is exhausted (emergency mode: a flood of bulk traffic
+  /// that uses up every buffer cannot refuse the urgent ones). ~1.5 MiB.
+  scheduling::buffer_pool_options critical_buffers = {{{256, 1024}, {1024, 256}, {4096, 64}, {65536, 8}}, -1, false, true, 0};
 };
 
 struct agent_handle {

@@ -21,11 +21,12 @@ struct alignas(64) buffer_header {
   std::uint32_t capacity = 0;
   std::uint32_t size = 0;
   std::uint32_t index = 0;
-  size_class* owner = nullptr;
+  size_class* owner = nullptr; ///< nullptr: a heap buffer (buffer_ref::copy_of), freed by the last release
   unsigned char* data() noexcept { return reinterpret_cast<unsigned char*>(this + 1); }
 };
 static_assert(sizeof(buffer_header) == 64, "header is one cache line; data starts line-aligned");
-void release(buffer_header* h) noexcept; // back to the free list (buffer_pool.cpp)
+void release(buffer_header* h) noexcept; // back to the free list, or freed (buffer_pool.cpp)
+buffer_header* heap_copy(const void* data, std::size_t n); // buffer_pool.cpp
 } // namespace detail
 
 /// Shared ownership of one pooled buffer. Copying adds a reference, destruction drops one.
@@ -59,6 +60,12 @@ public:
   /// @pre n <= capacity() and this is the only reference.
   void set_size(std::size_t n) noexcept { h_->size = static_cast<std::uint32_t>(n); }
   std::uint32_t use_count() const noexcept { return h_ ? h_->refs.load(std::memory_order_acquire) : 0; }
+  /// Whether the buffer is pool memory (false: empty, or a heap copy).
+  bool pooled() const noexcept { return h_ && h_->owner; }
+
+  /// A buffer of `n` bytes copied from `data`, on the heap rather than in a pool: for what is kept
+  /// long (dead letters), so that it does not hold pool buffers the live traffic needs.
+  static buffer_ref copy_of(const void* data, std::size_t n) { return buffer_ref(detail::heap_copy(data, n)); }
   explicit operator bool() const noexcept { return h_ != nullptr; }
 
 private:

@@ -23,7 +23,6 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -130,7 +129,7 @@ public:
   template <class F> void clear(F&& f) {
     for (std::size_t i = 0; i < lane_count; ++i) {
       for (auto& e : lanes_[i].edf) f(std::move(e.value), i);
-      for (auto& v : lanes_[i].fifo) f(std::move(v), i);
+      lanes_[i].fifo.for_each([&](T& v) { f(std::move(v), i); });
       lanes_[i].edf.clear();
       lanes_[i].fifo.clear();
     }
@@ -167,9 +166,39 @@ private:
   static bool later(const timed& a, const timed& b) noexcept {
     return a.deadline != b.deadline ? a.deadline > b.deadline : a.seq > b.seq;
   }
+  // A FIFO as a vector and a head index: nothing allocated until used (a connection has five
+  // lanes; std::deque would allocate ~600 B each up front), compacted as the head advances.
+  struct fifo_queue {
+    std::vector<T> v;
+    std::size_t head = 0;
+    bool empty() const noexcept { return head == v.size(); }
+    std::size_t size() const noexcept { return v.size() - head; }
+    void push_back(T x) { v.push_back(std::move(x)); }
+    T& back() noexcept { return v.back(); }
+    void pop_back() noexcept {
+      v.pop_back();
+      if (head == v.size()) clear();
+    }
+    T pop_front() {
+      T x = std::move(v[head++]);
+      if (head == v.size()) clear();
+      else if (head >= 64 && head * 2 >= v.size()) { // most of the vector is consumed: shift down
+        v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(head));
+        head = 0;
+      }
+      return x;
+    }
+    void clear() noexcept {
+      v.clear();
+      head = 0;
+    }
+    template <class F> void for_each(F&& f) {
+      for (std::size_t i = head; i < v.size(); ++i) f(v[i]);
+    }
+  };
   struct lane_queue {
     std::vector<timed> edf;
-    std::deque<T> fifo;
+    fifo_queue fifo;
     bool empty() const noexcept { return edf.empty() && fifo.empty(); }
     std::size_t size() const noexcept { return edf.size() + fifo.size(); }
   };
@@ -189,8 +218,7 @@ private:
       update_pressure();
       return v;
     }
-    T v = std::move(l.fifo.front());
-    l.fifo.pop_front();
+    T v = l.fifo.pop_front();
     update_pressure();
     return v;
   }

@@ -32,7 +32,9 @@ void* zeroed_alloc(std::size_t bytes, std::size_t align);
 void zeroed_free(void* p, std::size_t bytes, std::size_t align) noexcept;
 } // namespace detail
 
-template <class T> class mpsc_queue {
+/// `Separation`: alignment that keeps the producers' tail and the consumer's head apart (false
+/// sharing); a rarely used ring may pass alignof(std::uint64_t) to be 32 bytes instead of 384.
+template <class T, std::size_t Separation = false_sharing_range> class mpsc_queue {
   static_assert(std::is_nothrow_move_constructible_v<T> && std::is_nothrow_destructible_v<T>,
                 "queue elements must move and destroy without throwing");
 
@@ -116,8 +118,8 @@ private:
   };
   const std::size_t mask_;
   cell* const cells_;
-  alignas(false_sharing_range) std::atomic<std::uint64_t> tail_{0}; ///< next position to claim
-  alignas(false_sharing_range) std::uint64_t head_ = 0;             ///< consumer only
+  alignas(Separation) std::atomic<std::uint64_t> tail_{0}; ///< next position to claim
+  alignas(Separation) std::uint64_t head_ = 0;             ///< consumer only
 };
 
 } // namespace flowbus::scheduling

@@ -50,6 +50,9 @@ struct client_options {
   std::uint32_t max_message = 64 * 1024;
   std::size_t max_batch = 32;
   std::size_t max_queued = 65536; ///< messages waiting to be written; beyond, sends are refused
+  /// SO_RCVBUF in bytes (0: the kernel's autotuning, up to MBs on loopback). A small buffer keeps
+  /// a backlog at the node, where priority lanes order it, instead of in this socket.
+  std::uint32_t receive_buffer = 0;
 };
 
 /// A received message, the same as an in-process agent's delivery (frame unset). Views are valid

@@ -9,6 +9,7 @@
 
 #include <flowbus/actors/node.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -31,6 +32,12 @@ struct server_options {
   std::chrono::milliseconds write_timeout{5000};     ///< a write blocked this long: slow consumer
   std::chrono::milliseconds heartbeat_default{10000}; ///< for a REGISTER without heartbeat_ms
   std::size_t mailbox_capacity = 0; ///< frames queued per connection (0: the node's default)
+  /// Outbound priority lanes (scheduling::lane_scheduler): frames per round for CRITICAL … BACKGROUND.
+  std::array<std::uint32_t, 5> lane_weights{16, 8, 4, 2, 1};
+  /// TCP_NOTSENT_LOWAT: unsent bytes the kernel may hold per connection (0: no limit). A backlog
+  /// then waits in the priority lanes, where urgent frames can still overtake it, instead of in
+  /// a FIFO socket buffer several MB deep.
+  std::uint32_t notsent_lowat = 128 * 1024;
 };
 
 struct server_stats {
@@ -38,6 +45,9 @@ struct server_stats {
   std::uint64_t frames_in = 0, frames_out = 0, writes = 0, batches = 0;
   std::uint64_t protocol_errors = 0, slow_consumers = 0;
   std::uint64_t sequence_gaps = 0, sequence_repeats = 0;
+  /// Times a connection stopped reading because the node had no frame buffer for what it sent
+  /// (backpressure: the frame waits in the session and TCP holds back the rest, nothing is dropped).
+  std::uint64_t paused = 0;
 };
 
 class server {

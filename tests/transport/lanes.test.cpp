@@ -1,0 +1,188 @@
+// Priority lanes on a WebSocket connection: urgent frames overtake a backlog, the least urgent are
+// shed to the dead letters under pressure, expired deadlines are dead-lettered — and every frame
+// is either delivered or accounted for.
+#include "transport_support.hpp"
+
+#include <flowbus/codec/clock.hpp>
+#include <flowbus/transport/client.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+using namespace flowbus;
+using namespace flowbus::test;
+
+namespace {
+transport::server_options tight() {
+  transport::server_options o;
+  o.mailbox_capacity = 512;
+  o.notsent_lowat = 16 * 1024;
+  return o;
+}
+
+std::unique_ptr<actors::client> publisher(actors::node& n) {
+  auto c = n.connect({"pub", "test"});
+  REQUIRE(c.has_value());
+  return std::move(c.value());
+}
+} // namespace
+
+TEST_SUITE("lanes") {
+
+  TEST_CASE("a CRITICAL frame overtakes a BACKGROUND backlog; what is shed is dead-lettered, nothing lost") {
+    edge e(tight());
+    raw_peer sub(e.port());
+    sub.join("sub", {"bulk.>"});
+    auto pub = publisher(e.node);
+    const std::string payload(200, 'b');
+    actors::send_options bg;
+    bg.prio = codec::priority::background;
+    constexpr int bulk = 20000;
+    for (int i = 0; i < bulk; ++i) pub->publish("bulk.x", payload, bg); // the peer does not read yet
+    auto& dead = e.node.dead();
+    REQUIRE(eventually([&] { return dead.count(actors::dead_reason::shed) > 0; }));
+    actors::send_options crit;
+    crit.prio = codec::priority::critical;
+    CHECK(pub->publish("bulk.x", "urgent", crit).code == actors::errc::ok);
+
+    int background = 0, after_urgent = -1;
+    while (auto f = sub.next(1s)) {
+      if (f->payload == "urgent") after_urgent = 0;
+      else if (f->topic == "bulk.x") {
+        ++background;
+        if (after_urgent >= 0) ++after_urgent;
+      }
+    }
+    REQUIRE(after_urgent >= 0);
+    // the lanes held ~480 frames when it came: it left ahead of them (only what the kernel already
+    // had, and at most one BACKGROUND per round, went before it)
+    CHECK(after_urgent >= 300);
+    const auto shed = dead.count(actors::dead_reason::shed), overflow = dead.count(actors::dead_reason::overflow);
+    CHECK(shed > 0);
+    CHECK(static_cast<std::uint64_t>(background) + shed + overflow == bulk);
+  }
+
+  TEST_CASE("frames whose deadline passes while queued are dead-lettered as expired, not sent") {
+    auto o = tight();
+    o.mailbox_capacity = 8192; // room for everything: nothing is shed, the socket is what blocks
+    edge e(o);
+    raw_peer sub(e.port());
+    sub.join("sub", {"jobs.>"});
+    auto pub = publisher(e.node);
+    const std::string filler(200, 'f');
+    for (int i = 0; i < 3000; ++i) pub->publish("jobs.fill", filler); // fill kernel buffers and lanes
+    std::this_thread::sleep_for(50ms); // the peer does not read: the socket is blocked
+    actors::send_options soon;
+    soon.deadline_ns = codec::wall_clock_ns() + 20'000'000; // 20 ms
+    for (int i = 0; i < 5; ++i) CHECK(pub->publish("jobs.soon", "stale", soon).code == actors::errc::ok);
+    std::this_thread::sleep_for(100ms);
+    int stale = 0, fill = 0;
+    while (auto f = sub.next(1s)) {
+      if (f->payload == "stale") ++stale;
+      else ++fill;
+    }
+    auto& dead = e.node.dead();
+    CHECK(stale == 0);
+    CHECK(dead.count(actors::dead_reason::expired) == 5);
+    CHECK(fill == 3000);
+    for (const auto& d : dead.take())
+      if (d.reason == actors::dead_reason::expired) CHECK(d.recipient == "sub");
+  }
+
+  TEST_CASE("when the node runs out of frame buffers the publisher's connection pauses; nothing is dropped") {
+    actors::node_config c = small_node();
+    c.buffers = {{{256, 256}}, -1, false, false, 0}; // 256 frames in all: far fewer than the mailbox holds
+    edge e(tight(), c);
+    raw_peer sub(e.port());
+    sub.join("sub", {"bulk"});
+    transport::client_options po;
+    po.port = e.port();
+    po.id = "wspub";
+    transport::client pub(po);
+    REQUIRE(pub.connect() == actors::errc::ok);
+    const std::string payload(100, 'p');
+    std::uint64_t sent = 0;
+    while (sent < 20000) // the subscriber does not read yet
+      if (pub.publish("bulk", payload) == actors::errc::ok) ++sent;
+      else std::this_thread::sleep_for(100us);
+    REQUIRE(eventually([&] { return e.server.stats().paused > 0; }));
+    // a CRITICAL frame still gets a buffer (the reserve) while every normal one is taken
+    auto local = publisher(e.node);
+    actors::send_options crit;
+    crit.prio = codec::priority::critical;
+    CHECK(local->publish("bulk", "urgent", crit).code == actors::errc::ok);
+    CHECK(local->publish("bulk", "normal").code == actors::errc::no_buffer);
+    std::uint64_t got = 0, urgent = 0;
+    while (auto f = sub.next(2s)) {
+      if (f->payload == "urgent") ++urgent;
+      else if (f->payload == payload) ++got;
+    }
+    CHECK(urgent == 1);
+    CHECK(got == sent);
+    CHECK(e.node.dead().total() == 0);
+    pub.close();
+  }
+
+  TEST_CASE("under a BACKGROUND flood from another connection, every CRITICAL probe arrives, nothing is lost") {
+    transport::server_options o;
+    o.mailbox_capacity = 16384;
+    edge e(o);
+    std::atomic<int> probes{0}, flood{0};
+    transport::client_options so;
+    so.port = e.port();
+    so.id = "sub";
+    so.subscriptions = {"load"};
+    so.receive_buffer = 64 * 1024;
+    transport::client sub(so);
+    sub.on_message([&](const transport::incoming& m) { (m.payload == "probe" ? probes : flood).fetch_add(1); });
+    REQUIRE(sub.connect() == actors::errc::ok);
+    std::atomic<bool> done{false};
+    std::uint64_t flood_sent = 0;
+    std::thread flooder([&] {
+      transport::client_options fo;
+      fo.port = e.port();
+      fo.id = "flooder";
+      transport::client c(fo);
+      REQUIRE(c.connect() == actors::errc::ok);
+      actors::send_options bg;
+      bg.prio = codec::priority::background;
+      const std::string payload(128, 'f');
+      while (!done.load()) {
+        if (c.publish("load", payload, bg) == actors::errc::ok) ++flood_sent;
+        else std::this_thread::sleep_for(50us);
+      }
+      c.close(); // after what is queued
+    });
+    transport::client_options po;
+    po.port = e.port();
+    po.id = "prober";
+    transport::client prober(po);
+    REQUIRE(prober.connect() == actors::errc::ok);
+    actors::send_options crit;
+    crit.prio = codec::priority::critical;
+    constexpr int n = 300;
+    std::this_thread::sleep_for(200ms);
+    for (int i = 0; i < n; ++i) {
+      REQUIRE(prober.publish("load", "probe", crit) == actors::errc::ok);
+      std::this_thread::sleep_for(2ms);
+    }
+    done = true;
+    flooder.join();
+    auto& dead = e.node.dead();
+    CHECK(eventually([&] { return probes.load() == n; }, 10s));
+    // every flood frame the flooder's client accepted is delivered or dead-lettered (shed)
+    const bool balanced = eventually(
+        [&] { return static_cast<std::uint64_t>(flood.load()) + dead.total() == flood_sent; }, 20s);
+    INFO("probes " << probes.load() << " flood " << flood.load() << " shed " << dead.count(actors::dead_reason::shed)
+                      << " overflow " << dead.count(actors::dead_reason::overflow) << " unavailable "
+                      << dead.count(actors::dead_reason::agent_unavailable) << " slow " << e.server.stats().slow_consumers
+                      << " in " << e.server.stats().frames_in << " out " << e.server.stats().frames_out << " client recv "
+                      << sub.stats().received << " total dead " << dead.total() << " sent " << flood_sent
+                      << " paused " << e.server.stats().paused);
+    CHECK(balanced);
+    prober.close();
+    sub.close();
+  }
+}
