@@ -131,6 +131,8 @@ void gateway::leave() {
 
 std::uint64_t gateway::backlog() const noexcept { return port_->ep().in_flight(); }
 
+void gateway::throttle(bool on) noexcept { port_->ep().set_throttled(on); }
+
 caf::actor gateway::actor() const { return st_->conn; }
 
 void node::attach(agent_spec spec, gateway_events events, attach_handler on_attach) {

@@ -97,11 +97,14 @@ send_result port::deliver_route(std::string_view topic, const route& r, const sc
     else if (res.code == errc::ok)
       res.code = e;
   };
-  for (const auto& ep : r.direct)
+  for (const auto& ep : r.direct) {
     note(push(*ep, frame));
+    res.throttled += ep->throttled();
+  }
   for (const member_set& g : r.groups) {
     if (endpoint* ep = pick(g)) {
       note(push(*ep, frame));
+      res.throttled += ep->throttled();
     } else {
       core_->dead.add(dead_reason::agent_unavailable, frame, std::string(topic));
       note(errc::agent_unavailable);
@@ -129,7 +132,7 @@ send_result port::send(const destination& to, std::string_view payload, const se
           return {errc::agent_unavailable, 0};
         }
         const errc e = push(*ep, frame);
-        return {e, e == errc::ok ? 1u : 0u};
+        return {e, e == errc::ok ? 1u : 0u, ep->throttled() ? 1u : 0u};
       });
     case destination::kind::capability:
       return core_->routes.read([&](const routing_table& t) -> send_result {
@@ -140,7 +143,7 @@ send_result port::send(const destination& to, std::string_view payload, const se
           return {errc::no_capable_agent, 0};
         }
         const errc e = push(*ep, frame);
-        return {e, e == errc::ok ? 1u : 0u};
+        return {e, e == errc::ok ? 1u : 0u, ep->throttled() ? 1u : 0u};
       });
   }
   return {};
@@ -156,6 +159,7 @@ send_result port::broadcast(std::string_view payload, std::string_view agent_typ
     t.for_each_agent(agent_type, [&](endpoint& ep) {
       if (&ep == ep_.get()) return;
       const errc e = push(ep, frame);
+      res.throttled += ep.throttled();
       if (e == errc::ok)
         ++res.delivered;
       else if (res.code == errc::ok)

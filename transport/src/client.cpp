@@ -92,7 +92,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   message_handler fallback;
   std::atomic<bool> registered{false}, closing{false}, started{false};
   std::atomic<std::uint64_t> next_corr{1}, next_token{1};
-  std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0};
+  std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0}, holds{0}, unsent{0};
+  std::atomic<bool> held{false}; ///< the node's last CREDIT was 0
+  clk::time_point close_by{};    ///< close() stops writing then (I/O thread)
 
   explicit impl(client_options o) : opt(std::move(o)), batch(opt.max_message, opt.max_batch) {}
 
@@ -385,6 +387,12 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         return;
       }
       case t::goodbye: return; // the node is stopping: the close follows, then a reconnect
+      case t::credit: {
+        const bool hold = msg.num(codec::field::credit) == 0;
+        if (hold) holds.fetch_add(1, std::memory_order_relaxed);
+        held.store(hold, std::memory_order_relaxed);
+        return;
+      }
       case t::reply:
         return complete(msg.correlation_id(), reply_result{errc::ok, std::string(msg.str(codec::field::source)),
                                                            std::string(msg.payload.as_string())});
@@ -519,9 +527,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       self->closing_flush();
     });
     if (thread.joinable()) {
-      // bounded: a node that does not answer the close handshake does not hold us
-      if (!joined_within(1s)) ioc.stop();
+      // bounded: a node that does not read or answer the close handshake does not hold us
+      if (!joined_within(opt.close_timeout + 1s)) ioc.stop();
       thread.join();
+      unsent.store(queued.load(std::memory_order_relaxed), std::memory_order_relaxed);
     }
     std::lock_guard<std::mutex> g(m);
     for (auto& a : sub_acks)
@@ -550,6 +559,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       bye.timestamp_ns = codec::wall_clock_ns();
       append_locked(bye);
     }
+    close_by = clk::now() + opt.close_timeout;
     drain_then_close();
   }
 
@@ -561,6 +571,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     }
     if (!writing && !empty) flush();
     if (writing || !empty) {
+      if (clk::now() >= close_by) return stop_io(); // the node does not take it: give up (counted as unsent)
       retry_timer.expires_after(1ms);
       retry_timer.async_wait([self = shared_from_this()](beast::error_code) { self->drain_then_close(); });
       return;
@@ -667,8 +678,10 @@ void client::close() { impl_->shutdown(); }
 client_stats client::stats() const {
   const impl& i = *impl_;
   return client_stats{i.sent.load(), i.received.load(), i.writes.load(), i.batches.load(), i.connects.load(),
-                      i.refused.load()};
+                      i.refused.load(), i.holds.load(), i.unsent.load()};
 }
+
+bool client::held() const noexcept { return impl_->held.load(std::memory_order_relaxed); }
 
 const client_options& client::options() const noexcept { return impl_->opt; }
 

@@ -54,7 +54,7 @@ struct server::core {
   std::unordered_set<session*> sessions;
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
-      protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0};
+      protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0};
   std::shared_ptr<post_gate> gate = std::make_shared<post_gate>();
   net::io_context ioc;
   tcp::acceptor acceptor;
@@ -198,7 +198,31 @@ private:
     const bool more = handle(m);
     if (paused_) return pause();
     in_.consume(in_.size());
-    if (more && state_ == state::open) read();
+    if (!more || state_ != state::open) return;
+    if (hold_) return hold();
+    hold_for_ = std::chrono::microseconds(100); // went through unthrottled
+    read();
+  }
+
+  /// A message of this publisher met a recipient above its high water mark: CREDIT 0 (hold), no
+  /// reading for a while (100 µs doubling to 5 ms while it stays so), then CREDIT 1 (go on) and
+  /// reading again. A publisher that ignores the CREDIT is held back by TCP all the same.
+  void hold() {
+    hold_ = false;
+    core_.holds.fetch_add(1, std::memory_order_relaxed);
+    send_credit(0);
+    timer_.expires_after(hold_for_);
+    hold_for_ = std::min<std::chrono::microseconds>(hold_for_ * 2, std::chrono::microseconds(5000));
+    timer_.async_wait(bind([](session& s, beast::error_code ec) {
+      if (ec || s.state_ != state::open) return;
+      s.send_credit(1); // the lease is over; the next throttled message holds again
+      s.read();
+    }));
+  }
+
+  void send_credit(std::uint64_t n) {
+    queue_control(codec::msg_type::credit, [&](codec::message& c) { c.set(codec::field::credit, n); });
+    flush();
   }
 
   /// The node had no frame buffer for a message: stop reading (TCP holds back the peer) and try
@@ -325,6 +349,8 @@ private:
       next_in_ = m.sequence;
       return false;
     }
+    // CRITICAL traffic is never held: emergency mode protects it
+    if (r.throttled && m.prio != codec::priority::critical) hold_ = true;
     const bool unanswerable = m.type == codec::msg_type::request && r.delivered == 0;
     if (unanswerable || (r.delivered == 0 && r.code != actors::errc::ok)) {
       // the sender learns at once: a request fails fast instead of timing out
@@ -477,6 +503,7 @@ private:
         ++used;
       }
       core_.frames_out.fetch_add(used, std::memory_order_relaxed);
+      if (used) update_throttle();
     }
     const bool drained = !held_ && (!lanes_ || lanes_->empty());
     if (batch_.empty() && goodbye_ && drained) {
@@ -523,6 +550,16 @@ private:
       if (!r.more) break;
     }
     taken_.clear();
+    update_throttle();
+  }
+
+  /// Tells the node's senders whether this connection's lanes are above their high water mark
+  /// (until below the low one): their publishers are then held (see hold()).
+  void update_throttle() {
+    const bool on = lanes_ && lanes_->throttled();
+    if (on == throttling_) return;
+    throttling_ = on;
+    gw_->throttle(on);
   }
 
   /// Dead-letters (reason expired) the queued frames whose deadline has passed.
@@ -630,6 +667,9 @@ private:
   websocket::close_code close_code_ = websocket::close_code::normal;
   bool writing_ = false, close_after_flush_ = false, registered_in_set_ = false, watchdog_armed_ = false;
   bool paused_ = false;          ///< the message in in_ waits for a frame buffer (timer_ retries it)
+  bool hold_ = false;            ///< the last message met a throttled recipient: hold() before reading on
+  bool throttling_ = false;      ///< this connection's lanes told senders to slow down
+  std::chrono::microseconds hold_for_{100};
   std::uint32_t resume_at_ = 0;  ///< of a paused BATCH: the inner messages before this were handled
   std::chrono::microseconds pause_for_{50};
   std::chrono::steady_clock::time_point write_began_{};
@@ -728,6 +768,7 @@ server_stats server::stats() const {
   s.sequence_gaps = v(c.gaps);
   s.sequence_repeats = v(c.repeats);
   s.paused = v(c.paused);
+  s.holds = v(c.holds);
   return s;
 }
 

@@ -88,6 +88,9 @@ struct send_options {
 struct send_result {
   errc code = errc::ok;       ///< ok, or the first refusal (those recipients' copies are in dead letters)
   std::uint32_t delivered = 0; ///< mailboxes the message was handed to
+  /// Recipients among them whose queue is above its high water mark: the sender should slow down
+  /// (a WebSocket connection stops reading its publisher for a while, docs/reliability.md).
+  std::uint32_t throttled = 0;
   explicit operator bool() const noexcept { return code == errc::ok; }
 };
 

@@ -51,6 +51,12 @@ public:
   /// Marks the agent down: later pushes are refused with agent_unavailable.
   void close() noexcept { open_.store(false, std::memory_order_release); }
 
+  /// Flow control: the consumer says its queue is above its high water mark (until it falls below
+  /// the low one). Senders learn it from send_result::throttled and hold back; nothing is refused
+  /// for it. Set by consumers with priority lanes (WebSocket connections).
+  void set_throttled(bool on) noexcept { throttled_.store(on, std::memory_order_relaxed); }
+  bool throttled() const noexcept { return throttled_.load(std::memory_order_relaxed); }
+
   /// Hands `frame` (a shared reference) to the agent. ok, or agent_unavailable / mailbox_full
   /// (the caller dead-letters it).
   enum class push_status : std::uint8_t { ok, closed, full };
@@ -92,6 +98,7 @@ private:
   std::shared_ptr<void> doorbell_owner_;
   dead_letters* orphans_;
   std::atomic<bool> open_{true};
+  std::atomic<bool> throttled_{false}; ///< read by senders with open_, written on transitions only
   box_type box_;
   alignas(scheduling::false_sharing_range) std::atomic<std::uint64_t> handled_{0};
 };

@@ -47,6 +47,8 @@ public:
   void leave();
   /// Frames queued and not yet taken (a snapshot).
   std::uint64_t backlog() const noexcept;
+  /// Tells senders to this agent to slow down (on) or that they may go on (off): endpoint::set_throttled.
+  void throttle(bool on) noexcept;
   /// The connection actor, for code that speaks CAF.
   caf::actor actor() const;
 

@@ -50,6 +50,9 @@ struct client_options {
   std::uint32_t max_message = 64 * 1024;
   std::size_t max_batch = 32;
   std::size_t max_queued = 65536; ///< messages waiting to be written; beyond, sends are refused
+  /// close() writes what is queued first, for at most this long; what is left is counted in
+  /// client_stats::unsent.
+  std::chrono::milliseconds close_timeout{5000};
   /// SO_RCVBUF in bytes (0: the kernel's autotuning, up to MBs on loopback). A small buffer keeps
   /// a backlog at the node, where priority lanes order it, instead of in this socket.
   std::uint32_t receive_buffer = 0;
@@ -68,6 +71,8 @@ struct reply_result {
 
 struct client_stats {
   std::uint64_t sent = 0, received = 0, writes = 0, batches = 0, connects = 0, refused = 0;
+  std::uint64_t holds = 0; ///< CREDIT 0 from the node: a recipient of ours was above its high water mark
+  std::uint64_t unsent = 0; ///< accepted by a send but still queued when close() gave up (close_timeout)
 };
 
 class client {
@@ -103,6 +108,10 @@ public:
   /// Says GOODBYE, closes, stops reconnecting and joins the I/O thread. Idempotent.
   void close();
   client_stats stats() const;
+  /// Whether the node last asked us to hold (CREDIT 0): a recipient is above its high water mark and
+  /// the node is not reading from us for a few ms. publish() still queues; a publisher that can
+  /// wait should (the node holds it back through TCP anyway).
+  bool held() const noexcept;
   const client_options& options() const noexcept;
 
   struct impl;

@@ -48,6 +48,9 @@ struct server_stats {
   /// Times a connection stopped reading because the node had no frame buffer for what it sent
   /// (backpressure: the frame waits in the session and TCP holds back the rest, nothing is dropped).
   std::uint64_t paused = 0;
+  /// Times a publisher's connection was held (CREDIT 0, no reading for a while) because a message
+  /// of it met a recipient connection above its high water mark (docs/reliability.md).
+  std::uint64_t holds = 0;
 };
 
 class server {
