@@ -93,7 +93,7 @@ TEST_SUITE("lanes") {
 
   TEST_CASE("a publisher feeding a connection above its high water mark is held (CREDIT 0), then let go") {
     edge e(tight()); // lanes of 512: throttled from 410 queued
-    raw_peer sub(e.port());
+    raw_peer sub(e.port(), 4096); // the kernel takes little: the backlog stays in the lanes
     sub.join("sub", {"bulk"});
     transport::client_options po;
     po.port = e.port();
@@ -103,15 +103,19 @@ TEST_SUITE("lanes") {
     const std::string payload(100, 'p');
     constexpr std::uint64_t n = 5000;
     for (std::uint64_t i = 0; i < n; ++i) REQUIRE(pub.publish("bulk", payload) == actors::errc::ok);
-    REQUIRE(eventually([&] { return e.server.stats().holds > 0 && pub.stats().holds > 0; }));
-    CHECK(pub.held());
+    const bool held = eventually([&] { return e.server.stats().holds > 0 && pub.stats().holds > 0; });
+    INFO("server holds " << e.server.stats().holds << " client holds " << pub.stats().holds << " in "
+                         << e.server.stats().frames_in << " out " << e.server.stats().frames_out << " shed "
+                         << e.node.dead().count(actors::dead_reason::shed) << " overflow "
+                         << e.node.dead().count(actors::dead_reason::overflow) << " paused " << e.server.stats().paused);
+    REQUIRE(held);
     std::uint64_t got = 0; // now the subscriber reads
     while (auto f = sub.next(2s))
       if (f->payload == payload) ++got;
     auto& dead = e.node.dead();
     CHECK(got + dead.count(actors::dead_reason::shed) == n); // held or shed, never lost
     CHECK(got > n / 2);   // holding kept most of it from being shed
-    CHECK_FALSE(pub.held()); // CREDIT 1 after the hold
+    CHECK(eventually([&] { return !pub.held(); })); // CREDIT 1 after the hold
     pub.close();
     CHECK(pub.stats().unsent == 0);
   }

@@ -68,9 +68,13 @@ struct got_frame {
 /// A WebSocket peer driven step by step from the test thread, with deadlines.
 class raw_peer {
 public:
-  explicit raw_peer(std::uint16_t port) : ws_(ioc_) {
+  /// @param receive_buffer SO_RCVBUF (0: the kernel's): small, a peer that does not read blocks the node soon.
+  explicit raw_peer(std::uint16_t port, int receive_buffer = 0) : ws_(ioc_) {
     net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), port);
-    beast::get_lowest_layer(ws_).connect(ep);
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    sock.open(ep.protocol());
+    if (receive_buffer) sock.set_option(net::socket_base::receive_buffer_size(receive_buffer));
+    sock.connect(ep);
     ws_.handshake("127.0.0.1:" + std::to_string(port), "/");
     ws_.binary(true);
   }
