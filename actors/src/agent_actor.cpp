@@ -10,6 +10,9 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/send.hpp>
 
+#include <flowbus/scheduling/fixed_rate.hpp> // steady_ns
+
+#include <random>
 #include <unordered_map>
 
 namespace flowbus::actors {
@@ -22,6 +25,16 @@ struct agent_context::pending {
 struct agent_state {
   std::shared_ptr<agent_boot> boot;
   std::unique_ptr<agent_context> ctx;
+  /// Messages whose handler failed, waiting for their next attempt (retry_atom carries the key).
+  struct retry_entry {
+    scheduling::buffer_ref frame;
+    std::uint32_t attempts; ///< made so far
+  };
+  std::unordered_map<std::uint64_t, retry_entry> retries;
+  std::uint64_t next_retry = 1;
+  std::optional<scheduling::circuit_breaker> breaker;
+  scheduling::breaker_state published = scheduling::breaker_state::closed; ///< what the endpoint shows
+  std::minstd_rand rng{std::random_device{}()};
   static inline const char* name = "flowbus.agent";
 };
 
@@ -43,7 +56,22 @@ void finish(agent_state& st, std::uint64_t corr, reply r) {
   h(std::move(r));
 }
 
-void handle(agent_state& st, scheduling::buffer_ref&& frame) {
+/// Shows the breaker's state on the endpoint (senders fail fast while it is open) and, when it
+/// opens, sets the timer that lets trial messages in again.
+void publish_breaker(caf::stateful_actor<agent_state>* self) {
+  agent_state& st = self->state;
+  const scheduling::breaker_state s = st.breaker->state();
+  if (s == st.published) return;
+  st.published = s;
+  agent_actor_access::port(*st.ctx).ep().set_breaker(s);
+  if (s == scheduling::breaker_state::open)
+    self->delayed_send(self, std::chrono::nanoseconds(st.breaker->options().open_for_ns), breaker_atom::value);
+}
+
+using actor_ptr = caf::stateful_actor<agent_state>*;
+
+void handle(actor_ptr self, scheduling::buffer_ref&& frame, std::uint32_t attempts = 1) {
+  agent_state& st = self->state;
   detail::port& p = agent_actor_access::port(*st.ctx);
   delivery d;
   if (!p.decode(frame, d)) return;
@@ -60,11 +88,33 @@ void handle(agent_state& st, scheduling::buffer_ref&& frame) {
     finish(st, d.correlation_id, std::move(r));
     return;
   }
+  const std::uint64_t now = scheduling::steady_ns();
+  if (st.breaker && !st.breaker->allow(now)) { // open, or half-open with its trials taken
+    p.core().dead.add(dead_reason::circuit_open, std::move(frame), p.ep().agent_id(), attempts);
+    return publish_breaker(self);
+  }
+  d.attempt = attempts;
+  bool failed = false;
   try {
     st.boot->handler(*st.ctx, d);
-  } catch (...) { // a handler that throws has failed this message: account for it, keep serving
-    p.core().dead.add(dead_reason::poison, frame, p.ep().agent_id());
+  } catch (...) { // a handler that throws has failed this message: retry, keep serving the rest
+    failed = true;
   }
+  if (st.breaker) {
+    if (failed) st.breaker->on_failure(now);
+    else st.breaker->on_success(now);
+    publish_breaker(self);
+  }
+  if (!failed) return;
+  const scheduling::retry_policy& rp = st.boot->retry;
+  // bounded: retries hold frames, at most a mailbox's worth; beyond, the message is given up
+  if (attempts >= rp.max_attempts || st.retries.size() >= p.ep().capacity()) {
+    p.core().dead.add(dead_reason::poison, std::move(frame), p.ep().agent_id(), attempts);
+    return;
+  }
+  const std::uint64_t key = st.next_retry++;
+  st.retries.emplace(key, agent_state::retry_entry{std::move(frame), attempts});
+  self->delayed_send(self, scheduling::full_jitter(attempts, rp.initial, rp.max, st.rng), retry_atom::value, key);
 }
 
 void close_and_quit(caf::stateful_actor<agent_state>* self, dead_reason why) {
@@ -74,6 +124,9 @@ void close_and_quit(caf::stateful_actor<agent_state>* self, dead_reason why) {
     p.ep().close();
     p.ep().drain([&](scheduling::buffer_ref&& f) { p.core().dead.add(why, std::move(f), p.ep().agent_id()); },
                   SIZE_MAX);
+    for (auto& r : st.retries) // waiting for another attempt: accounted for like the queued ones
+      p.core().dead.add(why, std::move(r.second.frame), p.ep().agent_id(), r.second.attempts);
+    st.retries.clear();
     auto& waiting = agent_actor_access::pending(*st.ctx).waiting;
     while (!waiting.empty()) // every request gets an answer, here a refusal
       finish(st, waiting.begin()->first, reply{errc::node_stopped, {}});
@@ -133,6 +186,7 @@ caf::behavior agent_actor(caf::stateful_actor<agent_state>* self, std::shared_pt
   return {
       [=](start_atom, std::shared_ptr<endpoint>& ep) {
         agent_state& st = self->state;
+        if (st.boot->breaker) st.breaker.emplace(*st.boot->breaker);
         st.ctx = std::make_unique<agent_context>(
             std::make_unique<detail::port>(st.boot->core, nullptr, std::move(ep), st.boot->prio), self);
         if (st.boot->on_start) st.boot->on_start(*st.ctx);
@@ -145,7 +199,7 @@ caf::behavior agent_actor(caf::stateful_actor<agent_state>* self, std::shared_pt
         std::chrono::steady_clock::time_point spin_until{}; // set at the first empty poll after a message
         const auto r = agent_actor_access::port(*st.ctx).ep().drain(
             [&](scheduling::buffer_ref&& f) {
-              handle(st, std::move(f));
+              handle(self, std::move(f));
               spin_until = {};
             },
             drain_batch,
@@ -165,6 +219,20 @@ caf::behavior agent_actor(caf::stateful_actor<agent_state>* self, std::shared_pt
       },
       [=](timeout_atom, std::uint64_t corr, std::uint8_t code) {
         finish(self->state, corr, reply{static_cast<errc>(code), {}});
+      },
+      [=](retry_atom, std::uint64_t key) {
+        agent_state& st = self->state;
+        const auto it = st.retries.find(key);
+        if (it == st.retries.end()) return;
+        agent_state::retry_entry e = std::move(it->second);
+        st.retries.erase(it);
+        handle(self, std::move(e.frame), e.attempts + 1);
+      },
+      [=](breaker_atom) { // open_for has passed: let senders in again for the trial messages
+        agent_state& st = self->state;
+        if (!st.breaker || st.breaker->state(scheduling::steady_ns()) != scheduling::breaker_state::half_open) return;
+        st.published = scheduling::breaker_state::half_open;
+        agent_actor_access::port(*st.ctx).ep().set_breaker(st.published);
       },
       [=](down_atom) { close_and_quit(self, dead_reason::agent_unavailable); },
       [=](stop_atom) { close_and_quit(self, dead_reason::shutdown); },

@@ -21,11 +21,12 @@ const char* to_string(dead_reason r) noexcept {
   return "invalid";
 }
 
-void dead_letters::add(dead_reason reason, scheduling::buffer_ref frame, std::string recipient) {
+void dead_letters::add(dead_reason reason, scheduling::buffer_ref frame, std::string recipient,
+                       std::uint32_t attempts) {
   // kept on the heap, not in the pool: a storm of dead letters must not starve the live traffic
   // of frame buffers (the pool's buffer goes back as `frame` dies)
   if (frame.pooled()) frame = scheduling::buffer_ref::copy_of(frame.data(), frame.size());
-  dead_letter d{reason, std::move(frame), std::move(recipient), std::chrono::system_clock::now()};
+  dead_letter d{reason, std::move(frame), std::move(recipient), std::chrono::system_clock::now(), attempts};
   const dlq_kind k = kind_of(reason);
   bool ring = false;
   {

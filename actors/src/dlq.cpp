@@ -248,6 +248,7 @@ dlq_entry make_dlq_entry(const dead_letter& d) {
   dlq_entry e;
   e.reason = d.reason;
   e.recipient = d.recipient;
+  e.attempts = d.attempts;
   e.first_ns = e.last_ns = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(d.when.time_since_epoch()).count());
   if (!d.frame) return e;
@@ -256,7 +257,7 @@ dlq_entry make_dlq_entry(const dead_letter& d) {
   codec::message m;
   if (dec.decode(codec::bytes_view(d.frame.data(), d.frame.size()), m)) {
     e.source = std::string(m.str(codec::field::source));
-    e.attempts = static_cast<std::uint32_t>(std::max<std::uint64_t>(m.num(codec::field::attempt), 1));
+    e.attempts = static_cast<std::uint32_t>(std::max<std::uint64_t>(m.num(codec::field::attempt), d.attempts));
   }
   return e;
 }

@@ -9,7 +9,7 @@ endpoint::endpoint(subscriber_id id, std::string agent_id, std::string agent_typ
                    std::shared_ptr<void> doorbell_owner, dead_letters* orphans)
     : id_(id), agent_id_(std::move(agent_id)), agent_type_(std::move(agent_type)),
       capabilities_(std::move(capabilities)), doorbell_owner_(std::move(doorbell_owner)), orphans_(orphans),
-      box_(capacity, ring, doorbell_owner_.get()) {}
+      capacity_(capacity), box_(capacity, ring, doorbell_owner_.get()) {}
 
 endpoint::~endpoint() {
   // Frames still here were handed to an agent that never took them (it went down, or a
@@ -33,6 +33,7 @@ const char* to_string(errc e) noexcept {
     case errc::duplicate_agent: return "duplicate_agent";
     case errc::too_large: return "too_large";
     case errc::no_buffer: return "no_buffer";
+    case errc::circuit_open: return "circuit_open";
     case errc::node_stopped: return "node_stopped";
     case errc::not_subscribed: return "not_subscribed";
   }

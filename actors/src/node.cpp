@@ -63,7 +63,8 @@ expected<agent_handle, errc> node::spawn(agent_spec spec, agent_handler handler,
   if (!handler) handler = [](agent_context&, const delivery&) {};
   auto boot = std::make_shared<agent_boot>(
       agent_boot{impl_.get(), std::move(handler), std::move(on_start), spec.heartbeat_interval, spec.priority,
-                 spec.idle_spin});
+                 spec.idle_spin, spec.retry,
+                 spec.breaker_enabled ? std::optional<scheduling::breaker_options>(spec.breaker) : std::nullopt});
   caf::actor a = spawn_agent(impl_.get(), std::move(boot));
   std::string id = spec.id;
   registered r = register_agent(*impl_, registration{std::move(spec), a, nullptr, nullptr});
@@ -127,11 +128,20 @@ std::vector<agent_status> node::agents() const {
   std::vector<agent_status> out;
   impl_->routes.read([&](const routing_table& t) {
     t.for_each_agent({}, [&](endpoint& ep) {
-      out.push_back({ep.agent_id(), ep.agent_type(), ep.id(), ep.capabilities(), ep.in_flight(), ep.handled()});
+      out.push_back({ep.agent_id(), ep.agent_type(), ep.id(), ep.capabilities(), ep.in_flight(), ep.handled(),
+                     ep.breaker(), ep.throttled()});
     });
   });
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.handle < b.handle; });
   return out;
+}
+
+expected<scheduling::breaker_state, errc> node::breaker(std::string_view agent_id) const {
+  return impl_->routes.read([&](const routing_table& t) -> expected<scheduling::breaker_state, errc> {
+    const endpoint* ep = t.agent(agent_id);
+    if (!ep) return errc::agent_unavailable;
+    return ep->breaker();
+  });
 }
 
 std::vector<std::string> node::topics() const {

@@ -20,6 +20,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 namespace flowbus::actors {
@@ -41,6 +42,8 @@ using reap_atom = caf::atom_constant<caf::atom("fb_reap")>;
 using count_atom = caf::atom_constant<caf::atom("fb_count")>;
 using flush_atom = caf::atom_constant<caf::atom("fb_flush")>;
 using topics_atom = caf::atom_constant<caf::atom("fb_topics")>;
+using retry_atom = caf::atom_constant<caf::atom("fb_retry")>;
+using breaker_atom = caf::atom_constant<caf::atom("fb_brk")>;
 
 /// REGISTER as the directory receives it (local only: carries pointers).
 struct registration {
@@ -97,6 +100,8 @@ struct agent_boot {
   std::chrono::milliseconds heartbeat;
   codec::priority prio;
   std::chrono::microseconds idle_spin;
+  scheduling::retry_policy retry;
+  std::optional<scheduling::breaker_options> breaker;
 };
 
 /// A client thread's doorbell: the mailbox rings it, receive() sleeps on it.

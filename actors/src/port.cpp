@@ -70,6 +70,9 @@ errc port::push(endpoint& ep, const scheduling::buffer_ref& frame) {
     case endpoint::push_status::full:
       core_->dead.add(dead_reason::overflow, frame, ep.agent_id());
       return errc::mailbox_full;
+    case endpoint::push_status::circuit_open:
+      core_->dead.add(dead_reason::circuit_open, frame, ep.agent_id());
+      return errc::circuit_open;
   }
   return errc::ok;
 }

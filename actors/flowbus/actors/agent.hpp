@@ -13,6 +13,8 @@
 #include <flowbus/codec/message.hpp>
 #include <flowbus/codec/types.hpp>
 #include <flowbus/scheduling/buffer.hpp>
+#include <flowbus/scheduling/circuit_breaker.hpp>
+#include <flowbus/scheduling/retry.hpp>
 
 #include <caf/fwd.hpp>
 
@@ -53,6 +55,14 @@ struct agent_spec {
   /// before yielding, holding a scheduler worker meanwhile: single-digit-µs latency for traffic
   /// whose gaps are shorter than the spin, paid for with CPU (docs/benchmarks.md).
   std::chrono::microseconds idle_spin{0};
+  /// Actor agents: a handler that throws has failed the message. It is tried again after a
+  /// full-jitter backoff (ceiling `initial`, doubling to `max`) until `max_attempts` in all, then
+  /// dead-lettered as poison with its attempts (docs/reliability.md).
+  scheduling::retry_policy retry{3, std::chrono::milliseconds(20), std::chrono::milliseconds(1000)};
+  /// Actor agents: handler failures in a sliding window open the agent's circuit breaker; while
+  /// open, messages for it fail fast (errc::circuit_open, dead-lettered as circuit_open). Off: none.
+  bool breaker_enabled = true;
+  scheduling::breaker_options breaker;
 };
 
 /// One received message. Views point into the shared frame and stay valid while it is held:
@@ -69,6 +79,7 @@ struct delivery {
   std::uint64_t sequence = 0;     ///< the sender's frame sequence
   std::uint64_t timestamp_ns = 0; ///< sender's clock at send, ns since the Unix epoch
   std::uint64_t deadline_ns = 0;  ///< 0: none
+  std::uint32_t attempt = 1;      ///< actor agents: 2 and up when a failed handler is retried
   std::string_view payload;
   const scheduling::buffer_ref* frame = nullptr; ///< the whole frame: copy it to keep or forward it
   bool is_request() const noexcept { return type == codec::msg_type::request; }

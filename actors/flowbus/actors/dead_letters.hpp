@@ -52,13 +52,14 @@ struct dead_letter {
   scheduling::buffer_ref frame; ///< the encoded frame as sent (a heap copy: pool buffers stay for live traffic)
   std::string recipient;        ///< agent id, or the topic for a route with no live recipient
   std::chrono::system_clock::time_point when;
+  std::uint32_t attempts = 1; ///< deliveries tried (a poison message: every attempt its handler failed)
 };
 
 class dead_letters {
 public:
   explicit dead_letters(std::size_t capacity = 10000) : capacity_(capacity) {}
 
-  void add(dead_reason reason, scheduling::buffer_ref frame, std::string recipient);
+  void add(dead_reason reason, scheduling::buffer_ref frame, std::string recipient, std::uint32_t attempts = 1);
   /// Removes and returns up to `max` entries, oldest first.
   std::vector<dead_letter> take(std::size_t max = SIZE_MAX);
   std::size_t size() const;

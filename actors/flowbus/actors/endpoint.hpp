@@ -14,6 +14,7 @@
 #include <flowbus/actors/topic_index.hpp> // subscriber_id
 #include <flowbus/scheduling/buffer.hpp>
 #include <flowbus/scheduling/cache.hpp>
+#include <flowbus/scheduling/circuit_breaker.hpp>
 #include <flowbus/scheduling/mailbox.hpp>
 #include <flowbus/scheduling/mpsc_queue.hpp>
 #include <flowbus/scheduling/urgent_queue.hpp>
@@ -46,6 +47,7 @@ public:
   const std::string& agent_id() const noexcept { return agent_id_; }
   const std::string& agent_type() const noexcept { return agent_type_; }
   const std::vector<std::string>& capabilities() const noexcept { return capabilities_; }
+  std::size_t capacity() const noexcept { return capacity_; } ///< of the mailbox, as asked
 
   bool open() const noexcept { return open_.load(std::memory_order_acquire); }
   /// Marks the agent down: later pushes are refused with agent_unavailable.
@@ -57,11 +59,17 @@ public:
   void set_throttled(bool on) noexcept { throttled_.store(on, std::memory_order_relaxed); }
   bool throttled() const noexcept { return throttled_.load(std::memory_order_relaxed); }
 
+  /// The agent's circuit breaker as its consumer last set it: while open, pushes fail fast
+  /// (push_status::circuit_open, dead-lettered as circuit_open).
+  void set_breaker(scheduling::breaker_state s) noexcept { breaker_.store(s, std::memory_order_relaxed); }
+  scheduling::breaker_state breaker() const noexcept { return breaker_.load(std::memory_order_relaxed); }
+
   /// Hands `frame` (a shared reference) to the agent. ok, or agent_unavailable / mailbox_full
   /// (the caller dead-letters it).
-  enum class push_status : std::uint8_t { ok, closed, full };
+  enum class push_status : std::uint8_t { ok, closed, full, circuit_open };
   push_status push(const scheduling::buffer_ref& frame) noexcept {
     if (!open()) return push_status::closed;
+    if (breaker_.load(std::memory_order_relaxed) == scheduling::breaker_state::open) return push_status::circuit_open;
     const bool urgent = frame.size() > 7 && frame.data()[7] == 0; // header byte 7: priority CRITICAL
     return box_.try_push(frame, urgent) == scheduling::push_result::full ? push_status::full : push_status::ok;
   }
@@ -97,8 +105,10 @@ private:
   const std::vector<std::string> capabilities_;
   std::shared_ptr<void> doorbell_owner_;
   dead_letters* orphans_;
+  std::size_t capacity_;
   std::atomic<bool> open_{true};
   std::atomic<bool> throttled_{false}; ///< read by senders with open_, written on transitions only
+  std::atomic<scheduling::breaker_state> breaker_{scheduling::breaker_state::closed}; ///< likewise
   box_type box_;
   alignas(scheduling::false_sharing_range) std::atomic<std::uint64_t> handled_{0};
 };

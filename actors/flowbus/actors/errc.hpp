@@ -21,6 +21,7 @@ enum class errc : std::uint8_t {
   no_buffer,          ///< the buffer pool is exhausted (backpressure: retry later)
   node_stopped,       ///< the node is shutting down or stopped
   not_subscribed,     ///< unsubscribe of a pattern the agent did not have
+  circuit_open,       ///< the recipient's circuit breaker is open (the message went to dead letters)
 };
 
 const char* to_string(errc e) noexcept;

@@ -76,6 +76,8 @@ struct agent_status {
   subscriber_id handle;
   std::vector<std::string> capabilities;
   std::uint64_t in_flight, handled;
+  scheduling::breaker_state breaker; ///< its circuit breaker as senders see it
+  bool throttled;                    ///< its queue is above its high water mark (flow control)
 };
 
 struct dlq_replay_result {
@@ -113,6 +115,8 @@ public:
   shutdown_report shutdown();
 
   std::vector<agent_status> agents() const;
+  /// One agent's circuit breaker as senders see it; agent_unavailable if there is no such agent.
+  expected<scheduling::breaker_state, errc> breaker(std::string_view agent_id) const;
   /// The subscription patterns that have a topic actor now (owning their subscriber sets), sorted.
   std::vector<std::string> topics() const;
   dead_letters& dead() noexcept;
