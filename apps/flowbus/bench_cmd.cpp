@@ -369,7 +369,7 @@ int run_priority(const bench_options& o) {
     if (child == 0) {
       close(fds[0]);
       close(ready[0]);
-      subscribers subs("127.0.0.1", port, 1, count, 64 * 1024);
+      subscribers subs("127.0.0.1", port, 1, count, o.receive_buffer);
       const bool ok = subs.connect();
       const char r = ok ? 'R' : 'F';
       (void)!write(ready[1], &r, 1);

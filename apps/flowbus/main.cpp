@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--connections", bench.connections, "connections: how many to open")->capture_default_str();
   bench_cmd->add_option("--node-mailbox", bench.node_mailbox, "the started node's per-connection queue")->capture_default_str();
   bench_cmd->add_option("--node-io-threads", bench.node_io_threads, "the started node's I/O threads")->capture_default_str();
+  bench_cmd->add_option("--receive-buffer", bench.receive_buffer,
+                        "priority: the subscriber's socket receive buffer in bytes (0: the kernel's autotuning)")
+      ->capture_default_str();
   bench_cmd->add_option("--name", bench.name, "the JSON `bench` name");
 
   flowbus::app::dlq_options dlq;
