@@ -5,6 +5,7 @@
 #include <flowbus/actors/topic_index.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
+#include <flowbus/scheduling/dedup_window.hpp>
 #include <flowbus/scheduling/retry.hpp>
 #include <flowbus/transport/outbound.hpp>
 #include <flowbus/transport/reasons.hpp>
@@ -92,7 +93,19 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   message_handler fallback;
   std::atomic<bool> registered{false}, closing{false}, started{false};
   std::atomic<std::uint64_t> next_corr{1}, next_token{1};
-  std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0}, holds{0}, unsent{0};
+  std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0}, holds{0}, unsent{0},
+      acked{0}, redelivered{0}, duplicates{0};
+  /// publish_acked messages waiting for the node's ACK: their frame, for sending again
+  struct unacked_publish {
+    std::vector<codec::byte> frame;
+    std::uint32_t attempts;
+    clk::time_point deadline;
+    std::shared_ptr<std::promise<errc>> done;
+  };
+  std::unordered_map<std::uint64_t, unacked_publish> unacked;
+  scheduling::dedup_window dedup;    ///< I/O thread: (source, message id) seen
+  std::uint64_t last_in_seq = 0;     ///< I/O thread: the node's sequence of the last message handled
+  bool ack_due = false;              ///< I/O thread: a message arrived since our last ACK
   std::atomic<bool> held{false}; ///< the node's last CREDIT was 0
   clk::time_point close_by{};    ///< close() stops writing then (I/O thread)
 
@@ -137,8 +150,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   /// A data message to a destination (or a broadcast), from this agent.
   errc send_data(const actors::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,
-                 const actors::send_options& opts, std::string_view reply_to = {}) {
+                 const actors::send_options& opts, std::string_view reply_to = {}, std::uint8_t flags = 0,
+                 std::vector<codec::byte>* copy = nullptr) {
     codec::message msg;
+    msg.flags = flags;
     msg.type = opts.type;
     msg.prio = opts.prio.value_or(opt.priority);
     msg.timestamp_ns = codec::wall_clock_ns();
@@ -159,7 +174,27 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     if (opts.message_id) msg.set(codec::field::message_id, opts.message_id);
     if (opts.deadline_ns) msg.set(codec::field::deadline, opts.deadline_ns);
     msg.payload = codec::bytes_view(payload);
+    if (copy && !append_frame(msg, *copy)) return errc::too_large;
     return enqueue(msg);
+  }
+
+  /// Sends an acknowledged message's frame again (I/O thread, from sweep).
+  void resend_locked(unacked_publish& u) {
+    if (u.frame.size() < codec::defaults::header_size) return; // publish_acked has not stored it yet
+    u.frame[6] |= codec::flag::redelivery; // header byte 6: flags (the checksum is redone on writing)
+    pending.insert(pending.end(), u.frame.begin(), u.frame.end());
+    queued.fetch_add(1, std::memory_order_relaxed);
+    redelivered.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void send_ack() {
+    ack_due = false;
+    codec::message a;
+    a.type = codec::msg_type::ack;
+    a.prio = codec::priority::critical;
+    a.timestamp_ns = codec::wall_clock_ns();
+    a.set(codec::field::message_id, last_in_seq); // cumulative: every node frame up to this one
+    enqueue(a); // refused only when the queue is full: the next ACK covers this one too
   }
 
   static codec::message subscription_frame(codec::msg_type type, std::string_view pattern, std::string_view group,
@@ -249,6 +284,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     r.prio = opt.priority;
     r.timestamp_ns = codec::wall_clock_ns();
     r.set(codec::field::source, opt.id);
+    if (opt.acks) r.flags |= codec::flag::ack_requested; // we acknowledge what we receive
     if (!opt.type.empty()) r.set(codec::field::agent_type, opt.type);
     r.set(codec::field::heartbeat_ms, static_cast<std::uint64_t>(opt.heartbeat.count()));
     std::vector<codec::repeated_entry> rep;
@@ -271,6 +307,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       if (ec) return self->lost("read: " + ec.message());
       if (!self->on_frame()) return;
       self->in.consume(self->in.size());
+      if (self->ack_due) self->send_ack(); // after the handlers of everything in this message
       self->read(gen);
     });
   }
@@ -368,10 +405,16 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         std::shared_ptr<std::promise<errc>> p;
         {
           std::lock_guard<std::mutex> g(m);
-          auto it = sub_acks.find(msg.message_id());
-          if (it == sub_acks.end()) return;
-          p = std::move(it->second);
-          sub_acks.erase(it);
+          if (auto it = sub_acks.find(msg.message_id()); it != sub_acks.end()) {
+            p = std::move(it->second);
+            sub_acks.erase(it);
+          } else if (auto u = unacked.find(msg.message_id()); u != unacked.end()) {
+            p = std::move(u->second.done);
+            unacked.erase(u);
+            if (e == errc::ok) acked.fetch_add(1, std::memory_order_relaxed);
+          } else {
+            return; // an answer to a message sent again, already answered
+          }
         }
         p->set_value(e);
         return;
@@ -397,6 +440,15 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         return complete(msg.correlation_id(), reply_result{errc::ok, std::string(msg.str(codec::field::source)),
                                                            std::string(msg.payload.as_string())});
       default: break;
+    }
+    if (opt.acks) {
+      last_in_seq = msg.sequence;
+      ack_due = true;
+    }
+    if (msg.has(codec::field::message_id) &&
+        dedup.check(msg.str(codec::field::source), msg.message_id()) == scheduling::dedup_window::verdict::duplicate) {
+      duplicates.fetch_add(1, std::memory_order_relaxed);
+      return;
     }
     received.fetch_add(1, std::memory_order_relaxed);
     const incoming in_msg = actors::to_delivery(msg);
@@ -476,8 +528,25 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       if (ec) return;
       const auto now = clk::now();
       std::vector<std::function<void(reply_result)>> expired;
+      std::vector<std::shared_ptr<std::promise<errc>>> gave_up;
+      bool resent = false;
       {
         std::lock_guard<std::mutex> g(self->m);
+        for (auto it = self->unacked.begin(); it != self->unacked.end();) {
+          auto& u = it->second;
+          if (u.deadline > now) {
+            ++it;
+          } else if (u.attempts >= self->opt.ack_attempts) {
+            gave_up.push_back(std::move(u.done));
+            it = self->unacked.erase(it);
+          } else {
+            ++u.attempts;
+            u.deadline = now + self->opt.ack_timeout;
+            self->resend_locked(u);
+            resent = true;
+            ++it;
+          }
+        }
         for (auto it = self->requests.begin(); it != self->requests.end();) {
           if (it->second.deadline <= now) {
             expired.push_back(std::move(it->second.done));
@@ -489,6 +558,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       }
       for (auto& done : expired)
         done(reply_result{errc::timeout, {}, {}});
+      for (auto& p : gave_up)
+        p->set_value(errc::timeout);
+      if (resent) self->flush();
       if (!self->closing.load()) self->sweep();
     });
   }
@@ -539,6 +611,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     for (auto& r : requests)
       r.second.done(reply_result{errc::node_stopped, {}, {}});
     requests.clear();
+    for (auto& u : unacked)
+      u.second.done->set_value(errc::node_stopped);
+    unacked.clear();
     if (welcome) welcome->set_value(errc::node_stopped), welcome.reset();
   }
 
@@ -634,6 +709,34 @@ errc client::publish(std::string_view topic, std::string_view payload, const act
   return impl_->send_data(actors::destination::topic(topic), false, {}, payload, opts);
 }
 
+std::future<errc> client::publish_acked(std::string_view topic, std::string_view payload, actors::send_options opts) {
+  auto p = std::make_shared<std::promise<errc>>();
+  auto f = p->get_future();
+  if (actors::validate_topic(topic) != actors::topic_errc::ok) {
+    p->set_value(errc::invalid_topic);
+    return f;
+  }
+  impl& i = *impl_;
+  opts.message_id = i.next_token++; // the same id space as subscription tokens: one ACK lookup
+  std::vector<codec::byte> frame;
+  {
+    std::lock_guard<std::mutex> g(i.m); // registered before it can be answered
+    i.unacked[opts.message_id] = impl::unacked_publish{{}, 1, clk::now() + i.opt.ack_timeout, p};
+  }
+  const errc e = i.send_data(actors::destination::topic(topic), false, {}, payload, opts, {}, codec::flag::ack_requested,
+                             &frame);
+  std::lock_guard<std::mutex> g(i.m);
+  auto it = i.unacked.find(opts.message_id);
+  if (it == i.unacked.end()) return f; // answered already
+  if (e != errc::ok) {
+    i.unacked.erase(it);
+    p->set_value(e);
+  } else {
+    it->second.frame = std::move(frame);
+  }
+  return f;
+}
+
 errc client::send(const actors::destination& to, std::string_view payload, const actors::send_options& opts) {
   if (to.what == actors::destination::kind::topic && actors::validate_topic(to.name) != actors::topic_errc::ok)
     return errc::invalid_topic;
@@ -678,7 +781,8 @@ void client::close() { impl_->shutdown(); }
 client_stats client::stats() const {
   const impl& i = *impl_;
   return client_stats{i.sent.load(), i.received.load(), i.writes.load(), i.batches.load(), i.connects.load(),
-                      i.refused.load(), i.holds.load(), i.unsent.load()};
+                      i.refused.load(), i.holds.load(), i.unsent.load(), i.acked.load(), i.redelivered.load(),
+                      i.duplicates.load()};
 }
 
 bool client::held() const noexcept { return impl_->held.load(std::memory_order_relaxed); }

@@ -27,6 +27,7 @@
 #include <atomic>
 #include <mutex>
 #include <thread>
+#include <deque>
 #include <unordered_set>
 
 namespace flowbus::transport {
@@ -54,7 +55,7 @@ struct server::core {
   std::unordered_set<session*> sessions;
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
-      protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0};
+      protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0};
   std::shared_ptr<post_gate> gate = std::make_shared<post_gate>();
   net::io_context ioc;
   tcp::acceptor acceptor;
@@ -92,6 +93,8 @@ public:
     }
     // frames taken from the mailbox and never written are accounted for, not dropped
     if (held_) core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(held_), agent_id_);
+    if (unacked_) // written, never acknowledged: the agent may not have them
+      for (auto& f : *unacked_) core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f.second), agent_id_);
     if (lanes_)
       lanes_->clear([&](scheduling::buffer_ref&& f, std::size_t) {
         core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f), agent_id_);
@@ -299,6 +302,8 @@ private:
         begin_close(websocket::close_code::normal);
         return false;
       case t::ack:
+        if (acks_) on_agent_ack(m.message_id());
+        return true;
       case t::nack:
       case t::credit: return true; // acknowledged delivery and credit: the reliability layer
       case t::error:
@@ -351,6 +356,22 @@ private:
     }
     // CRITICAL traffic is never held: emergency mode protects it
     if (r.throttled && m.prio != codec::priority::critical) hold_ = true;
+    if ((m.flags & codec::flag::ack_requested) && m.has(codec::field::message_id)) {
+      // acknowledged delivery: ACK once every current recipient has it queued; otherwise NACK with
+      // the reason (refused copies are dead letters; no recipient at all: no_responders)
+      const actors::errc why = r.code != actors::errc::ok ? r.code
+                               : r.delivered == 0       ? actors::errc::no_responders
+                                                        : actors::errc::ok;
+      if (why == actors::errc::ok)
+        queue_control(codec::msg_type::ack, [&](codec::message& a) { a.set(codec::field::message_id, m.message_id()); });
+      else
+        queue_control(codec::msg_type::nack, [&](codec::message& a) {
+          a.set(codec::field::message_id, m.message_id());
+          a.set(codec::field::error_code, code_of(why));
+        });
+      flush();
+      return true;
+    }
     const bool unanswerable = m.type == codec::msg_type::request && r.delivered == 0;
     if (unanswerable || (r.delivered == 0 && r.code != actors::errc::ok)) {
       // the sender learns at once: a request fails fast instead of timing out
@@ -391,6 +412,10 @@ private:
     spec.priority = static_cast<codec::priority>(m.prio);
     spec.mailbox_capacity = core_.opt.mailbox_capacity;
     agent_id_ = spec.id;
+    if (m.flags & codec::flag::ack_requested) { // this agent acknowledges what it receives
+      acks_ = true;
+      unacked_ = std::make_unique<std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>>>();
+    }
     // The node calls these from its threads, possibly after the server stopped: they hold no
     // executor (its I/O context may be gone), only the session's weak pointer and the gate.
     auto to_session = [weak = weak_from_this(), gate = core_.gate](auto f) {
@@ -486,11 +511,15 @@ private:
       ++controls;
     }
     control_.erase(control_.begin(), control_.begin() + static_cast<std::ptrdiff_t>(controls));
+    const std::size_t controls_in_batch = batch_.count();
+    sent_.clear();
     if (delivering) {
       admit_from_mailbox();
       if (lanes_ && lanes_->earliest_deadline()) expire(codec::wall_clock_ns());
       std::size_t used = 0;
       for (;;) {
+        // acknowledged delivery: at most a lanes' capacity written and not yet acknowledged
+        if (acks_ && unacked_->size() + sent_.size() >= lane_options_for(core_).capacity) break;
         if (!held_) {
           if (!lanes_) break;
           auto next = lanes_->next();
@@ -499,6 +528,7 @@ private:
         }
         if (!batch_.fits(held_.size())) break; // leads the next write
         batch_.add(codec::bytes_view(held_.data(), held_.size()));
+        if (acks_) sent_.push_back(std::move(held_)); // kept until the agent acknowledges it
         held_ = {};
         ++used;
       }
@@ -517,7 +547,11 @@ private:
     }
     if (batch_.count() > 1) core_.batches.fetch_add(1, std::memory_order_relaxed);
     core_.writes.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t first = next_out_;
     const codec::bytes_view out = batch_.finish(next_out_);
+    for (std::size_t i = 0; i < sent_.size(); ++i)
+      unacked_->emplace_back(first + controls_in_batch + i, std::move(sent_[i]));
+    sent_.clear();
     writing_ = true;
     write_began_ = std::chrono::steady_clock::now();
     if (!watchdog_armed_) arm_watchdog(core_.opt.write_timeout);
@@ -551,6 +585,18 @@ private:
     }
     taken_.clear();
     update_throttle();
+  }
+
+  /// The agent has handled every frame we sent up to sequence `seq` (cumulative).
+  void on_agent_ack(std::uint64_t seq) {
+    std::uint64_t n = 0;
+    while (!unacked_->empty() && unacked_->front().first <= seq) {
+      unacked_->pop_front();
+      ++n;
+    }
+    if (!n) return;
+    core_.acked.fetch_add(n, std::memory_order_relaxed);
+    flush(); // the window may have been full
   }
 
   /// Tells the node's senders whether this connection's lanes are above their high water mark
@@ -659,6 +705,10 @@ private:
   /// taken from the mailbox, not yet written; made with the first frame (an idle connection has none)
   std::unique_ptr<scheduling::lane_scheduler<scheduling::buffer_ref>> lanes_;
   scheduling::buffer_ref held_;                  ///< next out, did not fit the last batch
+  /// acknowledged delivery (the agent registered with ack_requested): frames written and not yet
+  /// acknowledged, with their sequence numbers
+  std::unique_ptr<std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>>> unacked_;
+  std::vector<scheduling::buffer_ref> sent_;     ///< scratch: the data frames of the write being made
   std::vector<scheduling::buffer_ref> taken_;    ///< scratch for take()
   std::unique_ptr<actors::gateway> gw_;
   std::string agent_id_;
@@ -666,6 +716,7 @@ private:
   state state_ = state::handshake;
   websocket::close_code close_code_ = websocket::close_code::normal;
   bool writing_ = false, close_after_flush_ = false, registered_in_set_ = false, watchdog_armed_ = false;
+  bool acks_ = false;            ///< the agent acknowledges what it receives (unacked_ is kept)
   bool paused_ = false;          ///< the message in in_ waits for a frame buffer (timer_ retries it)
   bool hold_ = false;            ///< the last message met a throttled recipient: hold() before reading on
   bool throttling_ = false;      ///< this connection's lanes told senders to slow down
@@ -769,6 +820,7 @@ server_stats server::stats() const {
   s.sequence_repeats = v(c.repeats);
   s.paused = v(c.paused);
   s.holds = v(c.holds);
+  s.acked = v(c.acked);
   return s;
 }
 

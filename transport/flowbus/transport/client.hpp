@@ -53,6 +53,14 @@ struct client_options {
   /// close() writes what is queued first, for at most this long; what is left is counted in
   /// client_stats::unsent.
   std::chrono::milliseconds close_timeout{5000};
+  /// Acknowledged delivery, receiving side: the node keeps every frame it wrote to us until we
+  /// acknowledge it (an ACK after each message read, once its handlers returned), and
+  /// dead-letters what we never acknowledged if the connection dies (docs/reliability.md).
+  bool acks = false;
+  /// Acknowledged delivery, sending side (publish_acked): a message not acknowledged within
+  /// ack_timeout is sent again (flagged redelivery, same message id) up to ack_attempts in all.
+  std::chrono::milliseconds ack_timeout{1000};
+  std::uint32_t ack_attempts = 5;
   /// SO_RCVBUF in bytes (0: the kernel's autotuning, up to MBs on loopback). A small buffer keeps
   /// a backlog at the node, where priority lanes order it, instead of in this socket.
   std::uint32_t receive_buffer = 0;
@@ -73,6 +81,9 @@ struct client_stats {
   std::uint64_t sent = 0, received = 0, writes = 0, batches = 0, connects = 0, refused = 0;
   std::uint64_t holds = 0; ///< CREDIT 0 from the node: a recipient of ours was above its high water mark
   std::uint64_t unsent = 0; ///< accepted by a send but still queued when close() gave up (close_timeout)
+  std::uint64_t acked = 0;       ///< publish_acked messages the node acknowledged
+  std::uint64_t redelivered = 0; ///< publish_acked messages sent again after ack_timeout
+  std::uint64_t duplicates = 0;  ///< received messages dropped as already seen (same source and message id)
 };
 
 class client {
@@ -95,6 +106,13 @@ public:
   std::future<actors::errc> unsubscribe(std::string pattern, std::string group = {});
 
   actors::errc publish(std::string_view topic, std::string_view payload, const actors::send_options& opts = {});
+  /// At least once: the node acknowledges once the message is in the queue of every current
+  /// recipient (ok), or refuses it (its NACK's reason; refused copies are dead letters). Without
+  /// an answer within ack_timeout it is sent again, same message id, up to ack_attempts (then
+  /// timeout). Receivers drop the duplicates this can make (a window of ids per source).
+  /// opts.message_id is chosen by the client.
+  std::future<actors::errc> publish_acked(std::string_view topic, std::string_view payload,
+                                          actors::send_options opts = {});
   actors::errc send(const actors::destination& to, std::string_view payload, const actors::send_options& opts = {});
   actors::errc broadcast(std::string_view payload, std::string_view agent_type = {}, const actors::send_options& opts = {});
   /// The reply, or a typed error: the node's refusal (no_responders, agent_unavailable, ...) or timeout.

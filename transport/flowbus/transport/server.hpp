@@ -51,6 +51,8 @@ struct server_stats {
   /// Times a publisher's connection was held (CREDIT 0, no reading for a while) because a message
   /// of it met a recipient connection above its high water mark (docs/reliability.md).
   std::uint64_t holds = 0;
+  /// Frames acknowledged by agents that registered for acknowledged delivery (delivered for sure).
+  std::uint64_t acked = 0;
 };
 
 class server {

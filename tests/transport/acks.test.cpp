@@ -1,0 +1,154 @@
+// Acknowledged delivery over WebSocket: the node ACKs a publisher once every recipient has the
+// message queued; a subscriber that acknowledges (client_options::acks) has every frame kept until
+// it does, so when its process is killed mid-stream each acknowledged message is either
+// acknowledged by it or a dead letter — an exact count. Receivers drop redelivered duplicates.
+#include "transport_support.hpp"
+
+#include <flowbus/transport/client.hpp>
+
+#include <csignal>
+#include <future>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+using namespace flowbus;
+using namespace flowbus::test;
+
+namespace {
+transport::client_options client_for(std::uint16_t port, std::string id) {
+  transport::client_options o;
+  o.port = port;
+  o.id = std::move(id);
+  o.reconnect = false;
+  return o;
+}
+} // namespace
+
+TEST_SUITE("acks") {
+
+  TEST_CASE("a subscriber process killed mid-stream: every acknowledged message was delivered or is a dead letter") {
+    int to_child[2];
+    REQUIRE(pipe(to_child) == 0);
+    const pid_t child = fork(); // the suite's first test: before this process starts any thread
+    REQUIRE(child >= 0);
+    if (child == 0) { // the subscriber: acknowledges what it handles until it is killed
+      close(to_child[1]);
+      std::uint16_t port = 0;
+      if (read(to_child[0], &port, sizeof port) != sizeof port) _exit(2);
+      auto so = client_for(port, "victim");
+      so.subscriptions = {"stream"};
+      so.acks = true;
+      transport::client sub(so);
+      sub.on_message([](const transport::incoming&) {});
+      if (sub.connect() != actors::errc::ok) _exit(3);
+      for (;;) pause();
+    }
+    close(to_child[0]);
+    edge e;
+    const std::uint16_t port = e.port();
+    REQUIRE(write(to_child[1], &port, sizeof port) == sizeof port);
+    close(to_child[1]);
+    REQUIRE(eventually([&] {
+      for (const auto& a : e.node.agents())
+        if (a.id == "victim") return true;
+      return false;
+    }));
+    auto po = client_for(port, "pub");
+    po.ack_timeout = 60s; // no redelivery: each message is counted once
+    transport::client pub(po);
+    REQUIRE(pub.connect() == actors::errc::ok);
+    constexpr int n = 20000;
+    std::vector<std::future<actors::errc>> fs;
+    fs.reserve(n);
+    bool killed = false;
+    for (int i = 0; i < n; ++i) {
+      fs.push_back(pub.publish_acked("stream", std::string(100, 'm')));
+      if (!killed && e.server.stats().acked > 1000) { // mid-stream
+        kill(child, SIGKILL);
+        killed = true;
+      }
+      if (i % 256 == 0) std::this_thread::sleep_for(1ms); // a stream, not one burst
+    }
+    if (!killed) kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    CHECK(WIFSIGNALED(status));
+    std::uint64_t ok = 0, closed = 0, nobody = 0;
+    for (auto& f : fs) {
+      REQUIRE(f.wait_for(10s) == std::future_status::ready);
+      const actors::errc r = f.get();
+      if (r == actors::errc::ok) ++ok;
+      else if (r == actors::errc::agent_unavailable) ++closed; // its endpoint was closed: a dead letter too
+      else if (r == actors::errc::no_responders) ++nobody;     // after it left the routes: no recipient
+    }
+    CHECK(ok + closed + nobody == n);
+    CHECK(ok > 1000);
+    auto& dead = e.node.dead();
+    // every message handed to the subscriber: acknowledged by it, or dead-lettered when its
+    // session went away (written but unacknowledged, queued in its lanes or mailbox)
+    const auto unavailable = [&] { return dead.count(actors::dead_reason::agent_unavailable); };
+    const bool exact = eventually([&] { return e.server.stats().acked + unavailable() - closed == ok; });
+    INFO("ok " << ok << " closed " << closed << " nobody " << nobody << " acknowledged by the subscriber "
+               << e.server.stats().acked << " dead (agent_unavailable) " << unavailable() << " total dead "
+               << dead.total());
+    CHECK(exact);
+    CHECK(dead.total() == unavailable());
+    pub.close();
+  }
+
+  TEST_CASE("publish_acked: ok once the subscriber has it queued, no_responders without one") {
+    edge e;
+    std::atomic<int> got{0};
+    auto so = client_for(e.port(), "sub");
+    so.subscriptions = {"jobs"};
+    so.acks = true;
+    transport::client sub(so);
+    sub.on_message([&](const transport::incoming&) { ++got; });
+    REQUIRE(sub.connect() == actors::errc::ok);
+    transport::client pub(client_for(e.port(), "pub"));
+    REQUIRE(pub.connect() == actors::errc::ok);
+    std::vector<std::future<actors::errc>> fs;
+    for (int i = 0; i < 100; ++i) fs.push_back(pub.publish_acked("jobs", "x"));
+    for (auto& f : fs) {
+      REQUIRE(f.wait_for(5s) == std::future_status::ready);
+      CHECK(f.get() == actors::errc::ok);
+    }
+    auto none = pub.publish_acked("nobody.listens", "x");
+    REQUIRE(none.wait_for(5s) == std::future_status::ready);
+    CHECK(none.get() == actors::errc::no_responders);
+    CHECK(eventually([&] { return got.load() == 100 && e.server.stats().acked == 100; }));
+    CHECK(pub.stats().acked == 100);
+    CHECK(pub.stats().redelivered == 0);
+    sub.close();
+    pub.close();
+    CHECK(e.node.dead().total() == 0); // nobody listened: nothing to deliver (as a NATS publish), the publisher was told
+  }
+
+  TEST_CASE("a redelivered duplicate is dropped by the receiver") {
+    edge e;
+    std::atomic<int> got{0};
+    auto so = client_for(e.port(), "sub");
+    so.subscriptions = {"jobs"};
+    transport::client sub(so);
+    sub.on_message([&](const transport::incoming&) { ++got; });
+    REQUIRE(sub.connect() == actors::errc::ok);
+    raw_peer pub(e.port());
+    pub.join("raw-pub");
+    for (int copy = 0; copy < 2; ++copy) { // the same message id twice, the second flagged redelivery
+      codec::message m;
+      m.type = codec::msg_type::publish;
+      if (copy) m.flags |= codec::flag::redelivery;
+      m.set_topic("jobs");
+      m.set(codec::field::source, "raw-pub");
+      m.set(codec::field::message_id, 7);
+      m.payload = codec::bytes_view(std::string_view("once"));
+      pub.send(m);
+    }
+    CHECK(eventually([&] { return sub.stats().duplicates == 1; }));
+    std::this_thread::sleep_for(50ms);
+    CHECK(got.load() == 1);
+    sub.close();
+  }
+}
