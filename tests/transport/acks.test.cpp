@@ -8,6 +8,8 @@
 
 #include <csignal>
 #include <future>
+#include <mutex>
+#include <set>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -124,6 +126,50 @@ TEST_SUITE("acks") {
     sub.close();
     pub.close();
     CHECK(e.node.dead().total() == 0); // nobody listened: nothing to deliver (as a NATS publish), the publisher was told
+  }
+
+  TEST_CASE("no ACK in time: the publisher sends again, the subscriber handles each message once") {
+    actors::node_config c = small_node();
+    c.buffers = {{{256, 64}}, -1, false, false, 0}; // the node soon has no buffer: the publisher is paused
+    edge e({}, c);
+    std::promise<void> go;
+    auto released = go.get_future().share();
+    std::mutex m;
+    std::set<std::string> seen;
+    std::atomic<int> handled{0};
+    auto so = client_for(e.port(), "sub");
+    so.subscriptions = {"jobs"};
+    so.receive_buffer = 16 * 1024;
+    transport::client sub(so);
+    sub.on_message([&](const transport::incoming& in) {
+      released.wait(); // the first message blocks the subscriber until the publisher has resent
+      std::lock_guard<std::mutex> g(m);
+      seen.emplace(in.payload);
+      ++handled;
+    });
+    REQUIRE(sub.connect() == actors::errc::ok);
+    auto po = client_for(e.port(), "pub");
+    po.ack_timeout = 50ms;
+    po.ack_attempts = 100;
+    transport::client pub(po);
+    REQUIRE(pub.connect() == actors::errc::ok);
+    constexpr int n = 3000;
+    std::vector<std::future<actors::errc>> fs;
+    for (int i = 0; i < n; ++i) fs.push_back(pub.publish_acked("jobs", "m" + std::to_string(i) + std::string(100, '.')));
+    REQUIRE(eventually([&] { return pub.stats().redelivered > 0; }));
+    go.set_value();
+    for (auto& f : fs) {
+      REQUIRE(f.wait_for(20s) == std::future_status::ready);
+      CHECK(f.get() == actors::errc::ok);
+    }
+    CHECK(eventually([&] { return handled.load() == n; }, 10s));
+    std::this_thread::sleep_for(100ms); // late duplicates, if any, would land now
+    std::lock_guard<std::mutex> g(m);
+    CHECK(handled.load() == n);
+    CHECK(seen.size() == static_cast<std::size_t>(n));
+    CHECK(sub.stats().duplicates > 0);
+    sub.close();
+    pub.close();
   }
 
   TEST_CASE("a redelivered duplicate is dropped by the receiver") {

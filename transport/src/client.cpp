@@ -7,6 +7,7 @@
 #include <flowbus/codec/encoder.hpp>
 #include <flowbus/scheduling/dedup_window.hpp>
 #include <flowbus/scheduling/retry.hpp>
+#include <flowbus/scheduling/timing_wheel.hpp>
 #include <flowbus/transport/outbound.hpp>
 #include <flowbus/transport/reasons.hpp>
 
@@ -49,7 +50,6 @@ struct subscription {
 };
 
 struct pending_request {
-  clk::time_point deadline;
   std::function<void(reply_result)> done;
 };
 
@@ -89,6 +89,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::vector<subscription> subs;
   std::unordered_map<std::uint64_t, std::shared_ptr<std::promise<errc>>> sub_acks;
   std::unordered_map<std::uint64_t, pending_request> requests;
+  /// When to look at a request (its timeout) or an acknowledged publish (its redelivery): 1 ms
+  /// ticks from `epoch`. An answered one is simply not found when its timer fires.
+  enum class timer_kind : std::uint8_t { request, ack };
+  scheduling::timing_wheel<std::pair<timer_kind, std::uint64_t>> timers;
+  const clk::time_point epoch = clk::now();
   std::optional<std::promise<errc>> welcome;
   message_handler fallback;
   std::atomic<bool> registered{false}, closing{false}, started{false};
@@ -99,7 +104,6 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   struct unacked_publish {
     std::vector<codec::byte> frame;
     std::uint32_t attempts;
-    clk::time_point deadline;
     std::shared_ptr<std::promise<errc>> done;
   };
   std::unordered_map<std::uint64_t, unacked_publish> unacked;
@@ -185,6 +189,16 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     pending.insert(pending.end(), u.frame.begin(), u.frame.end());
     queued.fetch_add(1, std::memory_order_relaxed);
     redelivered.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// The first 1 ms tick at or after `t` (a timer never fires early).
+  std::uint64_t tick_of(clk::time_point t) const {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t - epoch).count();
+    return us <= 0 ? 0 : static_cast<std::uint64_t>((us + 999) / 1000);
+  }
+  /// @pre m is held
+  void schedule_locked(timer_kind k, std::uint64_t id, clk::time_point at) {
+    timers.schedule(tick_of(at), std::make_pair(k, id));
   }
 
   void send_ack() {
@@ -532,29 +546,27 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       bool resent = false;
       {
         std::lock_guard<std::mutex> g(self->m);
-        for (auto it = self->unacked.begin(); it != self->unacked.end();) {
-          auto& u = it->second;
-          if (u.deadline > now) {
-            ++it;
-          } else if (u.attempts >= self->opt.ack_attempts) {
-            gave_up.push_back(std::move(u.done));
-            it = self->unacked.erase(it);
-          } else {
-            ++u.attempts;
-            u.deadline = now + self->opt.ack_timeout;
-            self->resend_locked(u);
-            resent = true;
-            ++it;
-          }
-        }
-        for (auto it = self->requests.begin(); it != self->requests.end();) {
-          if (it->second.deadline <= now) {
+        self->timers.advance(self->tick_of(now), [&](std::pair<timer_kind, std::uint64_t>&& t) {
+          if (t.first == timer_kind::request) {
+            auto it = self->requests.find(t.second);
+            if (it == self->requests.end()) return; // answered
             expired.push_back(std::move(it->second.done));
-            it = self->requests.erase(it);
-          } else {
-            ++it;
+            self->requests.erase(it);
+            return;
           }
-        }
+          auto it = self->unacked.find(t.second);
+          if (it == self->unacked.end()) return; // acknowledged
+          auto& u = it->second;
+          if (u.attempts >= self->opt.ack_attempts) {
+            gave_up.push_back(std::move(u.done));
+            self->unacked.erase(it);
+            return;
+          }
+          ++u.attempts;
+          self->resend_locked(u);
+          self->schedule_locked(timer_kind::ack, t.second, now + self->opt.ack_timeout);
+          resent = true;
+        });
       }
       for (auto& done : expired)
         done(reply_result{errc::timeout, {}, {}});
@@ -721,7 +733,8 @@ std::future<errc> client::publish_acked(std::string_view topic, std::string_view
   std::vector<codec::byte> frame;
   {
     std::lock_guard<std::mutex> g(i.m); // registered before it can be answered
-    i.unacked[opts.message_id] = impl::unacked_publish{{}, 1, clk::now() + i.opt.ack_timeout, p};
+    i.unacked[opts.message_id] = impl::unacked_publish{{}, 1, p};
+    i.schedule_locked(impl::timer_kind::ack, opts.message_id, clk::now() + i.opt.ack_timeout);
   }
   const errc e = i.send_data(actors::destination::topic(topic), false, {}, payload, opts, {}, codec::flag::ack_requested,
                              &frame);
@@ -754,7 +767,8 @@ void client::request(const actors::destination& to, std::string_view payload, st
   o.correlation_id = impl_->next_corr++;
   {
     std::lock_guard<std::mutex> g(impl_->m);
-    impl_->requests[o.correlation_id] = pending_request{clk::now() + timeout, std::move(done)};
+    impl_->requests[o.correlation_id] = pending_request{std::move(done)};
+    impl_->schedule_locked(impl::timer_kind::request, o.correlation_id, clk::now() + timeout);
   }
   if (const errc e = impl_->send_data(to, false, {}, payload, o, impl_->opt.id); e != errc::ok)
     impl_->complete(o.correlation_id, reply_result{e, {}, {}});
