@@ -121,6 +121,7 @@ TEST_SUITE("bad_input") {
     for (const defect& d : defects) {
       CAPTURE(d.name);
       const auto errors_before = e.server.stats().protocol_errors;
+      const auto corrupt_before = e.node.dead().count(actors::dead_reason::corruption);
       raw_peer bad(e.port());
       d.act(bad);
       const auto seen = bad.until_closed();
@@ -132,6 +133,8 @@ TEST_SUITE("bad_input") {
       CHECK(err.error_code == d.code);
       CHECK_FALSE(err.reason.empty());
       CHECK(e.server.stats().protocol_errors > errors_before);
+      // a frame that does not decode is kept, as it came, in the corruption DLQ
+      CHECK(e.node.dead().count(actors::dead_reason::corruption) - corrupt_before == (d.code < 64 ? 1u : 0u));
       healthy_traffic(e.port(), sub, 20 + round++);
     }
     // the refused duplicate was told why first: the routing code, then the close reason

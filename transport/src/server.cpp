@@ -634,6 +634,10 @@ private:
   }
 
   void fail_codec(codec::decode_status st) {
+    // the bytes as they came, for inspection: the corruption DLQ (recipient: the sending connection)
+    core_.node.dead().add(actors::dead_reason::corruption,
+                          scheduling::buffer_ref::copy_of(in_.data().data(), in_.size()),
+                          agent_id_.empty() ? std::string("connection") : agent_id_);
     const std::string why = std::string(codec::to_string(st.code)) + " at byte " + std::to_string(st.offset);
     fail_code(static_cast<std::uint64_t>(st.code), why, websocket::close_code::protocol_error);
   }
