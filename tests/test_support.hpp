@@ -3,7 +3,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <thread>
 
 namespace flowbus::test {
 
@@ -12,6 +14,16 @@ inline constexpr std::uint64_t scale = 10; ///< divide stress counts by this
 #else
 inline constexpr std::uint64_t scale = 1;
 #endif
+
+/// Waits up to `t` for `pred`, looking every millisecond.
+template <class P> bool eventually(P pred, std::chrono::milliseconds t = std::chrono::milliseconds(5000)) {
+  const auto until = std::chrono::steady_clock::now() + t;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
 
 /// Spins until `parties` threads have arrived.
 class start_barrier {

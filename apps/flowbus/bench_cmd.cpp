@@ -11,6 +11,7 @@
 #include <flowbus/codec/encoder.hpp>
 #include <flowbus/scheduling/fixed_rate.hpp>
 #include <flowbus/scheduling/histogram.hpp>
+#include <flowbus/scheduling/numa.hpp>
 #include <flowbus/transport/client.hpp>
 #include <flowbus/transport/server.hpp>
 
@@ -33,7 +34,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -103,20 +103,6 @@ struct node_process {
   }
 };
 
-/// Resident memory of a process, in KiB (/proc/PID/status VmRSS).
-std::uint64_t rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  while (in >> key) {
-    if (key == "VmRSS:") {
-      std::uint64_t v = 0;
-      in >> v;
-      return v;
-    }
-    in.ignore(4096, '\n');
-  }
-  return 0;
-}
 
 /// The subscribing side: `count` clients on `topic`, each with its own connection.
 class subscribers {
@@ -480,7 +466,7 @@ int run_connections(const bench_options& o) {
   ioc.run();
   ioc.restart();
   std::this_thread::sleep_for(500ms);
-  const std::uint64_t before = rss_kib(np.pid);
+  const std::uint64_t before = scheduling::resident_kib(np.pid);
   const auto t0 = clk::now();
   for (std::size_t i = 1; i < o.connections; ++i) {
     open_one(i);
@@ -494,7 +480,7 @@ int run_connections(const bench_options& o) {
   ioc.restart();
   const double secs = std::chrono::duration<double>(clk::now() - t0).count();
   std::this_thread::sleep_for(1s);
-  const std::uint64_t after = rss_kib(np.pid);
+  const std::uint64_t after = scheduling::resident_kib(np.pid);
   const std::size_t n = welcomed > 1 ? welcomed - 1 : 1;
   const double per = static_cast<double>(after - before) * 1024.0 / static_cast<double>(n);
   const std::string name = !o.name.empty() ? o.name : "ws_idle_connections_" + std::to_string(o.connections);

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
+#include <string>
 #include <utility>
 
 namespace flowbus::scheduling {
@@ -105,6 +107,20 @@ std::vector<int> current_thread_affinity() {
 }
 
 int current_cpu() noexcept { return sched_getcpu(); }
+
+std::uint64_t resident_kib(int pid) {
+  std::ifstream in(pid ? "/proc/" + std::to_string(pid) + "/status" : std::string("/proc/self/status"));
+  std::string key;
+  while (in >> key) {
+    if (key == "VmRSS:") {
+      std::uint64_t v = 0;
+      in >> v;
+      return v;
+    }
+    in.ignore(4096, '\n');
+  }
+  return 0;
+}
 
 void prefer_node(int node) noexcept {
   if (libnuma_ok() && node >= 0) ::numa_set_preferred(node);

@@ -3,6 +3,8 @@
 // API and the dead letters.
 #include <flowbus/actors/node.hpp>
 
+#include "test_support.hpp"
+
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -15,21 +17,13 @@
 using namespace flowbus::actors;
 using namespace std::chrono_literals;
 using flowbus::scheduling::breaker_state;
+using flowbus::test::eventually;
 
 namespace {
 node_config small() {
   node_config c;
   c.workers = 2;
   return c;
-}
-
-template <class P> bool eventually(P pred, std::chrono::milliseconds t = 5s) {
-  const auto until = std::chrono::steady_clock::now() + t;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
 }
 
 agent_spec failing(std::string id, std::string topic) {

@@ -20,9 +20,7 @@ using namespace flowbus::test;
 
 namespace {
 transport::client_options client_for(std::uint16_t port, std::string id) {
-  transport::client_options o;
-  o.port = port;
-  o.id = std::move(id);
+  auto o = client_opts(port, std::move(id));
   o.reconnect = false;
   return o;
 }

@@ -15,15 +15,6 @@ using namespace flowbus::test;
 using actors::errc;
 
 namespace {
-transport::client_options opts(std::uint16_t port, std::string id, std::vector<std::string> subs = {}) {
-  transport::client_options o;
-  o.port = port;
-  o.id = std::move(id);
-  o.type = "test";
-  o.subscriptions = std::move(subs);
-  return o;
-}
-
 /// Collects payloads from any thread.
 struct inbox {
   std::mutex m;
@@ -48,14 +39,14 @@ struct inbox {
 TEST_SUITE("client") {
   TEST_CASE("pub/sub: per-pattern handlers, wildcards, typed refusals, unsubscribe") {
     edge e;
-    transport::client sub(opts(e.port(), "sub"));
+    transport::client sub(client_opts(e.port(), "sub"));
     REQUIRE(sub.connect() == errc::ok);
     inbox status, tail;
     REQUIRE(sub.subscribe("agent.*.status", status.handler()).get() == errc::ok);
     REQUIRE(sub.subscribe("alerts.>", tail.handler()).get() == errc::ok);
     CHECK(sub.subscribe("bad..pattern").get() == errc::invalid_pattern);
 
-    transport::client pub(opts(e.port(), "pub"));
+    transport::client pub(client_opts(e.port(), "pub"));
     REQUIRE(pub.connect() == errc::ok);
     CHECK(pub.publish("agent.*.status", "x") == errc::invalid_topic); // no wildcards when publishing
     REQUIRE(pub.publish("agent.worker.status", "s1") == errc::ok);
@@ -77,7 +68,7 @@ TEST_SUITE("client") {
   TEST_CASE("unicast, broadcast, and an in-process agent talking to a remote one") {
     edge e;
     inbox a_in, b_in;
-    transport::client a(opts(e.port(), "a")), b(opts(e.port(), "b"));
+    transport::client a(client_opts(e.port(), "a")), b(client_opts(e.port(), "b"));
     a.on_message(a_in.handler());
     b.on_message(b_in.handler());
     REQUIRE(a.connect() == errc::ok);
@@ -99,7 +90,7 @@ TEST_SUITE("client") {
 
   TEST_CASE("request/reply: a remote responder, an in-process one, typed timeout and no responders") {
     edge e;
-    transport::client svc(opts(e.port(), "svc"));
+    transport::client svc(client_opts(e.port(), "svc"));
     REQUIRE(svc.connect() == errc::ok);
     REQUIRE(svc.subscribe("svc.echo", [&](const transport::incoming& req) {
                  REQUIRE(req.type == codec::msg_type::request);
@@ -115,7 +106,7 @@ TEST_SUITE("client") {
       ctx.respond(d, s);
     }));
 
-    transport::client req(opts(e.port(), "req"));
+    transport::client req(client_opts(e.port(), "req"));
     REQUIRE(req.connect() == errc::ok);
     auto r1 = req.request(actors::destination::topic("svc.echo"), "hi", 2s).get();
     CHECK(r1.code == errc::ok);
@@ -150,17 +141,17 @@ TEST_SUITE("client") {
     std::vector<std::unique_ptr<transport::client>> workers;
     std::vector<std::unique_ptr<inbox>> boxes;
     for (int i = 0; i < members; ++i) {
-      workers.push_back(std::make_unique<transport::client>(opts(e.port(), "w" + std::to_string(i))));
+      workers.push_back(std::make_unique<transport::client>(client_opts(e.port(), "w" + std::to_string(i))));
       boxes.push_back(std::make_unique<inbox>());
       REQUIRE(workers.back()->connect() == errc::ok);
       REQUIRE(workers.back()->subscribe("jobs", boxes.back()->handler(), "workers").get() == errc::ok);
     }
     inbox all;
-    transport::client watcher(opts(e.port(), "watcher"));
+    transport::client watcher(client_opts(e.port(), "watcher"));
     REQUIRE(watcher.connect() == errc::ok);
     REQUIRE(watcher.subscribe("jobs", all.handler()).get() == errc::ok);
 
-    transport::client boss(opts(e.port(), "boss"));
+    transport::client boss(client_opts(e.port(), "boss"));
     REQUIRE(boss.connect() == errc::ok);
     for (int i = 0; i < members * per; ++i)
       REQUIRE(boss.publish("jobs", std::to_string(i)) == errc::ok);
@@ -176,10 +167,10 @@ TEST_SUITE("client") {
   TEST_CASE("smart batching: a burst goes out in few writes, in order, nothing lost") {
     edge e;
     inbox got;
-    transport::client sub(opts(e.port(), "sub", {"burst"}));
+    transport::client sub(client_opts(e.port(), "sub", {"burst"}));
     sub.on_message(got.handler());
     REQUIRE(sub.connect() == errc::ok);
-    transport::client pub(opts(e.port(), "pub"));
+    transport::client pub(client_opts(e.port(), "pub"));
     REQUIRE(pub.connect() == errc::ok);
     constexpr int n = 20000;
     for (int i = 0; i < n; ++i)
@@ -203,7 +194,7 @@ TEST_SUITE("client") {
     actors::node_config c = small_node();
     c.missed_heartbeats = 3;
     edge e({}, c);
-    auto o = opts(e.port(), "quiet");
+    auto o = client_opts(e.port(), "quiet");
     o.heartbeat = 60ms;
     transport::client quiet(o);
     REQUIRE(quiet.connect() == errc::ok);
@@ -228,7 +219,7 @@ TEST_SUITE("client") {
     auto srv = std::make_unique<transport::server>(n, so);
     const std::uint16_t port = srv->port();
     inbox got;
-    auto o = opts(port, "roamer");
+    auto o = client_opts(port, "roamer");
     o.backoff_initial = 20ms;
     o.backoff_max = 200ms;
     transport::client c(o);
@@ -254,7 +245,7 @@ TEST_SUITE("client") {
   TEST_CASE("a draining server stop writes everything queued, then GOODBYE") {
     edge e;
     inbox got;
-    auto o = opts(e.port(), "drainee", {"flood"});
+    auto o = client_opts(e.port(), "drainee", {"flood"});
     o.reconnect = false;
     transport::client c(o);
     c.on_message(got.handler());
@@ -272,14 +263,14 @@ TEST_SUITE("client") {
 
   TEST_CASE("a refused registration is reported by connect()") {
     edge e;
-    transport::client first(opts(e.port(), "same"));
+    transport::client first(client_opts(e.port(), "same"));
     REQUIRE(first.connect() == errc::ok);
-    auto o = opts(e.port(), "same");
+    auto o = client_opts(e.port(), "same");
     o.reconnect = false;
     transport::client second(o);
     CHECK(second.connect() == errc::duplicate_agent);
     CHECK_FALSE(second.connected());
-    auto bad = opts(e.port(), "");
+    auto bad = client_opts(e.port(), "");
     bad.reconnect = false;
     transport::client nameless(bad);
     CHECK(nameless.connect() == errc::invalid_agent);

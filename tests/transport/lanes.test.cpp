@@ -95,10 +95,7 @@ TEST_SUITE("lanes") {
     edge e(tight()); // lanes of 512: throttled from 410 queued
     raw_peer sub(e.port(), 4096); // the kernel takes little: the backlog stays in the lanes
     sub.join("sub", {"bulk"});
-    transport::client_options po;
-    po.port = e.port();
-    po.id = "wspub";
-    transport::client pub(po);
+    transport::client pub(client_opts(e.port(), "wspub"));
     REQUIRE(pub.connect() == actors::errc::ok);
     const std::string payload(100, 'p');
     constexpr std::uint64_t n = 5000;
@@ -126,10 +123,7 @@ TEST_SUITE("lanes") {
     edge e(tight(), c);
     raw_peer sub(e.port());
     sub.join("sub", {"bulk"});
-    transport::client_options po;
-    po.port = e.port();
-    po.id = "wspub";
-    transport::client pub(po);
+    transport::client pub(client_opts(e.port(), "wspub"));
     REQUIRE(pub.connect() == actors::errc::ok);
     const std::string payload(100, 'p');
     std::uint64_t sent = 0;
@@ -159,10 +153,7 @@ TEST_SUITE("lanes") {
     o.mailbox_capacity = 16384;
     edge e(o);
     std::atomic<int> probes{0}, flood{0};
-    transport::client_options so;
-    so.port = e.port();
-    so.id = "sub";
-    so.subscriptions = {"load"};
+    auto so = client_opts(e.port(), "sub", {"load"});
     so.receive_buffer = 64 * 1024;
     transport::client sub(so);
     sub.on_message([&](const transport::incoming& m) { (m.payload == "probe" ? probes : flood).fetch_add(1); });
@@ -170,10 +161,7 @@ TEST_SUITE("lanes") {
     std::atomic<bool> done{false};
     std::uint64_t flood_sent = 0, flood_unsent = 0;
     std::thread flooder([&] {
-      transport::client_options fo;
-      fo.port = e.port();
-      fo.id = "flooder";
-      transport::client c(fo);
+      transport::client c(client_opts(e.port(), "flooder"));
       REQUIRE(c.connect() == actors::errc::ok);
       actors::send_options bg;
       bg.prio = codec::priority::background;
@@ -185,10 +173,7 @@ TEST_SUITE("lanes") {
       c.close(); // after what is queued (bounded: what it could not write is counted)
       flood_unsent = c.stats().unsent;
     });
-    transport::client_options po;
-    po.port = e.port();
-    po.id = "prober";
-    transport::client prober(po);
+    transport::client prober(client_opts(e.port(), "prober"));
     REQUIRE(prober.connect() == actors::errc::ok);
     actors::send_options crit;
     crit.prio = codec::priority::critical;

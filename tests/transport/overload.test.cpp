@@ -4,10 +4,10 @@
 #include "transport_support.hpp"
 
 #include <flowbus/scheduling/fixed_rate.hpp>
+#include <flowbus/scheduling/numa.hpp>
 #include <flowbus/transport/client.hpp>
 
 #include <csignal>
-#include <fstream>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,22 +16,6 @@
 using namespace flowbus;
 using namespace flowbus::test;
 
-namespace {
-/// VmRSS of a process, in KiB (0 if unreadable).
-std::uint64_t rss_kib(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  while (f >> key) {
-    if (key == "VmRSS:") {
-      std::uint64_t v = 0;
-      f >> v;
-      return v;
-    }
-    std::getline(f, key);
-  }
-  return 0;
-}
-} // namespace
 
 TEST_SUITE("overload") {
   TEST_CASE("10x overload: the node's resident memory stays under its bound") {
@@ -52,31 +36,24 @@ TEST_SUITE("overload") {
     close(from_child[0]);
 
     // the subscriber takes ~2 000 msgs/s; 20 000 are offered, 1 KiB each
-    transport::client_options so;
-    so.port = port;
-    so.id = "slow";
-    so.subscriptions = {"load"};
-    transport::client sub(so);
+    transport::client sub(client_opts(port, "slow", {"load"}));
     std::atomic<std::uint64_t> got{0};
     sub.on_message([&](const transport::incoming&) {
       ++got;
       std::this_thread::sleep_for(500us);
     });
     REQUIRE(sub.connect() == actors::errc::ok);
-    transport::client_options po;
-    po.port = port;
-    po.id = "fast";
-    transport::client pub(po);
+    transport::client pub(client_opts(port, "fast"));
     REQUIRE(pub.connect() == actors::errc::ok);
     std::this_thread::sleep_for(100ms);
-    const std::uint64_t base = rss_kib(child);
+    const std::uint64_t base = scheduling::resident_kib(child);
     REQUIRE(base > 0);
 
     std::atomic<bool> done{false};
     std::uint64_t peak = base;
     std::thread sampler([&] {
       while (!done.load()) {
-        peak = std::max(peak, rss_kib(child));
+        peak = std::max(peak, scheduling::resident_kib(child));
         std::this_thread::sleep_for(20ms);
       }
     });
@@ -88,7 +65,7 @@ TEST_SUITE("overload") {
     });
     done = true;
     sampler.join();
-    const std::uint64_t after = rss_kib(child);
+    const std::uint64_t after = scheduling::resident_kib(child);
     kill(child, SIGKILL);
     int status = 0;
     waitpid(child, &status, 0);

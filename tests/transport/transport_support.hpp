@@ -5,7 +5,10 @@
 #include <flowbus/actors/node.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
+#include <flowbus/transport/client.hpp>
 #include <flowbus/transport/server.hpp>
+
+#include "test_support.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -35,6 +38,16 @@ inline actors::node_config small_node() {
   return c;
 }
 
+/// Client options for a test agent on 127.0.0.1:`port`.
+inline transport::client_options client_opts(std::uint16_t port, std::string id, std::vector<std::string> subs = {}) {
+  transport::client_options o;
+  o.port = port;
+  o.id = std::move(id);
+  o.type = "test";
+  o.subscriptions = std::move(subs);
+  return o;
+}
+
 /// A node with its WebSocket edge on 127.0.0.1 and a free port.
 struct edge {
   actors::node node;
@@ -48,15 +61,6 @@ struct edge {
   }
 };
 
-/// Waits up to `t` for `pred`.
-template <class P> bool eventually(P pred, std::chrono::milliseconds t = 5s) {
-  const auto until = std::chrono::steady_clock::now() + t;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= until) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 /// One frame the node sent (BATCHes unwrapped), copied out of the decoder's views.
 struct got_frame {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -35,6 +36,8 @@ std::vector<int> current_thread_affinity();
 int current_cpu() noexcept;
 /// Makes the calling thread allocate from `node` first (no-op without NUMA).
 void prefer_node(int node) noexcept;
+/// Resident memory of process `pid` (0: this one) in KiB, from /proc/PID/status VmRSS; 0 if unknown.
+std::uint64_t resident_kib(int pid = 0);
 
 enum class page_kind {
   huge,        ///< explicit huge pages (MAP_HUGETLB, from the kernel's reserved pool)
