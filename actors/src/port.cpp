@@ -102,12 +102,12 @@ send_result port::deliver_route(std::string_view topic, const route& r, const sc
   };
   for (const auto& ep : r.direct) {
     note(push(*ep, frame));
-    res.throttled += ep->throttled();
+    res.note_throttle(*ep);
   }
   for (const member_set& g : r.groups) {
     if (endpoint* ep = pick(g)) {
       note(push(*ep, frame));
-      res.throttled += ep->throttled();
+      res.note_throttle(*ep);
     } else {
       core_->dead.add(dead_reason::agent_unavailable, frame, std::string(topic));
       note(errc::agent_unavailable);
@@ -135,7 +135,9 @@ send_result port::send(const destination& to, std::string_view payload, const se
           return {errc::agent_unavailable, 0};
         }
         const errc e = push(*ep, frame);
-        return {e, e == errc::ok ? 1u : 0u, ep->throttled() ? 1u : 0u};
+        send_result res{e, e == errc::ok ? 1u : 0u};
+        res.note_throttle(*ep);
+        return res;
       });
     case destination::kind::capability:
       return core_->routes.read([&](const routing_table& t) -> send_result {
@@ -146,7 +148,9 @@ send_result port::send(const destination& to, std::string_view payload, const se
           return {errc::no_capable_agent, 0};
         }
         const errc e = push(*ep, frame);
-        return {e, e == errc::ok ? 1u : 0u, ep->throttled() ? 1u : 0u};
+        send_result res{e, e == errc::ok ? 1u : 0u};
+        res.note_throttle(*ep);
+        return res;
       });
   }
   return {};
@@ -162,7 +166,7 @@ send_result port::broadcast(std::string_view payload, std::string_view agent_typ
     t.for_each_agent(agent_type, [&](endpoint& ep) {
       if (&ep == ep_.get()) return;
       const errc e = push(ep, frame);
-      res.throttled += ep.throttled();
+      res.note_throttle(ep);
       if (e == errc::ok)
         ++res.delivered;
       else if (res.code == errc::ok)
@@ -184,6 +188,14 @@ bool port::decode(const scheduling::buffer_ref& frame, delivery& d) {
 }
 
 } // namespace flowbus::actors::detail
+
+namespace flowbus::actors {
+void send_result::note_throttle(endpoint& ep) {
+  if (!ep.throttled()) return;
+  ++throttled;
+  if (!throttled_by) throttled_by = ep.shared_from_this();
+}
+} // namespace flowbus::actors
 
 namespace flowbus::actors {
 

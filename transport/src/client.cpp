@@ -196,6 +196,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t - epoch).count();
     return us <= 0 ? 0 : static_cast<std::uint64_t>((us + 999) / 1000);
   }
+  /// Whole ticks elapsed at `t`: what the wheel may advance to (a timer at tick k fires once k ms passed).
+  std::uint64_t elapsed_ticks(clk::time_point t) const {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - epoch).count();
+    return ms <= 0 ? 0 : static_cast<std::uint64_t>(ms);
+  }
   /// @pre m is held
   void schedule_locked(timer_kind k, std::uint64_t id, clk::time_point at) {
     timers.schedule(tick_of(at), std::make_pair(k, id));
@@ -546,7 +551,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       bool resent = false;
       {
         std::lock_guard<std::mutex> g(self->m);
-        self->timers.advance(self->tick_of(now), [&](std::pair<timer_kind, std::uint64_t>&& t) {
+        self->timers.advance(self->elapsed_ticks(now), [&](std::pair<timer_kind, std::uint64_t>&& t) {
           if (t.first == timer_kind::request) {
             auto it = self->requests.find(t.second);
             if (it == self->requests.end()) return; // answered

@@ -2,6 +2,7 @@
 
 #include <flowbus/codec/clock.hpp>
 
+#include <flowbus/actors/endpoint.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
 #include <flowbus/scheduling/lanes.hpp>
@@ -203,22 +204,29 @@ private:
     in_.consume(in_.size());
     if (!more || state_ != state::open) return;
     if (hold_) return hold();
-    hold_for_ = std::chrono::microseconds(100); // went through unthrottled
     read();
   }
 
-  /// A message of this publisher met a recipient above its high water mark: CREDIT 0 (hold), no
-  /// reading for a while (100 µs doubling to 5 ms while it stays so), then CREDIT 1 (go on) and
-  /// reading again. A publisher that ignores the CREDIT is held back by TCP all the same.
+  /// A message of this publisher met a recipient above its high water mark: CREDIT 0 (hold) and
+  /// no reading until that recipient is below its low water mark (or gone), looked at every
+  /// 100 µs doubling to 5 ms; then CREDIT 1 (go on) and reading again. A publisher that ignores
+  /// the CREDIT is held back by TCP all the same.
   void hold() {
     hold_ = false;
     core_.holds.fetch_add(1, std::memory_order_relaxed);
     send_credit(0);
+    hold_for_ = std::chrono::microseconds(100);
+    recheck_hold();
+  }
+
+  void recheck_hold() {
     timer_.expires_after(hold_for_);
     hold_for_ = std::min<std::chrono::microseconds>(hold_for_ * 2, std::chrono::microseconds(5000));
     timer_.async_wait(bind([](session& s, beast::error_code ec) {
       if (ec || s.state_ != state::open) return;
-      s.send_credit(1); // the lease is over; the next throttled message holds again
+      if (auto ep = s.held_by_.lock(); ep && ep->open() && ep->throttled()) return s.recheck_hold();
+      s.held_by_.reset();
+      s.send_credit(1);
       s.read();
     }));
   }
@@ -355,7 +363,10 @@ private:
       return false;
     }
     // CRITICAL traffic is never held: emergency mode protects it
-    if (r.throttled && m.prio != codec::priority::critical) hold_ = true;
+    if (r.throttled && m.prio != codec::priority::critical) {
+      hold_ = true;
+      held_by_ = r.throttled_by;
+    }
     if ((m.flags & codec::flag::ack_requested) && m.has(codec::field::message_id)) {
       // acknowledged delivery: ACK once every current recipient has it queued; otherwise NACK with
       // the reason (refused copies are dead letters; no recipient at all: no_responders)
@@ -725,6 +736,7 @@ private:
   bool hold_ = false;            ///< the last message met a throttled recipient: hold() before reading on
   bool throttling_ = false;      ///< this connection's lanes told senders to slow down
   std::chrono::microseconds hold_for_{100};
+  std::weak_ptr<actors::endpoint> held_by_; ///< the recipient whose water mark holds this publisher
   std::uint32_t resume_at_ = 0;  ///< of a paused BATCH: the inner messages before this were handled
   std::chrono::microseconds pause_for_{50};
   std::chrono::steady_clock::time_point write_began_{};

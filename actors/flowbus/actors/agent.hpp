@@ -30,6 +30,7 @@
 
 namespace flowbus::actors {
 
+class endpoint;
 namespace detail {
 class port;
 } // namespace detail
@@ -102,7 +103,10 @@ struct send_result {
   /// Recipients among them whose queue is above its high water mark: the sender should slow down
   /// (a WebSocket connection stops reading its publisher for a while, docs/reliability.md).
   std::uint32_t throttled = 0;
+  std::shared_ptr<endpoint> throttled_by{}; ///< the first of them: watch it to know when to go on
   explicit operator bool() const noexcept { return code == errc::ok; }
+  /// Counts a recipient's flow-control state into the result (the routing paths).
+  void note_throttle(endpoint& ep);
 };
 
 /// Where a request (or a generic send) goes.

@@ -29,7 +29,7 @@ namespace flowbus::actors {
 
 class dead_letters;
 
-class endpoint {
+class endpoint : public std::enable_shared_from_this<endpoint> {
 public:
   /// CRITICAL frames have an express ring: a bulk burst that fills the mailbox cannot refuse them.
   using queue_type = scheduling::urgent_queue<scheduling::buffer_ref>;
