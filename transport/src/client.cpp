@@ -105,6 +105,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     std::vector<codec::byte> frame;
     std::uint32_t attempts;
     std::shared_ptr<std::promise<errc>> done;
+    std::uint64_t written_by = 0; ///< `sent` reaches this when its last copy has been written
   };
   std::unordered_map<std::uint64_t, unacked_publish> unacked;
   scheduling::dedup_window dedup;    ///< I/O thread: (source, message id) seen
@@ -188,6 +189,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     u.frame[6] |= codec::flag::redelivery; // header byte 6: flags (the checksum is redone on writing)
     pending.insert(pending.end(), u.frame.begin(), u.frame.end());
     queued.fetch_add(1, std::memory_order_relaxed);
+    u.written_by = sent.load(std::memory_order_relaxed) + queued.load(std::memory_order_relaxed);
     redelivered.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -562,6 +564,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
           auto it = self->unacked.find(t.second);
           if (it == self->unacked.end()) return; // acknowledged
           auto& u = it->second;
+          if (self->sent.load(std::memory_order_relaxed) < u.written_by) { // still in our own queue:
+            self->schedule_locked(timer_kind::ack, t.second, now + self->opt.ack_timeout); // no copy
+            return;
+          }
           if (u.attempts >= self->opt.ack_attempts) {
             gave_up.push_back(std::move(u.done));
             self->unacked.erase(it);
@@ -751,6 +757,7 @@ std::future<errc> client::publish_acked(std::string_view topic, std::string_view
     p->set_value(e);
   } else {
     it->second.frame = std::move(frame);
+    it->second.written_by = i.sent.load(std::memory_order_relaxed) + i.queued.load(std::memory_order_relaxed);
   }
   return f;
 }
