@@ -133,6 +133,8 @@ std::uint64_t gateway::backlog() const noexcept { return port_->ep().in_flight()
 
 void gateway::throttle(bool on) noexcept { port_->ep().set_throttled(on); }
 
+void gateway::breaker(scheduling::breaker_state s) noexcept { port_->ep().set_breaker(s); }
+
 caf::actor gateway::actor() const { return st_->conn; }
 
 void node::attach(agent_spec spec, gateway_events events, attach_handler on_attach) {

@@ -173,6 +173,75 @@ TEST_SUITE("acks") {
     pub.close();
   }
 
+  TEST_CASE("a WebSocket agent's failing handler: the node retries the message, then quarantines it as poison") {
+    transport::server_options o;
+    o.retry = {3, std::chrono::milliseconds(1), std::chrono::milliseconds(5)};
+    o.breaker_enabled = false;
+    edge e(o);
+    std::atomic<int> bad_calls{0}, good{0};
+    auto so = client_for(e.port(), "sub");
+    so.subscriptions = {"jobs"};
+    so.acks = true;
+    transport::client sub(so);
+    sub.on_message([&](const transport::incoming& in) {
+      if (in.payload == "bad") {
+        ++bad_calls;
+        throw std::runtime_error("cannot handle this");
+      }
+      ++good;
+    });
+    REQUIRE(sub.connect() == actors::errc::ok);
+    transport::client pub(client_for(e.port(), "pub"));
+    REQUIRE(pub.connect() == actors::errc::ok);
+    CHECK(pub.publish_acked("jobs", "bad").get() == actors::errc::ok); // with a message id: not a duplicate when retried
+    CHECK(pub.publish_acked("jobs", "fine").get() == actors::errc::ok);
+    auto& dead = e.node.dead();
+    REQUIRE(eventually([&] { return dead.count(actors::dead_reason::poison) == 1; }));
+    std::this_thread::sleep_for(30ms);
+    CHECK(bad_calls.load() == 3);
+    CHECK(good.load() == 1);
+    CHECK(sub.stats().handler_failures == 3);
+    const auto letters = dead.take();
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].attempts == 3);
+    CHECK(letters[0].recipient == "sub");
+    sub.close();
+    pub.close();
+  }
+
+  TEST_CASE("a WebSocket agent's failures open its breaker: senders fail fast, a half-open trial closes it") {
+    transport::server_options o;
+    o.retry.max_attempts = 1; // each failure final: the breaker alone
+    o.breaker.failure_count = 3;
+    o.breaker.failure_rate = 0;
+    o.breaker.open_for_ns = 200'000'000;
+    o.breaker.trial_calls = 1;
+    edge e(o);
+    std::atomic<int> good{0};
+    auto so = client_for(e.port(), "sub");
+    so.subscriptions = {"jobs"};
+    so.acks = true;
+    transport::client sub(so);
+    sub.on_message([&](const transport::incoming& in) {
+      if (in.payload == "bad") throw std::runtime_error("failing");
+      ++good;
+    });
+    REQUIRE(sub.connect() == actors::errc::ok);
+    auto local = e.node.connect({"local-pub", "test"});
+    REQUIRE(local.has_value());
+    auto& pub = *local.value();
+    for (int i = 0; i < 3; ++i) CHECK(pub.publish("jobs", "bad").code == actors::errc::ok);
+    REQUIRE(eventually([&] { return e.node.breaker("sub").value() == scheduling::breaker_state::open; }));
+    CHECK(pub.publish("jobs", "good").code == actors::errc::circuit_open);
+    CHECK(e.node.dead().count(actors::dead_reason::circuit_open) == 1);
+    REQUIRE(eventually([&] { return e.node.breaker("sub").value() == scheduling::breaker_state::half_open; }, 2s));
+    CHECK(pub.publish("jobs", "good").code == actors::errc::ok); // the trial
+    REQUIRE(eventually([&] { return e.node.breaker("sub").value() == scheduling::breaker_state::closed; }));
+    CHECK(good.load() == 1);
+    CHECK(e.node.dead().count(actors::dead_reason::poison) == 3);
+    sub.close();
+  }
+
   TEST_CASE("a redelivered duplicate is dropped by the receiver") {
     edge e;
     std::atomic<int> got{0};

@@ -26,6 +26,7 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace flowbus::transport {
 
@@ -99,7 +100,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::atomic<bool> registered{false}, closing{false}, started{false};
   std::atomic<std::uint64_t> next_corr{1}, next_token{1};
   std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0}, holds{0}, unsent{0},
-      acked{0}, redelivered{0}, duplicates{0};
+      acked{0}, redelivered{0}, duplicates{0}, handler_failures{0};
   /// publish_acked messages waiting for the node's ACK: their frame, for sending again
   struct unacked_publish {
     std::vector<codec::byte> frame;
@@ -111,6 +112,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   scheduling::dedup_window dedup;    ///< I/O thread: (source, message id) seen
   std::uint64_t last_in_seq = 0;     ///< I/O thread: the node's sequence of the last message handled
   bool ack_due = false;              ///< I/O thread: a message arrived since our last ACK
+  std::unordered_set<std::string> retrying; ///< I/O thread: (source, id) our handler failed: not a duplicate when it comes again
   std::atomic<bool> held{false}; ///< the node's last CREDIT was 0
   clk::time_point close_by{};    ///< close() stops writing then (I/O thread)
 
@@ -467,7 +469,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       ack_due = true;
     }
     if (msg.has(codec::field::message_id) &&
-        dedup.check(msg.str(codec::field::source), msg.message_id()) == scheduling::dedup_window::verdict::duplicate) {
+        dedup.check(msg.str(codec::field::source), msg.message_id()) == scheduling::dedup_window::verdict::duplicate &&
+        !retrying.erase(retry_key(msg))) { // a message our handler failed comes again on purpose
       duplicates.fetch_add(1, std::memory_order_relaxed);
       return;
     }
@@ -484,7 +487,34 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
           }
       if (!h) h = fallback;
     }
-    if (h) h(in_msg);
+    if (!h) return;
+    try {
+      h(in_msg);
+    } catch (const std::exception& e) {
+      handler_failed(msg, e.what());
+    } catch (...) {
+      handler_failed(msg, "not a std::exception");
+    }
+  }
+
+  static std::string retry_key(const codec::message& msg) {
+    return std::string(msg.str(codec::field::source)) + '\0' + std::to_string(msg.message_id());
+  }
+
+  /// A handler threw: with acks the node hears it (NACK of the frame's sequence) and sends the
+  /// message again per its retry policy; without, it is only counted and logged.
+  void handler_failed(const codec::message& msg, const char* what) {
+    handler_failures.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("flowbus client {}: a handler failed: {}", opt.id, what);
+    if (!opt.acks) return;
+    if (msg.has(codec::field::message_id) && retrying.size() < 4096) retrying.insert(retry_key(msg));
+    codec::message n;
+    n.type = codec::msg_type::nack;
+    n.prio = codec::priority::critical;
+    n.timestamp_ns = codec::wall_clock_ns();
+    n.set(codec::field::message_id, msg.sequence);
+    n.set(codec::field::error_code, code_of(reason::handler_failed));
+    enqueue(n); // before this read's ACK, which then covers the frame as handled (failed)
   }
 
   static errc to_errc(std::uint64_t code) {
@@ -808,7 +838,7 @@ client_stats client::stats() const {
   const impl& i = *impl_;
   return client_stats{i.sent.load(), i.received.load(), i.writes.load(), i.batches.load(), i.connects.load(),
                       i.refused.load(), i.holds.load(), i.unsent.load(), i.acked.load(), i.redelivered.load(),
-                      i.duplicates.load()};
+                      i.duplicates.load(), i.handler_failures.load()};
 }
 
 bool client::held() const noexcept { return impl_->held.load(std::memory_order_relaxed); }

@@ -5,7 +5,10 @@
 #include <flowbus/actors/endpoint.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
+#include <flowbus/scheduling/circuit_breaker.hpp>
+#include <flowbus/scheduling/fixed_rate.hpp> // steady_ns
 #include <flowbus/scheduling/lanes.hpp>
+#include <flowbus/scheduling/retry.hpp>
 #include <flowbus/scheduling/numa.hpp>
 #include <flowbus/transport/outbound.hpp>
 #include <flowbus/transport/reasons.hpp>
@@ -29,6 +32,8 @@
 #include <mutex>
 #include <thread>
 #include <deque>
+#include <map>
+#include <random>
 #include <unordered_set>
 
 namespace flowbus::transport {
@@ -94,6 +99,8 @@ public:
     }
     // frames taken from the mailbox and never written are accounted for, not dropped
     if (held_) core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(held_), agent_id_);
+    if (rel_) // waiting for another attempt
+      for (auto& r : rel_->retries) core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(r.second), agent_id_);
     if (unacked_) // written, never acknowledged: the agent may not have them
       for (auto& f : *unacked_) core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f.second), agent_id_);
     if (lanes_)
@@ -313,6 +320,8 @@ private:
         if (acks_) on_agent_ack(m.message_id());
         return true;
       case t::nack:
+        if (acks_) on_agent_nack(m.message_id());
+        return true;
       case t::credit: return true; // acknowledged delivery and credit: the reliability layer
       case t::error:
         spdlog::info("flowbus: {} sent ERROR {} ({})", agent_id_, m.num(codec::field::error_code),
@@ -535,6 +544,7 @@ private:
           if (!lanes_) break;
           auto next = lanes_->next();
           if (!next) break;
+          if (!breaker_allows(*next)) continue;
           held_ = std::move(*next);
         }
         if (!batch_.fits(held_.size())) break; // leads the next write
@@ -579,32 +589,128 @@ private:
     for (;;) {
       taken_.clear();
       const auto r = gw_->take(taken_, 256);
-      for (auto& f : taken_) {
-        const std::size_t lane = f.size() > 7 ? f.data()[7] : 2; // header byte 7: priority
-        std::uint64_t deadline = 0;
-        if (f.size() > 6 && (f.data()[6] & codec::flag::has_deadline)) {
-          codec::message m;
-          codec::decoder d;
-          if (d.decode(codec::bytes_view(f.data(), f.size()), m)) deadline = m.deadline_ns();
-        }
-        if (!lanes_) lanes_ = std::make_unique<scheduling::lane_scheduler<scheduling::buffer_ref>>(lane_options_for(core_));
-        auto a = lanes_->push(std::move(f), lane, deadline);
-        if (a.rejected) core_.node.dead().add(actors::dead_reason::shed, std::move(*a.rejected), agent_id_);
-        if (a.evicted) core_.node.dead().add(actors::dead_reason::shed, std::move(*a.evicted), agent_id_);
-      }
+      for (auto& f : taken_) admit(std::move(f));
       if (!r.more) break;
     }
     taken_.clear();
     update_throttle();
   }
 
+  /// Queues one frame in its lane (by priority, EDF by deadline); what the lanes shed or evict is
+  /// dead-lettered.
+  void admit(scheduling::buffer_ref&& f) {
+    const std::size_t lane = f.size() > 7 ? f.data()[7] : 2; // header byte 7: priority
+    std::uint64_t deadline = 0;
+    if (f.size() > 6 && (f.data()[6] & codec::flag::has_deadline)) {
+      codec::message m;
+      codec::decoder d;
+      if (d.decode(codec::bytes_view(f.data(), f.size()), m)) deadline = m.deadline_ns();
+    }
+    if (!lanes_) lanes_ = std::make_unique<scheduling::lane_scheduler<scheduling::buffer_ref>>(lane_options_for(core_));
+    auto a = lanes_->push(std::move(f), lane, deadline);
+    if (a.rejected) core_.node.dead().add(actors::dead_reason::shed, std::move(*a.rejected), agent_id_);
+    if (a.evicted) core_.node.dead().add(actors::dead_reason::shed, std::move(*a.evicted), agent_id_);
+  }
+
+  /// The agent's handler failed the frame with sequence `seq` (NACK): count it in the agent's
+  /// breaker, and queue the message again after a full-jitter backoff — or, after the retry
+  /// policy's attempts, dead-letter it as poison.
+  void on_agent_nack(std::uint64_t seq) {
+    const auto it = std::lower_bound(unacked_->begin(), unacked_->end(), seq,
+                                     [](const auto& e, std::uint64_t s) { return e.first < s; });
+    if (it == unacked_->end() || it->first != seq) return; // not ours, or already acknowledged
+    reliability& r = rel();
+    scheduling::buffer_ref frame = it->second;
+    r.breaker.on_failure(scheduling::steady_ns());
+    r.failed.insert(seq); // its ACK then counts no success
+    publish_breaker();
+    const std::uint32_t made = ++r.attempts[frame.data()];
+    const scheduling::retry_policy& rp = core_.opt.retry;
+    if (made >= rp.max_attempts) {
+      r.attempts.erase(frame.data());
+      core_.node.dead().add(actors::dead_reason::poison, std::move(frame), agent_id_, made);
+      return;
+    }
+    const auto due = std::chrono::steady_clock::now() + scheduling::full_jitter(made, rp.initial, rp.max, r.rng);
+    r.retries.emplace(due, std::move(frame));
+    arm_retries();
+  }
+
+  /// Per-agent reliability of an acknowledging agent: made on its first NACK.
+  struct reliability {
+    explicit reliability(const server::core& c, net::any_io_executor ex)
+        : breaker(c.opt.breaker), retry_timer(ex), breaker_timer(ex) {}
+    scheduling::circuit_breaker breaker;
+    scheduling::breaker_state published = scheduling::breaker_state::closed;
+    std::unordered_map<const void*, std::uint32_t> attempts; ///< by buffer: attempts failed so far
+    std::unordered_set<std::uint64_t> failed;                ///< sequences NACKed, not yet acknowledged
+    std::multimap<std::chrono::steady_clock::time_point, scheduling::buffer_ref> retries;
+    net::steady_timer retry_timer, breaker_timer;
+    std::minstd_rand rng{std::random_device{}()};
+  };
+  reliability& rel() {
+    if (!rel_) rel_ = std::make_unique<reliability>(core_, ws_.get_executor());
+    return *rel_;
+  }
+
+  void arm_retries() {
+    reliability& r = *rel_;
+    if (r.retries.empty()) return;
+    r.retry_timer.expires_at(r.retries.begin()->first);
+    r.retry_timer.async_wait(bind([](session& s, beast::error_code ec) {
+      if (ec || s.state_ != state::open) return;
+      reliability& rr = *s.rel_;
+      const auto now = std::chrono::steady_clock::now();
+      while (!rr.retries.empty() && rr.retries.begin()->first <= now) {
+        s.admit(std::move(rr.retries.begin()->second));
+        rr.retries.erase(rr.retries.begin());
+      }
+      s.arm_retries();
+      s.flush();
+    }));
+  }
+
+  /// Shows the breaker's state on the endpoint: while open, senders fail fast (circuit_open).
+  void publish_breaker() {
+    if (!core_.opt.breaker_enabled) return;
+    reliability& r = *rel_;
+    const scheduling::breaker_state st = r.breaker.state();
+    if (st == r.published) return;
+    r.published = st;
+    gw_->breaker(st);
+    if (st != scheduling::breaker_state::open) return;
+    r.breaker_timer.expires_after(std::chrono::nanoseconds(r.breaker.options().open_for_ns));
+    r.breaker_timer.async_wait(bind([](session& s, beast::error_code ec) {
+      if (ec || s.state_ != state::open) return;
+      reliability& rr = *s.rel_;
+      if (rr.breaker.state(scheduling::steady_ns()) != scheduling::breaker_state::half_open) return;
+      rr.published = scheduling::breaker_state::half_open; // senders get through for the trials
+      s.gw_->breaker(rr.published);
+    }));
+  }
+
+  /// While the breaker is not closed, a frame goes out only as a trial; the rest fail fast.
+  bool breaker_allows(scheduling::buffer_ref& f) {
+    if (!rel_ || !core_.opt.breaker_enabled || rel_->breaker.state() == scheduling::breaker_state::closed) return true;
+    if (rel_->breaker.allow(scheduling::steady_ns())) return true;
+    core_.node.dead().add(actors::dead_reason::circuit_open, std::move(f), agent_id_);
+    publish_breaker();
+    return false;
+  }
+
   /// The agent has handled every frame we sent up to sequence `seq` (cumulative).
   void on_agent_ack(std::uint64_t seq) {
     std::uint64_t n = 0;
+    const std::uint64_t now = rel_ ? scheduling::steady_ns() : 0;
     while (!unacked_->empty() && unacked_->front().first <= seq) {
+      if (rel_ && !rel_->failed.erase(unacked_->front().first)) { // handled, and not NACKed
+        rel_->breaker.on_success(now);
+        rel_->attempts.erase(unacked_->front().second.data()); // a retried message got through
+      }
       unacked_->pop_front();
       ++n;
     }
+    if (rel_) publish_breaker();
     if (!n) return;
     core_.acked.fetch_add(n, std::memory_order_relaxed);
     flush(); // the window may have been full
@@ -724,6 +830,7 @@ private:
   /// acknowledged, with their sequence numbers
   std::unique_ptr<std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>>> unacked_;
   std::vector<scheduling::buffer_ref> sent_;     ///< scratch: the data frames of the write being made
+  std::unique_ptr<reliability> rel_;            ///< retries and breaker of an acknowledging agent
   std::vector<scheduling::buffer_ref> taken_;    ///< scratch for take()
   std::unique_ptr<actors::gateway> gw_;
   std::string agent_id_;
@@ -853,6 +960,7 @@ const char* describe_code(std::uint64_t code) noexcept {
     case reason::too_many_connections: return "too many connections";
     case reason::agent_down: return "agent down";
     case reason::message_too_large: return "message too large";
+    case reason::handler_failed: return "handler failed";
     case reason::routing_base: break;
   }
   return "unknown";

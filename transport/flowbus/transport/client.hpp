@@ -84,6 +84,7 @@ struct client_stats {
   std::uint64_t acked = 0;       ///< publish_acked messages the node acknowledged
   std::uint64_t redelivered = 0; ///< publish_acked messages sent again after ack_timeout
   std::uint64_t duplicates = 0;  ///< received messages dropped as already seen (same source and message id)
+  std::uint64_t handler_failures = 0; ///< handlers that threw (with acks: NACKed, the node retries)
 };
 
 class client {

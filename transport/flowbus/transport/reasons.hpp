@@ -20,6 +20,7 @@ enum class reason : std::uint16_t {
   // 71: reserved (a stopping node says GOODBYE instead)
   agent_down = 72,           ///< the node took the agent down (missed heartbeats)
   message_too_large = 73,    ///< a WebSocket message above the node's maximum
+  handler_failed = 74,       ///< agent → node NACK: the agent's handler failed the message
   routing_base = 96,         ///< 96 + actors::errc: a message or subscription was refused
 };
 

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <flowbus/actors/node.hpp>
+#include <flowbus/scheduling/circuit_breaker.hpp>
+#include <flowbus/scheduling/retry.hpp>
 
 #include <array>
 #include <chrono>
@@ -38,6 +40,12 @@ struct server_options {
   /// then waits in the priority lanes, where urgent frames can still overtake it, instead of in
   /// a FIFO socket buffer several MB deep.
   std::uint32_t notsent_lowat = 128 * 1024;
+  /// Agents that acknowledge (REGISTER with ack_requested) report a failed handler with NACK:
+  /// the message is queued again after a full-jitter backoff up to `retry.max_attempts`, then
+  /// dead-lettered as poison; failures in the window open the agent's circuit breaker.
+  scheduling::retry_policy retry{3, std::chrono::milliseconds(20), std::chrono::milliseconds(1000)};
+  bool breaker_enabled = true;
+  scheduling::breaker_options breaker;
 };
 
 struct server_stats {
