@@ -210,12 +210,18 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     timers.schedule(tick_of(at), std::make_pair(k, id));
   }
 
+  /// A control frame of ours (HEARTBEAT, ACK, NACK): CRITICAL, stamped now.
+  static codec::message control_frame(codec::msg_type type) {
+    codec::message c;
+    c.type = type;
+    c.prio = codec::priority::critical;
+    c.timestamp_ns = codec::wall_clock_ns();
+    return c;
+  }
+
   void send_ack() {
     ack_due = false;
-    codec::message a;
-    a.type = codec::msg_type::ack;
-    a.prio = codec::priority::critical;
-    a.timestamp_ns = codec::wall_clock_ns();
+    codec::message a = control_frame(codec::msg_type::ack);
     a.set(codec::field::message_id, last_in_seq); // cumulative: every node frame up to this one
     enqueue(a); // refused only when the queue is full: the next ACK covers this one too
   }
@@ -508,10 +514,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     spdlog::warn("flowbus client {}: a handler failed: {}", opt.id, what);
     if (!opt.acks) return;
     if (msg.has(codec::field::message_id) && retrying.size() < 4096) retrying.insert(retry_key(msg));
-    codec::message n;
-    n.type = codec::msg_type::nack;
-    n.prio = codec::priority::critical;
-    n.timestamp_ns = codec::wall_clock_ns();
+    codec::message n = control_frame(codec::msg_type::nack);
     n.set(codec::field::message_id, msg.sequence);
     n.set(codec::field::error_code, code_of(reason::handler_failed));
     enqueue(n); // before this read's ACK, which then covers the frame as handled (failed)
@@ -564,10 +567,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     heartbeat_timer.expires_after(opt.heartbeat / 2);
     heartbeat_timer.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
       if (ec || gen != self->generation || !self->registered.load()) return;
-      codec::message beat;
-      beat.type = codec::msg_type::heartbeat;
-      beat.prio = codec::priority::critical;
-      beat.timestamp_ns = codec::wall_clock_ns();
+      codec::message beat = control_frame(codec::msg_type::heartbeat);
       self->enqueue(beat);
       self->heartbeat(gen);
     });

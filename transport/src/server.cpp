@@ -98,15 +98,15 @@ public:
       core_.active.fetch_sub(1, std::memory_order_relaxed);
     }
     // frames taken from the mailbox and never written are accounted for, not dropped
-    if (held_) core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(held_), agent_id_);
+    auto gone = [&](scheduling::buffer_ref&& f) {
+      core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f), agent_id_);
+    };
+    if (held_) gone(std::move(held_));
     if (rel_) // waiting for another attempt
-      for (auto& r : rel_->retries) core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(r.second), agent_id_);
+      for (auto& r : rel_->retries) gone(std::move(r.second));
     if (unacked_) // written, never acknowledged: the agent may not have them
-      for (auto& f : *unacked_) core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f.second), agent_id_);
-    if (lanes_)
-      lanes_->clear([&](scheduling::buffer_ref&& f, std::size_t) {
-        core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f), agent_id_);
-      });
+      for (auto& f : *unacked_) gone(std::move(f.second));
+    if (lanes_) lanes_->clear([&](scheduling::buffer_ref&& f, std::size_t) { gone(std::move(f)); });
   }
 
   static scheduling::lane_options lane_options_for(const server::core& c) {
@@ -317,10 +317,10 @@ private:
         begin_close(websocket::close_code::normal);
         return false;
       case t::ack:
-        if (acks_) on_agent_ack(m.message_id());
+        if (unacked_) on_agent_ack(m.message_id());
         return true;
       case t::nack:
-        if (acks_) on_agent_nack(m.message_id());
+        if (unacked_) on_agent_nack(m.message_id());
         return true;
       case t::credit: return true; // acknowledged delivery and credit: the reliability layer
       case t::error:
@@ -379,16 +379,9 @@ private:
     if ((m.flags & codec::flag::ack_requested) && m.has(codec::field::message_id)) {
       // acknowledged delivery: ACK once every current recipient has it queued; otherwise NACK with
       // the reason (refused copies are dead letters; no recipient at all: no_responders)
-      const actors::errc why = r.code != actors::errc::ok ? r.code
-                               : r.delivered == 0       ? actors::errc::no_responders
-                                                        : actors::errc::ok;
-      if (why == actors::errc::ok)
-        queue_control(codec::msg_type::ack, [&](codec::message& a) { a.set(codec::field::message_id, m.message_id()); });
-      else
-        queue_control(codec::msg_type::nack, [&](codec::message& a) {
-          a.set(codec::field::message_id, m.message_id());
-          a.set(codec::field::error_code, code_of(why));
-        });
+      answer(m.message_id(), r.code != actors::errc::ok ? r.code
+                             : r.delivered == 0     ? actors::errc::no_responders
+                                                    : actors::errc::ok);
       flush();
       return true;
     }
@@ -402,10 +395,7 @@ private:
           e.set(codec::field::correlation_id, m.correlation_id());
         });
       else if (m.has(codec::field::message_id))
-        queue_control(codec::msg_type::nack, [&](codec::message& e) {
-          e.set(codec::field::message_id, m.message_id());
-          e.set(codec::field::error_code, code_of(why));
-        });
+        answer(m.message_id(), why);
       flush();
     }
     return true;
@@ -432,10 +422,8 @@ private:
     spec.priority = static_cast<codec::priority>(m.prio);
     spec.mailbox_capacity = core_.opt.mailbox_capacity;
     agent_id_ = spec.id;
-    if (m.flags & codec::flag::ack_requested) { // this agent acknowledges what it receives
-      acks_ = true;
+    if (m.flags & codec::flag::ack_requested) // this agent acknowledges what it receives
       unacked_ = std::make_unique<std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>>>();
-    }
     // The node calls these from its threads, possibly after the server stopped: they hold no
     // executor (its I/O context may be gone), only the session's weak pointer and the gate.
     auto to_session = [weak = weak_from_this(), gate = core_.gate](auto f) {
@@ -479,14 +467,18 @@ private:
 
   void on_done(std::uint64_t token, actors::errc e) {
     if (state_ >= state::closing) return;
-    if (e == actors::errc::ok)
-      queue_control(codec::msg_type::ack, [&](codec::message& a) { a.set(codec::field::message_id, token); });
-    else
-      queue_control(codec::msg_type::nack, [&](codec::message& a) {
-        a.set(codec::field::message_id, token);
-        a.set(codec::field::error_code, code_of(e));
-      });
+    answer(token, e);
     flush();
+  }
+
+  /// ACK for `id` (ok), else NACK with the reason.
+  void answer(std::uint64_t id, actors::errc e) {
+    if (e == actors::errc::ok)
+      return queue_control(codec::msg_type::ack, [&](codec::message& a) { a.set(codec::field::message_id, id); });
+    queue_control(codec::msg_type::nack, [&](codec::message& a) {
+      a.set(codec::field::message_id, id);
+      a.set(codec::field::error_code, code_of(e));
+    });
   }
 
   void on_down(actors::errc e) {
@@ -537,9 +529,10 @@ private:
       admit_from_mailbox();
       if (lanes_ && lanes_->earliest_deadline()) expire(codec::wall_clock_ns());
       std::size_t used = 0;
+      // acknowledged delivery: at most a lanes' capacity written and not yet acknowledged
+      const std::size_t window = unacked_ ? lane_options_for(core_).capacity : 0;
       for (;;) {
-        // acknowledged delivery: at most a lanes' capacity written and not yet acknowledged
-        if (acks_ && unacked_->size() + sent_.size() >= lane_options_for(core_).capacity) break;
+        if (unacked_ && unacked_->size() + sent_.size() >= window) break;
         if (!held_) {
           if (!lanes_) break;
           auto next = lanes_->next();
@@ -549,7 +542,7 @@ private:
         }
         if (!batch_.fits(held_.size())) break; // leads the next write
         batch_.add(codec::bytes_view(held_.data(), held_.size()));
-        if (acks_) sent_.push_back(std::move(held_)); // kept until the agent acknowledges it
+        if (unacked_) sent_.push_back(std::move(held_)); // kept until the agent acknowledges it
         held_ = {};
         ++used;
       }
@@ -826,8 +819,8 @@ private:
   /// taken from the mailbox, not yet written; made with the first frame (an idle connection has none)
   std::unique_ptr<scheduling::lane_scheduler<scheduling::buffer_ref>> lanes_;
   scheduling::buffer_ref held_;                  ///< next out, did not fit the last batch
-  /// acknowledged delivery (the agent registered with ack_requested): frames written and not yet
-  /// acknowledged, with their sequence numbers
+  /// acknowledged delivery (set iff the agent registered with ack_requested): frames written and
+  /// not yet acknowledged, with their sequence numbers
   std::unique_ptr<std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>>> unacked_;
   std::vector<scheduling::buffer_ref> sent_;     ///< scratch: the data frames of the write being made
   std::unique_ptr<reliability> rel_;            ///< retries and breaker of an acknowledging agent
@@ -838,7 +831,6 @@ private:
   state state_ = state::handshake;
   websocket::close_code close_code_ = websocket::close_code::normal;
   bool writing_ = false, close_after_flush_ = false, registered_in_set_ = false, watchdog_armed_ = false;
-  bool acks_ = false;            ///< the agent acknowledges what it receives (unacked_ is kept)
   bool paused_ = false;          ///< the message in in_ waits for a frame buffer (timer_ retries it)
   bool hold_ = false;            ///< the last message met a throttled recipient: hold() before reading on
   bool throttling_ = false;      ///< this connection's lanes told senders to slow down
