@@ -132,6 +132,7 @@ void gateway::leave() {
 std::uint64_t gateway::backlog() const noexcept { return port_->ep().in_flight(); }
 
 void gateway::throttle(bool on) noexcept { port_->ep().set_throttled(on); }
+void gateway::stalled(bool on) noexcept { port_->ep().set_stalled(on); }
 
 void gateway::breaker(scheduling::breaker_state s) noexcept { port_->ep().set_breaker(s); }
 

@@ -108,7 +108,7 @@ struct node_process {
 class subscribers {
 public:
   subscribers(std::string host, std::uint16_t port, std::size_t count, std::uint64_t expected_each,
-              std::uint32_t receive_buffer = 0)
+              const bench_options& o)
       : expected_(expected_each * count), boxes_(count) {
     for (std::size_t i = 0; i < count; ++i) {
       transport::client_options co;
@@ -118,7 +118,8 @@ public:
       co.type = "bench";
       co.subscriptions = {topic};
       co.max_queued = 1 << 20;
-      co.receive_buffer = receive_buffer;
+      co.receive_buffer = o.receive_buffer;
+      co.receive_window = o.receive_window;
       clients_.push_back(std::make_unique<transport::client>(co));
       box& b = boxes_[i];
       clients_.back()->on_message([&b, this](const transport::incoming& in) {
@@ -293,7 +294,7 @@ int run_pubsub(const bench_options& o) {
     so.io_threads = o.node_io_threads;
     server = std::make_unique<transport::server>(*node, so);
     port = server->port();
-    subscribers subs(host, port, nsubs, count);
+    subscribers subs(host, port, nsubs, count, o);
     if (!subs.connect()) return std::fprintf(stderr, "bench: subscribers cannot connect\n"), 1;
     std::thread pub([&] { publish(o, host, port, count); });
     subs.wait(clk::now() + std::chrono::duration_cast<clk::duration>(deadline_after), latency);
@@ -309,7 +310,7 @@ int run_pubsub(const bench_options& o) {
   const pid_t child = fork();
   if (child == 0) {
     close(ready[0]);
-    subscribers subs(host, port, nsubs, count);
+    subscribers subs(host, port, nsubs, count, o);
     const bool ok = subs.connect();
     const char r = ok ? 'R' : 'F';
     (void)!write(ready[1], &r, 1);
@@ -355,7 +356,7 @@ int run_priority(const bench_options& o) {
     if (child == 0) {
       close(fds[0]);
       close(ready[0]);
-      subscribers subs("127.0.0.1", port, 1, count, o.receive_buffer);
+      subscribers subs("127.0.0.1", port, 1, count, o);
       const bool ok = subs.connect();
       const char r = ok ? 'R' : 'F';
       (void)!write(ready[1], &r, 1);

@@ -23,7 +23,8 @@ struct bench_options {
   std::size_t connections = 10000;  ///< connections: how many to open
   std::size_t node_mailbox = 16384; ///< the started node's per-connection queue
   std::size_t node_io_threads = 1;
-  std::uint32_t receive_buffer = 0; ///< priority: the subscriber's SO_RCVBUF (0: the kernel's autotuning)
+  std::uint32_t receive_buffer = 0; ///< subscribers' SO_RCVBUF (0: the kernel's autotuning)
+  std::uint32_t receive_window = 0; ///< subscribers' receive window (0: none; main sets the client's default)
   std::string name;                 ///< the JSON `bench` name (default from the scenario)
 };
 

@@ -9,6 +9,8 @@
 #include "dlq_cmd.hpp"
 #include "node_cmd.hpp"
 
+#include <flowbus/transport/client.hpp>
+
 #include <CLI/CLI.hpp>
 
 int main(int argc, char** argv) {
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
   demo_cmd->add_option("--threads", demo.threads, "scheduler threads (0: one per CPU)")->capture_default_str();
 
   flowbus::app::bench_options bench;
+  bench.receive_window = flowbus::transport::client_options{}.receive_window;
   CLI::App* bench_cmd = app.add_subcommand("bench", "load generator: latency at a fixed rate, throughput, idle connections");
   bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | connections | priority")
       ->capture_default_str()
@@ -61,7 +64,10 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--node-mailbox", bench.node_mailbox, "the started node's per-connection queue")->capture_default_str();
   bench_cmd->add_option("--node-io-threads", bench.node_io_threads, "the started node's I/O threads")->capture_default_str();
   bench_cmd->add_option("--receive-buffer", bench.receive_buffer,
-                        "priority: the subscriber's socket receive buffer in bytes (0: the kernel's autotuning)")
+                        "the subscribers' socket receive buffer in bytes (0: the kernel's autotuning)")
+      ->capture_default_str();
+  bench_cmd->add_option("--receive-window", bench.receive_window,
+                        "the subscribers' receive window in messages (0: none, TCP alone)")
       ->capture_default_str();
   bench_cmd->add_option("--name", bench.name, "the JSON `bench` name");
 

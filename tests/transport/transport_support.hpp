@@ -106,12 +106,15 @@ public:
   }
   void send(codec::message& m) { write_bytes(frame(m)); }
 
-  void send_register(const std::string& id, std::vector<std::string> subs = {}, std::uint64_t heartbeat_ms = 0) {
+  /// @param window a receive window in data messages (0: none)
+  void send_register(const std::string& id, std::vector<std::string> subs = {}, std::uint64_t heartbeat_ms = 0,
+                     std::uint64_t window = 0) {
     codec::message m;
     m.type = codec::msg_type::register_agent;
     m.set(codec::field::source, id);
     m.set(codec::field::agent_type, "raw");
     if (heartbeat_ms) m.set(codec::field::heartbeat_ms, heartbeat_ms);
+    if (window) m.set(codec::field::credit, window);
     subs_ = std::move(subs);
     entries_.clear();
     for (const auto& s : subs_)
@@ -126,33 +129,42 @@ public:
     m.payload = codec::bytes_view(payload);
     send(m);
   }
+  /// Grants the node `n` more data messages (receive window).
+  void send_credit(std::uint64_t n) {
+    codec::message m;
+    m.type = codec::msg_type::credit;
+    m.set(codec::field::credit, n);
+    send(m);
+  }
   /// REGISTER and wait for WELCOME.
-  void join(const std::string& id, std::vector<std::string> subs = {}) {
-    send_register(id, std::move(subs));
+  void join(const std::string& id, std::vector<std::string> subs = {}, std::uint64_t window = 0) {
+    send_register(id, std::move(subs), 0, window);
     auto f = next(3s);
     REQUIRE(f);
     REQUIRE(f->type == codec::msg_type::welcome);
   }
 
   /// The next frame from the node, or nullopt on timeout or close (then closed() / close_code()).
+  /// A read that times out stays in flight (cancelling would break the WebSocket stream): the
+  /// next call goes on waiting for it.
   std::optional<got_frame> next(std::chrono::milliseconds t = 3s) {
     if (!ready_.empty()) return pop();
     if (closed_) return std::nullopt;
-    bool done = false;
-    beast::error_code ec;
-    in_.clear();
-    ws_.async_read(in_, [&](beast::error_code e, std::size_t) {
-      ec = e;
-      done = true;
-    });
-    ioc_.restart();
-    ioc_.run_for(t);
-    if (!done) {
-      beast::get_lowest_layer(ws_).socket().cancel();
-      ioc_.restart();
-      ioc_.run();
-      return std::nullopt;
+    if (!reading_) {
+      reading_ = true;
+      read_done_ = false;
+      in_.clear();
+      ws_.async_read(in_, [this](beast::error_code e, std::size_t) {
+        read_ec_ = e;
+        read_done_ = true;
+      });
     }
+    ioc_.restart();
+    const auto until = std::chrono::steady_clock::now() + t;
+    while (!read_done_ && std::chrono::steady_clock::now() < until) ioc_.run_one_until(until);
+    if (!read_done_) return std::nullopt;
+    reading_ = false;
+    const beast::error_code ec = read_ec_;
     if (ec) {
       closed_ = true;
       close_ec_ = ec;
@@ -213,8 +225,8 @@ private:
   std::vector<got_frame> ready_;
   std::vector<std::string> subs_;
   std::vector<codec::repeated_entry> entries_;
-  beast::error_code last_write_, close_ec_;
-  bool closed_ = false;
+  beast::error_code last_write_, close_ec_, read_ec_;
+  bool closed_ = false, reading_ = false, read_done_ = false;
 };
 
 } // namespace flowbus::test

@@ -83,7 +83,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   /// connection pool), so they stay valid across reconnects; sequence numbers and checksums are
   /// rewritten when they are written (outbound_batch).
   std::vector<codec::byte> pending;
-  std::atomic<std::size_t> queued{0}; ///< frames in `pending` and `out` not yet written
+  /// CRITICAL messages, written ahead of `pending` — and while the node holds us (CREDIT 0)
+  std::vector<codec::byte> urgent;
+  std::atomic<std::size_t> urgent_frames{0};
+  std::atomic<std::size_t> queued{0}; ///< frames in `pending`, `urgent` and `out` not yet written
   /// The I/O thread will look at the queue again without being told (a flush is posted, or a
   /// write is in flight and its completion flushes): senders then skip the post and its wake-up.
   bool io_awake = false;
@@ -112,6 +115,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   scheduling::dedup_window dedup;    ///< I/O thread: (source, message id) seen
   std::uint64_t last_in_seq = 0;     ///< I/O thread: the node's sequence of the last message handled
   bool ack_due = false;              ///< I/O thread: a message arrived since our last ACK
+  std::uint32_t consumed = 0;        ///< I/O thread: data messages handled since our last CREDIT
   std::unordered_set<std::string> retrying; ///< I/O thread: (source, id) our handler failed: not a duplicate when it comes again
   std::atomic<bool> held{false}; ///< the node's last CREDIT was 0
   clk::time_point close_by{};    ///< close() stops writing then (I/O thread)
@@ -127,7 +131,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       if (closing.load()) return errc::node_stopped;
       if (queued.load(std::memory_order_relaxed) >= opt.max_queued) return errc::mailbox_full;
       if (const errc e = append_locked(msg); e != errc::ok) return e;
-      if (io_awake) return errc::ok;
+      if (io_awake && msg.prio != codec::priority::critical) return errc::ok; // held, CRITICAL still goes
       io_awake = true;
     }
     net::post(ioc, [self = shared_from_this()] { self->flush(); });
@@ -148,9 +152,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     return buf.size() > at;
   }
 
-  /// Encodes `msg` at the end of `pending`. @pre m is held
+  /// Encodes `msg` at the end of `pending` (`urgent` if CRITICAL). @pre m is held
   errc append_locked(codec::message& msg) {
-    if (!append_frame(msg, pending)) return errc::too_large;
+    const bool crit = msg.prio == codec::priority::critical;
+    if (!append_frame(msg, crit ? urgent : pending)) return errc::too_large;
+    if (crit) urgent_frames.fetch_add(1, std::memory_order_relaxed);
     queued.fetch_add(1, std::memory_order_relaxed);
     return errc::ok;
   }
@@ -219,11 +225,27 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     return c;
   }
 
+  /// Writes a control frame of ours ahead of everything queued (I/O thread): never refused, and
+  /// not held back with our data while the node holds us.
+  void send_control(codec::message& c) {
+    append_frame(c, front);
+    if (!writing) flush();
+  }
+
   void send_ack() {
     ack_due = false;
     codec::message a = control_frame(codec::msg_type::ack);
     a.set(codec::field::message_id, last_in_seq); // cumulative: every node frame up to this one
-    enqueue(a); // refused only when the queue is full: the next ACK covers this one too
+    send_control(a);
+  }
+
+  /// Grants the node what our handlers finished since the last CREDIT. Ahead of everything
+  /// queued (front), never refused: the node writes nothing more to us until it has it.
+  void send_credit() {
+    codec::message c = control_frame(codec::msg_type::credit);
+    c.set(codec::field::credit, consumed);
+    consumed = 0;
+    send_control(c);
   }
 
   static codec::message subscription_frame(codec::msg_type type, std::string_view pattern, std::string_view group,
@@ -308,12 +330,15 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     }());
     next_out = 0;
     writing = false;
+    held.store(false, std::memory_order_relaxed); // a new connection: nobody holds us
     codec::message r;
     r.type = codec::msg_type::register_agent;
     r.prio = opt.priority;
     r.timestamp_ns = codec::wall_clock_ns();
     r.set(codec::field::source, opt.id);
     if (opt.acks) r.flags |= codec::flag::ack_requested; // we acknowledge what we receive
+    if (opt.receive_window) r.set(codec::field::credit, opt.receive_window);
+    consumed = 0;
     if (!opt.type.empty()) r.set(codec::field::agent_type, opt.type);
     r.set(codec::field::heartbeat_ms, static_cast<std::uint64_t>(opt.heartbeat.count()));
     std::vector<codec::repeated_entry> rep;
@@ -337,6 +362,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       if (!self->on_frame()) return;
       self->in.consume(self->in.size());
       if (self->ack_due) self->send_ack(); // after the handlers of everything in this message
+      if (self->consumed && self->consumed >= std::max<std::uint32_t>(1, self->opt.receive_window / 2))
+        self->send_credit();
       self->read(gen);
     });
   }
@@ -351,6 +378,15 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       return;
     }
     batch.clear();
+    if (const std::size_t u = urgent_frames.load(std::memory_order_relaxed)) {
+      std::lock_guard<std::mutex> g(m);
+      front.insert(front.end(), urgent.begin(), urgent.end());
+      urgent.clear();
+      const std::size_t k = urgent_frames.exchange(0, std::memory_order_relaxed);
+      queued.fetch_sub(k, std::memory_order_relaxed);
+      sent.fetch_add(k, std::memory_order_relaxed);
+      (void)u;
+    }
     while (front_pos < front.size() && batch.fits(frame_at(front, front_pos))) {
       const std::size_t n = frame_at(front, front_pos);
       batch.add(codec::bytes_view(front.data() + front_pos, n));
@@ -359,6 +395,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     if (front_pos == front.size()) {
       front.clear();
       front_pos = 0;
+    }
+    if (held.load(std::memory_order_relaxed)) { // CREDIT 0: our data waits (io_awake stays set: CREDIT 1 flushes)
+      if (!batch.empty()) write_batch(generation);
+      return;
     }
     if (out_pos == out.size()) {
       std::lock_guard<std::mutex> g(m);
@@ -426,6 +466,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   void dispatch(const codec::message& msg) {
     using t = codec::msg_type;
+    if (opt.receive_window && codec::is_data(msg.type)) ++consumed; // granted back once read() handled it
     switch (msg.type) {
       case t::welcome: return on_welcome();
       case t::ack:
@@ -463,6 +504,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         const bool hold = msg.num(codec::field::credit) == 0;
         if (hold) holds.fetch_add(1, std::memory_order_relaxed);
         held.store(hold, std::memory_order_relaxed);
+        if (!hold) flush(); // what waited goes now
         return;
       }
       case t::reply:
@@ -517,7 +559,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     codec::message n = control_frame(codec::msg_type::nack);
     n.set(codec::field::message_id, msg.sequence);
     n.set(codec::field::error_code, code_of(reason::handler_failed));
-    enqueue(n); // before this read's ACK, which then covers the frame as handled (failed)
+    send_control(n); // before this read's ACK, which then covers the frame as handled (failed)
   }
 
   static errc to_errc(std::uint64_t code) {
@@ -568,7 +610,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     heartbeat_timer.async_wait([self = shared_from_this(), gen](beast::error_code ec) {
       if (ec || gen != self->generation || !self->registered.load()) return;
       codec::message beat = control_frame(codec::msg_type::heartbeat);
-      self->enqueue(beat);
+      self->send_control(beat);
       self->heartbeat(gen);
     });
   }
@@ -695,7 +737,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     bool empty;
     {
       std::lock_guard<std::mutex> g(m);
-      empty = pending.empty() && out_pos == out.size() && front_pos == front.size();
+      empty = pending.empty() && urgent.empty() && out_pos == out.size() && front_pos == front.size();
     }
     if (!writing && !empty) flush();
     if (writing || !empty) {

@@ -61,7 +61,8 @@ struct server::core {
   std::unordered_set<session*> sessions;
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
-      protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0};
+      protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0},
+      window_waits{0};
   std::shared_ptr<post_gate> gate = std::make_shared<post_gate>();
   net::io_context ioc;
   tcp::acceptor acceptor;
@@ -183,18 +184,61 @@ private:
   }
 
   void read() {
+    reading_ = true;
     ws_.async_read(in_, bind([](session& s, beast::error_code ec, std::size_t) { s.on_read(ec); }));
   }
 
   void on_read(beast::error_code ec) {
+    reading_ = false;
     if (ec) {
       if (ec == websocket::error::message_too_big)
         return fail(reason::message_too_large, "a WebSocket message above the node's maximum");
       return teardown(ec == websocket::error::closed ? "closed by the peer" : "read: " + ec.message());
     }
-    if (state_ >= state::closing) return;
+    if (state_ == state::closing) return read_while_closing();
+    if (state_ > state::closing) return;
     if (!ws_.got_binary()) return fail(reason::text_message, "FLOW frames travel in binary messages only");
     process();
+  }
+
+  /// Draining: what the agent sends now is not routed (it has left), but its CREDIT and ACK are
+  /// what lets the node write the rest of its frames.
+  void read_while_closing() {
+    codec::message m;
+    const auto* data = static_cast<const codec::byte*>(in_.data().data());
+    if (ws_.got_binary() && dec_.decode(codec::bytes_view(data, in_.size()), m)) {
+      if (m.type == codec::msg_type::batch) {
+        codec::batch_reader r(dec_, m);
+        codec::message inner;
+        while (!r.done() && r.next(inner)) on_flow_control(inner);
+      } else {
+        on_flow_control(m);
+      }
+    }
+    in_.consume(in_.size());
+    if (deliver_ && close_after_flush_) read();
+  }
+
+  /// CREDIT, ACK or NACK from the agent; false for any other type.
+  bool on_flow_control(const codec::message& m) {
+    using t = codec::msg_type;
+    switch (m.type) {
+      case t::ack:
+        if (unacked_) on_agent_ack(m.message_id());
+        return true;
+      case t::nack:
+        if (unacked_) on_agent_nack(m.message_id());
+        return true;
+      case t::credit: // the agent's receive window: it handled this many more data messages
+        if (window_) {
+          credit_ = std::min<std::int64_t>(credit_ + static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                                         m.num(codec::field::credit), window_)),
+                                           window_);
+          flush();
+        }
+        return true;
+      default: return false;
+    }
   }
 
   /// Handles the WebSocket message in in_ — again after a pause, skipping what was handled.
@@ -210,31 +254,72 @@ private:
     if (paused_) return pause();
     in_.consume(in_.size());
     if (!more || state_ != state::open) return;
-    if (hold_) return hold();
+    if (hold_) {
+      hold_ = false;
+      if (!holding_) start_hold();
+    }
+    if (holding_) {
+      if (!hold_armed_) recheck_hold(); // (a pause used the timer meanwhile)
+      update_stalled();
+      if (!read_while_held()) return; // not read until the recipient is below its low water mark
+    }
     read();
   }
+
+  /// A held publisher is read on only to break a cycle: the node waits for this agent's own
+  /// CREDIT or ACK (behind its data in TCP), and the recipient holding it is in the same state
+  /// (or gone). Two agents publishing to each other would otherwise wait for each other for ever.
+  bool read_while_held() const {
+    if (!waits_for_agent()) return false;
+    const auto ep = held_by_.lock();
+    return !ep || !ep->open() || ep->stalled();
+  }
+  void update_stalled() {
+    const bool on = holding_ && waits_for_agent();
+    if (on == stalled_ || !gw_) return;
+    stalled_ = on;
+    gw_->stalled(on);
+  }
+
+  /// Frames wait for the agent: its receive window is used up, or its acknowledgements are
+  /// behind — until it says so (CREDIT, ACK), which comes by reading.
+  bool waits_for_agent() const {
+    const bool backlog = held_ || (lanes_ && !lanes_->empty());
+    return backlog && ((window_ && credit_ <= 0) || (unacked_ && unacked_->size() >= ack_window()));
+  }
+  std::size_t ack_window() const { return lane_options_for(core_).capacity; }
 
   /// A message of this publisher met a recipient above its high water mark: CREDIT 0 (hold) and
   /// no reading until that recipient is below its low water mark (or gone), looked at every
   /// 100 µs doubling to 5 ms; then CREDIT 1 (go on) and reading again. A publisher that ignores
-  /// the CREDIT is held back by TCP all the same.
-  void hold() {
-    hold_ = false;
+  /// the CREDIT is held back by TCP all the same (a compliant one writes only control frames
+  /// and CRITICAL messages until CREDIT 1). See read_while_held() for the one exception.
+  void start_hold() {
+    holding_ = true;
     core_.holds.fetch_add(1, std::memory_order_relaxed);
     send_credit(0);
     hold_for_ = std::chrono::microseconds(100);
-    recheck_hold();
   }
 
   void recheck_hold() {
+    hold_armed_ = true;
     timer_.expires_after(hold_for_);
     hold_for_ = std::min<std::chrono::microseconds>(hold_for_ * 2, std::chrono::microseconds(5000));
     timer_.async_wait(bind([](session& s, beast::error_code ec) {
-      if (ec || s.state_ != state::open) return;
-      if (auto ep = s.held_by_.lock(); ep && ep->open() && ep->throttled()) return s.recheck_hold();
+      s.hold_armed_ = false;
+      if (ec || s.state_ != state::open || !s.holding_) return;
+      const bool idle = !s.reading_ && !s.paused_;
+      s.update_stalled();
+      if (auto ep = s.held_by_.lock(); ep && ep->open() && ep->throttled()) {
+        s.recheck_hold();
+        if (idle && s.read_while_held()) s.read();
+        return;
+      }
+      s.holding_ = false;
+      s.update_stalled();
       s.held_by_.reset();
       s.send_credit(1);
-      s.read();
+      if (idle) s.read();
     }));
   }
 
@@ -317,12 +402,8 @@ private:
         begin_close(websocket::close_code::normal);
         return false;
       case t::ack:
-        if (unacked_) on_agent_ack(m.message_id());
-        return true;
       case t::nack:
-        if (unacked_) on_agent_nack(m.message_id());
-        return true;
-      case t::credit: return true; // acknowledged delivery and credit: the reliability layer
+      case t::credit: return on_flow_control(m);
       case t::error:
         spdlog::info("flowbus: {} sent ERROR {} ({})", agent_id_, m.num(codec::field::error_code),
                      describe_code(m.num(codec::field::error_code)));
@@ -422,6 +503,9 @@ private:
     spec.priority = static_cast<codec::priority>(m.prio);
     spec.mailbox_capacity = core_.opt.mailbox_capacity;
     agent_id_ = spec.id;
+    // a receive window: at most this many data messages written and not yet granted back by CREDIT
+    window_ = static_cast<std::uint32_t>(std::min<std::uint64_t>(m.num(codec::field::credit), max_window));
+    credit_ = window_;
     if (m.flags & codec::flag::ack_requested) // this agent acknowledges what it receives
       unacked_ = std::make_unique<std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>>>();
     // The node calls these from its threads, possibly after the server stopped: they hold no
@@ -530,18 +614,19 @@ private:
       if (lanes_ && lanes_->earliest_deadline()) expire(codec::wall_clock_ns());
       std::size_t used = 0;
       // acknowledged delivery: at most a lanes' capacity written and not yet acknowledged
-      const std::size_t window = unacked_ ? lane_options_for(core_).capacity : 0;
+      const std::size_t window = unacked_ ? ack_window() : 0;
       for (;;) {
         if (unacked_ && unacked_->size() + sent_.size() >= window) break;
         if (!held_) {
           if (!lanes_) break;
-          auto next = lanes_->next();
+          auto next = next_frame();
           if (!next) break;
           if (!breaker_allows(*next)) continue;
           held_ = std::move(*next);
         }
         if (!batch_.fits(held_.size())) break; // leads the next write
         batch_.add(codec::bytes_view(held_.data(), held_.size()));
+        if (window_ && codec::is_data(static_cast<codec::msg_type>(held_.data()[5]))) --credit_;
         if (unacked_) sent_.push_back(std::move(held_)); // kept until the agent acknowledges it
         held_ = {};
         ++used;
@@ -574,6 +659,17 @@ private:
       if (ec) return s.teardown("write: " + ec.message());
       s.flush();
     }));
+  }
+
+  /// The next frame for the agent by lane; with its receive window used up only CRITICAL, and no
+  /// more than one window beyond it (the window bounds what waits unread at the agent, the lanes
+  /// keep the rest — where urgent frames can still overtake it).
+  std::optional<scheduling::buffer_ref> next_frame() {
+    if (!window_ || credit_ > 0) return lanes_->next();
+    if (credit_ > -static_cast<std::int64_t>(window_))
+      if (auto f = lanes_->next_from(0)) return f;
+    if (!lanes_->empty()) core_.window_waits.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
   }
 
   /// Moves everything in the gateway's mailbox into the priority lanes (so a CRITICAL frame behind
@@ -710,7 +806,7 @@ private:
   }
 
   /// Tells the node's senders whether this connection's lanes are above their high water mark
-  /// (until below the low one): their publishers are then held (see hold()).
+  /// (until below the low one): their publishers are then held (see start_hold()).
   void update_throttle() {
     const bool on = lanes_ && lanes_->throttled();
     if (on == throttling_) return;
@@ -779,6 +875,13 @@ private:
     if (gw_) gw_->leave();
     if (!accepted) return teardown("closed before the handshake");
     close_after_flush_ = true;
+    if (deliver_ && gw_) // held or paused: read again for the agent's CREDIT and ACK (once out of process())
+      net::post(ws_.get_executor(), bind([](session& ss) {
+        if (ss.reading_ || ss.state_ != state::closing || !ss.close_after_flush_) return;
+        ss.paused_ = false;
+        ss.in_.consume(ss.in_.size()); // waited for a frame buffer: not routed, the agent has left
+        ss.read();
+      }));
     flush();
   }
 
@@ -831,8 +934,12 @@ private:
   state state_ = state::handshake;
   websocket::close_code close_code_ = websocket::close_code::normal;
   bool writing_ = false, close_after_flush_ = false, registered_in_set_ = false, watchdog_armed_ = false;
+  bool reading_ = false;         ///< a read is in flight
   bool paused_ = false;          ///< the message in in_ waits for a frame buffer (timer_ retries it)
-  bool hold_ = false;            ///< the last message met a throttled recipient: hold() before reading on
+  bool hold_ = false;            ///< the last message met a throttled recipient: hold before reading on
+  bool holding_ = false;         ///< CREDIT 0 sent, CREDIT 1 not yet
+  bool hold_armed_ = false;      ///< timer_ waits for recheck_hold()
+  bool stalled_ = false;         ///< shown on the endpoint: holding_ and waits_for_agent()
   bool throttling_ = false;      ///< this connection's lanes told senders to slow down
   std::chrono::microseconds hold_for_{100};
   std::weak_ptr<actors::endpoint> held_by_; ///< the recipient whose water mark holds this publisher
@@ -842,6 +949,9 @@ private:
   bool deliver_ = true;  ///< false once failed: what is still queued goes to the dead letters
   bool goodbye_ = false; ///< a graceful stop: GOODBYE once the agent's frames are written
   std::uint64_t next_in_ = 0, next_out_ = 0;
+  static constexpr std::uint32_t max_window = 1u << 30;
+  std::uint32_t window_ = 0; ///< the agent's receive window in data messages (0: none, TCP alone)
+  std::int64_t credit_ = 0;  ///< data messages we may still write (CRITICAL may overdraw by a window)
   std::chrono::milliseconds heartbeat_{10000};
   std::chrono::steady_clock::time_point last_beat_{};
 };
@@ -936,6 +1046,7 @@ server_stats server::stats() const {
   s.paused = v(c.paused);
   s.holds = v(c.holds);
   s.acked = v(c.acked);
+  s.window_waits = v(c.window_waits);
   return s;
 }
 

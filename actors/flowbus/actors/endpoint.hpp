@@ -58,6 +58,11 @@ public:
   /// for it. Set by consumers with priority lanes (WebSocket connections).
   void set_throttled(bool on) noexcept { throttled_.store(on, std::memory_order_relaxed); }
   bool throttled() const noexcept { return throttled_.load(std::memory_order_relaxed); }
+  /// The consumer is itself held as a publisher and waits for its own agent (a used-up receive
+  /// window): a publisher held by this endpoint may then be read on for its own CREDIT and ACKs —
+  /// holding it until this endpoint drains could be a cycle that never ends.
+  void set_stalled(bool on) noexcept { stalled_.store(on, std::memory_order_relaxed); }
+  bool stalled() const noexcept { return stalled_.load(std::memory_order_relaxed); }
 
   /// The agent's circuit breaker as its consumer last set it: while open, pushes fail fast
   /// (push_status::circuit_open, dead-lettered as circuit_open).
@@ -107,6 +112,7 @@ private:
   dead_letters* orphans_;
   std::size_t capacity_;
   std::atomic<bool> open_{true};
+  std::atomic<bool> stalled_{false};
   std::atomic<bool> throttled_{false}; ///< read by senders with open_, written on transitions only
   std::atomic<scheduling::breaker_state> breaker_{scheduling::breaker_state::closed}; ///< likewise
   box_type box_;

@@ -49,6 +49,8 @@ public:
   std::uint64_t backlog() const noexcept;
   /// Tells senders to this agent to slow down (on) or that they may go on (off): endpoint::set_throttled.
   void throttle(bool on) noexcept;
+  /// Tells senders this agent's connection is held and waits for the agent: endpoint::set_stalled.
+  void stalled(bool on) noexcept;
   /// Shows the agent's circuit breaker to senders (open: they fail fast with circuit_open).
   void breaker(scheduling::breaker_state s) noexcept;
   /// The connection actor, for code that speaks CAF.

@@ -150,6 +150,12 @@ inline constexpr const type_info* describe(msg_type t) noexcept {
   return i <= detail::max_type && detail::type_table[i].name ? &detail::type_table[i] : nullptr;
 }
 inline constexpr bool is_known_type(std::uint8_t t) noexcept { return describe(static_cast<msg_type>(t)) != nullptr; }
+/// A data message (one that needs a destination: TASK_*, COORDINATION, PUBLISH, REQUEST, REPLY):
+/// what a receive window counts (protocol.md §2, CREDIT).
+inline constexpr bool is_data(msg_type t) noexcept {
+  const type_info* i = describe(t);
+  return i && i->needs_destination;
+}
 
 const char* to_string(msg_type t) noexcept;
 const char* to_string(priority p) noexcept;

@@ -107,6 +107,14 @@ public:
     return std::nullopt; // unreachable: size_ > 0 means some lane is non-empty
   }
 
+  /// The next message of lane `lane` only (EDF first), or nothing when that lane is empty; the
+  /// round's quotas are untouched. For a receiver that takes only urgent traffic for now.
+  std::optional<T> next_from(std::size_t lane) {
+    if (lane >= lane_count || lanes_[lane].empty()) return std::nullopt;
+    ++served_[lane];
+    return take(lane);
+  }
+
   /// Removes every message whose deadline is <= now, calling f(T&&, lane) for each.
   template <class F> std::size_t expire(std::uint64_t now, F&& f) {
     std::size_t n = 0;

@@ -64,6 +64,11 @@ struct client_options {
   /// SO_RCVBUF in bytes (0: the kernel's autotuning, up to MBs on loopback). A small buffer keeps
   /// a backlog at the node, where priority lanes order it, instead of in this socket.
   std::uint32_t receive_buffer = 0;
+  /// Receive window in data messages (0: none, TCP alone): the node writes at most this many
+  /// ahead of what our handlers have finished, and we grant more with CREDIT every half window.
+  /// What waits beyond it stays in the node's priority lanes, where a CRITICAL message overtakes
+  /// it, instead of in the socket buffers in arrival order (docs/reliability.md, *Receive window*).
+  std::uint32_t receive_window = 1024;
 };
 
 /// A received message, the same as an in-process agent's delivery (frame unset). Views are valid

@@ -61,6 +61,8 @@ struct server_stats {
   std::uint64_t holds = 0;
   /// Frames acknowledged by agents that registered for acknowledged delivery (delivered for sure).
   std::uint64_t acked = 0;
+  /// Times frames waited because their agent's receive window was used up (its CREDIT pending).
+  std::uint64_t window_waits = 0;
 };
 
 class server {
