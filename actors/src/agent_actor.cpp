@@ -107,8 +107,9 @@ void handle(actor_ptr self, scheduling::buffer_ref&& frame, std::uint32_t attemp
   }
   if (!failed) return;
   const scheduling::retry_policy& rp = st.boot->retry;
+  const std::uint32_t budget = d.max_attempts ? d.max_attempts : rp.max_attempts; // the sender's, if it set one
   // bounded: retries hold frames, at most a mailbox's worth; beyond, the message is given up
-  if (attempts >= rp.max_attempts || st.retries.size() >= p.ep().capacity()) {
+  if (attempts >= budget || st.retries.size() >= p.ep().capacity()) {
     p.core().dead.add(dead_reason::poison, std::move(frame), p.ep().agent_id(), attempts);
     return;
   }

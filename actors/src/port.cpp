@@ -2,7 +2,10 @@
 
 #include <flowbus/codec/clock.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <limits>
 
 namespace flowbus::actors::detail {
 
@@ -46,6 +49,7 @@ errc port::encode(const destination& to, std::string_view payload, const send_op
   if (opts.correlation_id) m.set(codec::field::correlation_id, opts.correlation_id);
   if (opts.message_id) m.set(codec::field::message_id, opts.message_id);
   if (opts.deadline_ns) m.set(codec::field::deadline, opts.deadline_ns);
+  if (opts.max_attempts) m.set(codec::field::max_attempts, opts.max_attempts);
   m.payload = codec::bytes_view(payload);
   const std::size_t need = enc_.literal_size(m);
   if (need > enc_.options().max_frame_size || need > core_->pool.largest_capacity()) return errc::too_large;
@@ -199,6 +203,11 @@ void send_result::note_throttle(endpoint& ep) {
 
 namespace flowbus::actors {
 
+std::uint32_t max_attempts_of(const codec::message& m) noexcept {
+  return static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(m.num(codec::field::max_attempts), std::numeric_limits<std::uint32_t>::max()));
+}
+
 delivery to_delivery(const codec::message& m) noexcept {
   delivery d;
   d.type = m.type;
@@ -214,6 +223,7 @@ delivery to_delivery(const codec::message& m) noexcept {
   d.sequence = m.sequence;
   d.timestamp_ns = m.timestamp_ns;
   d.deadline_ns = m.deadline_ns();
+  d.max_attempts = max_attempts_of(m);
   d.payload = m.payload.as_string();
   return d;
 }

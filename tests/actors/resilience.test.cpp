@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -65,6 +66,35 @@ TEST_SUITE("resilience") {
     CHECK(letters[0].reason == dead_reason::poison);
     CHECK(letters[0].attempts == 3);
     CHECK(letters[0].recipient == "w");
+  }
+
+  TEST_CASE("a message's own retry budget overrides the agent's policy") {
+    node n(small()); // the agent's policy: 3 attempts
+    std::mutex m;
+    std::vector<std::string> calls;
+    REQUIRE(n.spawn(failing("w", "jobs"), [&](agent_context&, const delivery& d) {
+               std::lock_guard<std::mutex> g(m);
+               calls.emplace_back(d.payload);
+               CHECK(d.max_attempts == (d.payload == "once" ? 1u : d.payload == "five" ? 5u : 0u));
+               throw std::runtime_error("cannot");
+             }).has_value());
+    auto pub = publisher(n);
+    send_options once, five;
+    once.max_attempts = 1; // no retry: poison at the first failure
+    five.max_attempts = 5;
+    CHECK(pub->publish("jobs", "once", once).code == errc::ok);
+    CHECK(pub->publish("jobs", "five", five).code == errc::ok);
+    CHECK(pub->publish("jobs", "policy").code == errc::ok);
+    REQUIRE(eventually([&] { return n.dead().count(dead_reason::poison) == 3; }));
+    std::this_thread::sleep_for(30ms); // no attempt beyond the budgets comes
+    std::lock_guard<std::mutex> g(m);
+    CHECK(std::count(calls.begin(), calls.end(), "once") == 1);
+    CHECK(std::count(calls.begin(), calls.end(), "five") == 5);
+    CHECK(std::count(calls.begin(), calls.end(), "policy") == 3);
+    std::vector<std::uint32_t> recorded;
+    for (const auto& l : n.dead().take()) recorded.push_back(l.attempts);
+    std::sort(recorded.begin(), recorded.end());
+    CHECK(recorded == std::vector<std::uint32_t>{1, 3, 5}); // each letter keeps its own count
   }
 
   TEST_CASE("a transient failure is retried and delivered; nothing is dead-lettered") {

@@ -23,7 +23,7 @@ FIELDS = {
     7: ("hop_count", VARINT, False), 8: ("header", PAIR, True), 9: ("target", STRING, False),
     10: ("queue_group", STRING, False), 11: ("error_code", VARINT, False), 12: ("credit", VARINT, False),
     13: ("agent_type", STRING, False), 14: ("capability", STRING, True), 15: ("heartbeat_ms", VARINT, False),
-    16: ("attempt", VARINT, False), 17: ("subscription", STRING, True),
+    16: ("attempt", VARINT, False), 17: ("subscription", STRING, True), 18: ("max_attempts", VARINT, False),
 }
 BY_NAME = {name: (num, kind, rep) for num, (name, kind, rep) in FIELDS.items()}
 POOL_ENTRIES, POOL_BYTES, POOLED_MAX = 1024, 65536, 255

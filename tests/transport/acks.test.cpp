@@ -209,6 +209,37 @@ TEST_SUITE("acks") {
     pub.close();
   }
 
+  TEST_CASE("a WebSocket publisher's per-message retry budget overrides the server's policy") {
+    transport::server_options o;
+    o.retry = {3, std::chrono::milliseconds(1), std::chrono::milliseconds(5)};
+    o.breaker_enabled = false;
+    edge e(o);
+    std::atomic<int> once{0}, five{0};
+    auto so = client_for(e.port(), "sub");
+    so.subscriptions = {"jobs"};
+    so.acks = true;
+    transport::client sub(so);
+    sub.on_message([&](const transport::incoming& in) {
+      ++(in.payload == "once" ? once : five);
+      throw std::runtime_error("cannot handle this");
+    });
+    REQUIRE(sub.connect() == actors::errc::ok);
+    transport::client pub(client_for(e.port(), "pub"));
+    REQUIRE(pub.connect() == actors::errc::ok);
+    actors::send_options a, b;
+    a.max_attempts = 1;
+    b.max_attempts = 5;
+    CHECK(pub.publish_acked("jobs", "once", a).get() == actors::errc::ok);
+    CHECK(pub.publish_acked("jobs", "five", b).get() == actors::errc::ok);
+    auto& dead = e.node.dead();
+    REQUIRE(eventually([&] { return dead.count(actors::dead_reason::poison) == 2; }));
+    std::this_thread::sleep_for(30ms);
+    CHECK(once.load() == 1);
+    CHECK(five.load() == 5);
+    sub.close();
+    pub.close();
+  }
+
   TEST_CASE("a WebSocket agent's failures open its breaker: senders fail fast, a half-open trial closes it") {
     transport::server_options o;
     o.retry.max_attempts = 1; // each failure final: the breaker alone

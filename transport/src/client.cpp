@@ -186,6 +186,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     if (opts.correlation_id) msg.set(codec::field::correlation_id, opts.correlation_id);
     if (opts.message_id) msg.set(codec::field::message_id, opts.message_id);
     if (opts.deadline_ns) msg.set(codec::field::deadline, opts.deadline_ns);
+    if (opts.max_attempts) msg.set(codec::field::max_attempts, opts.max_attempts);
     msg.payload = codec::bytes_view(payload);
     if (copy && !append_frame(msg, *copy)) return errc::too_large;
     return enqueue(msg);

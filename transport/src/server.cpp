@@ -429,6 +429,7 @@ private:
     o.correlation_id = m.correlation_id();
     o.message_id = m.message_id();
     o.deadline_ns = m.deadline_ns();
+    o.max_attempts = actors::max_attempts_of(m);
     const std::string_view payload = m.payload.as_string();
     actors::send_result r;
     if (m.flags & codec::flag::broadcast) {
@@ -715,7 +716,7 @@ private:
     publish_breaker();
     const std::uint32_t made = ++r.attempts[frame.data()];
     const scheduling::retry_policy& rp = core_.opt.retry;
-    if (made >= rp.max_attempts) {
+    if (made >= retry_budget(frame)) {
       r.attempts.erase(frame.data());
       core_.node.dead().add(actors::dead_reason::poison, std::move(frame), agent_id_, made);
       return;
@@ -723,6 +724,14 @@ private:
     const auto due = std::chrono::steady_clock::now() + scheduling::full_jitter(made, rp.initial, rp.max, r.rng);
     r.retries.emplace(due, std::move(frame));
     arm_retries();
+  }
+
+  /// Deliveries a failing message gets: the sender's max_attempts if it set one, else the server's policy.
+  std::uint32_t retry_budget(const scheduling::buffer_ref& f) const {
+    codec::message m;
+    codec::decoder d;
+    const std::uint32_t own = d.decode(codec::bytes_view(f.data(), f.size()), m) ? actors::max_attempts_of(m) : 0;
+    return own ? own : core_.opt.retry.max_attempts;
   }
 
   /// Per-agent reliability of an acknowledging agent: made on its first NACK.

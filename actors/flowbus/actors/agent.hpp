@@ -81,6 +81,7 @@ struct delivery {
   std::uint64_t timestamp_ns = 0; ///< sender's clock at send, ns since the Unix epoch
   std::uint64_t deadline_ns = 0;  ///< 0: none
   std::uint32_t attempt = 1;      ///< actor agents: 2 and up when a failed handler is retried
+  std::uint32_t max_attempts = 0; ///< the sender's retry budget for this message (0: the recipient's policy)
   std::string_view payload;
   const scheduling::buffer_ref* frame = nullptr; ///< the whole frame: copy it to keep or forward it
   bool is_request() const noexcept { return type == codec::msg_type::request; }
@@ -88,6 +89,8 @@ struct delivery {
 
 /// A decoded message's fields as a delivery (views into the message's frame; `frame` unset).
 delivery to_delivery(const codec::message& m) noexcept;
+/// The message's own retry budget (field max_attempts, clamped to 32 bits); 0: none set.
+std::uint32_t max_attempts_of(const codec::message& m) noexcept;
 
 struct send_options {
   codec::msg_type type = codec::msg_type::publish; ///< a data type: publish, task_assignment, ...
@@ -95,6 +98,10 @@ struct send_options {
   std::uint64_t correlation_id = 0;
   std::uint64_t message_id = 0;
   std::uint64_t deadline_ns = 0; ///< absolute, ns since the Unix epoch; 0: none
+  /// Per-message retry policy: how many deliveries a recipient whose handler fails it makes before
+  /// the message is poison (1: no retry). 0: the recipient's own policy (agent_spec::retry,
+  /// server_options::retry). Travels in the frame (field max_attempts).
+  std::uint32_t max_attempts = 0;
 };
 
 struct send_result {
