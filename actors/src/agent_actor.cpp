@@ -5,6 +5,7 @@
 #include "port.hpp"
 
 #include <flowbus/actors/actor_mailbox.hpp>
+#include <flowbus/actors/agent_breaker.hpp>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -32,8 +33,7 @@ struct agent_state {
   };
   std::unordered_map<std::uint64_t, retry_entry> retries;
   std::uint64_t next_retry = 1;
-  std::optional<scheduling::circuit_breaker> breaker;
-  scheduling::breaker_state published = scheduling::breaker_state::closed; ///< what the endpoint shows
+  std::optional<agent_breaker> breaker;
   std::minstd_rand rng{std::random_device{}()};
   static inline const char* name = "flowbus.agent";
 };
@@ -56,16 +56,9 @@ void finish(agent_state& st, std::uint64_t corr, reply r) {
   h(std::move(r));
 }
 
-/// Shows the breaker's state on the endpoint (senders fail fast while it is open) and, when it
-/// opens, sets the timer that lets trial messages in again.
-void publish_breaker(caf::stateful_actor<agent_state>* self) {
-  agent_state& st = self->state;
-  const scheduling::breaker_state s = st.breaker->state();
-  if (s == st.published) return;
-  st.published = s;
-  agent_actor_access::port(*st.ctx).ep().set_breaker(s);
-  if (s == scheduling::breaker_state::open)
-    self->delayed_send(self, std::chrono::nanoseconds(st.breaker->options().open_for_ns), breaker_atom::value);
+/// The breaker has just opened: the timer that lets trial messages in again.
+void arm_breaker(caf::stateful_actor<agent_state>* self, const agent_breaker::arm_after& after) {
+  if (after) self->delayed_send(self, *after, breaker_atom::value);
 }
 
 using actor_ptr = caf::stateful_actor<agent_state>*;
@@ -89,9 +82,10 @@ void handle(actor_ptr self, scheduling::buffer_ref&& frame, std::uint32_t attemp
     return;
   }
   const std::uint64_t now = scheduling::steady_ns();
-  if (st.breaker && !st.breaker->allow(now)) { // open, or half-open with its trials taken
+  agent_breaker::arm_after arm;
+  if (st.breaker && !st.breaker->allow(now, arm)) { // open, or half-open with its trials taken
     p.core().dead.add(dead_reason::circuit_open, std::move(frame), p.ep().agent_id(), attempts);
-    return publish_breaker(self);
+    return arm_breaker(self, arm);
   }
   d.attempt = attempts;
   bool failed = false;
@@ -100,11 +94,7 @@ void handle(actor_ptr self, scheduling::buffer_ref&& frame, std::uint32_t attemp
   } catch (...) { // a handler that throws has failed this message: retry, keep serving the rest
     failed = true;
   }
-  if (st.breaker) {
-    if (failed) st.breaker->on_failure(now);
-    else st.breaker->on_success(now);
-    publish_breaker(self);
-  }
+  if (st.breaker) arm_breaker(self, st.breaker->record(failed, now));
   if (!failed) return;
   const scheduling::retry_policy& rp = st.boot->retry;
   const std::uint32_t budget = d.max_attempts ? d.max_attempts : rp.max_attempts; // the sender's, if it set one
@@ -187,7 +177,8 @@ caf::behavior agent_actor(caf::stateful_actor<agent_state>* self, std::shared_pt
   return {
       [=](start_atom, std::shared_ptr<endpoint>& ep) {
         agent_state& st = self->state;
-        if (st.boot->breaker) st.breaker.emplace(*st.boot->breaker);
+        if (st.boot->breaker) // shown on the endpoint: senders fail fast while it is open
+          st.breaker.emplace(*st.boot->breaker, [ep = ep.get()](scheduling::breaker_state s) { ep->set_breaker(s); });
         st.ctx = std::make_unique<agent_context>(
             std::make_unique<detail::port>(st.boot->core, nullptr, std::move(ep), st.boot->prio), self);
         if (st.boot->on_start) st.boot->on_start(*st.ctx);
@@ -231,9 +222,7 @@ caf::behavior agent_actor(caf::stateful_actor<agent_state>* self, std::shared_pt
       },
       [=](breaker_atom) { // open_for has passed: let senders in again for the trial messages
         agent_state& st = self->state;
-        if (!st.breaker || st.breaker->state(scheduling::steady_ns()) != scheduling::breaker_state::half_open) return;
-        st.published = scheduling::breaker_state::half_open;
-        agent_actor_access::port(*st.ctx).ep().set_breaker(st.published);
+        if (st.breaker) st.breaker->on_timer(scheduling::steady_ns());
       },
       [=](down_atom) { close_and_quit(self, dead_reason::agent_unavailable); },
       [=](stop_atom) { close_and_quit(self, dead_reason::shutdown); },

@@ -5,7 +5,7 @@
 #include <flowbus/actors/endpoint.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
-#include <flowbus/scheduling/circuit_breaker.hpp>
+#include <flowbus/actors/agent_breaker.hpp>
 #include <flowbus/scheduling/fixed_rate.hpp> // steady_ns
 #include <flowbus/scheduling/lanes.hpp>
 #include <flowbus/scheduling/retry.hpp>
@@ -711,9 +711,8 @@ private:
     if (it == unacked_->end() || it->first != seq) return; // not ours, or already acknowledged
     reliability& r = rel();
     scheduling::buffer_ref frame = it->second;
-    r.breaker.on_failure(scheduling::steady_ns());
     r.failed.insert(seq); // its ACK then counts no success
-    publish_breaker();
+    if (r.breaker) arm_breaker(r.breaker->record(true, scheduling::steady_ns()));
     const std::uint32_t made = ++r.attempts[frame.data()];
     const scheduling::retry_policy& rp = core_.opt.retry;
     if (made >= retry_budget(frame)) {
@@ -736,10 +735,11 @@ private:
 
   /// Per-agent reliability of an acknowledging agent: made on its first NACK.
   struct reliability {
-    explicit reliability(const server::core& c, net::any_io_executor ex)
-        : breaker(c.opt.breaker), retry_timer(ex), breaker_timer(ex) {}
-    scheduling::circuit_breaker breaker;
-    scheduling::breaker_state published = scheduling::breaker_state::closed;
+    reliability(const server::core& c, net::any_io_executor ex, actors::gateway& gw) : retry_timer(ex), breaker_timer(ex) {
+      if (c.opt.breaker_enabled) // shown on the endpoint: senders fail fast while it is open
+        breaker.emplace(c.opt.breaker, [&gw](scheduling::breaker_state s) { gw.breaker(s); });
+    }
+    std::optional<actors::agent_breaker> breaker;
     std::unordered_map<const void*, std::uint32_t> attempts; ///< by buffer: attempts failed so far
     std::unordered_set<std::uint64_t> failed;                ///< sequences NACKed, not yet acknowledged
     std::multimap<std::chrono::steady_clock::time_point, scheduling::buffer_ref> retries;
@@ -747,7 +747,7 @@ private:
     std::minstd_rand rng{std::random_device{}()};
   };
   reliability& rel() {
-    if (!rel_) rel_ = std::make_unique<reliability>(core_, ws_.get_executor());
+    if (!rel_) rel_ = std::make_unique<reliability>(core_, ws_.get_executor(), *gw_);
     return *rel_;
   }
 
@@ -768,31 +768,22 @@ private:
     }));
   }
 
-  /// Shows the breaker's state on the endpoint: while open, senders fail fast (circuit_open).
-  void publish_breaker() {
-    if (!core_.opt.breaker_enabled) return;
-    reliability& r = *rel_;
-    const scheduling::breaker_state st = r.breaker.state();
-    if (st == r.published) return;
-    r.published = st;
-    gw_->breaker(st);
-    if (st != scheduling::breaker_state::open) return;
-    r.breaker_timer.expires_after(std::chrono::nanoseconds(r.breaker.options().open_for_ns));
-    r.breaker_timer.async_wait(bind([](session& s, beast::error_code ec) {
-      if (ec || s.state_ != state::open) return;
-      reliability& rr = *s.rel_;
-      if (rr.breaker.state(scheduling::steady_ns()) != scheduling::breaker_state::half_open) return;
-      rr.published = scheduling::breaker_state::half_open; // senders get through for the trials
-      s.gw_->breaker(rr.published);
+  /// The breaker has just opened: after open_for it may let trial messages through.
+  void arm_breaker(const actors::agent_breaker::arm_after& after) {
+    if (!after) return;
+    rel_->breaker_timer.expires_after(*after);
+    rel_->breaker_timer.async_wait(bind([](session& s, beast::error_code ec) {
+      if (!ec && s.state_ == state::open) s.rel_->breaker->on_timer(scheduling::steady_ns());
     }));
   }
 
   /// While the breaker is not closed, a frame goes out only as a trial; the rest fail fast.
   bool breaker_allows(scheduling::buffer_ref& f) {
-    if (!rel_ || !core_.opt.breaker_enabled || rel_->breaker.state() == scheduling::breaker_state::closed) return true;
-    if (rel_->breaker.allow(scheduling::steady_ns())) return true;
+    if (!rel_ || !rel_->breaker) return true;
+    actors::agent_breaker::arm_after arm;
+    if (rel_->breaker->allow(scheduling::steady_ns(), arm)) return true;
     core_.node.dead().add(actors::dead_reason::circuit_open, std::move(f), agent_id_);
-    publish_breaker();
+    arm_breaker(arm);
     return false;
   }
 
@@ -802,13 +793,12 @@ private:
     const std::uint64_t now = rel_ ? scheduling::steady_ns() : 0;
     while (!unacked_->empty() && unacked_->front().first <= seq) {
       if (rel_ && !rel_->failed.erase(unacked_->front().first)) { // handled, and not NACKed
-        rel_->breaker.on_success(now);
+        if (rel_->breaker) rel_->breaker->record(false, now); // a success never opens it: no timer
         rel_->attempts.erase(unacked_->front().second.data()); // a retried message got through
       }
       unacked_->pop_front();
       ++n;
     }
-    if (rel_) publish_breaker();
     if (!n) return;
     core_.acked.fetch_add(n, std::memory_order_relaxed);
     flush(); // the window may have been full
