@@ -7,6 +7,7 @@
 #include "node_impl.hpp"
 
 #include <flowbus/actors/actor_mailbox.hpp>
+#include <flowbus/scheduling/lanes.hpp>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -141,6 +142,10 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
         auto ep = std::make_shared<endpoint>(h, s.id, s.type, s.capabilities,
                                              s.mailbox_capacity ? s.mailbox_capacity : core->cfg.mailbox_capacity,
                                              ring, std::move(owner), &core->dead);
+        // an actor agent handles one message at a time and would notice its high water mark late:
+        // senders mark it (a connection's lanes do it themselves)
+        if (actor_agent)
+          ep->throttle_at(static_cast<std::uint64_t>(scheduling::lane_options{}.high * static_cast<double>(ep->capacity())));
         if (r.actor) {
           // enqueued before the endpoint is routable, so the agent starts before its first drain
           if (actor_agent) self->send(r.actor, start_atom::value, ep);

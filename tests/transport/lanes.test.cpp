@@ -120,6 +120,31 @@ TEST_SUITE("lanes") {
     CHECK(pub.stats().unsent == 0);
   }
 
+  TEST_CASE("a WebSocket publisher feeding a slow actor agent is held by the agent's mailbox water marks") {
+    edge e(tight());
+    actors::agent_spec spec("slow", "test");
+    spec.subscriptions = {"work"};
+    spec.mailbox_capacity = 512; // throttled from 410 queued
+    std::atomic<std::uint64_t> handled{0};
+    REQUIRE(e.node.spawn(spec, [&](actors::agent_context&, const actors::delivery&) {
+                  std::this_thread::sleep_for(50us);
+                  ++handled;
+                }).has_value());
+    transport::client pub(client_opts(e.port(), "wspub"));
+    REQUIRE(pub.connect() == actors::errc::ok);
+    constexpr std::uint64_t n = 5000;
+    const std::string payload(100, 'w');
+    for (std::uint64_t i = 0; i < n; ++i) REQUIRE(pub.publish("work", payload) == actors::errc::ok);
+    const bool all = eventually([&] { return handled.load() == n; }, 20s);
+    INFO("handled " << handled.load() << ", holds " << e.server.stats().holds << ", overflow "
+                    << e.node.dead().count(actors::dead_reason::overflow));
+    CHECK(all);
+    CHECK(e.server.stats().holds > 0);
+    CHECK(pub.stats().holds > 0);
+    CHECK(e.node.dead().total() == 0); // held, so nothing overflowed the 512-frame mailbox
+    pub.close();
+  }
+
   TEST_CASE("when the node runs out of frame buffers the publisher's connection pauses; nothing is dropped") {
     actors::node_config c = small_node();
     c.buffers = {{{256, 256}}, -1, false, false, 0}; // 256 frames in all: far fewer than the mailbox holds

@@ -57,6 +57,10 @@ public:
   /// the low one). Senders learn it from send_result::throttled and hold back; nothing is refused
   /// for it. Set by consumers with priority lanes (WebSocket connections).
   void set_throttled(bool on) noexcept { throttled_.store(on, std::memory_order_relaxed); }
+  /// Producers mark the endpoint throttled themselves once `n` frames are queued (0: never, the
+  /// consumer decides alone) — for consumers that handle one message at a time (actor agents) and
+  /// would notice too late; the consumer still clears it below its low water mark.
+  void throttle_at(std::uint64_t n) noexcept { high_mark_ = n; }
   bool throttled() const noexcept { return throttled_.load(std::memory_order_relaxed); }
   /// The consumer is itself held as a publisher and waits for its own agent (a used-up receive
   /// window): a publisher held by this endpoint may then be read on for its own CREDIT and ACKs —
@@ -76,7 +80,9 @@ public:
     if (!open()) return push_status::closed;
     if (breaker_.load(std::memory_order_relaxed) == scheduling::breaker_state::open) return push_status::circuit_open;
     const bool urgent = frame.size() > 7 && frame.data()[7] == 0; // header byte 7: priority CRITICAL
-    return box_.try_push(frame, urgent) == scheduling::push_result::full ? push_status::full : push_status::ok;
+    if (box_.try_push(frame, urgent) == scheduling::push_result::full) return push_status::full;
+    if (high_mark_ && !throttled() && in_flight() >= high_mark_) throttled_.store(true, std::memory_order_relaxed);
+    return push_status::ok;
   }
 
   /// Consumer side: handles up to `max` frames with f(buffer_ref&&), counting them as handled
@@ -111,6 +117,7 @@ private:
   std::shared_ptr<void> doorbell_owner_;
   dead_letters* orphans_;
   std::size_t capacity_;
+  std::uint64_t high_mark_ = 0; ///< set before the endpoint is routable
   std::atomic<bool> open_{true};
   std::atomic<bool> stalled_{false};
   std::atomic<bool> throttled_{false}; ///< read by senders with open_, written on transitions only
