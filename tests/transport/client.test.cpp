@@ -14,27 +14,6 @@ using namespace flowbus;
 using namespace flowbus::test;
 using actors::errc;
 
-namespace {
-/// Collects payloads from any thread.
-struct inbox {
-  std::mutex m;
-  std::vector<std::string> got;
-  transport::message_handler handler() {
-    return [this](const transport::incoming& in) {
-      std::lock_guard<std::mutex> g(m);
-      got.emplace_back(in.payload);
-    };
-  }
-  std::size_t size() {
-    std::lock_guard<std::mutex> g(m);
-    return got.size();
-  }
-  std::vector<std::string> all() {
-    std::lock_guard<std::mutex> g(m);
-    return got;
-  }
-};
-} // namespace
 
 TEST_SUITE("client") {
   TEST_CASE("pub/sub: per-pattern handlers, wildcards, typed refusals, unsubscribe") {

@@ -120,6 +120,36 @@ TEST_SUITE("lanes") {
     CHECK(pub.stats().unsent == 0);
   }
 
+  TEST_CASE("a held client keeps its data queued; its CRITICAL messages are written ahead of it") {
+    edge e(tight());
+    raw_peer sub(e.port(), 4096); // reads nothing yet: its lanes fill and hold the publisher
+    sub.join("sub", {"bulk"});
+    inbox alarms;
+    transport::client watcher(client_opts(e.port(), "watcher", {"alarm"}));
+    watcher.on_message(alarms.handler());
+    REQUIRE(watcher.connect() == actors::errc::ok);
+    transport::client pub(client_opts(e.port(), "wspub"));
+    REQUIRE(pub.connect() == actors::errc::ok);
+    const std::string payload(100, 'p');
+    for (int i = 0; i < 5000; ++i) REQUIRE(pub.publish("bulk", payload) == actors::errc::ok);
+    REQUIRE(eventually([&] { return pub.held(); }));
+    actors::send_options crit;
+    crit.prio = codec::priority::critical;
+    const auto sent_before = pub.stats().sent;
+    REQUIRE(pub.publish("alarm", "normal") == actors::errc::ok); // queued behind the bulk
+    REQUIRE(pub.publish("alarm", "critical", crit) == actors::errc::ok);
+    // while held nothing of its data is written — the CRITICAL message is (the node reads it when
+    // the hold ends, ahead of everything the client still had queued)
+    REQUIRE(eventually([&] { return pub.stats().sent == sent_before + 1; }));
+    CHECK(pub.held());
+    std::uint64_t got = 0;
+    while (auto f = sub.next(2s)) // now the subscriber reads: the hold ends, the rest goes
+      if (f->payload == payload) ++got;
+    REQUIRE(eventually([&] { return alarms.size() == 2; }));
+    CHECK(alarms.all() == std::vector<std::string>{"critical", "normal"});
+    CHECK(got + e.node.dead().count(actors::dead_reason::shed) == 5000);
+  }
+
   TEST_CASE("a WebSocket publisher feeding a slow actor agent is held by the agent's mailbox water marks") {
     edge e(tight());
     actors::agent_spec spec("slow", "test");

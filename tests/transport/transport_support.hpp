@@ -20,6 +20,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -47,6 +48,26 @@ inline transport::client_options client_opts(std::uint16_t port, std::string id,
   o.subscriptions = std::move(subs);
   return o;
 }
+
+/// Collects received payloads from any thread.
+struct inbox {
+  std::mutex m;
+  std::vector<std::string> got;
+  transport::message_handler handler() {
+    return [this](const transport::incoming& in) {
+      std::lock_guard<std::mutex> g(m);
+      got.emplace_back(in.payload);
+    };
+  }
+  std::size_t size() {
+    std::lock_guard<std::mutex> g(m);
+    return got.size();
+  }
+  std::vector<std::string> all() {
+    std::lock_guard<std::mutex> g(m);
+    return got;
+  }
+};
 
 /// A node with its WebSocket edge on 127.0.0.1 and a free port.
 struct edge {

@@ -69,8 +69,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   outbound_batch batch;
   std::vector<codec::byte> out;             ///< frames taken from `pending` in one swap, written from out_pos
   std::size_t out_pos = 0;
-  std::vector<codec::byte> front;           ///< frames that go before everything queued: re-subscriptions
+  std::vector<codec::byte> front;           ///< frames that go before everything queued: re-subscriptions, control
   std::size_t front_pos = 0;
+  std::vector<codec::byte> express;         ///< CRITICAL messages taken from `urgent`: after front, before out
+  std::size_t express_pos = 0;
   bool writing = false;
   std::uint64_t next_out = 0;
   std::uint64_t generation = 0; ///< connection attempts: stale completions are ignored
@@ -379,24 +381,16 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       return;
     }
     batch.clear();
-    if (const std::size_t u = urgent_frames.load(std::memory_order_relaxed)) {
+    if (urgent_frames.load(std::memory_order_relaxed)) {
       std::lock_guard<std::mutex> g(m);
-      front.insert(front.end(), urgent.begin(), urgent.end());
+      express.insert(express.end(), urgent.begin(), urgent.end());
       urgent.clear();
       const std::size_t k = urgent_frames.exchange(0, std::memory_order_relaxed);
       queued.fetch_sub(k, std::memory_order_relaxed);
       sent.fetch_add(k, std::memory_order_relaxed);
-      (void)u;
     }
-    while (front_pos < front.size() && batch.fits(frame_at(front, front_pos))) {
-      const std::size_t n = frame_at(front, front_pos);
-      batch.add(codec::bytes_view(front.data() + front_pos, n));
-      front_pos += n;
-    }
-    if (front_pos == front.size()) {
-      front.clear();
-      front_pos = 0;
-    }
+    take_into_batch(front, front_pos);
+    take_into_batch(express, express_pos); // kept across a reconnect (front is not: its frames were that connection's)
     if (held.load(std::memory_order_relaxed)) { // CREDIT 0: our data waits (io_awake stays set: CREDIT 1 flushes)
       if (!batch.empty()) write_batch(generation);
       return;
@@ -421,6 +415,19 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     queued.fetch_sub(frames, std::memory_order_relaxed);
     sent.fetch_add(frames, std::memory_order_relaxed);
     write_batch(generation);
+  }
+
+  /// Adds whole frames from buf[pos...] while they fit; clears buf once all are taken.
+  void take_into_batch(std::vector<codec::byte>& buf, std::size_t& pos) {
+    while (pos < buf.size() && batch.fits(frame_at(buf, pos))) {
+      const std::size_t n = frame_at(buf, pos);
+      batch.add(codec::bytes_view(buf.data() + pos, n));
+      pos += n;
+    }
+    if (pos == buf.size()) {
+      buf.clear();
+      pos = 0;
+    }
   }
 
   void write_batch(std::uint64_t gen) {
@@ -738,7 +745,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     bool empty;
     {
       std::lock_guard<std::mutex> g(m);
-      empty = pending.empty() && urgent.empty() && out_pos == out.size() && front_pos == front.size();
+      empty = pending.empty() && urgent.empty() && out_pos == out.size() && front_pos == front.size() &&
+              express_pos == express.size();
     }
     if (!writing && !empty) flush();
     if (writing || !empty) {
