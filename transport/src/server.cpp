@@ -185,8 +185,19 @@ private:
 
   void read() {
     reading_ = true;
+    if (in_.capacity()) return read_rest();
+    // No message buffer (an agent idle since it registered): Beast's read would reserve ~1.5 KiB
+    // before the next header even arrives, for every idle connection. Read the message's first
+    // bytes into a small buffer; the rest (if any) comes with its exact size known.
+    ws_.async_read_some(in_, first_read, bind([](session& s, beast::error_code ec, std::size_t) {
+      if (ec || s.ws_.is_message_done()) return s.on_read(ec);
+      s.read_rest();
+    }));
+  }
+  void read_rest() {
     ws_.async_read(in_, bind([](session& s, beast::error_code ec, std::size_t) { s.on_read(ec); }));
   }
+  static constexpr std::size_t first_read = 64;
 
   void on_read(beast::error_code ec) {
     reading_ = false;
@@ -547,6 +558,7 @@ private:
     last_beat_ = std::chrono::steady_clock::now();
     queue_control(codec::msg_type::welcome, [&](codec::message& w) { w.set(codec::field::target, agent_id_); });
     flush();
+    in_.shrink_to_fit(); // many agents stay idle after registering: read() waits with a small buffer
     read();
   }
 
