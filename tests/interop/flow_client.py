@@ -233,8 +233,10 @@ class Decoder:
 class Agent:
     """An agent connected to a node over WebSocket (protocol.md §12)."""
 
-    def __init__(self, uri, agent_id, agent_type="python", subscriptions=(), capabilities=(), heartbeat_ms=10000):
+    def __init__(self, uri, agent_id, agent_type="python", subscriptions=(), capabilities=(), heartbeat_ms=10000,
+                 window=0):
         self.uri, self.id = uri, agent_id
+        self.window = window  # receive window in data messages (0: none); grant more with CREDIT
         self.type, self.subscriptions, self.capabilities = agent_type, list(subscriptions), list(capabilities)
         self.heartbeat_ms = heartbeat_ms
         self.enc, self.dec = Encoder(), Decoder()
@@ -248,6 +250,8 @@ class Agent:
             fields["subscription"] = self.subscriptions
         if self.capabilities:
             fields["capability"] = self.capabilities
+        if self.window:
+            fields["credit"] = self.window
         await self.send(Message(REGISTER, fields))
         welcome = await self.next()
         if welcome.type != WELCOME:

@@ -90,6 +90,24 @@ async def scenario(uri):
     m = await b.next()
     check(m.payload == b"all hands", "broadcast")
 
+    # a receive window: the node writes 4 data messages ahead of our CREDITs, then waits for them
+    w = fc.Agent(uri, "py-w", subscriptions=["interop.w"], window=4)
+    await w.connect()
+    for i in range(10):
+        await b.publish("interop.w", b"%d" % i)
+    got = [await w.next() for _ in range(4)]
+    try:
+        await w.next(timeout=0.3)
+        check(False, "nothing beyond the window")
+    except asyncio.TimeoutError:
+        check([m.payload for m in got] == [b"0", b"1", b"2", b"3"], "4 messages, then nothing: the window")
+    await w.send(fc.Message(fc.CREDIT, {"credit": 4}))  # the 4 handled
+    got = [await w.next() for _ in range(4)]
+    await w.send(fc.Message(fc.CREDIT, {"credit": 4}))
+    got += [await w.next() for _ in range(2)]
+    check([m.payload for m in got] == [b"%d" % i for i in range(4, 10)], "CREDIT 4, CREDIT 4 -> the other 6, in order")
+    await w.close()
+
     # a defective frame closes that connection with ERROR + 1002; the others keep working
     bad = fc.Agent(uri, "py-bad")
     await bad.connect()
