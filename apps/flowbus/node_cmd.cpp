@@ -97,10 +97,12 @@ int run_node(const node_options& o) {
   const auto s = server->stats();
   server.reset();
   const actors::shutdown_report rep = n.shutdown();
-  std::printf("flowbus node: stopped; %llu connections served, %llu frames in, %llu out, %llu dead letters, %s\n",
-              static_cast<unsigned long long>(s.accepted), static_cast<unsigned long long>(s.frames_in),
-              static_cast<unsigned long long>(s.frames_out), static_cast<unsigned long long>(n.dead().total()),
-              rep.drained ? "drained" : "NOT drained");
+  using ull = unsigned long long;
+  std::printf("flowbus node: stopped; %llu connections served, %llu frames in, %llu out, %llu dead letters, %s; "
+              "flow control: %llu holds, %llu window waits, %llu buffer pauses\n",
+              static_cast<ull>(s.accepted), static_cast<ull>(s.frames_in), static_cast<ull>(s.frames_out),
+              static_cast<ull>(n.dead().total()), rep.drained ? "drained" : "NOT drained", static_cast<ull>(s.holds),
+              static_cast<ull>(s.window_waits), static_cast<ull>(s.paused));
   return rep.drained ? 0 : 1;
 }
 
