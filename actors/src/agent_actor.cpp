@@ -12,7 +12,6 @@
 #include <caf/send.hpp>
 
 #include <flowbus/scheduling/fixed_rate.hpp> // steady_ns
-#include <flowbus/scheduling/lanes.hpp>     // lane_options: the water marks
 
 #include <random>
 #include <unordered_map>
@@ -55,17 +54,6 @@ void finish(agent_state& st, std::uint64_t corr, reply r) {
   reply_handler h = std::move(it->second);
   waiting.erase(it);
   h(std::move(r));
-}
-
-/// Water marks on the agent's mailbox, as on a connection's lanes: from 80 % full senders are told
-/// to slow down (send_result::throttled — a WebSocket publisher is held; the senders mark it,
-/// endpoint::throttle_at), below 60 % they go on (marked here, as the agent catches up).
-std::uint64_t mark(const endpoint& ep, double fraction) {
-  return static_cast<std::uint64_t>(fraction * static_cast<double>(ep.capacity()));
-}
-void release_throttle(endpoint& ep) {
-  static const scheduling::lane_options marks;
-  if (ep.throttled() && ep.in_flight() <= mark(ep, marks.low)) ep.set_throttled(false);
 }
 
 /// The breaker has just opened: the timer that lets trial messages in again.
@@ -207,7 +195,7 @@ caf::behavior agent_actor(caf::stateful_actor<agent_state>* self, std::shared_pt
             [&](scheduling::buffer_ref&& f) {
               handle(self, std::move(f));
               spin_until = {};
-              if (++handled % 32 == 0) release_throttle(ep);
+              if (++handled % 32 == 0) ep.catch_up(); // water marks: senders may go on at 60 %
             },
             drain_batch,
             [&] {
@@ -217,7 +205,7 @@ caf::behavior agent_actor(caf::stateful_actor<agent_state>* self, std::shared_pt
               scheduling::cpu_relax();
               return now < spin_until;
             });
-        release_throttle(ep);
+        ep.catch_up();
         if (r.more) self->send(self, drain_atom::value);
       },
       [=](beat_atom) {

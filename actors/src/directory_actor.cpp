@@ -143,9 +143,12 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
                                              s.mailbox_capacity ? s.mailbox_capacity : core->cfg.mailbox_capacity,
                                              ring, std::move(owner), &core->dead);
         // an actor agent handles one message at a time and would notice its high water mark late:
-        // senders mark it (a connection's lanes do it themselves)
-        if (actor_agent)
-          ep->throttle_at(static_cast<std::uint64_t>(scheduling::lane_options{}.high * static_cast<double>(ep->capacity())));
+        // its endpoint keeps the marks (a connection's lanes keep their own), those of the lanes
+        if (actor_agent) {
+          const scheduling::lane_options marks;
+          const auto at = [&](double f) { return static_cast<std::uint64_t>(f * static_cast<double>(ep->capacity())); };
+          ep->water_marks(at(marks.high), at(marks.low));
+        }
         if (r.actor) {
           // enqueued before the endpoint is routable, so the agent starts before its first drain
           if (actor_agent) self->send(r.actor, start_atom::value, ep);

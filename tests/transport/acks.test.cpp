@@ -24,6 +24,22 @@ transport::client_options client_for(std::uint16_t port, std::string id) {
   o.reconnect = false;
   return o;
 }
+
+/// A subscriber of `topic` that acknowledges what it handles (acknowledged delivery).
+transport::client_options acking_sub(std::uint16_t port, std::string id, std::string topic) {
+  auto o = client_for(port, std::move(id));
+  o.subscriptions = {std::move(topic)};
+  o.acks = true;
+  return o;
+}
+
+/// A server retrying a failed message 3 times in all, quickly, with the breaker out of the way.
+transport::server_options retrying_server() {
+  transport::server_options o;
+  o.retry = {3, std::chrono::milliseconds(1), std::chrono::milliseconds(5)};
+  o.breaker_enabled = false;
+  return o;
+}
 } // namespace
 
 TEST_SUITE("acks") {
@@ -37,10 +53,7 @@ TEST_SUITE("acks") {
       close(to_child[1]);
       std::uint16_t port = 0;
       if (read(to_child[0], &port, sizeof port) != sizeof port) _exit(2);
-      auto so = client_for(port, "victim");
-      so.subscriptions = {"stream"};
-      so.acks = true;
-      transport::client sub(so);
+      transport::client sub(acking_sub(port, "victim", "stream"));
       sub.on_message([](const transport::incoming&) {});
       if (sub.connect() != actors::errc::ok) _exit(3);
       for (;;) pause();
@@ -101,10 +114,7 @@ TEST_SUITE("acks") {
   TEST_CASE("publish_acked: ok once the subscriber has it queued, no_responders without one") {
     edge e;
     std::atomic<int> got{0};
-    auto so = client_for(e.port(), "sub");
-    so.subscriptions = {"jobs"};
-    so.acks = true;
-    transport::client sub(so);
+    transport::client sub(acking_sub(e.port(), "sub", "jobs"));
     sub.on_message([&](const transport::incoming&) { ++got; });
     REQUIRE(sub.connect() == actors::errc::ok);
     transport::client pub(client_for(e.port(), "pub"));
@@ -174,15 +184,9 @@ TEST_SUITE("acks") {
   }
 
   TEST_CASE("a WebSocket agent's failing handler: the node retries the message, then quarantines it as poison") {
-    transport::server_options o;
-    o.retry = {3, std::chrono::milliseconds(1), std::chrono::milliseconds(5)};
-    o.breaker_enabled = false;
-    edge e(o);
+    edge e(retrying_server());
     std::atomic<int> bad_calls{0}, good{0};
-    auto so = client_for(e.port(), "sub");
-    so.subscriptions = {"jobs"};
-    so.acks = true;
-    transport::client sub(so);
+    transport::client sub(acking_sub(e.port(), "sub", "jobs"));
     sub.on_message([&](const transport::incoming& in) {
       if (in.payload == "bad") {
         ++bad_calls;
@@ -210,15 +214,9 @@ TEST_SUITE("acks") {
   }
 
   TEST_CASE("a WebSocket publisher's per-message retry budget overrides the server's policy") {
-    transport::server_options o;
-    o.retry = {3, std::chrono::milliseconds(1), std::chrono::milliseconds(5)};
-    o.breaker_enabled = false;
-    edge e(o);
+    edge e(retrying_server());
     std::atomic<int> once{0}, five{0};
-    auto so = client_for(e.port(), "sub");
-    so.subscriptions = {"jobs"};
-    so.acks = true;
-    transport::client sub(so);
+    transport::client sub(acking_sub(e.port(), "sub", "jobs"));
     sub.on_message([&](const transport::incoming& in) {
       ++(in.payload == "once" ? once : five);
       throw std::runtime_error("cannot handle this");
@@ -249,10 +247,7 @@ TEST_SUITE("acks") {
     o.breaker.trial_calls = 1;
     edge e(o);
     std::atomic<int> good{0};
-    auto so = client_for(e.port(), "sub");
-    so.subscriptions = {"jobs"};
-    so.acks = true;
-    transport::client sub(so);
+    transport::client sub(acking_sub(e.port(), "sub", "jobs"));
     sub.on_message([&](const transport::incoming& in) {
       if (in.payload == "bad") throw std::runtime_error("failing");
       ++good;

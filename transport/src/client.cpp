@@ -197,7 +197,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   /// Sends an acknowledged message's frame again (I/O thread, from sweep).
   void resend_locked(unacked_publish& u) {
     if (u.frame.size() < codec::defaults::header_size) return; // publish_acked has not stored it yet
-    u.frame[6] |= codec::flag::redelivery; // header byte 6: flags (the checksum is redone on writing)
+    u.frame[codec::offset::flags] |= codec::flag::redelivery; // the checksum is redone on writing
     pending.insert(pending.end(), u.frame.begin(), u.frame.end());
     queued.fetch_add(1, std::memory_order_relaxed);
     u.written_by = sent.load(std::memory_order_relaxed) + queued.load(std::memory_order_relaxed);
@@ -405,29 +405,27 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         return;
       }
     }
-    std::size_t frames = 0;
-    while (out_pos < out.size() && batch.fits(frame_at(out, out_pos))) {
-      const std::size_t n = frame_at(out, out_pos);
-      batch.add(codec::bytes_view(out.data() + out_pos, n));
-      out_pos += n;
-      ++frames;
-    }
+    const std::size_t frames = take_into_batch(out, out_pos);
     queued.fetch_sub(frames, std::memory_order_relaxed);
     sent.fetch_add(frames, std::memory_order_relaxed);
     write_batch(generation);
   }
 
-  /// Adds whole frames from buf[pos...] while they fit; clears buf once all are taken.
-  void take_into_batch(std::vector<codec::byte>& buf, std::size_t& pos) {
+  /// Adds whole frames from buf[pos...] while they fit, returning how many; clears buf (keeping
+  /// its capacity) once all are taken.
+  std::size_t take_into_batch(std::vector<codec::byte>& buf, std::size_t& pos) {
+    std::size_t frames = 0;
     while (pos < buf.size() && batch.fits(frame_at(buf, pos))) {
       const std::size_t n = frame_at(buf, pos);
       batch.add(codec::bytes_view(buf.data() + pos, n));
       pos += n;
+      ++frames;
     }
     if (pos == buf.size()) {
       buf.clear();
       pos = 0;
     }
+    return frames;
   }
 
   void write_batch(std::uint64_t gen) {

@@ -639,7 +639,7 @@ private:
         }
         if (!batch_.fits(held_.size())) break; // leads the next write
         batch_.add(codec::bytes_view(held_.data(), held_.size()));
-        if (window_ && codec::is_data(static_cast<codec::msg_type>(held_.data()[5]))) --credit_;
+        if (window_ && codec::is_data(static_cast<codec::msg_type>(held_.data()[codec::offset::type]))) --credit_;
         if (unacked_) sent_.push_back(std::move(held_)); // kept until the agent acknowledges it
         held_ = {};
         ++used;
@@ -701,13 +701,12 @@ private:
   /// Queues one frame in its lane (by priority, EDF by deadline); what the lanes shed or evict is
   /// dead-lettered.
   void admit(scheduling::buffer_ref&& f) {
-    const std::size_t lane = f.size() > 7 ? f.data()[7] : 2; // header byte 7: priority
+    const std::size_t lane = f.size() > codec::offset::priority ? f.data()[codec::offset::priority] : 2;
     std::uint64_t deadline = 0;
-    if (f.size() > 6 && (f.data()[6] & codec::flag::has_deadline)) {
-      codec::message m;
-      codec::decoder d;
-      if (d.decode(codec::bytes_view(f.data(), f.size()), m)) deadline = m.deadline_ns();
-    }
+    codec::message m;
+    if (f.size() > codec::offset::flags && (f.data()[codec::offset::flags] & codec::flag::has_deadline) &&
+        decode_stored(f, m))
+      deadline = m.deadline_ns();
     if (!lanes_) lanes_ = std::make_unique<scheduling::lane_scheduler<scheduling::buffer_ref>>(lane_options_for(core_));
     auto a = lanes_->push(std::move(f), lane, deadline);
     if (a.rejected) core_.node.dead().add(actors::dead_reason::shed, std::move(*a.rejected), agent_id_);
@@ -740,9 +739,15 @@ private:
   /// Deliveries a failing message gets: the sender's max_attempts if it set one, else the server's policy.
   std::uint32_t retry_budget(const scheduling::buffer_ref& f) const {
     codec::message m;
-    codec::decoder d;
-    const std::uint32_t own = d.decode(codec::bytes_view(f.data(), f.size()), m) ? actors::max_attempts_of(m) : 0;
+    const std::uint32_t own = decode_stored(f, m) ? actors::max_attempts_of(m) : 0;
     return own ? own : core_.opt.retry.max_attempts;
+  }
+
+  /// Decodes a frame the node made (literal strings: no connection's pool needed), for one of its
+  /// fields; the views in `m` point into `f`.
+  static bool decode_stored(const scheduling::buffer_ref& f, codec::message& m) {
+    codec::decoder d;
+    return static_cast<bool>(d.decode(codec::bytes_view(f.data(), f.size()), m));
   }
 
   /// Per-agent reliability of an acknowledging agent: made on its first NACK.

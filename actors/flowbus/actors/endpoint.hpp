@@ -12,6 +12,7 @@
 #pragma once
 
 #include <flowbus/actors/topic_index.hpp> // subscriber_id
+#include <flowbus/codec/frame_header.hpp>  // offset
 #include <flowbus/scheduling/buffer.hpp>
 #include <flowbus/scheduling/cache.hpp>
 #include <flowbus/scheduling/circuit_breaker.hpp>
@@ -57,10 +58,18 @@ public:
   /// the low one). Senders learn it from send_result::throttled and hold back; nothing is refused
   /// for it. Set by consumers with priority lanes (WebSocket connections).
   void set_throttled(bool on) noexcept { throttled_.store(on, std::memory_order_relaxed); }
-  /// Producers mark the endpoint throttled themselves once `n` frames are queued (0: never, the
-  /// consumer decides alone) — for consumers that handle one message at a time (actor agents) and
-  /// would notice too late; the consumer still clears it below its low water mark.
-  void throttle_at(std::uint64_t n) noexcept { high_mark_ = n; }
+  /// Water marks kept by the endpoint itself (high 0: none, the consumer decides alone) — for
+  /// consumers that handle one message at a time (actor agents) and would notice too late:
+  /// producers mark it throttled once `high` frames are queued, and the consumer's catch_up()
+  /// clears it at `low` or below. Set before the endpoint is routable.
+  void water_marks(std::uint64_t high, std::uint64_t low) noexcept {
+    high_mark_ = high;
+    low_mark_ = low;
+  }
+  /// Consumer side, with water_marks(): clears throttled once the backlog is down to the low mark.
+  void catch_up() noexcept {
+    if (high_mark_ && throttled() && in_flight() <= low_mark_) set_throttled(false);
+  }
   bool throttled() const noexcept { return throttled_.load(std::memory_order_relaxed); }
   /// The consumer is itself held as a publisher and waits for its own agent (a used-up receive
   /// window): a publisher held by this endpoint may then be read on for its own CREDIT and ACKs —
@@ -79,7 +88,7 @@ public:
   push_status push(const scheduling::buffer_ref& frame) noexcept {
     if (!open()) return push_status::closed;
     if (breaker_.load(std::memory_order_relaxed) == scheduling::breaker_state::open) return push_status::circuit_open;
-    const bool urgent = frame.size() > 7 && frame.data()[7] == 0; // header byte 7: priority CRITICAL
+    const bool urgent = frame.size() > codec::offset::priority && frame.data()[codec::offset::priority] == 0; // CRITICAL
     if (box_.try_push(frame, urgent) == scheduling::push_result::full) return push_status::full;
     if (high_mark_ && !throttled() && in_flight() >= high_mark_) throttled_.store(true, std::memory_order_relaxed);
     return push_status::ok;
@@ -117,7 +126,7 @@ private:
   std::shared_ptr<void> doorbell_owner_;
   dead_letters* orphans_;
   std::size_t capacity_;
-  std::uint64_t high_mark_ = 0; ///< set before the endpoint is routable
+  std::uint64_t high_mark_ = 0, low_mark_ = 0; ///< water_marks(); set before the endpoint is routable
   std::atomic<bool> open_{true};
   std::atomic<bool> stalled_{false};
   std::atomic<bool> throttled_{false}; ///< read by senders with open_, written on transitions only
