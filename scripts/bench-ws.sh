@@ -2,11 +2,12 @@
 # scripts/bench-ws.sh [runs]: the WebSocket edge's benchmarks (docs/benchmarks.md, "WebSocket edge"),
 # each repeated `runs` times (default 3): one JSON line per result on stdout, progress on stderr.
 # Every scenario starts its own `flowbus node` process; publisher and subscribers are two more.
-# The same latency load also runs through a bare TCP relay (the floor) and through nats-server.
+# The same latency load also runs through a bare TCP relay (the floor), and the latency and
+# throughput loads through nats-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-bash scripts/build.sh release flowbus flowbus_tcp_relay_bench flowbus_nats_latency_bench >&2
+bash scripts/build.sh release flowbus flowbus_tcp_relay_bench flowbus_nats_bench >&2
 F=build/release/apps/flowbus/flowbus
 # NATS side by side (Debian's nats-server, installed by scripts/setup.sh), on its own port
 nats_port=14222
@@ -22,5 +23,7 @@ for ((r = 1; r <= runs; r++)); do
   $F bench throughput --subscribers 10 --messages 200000 --size 128
   $F bench connections --connections 10000
   build/release/bench/flowbus_tcp_relay_bench --rate 10000 --seconds 10 --size 128
-  build/release/bench/flowbus_nats_latency_bench --port $nats_port --rate 10000 --seconds 10 --size 128
+  build/release/bench/flowbus_nats_bench --port $nats_port --rate 10000 --seconds 10 --size 128
+  build/release/bench/flowbus_nats_bench --port $nats_port --messages 1000000 --size 128
+  build/release/bench/flowbus_nats_bench --port $nats_port --messages 200000 --subscribers 10 --size 128
 done

@@ -98,10 +98,11 @@ int run_node(const node_options& o) {
   server.reset();
   const actors::shutdown_report rep = n.shutdown();
   using ull = unsigned long long;
-  std::printf("flowbus node: stopped; %llu connections served, %llu frames in, %llu out, %llu dead letters, %s; "
-              "flow control: %llu holds, %llu window waits, %llu buffer pauses\n",
+  std::printf("flowbus node: stopped; %llu connections served, %llu frames in, %llu out in %llu writes, %llu dead "
+              "letters, %s; flow control: %llu holds, %llu window waits, %llu buffer pauses\n",
               static_cast<ull>(s.accepted), static_cast<ull>(s.frames_in), static_cast<ull>(s.frames_out),
-              static_cast<ull>(n.dead().total()), rep.drained ? "drained" : "NOT drained", static_cast<ull>(s.holds),
+              static_cast<ull>(s.writes), static_cast<ull>(n.dead().total()), rep.drained ? "drained" : "NOT drained",
+              static_cast<ull>(s.holds),
               static_cast<ull>(s.window_waits), static_cast<ull>(s.paused));
   return rep.drained ? 0 : 1;
 }

@@ -1,5 +1,7 @@
 #include <flowbus/transport/server.hpp>
 
+#include "read_ahead.hpp"
+
 #include <flowbus/codec/clock.hpp>
 
 #include <flowbus/actors/endpoint.hpp>
@@ -138,6 +140,7 @@ public:
     ws_.read_message_max(core_.opt.max_message);
     ws_.binary(true);
     ws_.auto_fragment(false);
+    ws_.next_layer().capacity(detail::read_ahead_bytes);
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(beast::http::field::server, "flowbus"); }));
     beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true));
@@ -925,7 +928,7 @@ private:
     }
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<detail::read_ahead_stream<beast::tcp_stream>> ws_;
   server::core& core_;
   bool refuse_;
   net::steady_timer timer_;
