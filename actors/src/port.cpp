@@ -32,7 +32,7 @@ errc port::encode(const destination& to, std::string_view payload, const send_op
   codec::message m;
   m.type = opts.type;
   m.prio = opts.prio.value_or(prio_);
-  m.timestamp_ns = codec::wall_clock_ns();
+  m.timestamp_ns = opts.timestamp_ns ? opts.timestamp_ns : codec::wall_clock_ns();
   codec::repeated_entry cap{codec::field::capability, to.name, {}};
   if (broadcast) {
     m.flags |= codec::flag::broadcast;

@@ -3,6 +3,7 @@
 // heartbeats, reconnect with re-registration and re-subscription, and a draining server stop.
 #include "transport/transport_support.hpp"
 
+#include <flowbus/codec/clock.hpp>
 #include <flowbus/transport/client.hpp>
 #include <flowbus/transport/reasons.hpp>
 
@@ -42,6 +43,29 @@ TEST_SUITE("client") {
     REQUIRE(pub.publish("agent.worker.status", "s3") == errc::ok);
     REQUIRE(eventually([&] { return status.size() == 3; }));
     CHECK(tail.size() == 1);
+  }
+
+  TEST_CASE("a forwarded message keeps its sender's timestamp (its age end to end)") {
+    edge e;
+    raw_peer pub(e.port()), sub(e.port());
+    sub.join("ts-sub", {"ts.>"});
+    pub.join("ts-pub");
+    constexpr std::uint64_t sent_at = 1'700'000'000'123'456'789;
+    pub.send_publish("ts.one", "aged", sent_at);
+    auto f = sub.next();
+    REQUIRE(f);
+    CHECK(f->payload == "aged");
+    CHECK(f->source == "ts-pub");
+    CHECK(f->timestamp_ns == sent_at);
+    // an in-process agent's message is stamped when it is sent
+    auto local = e.node.connect({"ts-local", "test"}).value();
+    const std::uint64_t before = codec::wall_clock_ns();
+    REQUIRE(local->publish("ts.two", "fresh").delivered == 1);
+    f = sub.next();
+    REQUIRE(f);
+    CHECK(f->payload == "fresh");
+    CHECK(f->timestamp_ns >= before);
+    CHECK(f->timestamp_ns <= codec::wall_clock_ns());
   }
 
   TEST_CASE("unicast, broadcast, and an in-process agent talking to a remote one") {

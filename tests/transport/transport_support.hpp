@@ -88,6 +88,7 @@ struct got_frame {
   codec::msg_type type;
   std::string topic, source, target, payload, reason;
   std::uint64_t error_code = 0, message_id = 0, correlation_id = 0;
+  std::uint64_t timestamp_ns = 0;
 };
 
 /// A WebSocket peer driven step by step from the test thread, with deadlines.
@@ -143,9 +144,10 @@ public:
     m.repeated = codec::repeated_fields(entries_.data(), entries_.size());
     send(m);
   }
-  void send_publish(const std::string& topic, const std::string& payload) {
+  void send_publish(const std::string& topic, const std::string& payload, std::uint64_t timestamp_ns = 0) {
     codec::message m;
     m.type = codec::msg_type::publish;
+    m.timestamp_ns = timestamp_ns;
     m.set_topic(topic);
     m.payload = codec::bytes_view(payload);
     send(m);
@@ -227,7 +229,7 @@ private:
   static got_frame copy(const codec::message& m) {
     got_frame f{m.type, std::string(m.topic()), std::string(m.str(codec::field::source)),
                 std::string(m.str(codec::field::target)), std::string(m.payload.as_string()), {},
-                m.num(codec::field::error_code), m.message_id(), m.correlation_id()};
+                m.num(codec::field::error_code), m.message_id(), m.correlation_id(), m.timestamp_ns};
     for (const auto& e : m.repeated)
       if (e.id == codec::field::header && e.key == "reason") f.reason = std::string(e.value);
     return f;

@@ -264,6 +264,7 @@ private:
       core_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
       return fail_codec(st);
     }
+    if (state_ == state::open) maybe_heartbeat(); // whatever an agent sends shows it alive
     const bool more = handle(m);
     if (paused_) return pause();
     in_.consume(in_.size());
@@ -436,8 +437,8 @@ private:
   /// Routes one message. False: the node has no frame buffer for it now (paused_ is set, and the
   /// message is taken back: it is counted again when retried).
   bool forward(const codec::message& m) {
-    maybe_heartbeat();
     actors::send_options o;
+    o.timestamp_ns = m.timestamp_ns; // the agent's send time travels on (protocol.md §2)
     o.type = m.type;
     o.prio = static_cast<codec::priority>(m.prio);
     o.correlation_id = m.correlation_id();

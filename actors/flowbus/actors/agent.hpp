@@ -102,6 +102,9 @@ struct send_options {
   /// the message is poison (1: no retry). 0: the recipient's own policy (agent_spec::retry,
   /// server_options::retry). Travels in the frame (field max_attempts).
   std::uint32_t max_attempts = 0;
+  /// When the message was first sent, ns since the Unix epoch (the frame's timestamp); 0: now.
+  /// A node forwarding an agent's message keeps the agent's, so receivers see its age end to end.
+  std::uint64_t timestamp_ns = 0;
 };
 
 struct send_result {
