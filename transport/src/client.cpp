@@ -1,6 +1,6 @@
 #include <flowbus/transport/client.hpp>
 
-#include "read_ahead.hpp"
+#include "buffered_stream.hpp"
 
 #include <flowbus/codec/clock.hpp>
 
@@ -64,7 +64,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   net::executor_work_guard<net::io_context::executor_type> work = net::make_work_guard(ioc);
   std::thread thread;
   tcp::resolver resolver{ioc};
-  std::optional<websocket::stream<detail::read_ahead_stream<beast::tcp_stream>>> ws;
+  std::optional<websocket::stream<detail::buffered_stream<beast::tcp_stream>>> ws;
   net::steady_timer heartbeat_timer{ioc}, sweep_timer{ioc}, retry_timer{ioc};
   beast::flat_buffer in;
   std::optional<codec::decoder> dec;

@@ -1,6 +1,6 @@
 #include <flowbus/transport/server.hpp>
 
-#include "read_ahead.hpp"
+#include "buffered_stream.hpp"
 
 #include <flowbus/codec/clock.hpp>
 
@@ -606,8 +606,10 @@ private:
     control_.push_back(std::move(out));
   }
 
-  /// Writes what waits — control frames first, then the agent's mailbox — unless a write is in
-  /// flight (its completion calls flush again).
+  /// Writes what waits — control frames first, then the agent's frames by lane — unless a write
+  /// is in flight (its completion calls flush again): as many WebSocket messages (each one frame
+  /// or one BATCH of up to 32) as come to `write_gather` bytes, framed here and written with one
+  /// system call (Beast would make one per message).
   void flush() {
     if (state_ == state::closed || state_ < state::awaiting_register) return;
     const bool delivering = gw_ && deliver_ && (state_ == state::open || state_ == state::closing);
@@ -617,6 +619,36 @@ private:
       if (delivering) admit_from_mailbox();
       return;
     }
+    wire_.clear();
+    bool any = false;
+    while (wire_.size() < write_gather && gather(delivering))
+      any = true;
+    if (!any) {
+      const bool drained = !held_ && (!lanes_ || lanes_->empty());
+      if (goodbye_ && drained) {
+        goodbye_ = false;
+        queue_control(codec::msg_type::goodbye, [](codec::message&) {});
+        return flush();
+      }
+      if (wire_.capacity() > write_gather / 4) wire_ = {}; // quiet now: an idle connection holds no write buffer
+      if (close_after_flush_ && drained) finish_close();
+      return;
+    }
+    core_.writes.fetch_add(1, std::memory_order_relaxed);
+    writing_ = true;
+    write_began_ = std::chrono::steady_clock::now();
+    if (!watchdog_armed_) arm_watchdog(core_.opt.write_timeout);
+    ws_.next_layer().write_frames(net::buffer(wire_), bind([](session& s, beast::error_code ec, std::size_t) {
+      s.writing_ = false;
+      if (ec) return s.teardown("write: " + ec.message());
+      s.flush();
+    }));
+  }
+  static constexpr std::size_t write_gather = 48 * 1024;
+
+  /// Appends one WebSocket message to wire_ — control frames first, then frames by lane, as one
+  /// frame or one BATCH — numbering its frames; false if nothing waits to go.
+  bool gather(bool delivering) {
     batch_.clear();
     std::size_t controls = 0;
     while (controls < control_.size() && batch_.fits(control_[controls].size())) {
@@ -641,7 +673,7 @@ private:
           if (!breaker_allows(*next)) continue;
           held_ = std::move(*next);
         }
-        if (!batch_.fits(held_.size())) break; // leads the next write
+        if (!batch_.fits(held_.size())) break; // leads the next message
         batch_.add(codec::bytes_view(held_.data(), held_.size()));
         if (window_ && codec::is_data(static_cast<codec::msg_type>(held_.data()[codec::offset::type]))) --credit_;
         if (unacked_) sent_.push_back(std::move(held_)); // kept until the agent acknowledges it
@@ -651,31 +683,18 @@ private:
       core_.frames_out.fetch_add(used, std::memory_order_relaxed);
       if (used) update_throttle();
     }
-    const bool drained = !held_ && (!lanes_ || lanes_->empty());
-    if (batch_.empty() && goodbye_ && drained) {
-      goodbye_ = false;
-      queue_control(codec::msg_type::goodbye, [](codec::message&) {});
-      return flush();
-    }
-    if (batch_.empty()) {
-      if (close_after_flush_ && drained) finish_close();
-      return;
-    }
+    if (batch_.empty()) return false;
     if (batch_.count() > 1) core_.batches.fetch_add(1, std::memory_order_relaxed);
-    core_.writes.fetch_add(1, std::memory_order_relaxed);
     const std::uint64_t first = next_out_;
     const codec::bytes_view out = batch_.finish(next_out_);
     for (std::size_t i = 0; i < sent_.size(); ++i)
       unacked_->emplace_back(first + controls_in_batch + i, std::move(sent_[i]));
     sent_.clear();
-    writing_ = true;
-    write_began_ = std::chrono::steady_clock::now();
-    if (!watchdog_armed_) arm_watchdog(core_.opt.write_timeout);
-    ws_.async_write(net::buffer(out.data(), out.size()), bind([](session& s, beast::error_code ec, std::size_t) {
-      s.writing_ = false;
-      if (ec) return s.teardown("write: " + ec.message());
-      s.flush();
-    }));
+    unsigned char header[10];
+    const std::size_t hn = detail::frame_header(out.size(), header);
+    wire_.insert(wire_.end(), header, header + hn);
+    wire_.insert(wire_.end(), out.data(), out.data() + out.size());
+    return true;
   }
 
   /// The next frame for the agent by lane; with its receive window used up only CRITICAL, and no
@@ -929,7 +948,7 @@ private:
     }
   }
 
-  websocket::stream<detail::read_ahead_stream<beast::tcp_stream>> ws_;
+  websocket::stream<detail::buffered_stream<beast::tcp_stream>> ws_;
   server::core& core_;
   bool refuse_;
   net::steady_timer timer_;
@@ -938,6 +957,7 @@ private:
   codec::decoder dec_;
   codec::encoder enc_;
   outbound_batch batch_;
+  std::vector<unsigned char> wire_; ///< what the write in flight carries: WebSocket frames back to back
   std::vector<std::vector<codec::byte>> control_; ///< few, and usually none (a deque costs 1 KiB per idle connection)
   /// taken from the mailbox, not yet written; made with the first frame (an idle connection has none)
   std::unique_ptr<scheduling::lane_scheduler<scheduling::buffer_ref>> lanes_;

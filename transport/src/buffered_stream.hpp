@@ -1,19 +1,26 @@
-// A read-ahead layer under Beast's WebSocket stream (private to transport/).
+// The layer under Beast's WebSocket stream (private to transport/): reads ahead, and lets the
+// owner write whole WebSocket frames of its own, in order with Beast's.
 //
-// Beast reads a WebSocket message's header into a 1.5 KiB buffer and the rest of its payload
-// straight into the caller's buffer, never past the message: at least two recv() calls per message
-// however much the socket holds. Under load a socket holds many messages (BATCHes of up to 32), and
-// on this VM every system call costs microseconds. This layer reads what the socket has, up to
-// `capacity`, into its own buffer and hands it out from there: a burst of messages costs one recv().
-//
+// Reading. Beast reads a WebSocket message's header into a 1.5 KiB buffer and the rest of its
+// payload straight into the caller's buffer, never past the message: at least two recv() calls per
+// message however much the socket holds. Under load a socket holds many messages (BATCHes of up to
+// 32), and on this VM every system call costs microseconds. This layer reads what the socket has,
+// up to `capacity`, into its own buffer and hands it out from there: a burst costs one recv().
 // Memory: an idle connection must stay small (docs/benchmarks.md, memory per idle connection), and
 // a pending read holds its buffer until data comes. So the layer reads ahead only while the stream
 // is busy — a direct read that filled the caller's buffer (more is likely waiting) turns it on, a
 // read-ahead that brought less than a quarter of `capacity` turns it off — and frees the buffer
 // once drained while not busy: a quiet connection reads straight into Beast's buffers as before.
+//
+// Writing. Beast writes one WebSocket message per write(); a node sending a backlog to an agent
+// frames several messages itself (`frame_header`) and hands them over in one `write_frames`. Beast
+// still writes its own frames (handshake, pings, pongs, close) through this layer: every write is
+// whole (never split around another) and they go out one at a time in the order they were asked.
 #pragma once
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/async_base.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/error.hpp>
@@ -21,21 +28,43 @@
 #include <boost/beast/websocket/teardown.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <utility>
+#include <vector>
 
 namespace flowbus::transport::detail {
 
 /// What one recv() may take while a stream is busy: a dozen full BATCHes of 128-byte messages.
 constexpr std::size_t read_ahead_bytes = 64 * 1024;
 
-template <class Next> class read_ahead_stream {
+/// The header of an unmasked (server-to-client), final, binary WebSocket frame of `payload`
+/// bytes (RFC 6455 §5.2) into `out` (≥ 10 bytes); returns its length (2, 4 or 10).
+inline std::size_t frame_header(std::uint64_t payload, unsigned char* out) noexcept {
+  out[0] = 0x82; // FIN, opcode 2 (binary)
+  if (payload < 126) {
+    out[1] = static_cast<unsigned char>(payload);
+    return 2;
+  }
+  if (payload <= 0xffff) {
+    out[1] = 126;
+    out[2] = static_cast<unsigned char>(payload >> 8);
+    out[3] = static_cast<unsigned char>(payload);
+    return 4;
+  }
+  out[1] = 127;
+  for (int i = 0; i < 8; ++i)
+    out[2 + i] = static_cast<unsigned char>(payload >> (56 - 8 * i));
+  return 10;
+}
+
+template <class Next> class buffered_stream {
 public:
   using executor_type = boost::beast::executor_type<Next>;
 
   template <class... Args>
-  explicit read_ahead_stream(Args&&... args) : next_(std::forward<Args>(args)...) {}
+  explicit buffered_stream(Args&&... args) : next_(std::forward<Args>(args)...) {}
 
   Next& next_layer() noexcept { return next_; }
   const Next& next_layer() const noexcept { return next_; }
@@ -55,9 +84,21 @@ public:
         h, b);
   }
 
+  /// Beast's writes: whole, in turn with the owner's (write_frames).
   template <class ConstBuffers, class Handler> auto async_write_some(const ConstBuffers& b, Handler&& h) {
-    return next_.async_write_some(b, std::forward<Handler>(h));
+    return boost::asio::async_initiate<Handler, void(boost::beast::error_code, std::size_t)>(
+        [this](auto handler, const ConstBuffers& buffers) { write_whole(buffers, std::move(handler)); }, h, b);
   }
+
+  /// The owner's writes: complete WebSocket frames (frame_header + payload, back to back) written
+  /// whole, after whatever was asked before; `h(error_code, bytes)` runs on the stream's executor.
+  /// The bytes must stay valid until then.
+  template <class ConstBuffers, class Handler> void write_frames(const ConstBuffers& b, Handler&& h) {
+    write_whole(b, boost::asio::bind_executor(get_executor(), std::forward<Handler>(h)));
+  }
+
+  /// A write in flight (one of ours or Beast's).
+  bool writing() const noexcept { return writing_; }
 
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& b, boost::beast::error_code& ec) {
     if (!buffered() && !fill_sync(ec)) {
@@ -73,6 +114,38 @@ public:
   }
 
 private:
+  /// A write waiting for the one in flight: started when that completes.
+  struct waiting_write {
+    virtual ~waiting_write() = default;
+    virtual void start() = 0;
+  };
+  template <class F> struct waiting_write_of final : waiting_write {
+    explicit waiting_write_of(F&& f) : f_(std::move(f)) {}
+    void start() override { f_(); }
+    F f_;
+  };
+
+  template <class ConstBuffers, class Handler> void write_whole(const ConstBuffers& b, Handler&& h) {
+    auto start = [this, b, h = std::forward<Handler>(h)]() mutable {
+      writing_ = true;
+      auto ex = boost::asio::get_associated_executor(h, get_executor());
+      boost::asio::async_write(next_, b,
+                               boost::asio::bind_executor(ex, [this, h = std::move(h)](boost::beast::error_code ec,
+                                                                                      std::size_t n) mutable {
+                                 writing_ = false;
+                                 if (!waiting_.empty()) { // the next in line starts before this one's owner goes on
+                                   auto next = std::move(waiting_.front());
+                                   waiting_.erase(waiting_.begin()); // rare: Beast's pings, pongs, close
+                                   next->start();
+                                 }
+                                 h(ec, n);
+                               }));
+    };
+    if (!writing_) return start();
+    waiting_.push_back(std::make_unique<waiting_write_of<decltype(start)>>(std::move(start)));
+    // (a vector, not a deque: an empty std::deque allocates ~600 bytes, per idle connection)
+  }
+
   bool fill_sync(boost::beast::error_code& ec) {
     if (!capacity_ || !busy_) return false;
     filled(next_.read_some(boost::asio::buffer(ensure(), capacity_), ec));
@@ -105,7 +178,7 @@ private:
   template <class MutableBuffers, class Handler>
   class read_op : public boost::beast::async_base<Handler, executor_type> {
   public:
-    read_op(Handler&& h, read_ahead_stream& s, const MutableBuffers& b)
+    read_op(Handler&& h, buffered_stream& s, const MutableBuffers& b)
         : boost::beast::async_base<Handler, executor_type>(std::move(h), s.get_executor()), s_(s), b_(b) {
       if (s_.buffered()) { // complete from the buffer, never inside the initiating call
         step_ = 2;
@@ -135,7 +208,7 @@ private:
     }
 
   private:
-    read_ahead_stream& s_;
+    buffered_stream& s_;
     MutableBuffers b_;
     int step_ = 0;
   };
@@ -144,17 +217,19 @@ private:
   std::unique_ptr<unsigned char[]> buf_;
   std::size_t capacity_ = 0, begin_ = 0, end_ = 0;
   bool busy_ = false; ///< read ahead (see above)
+  bool writing_ = false;
+  std::vector<std::unique_ptr<waiting_write>> waiting_;
 };
 
 // The WebSocket close handshake ends by tearing the transport down: the next layer's business.
 template <class Next>
-void teardown(boost::beast::role_type role, read_ahead_stream<Next>& s, boost::beast::error_code& ec) {
+void teardown(boost::beast::role_type role, buffered_stream<Next>& s, boost::beast::error_code& ec) {
   using boost::beast::websocket::teardown;
   teardown(role, s.next_layer(), ec);
 }
 
 template <class Next, class Handler>
-void async_teardown(boost::beast::role_type role, read_ahead_stream<Next>& s, Handler&& h) {
+void async_teardown(boost::beast::role_type role, buffered_stream<Next>& s, Handler&& h) {
   using boost::beast::websocket::async_teardown;
   async_teardown(role, s.next_layer(), std::forward<Handler>(h));
 }

@@ -1,0 +1,220 @@
+// The layer under the WebSocket streams (transport/src/buffered_stream.hpp). Reading: every byte
+// comes out once and in order whatever the request sizes; while the peer sends a lot it reads ahead
+// into its own buffer (one recv() for many of Beast's small reads); while the peer is quiet it
+// reads straight through and holds no buffer — an idle connection must stay small. Writing: frames
+// the owner frames itself reach a real WebSocket peer as messages of the right sizes (all three
+// length forms), and writes asked while one is in flight go out whole and in order.
+#include "transport/src/buffered_stream.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using flowbus::transport::detail::frame_header;
+using flowbus::transport::detail::read_ahead_bytes;
+using flowbus::transport::detail::buffered_stream;
+
+namespace {
+
+struct socket_pair {
+  net::io_context ioc;
+  tcp::socket writer{ioc};
+  buffered_stream<tcp::socket> reader{ioc};
+
+  socket_pair() {
+    tcp::acceptor acc(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    writer.connect(acc.local_endpoint());
+    acc.accept(reader.next_layer());
+    reader.capacity(read_ahead_bytes);
+  }
+
+  /// One async_read_some of at most `n` bytes, run to completion.
+  std::vector<std::uint8_t> read_some(std::size_t n) {
+    std::vector<std::uint8_t> out(n);
+    std::size_t got = 0;
+    boost::system::error_code err;
+    reader.async_read_some(net::buffer(out), [&](boost::system::error_code ec, std::size_t k) {
+      err = ec;
+      got = k;
+    });
+    ioc.restart();
+    ioc.run();
+    REQUIRE_FALSE(err);
+    out.resize(got);
+    return out;
+  }
+};
+
+std::vector<std::uint8_t> pattern(std::size_t n, std::size_t from = 0) {
+  std::vector<std::uint8_t> v(n);
+  for (std::size_t i = 0; i < n; ++i)
+    v[i] = static_cast<std::uint8_t>((from + i) * 131 + 7);
+  return v;
+}
+
+} // namespace
+
+TEST_SUITE("buffered_stream") {
+  TEST_CASE("a quiet stream reads straight through and holds no buffer") {
+    socket_pair p;
+    net::write(p.writer, net::buffer(pattern(100)));
+    const auto got = p.read_some(1536); // what Beast asks for: its header buffer
+    CHECK(got == pattern(100));
+    CHECK(p.reader.allocated() == 0);
+    CHECK(p.reader.buffered() == 0);
+  }
+
+  TEST_CASE("a busy stream reads ahead, hands out every byte in order, and lets go once quiet") {
+    socket_pair p;
+    constexpr std::size_t total = 3 * read_ahead_bytes;
+    const auto sent = pattern(total);
+    std::thread w([&] { net::write(p.writer, net::buffer(sent)); });
+    std::vector<std::uint8_t> got;
+    bool read_ahead_seen = false;
+    while (got.size() < total) {
+      const auto chunk = p.read_some(1536);
+      REQUIRE_FALSE(chunk.empty());
+      got.insert(got.end(), chunk.begin(), chunk.end());
+      if (p.reader.buffered() > 0) {
+        read_ahead_seen = true;
+        CHECK(p.reader.allocated() == read_ahead_bytes);
+      }
+    }
+    w.join();
+    CHECK(got == sent);
+    CHECK(read_ahead_seen); // the first full 1536-byte read turned read-ahead on
+    // the stream goes quiet: a small message, read ahead (still busy) but small, ends it
+    net::write(p.writer, net::buffer(pattern(40, total)));
+    CHECK(p.read_some(1536) == pattern(40, total));
+    CHECK(p.reader.buffered() == 0);
+    CHECK(p.reader.allocated() == 0);
+    // and the next one is read straight through again
+    net::write(p.writer, net::buffer(pattern(10, total + 40)));
+    CHECK(p.read_some(1536) == pattern(10, total + 40));
+    CHECK(p.reader.allocated() == 0);
+  }
+
+  TEST_CASE("a request no smaller than the read-ahead is read straight into the caller's buffer") {
+    socket_pair p;
+    net::write(p.writer, net::buffer(pattern(5000)));
+    std::vector<std::uint8_t> got(5000);
+    net::read(p.reader, net::buffer(got)); // synchronous reads take the same path
+    CHECK(got == pattern(5000));
+    CHECK(p.reader.allocated() == 0);
+  }
+
+  TEST_CASE("end of stream reaches the reader after what was buffered") {
+    socket_pair p;
+    std::thread w([&] {
+      net::write(p.writer, net::buffer(pattern(2 * read_ahead_bytes)));
+      p.writer.shutdown(tcp::socket::shutdown_send);
+    });
+    std::size_t total = 0;
+    boost::system::error_code last;
+    for (;;) {
+      std::vector<std::uint8_t> buf(1536);
+      std::size_t k = 0;
+      p.reader.async_read_some(net::buffer(buf), [&](boost::system::error_code ec, std::size_t n) {
+        last = ec;
+        k = n;
+      });
+      p.ioc.restart();
+      p.ioc.run();
+      if (last) break;
+      total += k;
+    }
+    w.join();
+    CHECK(total == 2 * read_ahead_bytes);
+    CHECK(last == net::error::eof);
+    CHECK(p.reader.allocated() == 0);
+  }
+
+  TEST_CASE("frames written by the owner are WebSocket messages to a real peer, in all three length forms") {
+    net::io_context ioc;
+    tcp::acceptor acc(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    boost::beast::websocket::stream<tcp::socket> client(ioc);
+    client.next_layer().connect(acc.local_endpoint());
+    buffered_stream<tcp::socket> server(ioc);
+    acc.accept(server.next_layer());
+    // the payloads of three messages, framed here and handed over in one write
+    const std::vector<std::size_t> sizes{5, 300, 70000};
+    std::vector<unsigned char> wire;
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+      unsigned char h[10];
+      const std::size_t hn = frame_header(sizes[k], h);
+      CHECK(hn == (k == 0 ? 2u : k == 1 ? 4u : 10u));
+      wire.insert(wire.end(), h, h + hn);
+      const auto body = pattern(sizes[k], k * 1000);
+      wire.insert(wire.end(), body.begin(), body.end());
+    }
+    // the handshake: the client asks, the server side answers with plain Beast on the same socket
+    std::thread hs([&] {
+      boost::beast::websocket::stream<tcp::socket&> s(server.next_layer());
+      s.accept();
+    });
+    client.handshake("127.0.0.1", "/");
+    hs.join();
+    bool written = false;
+    server.write_frames(net::buffer(wire), [&](boost::system::error_code ec, std::size_t n) {
+      CHECK_FALSE(ec);
+      CHECK(n == wire.size());
+      written = true;
+    });
+    std::thread runner([&] { ioc.run(); });
+    for (std::size_t k = 0; k < sizes.size(); ++k) {
+      boost::beast::flat_buffer b;
+      client.read(b);
+      CHECK(client.got_binary());
+      REQUIRE(b.size() == sizes[k]);
+      const auto* p = static_cast<const std::uint8_t*>(b.data().data());
+      CHECK(std::vector<std::uint8_t>(p, p + b.size()) == pattern(sizes[k], k * 1000));
+    }
+    runner.join();
+    CHECK(written);
+  }
+
+  TEST_CASE("writes asked while one is in flight go out whole, in the order asked") {
+    socket_pair p;
+    // a write big enough to stay in flight while the others are asked for
+    const auto big = pattern(4 * read_ahead_bytes);
+    const std::string beast_like = "<control>", mine = "<mine>";
+    std::vector<int> order;
+    p.reader.write_frames(net::buffer(big), [&](boost::system::error_code ec, std::size_t) {
+      CHECK_FALSE(ec);
+      order.push_back(1);
+    });
+    CHECK(p.reader.writing());
+    p.reader.async_write_some(net::buffer(beast_like), [&](boost::system::error_code ec, std::size_t n) {
+      CHECK_FALSE(ec);
+      CHECK(n == beast_like.size()); // whole, never a part
+      order.push_back(2);
+    });
+    p.reader.write_frames(net::buffer(mine), [&](boost::system::error_code ec, std::size_t) {
+      CHECK_FALSE(ec);
+      order.push_back(3);
+    });
+    std::vector<std::uint8_t> got(big.size() + beast_like.size() + mine.size());
+    std::thread r([&] { net::read(p.writer, net::buffer(got)); }); // (the "writer" socket reads here)
+    p.ioc.restart();
+    p.ioc.run();
+    r.join();
+    CHECK(order == std::vector<int>{1, 2, 3});
+    CHECK(std::vector<std::uint8_t>(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(big.size())) == big);
+    CHECK(std::string(got.begin() + static_cast<std::ptrdiff_t>(big.size()),
+                      got.begin() + static_cast<std::ptrdiff_t>(big.size() + beast_like.size())) == beast_like);
+    CHECK(std::string(got.end() - static_cast<std::ptrdiff_t>(mine.size()), got.end()) == mine);
+    CHECK_FALSE(p.reader.writing());
+  }
+}
