@@ -59,22 +59,58 @@ inline std::size_t frame_header(std::uint64_t payload, unsigned char* out) noexc
   return 10;
 }
 
+/// Appends a masked (client-to-server), final, binary WebSocket frame of `payload` to `out`: the
+/// header with the mask bit and `key`, then the payload XORed with the key (RFC 6455 §5.3) — one
+/// pass, 8 bytes at a time.
+inline void append_masked_frame(std::vector<unsigned char>& out, const unsigned char* payload, std::size_t n,
+                                std::uint32_t key) {
+  unsigned char header[14];
+  std::size_t hn = frame_header(n, header);
+  header[1] |= 0x80; // MASK
+  std::memcpy(header + hn, &key, 4);
+  hn += 4;
+  const std::size_t at = out.size();
+  out.resize(at + hn + n);
+  unsigned char* dst = out.data() + at;
+  std::memcpy(dst, header, hn);
+  dst += hn;
+  // byte i of the payload is XORed with byte i % 4 of the key as it appears on the wire
+  const std::uint64_t k8 = static_cast<std::uint64_t>(key) | (static_cast<std::uint64_t>(key) << 32);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, payload + i, 8);
+    w ^= k8;
+    std::memcpy(dst + i, &w, 8);
+  }
+  unsigned char kb[4];
+  std::memcpy(kb, &key, 4);
+  for (; i < n; ++i)
+    dst[i] = static_cast<unsigned char>(payload[i] ^ kb[i % 4]);
+}
+
 template <class Next> class buffered_stream {
 public:
   using executor_type = boost::beast::executor_type<Next>;
 
   template <class... Args>
-  explicit buffered_stream(Args&&... args) : next_(std::forward<Args>(args)...) {}
+  explicit buffered_stream(Args&&... args) : next_(std::forward<Args>(args)...), st_(std::make_shared<state>()) {}
+  ~buffered_stream() {
+    st_->gone = true;      // completions still pending touch only st_, and start nothing more
+    st_->waiting.clear(); // writes never started are dropped with their handlers
+  }
+  buffered_stream(const buffered_stream&) = delete;
+  buffered_stream& operator=(const buffered_stream&) = delete;
 
   Next& next_layer() noexcept { return next_; }
   const Next& next_layer() const noexcept { return next_; }
   executor_type get_executor() noexcept { return next_.get_executor(); }
 
   /// The most one recv() takes; 0 reads straight into the caller's buffers (no read-ahead).
-  void capacity(std::size_t n) noexcept { capacity_ = n; }
-  std::size_t buffered() const noexcept { return end_ - begin_; }
+  void capacity(std::size_t n) noexcept { st_->capacity = n; }
+  std::size_t buffered() const noexcept { return st_->end - st_->begin; }
   /// Bytes held for read-ahead (0 once drained while not busy).
-  std::size_t allocated() const noexcept { return buf_ ? capacity_ : 0; }
+  std::size_t allocated() const noexcept { return st_->buf ? st_->capacity : 0; }
 
   template <class MutableBuffers, class Handler> auto async_read_some(const MutableBuffers& b, Handler&& h) {
     return boost::asio::async_initiate<Handler, void(boost::beast::error_code, std::size_t)>(
@@ -98,16 +134,20 @@ public:
   }
 
   /// A write in flight (one of ours or Beast's).
-  bool writing() const noexcept { return writing_; }
+  bool writing() const noexcept { return st_->writing; }
 
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& b, boost::beast::error_code& ec) {
-    if (!buffered() && !fill_sync(ec)) {
+    state& st = *st_;
+    if (!buffered()) {
+      if (!st.capacity || !st.busy) {
+        const std::size_t n = next_.read_some(b, ec);
+        st.busy = st.capacity && n == boost::asio::buffer_size(b);
+        return n;
+      }
+      st.filled(next_.read_some(boost::asio::buffer(st.ensure(), st.capacity), ec));
       if (ec) return 0;
-      const std::size_t n = next_.read_some(b, ec);
-      busy_ = capacity_ && n == boost::asio::buffer_size(b);
-      return n;
     }
-    return hand_out(b);
+    return st.hand_out(b);
   }
   template <class ConstBuffers> std::size_t write_some(const ConstBuffers& b, boost::beast::error_code& ec) {
     return next_.write_some(b, ec);
@@ -125,100 +165,99 @@ private:
     F f_;
   };
 
+  /// What completions touch. Shared with the operations in flight: a layer may be destroyed
+  /// before they complete (a client replaces its stream on reconnect), and they must not touch it.
+  struct state {
+    std::unique_ptr<unsigned char[]> buf;
+    std::size_t capacity = 0, begin = 0, end = 0;
+    bool busy = false; ///< read ahead (see above)
+    bool writing = false, gone = false;
+    /// (a vector, not a deque: an empty std::deque allocates ~600 bytes, per idle connection)
+    std::vector<std::unique_ptr<waiting_write>> waiting;
+
+    unsigned char* ensure() {
+      if (!buf) buf.reset(new unsigned char[capacity]); // not value-initialised: 64 KiB of zeroing saved
+      return buf.get();
+    }
+    void filled(std::size_t n) noexcept {
+      begin = 0;
+      end = n;
+      busy = n >= capacity / 4;
+      if (!n) buf.reset();
+    }
+    /// Copies what is buffered into `b`; frees the buffer once drained while not busy.
+    template <class MutableBuffers> std::size_t hand_out(const MutableBuffers& b) {
+      const std::size_t n = boost::asio::buffer_copy(b, boost::asio::buffer(buf.get() + begin, end - begin));
+      begin += n;
+      if (begin == end) {
+        begin = end = 0;
+        if (!busy) buf.reset();
+      }
+      return n;
+    }
+  };
+
   template <class ConstBuffers, class Handler> void write_whole(const ConstBuffers& b, Handler&& h) {
     auto start = [this, b, h = std::forward<Handler>(h)]() mutable {
-      writing_ = true;
+      st_->writing = true;
       auto ex = boost::asio::get_associated_executor(h, get_executor());
       boost::asio::async_write(next_, b,
-                               boost::asio::bind_executor(ex, [this, h = std::move(h)](boost::beast::error_code ec,
-                                                                                      std::size_t n) mutable {
-                                 writing_ = false;
-                                 if (!waiting_.empty()) { // the next in line starts before this one's owner goes on
-                                   auto next = std::move(waiting_.front());
-                                   waiting_.erase(waiting_.begin()); // rare: Beast's pings, pongs, close
+                               boost::asio::bind_executor(ex, [st = st_, h = std::move(h)](boost::beast::error_code ec,
+                                                                                          std::size_t n) mutable {
+                                 st->writing = false;
+                                 if (!st->gone && !st->waiting.empty()) { // the next in line starts first
+                                   auto next = std::move(st->waiting.front());
+                                   st->waiting.erase(st->waiting.begin()); // rare: Beast's pings, pongs, close
                                    next->start();
                                  }
                                  h(ec, n);
                                }));
     };
-    if (!writing_) return start();
-    waiting_.push_back(std::make_unique<waiting_write_of<decltype(start)>>(std::move(start)));
-    // (a vector, not a deque: an empty std::deque allocates ~600 bytes, per idle connection)
-  }
-
-  bool fill_sync(boost::beast::error_code& ec) {
-    if (!capacity_ || !busy_) return false;
-    filled(next_.read_some(boost::asio::buffer(ensure(), capacity_), ec));
-    return !ec;
-  }
-
-  unsigned char* ensure() {
-    if (!buf_) buf_.reset(new unsigned char[capacity_]); // not value-initialised: 64 KiB of zeroing saved
-    return buf_.get();
-  }
-
-  void filled(std::size_t n) noexcept {
-    begin_ = 0;
-    end_ = n;
-    busy_ = n >= capacity_ / 4;
-    if (!n) buf_.reset();
-  }
-
-  /// Copies what is buffered into `b`; frees the buffer once drained while not busy.
-  template <class MutableBuffers> std::size_t hand_out(const MutableBuffers& b) {
-    const std::size_t n = boost::asio::buffer_copy(b, boost::asio::buffer(buf_.get() + begin_, end_ - begin_));
-    begin_ += n;
-    if (begin_ == end_) {
-      begin_ = end_ = 0;
-      if (!busy_) buf_.reset();
-    }
-    return n;
+    if (!st_->writing) return start();
+    st_->waiting.push_back(std::make_unique<waiting_write_of<decltype(start)>>(std::move(start)));
   }
 
   template <class MutableBuffers, class Handler>
   class read_op : public boost::beast::async_base<Handler, executor_type> {
   public:
     read_op(Handler&& h, buffered_stream& s, const MutableBuffers& b)
-        : boost::beast::async_base<Handler, executor_type>(std::move(h), s.get_executor()), s_(s), b_(b) {
-      if (s_.buffered()) { // complete from the buffer, never inside the initiating call
+        : boost::beast::async_base<Handler, executor_type>(std::move(h), s.get_executor()), st_(s.st_), b_(b) {
+      if (s.buffered()) { // complete from the buffer, never inside the initiating call
         step_ = 2;
-        boost::asio::post(s_.get_executor(), boost::beast::bind_front_handler(std::move(*this), boost::beast::error_code{}, 0));
+        boost::asio::post(s.get_executor(), boost::beast::bind_front_handler(std::move(*this), boost::beast::error_code{}, 0));
         return;
       }
-      if (!s_.busy_ || boost::asio::buffer_size(b_) >= s_.capacity_) { // quiet, or nothing to gain: read straight
+      if (!st_->busy || boost::asio::buffer_size(b_) >= st_->capacity) { // quiet, or nothing to gain: read straight
         step_ = 0;
-        s_.next_.async_read_some(b_, std::move(*this));
+        s.next_.async_read_some(b_, std::move(*this));
         return;
       }
       step_ = 1;
-      s_.next_.async_read_some(boost::asio::buffer(s_.ensure(), s_.capacity_), std::move(*this));
+      s.next_.async_read_some(boost::asio::buffer(st_->ensure(), st_->capacity), std::move(*this));
     }
     read_op(read_op&&) = default;
 
     void operator()(boost::beast::error_code ec, std::size_t n) {
+      state& st = *st_;
       if (step_ == 0) {
-        s_.busy_ = s_.capacity_ && !ec && n == boost::asio::buffer_size(b_); // filled: more is likely waiting
+        st.busy = st.capacity && !ec && n == boost::asio::buffer_size(b_); // filled: more is likely waiting
       } else if (step_ == 1) {
-        s_.filled(ec ? 0 : n);
-        n = ec ? 0 : s_.hand_out(b_);
+        st.filled(ec ? 0 : n);
+        n = ec ? 0 : st.hand_out(b_);
       } else {
-        n = s_.hand_out(b_);
+        n = st.hand_out(b_);
       }
       this->complete_now(ec, n);
     }
 
   private:
-    buffered_stream& s_;
+    std::shared_ptr<state> st_;
     MutableBuffers b_;
     int step_ = 0;
   };
 
   Next next_;
-  std::unique_ptr<unsigned char[]> buf_;
-  std::size_t capacity_ = 0, begin_ = 0, end_ = 0;
-  bool busy_ = false; ///< read ahead (see above)
-  bool writing_ = false;
-  std::vector<std::unique_ptr<waiting_write>> waiting_;
+  std::shared_ptr<state> st_;
 };
 
 // The WebSocket close handshake ends by tearing the transport down: the next layer's business.

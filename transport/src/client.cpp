@@ -69,6 +69,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   beast::flat_buffer in;
   std::optional<codec::decoder> dec;
   outbound_batch batch;
+  std::vector<unsigned char> wire; ///< what the write in flight carries: masked WebSocket frames back to back
   std::vector<codec::byte> out;             ///< frames taken from `pending` in one swap, written from out_pos
   std::size_t out_pos = 0;
   std::vector<codec::byte> front;           ///< frames that go before everything queued: re-subscriptions, control
@@ -303,9 +304,6 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     ws->read_message_max(opt.max_message);
     ws->binary(true);
     ws->auto_fragment(false);
-    // A client masks what it writes (RFC 6455) through this buffer, one write() per buffer-full:
-    // Beast's 4 KiB default splits a 32-message BATCH into two system calls
-    ws->write_buffer_bytes(opt.max_message + 16);
     resolver.async_resolve(opt.host, std::to_string(opt.port), [self = shared_from_this(), gen](beast::error_code ec, tcp::resolver::results_type rs) {
       if (gen != self->generation) return;
       if (ec) return self->lost("resolve: " + ec.message());
@@ -360,7 +358,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     if (!append_frame(r, frame)) return lost("REGISTER does not encode");
     batch.clear();
     batch.add(codec::bytes_view(frame.data(), frame.size()));
-    write_batch(gen);
+    const codec::bytes_view bytes = batch.finish(next_out);
+    wire.clear();
+    detail::append_masked_frame(wire, bytes.data(), bytes.size(), static_cast<std::uint32_t>(rng()));
+    write_wire(gen);
     read(gen);
   }
 
@@ -386,6 +387,18 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       io_awake = false; // the WELCOME flushes
       return;
     }
+    wire.clear();
+    while (wire.size() < write_gather && gather())
+      ;
+    if (!wire.empty()) write_wire(generation);
+    else if (wire.capacity() > write_gather / 4) wire = {}; // quiet: no write buffer held
+  }
+  static constexpr std::size_t write_gather = 48 * 1024;
+
+  /// Appends one WebSocket message (a frame or a BATCH) to `wire`: re-subscriptions and control
+  /// frames first, CRITICAL messages next, then — unless the node holds us — the queue in send
+  /// order. False if nothing (more) may go now.
+  bool gather() {
     batch.clear();
     if (urgent_frames.load(std::memory_order_relaxed)) {
       std::lock_guard<std::mutex> g(m);
@@ -397,24 +410,27 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     }
     take_into_batch(front, front_pos);
     take_into_batch(express, express_pos); // kept across a reconnect (front is not: its frames were that connection's)
-    if (held.load(std::memory_order_relaxed)) { // CREDIT 0: our data waits (io_awake stays set: CREDIT 1 flushes)
-      if (!batch.empty()) write_batch(generation);
-      return;
-    }
-    if (out_pos == out.size()) {
-      std::lock_guard<std::mutex> g(m);
-      out.clear();
-      out_pos = 0;
-      out.swap(pending); // the senders keep the old buffer's capacity
-      if (out.empty() && batch.empty()) {
-        io_awake = false; // nothing to write: the next send posts
-        return;
+    // CREDIT 0: our data waits (io_awake stays set: CREDIT 1 flushes)
+    if (!held.load(std::memory_order_relaxed)) {
+      if (out_pos == out.size()) {
+        std::lock_guard<std::mutex> g(m);
+        out.clear();
+        out_pos = 0;
+        out.swap(pending); // the senders keep the old buffer's capacity
+        if (out.empty() && batch.empty()) {
+          io_awake = false; // nothing to write: the next send posts
+          return false;
+        }
       }
+      const std::size_t frames = take_into_batch(out, out_pos);
+      queued.fetch_sub(frames, std::memory_order_relaxed);
+      sent.fetch_add(frames, std::memory_order_relaxed);
     }
-    const std::size_t frames = take_into_batch(out, out_pos);
-    queued.fetch_sub(frames, std::memory_order_relaxed);
-    sent.fetch_add(frames, std::memory_order_relaxed);
-    write_batch(generation);
+    if (batch.empty()) return false;
+    if (batch.count() > 1) batches.fetch_add(1, std::memory_order_relaxed);
+    const codec::bytes_view bytes = batch.finish(next_out);
+    detail::append_masked_frame(wire, bytes.data(), bytes.size(), static_cast<std::uint32_t>(rng()));
+    return true;
   }
 
   /// Adds whole frames from buf[pos...] while they fit, returning how many; clears buf (keeping
@@ -434,12 +450,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     return frames;
   }
 
-  void write_batch(std::uint64_t gen) {
-    if (batch.count() > 1) batches.fetch_add(1, std::memory_order_relaxed);
+  /// Writes `wire` (WebSocket frames masked here, RFC 6455: one system call for many messages).
+  void write_wire(std::uint64_t gen) {
     writes.fetch_add(1, std::memory_order_relaxed);
-    const codec::bytes_view bytes = batch.finish(next_out);
     writing = true;
-    ws->async_write(net::buffer(bytes.data(), bytes.size()), [self = shared_from_this(), gen](beast::error_code ec, std::size_t) {
+    ws->next_layer().write_frames(net::buffer(wire), [self = shared_from_this(), gen](beast::error_code ec, std::size_t) {
       if (gen != self->generation) return;
       self->writing = false;
       if (ec) return self->lost("write: " + ec.message());
