@@ -23,6 +23,8 @@ node::impl::impl(node_config c)
     sys_cfg->set("work-stealing.moderate-sleep-duration", caf::timespan{cfg.idle_poll});
     sys_cfg->set("work-stealing.moderate-poll-attempts", std::numeric_limits<int>::max() / 2);
     sys_cfg->set("work-stealing.relaxed-sleep-duration", caf::timespan{cfg.idle_poll});
+  } else if (cfg.park_idle_workers) {
+    sys_cfg->set("work-stealing.moderate-poll-attempts", 0); // aggressive polls (no sleep), then the condition variable
   }
   if (cfg.timer_slack.count() > 0) install_timer_slack(*sys_cfg, cfg.timer_slack);
   if (cfg.pinning.enabled) pins = install_thread_pinning(*sys_cfg, cfg.pinning);

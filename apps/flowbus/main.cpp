@@ -34,6 +34,10 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--idle-timeout-ms", node.idle_timeout_ms, "close a connection silent this long")->capture_default_str();
   node_cmd->add_option("--stats-seconds", node.stats_seconds, "log a stats line this often (0: never)")->capture_default_str();
   node_cmd->add_option("--dlq-dir", node.dlq_dir, "keep the dead-letter queues on disk in this directory");
+  node_cmd->add_option("--idle-workers", node.idle_workers,
+                       "idle CAF workers: park (sleep at once; the edge bypasses CAF) or backoff (CAF's 50 us polling)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"park", "backoff"}));
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));

@@ -52,6 +52,7 @@ int run_node(const node_options& o) {
   cfg.pinning.enabled = o.pin;
   if (o.mailbox) cfg.mailbox_capacity = o.mailbox;
   cfg.dlq_directory = o.dlq_dir;
+  cfg.park_idle_workers = o.idle_workers == "park"; // the edge's traffic bypasses CAF: no polling workers
   actors::node n(cfg);
   transport::server_options so;
   so.address = o.address;

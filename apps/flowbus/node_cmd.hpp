@@ -22,6 +22,7 @@ struct node_options {
   std::uint32_t stats_seconds = 0; ///< log a stats line this often (0: never)
   std::string log_level = "info";
   std::string dlq_dir;           ///< dead-letter queues on disk here (empty: in memory only)
+  std::string idle_workers = "park"; ///< CAF's idle workers: "park" (sleep at once) or "backoff" (CAF's polling)
 };
 
 /// Serves until a signal; 0 after a clean drain. Prints "flowbus node: listening on ws://A:P".

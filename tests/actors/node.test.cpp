@@ -178,6 +178,35 @@ TEST_SUITE("node") {
     CHECK(n.dead().count(dead_reason::network_timeout) == 1);
   }
 
+  TEST_CASE("with parked idle workers, actor agents still pass work between them without stalls") {
+    node_config c = small();
+    c.park_idle_workers = true; // CAF workers sleep at once when idle (flowbus node's default)
+    node n(c);
+    REQUIRE(n.spawn(spec("echo"), [](agent_context& ctx, const delivery& d) {
+              if (d.is_request()) ctx.respond(d, d.payload);
+            }).has_value());
+    // 300 request/reply round trips one after another, each started by the previous reply: a
+    // hand-over that waited for an idle worker's 10 ms time-out would take 3 s or more
+    constexpr int rounds = 300;
+    auto done = std::make_shared<std::promise<int>>();
+    auto fut = done->get_future();
+    struct chain {
+      static void next(agent_context& ctx, int left, std::shared_ptr<std::promise<int>> p, int ok) {
+        if (left == 0) return p->set_value(ok);
+        ctx.request(destination::agent("echo"), "r", 1s, [&ctx, left, p, ok](reply&& r) {
+          next(ctx, left - 1, p, ok + (r && r.response.msg.payload == "r" ? 1 : 0));
+        });
+      }
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(n.spawn(spec("asker"), [](agent_context&, const delivery&) {},
+                    [done](agent_context& ctx) { chain::next(ctx, rounds, done, 0); })
+                .has_value());
+    REQUIRE(fut.wait_for(10s) == std::future_status::ready);
+    CHECK(fut.get() == rounds);
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+  }
+
   TEST_CASE("requests from an actor agent get a reply or a typed error, exactly once") {
     node n(small());
     REQUIRE(n.spawn(spec("echo"), [](agent_context& ctx, const delivery& d) {

@@ -48,6 +48,13 @@ struct node_config {
   /// of waking an idle agent, paid for with CPU that a 2-core machine's other threads then lack
   /// (docs/benchmarks.md measures both).
   std::chrono::microseconds idle_poll{0};
+  /// Idle workers go to sleep on their condition variable right after a short spin (woken when a
+  /// job is enqueued from outside) instead of CAF's back-off, which after every job keeps each
+  /// worker waking every 50 µs for ~25 ms. For a node whose traffic bypasses CAF (the WebSocket
+  /// edge, `flowbus node`) that polling is pure cost: on this VM ~20 µs of CPU per wake-up, taken
+  /// from the I/O threads. In-process actor agents may lose some parallelism: a job one worker
+  /// queues for another actor waits for that worker (or a steal within 10 ms). Ignored with idle_poll.
+  bool park_idle_workers = false;
   std::chrono::nanoseconds timer_slack{1000}; ///< for CAF's threads (Linux default: 50 µs)
   std::size_t mailbox_capacity = 4096;             ///< per agent, rounded up to a power of two
   unsigned missed_heartbeats = 3;                  ///< intervals an agent may miss before it is down
