@@ -10,6 +10,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <thread>
 
 using namespace flowbus;
 using namespace flowbus::test;
@@ -66,6 +67,38 @@ TEST_SUITE("client") {
     CHECK(f->payload == "fresh");
     CHECK(f->timestamp_ns >= before);
     CHECK(f->timestamp_ns <= codec::wall_clock_ns());
+  }
+
+  TEST_CASE("a full send queue blocks a sender up to max_block, then refuses; draining lets it go on") {
+    edge e;
+    inbox got;
+    transport::client sub(client_opts(e.port(), "mb-sub", {"mb.>"}));
+    sub.on_message(got.handler());
+    REQUIRE(sub.connect() == errc::ok);
+    auto o = client_opts(e.port(), "mb-pub");
+    o.max_queued = 8;
+    o.max_block = 150ms;
+    transport::client pub(o);
+    // not connected yet: nothing drains the queue
+    for (int i = 0; i < 8; ++i)
+      REQUIRE(pub.publish("mb.x", std::to_string(i)) == errc::ok);
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK(pub.publish("mb.x", "refused") == errc::mailbox_full);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 140ms);
+    CHECK(pub.stats().blocked_sends == 1);
+    // a sender blocked on the full queue goes on once the connection drains it
+    std::thread later([&] {
+      std::this_thread::sleep_for(50ms);
+      REQUIRE(pub.connect() == errc::ok);
+    });
+    errc e9 = pub.publish("mb.x", "8");
+    for (int tries = 0; e9 == errc::mailbox_full && tries < 40; ++tries) // (a slow connect under a sanitizer)
+      e9 = pub.publish("mb.x", "8");
+    later.join();
+    CHECK(e9 == errc::ok);
+    CHECK(pub.stats().blocked_sends >= 2);
+    REQUIRE(eventually([&] { return got.size() == 9; }));
+    CHECK(got.all().back() == "8");
   }
 
   TEST_CASE("unicast, broadcast, and an in-process agent talking to a remote one") {

@@ -23,6 +23,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -92,6 +93,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::vector<codec::byte> urgent;
   std::atomic<std::size_t> urgent_frames{0};
   std::atomic<std::size_t> queued{0}; ///< frames in `pending`, `urgent` and `out` not yet written
+  std::condition_variable room;       ///< senders blocked on a full queue (max_block) wait here
+  std::atomic<std::uint32_t> blocked{0};
   /// The I/O thread will look at the queue again without being told (a flush is posted, or a
   /// write is in flight and its completion flushes): senders then skip the post and its wake-up.
   bool io_awake = false;
@@ -108,7 +111,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::atomic<bool> registered{false}, closing{false}, started{false};
   std::atomic<std::uint64_t> next_corr{1}, next_token{1};
   std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0}, holds{0}, unsent{0},
-      acked{0}, redelivered{0}, duplicates{0}, handler_failures{0};
+      acked{0}, redelivered{0}, duplicates{0}, handler_failures{0}, blocked_sends{0};
   /// publish_acked messages waiting for the node's ACK: their frame, for sending again
   struct unacked_publish {
     std::vector<codec::byte> frame;
@@ -132,9 +135,20 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   /// only if it is idle. No allocation per message once the queue has grown.
   errc enqueue(codec::message& msg) {
     {
-      std::lock_guard<std::mutex> g(m);
+      std::unique_lock<std::mutex> g(m);
       if (closing.load()) return errc::node_stopped;
-      if (queued.load(std::memory_order_relaxed) >= opt.max_queued) return errc::mailbox_full;
+      if (queued.load(std::memory_order_relaxed) >= opt.max_queued) {
+        if (opt.max_block.count() <= 0) return errc::mailbox_full;
+        // wait for the I/O thread to drain half the queue (it signals `room` then)
+        blocked.fetch_add(1, std::memory_order_relaxed);
+        blocked_sends.fetch_add(1, std::memory_order_relaxed);
+        const bool drained = room.wait_for(g, opt.max_block, [&] {
+          return closing.load() || queued.load(std::memory_order_relaxed) <= opt.max_queued / 2;
+        });
+        blocked.fetch_sub(1, std::memory_order_relaxed);
+        if (closing.load()) return errc::node_stopped;
+        if (!drained) return errc::mailbox_full;
+      }
       if (const errc e = append_locked(msg); e != errc::ok) return e;
       if (io_awake && msg.prio != codec::priority::critical) return errc::ok; // held, CRITICAL still goes
       io_awake = true;
@@ -425,12 +439,20 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       const std::size_t frames = take_into_batch(out, out_pos);
       queued.fetch_sub(frames, std::memory_order_relaxed);
       sent.fetch_add(frames, std::memory_order_relaxed);
+      wake_blocked();
     }
     if (batch.empty()) return false;
     if (batch.count() > 1) batches.fetch_add(1, std::memory_order_relaxed);
     const codec::bytes_view bytes = batch.finish(next_out);
     detail::append_masked_frame(wire, bytes.data(), bytes.size(), static_cast<std::uint32_t>(rng()));
     return true;
+  }
+
+  /// Senders blocked on a full queue go on once it has drained to half.
+  void wake_blocked() {
+    if (!blocked.load(std::memory_order_relaxed) || queued.load(std::memory_order_relaxed) > opt.max_queued / 2) return;
+    std::lock_guard<std::mutex> g(m); // (a sender between its check and its wait holds m: no lost wake-up)
+    room.notify_all();
   }
 
   /// Adds whole frames from buf[pos...] while they fit, returning how many; clears buf (keeping
@@ -712,6 +734,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   void shutdown() {
     if (closing.exchange(true)) return;
+    {
+      std::lock_guard<std::mutex> g(m);
+      room.notify_all(); // senders blocked on a full queue: node_stopped
+    }
     net::post(ioc, [self = shared_from_this()] {
       self->retry_timer.cancel();
       self->sweep_timer.cancel();
@@ -908,7 +934,7 @@ client_stats client::stats() const {
   const impl& i = *impl_;
   return client_stats{i.sent.load(), i.received.load(), i.writes.load(), i.batches.load(), i.connects.load(),
                       i.refused.load(), i.holds.load(), i.unsent.load(), i.acked.load(), i.redelivered.load(),
-                      i.duplicates.load(), i.handler_failures.load()};
+                      i.duplicates.load(), i.handler_failures.load(), i.blocked_sends.load()};
 }
 
 bool client::held() const noexcept { return impl_->held.load(std::memory_order_relaxed); }

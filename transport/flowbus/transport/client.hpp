@@ -50,6 +50,10 @@ struct client_options {
   std::uint32_t max_message = 64 * 1024;
   std::size_t max_batch = 32;
   std::size_t max_queued = 65536; ///< messages waiting to be written; beyond, sends are refused
+  /// A send that finds max_queued messages waiting blocks up to this long for the queue to drain
+  /// to half (Kafka's max.block.ms) before it is refused with mailbox_full; 0: refused at once.
+  /// Blocking costs the sender one sleep per half queue drained, where retrying costs one per try.
+  std::chrono::milliseconds max_block{0};
   /// close() writes what is queued first, for at most this long; what is left is counted in
   /// client_stats::unsent.
   std::chrono::milliseconds close_timeout{5000};
@@ -90,6 +94,7 @@ struct client_stats {
   std::uint64_t redelivered = 0; ///< publish_acked messages sent again after ack_timeout
   std::uint64_t duplicates = 0;  ///< received messages dropped as already seen (same source and message id)
   std::uint64_t handler_failures = 0; ///< handlers that threw (with acks: NACKed, the node retries)
+  std::uint64_t blocked_sends = 0;    ///< sends that found the queue full and waited (max_block)
 };
 
 class client {
