@@ -15,7 +15,9 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -106,6 +108,32 @@ TEST_SUITE("buffered_stream") {
     net::write(p.writer, net::buffer(pattern(10, total + 40)));
     CHECK(p.read_some(1536) == pattern(10, total + 40));
     CHECK(p.reader.allocated() == 0);
+  }
+
+  TEST_CASE("reads served from memory complete at once, a bounded number deep, every byte in order") {
+    socket_pair p;
+    constexpr std::size_t total = 4 * read_ahead_bytes;
+    const auto sent = pattern(total);
+    std::thread w([&] { net::write(p.writer, net::buffer(sent)); });
+    std::vector<std::uint8_t> got, chunk(1536);
+    int depth = 0, max_depth = 0;
+    std::function<void()> next = [&] {
+      p.reader.async_read_some(net::buffer(chunk), [&](boost::system::error_code ec, std::size_t n) {
+        REQUIRE_FALSE(ec);
+        ++depth; // handlers running inside one another: reads completed inside the call
+        max_depth = std::max(max_depth, depth);
+        got.insert(got.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
+        if (got.size() < total) next(); // the session's pattern: the handler reads again
+        --depth;
+      });
+    };
+    next();
+    p.ioc.restart();
+    p.ioc.run();
+    w.join();
+    CHECK(got == sent);
+    CHECK(max_depth >= 2); // some reads completed without a round of the scheduler
+    CHECK(max_depth <= 9); // and the chain is cut (posted) every 8: the stack stays shallow
   }
 
   TEST_CASE("a request no smaller than the read-ahead is read straight into the caller's buffer") {
