@@ -407,7 +407,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     if (!wire.empty()) write_wire(generation);
     else if (wire.capacity() > write_gather / 4) wire = {}; // quiet: no write buffer held
   }
-  static constexpr std::size_t write_gather = 48 * 1024;
+  static constexpr std::size_t write_gather = 32 * 1024;
 
   /// Appends one WebSocket message (a frame or a BATCH) to `wire`: re-subscriptions and control
   /// frames first, CRITICAL messages next, then — unless the node holds us — the queue in send

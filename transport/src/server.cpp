@@ -644,7 +644,7 @@ private:
       s.flush();
     }));
   }
-  static constexpr std::size_t write_gather = 48 * 1024;
+  static constexpr std::size_t write_gather = 32 * 1024;
 
   /// Appends one WebSocket message to wire_ — control frames first, then frames by lane, as one
   /// frame or one BATCH — numbering its frames; false if nothing waits to go.
