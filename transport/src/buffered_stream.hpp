@@ -38,6 +38,10 @@ namespace flowbus::transport::detail {
 
 /// What one recv() may take while a stream is busy: a dozen full BATCHes of 128-byte messages.
 constexpr std::size_t read_ahead_bytes = 64 * 1024;
+/// The most one write gathers (several WebSocket messages): beyond ~32 KiB a CRITICAL frame that
+/// arrives meanwhile waits too long behind it (docs/benchmarks.md, the write size against the
+/// priority lanes). A writer that finds nothing to send releases a buffer above a quarter of it.
+constexpr std::size_t write_gather_bytes = 32 * 1024;
 
 /// The header of an unmasked (server-to-client), final, binary WebSocket frame of `payload`
 /// bytes (RFC 6455 §5.2) into `out` (≥ 10 bytes); returns its length (2, 4 or 10).
@@ -62,6 +66,14 @@ inline std::size_t frame_header(std::uint64_t payload, unsigned char* out) noexc
 /// Appends a masked (client-to-server), final, binary WebSocket frame of `payload` to `out`: the
 /// header with the mask bit and `key`, then the payload XORed with the key (RFC 6455 §5.3) — one
 /// pass, 8 bytes at a time.
+/// Appends an unmasked (server-to-client), final, binary WebSocket frame of `payload` to `out`.
+inline void append_frame(std::vector<unsigned char>& out, const unsigned char* payload, std::size_t n) {
+  unsigned char header[10];
+  const std::size_t hn = frame_header(n, header);
+  out.insert(out.end(), header, header + hn);
+  out.insert(out.end(), payload, payload + n);
+}
+
 inline void append_masked_frame(std::vector<unsigned char>& out, const unsigned char* payload, std::size_t n,
                                 std::uint32_t key) {
   unsigned char header[14];
@@ -141,7 +153,7 @@ public:
     if (!buffered()) {
       if (!st.capacity || !st.busy) {
         const std::size_t n = next_.read_some(b, ec);
-        st.busy = st.capacity && n == boost::asio::buffer_size(b);
+        st.read_straight(ec, n, boost::asio::buffer_size(b));
         return n;
       }
       st.filled(next_.read_some(boost::asio::buffer(st.ensure(), st.capacity), ec));
@@ -178,6 +190,11 @@ private:
     unsigned char* ensure() {
       if (!buf) buf.reset(new unsigned char[capacity]); // not value-initialised: 64 KiB of zeroing saved
       return buf.get();
+    }
+    /// A read straight into the caller's buffers brought `n` of the `asked` bytes: one that
+    /// filled them turns read-ahead on (more is likely waiting).
+    void read_straight(const boost::beast::error_code& ec, std::size_t n, std::size_t asked) noexcept {
+      busy = capacity && !ec && n == asked;
     }
     void filled(std::size_t n) noexcept {
       begin = 0;
@@ -251,7 +268,7 @@ private:
     void operator()(boost::beast::error_code ec, std::size_t n) {
       state& st = *st_;
       if (step_ == 0) {
-        st.busy = st.capacity && !ec && n == boost::asio::buffer_size(b_); // filled: more is likely waiting
+        st.read_straight(ec, n, boost::asio::buffer_size(b_));
       } else if (step_ == 1) {
         st.filled(ec ? 0 : n);
         n = ec ? 0 : st.hand_out(b_);

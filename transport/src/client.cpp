@@ -372,9 +372,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     if (!append_frame(r, frame)) return lost("REGISTER does not encode");
     batch.clear();
     batch.add(codec::bytes_view(frame.data(), frame.size()));
-    const codec::bytes_view bytes = batch.finish(next_out);
     wire.clear();
-    detail::append_masked_frame(wire, bytes.data(), bytes.size(), static_cast<std::uint32_t>(rng()));
+    append_batch();
     write_wire(gen);
     read(gen);
   }
@@ -402,12 +401,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       return;
     }
     wire.clear();
-    while (wire.size() < write_gather && gather())
+    while (wire.size() < detail::write_gather_bytes && gather())
       ;
     if (!wire.empty()) write_wire(generation);
-    else if (wire.capacity() > write_gather / 4) wire = {}; // quiet: no write buffer held
+    else if (wire.capacity() > detail::write_gather_bytes / 4) wire = {}; // quiet: no write buffer held
   }
-  static constexpr std::size_t write_gather = 32 * 1024;
 
   /// Appends one WebSocket message (a frame or a BATCH) to `wire`: re-subscriptions and control
   /// frames first, CRITICAL messages next, then — unless the node holds us — the queue in send
@@ -443,9 +441,14 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     }
     if (batch.empty()) return false;
     if (batch.count() > 1) batches.fetch_add(1, std::memory_order_relaxed);
+    append_batch();
+    return true;
+  }
+
+  /// Numbers and checksums what `batch` holds and appends it to `wire` as one masked message.
+  void append_batch() {
     const codec::bytes_view bytes = batch.finish(next_out);
     detail::append_masked_frame(wire, bytes.data(), bytes.size(), static_cast<std::uint32_t>(rng()));
-    return true;
   }
 
   /// Senders blocked on a full queue go on once it has drained to half.

@@ -608,7 +608,7 @@ private:
 
   /// Writes what waits — control frames first, then the agent's frames by lane — unless a write
   /// is in flight (its completion calls flush again): as many WebSocket messages (each one frame
-  /// or one BATCH of up to 32) as come to `write_gather` bytes, framed here and written with one
+  /// or one BATCH of up to 32) as come to `write_gather_bytes`, framed here and written with one
   /// system call (Beast would make one per message).
   void flush() {
     if (state_ == state::closed || state_ < state::awaiting_register) return;
@@ -621,7 +621,7 @@ private:
     }
     wire_.clear();
     bool any = false;
-    while (wire_.size() < write_gather && gather(delivering))
+    while (wire_.size() < detail::write_gather_bytes && gather(delivering))
       any = true;
     if (!any) {
       const bool drained = !held_ && (!lanes_ || lanes_->empty());
@@ -630,7 +630,7 @@ private:
         queue_control(codec::msg_type::goodbye, [](codec::message&) {});
         return flush();
       }
-      if (wire_.capacity() > write_gather / 4) wire_ = {}; // quiet now: an idle connection holds no write buffer
+      if (wire_.capacity() > detail::write_gather_bytes / 4) wire_ = {}; // quiet now: an idle connection holds none
       if (close_after_flush_ && drained) finish_close();
       return;
     }
@@ -644,7 +644,6 @@ private:
       s.flush();
     }));
   }
-  static constexpr std::size_t write_gather = 32 * 1024;
 
   /// Appends one WebSocket message to wire_ — control frames first, then frames by lane, as one
   /// frame or one BATCH — numbering its frames; false if nothing waits to go.
@@ -690,10 +689,7 @@ private:
     for (std::size_t i = 0; i < sent_.size(); ++i)
       unacked_->emplace_back(first + controls_in_batch + i, std::move(sent_[i]));
     sent_.clear();
-    unsigned char header[10];
-    const std::size_t hn = detail::frame_header(out.size(), header);
-    wire_.insert(wire_.end(), header, header + hn);
-    wire_.insert(wire_.end(), out.data(), out.data() + out.size());
+    detail::append_frame(wire_, out.data(), out.size());
     return true;
   }
 
