@@ -151,7 +151,7 @@ public:
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& b, boost::beast::error_code& ec) {
     state& st = *st_;
     if (!buffered()) {
-      if (!st.capacity || !st.busy) {
+      if (st.reads_straight(boost::asio::buffer_size(b))) {
         const std::size_t n = next_.read_some(b, ec);
         st.read_straight(ec, n, boost::asio::buffer_size(b));
         return n;
@@ -191,6 +191,9 @@ private:
       if (!buf) buf.reset(new unsigned char[capacity]); // not value-initialised: 64 KiB of zeroing saved
       return buf.get();
     }
+    /// Whether a read of `asked` bytes goes straight into the caller's buffers: the stream is
+    /// quiet, or the caller asks for as much as a read-ahead would take (nothing to gain).
+    bool reads_straight(std::size_t asked) const noexcept { return !busy || asked >= capacity; }
     /// A read straight into the caller's buffers brought `n` of the `asked` bytes: one that
     /// filled them turns read-ahead on (more is likely waiting).
     void read_straight(const boost::beast::error_code& ec, std::size_t n, std::size_t asked) noexcept {
@@ -255,7 +258,7 @@ private:
         boost::asio::post(s.get_executor(), boost::beast::bind_front_handler(std::move(*this), boost::beast::error_code{}, 0));
         return;
       }
-      if (!st_->busy || boost::asio::buffer_size(b_) >= st_->capacity) { // quiet, or nothing to gain: read straight
+      if (st_->reads_straight(boost::asio::buffer_size(b_))) {
         step_ = 0;
         s.next_.async_read_some(b_, std::move(*this));
         return;
