@@ -230,6 +230,7 @@ int publish(const bench_options& o, const std::string& host, std::uint16_t port,
   co.type = "bench";
   co.max_queued = 1 << 16;
   co.max_block = std::chrono::milliseconds(100); // a full queue: sleep until half of it is written, then go on
+  co.direct_write_gap = std::chrono::microseconds(o.direct_write_gap_us);
   transport::client pub(co);
   if (pub.connect(10s) != actors::errc::ok) return std::fprintf(stderr, "bench: the publisher cannot connect\n"), 1;
   std::string payload(std::max(o.size, sizeof(stamp)), 'b');
@@ -251,8 +252,10 @@ int publish(const bench_options& o, const std::string& host, std::uint16_t port,
   }
   const double secs = std::chrono::duration<double>(clk::now() - t0).count();
   std::fprintf(stderr, "bench: published %" PRIu64 " in %.2f s (%.0f msgs/s offered; %" PRIu64
-               " waits for a full send queue, %" PRIu64 " of them past max_block; %" PRIu64 " writes)\n",
-               count, secs, static_cast<double>(count) / secs, pub.stats().blocked_sends, refused, pub.stats().writes);
+               " waits for a full send queue, %" PRIu64 " of them past max_block; %" PRIu64 " writes, %" PRIu64
+               " of them direct)\n",
+               count, secs, static_cast<double>(count) / secs, pub.stats().blocked_sends, refused, pub.stats().writes,
+               pub.stats().direct_writes);
   std::this_thread::sleep_for(200ms); // let the last writes leave before GOODBYE
   pub.close();
   return 0;

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
 
   flowbus::app::bench_options bench;
   bench.receive_window = flowbus::transport::client_options{}.receive_window;
+  bench.direct_write_gap_us = flowbus::transport::client_options{}.direct_write_gap.count();
   CLI::App* bench_cmd = app.add_subcommand("bench", "load generator: latency at a fixed rate, throughput, idle connections");
   bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | connections | priority")
       ->capture_default_str()
@@ -72,6 +73,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_option("--receive-window", bench.receive_window,
                         "the subscribers' receive window in messages (0: none, TCP alone)")
+      ->capture_default_str();
+  bench_cmd->add_option("--direct-write-gap-us", bench.direct_write_gap_us,
+                        "the publisher writes a message itself (not through its I/O thread) when it follows the "
+                        "previous one by at least this many microseconds and nothing is queued; -1: never")
       ->capture_default_str();
   bench_cmd->add_option("--name", bench.name, "the JSON `bench` name");
 

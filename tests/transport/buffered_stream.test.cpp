@@ -16,6 +16,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <map>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -245,6 +248,140 @@ TEST_SUITE("buffered_stream") {
     CHECK(std::string(got.begin() + static_cast<std::ptrdiff_t>(big.size()),
                       got.begin() + static_cast<std::ptrdiff_t>(big.size() + beast_like.size())) == beast_like);
     CHECK(std::string(got.end() - static_cast<std::ptrdiff_t>(mine.size()), got.end()) == mine);
+    CHECK_FALSE(p.reader.writing());
+  }
+
+  TEST_CASE("a sending thread writes at once while the socket is free, and is refused while a write is in flight") {
+    socket_pair p;
+    using direct = buffered_stream<tcp::socket>::direct;
+    const std::string now = "<now>";
+    int rest_calls = 0;
+    auto rest = [&](boost::system::error_code) { ++rest_calls; };
+    CHECK(p.reader.try_write_now(reinterpret_cast<const unsigned char*>(now.data()), now.size(), rest) == direct::written);
+    CHECK_FALSE(p.reader.writing());
+    std::string got(now.size(), '\0');
+    net::read(p.writer, net::buffer(got));
+    CHECK(got == now);
+    // a write of the I/O thread in flight: the sender is refused and nothing of its bytes goes
+    const auto big = pattern(4 * read_ahead_bytes);
+    p.reader.write_frames(net::buffer(big), [](boost::system::error_code ec, std::size_t) { CHECK_FALSE(ec); });
+    REQUIRE(p.reader.writing());
+    CHECK(p.reader.try_write_now(reinterpret_cast<const unsigned char*>(now.data()), now.size(), rest) == direct::refused);
+    std::vector<std::uint8_t> all(big.size());
+    std::thread r([&] { net::read(p.writer, net::buffer(all)); });
+    p.ioc.restart();
+    p.ioc.run();
+    r.join();
+    CHECK(all == big);
+    CHECK_FALSE(p.reader.writing());
+    CHECK(rest_calls == 0);
+  }
+
+  TEST_CASE("what a sending thread's send() left goes out next, before writes asked after it, then rest_done") {
+    net::io_context ioc;
+    tcp::acceptor acc(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    tcp::socket peer(ioc);
+    buffered_stream<tcp::socket> layer(ioc);
+    peer.open(tcp::v4());
+    peer.set_option(net::socket_base::receive_buffer_size(4096));
+    peer.connect(acc.local_endpoint());
+    acc.accept(layer.next_layer());
+    layer.next_layer().set_option(net::socket_base::send_buffer_size(4096));
+    using direct = buffered_stream<tcp::socket>::direct;
+    const auto big = pattern(1 << 20); // far more than both socket buffers hold: send() takes part
+    std::vector<int> order;
+    const auto r = layer.try_write_now(big.data(), big.size(), [&](boost::system::error_code ec) {
+      CHECK_FALSE(ec);
+      order.push_back(1);
+    });
+    REQUIRE(r == direct::partial);
+    CHECK(layer.writing()); // the I/O thread's now
+    const std::string after = "<after>";
+    CHECK(layer.try_write_now(reinterpret_cast<const unsigned char*>(after.data()), after.size(),
+                              [](boost::system::error_code) {}) == direct::refused);
+    layer.write_frames(net::buffer(after), [&](boost::system::error_code ec, std::size_t) {
+      CHECK_FALSE(ec);
+      order.push_back(2);
+    });
+    std::vector<std::uint8_t> got(big.size() + after.size());
+    std::thread reader([&] { net::read(peer, net::buffer(got)); });
+    ioc.run();
+    reader.join();
+    CHECK(order == std::vector<int>{1, 2});
+    CHECK(std::vector<std::uint8_t>(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(big.size())) == big);
+    CHECK(std::string(got.end() - static_cast<std::ptrdiff_t>(after.size()), got.end()) == after);
+    CHECK_FALSE(layer.writing());
+  }
+
+  TEST_CASE("a sending thread and the I/O thread writing at once: every record whole, each side's in order") {
+    // records of 40 bytes: a tag (S: the sending thread, I: the I/O thread, B: Beast's writes),
+    // a counter, filler; the peer reads slowly at times, so sends are refused and split too
+    socket_pair p;
+    p.reader.next_layer().set_option(net::socket_base::send_buffer_size(8192));
+    constexpr std::size_t rec = 40;
+    constexpr std::uint32_t per_side = 3000;
+    auto record = [](char tag, std::uint32_t n) {
+      std::vector<unsigned char> v(rec, static_cast<unsigned char>(tag));
+      std::memcpy(v.data() + 1, &n, sizeof n);
+      return v;
+    };
+    using direct = buffered_stream<tcp::socket>::direct;
+    std::atomic<std::uint32_t> partials{0}, rests{0};
+    // the I/O thread: our writes chained, Beast-like writes asked while they are in flight
+    std::uint32_t io_next = 0, beast_next = 0;
+    std::vector<unsigned char> io_rec, beast_rec;
+    std::function<void()> io_write = [&] {
+      if (io_next == per_side) return;
+      io_rec = record('I', io_next++);
+      p.reader.write_frames(net::buffer(io_rec), [&](boost::system::error_code ec, std::size_t) {
+        CHECK_FALSE(ec);
+        if (beast_next < per_side / 10 && io_next % 10 == 0) {
+          beast_rec = record('B', beast_next++);
+          p.reader.async_write_some(net::buffer(beast_rec), [](boost::system::error_code e2, std::size_t) { CHECK_FALSE(e2); });
+        }
+        io_write();
+      });
+    };
+    net::post(p.ioc, io_write);
+    auto work = net::make_work_guard(p.ioc);
+    std::thread io([&] { p.ioc.run(); });
+    std::thread sender([&] {
+      for (std::uint32_t n = 0; n < per_side;) {
+        const auto v = record('S', n);
+        const auto r = p.reader.try_write_now(v.data(), v.size(), [&](boost::system::error_code ec) {
+          CHECK_FALSE(ec);
+          ++rests;
+        });
+        if (r == direct::refused) {
+          std::this_thread::yield();
+          continue;
+        }
+        if (r == direct::partial) ++partials;
+        ++n;
+      }
+    });
+    // the peer: reads every record, slowly now and then (the socket fills)
+    std::map<char, std::uint32_t> next;
+    std::vector<unsigned char> buf(rec);
+    const std::uint32_t total = 2 * per_side + per_side / 10;
+    for (std::uint32_t k = 0; k < total; ++k) {
+      net::read(p.writer, net::buffer(buf));
+      const char tag = static_cast<char>(buf[0]);
+      std::uint32_t n = 0;
+      std::memcpy(&n, buf.data() + 1, sizeof n);
+      REQUIRE((tag == 'S' || tag == 'I' || tag == 'B'));
+      REQUIRE(std::all_of(buf.begin() + 5, buf.end(), [&](unsigned char c) { return c == static_cast<unsigned char>(tag); }));
+      REQUIRE(n == next[tag]);
+      next[tag] = n + 1;
+      if (k % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    sender.join();
+    work.reset();
+    io.join();
+    CHECK(next['S'] == per_side);
+    CHECK(next['I'] == per_side);
+    CHECK(next['B'] == per_side / 10);
+    CHECK(rests.load() == partials.load());
     CHECK_FALSE(p.reader.writing());
   }
 

@@ -226,6 +226,62 @@ TEST_SUITE("client") {
     CHECK(ss.sequence_repeats == 0);
   }
 
+  TEST_CASE("sparse messages are written by the sending thread, a burst by the I/O thread: in order, nothing lost") {
+    edge e;
+    inbox got;
+    transport::client sub(client_opts(e.port(), "sub", {"mixed.>"}));
+    sub.on_message(got.handler());
+    REQUIRE(sub.connect() == errc::ok);
+    auto o = client_opts(e.port(), "pub");
+    o.heartbeat = 20ms; // the I/O thread's own frames (HEARTBEAT every 10 ms) interleave with the senders'
+    transport::client pub(o);
+    REQUIRE(pub.connect() == errc::ok);
+    // sparse: far more than direct_write_gap apart, the sending thread writes each itself
+    constexpr int sparse = 30;
+    for (int i = 0; i < sparse; ++i) {
+      REQUIRE(pub.publish("mixed.a", "s" + std::to_string(i)) == errc::ok);
+      std::this_thread::sleep_for(1ms);
+    }
+    const auto after_sparse = pub.stats();
+    CHECK(after_sparse.direct_writes >= sparse / 2); // (the I/O thread may be writing a HEARTBEAT meanwhile)
+    // a burst: within a few messages the gaps average below direct_write_gap and the I/O thread gathers
+    constexpr int burst = 2000;
+    for (int i = 0; i < burst; ++i)
+      REQUIRE(pub.publish("mixed.a", "b" + std::to_string(i)) == errc::ok);
+    // two senders at once, one sparse and one bursty, while HEARTBEATs go out
+    std::thread sparse_sender([&] {
+      for (int i = 0; i < sparse; ++i) {
+        REQUIRE(pub.publish("mixed.b", "t" + std::to_string(i)) == errc::ok);
+        std::this_thread::sleep_for(500us);
+      }
+    });
+    for (int i = 0; i < burst; ++i) {
+      REQUIRE(pub.publish("mixed.a", "c" + std::to_string(i)) == errc::ok);
+      if (i % 100 == 0) std::this_thread::sleep_for(300us);
+    }
+    sparse_sender.join();
+    const std::size_t total = 2 * sparse + 2 * burst;
+    REQUIRE(eventually([&] { return got.size() == total; }, 20s));
+    const auto ps = pub.stats();
+    CHECK(ps.direct_writes - after_sparse.direct_writes < burst / 10); // the bursts were gathered
+    CHECK(ps.writes < ps.sent);
+    CHECK(ps.connects == 1); // no frame out of sequence or torn: the node never dropped us
+    const auto ss = e.server.stats();
+    CHECK(ss.sequence_gaps == 0);
+    CHECK(ss.sequence_repeats == 0);
+    // each sender's messages in its order
+    std::map<char, int> next;
+    for (const std::string& m : got.all()) {
+      const int n = std::stoi(m.substr(1));
+      CHECK(n == next[m[0]]);
+      next[m[0]] = n + 1;
+    }
+    CHECK(next['s'] == sparse);
+    CHECK(next['b'] == burst);
+    CHECK(next['c'] == burst);
+    CHECK(next['t'] == sparse);
+  }
+
   TEST_CASE("heartbeats keep a quiet client alive; a silent raw peer is taken down with a reason") {
     actors::node_config c = small_node();
     c.missed_heartbeats = 3;

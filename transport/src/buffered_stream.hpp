@@ -16,6 +16,13 @@
 // frames several messages itself (`frame_header`) and hands them over in one `write_frames`. Beast
 // still writes its own frames (handshake, pings, pongs, close) through this layer: every write is
 // whole (never split around another) and they go out one at a time in the order they were asked.
+//
+// Writing from another thread. Handing a message to the I/O thread costs a wake-up (~25 µs of
+// latency on this VM); a client whose socket is idle may instead write from the sending thread
+// (`try_write_now`): one non-blocking send() while no other write is in flight or waiting. Who
+// writes is decided by one atomic (`state::owner`): free, the I/O thread, or a sending thread
+// (noting whether the I/O thread queued a write meanwhile: the sender then posts it a resume). A
+// send() that takes only part leaves the rest to the I/O thread, ahead of everything else.
 #pragma once
 
 #include <boost/asio/bind_executor.hpp>
@@ -27,9 +34,14 @@
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -145,8 +157,43 @@ public:
     write_whole(b, boost::asio::bind_executor(get_executor(), std::forward<Handler>(h)));
   }
 
-  /// A write in flight (one of ours or Beast's).
-  bool writing() const noexcept { return st_->writing; }
+  /// A write in flight (one of ours or Beast's, or a sending thread's).
+  bool writing() const noexcept { return st_->owner.load(std::memory_order_acquire) != owner_free; }
+
+  enum class direct { refused, written, partial };
+  /// Any thread: writes bytes[0, n) (whole WebSocket frames) now with one non-blocking send(), if
+  /// no write is in flight or waiting — else `refused` and nothing is written. `partial`: the
+  /// socket took only part; the layer writes the rest on its executor before anything else and
+  /// then calls `rest_done(ec)` there. A send() error is `refused` too (nothing was written: the
+  /// I/O thread's next write meets the error). The caller keeps the layer alive meanwhile.
+  direct try_write_now(const unsigned char* bytes, std::size_t n, std::function<void(boost::beast::error_code)> rest_done) {
+    state& st = *st_;
+    std::uint8_t expect = owner_free;
+    if (!st.owner.compare_exchange_strong(expect, owner_sender, std::memory_order_acquire)) return direct::refused;
+    const int fd = native_fd(boost::beast::get_lowest_layer(next_));
+    ssize_t sent;
+    do
+      sent = ::send(fd, bytes, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent < 0) sent = 0; // EAGAIN, or an error the I/O thread's write will meet
+    if (sent == 0 || static_cast<std::size_t>(sent) == n) {
+      if (st.owner.exchange(owner_free, std::memory_order_acq_rel) == owner_sender_waited)
+        boost::asio::post(get_executor(), [st = st_] { resume(st); }); // a write waits for us
+      return sent ? direct::written : direct::refused;
+    }
+    st.rest.assign(bytes + sent, bytes + n);
+    st.owner.store(owner_io, std::memory_order_release); // the I/O thread finishes it, then what waits
+    boost::asio::post(get_executor(), [this, st = st_, done = std::move(rest_done)]() mutable {
+      if (st->gone) return;
+      boost::asio::async_write(next_, boost::asio::buffer(st->rest),
+                               [st, done = std::move(done)](boost::beast::error_code ec, std::size_t) {
+                                 st->rest = {};
+                                 finished(st);
+                                 done(ec);
+                               });
+    });
+    return direct::partial;
+  }
 
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& b, boost::beast::error_code& ec) {
     state& st = *st_;
@@ -179,13 +226,26 @@ private:
 
   /// What completions touch. Shared with the operations in flight: a layer may be destroyed
   /// before they complete (a client replaces its stream on reconnect), and they must not touch it.
+  /// The socket under a Beast stream (beast::tcp_stream) or a plain Asio socket.
+  template <class S> static auto native_fd(S& s) -> decltype(s.socket().native_handle()) {
+    return s.socket().native_handle();
+  }
+  template <class S> static auto native_fd(S& s) -> decltype(s.native_handle()) { return s.native_handle(); }
+
+  /// Who writes (state::owner).
+  static constexpr std::uint8_t owner_free = 0, owner_io = 1, owner_sender = 2, owner_sender_waited = 3;
+
   struct state {
     std::unique_ptr<unsigned char[]> buf;
     std::size_t capacity = 0, begin = 0, end = 0;
     bool busy = false; ///< read ahead (see above)
-    bool writing = false, gone = false;
+    bool gone = false;
+    /// free; the I/O thread (a write in flight); a sending thread (try_write_now), and whether a
+    /// write was queued meanwhile (the sender then posts resume)
+    std::atomic<std::uint8_t> owner{owner_free};
     /// (a vector, not a deque: an empty std::deque allocates ~600 bytes, per idle connection)
-    std::vector<std::unique_ptr<waiting_write>> waiting;
+    std::vector<std::unique_ptr<waiting_write>> waiting; ///< I/O thread only
+    std::vector<unsigned char> rest; ///< what a sending thread's send() left
 
     unsigned char* ensure() {
       if (!buf) buf.reset(new unsigned char[capacity]); // not value-initialised: 64 KiB of zeroing saved
@@ -217,24 +277,51 @@ private:
     }
   };
 
+  /// I/O thread: a write completed. The next in line starts (the I/O thread keeps the socket),
+  /// else the socket is free — for a sending thread too.
+  static void finished(const std::shared_ptr<state>& st) {
+    if (!st->gone && !st->waiting.empty()) {
+      auto next = std::move(st->waiting.front());
+      st->waiting.erase(st->waiting.begin()); // rare: Beast's pings, pongs, close; a sender's turn
+      next->start();
+      return;
+    }
+    st->owner.store(owner_free, std::memory_order_release);
+  }
+
+  /// I/O thread: writes are waiting; start the first unless a write is in flight (its completion
+  /// starts it) or a sending thread writes (it posts resume when it is done).
+  static void resume(const std::shared_ptr<state>& st) {
+    if (st->gone) return;
+    std::uint8_t o = st->owner.load(std::memory_order_acquire);
+    while (!st->waiting.empty()) {
+      if (o == owner_free) {
+        if (!st->owner.compare_exchange_weak(o, owner_io, std::memory_order_acquire)) continue;
+        auto next = std::move(st->waiting.front());
+        st->waiting.erase(st->waiting.begin());
+        return next->start();
+      }
+      if (o != owner_sender || st->owner.compare_exchange_weak(o, owner_sender_waited, std::memory_order_acq_rel))
+        return;
+    }
+  }
+
   template <class ConstBuffers, class Handler> void write_whole(const ConstBuffers& b, Handler&& h) {
+    // called with the socket ours (owner_io)
     auto start = [this, b, h = std::forward<Handler>(h)]() mutable {
-      st_->writing = true;
       auto ex = boost::asio::get_associated_executor(h, get_executor());
       boost::asio::async_write(next_, b,
                                boost::asio::bind_executor(ex, [st = st_, h = std::move(h)](boost::beast::error_code ec,
                                                                                           std::size_t n) mutable {
-                                 st->writing = false;
-                                 if (!st->gone && !st->waiting.empty()) { // the next in line starts first
-                                   auto next = std::move(st->waiting.front());
-                                   st->waiting.erase(st->waiting.begin()); // rare: Beast's pings, pongs, close
-                                   next->start();
-                                 }
+                                 finished(st); // the next in line starts first
                                  h(ec, n);
                                }));
     };
-    if (!st_->writing) return start();
+    std::uint8_t expect = owner_free;
+    if (st_->waiting.empty() && st_->owner.compare_exchange_strong(expect, owner_io, std::memory_order_acquire))
+      return start();
     st_->waiting.push_back(std::make_unique<waiting_write_of<decltype(start)>>(std::move(start)));
+    resume(st_);
   }
 
   template <class MutableBuffers, class Handler>

@@ -22,6 +22,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -98,6 +99,15 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   /// The I/O thread will look at the queue again without being told (a flush is posted, or a
   /// write is in flight and its completion flushes): senders then skip the post and its wake-up.
   bool io_awake = false;
+  /// The connection is open and the I/O thread idle — nothing queued, nothing in flight — so a
+  /// sender holding m may write itself (write_now_locked): the socket (if the layer lets it) and
+  /// next_out are then the sender's. Only the I/O thread sets it (see direct_on), under m.
+  bool direct_ok = false;
+  std::int64_t last_send_ns = 0; ///< the previous message's timestamp (direct_write_gap)
+  std::int64_t gap_avg_ns = 0;   ///< the moving average of the gaps between messages
+  outbound_batch direct_batch;   ///< a sender's direct write: the frame numbered and checksummed
+  std::vector<unsigned char> direct_wire; ///< ... and masked
+  std::mt19937_64 direct_rng{std::random_device{}()};
   std::vector<subscription> subs;
   std::unordered_map<std::uint64_t, std::shared_ptr<std::promise<errc>>> sub_acks;
   std::unordered_map<std::uint64_t, pending_request> requests;
@@ -111,7 +121,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::atomic<bool> registered{false}, closing{false}, started{false};
   std::atomic<std::uint64_t> next_corr{1}, next_token{1};
   std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0}, holds{0}, unsent{0},
-      acked{0}, redelivered{0}, duplicates{0}, handler_failures{0}, blocked_sends{0};
+      acked{0}, redelivered{0}, duplicates{0}, handler_failures{0}, blocked_sends{0}, direct_writes{0};
   /// publish_acked messages waiting for the node's ACK: their frame, for sending again
   struct unacked_publish {
     std::vector<codec::byte> frame;
@@ -128,7 +138,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::atomic<bool> held{false}; ///< the node's last CREDIT was 0
   clk::time_point close_by{};    ///< close() stops writing then (I/O thread)
 
-  explicit impl(client_options o) : opt(std::move(o)), batch(opt.max_message, opt.max_batch) {}
+  bool direct_on = false; ///< I/O thread: its copy of direct_ok (turning it off takes m)
+
+  explicit impl(client_options o)
+      : opt(std::move(o)), batch(opt.max_message, opt.max_batch), direct_batch(opt.max_message, 1) {}
 
   // ---- sending side (any thread) ----
   /// Encodes `msg` on the calling thread straight into the send queue, and wakes the I/O thread
@@ -150,11 +163,62 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         if (!drained) return errc::mailbox_full;
       }
       if (const errc e = append_locked(msg); e != errc::ok) return e;
+      if (sparse_locked(msg.timestamp_ns) && direct_ok && write_now_locked()) return errc::ok;
       if (io_awake && msg.prio != codec::priority::critical) return errc::ok; // held, CRITICAL still goes
       io_awake = true;
     }
     net::post(ioc, [self = shared_from_this()] { self->flush(); });
     return errc::ok;
+  }
+
+  /// Whether messages come far enough apart for the sending thread to write them itself: the
+  /// average gap (each gap weighs 1/4; at most 4 × direct_write_gap, so a burst after a quiet
+  /// spell turns to gathering within a few messages) is at least direct_write_gap. Jitter in a
+  /// steady rate moves single gaps, not the average. @pre m is held
+  bool sparse_locked(std::int64_t now_ns) {
+    const std::int64_t want = std::chrono::duration_cast<std::chrono::nanoseconds>(opt.direct_write_gap).count();
+    if (want < 0) return false;
+    const std::int64_t gap = std::clamp<std::int64_t>(now_ns - last_send_ns, 0, 4 * want);
+    last_send_ns = now_ns;
+    gap_avg_ns += (gap - gap_avg_ns) / 4;
+    return gap_avg_ns >= want;
+  }
+
+  /// The sending thread writes the one frame queued (just appended) itself, if the layer lets it
+  /// (no write of Beast's in flight): false leaves it queued. @pre m is held and direct_ok
+  bool write_now_locked() {
+    if (queued.load(std::memory_order_relaxed) != 1 || held.load(std::memory_order_relaxed)) return false;
+    std::vector<codec::byte>& q = pending.empty() ? urgent : pending;
+    direct_batch.clear();
+    direct_batch.add(codec::bytes_view(q.data(), q.size()));
+    std::uint64_t seq = next_out;
+    const codec::bytes_view bytes = direct_batch.finish(seq);
+    direct_wire.clear();
+    detail::append_masked_frame(direct_wire, bytes.data(), bytes.size(), static_cast<std::uint32_t>(direct_rng()));
+    // generation: the I/O thread changes it only after taking direct_ok away (under m)
+    const auto r = ws->next_layer().try_write_now(
+        direct_wire.data(), direct_wire.size(), [self = shared_from_this(), gen = generation](beast::error_code ec) {
+          if (gen != self->generation) return;
+          if (ec) return self->lost("write: " + ec.message());
+          self->flush(); // the rest of a direct write is out: what queued meanwhile goes now
+        });
+    if (r == decltype(r)::refused) return false;
+    next_out = seq;
+    if (&q == &urgent) urgent_frames.store(0, std::memory_order_relaxed);
+    q.clear();
+    queued.fetch_sub(1, std::memory_order_relaxed);
+    sent.fetch_add(1, std::memory_order_relaxed);
+    writes.fetch_add(1, std::memory_order_relaxed);
+    direct_writes.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+
+  /// I/O thread: senders may no longer write themselves (it is about to write, or the
+  /// connection changes). Takes m only when they could.
+  void take_direct() {
+    if (!direct_on) return;
+    std::lock_guard<std::mutex> g(m);
+    direct_ok = direct_on = false;
   }
 
   /// Encodes `msg` at the end of `buf` (literal strings); false if it does not fit a frame.
@@ -400,6 +464,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       io_awake = false; // the WELCOME flushes
       return;
     }
+    take_direct(); // next_out and the socket are ours again
     wire.clear();
     while (wire.size() < detail::write_gather_bytes && gather())
       ;
@@ -431,6 +496,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         out.swap(pending); // the senders keep the old buffer's capacity
         if (out.empty() && batch.empty()) {
           io_awake = false; // nothing to write: the next send posts
+          // nor written by this flush: a sender may write itself until the next flush
+          direct_ok = direct_on = wire.empty() && !closing.load();
           return false;
         }
       }
@@ -714,6 +781,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   /// The connection is gone (or never came): reconnect with backoff unless closing.
   void lost(const std::string& why) {
+    take_direct(); // before the socket closes and generation moves
     const bool was = registered.exchange(false);
     ++generation; // every completion of the old connection is now stale
     heartbeat_timer.cancel();
@@ -778,6 +846,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   }
 
   void closing_flush() {
+    take_direct();
     {
       std::lock_guard<std::mutex> g(m); // after everything queued (enqueue refuses once closing)
       codec::message bye;
@@ -937,7 +1006,8 @@ client_stats client::stats() const {
   const impl& i = *impl_;
   return client_stats{i.sent.load(), i.received.load(), i.writes.load(), i.batches.load(), i.connects.load(),
                       i.refused.load(), i.holds.load(), i.unsent.load(), i.acked.load(), i.redelivered.load(),
-                      i.duplicates.load(), i.handler_failures.load(), i.blocked_sends.load()};
+                      i.duplicates.load(), i.handler_failures.load(), i.blocked_sends.load(),
+                      i.direct_writes.load()};
 }
 
 bool client::held() const noexcept { return impl_->held.load(std::memory_order_relaxed); }

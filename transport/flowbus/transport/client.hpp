@@ -73,6 +73,13 @@ struct client_options {
   /// What waits beyond it stays in the node's priority lanes, where a CRITICAL message overtakes
   /// it, instead of in the socket buffers in arrival order (docs/reliability.md, *Receive window*).
   std::uint32_t receive_window = 1024;
+  /// Writing from the sending thread: while messages come at least this far apart on average
+  /// (over the last few) and the connection is idle (nothing queued, no write in flight), the
+  /// sending thread writes each itself — one send() — instead of handing it to the I/O thread,
+  /// whose wake-up costs ~25-40 µs of latency on a VM. Denser traffic goes through the I/O thread,
+  /// which gathers it into fewer writes (a burst costs one system call, not one per message;
+  /// docs/benchmarks.md measures where the two cross). A negative value: never.
+  std::chrono::microseconds direct_write_gap{50};
 };
 
 /// A received message, the same as an in-process agent's delivery (frame unset). Views are valid
@@ -95,6 +102,7 @@ struct client_stats {
   std::uint64_t duplicates = 0;  ///< received messages dropped as already seen (same source and message id)
   std::uint64_t handler_failures = 0; ///< handlers that threw (with acks: NACKed, the node retries)
   std::uint64_t blocked_sends = 0;    ///< sends that found the queue full and waited (max_block)
+  std::uint64_t direct_writes = 0;    ///< messages the sending thread wrote itself (direct_write_gap)
 };
 
 class client {
