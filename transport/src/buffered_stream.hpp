@@ -224,8 +224,6 @@ private:
     F f_;
   };
 
-  /// What completions touch. Shared with the operations in flight: a layer may be destroyed
-  /// before they complete (a client replaces its stream on reconnect), and they must not touch it.
   /// The socket under a Beast stream (beast::tcp_stream) or a plain Asio socket.
   template <class S> static auto native_fd(S& s) -> decltype(s.socket().native_handle()) {
     return s.socket().native_handle();
@@ -235,6 +233,8 @@ private:
   /// Who writes (state::owner).
   static constexpr std::uint8_t owner_free = 0, owner_io = 1, owner_sender = 2, owner_sender_waited = 3;
 
+  /// What completions touch. Shared with the operations in flight: a layer may be destroyed
+  /// before they complete (a client replaces its stream on reconnect), and they must not touch it.
   struct state {
     std::unique_ptr<unsigned char[]> buf;
     std::size_t capacity = 0, begin = 0, end = 0;
@@ -282,7 +282,7 @@ private:
   static void finished(const std::shared_ptr<state>& st) {
     if (!st->gone && !st->waiting.empty()) {
       auto next = std::move(st->waiting.front());
-      st->waiting.erase(st->waiting.begin()); // rare: Beast's pings, pongs, close; a sender's turn
+      st->waiting.erase(st->waiting.begin()); // rare: Beast's pings, pongs, close, or what waited for a sender
       next->start();
       return;
     }

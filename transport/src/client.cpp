@@ -163,7 +163,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
         if (!drained) return errc::mailbox_full;
       }
       if (const errc e = append_locked(msg); e != errc::ok) return e;
-      if (sparse_locked(msg.timestamp_ns) && direct_ok && write_now_locked()) return errc::ok;
+      // (every frame queued here was stamped just now: its timestamp is the clock read we need)
+      if (sparse_locked(static_cast<std::int64_t>(msg.timestamp_ns)) && direct_ok && write_now_locked()) return errc::ok;
       if (io_awake && msg.prio != codec::priority::critical) return errc::ok; // held, CRITICAL still goes
       io_awake = true;
     }
