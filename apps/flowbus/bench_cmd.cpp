@@ -60,6 +60,7 @@ constexpr std::uint64_t bulk_bit = std::uint64_t{1} << 63; ///< in stamp.seq: lo
 struct node_process {
   pid_t pid = -1;
   std::uint16_t port = 0;
+  int out_fd = -1; ///< the node's standard output (its listening line, then its stop line)
 
   bool start(const bench_options& o) {
     int out[2];
@@ -87,7 +88,7 @@ struct node_process {
     char c;
     while (read(out[0], &c, 1) == 1 && c != '\n')
       line += c;
-    close(out[0]); // the node's later output goes nowhere (it only prints at exit)
+    out_fd = out[0]; // kept open: the node prints its stop line there when it exits
     const auto at = line.find("ws://");
     if (at == std::string::npos) return false;
     const auto colon = line.find(':', at + 5);
@@ -100,6 +101,7 @@ struct node_process {
       int st;
       waitpid(pid, &st, 0);
     }
+    if (out_fd >= 0) close(out_fd);
   }
 };
 

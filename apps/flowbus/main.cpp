@@ -4,6 +4,8 @@
 //   flowbus bench  a load generator against a running node, a node process it starts, or in process
 //   flowbus dlq    list, replay or purge the dead-letter queues a node keeps on disk
 // Options may also come from a TOML/INI file: `flowbus --config flowbus.toml node` ([node] section).
+// Standard output carries results (the node's listening and stop lines, the bench's JSON lines);
+// logs go to standard error.
 #include "bench_cmd.hpp"
 #include "demo.hpp"
 #include "dlq_cmd.hpp"
@@ -12,8 +14,11 @@
 #include <flowbus/transport/client.hpp>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 int main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("flowbus")); // stdout is for results
   CLI::App app{"flowbus: real-time messaging between software agents"};
   app.require_subcommand(1);
   app.set_config("--config", "", "read options from a TOML/INI file ([node], [demo], [bench] sections)");

@@ -368,6 +368,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   // ---- the I/O thread ----
   void start() {
     if (started.exchange(true)) return;
+    // spdlog's registry is created on first use; several clients' I/O threads logging first at
+    // once race on it as far as ThreadSanitizer can see (its guard is in the uninstrumented
+    // library): create it here, before our thread exists
+    (void)spdlog::default_logger_raw();
     thread = std::thread([self = shared_from_this()] { self->ioc.run(); });
     net::post(ioc, [self = shared_from_this()] {
       self->dial();
