@@ -320,10 +320,7 @@ TEST_SUITE("client") {
     auto srv = std::make_unique<transport::server>(n, so);
     const std::uint16_t port = srv->port();
     inbox got;
-    auto o = client_opts(port, "roamer");
-    o.backoff_initial = 20ms;
-    o.backoff_max = 200ms;
-    transport::client c(o);
+    transport::client c(quick_reconnect_opts(port, "roamer"));
     REQUIRE(c.connect() == errc::ok);
     REQUIRE(c.subscribe("news", got.handler()).get() == errc::ok);
     auto local = n.connect({"local", "test"}).value();

@@ -162,16 +162,10 @@ TEST_SUITE("processes") {
     auto node = std::make_unique<node_process>();
     const std::uint16_t port = node->port;
     inbox got;
-    auto so = client_opts(port, "r-sub");
-    so.backoff_initial = 20ms;
-    so.backoff_max = 200ms;
-    transport::client sub(so);
+    transport::client sub(quick_reconnect_opts(port, "r-sub"));
     REQUIRE(sub.connect() == errc::ok);
     REQUIRE(sub.subscribe("again.>", got.handler()).get() == errc::ok);
-    auto po = client_opts(port, "r-pub");
-    po.backoff_initial = 20ms;
-    po.backoff_max = 200ms;
-    transport::client pub(po);
+    transport::client pub(quick_reconnect_opts(port, "r-pub"));
     REQUIRE(pub.connect() == errc::ok);
     REQUIRE(pub.publish("again.one", "before") == errc::ok);
     REQUIRE(eventually([&] { return got.size() == 1; }));

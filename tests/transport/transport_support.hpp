@@ -49,6 +49,15 @@ inline transport::client_options client_opts(std::uint16_t port, std::string id,
   return o;
 }
 
+/// client_opts for a client that reconnects quickly (backoff 20 ms, at most 200 ms): for tests
+/// that take its node away and bring it back.
+inline transport::client_options quick_reconnect_opts(std::uint16_t port, std::string id) {
+  transport::client_options o = client_opts(port, std::move(id));
+  o.backoff_initial = std::chrono::milliseconds(20);
+  o.backoff_max = std::chrono::milliseconds(200);
+  return o;
+}
+
 /// Collects received payloads from any thread.
 struct inbox {
   std::mutex m;
