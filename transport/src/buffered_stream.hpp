@@ -41,7 +41,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -75,9 +74,6 @@ inline std::size_t frame_header(std::uint64_t payload, unsigned char* out) noexc
   return 10;
 }
 
-/// Appends a masked (client-to-server), final, binary WebSocket frame of `payload` to `out`: the
-/// header with the mask bit and `key`, then the payload XORed with the key (RFC 6455 §5.3) — one
-/// pass, 8 bytes at a time.
 /// Appends an unmasked (server-to-client), final, binary WebSocket frame of `payload` to `out`.
 inline void append_frame(std::vector<unsigned char>& out, const unsigned char* payload, std::size_t n) {
   unsigned char header[10];
@@ -86,6 +82,9 @@ inline void append_frame(std::vector<unsigned char>& out, const unsigned char* p
   out.insert(out.end(), payload, payload + n);
 }
 
+/// Appends a masked (client-to-server), final, binary WebSocket frame of `payload` to `out`: the
+/// header with the mask bit and `key`, then the payload XORed with the key (RFC 6455 §5.3) — one
+/// pass, 8 bytes at a time.
 inline void append_masked_frame(std::vector<unsigned char>& out, const unsigned char* payload, std::size_t n,
                                 std::uint32_t key) {
   unsigned char header[14];
@@ -166,7 +165,8 @@ public:
   /// socket took only part; the layer writes the rest on its executor before anything else and
   /// then calls `rest_done(ec)` there. A send() error is `refused` too (nothing was written: the
   /// I/O thread's next write meets the error). The caller keeps the layer alive meanwhile.
-  direct try_write_now(const unsigned char* bytes, std::size_t n, std::function<void(boost::beast::error_code)> rest_done) {
+  /// (`rest_done` is only kept when the send is partial: nothing is allocated otherwise.)
+  template <class RestDone> direct try_write_now(const unsigned char* bytes, std::size_t n, RestDone&& rest_done) {
     state& st = *st_;
     std::uint8_t expect = owner_free;
     if (!st.owner.compare_exchange_strong(expect, owner_sender, std::memory_order_acquire)) return direct::refused;
@@ -183,7 +183,7 @@ public:
     }
     st.rest.assign(bytes + sent, bytes + n);
     st.owner.store(owner_io, std::memory_order_release); // the I/O thread finishes it, then what waits
-    boost::asio::post(get_executor(), [this, st = st_, done = std::move(rest_done)]() mutable {
+    boost::asio::post(get_executor(), [this, st = st_, done = std::forward<RestDone>(rest_done)]() mutable {
       if (st->gone) return;
       boost::asio::async_write(next_, boost::asio::buffer(st->rest),
                                [st, done = std::move(done)](boost::beast::error_code ec, std::size_t) {

@@ -193,9 +193,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     direct_batch.clear();
     direct_batch.add(codec::bytes_view(q.data(), q.size()));
     std::uint64_t seq = next_out;
-    const codec::bytes_view bytes = direct_batch.finish(seq);
     direct_wire.clear();
-    detail::append_masked_frame(direct_wire, bytes.data(), bytes.size(), static_cast<std::uint32_t>(direct_rng()));
+    append_message(direct_batch, seq, direct_wire, direct_rng);
     // generation: the I/O thread changes it only after taking direct_ok away (under m)
     const auto r = ws->next_layer().try_write_now(
         direct_wire.data(), direct_wire.size(), [self = shared_from_this(), gen = generation](beast::error_code ec) {
@@ -518,9 +517,14 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   }
 
   /// Numbers and checksums what `batch` holds and appends it to `wire` as one masked message.
-  void append_batch() {
-    const codec::bytes_view bytes = batch.finish(next_out);
-    detail::append_masked_frame(wire, bytes.data(), bytes.size(), static_cast<std::uint32_t>(rng()));
+  void append_batch() { append_message(batch, next_out, wire, rng); }
+
+  /// Numbers `b`'s frames from `seq`, checksums them, and appends them to `out` as one WebSocket
+  /// message masked with a key from `keys` (the I/O thread's batch, or a sender's direct write).
+  static void append_message(outbound_batch& b, std::uint64_t& seq, std::vector<unsigned char>& out,
+                             std::mt19937_64& keys) {
+    const codec::bytes_view bytes = b.finish(seq);
+    detail::append_masked_frame(out, bytes.data(), bytes.size(), static_cast<std::uint32_t>(keys()));
   }
 
   /// Senders blocked on a full queue go on once it has drained to half.
