@@ -15,14 +15,15 @@ const char* to_string(directory_errc e) noexcept {
   case directory_errc::unknown_agent:
     return "unknown agent";
   case directory_errc::invalid_interval:
-    return "heartbeat interval must be positive";
+    return "heartbeat interval must be positive and at most 24 h";
   }
   return "?";
 }
 
 directory_errc agent_directory::add(agent_info info, agent_clock::time_point now, subscriber_id& handle) {
   if (info.id.empty() || info.id.size() > max_topic_bytes) return directory_errc::invalid_id;
-  if (info.heartbeat_interval.count() <= 0) return directory_errc::invalid_interval;
+  if (info.heartbeat_interval.count() <= 0 || info.heartbeat_interval > max_heartbeat_interval)
+    return directory_errc::invalid_interval;
   if (by_id_.count(info.id)) return directory_errc::duplicate_id;
   handle = next_handle_++;
   by_id_.emplace(info.id, handle);

@@ -85,6 +85,16 @@ std::uint64_t dead_letters::not_persisted() const {
   return not_persisted_;
 }
 
+void dead_letters::torn_cut(std::uint64_t bytes) {
+  std::lock_guard<std::mutex> g(m_);
+  torn_cut_ += bytes;
+}
+
+std::uint64_t dead_letters::torn_cut() const {
+  std::lock_guard<std::mutex> g(m_);
+  return torn_cut_;
+}
+
 std::vector<dead_letter> dead_letters::take(std::size_t max) {
   std::vector<dead_letter> out;
   std::lock_guard<std::mutex> g(m_);

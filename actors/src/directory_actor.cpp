@@ -1,7 +1,8 @@
 // The directory: the one actor that knows every agent. Registration, subscriptions, heartbeats and
 // departures arrive here as CAF messages. It adds and removes agents in the routing table itself
-// and forwards subscriptions to the topic actor of their pattern (topic_actor.cpp), which owns
-// that pattern's subscriber set; every change reaches the data path through left_right::modify
+// and forwards subscriptions to the topic actor of their pattern (topic_actor.cpp: a fixed set of
+// shards, a pattern always to the same one), which owns that pattern's subscriber set; every
+// change reaches the data path through left_right::modify
 // (publishers never wait for it). A timer at
 // the earliest possible expiry marks agents that stopped heartbeating as down.
 #include "node_impl.hpp"
@@ -14,7 +15,10 @@
 #include <caf/send.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <set>
+
+#include <malloc.h>
 #include <unordered_map>
 
 namespace flowbus::actors {
@@ -36,17 +40,19 @@ struct entry {
 };
 } // namespace
 
-struct topic_ref {
-  caf::actor actor;
-  std::uint64_t forwarded = 0; ///< subscribe requests sent to it (reaping waits for them all)
-};
-
 struct directory_state {
   agent_directory agents;
   std::unordered_map<subscriber_id, entry> entries;
-  std::unordered_map<std::string, topic_ref> topics;                    ///< pattern -> its topic actor
-  std::unordered_map<subscriber_id, std::set<std::string>> patterns_of; ///< agent -> patterns it used
+  std::vector<caf::actor> shards; ///< the topic actors; a pattern's is shards[hash % size]
+  /// agent -> the patterns it is (or may be) subscribed to, each with the count of subscribes
+  /// forwarded for it: an unsubscribe's answer removes the pattern only if no subscribe for it
+  /// was forwarded meanwhile (bounded by what the agent holds now, not what it ever used)
+  std::unordered_map<subscriber_id, std::unordered_map<std::string, std::uint64_t>> patterns_of;
+  /// whose actor a down_msg is about, in O(1) (a scan per down_msg is quadratic under churn)
+  std::unordered_map<caf::actor_id, subscriber_id> agent_by_actor;
   std::optional<agent_clock::time_point> tick_at;
+  std::uint64_t freed = 0; ///< subscriptions dropped since the last trim
+  bool trim_armed = false;
   static inline const char* name = "flowbus.directory";
 };
 
@@ -61,6 +67,19 @@ void schedule_tick(dir_actor* self) {
   self->delayed_send(self, wait, tick_atom::value);
 }
 
+/// Memory freed by churn (unique inbox topics, agents with many subscriptions)
+/// stays resident in the allocator's arenas: glibc gives back only the top of each heap. After a
+/// burst of frees the directory asks it to return free pages (malloc_trim) a second after the
+/// first drop, so at most once a second while subscriptions are being dropped and never while
+/// none are — a few ms off the data path, and the node's resident memory returns to its baseline
+/// (tests/transport/churn.test.cpp).
+void freed(dir_actor* self, std::uint64_t n) {
+  self->state.freed += n;
+  if (n == 0 || self->state.trim_armed) return;
+  self->state.trim_armed = true;
+  self->delayed_send(self, std::chrono::seconds(1), trim_atom::value);
+}
+
 /// The agent is gone (left, missed heartbeats, its actor ended): nothing routes to it any more.
 void take_down(dir_actor* self, node::impl* core, subscriber_id h, bool tell_actor) {
   const auto it = self->state.entries.find(h);
@@ -68,35 +87,39 @@ void take_down(dir_actor* self, node::impl* core, subscriber_id h, bool tell_act
   self->state.agents.remove(h);
   it->second.ep->close();
   core->routes.modify([h](routing_table& t) { t.remove_agent(h); });
-  // its topic actors drop it from their sets (after any subscribe forwarded earlier: same channel)
+  // the topic actors drop it from their sets (after any subscribe forwarded earlier: same
+  // channel); each in O(its patterns there), one message per shard
   if (auto p = self->state.patterns_of.find(h); p != self->state.patterns_of.end()) {
-    for (const std::string& pattern : p->second)
-      if (auto t = self->state.topics.find(pattern); t != self->state.topics.end())
-        self->send(t->second.actor, forget_atom::value, h);
+    for (const auto& shard : self->state.shards)
+      self->send(shard, forget_atom::value, h);
+    freed(self, p->second.size());
     self->state.patterns_of.erase(p);
   }
-  if (tell_actor && it->second.actor) self->send(it->second.actor, down_atom::value);
+  if (it->second.actor) {
+    self->state.agent_by_actor.erase(it->second.actor.id());
+    if (tell_actor) self->send(it->second.actor, down_atom::value);
+  }
   self->state.entries.erase(it);
 }
 
-/// Forwards a subscription to its pattern's topic actor (spawned on first use); `done` runs with
-/// the topic actor's answer.
+const caf::actor& shard_of(dir_actor* self, const std::string& pattern) {
+  const auto& s = self->state.shards;
+  return s[std::hash<std::string>{}(pattern) % s.size()];
+}
+
+/// Forwards a subscription to its pattern's topic actor; `done` runs with its answer.
 template <class Done>
-void forward_subscribe(dir_actor* self, node::impl* core, subscriber_id h, const std::string& pattern,
-                       const std::string& group, balance policy, Done done) {
-  topic_ref& t = self->state.topics[pattern];
-  if (!t.actor) {
-    t.actor = spawn_topic(self, core, pattern);
-    self->monitor(t.actor);
-  }
-  ++t.forwarded;
-  self->state.patterns_of[h].insert(pattern);
-  self->request(t.actor, caf::infinite, subscribe_atom::value, h, group, static_cast<std::uint8_t>(policy))
+void forward_subscribe(dir_actor* self, subscriber_id h, const std::string& pattern, const std::string& group,
+                       balance policy, Done done) {
+  ++self->state.patterns_of[h][pattern];
+  self->request(shard_of(self, pattern), caf::infinite, subscribe_atom::value, h, pattern, group,
+                static_cast<std::uint8_t>(policy))
       .then([=](std::uint8_t code) mutable { done(static_cast<errc>(code)); },
             [=](caf::error&) mutable { done(errc::node_stopped); });
 }
 
-errc check(const agent_spec& s) {
+errc check(const agent_spec& s, std::size_t max_subscriptions) {
+  if (s.subscriptions.size() + s.queue_groups.size() > max_subscriptions) return errc::too_many_subscriptions;
   for (const std::string& p : s.subscriptions)
     if (validate_pattern(p) != topic_errc::ok) return errc::invalid_pattern;
   for (const auto& [p, g] : s.queue_groups)
@@ -109,24 +132,16 @@ namespace {
 caf::behavior directory_actor(dir_actor* self, node::impl* core) {
   self->state.agents = agent_directory(core->cfg.missed_heartbeats);
   self->set_default_handler(caf::drop);
+  for (std::size_t i = 0; i < std::max<std::size_t>(1, core->cfg.topic_shards); ++i)
+    self->state.shards.push_back(spawn_topic_shard(self, core));
   self->set_down_handler([=](caf::down_msg& dm) {
-    auto& es = self->state.entries;
-    const auto it = std::find_if(es.begin(), es.end(), [&](const auto& e) { return e.second.actor.address() == dm.source; });
-    if (it != es.end()) {
-      take_down(self, core, it->first, false);
-      return;
-    }
-    auto& ts = self->state.topics; // a topic actor that ended on its own: forget it
-    for (auto t = ts.begin(); t != ts.end(); ++t)
-      if (t->second.actor.address() == dm.source) {
-        ts.erase(t);
-        return;
-      }
+    if (auto a = self->state.agent_by_actor.find(dm.source.id()); a != self->state.agent_by_actor.end())
+      take_down(self, core, a->second, false);
   });
   return {
       [=](register_atom, registration& r) -> caf::result<registered> {
         if (core->stopping.load()) return registered{errc::node_stopped, nullptr};
-        if (const errc e = check(r.spec); e != errc::ok) return registered{e, nullptr};
+        if (const errc e = check(r.spec, core->cfg.max_subscriptions); e != errc::ok) return registered{e, nullptr};
         const agent_spec& s = r.spec;
         subscriber_id h = 0;
         agent_info info{s.id, s.type, s.capabilities, s.heartbeat_interval, s.metadata};
@@ -158,6 +173,7 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
         }
         core->routes.modify([&](routing_table& t) { t.add_agent(ep); });
         self->state.entries[h] = entry{ep, r.actor, s.group_balance};
+        if (r.actor) self->state.agent_by_actor[r.actor.id()] = h;
         schedule_tick(self);
         const std::size_t subs = s.subscriptions.size() + s.queue_groups.size();
         if (subs == 0) return registered{errc::ok, ep};
@@ -169,9 +185,9 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
           if (--*left == 0) rp.deliver(registered{errc::ok, ep});
         };
         for (const std::string& p : s.subscriptions)
-          forward_subscribe(self, core, h, p, std::string(), s.group_balance, done);
+          forward_subscribe(self, h, p, std::string(), s.group_balance, done);
         for (const auto& [p, g] : s.queue_groups)
-          forward_subscribe(self, core, h, p, g, s.group_balance, done);
+          forward_subscribe(self, h, p, g, s.group_balance, done);
         return rp;
       },
       [=](deregister_atom, subscriber_id h) { take_down(self, core, h, true); },
@@ -181,36 +197,64 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
         const auto it = self->state.entries.find(h);
         if (it == self->state.entries.end()) return static_cast<std::uint8_t>(errc::agent_unavailable);
         if (validate_pattern(pattern) != topic_errc::ok) return static_cast<std::uint8_t>(errc::invalid_pattern);
+        if (auto p = self->state.patterns_of.find(h); p != self->state.patterns_of.end() &&
+                                                      p->second.size() >= core->cfg.max_subscriptions &&
+                                                      !p->second.count(pattern))
+          return static_cast<std::uint8_t>(errc::too_many_subscriptions);
         auto rp = self->make_response_promise<std::uint8_t>();
-        forward_subscribe(self, core, h, pattern, group, it->second.group_balance,
+        forward_subscribe(self, h, pattern, group, it->second.group_balance,
                           [rp](errc e) mutable { rp.deliver(static_cast<std::uint8_t>(e)); });
         return rp;
       },
       [=](unsubscribe_atom, subscriber_id h, const std::string& pattern,
           const std::string& group) -> caf::result<std::uint8_t> {
         if (!self->state.entries.count(h)) return static_cast<std::uint8_t>(errc::agent_unavailable);
-        const auto t = self->state.topics.find(pattern);
-        if (t == self->state.topics.end()) return static_cast<std::uint8_t>(errc::not_subscribed);
+        if (validate_pattern(pattern) != topic_errc::ok) return static_cast<std::uint8_t>(errc::not_subscribed);
         auto rp = self->make_response_promise<std::uint8_t>();
-        self->request(t->second.actor, caf::infinite, unsubscribe_atom::value, h, group)
-            .then([rp](std::uint8_t code) mutable { rp.deliver(code); },
-                  [rp](caf::error&) mutable { rp.deliver(static_cast<std::uint8_t>(errc::node_stopped)); });
+        std::uint64_t forwards = 0;
+        if (auto p = self->state.patterns_of.find(h); p != self->state.patterns_of.end())
+          if (auto f = p->second.find(pattern); f != p->second.end()) forwards = f->second;
+        self->request(shard_of(self, pattern), caf::infinite, unsubscribe_atom::value, h, pattern, group)
+            .then(
+                [=](std::uint8_t code, bool still_member) mutable {
+                  // the agent left the pattern altogether: forget it, unless it subscribed again since
+                  auto p = self->state.patterns_of.find(h);
+                  if (!still_member && p != self->state.patterns_of.end()) {
+                    auto f = p->second.find(pattern);
+                    if (f != p->second.end() && f->second == forwards) {
+                      p->second.erase(f);
+                      freed(self, 1);
+                    }
+                    if (p->second.empty()) self->state.patterns_of.erase(p);
+                  }
+                  rp.deliver(code);
+                },
+                [rp](caf::error&) mutable { rp.deliver(static_cast<std::uint8_t>(errc::node_stopped)); });
         return rp;
       },
-      [=](reap_atom, const std::string& pattern, std::uint64_t seen) {
-        const auto t = self->state.topics.find(pattern);
-        // reap only if every subscription forwarded to it has been handled (and left again)
-        if (t == self->state.topics.end() || t->second.forwarded != seen) return;
-        self->send(t->second.actor, stop_atom::value);
-        self->demonitor(t->second.actor);
-        self->state.topics.erase(t);
+      [=](trim_atom) {
+        // what was freed in the last second (entries, strings, routing table nodes) goes back
+        self->state.trim_armed = false;
+        self->state.freed = 0;
+        ::malloc_trim(0);
       },
-      [=](topics_atom) {
-        std::vector<std::string> out;
-        for (const auto& t : self->state.topics)
-          out.push_back(t.first);
-        std::sort(out.begin(), out.end());
-        return out;
+      [=](topics_atom) -> caf::result<std::vector<std::string>> {
+        // every shard's patterns, merged and sorted
+        auto rp = self->make_response_promise<std::vector<std::string>>();
+        auto all = std::make_shared<std::vector<std::string>>();
+        auto left = std::make_shared<std::size_t>(self->state.shards.size());
+        for (const auto& shard : self->state.shards)
+          self->request(shard, caf::infinite, topics_atom::value)
+              .then(
+                  [=](std::vector<std::string>& part) mutable {
+                    all->insert(all->end(), part.begin(), part.end());
+                    if (--*left == 0) {
+                      std::sort(all->begin(), all->end());
+                      rp.deliver(std::move(*all));
+                    }
+                  },
+                  [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+        return rp;
       },
       [=](tick_atom) {
         self->state.tick_at.reset();
@@ -231,9 +275,9 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
           it->second.actor = nullptr; // take_down must not also send down_atom
           take_down(self, core, h, false);
         }
-        for (auto& t : self->state.topics)
-          self->send(t.second.actor, stop_atom::value);
-        self->state.topics.clear();
+        for (const auto& shard : self->state.shards)
+          self->send(shard, stop_atom::value);
+        self->state.shards.clear();
         self->quit();
       },
   };

@@ -13,6 +13,9 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstring>
+#include <optional>
+#include <utility>
 #include <unordered_set>
 
 namespace flowbus::actors {
@@ -41,6 +44,8 @@ public:
         return;
       }
   }
+  explicit locked_fd(std::error_code ec) : ec_(ec) {}
+  locked_fd(locked_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)), ec_(o.ec_) {}
   ~locked_fd() {
     if (fd_ >= 0) ::close(fd_); // releases the lock
   }
@@ -64,6 +69,130 @@ std::error_code write_all(int fd, const std::string& data) {
     }
     done += static_cast<std::size_t>(n);
   }
+  return {};
+}
+
+// fsync a directory, so an entry created or removed in it survives a crash.
+std::error_code sync_directory(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return last_error();
+  const int rc = ::fsync(fd);
+  const std::error_code ec = rc != 0 ? last_error() : std::error_code{};
+  ::close(fd);
+  return ec;
+}
+
+// create_directories, fsyncing the parent of each directory it creates.
+std::error_code make_directories(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (dir.empty() || std::filesystem::is_directory(dir, ec)) return {};
+  if (std::filesystem::exists(dir, ec)) return std::make_error_code(std::errc::not_a_directory);
+  if (auto e = make_directories(dir.parent_path())) return e;
+  if (!std::filesystem::create_directory(dir, ec) && ec) return ec;
+  return sync_directory(dir.parent_path().empty() ? std::filesystem::path(".") : dir.parent_path());
+}
+
+// Reads [from, end of file) of an open descriptor.
+std::error_code read_from(int fd, std::uint64_t from, std::string& out) {
+  out.clear();
+  char buf[65536];
+  for (auto at = static_cast<off_t>(from);;) {
+    const ssize_t n = ::pread(fd, buf, sizeof buf, at);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return last_error();
+    }
+    if (n == 0) return {};
+    out.append(buf, static_cast<std::size_t>(n));
+    at += n;
+  }
+}
+
+// The body length of the whole record at `at`, if one is there (magic, length and CRC all good).
+std::optional<std::uint32_t> whole_record_at(const codec::byte* base, std::size_t size, std::size_t at) {
+  if (size - at < record_head) return std::nullopt;
+  const auto* h = base + at;
+  if (codec::load_le<std::uint32_t>(h) != record_magic) return std::nullopt;
+  const auto len = codec::load_le<std::uint32_t>(h + 4);
+  if (size - at - record_head < len) return std::nullopt;
+  if (codec::crc32c(h + record_head, len) != codec::load_le<std::uint32_t>(h + 8)) return std::nullopt;
+  return len;
+}
+
+struct scan_result {
+  std::size_t whole_end = 0; // end of the last whole record (relative to the scanned data)
+  std::uint64_t damaged_bytes = 0, damaged_regions = 0;
+};
+
+// Walks the records of `data` from `from`, calling on_record(offset, body, length) for each whole
+// one; a stretch that is not a whole record followed by one is damage (skipped, counted), one
+// that runs to the end is the torn tail (size - whole_end). on_record returns false for a record
+// whose body does not parse: counted as damage too.
+template <class F> scan_result scan_records(const std::string& data, F&& on_record) {
+  const auto* base = reinterpret_cast<const codec::byte*>(data.data());
+  const std::size_t size = data.size();
+  scan_result r;
+  std::size_t at = 0;
+  while (at < size) {
+    if (auto len = whole_record_at(base, size, at)) {
+      if (!on_record(at, base + at + record_head, *len)) {
+        r.damaged_bytes += record_head + *len;
+        ++r.damaged_regions;
+      }
+      at += record_head + *len;
+      r.whole_end = at;
+      continue;
+    }
+    // resynchronise: the next offset where a whole record starts
+    std::size_t next = at + 1;
+    for (; next < size; ++next) {
+      const void* f = std::memchr(data.data() + next, static_cast<int>(record_magic & 0xFF), size - next);
+      if (!f) {
+        next = size;
+        break;
+      }
+      next = static_cast<std::size_t>(static_cast<const char*>(f) - data.data());
+      if (whole_record_at(base, size, next)) break;
+    }
+    if (next >= size) break; // nothing whole after it: the torn tail
+    r.damaged_bytes += next - at;
+    ++r.damaged_regions;
+    at = next;
+  }
+  return r;
+}
+
+// Opens (creating if needed, with the directory fsynced) and flocks a queue file for appending.
+locked_fd open_for_append(const std::filesystem::path& p) {
+  {
+    locked_fd f(p, O_RDWR | O_APPEND);
+    if (!f.error() || f.error().value() != ENOENT) return f;
+  }
+  if (auto ec = make_directories(p.parent_path())) return locked_fd(ec);
+  locked_fd f(p, O_RDWR | O_APPEND | O_CREAT);
+  if (f.error()) return f;
+  if (auto ec = sync_directory(p.parent_path())) return locked_fd(ec);
+  return f;
+}
+
+// Under the file's lock: finds where the last whole record ends, scanning only from `verified`
+// (a known whole-record end, or 0), and cuts any torn tail after it (fdatasync'ed).
+std::error_code cut_torn_tail(int fd, std::uint64_t& verified, std::uint64_t& truncated, std::uint64_t* damaged) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return last_error();
+  const auto size = static_cast<std::uint64_t>(st.st_size);
+  if (size < verified) verified = 0; // purged or replaced since
+  if (size == verified) return {};
+  std::string data;
+  if (auto ec = read_from(fd, verified, data)) return ec;
+  const scan_result r = scan_records(data, [](std::size_t, const codec::byte*, std::uint32_t) { return true; });
+  if (damaged) *damaged += r.damaged_bytes;
+  const std::uint64_t end = verified + r.whole_end;
+  if (end < size) {
+    if (::ftruncate(fd, static_cast<off_t>(end)) != 0 || ::fdatasync(fd) != 0) return last_error();
+    truncated += size - end;
+  }
+  verified = end;
   return {};
 }
 
@@ -153,23 +282,47 @@ dlq_kind kind_of(dead_reason r) noexcept {
 dlq_file::dlq_file(std::filesystem::path dir, dlq_kind kind)
     : path_(std::move(dir) / (std::string(to_string(kind)) + ".dlq")), kind_(kind) {}
 
+// Appends the records build(offset) returns at the end of the last whole record, all or nothing.
+template <class Build>
+std::error_code append_records(const std::filesystem::path& path, std::uint64_t& verified, std::uint64_t& truncated,
+                               Build&& build) {
+  locked_fd f = open_for_append(path);
+  if (f.error()) return f.error();
+  if (auto ec = cut_torn_tail(f.fd(), verified, truncated, nullptr)) return ec;
+  const std::uint64_t start = verified;
+  const std::string out = build(start);
+  std::error_code ec = write_all(f.fd(), out);
+  if (!ec && ::fdatasync(f.fd()) != 0) ec = last_error();
+  if (ec) { // undo: a batch is on disk whole or not at all (a crash here is the torn tail case)
+    if (::ftruncate(f.fd(), static_cast<off_t>(start)) == 0) (void)::fdatasync(f.fd());
+    return ec;
+  }
+  verified = start + out.size();
+  return {};
+}
+
 std::error_code dlq_file::append(std::vector<dlq_entry>& entries) {
   if (entries.empty()) return {};
-  std::error_code ec;
-  std::filesystem::create_directories(path_.parent_path(), ec);
-  if (ec) return ec;
-  locked_fd f(path_, O_WRONLY | O_APPEND | O_CREAT);
-  if (f.error()) return f.error();
-  struct stat st {};
-  if (::fstat(f.fd(), &st) != 0) return last_error();
-  auto offset = static_cast<std::uint64_t>(st.st_size);
-  std::string out;
-  for (auto& e : entries) {
-    e.id = offset + out.size();
-    put_record(out, entry_body(e));
-  }
-  if (auto w = write_all(f.fd(), out)) return w;
-  if (::fdatasync(f.fd()) != 0) return last_error();
+  return append_records(path_, verified_end_, truncated_, [&](std::uint64_t offset) {
+    std::string out;
+    for (auto& e : entries) {
+      e.id = offset + out.size();
+      put_record(out, entry_body(e));
+    }
+    return out;
+  });
+}
+
+std::error_code dlq_file::recover(recovery& out) {
+  out = {};
+  locked_fd f(path_, O_RDWR);
+  if (f.error()) return f.error().value() == ENOENT ? std::error_code{} : f.error();
+  std::uint64_t verified = 0, truncated = 0;
+  if (auto ec = cut_torn_tail(f.fd(), verified, truncated, &out.damaged_bytes)) return ec;
+  out.whole_end = verified;
+  out.truncated_bytes = truncated;
+  truncated_ += truncated;
+  verified_end_ = verified;
   return {};
 }
 
@@ -178,45 +331,40 @@ std::error_code dlq_file::load(contents& out) const {
   const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno == ENOENT ? std::error_code{} : last_error();
   std::string data;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    data.append(buf, static_cast<std::size_t>(n));
-  }
+  const std::error_code rec = read_from(fd, 0, data);
   ::close(fd);
+  if (rec) return rec;
   std::vector<dlq_entry> entries;
   std::unordered_set<std::uint64_t> removed;
-  const auto* base = reinterpret_cast<const codec::byte*>(data.data());
-  std::size_t at = 0;
-  while (data.size() - at >= record_head) {
-    const auto* h = base + at;
-    const auto len = codec::load_le<std::uint32_t>(h + 4);
-    if (codec::load_le<std::uint32_t>(h) != record_magic || data.size() - at - record_head < len ||
-        codec::crc32c(h + record_head, len) != codec::load_le<std::uint32_t>(h + 8))
-      break; // torn or damaged: nothing after it is trusted
-    reader r{h + record_head, h + record_head + len};
-    const auto type = r.get<std::uint8_t>();
+  const scan_result r = scan_records(data, [&](std::size_t at, const codec::byte* body, std::uint32_t len) {
+    reader rd{body, body + len};
+    const auto type = rd.get<std::uint8_t>();
     if (type == rec_entry) {
       dlq_entry e;
       e.id = at;
-      e.reason = static_cast<dead_reason>(r.get<std::uint8_t>());
-      e.attempts = r.get<std::uint32_t>();
-      e.first_ns = r.get<std::uint64_t>();
-      e.last_ns = r.get<std::uint64_t>();
-      e.source = r.bytes(r.get<std::uint16_t>());
-      e.recipient = r.bytes(r.get<std::uint16_t>());
-      e.frame = r.bytes(r.get<std::uint32_t>());
-      if (!r.ok) break;
+      e.reason = static_cast<dead_reason>(rd.get<std::uint8_t>());
+      e.attempts = rd.get<std::uint32_t>();
+      e.first_ns = rd.get<std::uint64_t>();
+      e.last_ns = rd.get<std::uint64_t>();
+      e.source = rd.bytes(rd.get<std::uint16_t>());
+      e.recipient = rd.bytes(rd.get<std::uint16_t>());
+      e.frame = rd.bytes(rd.get<std::uint32_t>());
+      if (!rd.ok) return false;
       entries.push_back(std::move(e));
-    } else if (type == rec_tombstone) {
-      removed.insert(r.get<std::uint64_t>());
-      ++out.tombstones;
+      return true;
     }
-    at += record_head + len;
-  }
-  out.torn_bytes = data.size() - at;
+    if (type == rec_tombstone) {
+      const auto id = rd.get<std::uint64_t>();
+      if (!rd.ok) return false;
+      removed.insert(id);
+      ++out.tombstones;
+      return true;
+    }
+    return false;
+  });
+  out.torn_bytes = data.size() - r.whole_end;
+  out.damaged_bytes = r.damaged_bytes;
+  out.damaged_regions = r.damaged_regions;
   for (auto& e : entries)
     if (!removed.count(e.id)) out.entries.push_back(std::move(e));
   return {};
@@ -224,23 +372,47 @@ std::error_code dlq_file::load(contents& out) const {
 
 std::error_code dlq_file::remove(const std::vector<std::uint64_t>& ids) {
   if (ids.empty()) return {};
-  locked_fd f(path_, O_WRONLY | O_APPEND);
-  if (f.error()) return f.error().value() == ENOENT ? std::error_code{} : f.error();
-  std::string out;
-  for (auto id : ids) {
-    std::string body(1, static_cast<char>(rec_tombstone));
-    put<std::uint64_t>(body, id);
-    put_record(out, body);
-  }
-  if (auto w = write_all(f.fd(), out)) return w;
-  if (::fdatasync(f.fd()) != 0) return last_error();
-  return {};
+  std::error_code exists;
+  if (!std::filesystem::exists(path_, exists)) return {};
+  return append_records(path_, verified_end_, truncated_, [&](std::uint64_t) {
+    std::string out;
+    for (auto id : ids) {
+      std::string body(1, static_cast<char>(rec_tombstone));
+      put<std::uint64_t>(body, id);
+      put_record(out, body);
+    }
+    return out;
+  });
 }
 
 std::error_code dlq_file::purge() {
   locked_fd f(path_, O_WRONLY);
   if (f.error()) return f.error().value() == ENOENT ? std::error_code{} : f.error();
   if (::ftruncate(f.fd(), 0) != 0 || ::fdatasync(f.fd()) != 0) return last_error();
+  verified_end_ = 0;
+  return {};
+}
+
+std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string& what,
+                                   std::array<dlq_file::recovery, dlq_kind_count>& recovered) {
+  what = dir.string();
+  if (auto ec = make_directories(dir)) return ec;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return ec ? ec : std::make_error_code(std::errc::not_a_directory);
+  { // can this process create files here? (permissions, a read-only file system)
+    const auto probe = dir / (".flowbus-probe-" + std::to_string(::getpid()));
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return last_error();
+    ::close(fd);
+    ::unlink(probe.c_str());
+  }
+  for (std::size_t i = 0; i < dlq_kind_count; ++i) {
+    dlq_file f(dir, static_cast<dlq_kind>(i));
+    if (auto e = f.recover(recovered[i])) {
+      what = f.path().string();
+      return e;
+    }
+  }
   return {};
 }
 

@@ -13,6 +13,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <system_error>
+
 namespace flowbus::actors {
 
 namespace {
@@ -29,7 +31,12 @@ std::uint64_t persist_dead_letters(dead_letters& dead, dlq_file& file) {
   std::vector<dlq_entry> entries;
   entries.reserve(batch.size());
   for (const auto& d : batch) entries.push_back(make_dlq_entry(d));
+  const std::uint64_t cut_before = file.truncated_bytes();
   const std::error_code ec = file.append(entries);
+  if (const auto cut = file.truncated_bytes() - cut_before) {
+    spdlog::warn("flowbus dlq {}: cut a torn tail of {} bytes before appending", to_string(file.kind()), cut);
+    dead.torn_cut(cut);
+  }
   if (ec) spdlog::error("flowbus dlq {}: {} entries not persisted: {}", to_string(file.kind()), entries.size(), ec.message());
   dead.persisted(file.kind(), entries.size(), !ec);
   return ec ? 0 : entries.size();
@@ -44,6 +51,23 @@ caf::behavior dlq_actor(dlq_actor_t* self, node::impl* core, dlq_kind kind) {
   };
 }
 } // namespace
+
+void open_dlq(node::impl* core) {
+  if (core->cfg.dlq_directory.empty()) return;
+  std::string what;
+  std::array<dlq_file::recovery, dlq_kind_count> rec;
+  if (auto ec = open_dlq_directory(core->cfg.dlq_directory, what, rec))
+    throw std::system_error(ec, "DLQ directory unusable: " + what);
+  for (std::size_t i = 0; i < dlq_kind_count; ++i) {
+    if (rec[i].truncated_bytes)
+      spdlog::warn("flowbus dlq {}: cut a torn tail of {} bytes (a crash or a full disk mid-append); {} whole bytes kept",
+                   to_string(static_cast<dlq_kind>(i)), rec[i].truncated_bytes, rec[i].whole_end);
+    if (rec[i].damaged_bytes)
+      spdlog::warn("flowbus dlq {}: {} damaged bytes between whole records (readers skip them)",
+                   to_string(static_cast<dlq_kind>(i)), rec[i].damaged_bytes);
+    core->dead.torn_cut(rec[i].truncated_bytes);
+  }
+}
 
 void spawn_dlq_actors(node::impl* core) {
   if (core->cfg.dlq_directory.empty()) return;

@@ -14,6 +14,7 @@ namespace flowbus::actors {
 node::impl::impl(node_config c)
     : cfg(std::move(c)), pool(cfg.buffers), critical_pool(cfg.critical_buffers), dead(cfg.dead_letter_capacity),
       sys_cfg(std::make_unique<caf::actor_system_config>()) {
+  open_dlq(this); // before any thread starts: an unusable directory refuses the node
   const std::size_t workers = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   sys_cfg->set("scheduler.policy", cfg.policy == scheduler_policy::sharing ? caf::atom("sharing") : caf::atom("stealing"));
   sys_cfg->set("scheduler.max-threads", workers);
@@ -121,6 +122,7 @@ shutdown_report node::shutdown() {
   impl_->sys->await_all_actors_done();
   flush_dlq_actors(impl_.get()); // everything the agents dead-lettered on their way out is on disk
   stop_dlq_actors(impl_.get());
+  persist_remaining(impl_.get()); // and what came after the flush, so not_persisted() is final here
   impl_->stopped.store(true, std::memory_order_release);
   rep.dead_lettered = impl_->dead.count(dead_reason::shutdown) - dead_before;
   return rep;

@@ -38,12 +38,11 @@ using stop_atom = caf::atom_constant<caf::atom("fb_stop")>;
 using timeout_atom = caf::atom_constant<caf::atom("fb_tmo")>;
 using beat_atom = caf::atom_constant<caf::atom("fb_beat")>;
 using forget_atom = caf::atom_constant<caf::atom("fb_forget")>;
-using reap_atom = caf::atom_constant<caf::atom("fb_reap")>;
-using count_atom = caf::atom_constant<caf::atom("fb_count")>;
 using flush_atom = caf::atom_constant<caf::atom("fb_flush")>;
 using topics_atom = caf::atom_constant<caf::atom("fb_topics")>;
 using retry_atom = caf::atom_constant<caf::atom("fb_retry")>;
 using breaker_atom = caf::atom_constant<caf::atom("fb_brk")>;
+using trim_atom = caf::atom_constant<caf::atom("fb_trim")>;
 
 /// REGISTER as the directory receives it (local only: carries pointers).
 struct registration {
@@ -79,6 +78,8 @@ struct node::impl {
 };
 
 class dlq_file;
+/// Checks and recovers the DLQ directory (open_dlq_directory); throws std::system_error if unusable.
+void open_dlq(node::impl* core);
 /// DLQ actors (dlq_actor.cpp): spawned hidden (shutdown's await does not wait for them), flushed
 /// and stopped by shutdown after the agents; persist_remaining writes late arrivals without CAF.
 void spawn_dlq_actors(node::impl* core);
@@ -119,7 +120,8 @@ struct client_waiter {
   }
 };
 /// Spawns the topic actor of one subscription pattern (topic_actor.cpp).
-caf::actor spawn_topic(caf::local_actor* parent, node::impl* core, const std::string& pattern);
+/// A topic actor (topic_actor.cpp): one shard of the patterns' subscriber sets.
+caf::actor spawn_topic_shard(caf::local_actor* parent, node::impl* core);
 /// Spawns an actor agent (agent_actor.cpp); it starts when the directory sends it its endpoint.
 caf::actor spawn_agent(node::impl* core, std::shared_ptr<agent_boot> boot);
 

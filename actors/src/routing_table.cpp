@@ -52,7 +52,7 @@ std::size_t routing_table::remove_agent(subscriber_id id) {
   const std::shared_ptr<endpoint> ep = it->second;
   std::size_t removed = index_.remove_subscriber(id);
   if (auto m = memberships_.find(id); m != memberships_.end()) {
-    const std::vector<subscriber_id> gids = m->second;
+    const std::vector<subscriber_id> gids(m->second.begin(), m->second.end()); // leave_group edits the set
     for (subscriber_id gid : gids)
       removed += leave_group(gid, id) ? 1 : 0;
   }
@@ -93,8 +93,7 @@ topic_errc routing_table::subscribe_group(std::string_view pattern, std::string_
   }
   group_entry& g = groups_[git->second];
   add_member(g.set, ep->second);
-  auto& mine = memberships_[id];
-  if (std::find(mine.begin(), mine.end(), git->second) == mine.end()) mine.push_back(git->second);
+  memberships_[id].insert(git->second);
   return topic_errc::ok;
 }
 
@@ -102,7 +101,7 @@ bool routing_table::leave_group(subscriber_id gid, subscriber_id id) {
   const auto g = groups_.find(gid);
   if (g == groups_.end() || !remove_member(g->second.set, id)) return false;
   if (auto m = memberships_.find(id); m != memberships_.end()) {
-    m->second.erase(std::remove(m->second.begin(), m->second.end(), gid), m->second.end());
+    m->second.erase(gid);
     if (m->second.empty()) memberships_.erase(m);
   }
   if (g->second.set.members.empty()) { // the last member left: the group is gone

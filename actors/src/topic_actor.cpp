@@ -1,8 +1,15 @@
-// A topic actor owns the subscriber set of one subscription pattern: which agents subscribed to
-// it, plainly or in which queue group. It is the one that writes its pattern's entries into the
-// routing table, so subscription changes on different patterns proceed on different actors. An
-// actor whose set stays empty for node_config::topic_idle_reap asks the directory to reap it; the
-// directory agrees only if no subscription it forwarded is still on its way (the counts match).
+// Topic actors own the subscriber sets of subscription patterns: which agents subscribed to a
+// pattern, plainly or in which queue group, and they are the ones that write those entries into
+// the routing table. A node runs a fixed number of them (node_config::topic_shards) and a pattern
+// always goes to the same one (a hash of the pattern), so changes on different patterns proceed
+// on different actors while one pattern's changes stay in order.
+//
+// Why shards and not one actor per pattern (docs/architecture.md): unique inbox topics come and
+// go by the thousand. One actor per pattern cost ~2 KiB each while it lived, and a connection
+// closing with 100 000 subscriptions made 100 000 actors ready at once — CAF 0.17's
+// work-stealing queue steals from its tail in O(length), so that close took 51 s of node CPU.
+// A shard holds a pattern as a map entry, forgets an agent in O(its patterns), and the ready
+// queue never holds more than the shards.
 #include "node_impl.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -10,73 +17,82 @@
 #include <caf/stateful_actor.hpp>
 
 #include <set>
+#include <tuple>
+#include <unordered_map>
 
 namespace flowbus::actors {
 
-struct topic_state {
-  std::string pattern;
-  std::set<std::pair<subscriber_id, std::string>> members; ///< (agent, queue group or "")
-  std::uint64_t seen = 0;       ///< subscribe requests handled (the directory compares)
-  std::uint64_t idle_epoch = 0; ///< invalidates reap timers armed before a change
+struct topic_shard_state {
+  /// pattern -> (agent, queue group or "")
+  std::unordered_map<std::string, std::set<std::pair<subscriber_id, std::string>>> members;
+  /// agent -> its patterns here, each with how many memberships (groups) it has in it
+  std::unordered_map<subscriber_id, std::unordered_map<std::string, std::uint32_t>> of_agent;
   static inline const char* name = "flowbus.topic";
 };
 
 namespace {
-using topic_actor_t = caf::stateful_actor<topic_state>;
+using topic_actor_t = caf::stateful_actor<topic_shard_state>;
 
-void changed(topic_actor_t* self, node::impl* core) {
-  topic_state& st = self->state;
-  ++st.idle_epoch;
-  if (st.members.empty()) self->delayed_send(self, core->cfg.topic_idle_reap, reap_atom::value, st.idle_epoch);
+/// Whether `h` still has a membership in `pattern` here.
+bool member(const topic_shard_state& st, subscriber_id h, const std::string& pattern) {
+  const auto a = st.of_agent.find(h);
+  return a != st.of_agent.end() && a->second.count(pattern) != 0;
 }
 
-caf::behavior topic_actor(topic_actor_t* self, node::impl* core, std::string pattern) {
-  self->state.pattern = std::move(pattern);
+caf::behavior topic_actor(topic_actor_t* self, node::impl* core) {
   self->set_default_handler(caf::drop);
   return {
-      [=](subscribe_atom, subscriber_id h, const std::string& group, std::uint8_t policy) -> std::uint8_t {
-        topic_state& st = self->state;
-        ++st.seen;
-        st.members.emplace(h, group);
+      [=](subscribe_atom, subscriber_id h, const std::string& pattern, const std::string& group,
+          std::uint8_t policy) -> std::uint8_t {
+        topic_shard_state& st = self->state;
+        if (st.members[pattern].emplace(h, group).second) ++st.of_agent[h][pattern];
         core->routes.modify([&](routing_table& t) {
           if (group.empty())
-            t.subscribe(st.pattern, h);
+            t.subscribe(pattern, h);
           else
-            t.subscribe_group(st.pattern, group, static_cast<balance>(policy), h);
+            t.subscribe_group(pattern, group, static_cast<balance>(policy), h);
         });
-        changed(self, core);
         return static_cast<std::uint8_t>(errc::ok);
       },
-      [=](unsubscribe_atom, subscriber_id h, const std::string& group) -> std::uint8_t {
-        topic_state& st = self->state;
-        if (st.members.erase({h, group}) == 0) return static_cast<std::uint8_t>(errc::not_subscribed);
-        core->routes.modify([&](routing_table& t) { t.unsubscribe(st.pattern, group, h); });
-        changed(self, core);
-        return static_cast<std::uint8_t>(errc::ok);
+      // answers the outcome and whether the agent still has a membership in the pattern (another group)
+      [=](unsubscribe_atom, subscriber_id h, const std::string& pattern,
+          const std::string& group) -> std::tuple<std::uint8_t, bool> {
+        topic_shard_state& st = self->state;
+        const auto m = st.members.find(pattern);
+        if (m == st.members.end() || m->second.erase({h, group}) == 0)
+          return {static_cast<std::uint8_t>(errc::not_subscribed), member(st, h, pattern)};
+        if (m->second.empty()) st.members.erase(m);
+        auto& mine = st.of_agent[h];
+        if (auto p = mine.find(pattern); p != mine.end() && --p->second == 0) mine.erase(p);
+        if (mine.empty()) st.of_agent.erase(h);
+        core->routes.modify([&](routing_table& t) { t.unsubscribe(pattern, group, h); });
+        return {static_cast<std::uint8_t>(errc::ok), member(st, h, pattern)};
       },
       [=](forget_atom, subscriber_id h) { // the agent is gone; the directory removed its routes
-        topic_state& st = self->state;
-        const auto from = st.members.lower_bound({h, std::string()});
-        auto to = from;
-        while (to != st.members.end() && to->first == h)
-          ++to;
-        if (from == to) return;
-        st.members.erase(from, to);
-        changed(self, core);
+        topic_shard_state& st = self->state;
+        const auto a = st.of_agent.find(h);
+        if (a == st.of_agent.end()) return;
+        for (const auto& [pattern, n] : a->second) {
+          const auto m = st.members.find(pattern);
+          if (m == st.members.end()) continue;
+          for (auto it = m->second.lower_bound({h, std::string()}); it != m->second.end() && it->first == h;)
+            it = m->second.erase(it);
+          if (m->second.empty()) st.members.erase(m);
+        }
+        st.of_agent.erase(a);
       },
-      [=](reap_atom, std::uint64_t epoch) {
-        const topic_state& st = self->state;
-        if (st.members.empty() && epoch == st.idle_epoch)
-          self->send(core->dir, reap_atom::value, st.pattern, st.seen);
+      [=](topics_atom) {
+        std::vector<std::string> out;
+        out.reserve(self->state.members.size());
+        for (const auto& m : self->state.members)
+          out.push_back(m.first);
+        return out;
       },
-      [=](count_atom) { return static_cast<std::uint64_t>(self->state.members.size()); },
       [=](stop_atom) { self->quit(); },
   };
 }
 } // namespace
 
-caf::actor spawn_topic(caf::local_actor* parent, node::impl* core, const std::string& pattern) {
-  return parent->spawn(topic_actor, core, pattern);
-}
+caf::actor spawn_topic_shard(caf::local_actor* parent, node::impl* core) { return parent->spawn(topic_actor, core); }
 
 } // namespace flowbus::actors

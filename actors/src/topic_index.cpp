@@ -112,15 +112,14 @@ topic_errc topic_index::subscribe(std::string_view pattern, subscriber_id id) {
     added = insert_sorted(list ? *list : n->here, id);
   }
   if (added) {
-    by_subscriber_[id].emplace_back(pattern);
+    by_subscriber_[id].emplace(pattern);
     ++count_;
     changed();
   }
   return topic_errc::ok;
 }
 
-bool topic_index::unsubscribe(std::string_view pattern, subscriber_id id) {
-  if (validate_pattern(pattern) != topic_errc::ok) return false;
+bool topic_index::erase_entry(std::string_view pattern, subscriber_id id) {
   bool removed = false;
   if (pattern.find_first_of("*>") == std::string_view::npos) {
     scratch_.assign(pattern);
@@ -128,57 +127,67 @@ bool topic_index::unsubscribe(std::string_view pattern, subscriber_id id) {
       removed = erase_sorted(it->second, id);
       if (it->second.empty()) exact_.erase(it);
     }
-  } else {
-    // walk down, remembering the path so emptied nodes can be pruned (bounded memory under churn)
-    std::vector<std::pair<node*, std::string_view>> path;
-    node* n = root_.get();
-    bool found = true, gt = false;
-    for_each_token(pattern, [&](std::string_view tok, bool) {
-      if (tok == ">") {
-        gt = true;
-        return false;
-      }
-      node* next = nullptr;
-      if (tok == "*")
-        next = n->star.get();
-      else if (auto it = n->children.find(tok); it != n->children.end())
-        next = it->second.get();
-      if (!next) {
-        found = false;
-        return false;
-      }
-      path.emplace_back(n, tok);
-      n = next;
-      return true;
-    });
-    if (found) removed = erase_sorted(gt ? n->tail : n->here, id);
-    for (auto it = path.rbegin(); removed && it != path.rend(); ++it) {
-      auto [parent, tok] = *it;
-      node* child = tok == "*" ? parent->star.get() : parent->children.find(tok)->second.get();
-      if (!child->empty()) break;
-      if (tok == "*")
-        parent->star.reset();
-      else
-        parent->children.erase(parent->children.find(tok));
-    }
+    return removed;
   }
-  if (removed) {
-    auto& mine = by_subscriber_[id];
-    mine.erase(std::find(mine.begin(), mine.end(), pattern));
-    if (mine.empty()) by_subscriber_.erase(id);
-    --count_;
-    changed();
+  // walk down, remembering the path so emptied nodes can be pruned (bounded memory under churn)
+  std::vector<std::pair<node*, std::string_view>> path;
+  node* n = root_.get();
+  bool found = true, gt = false;
+  for_each_token(pattern, [&](std::string_view tok, bool) {
+    if (tok == ">") {
+      gt = true;
+      return false;
+    }
+    node* next = nullptr;
+    if (tok == "*")
+      next = n->star.get();
+    else if (auto it = n->children.find(tok); it != n->children.end())
+      next = it->second.get();
+    if (!next) {
+      found = false;
+      return false;
+    }
+    path.emplace_back(n, tok);
+    n = next;
+    return true;
+  });
+  if (found) removed = erase_sorted(gt ? n->tail : n->here, id);
+  for (auto it = path.rbegin(); removed && it != path.rend(); ++it) {
+    auto [parent, tok] = *it;
+    node* child = tok == "*" ? parent->star.get() : parent->children.find(tok)->second.get();
+    if (!child->empty()) break;
+    if (tok == "*")
+      parent->star.reset();
+    else
+      parent->children.erase(parent->children.find(tok));
   }
   return removed;
+}
+
+bool topic_index::unsubscribe(std::string_view pattern, subscriber_id id) {
+  if (validate_pattern(pattern) != topic_errc::ok) return false;
+  const auto mine = by_subscriber_.find(id);
+  if (mine == by_subscriber_.end()) return false;
+  const auto entry = mine->second.find(std::string(pattern));
+  if (entry == mine->second.end()) return false;
+  erase_entry(pattern, id);
+  mine->second.erase(entry);
+  if (mine->second.empty()) by_subscriber_.erase(mine);
+  --count_;
+  changed();
+  return true;
 }
 
 std::size_t topic_index::remove_subscriber(subscriber_id id) {
   const auto it = by_subscriber_.find(id);
   if (it == by_subscriber_.end()) return 0;
-  const std::vector<std::string> patterns = it->second; // unsubscribe edits the original
-  for (const std::string& p : patterns)
-    unsubscribe(p, id);
-  return patterns.size();
+  const std::size_t n = it->second.size();
+  for (const std::string& p : it->second)
+    erase_entry(p, id);
+  by_subscriber_.erase(it);
+  count_ -= n;
+  changed();
+  return n;
 }
 
 void topic_index::collect(std::string_view topic, match_scratch& s, subscriber_list& out) const {

@@ -29,11 +29,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,7 +73,8 @@ struct node_process {
     posix_spawn_file_actions_addclose(&fa, out[0]);
     const std::string mailbox = std::to_string(o.node_mailbox), io = std::to_string(o.node_io_threads);
     std::vector<std::string> args = {"flowbus", "node", "--port", "0", "--log-level", "warn",
-                                     "--mailbox", mailbox, "--io-threads", io};
+                                     "--mailbox", mailbox, "--io-threads", io,
+                                     "--max-subscriptions", std::to_string(std::max<std::size_t>(o.subscriptions, 100000))};
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());
@@ -95,15 +98,34 @@ struct node_process {
     port = static_cast<std::uint16_t>(std::atoi(line.c_str() + colon + 1));
     return port != 0;
   }
+  /// SIGTERM, then waits for the exit; its status.
+  int stop() {
+    if (pid <= 0) return -1;
+    kill(pid, SIGTERM);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    pid = -1;
+    return st;
+  }
   ~node_process() {
-    if (pid > 0) {
-      kill(pid, SIGTERM);
-      int st;
-      waitpid(pid, &st, 0);
-    }
+    stop();
     if (out_fd >= 0) close(out_fd);
   }
 };
+
+/// CPU time (user + system) a process has used, in ms (/proc/PID/stat).
+double cpu_ms(pid_t pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return 0;
+  char buf[1024];
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  const char* p = std::strrchr(buf, ')'); // the command may hold spaces; fields 14, 15 follow
+  unsigned long long utime = 0, stime = 0;
+  if (!p || std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) return 0;
+  return static_cast<double>(utime + stime) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 
 /// The subscribing side: `count` clients on `topic`, each with its own connection.
@@ -502,6 +524,73 @@ int run_connections(const bench_options& o) {
   return welcomed == o.connections ? 0 : 1;
 }
 
+/// Subscription churn at scale: one connection subscribes `subscriptions` distinct topics, closes
+/// (how long until the node has taken it down: its id registers again), then another subscribes
+/// and unsubscribes them all, and the node is stopped (how long after all that churn).
+int run_subscriptions(const bench_options& o) {
+  node_process np;
+  if (!np.start(o)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
+  const std::size_t n = o.subscriptions;
+  auto opts = [&](const std::string& id) {
+    transport::client_options co;
+    co.port = np.port;
+    co.id = id;
+    co.type = "bench";
+    co.reconnect = false;
+    co.max_queued = 1 << 22;
+    return co;
+  };
+  // subscribes (or unsubscribes) every topic; the rate of answered requests
+  auto all = [&](transport::client& c, bool sub) {
+    const auto t0 = clk::now();
+    std::size_t refused = 0;
+    for (std::size_t at = 0; at < n; at += 10000) { // answers in chunks: bounded memory here
+      std::vector<std::future<actors::errc>> answers;
+      for (std::size_t i = at; i < std::min(n, at + 10000); ++i) {
+        const std::string t = "_inbox.bench." + std::to_string(i);
+        answers.push_back(sub ? c.subscribe(t) : c.unsubscribe(t));
+      }
+      for (auto& a : answers)
+        if (a.get() != actors::errc::ok) ++refused;
+    }
+    if (refused) std::fprintf(stderr, "bench: %zu refused\n", refused);
+    return static_cast<double>(n) / std::chrono::duration<double>(clk::now() - t0).count();
+  };
+  double sub_rate = 0, close_ms = 0, close_cpu = 0;
+  {
+    transport::client holder(opts("bench-holder"));
+    if (holder.connect() != actors::errc::ok) return std::fprintf(stderr, "bench: cannot connect\n"), 1;
+    sub_rate = all(holder, true);
+    std::this_thread::sleep_for(200ms);
+    const double cpu0 = cpu_ms(np.pid);
+    const auto t0 = clk::now();
+    holder.close();
+    for (;;) { // the id is free once the node has taken the old connection down
+      transport::client again(opts("bench-holder"));
+      if (again.connect() == actors::errc::ok) break;
+      if (clk::now() - t0 > 300s) return std::fprintf(stderr, "bench: the close never finished\n"), 1;
+      std::this_thread::sleep_for(1ms);
+    }
+    close_ms = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
+    close_cpu = cpu_ms(np.pid) - cpu0;
+  }
+  transport::client churner(opts("bench-churner"));
+  if (churner.connect() != actors::errc::ok) return std::fprintf(stderr, "bench: cannot connect\n"), 1;
+  all(churner, true);
+  const double unsub_rate = all(churner, false);
+  churner.close();
+  const std::uint64_t rss = scheduling::resident_kib(np.pid);
+  const auto t0 = clk::now();
+  const int st = np.stop();
+  const double stop_ms = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
+  const std::string name = !o.name.empty() ? o.name : "ws_subscriptions_" + std::to_string(n);
+  std::printf("{\"bench\":\"%s\",\"subscriptions\":%zu,\"subscribe_per_s\":%.0f,\"unsubscribe_per_s\":%.0f,"
+              "\"close_ms\":%.1f,\"close_node_cpu_ms\":%.0f,\"stop_after_churn_ms\":%.1f,\"node_rss_kib\":%" PRIu64 "}\n",
+              name.c_str(), n, sub_rate, unsub_rate, close_ms, close_cpu, stop_ms, rss);
+  std::fflush(stdout);
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
+
 } // namespace
 
 int run_bench(const bench_options& o) {
@@ -513,7 +602,9 @@ int run_bench(const bench_options& o) {
   if (o.scenario == "connections") return run_connections(o);
   if (o.scenario == "latency" || o.scenario == "throughput") return run_pubsub(o);
   if (o.scenario == "priority") return run_priority(o);
-  std::fprintf(stderr, "bench: unknown scenario %s (latency, throughput, connections)\n", o.scenario.c_str());
+  if (o.scenario == "subscriptions") return run_subscriptions(o);
+  std::fprintf(stderr, "bench: unknown scenario %s (latency, throughput, connections, priority, subscriptions)\n",
+               o.scenario.c_str());
   return 2;
 }
 

@@ -12,7 +12,7 @@
 namespace flowbus::app {
 
 struct bench_options {
-  std::string scenario = "latency"; ///< latency | throughput | connections | priority
+  std::string scenario = "latency"; ///< latency | throughput | connections | priority | subscriptions
   std::string connect;              ///< host:port of a running node; empty: start one
   bool embedded = false;            ///< node, publisher and subscribers in this process
   double rate = 10000;              ///< latency, priority: messages offered per second (fixed intervals)
@@ -21,6 +21,7 @@ struct bench_options {
   std::size_t subscribers = 1;      ///< throughput: 1 (1->1) or more (fan-out)
   std::uint64_t messages = 1000000; ///< throughput: messages published
   std::size_t connections = 10000;  ///< connections: how many to open
+  std::size_t subscriptions = 100000; ///< subscriptions: distinct topics one connection subscribes
   std::size_t node_mailbox = 16384; ///< the started node's per-connection queue
   std::size_t node_io_threads = 1;
   std::uint32_t receive_buffer = 0; ///< subscribers' SO_RCVBUF (0: the kernel's autotuning)

@@ -34,8 +34,19 @@ int list(const dlq_options& o) {
     actors::dlq_file f(o.dir, k);
     actors::dlq_file::contents c;
     if (auto ec = f.load(c)) return fail("cannot read", f.path().string(), ec);
-    if (!o.json) std::printf("%s: %zu entries%s\n", actors::to_string(k), c.entries.size(),
-                             c.torn_bytes ? " (a torn record at the end is ignored)" : "");
+    if (!o.json) {
+      std::printf("%s: %zu entries\n", actors::to_string(k), c.entries.size());
+      if (c.damaged_bytes)
+        std::printf("  %llu damaged bytes in %llu places skipped (whole records after them are listed)\n",
+                    static_cast<unsigned long long>(c.damaged_bytes), static_cast<unsigned long long>(c.damaged_regions));
+      if (c.torn_bytes)
+        std::printf("  a torn record of %llu bytes at the end is ignored (a node cuts it before appending)\n",
+                    static_cast<unsigned long long>(c.torn_bytes));
+    } else if (c.damaged_bytes || c.torn_bytes) { // stdout stays one entry per line
+      std::fprintf(stderr, "flowbus dlq: %s: %llu damaged bytes in %llu places skipped, %llu torn bytes at the end\n",
+                   actors::to_string(k), static_cast<unsigned long long>(c.damaged_bytes),
+                   static_cast<unsigned long long>(c.damaged_regions), static_cast<unsigned long long>(c.torn_bytes));
+    }
     for (const auto& e : c.entries) {
       if (o.json) {
         nlohmann::json j{{"kind", actors::to_string(k)}, {"id", e.id}, {"reason", actors::to_string(e.reason)},

@@ -13,6 +13,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
+#include <system_error>
 #include <thread>
 
 namespace flowbus::app {
@@ -52,8 +54,16 @@ int run_node(const node_options& o) {
   cfg.pinning.enabled = o.pin;
   if (o.mailbox) cfg.mailbox_capacity = o.mailbox;
   cfg.dlq_directory = o.dlq_dir;
+  cfg.max_subscriptions = o.max_subscriptions;
   cfg.park_idle_workers = o.idle_workers == "park"; // the edge's traffic bypasses CAF: no polling workers
-  actors::node n(cfg);
+  std::optional<actors::node> node;
+  try {
+    node.emplace(cfg);
+  } catch (const std::system_error& e) { // e.g. --dlq-dir not a writable directory
+    std::fprintf(stderr, "flowbus node: cannot start: %s (%s)\n", e.what(), e.code().message().c_str());
+    return 1;
+  }
+  actors::node& n = *node;
   transport::server_options so;
   so.address = o.address;
   so.port = o.port;
@@ -84,9 +94,9 @@ int run_node(const node_options& o) {
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
         const auto s = server->stats();
         spdlog::info("flowbus node: {} connections, {} frames in, {} out, {} writes ({} batched), {} protocol errors, "
-                     "{} slow consumers, {} dead letters",
+                     "{} slow consumers, {} dead letters ({} not persisted)",
                      s.active, s.frames_in, s.frames_out, s.writes, s.batches, s.protocol_errors, s.slow_consumers,
-                     n.dead().total());
+                     n.dead().total(), n.dead().not_persisted());
       }
     });
   int sig = 0;
@@ -99,13 +109,17 @@ int run_node(const node_options& o) {
   server.reset();
   const actors::shutdown_report rep = n.shutdown();
   using ull = unsigned long long;
+  // with a DLQ directory, a dead letter that did not reach the disk is a lost message: said, and rc 1
+  const std::uint64_t lost = cfg.dlq_directory.empty() ? 0 : n.dead().not_persisted();
   std::printf("flowbus node: stopped; %llu connections served, %llu frames in, %llu out in %llu writes, %llu dead "
-              "letters, %s; flow control: %llu holds, %llu window waits, %llu buffer pauses\n",
+              "letters (%llu NOT persisted), %s; flow control: %llu holds, %llu window waits, %llu buffer pauses\n",
               static_cast<ull>(s.accepted), static_cast<ull>(s.frames_in), static_cast<ull>(s.frames_out),
-              static_cast<ull>(s.writes), static_cast<ull>(n.dead().total()), rep.drained ? "drained" : "NOT drained",
-              static_cast<ull>(s.holds),
-              static_cast<ull>(s.window_waits), static_cast<ull>(s.paused));
-  return rep.drained ? 0 : 1;
+              static_cast<ull>(s.writes), static_cast<ull>(n.dead().total()), static_cast<ull>(lost),
+              rep.drained ? "drained" : "NOT drained", static_cast<ull>(s.holds), static_cast<ull>(s.window_waits),
+              static_cast<ull>(s.paused));
+  if (lost) std::fprintf(stderr, "flowbus node: %llu dead letters could not be written to %s\n", static_cast<ull>(lost),
+                         cfg.dlq_directory.c_str());
+  return rep.drained && lost == 0 ? 0 : 1;
 }
 
 } // namespace flowbus::app

@@ -34,6 +34,16 @@ TEST_SUITE("agent_directory") {
     CHECK(dir.add(agent("", "worker"), t0, x) == directory_errc::invalid_id);
     CHECK(dir.add(agent(std::string(300, 'a'), "worker"), t0, x) == directory_errc::invalid_id);
     CHECK(dir.add(agent("agent-9", "worker", {}, 0ms), t0, x) == directory_errc::invalid_interval);
+    // issue 17.9: 2^42 ms overflowed the liveness clock and the agent was expired at once
+    CHECK(dir.add(agent("agent-9", "worker", {}, std::chrono::milliseconds(1LL << 42)), t0, x) ==
+          directory_errc::invalid_interval);
+    CHECK(dir.add(agent("agent-9", "worker", {}, max_heartbeat_interval + 1ms), t0, x) == directory_errc::invalid_interval);
+    {
+      agent_directory slow;
+      REQUIRE(slow.add(agent("agent-9", "worker", {}, max_heartbeat_interval), t0, x) == directory_errc::ok);
+      CHECK(slow.expire(t0 + 3 * max_heartbeat_interval).empty()); // the largest allowed interval does not overflow
+      CHECK(slow.expire(t0 + 3 * max_heartbeat_interval + 1ms).size() == 1);
+    }
     CHECK(dir.size() == 3);
     CHECK(dir.find("agent-2") == b);
     CHECK_FALSE(dir.find("nobody"));

@@ -2,6 +2,7 @@
 // the node's DLQ actors (dead letters persisted by kind, surviving a restart, replayed).
 #include <flowbus/actors/dlq.hpp>
 #include <flowbus/actors/node.hpp>
+#include <flowbus/codec/encoder.hpp>
 
 #include <doctest/doctest.h>
 
@@ -10,6 +11,9 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <csignal>
+#include <iterator>
+#include <sys/resource.h>
 #include <unistd.h>
 
 using namespace flowbus::actors;
@@ -42,6 +46,49 @@ dlq_entry entry(std::string recipient, std::string frame, dead_reason r = dead_r
   e.recipient = std::move(recipient);
   e.frame = std::move(frame);
   return e;
+}
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_file(const fs::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+void append_bytes(const fs::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::app);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// A full disk, in process: RLIMIT_FSIZE makes writes past `bytes` fail with EFBIG (SIGXFSZ ignored).
+struct file_size_limit {
+  rlimit old{};
+  explicit file_size_limit(std::uint64_t bytes) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    ::getrlimit(RLIMIT_FSIZE, &old);
+    rlimit l = old;
+    l.rlim_cur = bytes;
+    ::setrlimit(RLIMIT_FSIZE, &l);
+  }
+  ~file_size_limit() { ::setrlimit(RLIMIT_FSIZE, &old); }
+};
+
+// A unicast FLOW frame to `target` from "pub", as a DLQ entry keeps it.
+std::string unicast_frame(const std::string& target, const std::string& payload) {
+  flowbus::codec::encoder enc;
+  flowbus::codec::message m;
+  m.type = flowbus::codec::msg_type::task_assignment;
+  m.set(flowbus::codec::field::source, "pub");
+  m.set(flowbus::codec::field::target, target);
+  m.payload = flowbus::codec::bytes_view(std::string_view(payload));
+  std::string out(enc.literal_size(m), '\0');
+  const auto r = enc.encode(m, reinterpret_cast<flowbus::codec::byte*>(out.data()), out.size());
+  REQUIRE(r);
+  out.resize(r.size);
+  return out;
 }
 
 node_config with_dlq(const fs::path& dir) {
@@ -89,7 +136,7 @@ TEST_SUITE("dlq") {
     CHECK(c.entries.empty());
   }
 
-  TEST_CASE("file: a torn or damaged tail is ignored and reported; a missing file is empty") {
+  TEST_CASE("file: a missing file is empty; a torn tail is reported by the reader") {
     temp_dir d;
     dlq_file f(d.path, dlq_kind::unknown);
     dlq_file::contents c;
@@ -97,22 +144,207 @@ TEST_SUITE("dlq") {
     CHECK(c.entries.empty());
     std::vector<dlq_entry> batch{entry("a", "one"), entry("b", "two")};
     REQUIRE_FALSE(f.append(batch));
-    const auto size = fs::file_size(f.path());
-    { // a crash in the middle of a third append
-      std::ofstream out(f.path(), std::ios::binary | std::ios::app);
-      out.write("FDLQ\x40\0\0\0\1\2", 10);
-    }
+    append_bytes(f.path(), std::string("FDLQ\x40\0\0\0\1\2", 10)); // a crash in the middle of a third append
     REQUIRE_FALSE(f.load(c));
     CHECK(c.entries.size() == 2);
     CHECK(c.torn_bytes == 10);
-    { // flip a byte inside the second record: it and everything after are not trusted
-      std::fstream io(f.path(), std::ios::binary | std::ios::in | std::ios::out);
-      io.seekp(static_cast<std::streamoff>(size - 2));
-      io.put('!');
+    CHECK(c.damaged_bytes == 0);
+  }
+
+  // Regression (issue 17.1): the reader stopped at the first bad record and a restarted node
+  // appended after it, so everything written later was invisible. Cut the file at every byte
+  // offset of its last two records: a new writer cuts the torn tail and appends after the last
+  // whole record; every whole record before the cut and every new one is listed.
+  TEST_CASE("file: cut at every byte of the last records, a new writer truncates the torn tail and appends after it") {
+    temp_dir d;
+    std::vector<dlq_entry> first{entry("a", "alpha"), entry("b", "bravo"), entry("c", "charlie")};
+    std::vector<dlq_entry> last{entry("d", "delta-delta"), entry("e", std::string(40, 'e'))};
+    std::string full;
+    {
+      dlq_file f(d.path, dlq_kind::poison);
+      REQUIRE_FALSE(f.append(first));
+      REQUIRE_FALSE(f.append(last));
+      full = read_all(f.path());
     }
+    const std::uint64_t end_d = last[1].id;
+    std::size_t cuts = 0;
+    for (std::uint64_t cut = last[0].id; cut < full.size(); ++cut) {
+      CAPTURE(cut);
+      write_file(d.path / "poison.dlq", full.substr(0, cut));
+      dlq_file f(d.path, dlq_kind::poison); // a restarted node's writer
+      std::vector<dlq_entry> more{entry("f", "foxtrot")};
+      REQUIRE_FALSE(f.append(more));
+      const std::uint64_t whole = cut >= end_d ? end_d : last[0].id;
+      CHECK(more[0].id == whole);
+      CHECK(f.truncated_bytes() == cut - whole);
+      dlq_file::contents c;
+      REQUIRE_FALSE(f.load(c));
+      std::vector<std::string> got;
+      for (const auto& e : c.entries) got.push_back(e.recipient);
+      std::vector<std::string> want{"a", "b", "c"};
+      if (cut >= end_d) want.push_back("d");
+      want.push_back("f");
+      CHECK(got == want);
+      CHECK(c.torn_bytes == 0);
+      CHECK(c.damaged_bytes == 0);
+      // tombstones land where readers see them: a removal is not lost behind the damage
+      REQUIRE_FALSE(f.remove({c.entries.front().id}));
+      REQUIRE_FALSE(f.load(c));
+      CHECK(c.entries.size() == want.size() - 1);
+      ++cuts;
+    }
+    CHECK(cuts == full.size() - last[0].id);
+  }
+
+  TEST_CASE("file: garbage or a zero-filled tail is cut by recover(); nothing whole is lost") {
+    temp_dir d;
+    dlq_file f(d.path, dlq_kind::corruption);
+    std::vector<dlq_entry> batch{entry("a", "one"), entry("b", "two")};
+    REQUIRE_FALSE(f.append(batch));
+    const auto size = fs::file_size(f.path());
+    for (const std::string& tail : {std::string(4096, '\0'), std::string("garbage that is not a record, FDLQ inside it"),
+                                    std::string("FDLQ")}) {
+      append_bytes(f.path(), tail);
+      dlq_file fresh(d.path, dlq_kind::corruption);
+      dlq_file::recovery r;
+      REQUIRE_FALSE(fresh.recover(r));
+      CHECK(r.truncated_bytes == tail.size());
+      CHECK(r.whole_end == size);
+      CHECK(fs::file_size(f.path()) == size);
+      dlq_file::contents c;
+      REQUIRE_FALSE(fresh.load(c));
+      CHECK(c.entries.size() == 2);
+      CHECK(c.torn_bytes == 0);
+    }
+    dlq_file missing(d.path, dlq_kind::poison);
+    dlq_file::recovery r;
+    REQUIRE_FALSE(missing.recover(r)); // a missing file stays missing
+    CHECK_FALSE(fs::exists(missing.path()));
+  }
+
+  TEST_CASE("file: the reader resynchronises past a damaged record in the middle and counts it") {
+    temp_dir d;
+    dlq_file f(d.path, dlq_kind::unknown);
+    std::vector<dlq_entry> batch{entry("a", "one"), entry("b", "two"), entry("c", "three"), entry("d", "four")};
+    REQUIRE_FALSE(f.append(batch));
+    const std::string full = read_all(f.path());
+    const std::uint64_t b_size = batch[2].id - batch[1].id;
+    SUBCASE("a flipped byte in b's body") {
+      std::string bad = full;
+      bad[batch[1].id + 20] ^= 0x40;
+      write_file(f.path(), bad);
+    }
+    SUBCASE("b's magic overwritten") {
+      std::string bad = full;
+      bad[batch[1].id] = 'X';
+      write_file(f.path(), bad);
+    }
+    SUBCASE("b's length made huge") {
+      std::string bad = full;
+      bad[batch[1].id + 7] = '\x7f';
+      write_file(f.path(), bad);
+    }
+    dlq_file::contents c;
     REQUIRE_FALSE(f.load(c));
-    CHECK(c.entries.size() == 1);
-    CHECK(c.torn_bytes == fs::file_size(f.path()) - batch[1].id);
+    std::vector<std::string> got;
+    for (const auto& e : c.entries) got.push_back(e.recipient);
+    CHECK(got == std::vector<std::string>{"a", "c", "d"});
+    CHECK(c.damaged_regions == 1);
+    CHECK(c.damaged_bytes == b_size);
+    CHECK(c.torn_bytes == 0);
+    // a writer keeps the damage in the middle (readers skip it) and appends after the last record
+    std::vector<dlq_entry> more{entry("e", "five")};
+    REQUIRE_FALSE(f.append(more));
+    CHECK(more[0].id == full.size());
+    REQUIRE_FALSE(f.load(c));
+    CHECK(c.entries.size() == 4);
+  }
+
+  // Regression (issue 17.2's disk side): a write the disk refuses (here: the file-size limit,
+  // EFBIG, as a full disk gives ENOSPC) leaves nothing of the batch behind.
+  TEST_CASE("file: an append the disk refuses is undone; the next append succeeds after the whole records") {
+    temp_dir d;
+    dlq_file f(d.path, dlq_kind::poison);
+    std::vector<dlq_entry> batch{entry("a", "one")};
+    REQUIRE_FALSE(f.append(batch));
+    const auto size = fs::file_size(f.path());
+    std::vector<dlq_entry> big;
+    for (int i = 0; i < 20; ++i) big.push_back(entry("big" + std::to_string(i), std::string(100, 'x')));
+    {
+      file_size_limit limit(size + 300); // room for two or three of them, not twenty
+      CHECK(f.append(big));
+    }
+    CHECK(fs::file_size(f.path()) == size);
+    std::vector<dlq_entry> more{entry("b", "two")};
+    REQUIRE_FALSE(f.append(more));
+    dlq_file::contents c;
+    REQUIRE_FALSE(f.load(c));
+    REQUIRE(c.entries.size() == 2);
+    CHECK(c.entries[1].recipient == "b");
+  }
+
+  TEST_CASE("directory: not a directory, under a file, or not writable is refused with the path; the node refuses to start") {
+    temp_dir d;
+    write_file(d.path / "plain", "x");
+    std::array<dlq_file::recovery, dlq_kind_count> rec;
+    std::string what;
+    CHECK(open_dlq_directory(d.path / "plain", what, rec) == std::make_error_code(std::errc::not_a_directory));
+    CHECK(what == (d.path / "plain").string());
+    CHECK(open_dlq_directory(d.path / "plain" / "sub", what, rec));
+    CHECK(open_dlq_directory("/proc/flowbus-dlq-test", what, rec)); // even root cannot create it
+    CHECK_THROWS_AS(node(with_dlq(d.path / "plain")), std::system_error);
+    // a new directory is created, and a usable one is accepted
+    CHECK_FALSE(open_dlq_directory(d.path / "new" / "dlq", what, rec));
+    CHECK(fs::is_directory(d.path / "new" / "dlq"));
+    CHECK(std::distance(fs::directory_iterator(d.path / "new" / "dlq"), fs::directory_iterator{}) == 0); // no probe left
+  }
+
+  TEST_CASE("node: at start a torn tail is cut and counted; replay is idempotent after it") {
+    temp_dir d;
+    {
+      dlq_file f(d.path, dlq_kind::agent_unavailable);
+      std::vector<dlq_entry> batch;
+      for (int i = 0; i < 3; ++i) {
+        dlq_entry e = make_dlq_entry(dead_letter{dead_reason::agent_unavailable, {}, "late", {}, 1});
+        e.frame = unicast_frame("late", "task " + std::to_string(i));
+        batch.push_back(std::move(e));
+      }
+      REQUIRE_FALSE(f.append(batch));
+      append_bytes(f.path(), std::string("FDLQ\x40\0\0\0torn", 12));
+    }
+    node n(with_dlq(d.path));
+    CHECK(n.dead().torn_cut() == 12);
+    auto worker = n.connect({"late", "test"});
+    REQUIRE(worker.has_value());
+    auto r = n.dlq_replay(dlq_kind::agent_unavailable);
+    CHECK_FALSE(r.error);
+    CHECK(r.replayed == 3);
+    for (int i = 0; i < 3; ++i) REQUIRE((*worker)->receive(2s));
+    auto again = n.dlq_replay(dlq_kind::agent_unavailable);
+    CHECK_FALSE(again.error);
+    CHECK(again.replayed == 0); // the removals were not hidden behind the torn record
+    CHECK_FALSE((*worker)->receive(100ms));
+  }
+
+  TEST_CASE("node: dead letters the disk refuses are counted as not persisted, not as persisted") {
+    temp_dir d;
+    node n(with_dlq(d.path));
+    auto pub = n.connect({"pub", "test"});
+    REQUIRE(pub.has_value());
+    {
+      file_size_limit limit(0); // a full disk: no byte fits
+      for (int i = 0; i < 40; ++i) (void)(*pub)->send_to("nobody", "task " + std::to_string(i));
+      REQUIRE(n.dlq_flush());
+    }
+    CHECK(n.dead().count(dead_reason::agent_unavailable) == 40);
+    CHECK(n.dead().not_persisted() == 40);
+    CHECK(n.dead().persisted(dlq_kind::agent_unavailable) == 0);
+    (void)(*pub)->send_to("nobody", "after the disk has room");
+    REQUIRE(n.dlq_flush());
+    CHECK(n.dead().persisted(dlq_kind::agent_unavailable) == 1);
+    std::vector<dlq_entry> listed;
+    REQUIRE_FALSE(n.dlq_list(dlq_kind::agent_unavailable, listed));
+    CHECK(listed.size() == 1);
   }
 
   TEST_CASE("kinds: every dead reason maps to one of the six queues, names parse back") {

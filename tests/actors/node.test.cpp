@@ -321,9 +321,9 @@ TEST_SUITE("node") {
     CHECK(n.agents().size() == 2);
   }
 
-  TEST_CASE("topic actors own the subscriber sets; idle ones are reaped, and come back on demand") {
+  TEST_CASE("topic actors own the subscriber sets: a pattern lives while it has members, and comes back on demand") {
     node_config cfg = small();
-    cfg.topic_idle_reap = 30ms;
+    cfg.topic_shards = 3; // patterns share shards: each must keep its own members
     node n(cfg);
     auto a = connect(n, spec("a", {"jobs.>", "news.tech"}));
     auto b = connect(n, spec("b"));
@@ -342,12 +342,29 @@ TEST_SUITE("node") {
     CHECK(n.topics() == std::vector<std::string>{"jobs.>"});
     CHECK(b->unsubscribe("jobs.>", "pool") == errc::ok);
     CHECK(eventually({}));
-    // a reaped pattern gets a new topic actor on the next subscription, and routes again
+    // a pattern that went away is taken up again by the next subscription, and routes again
     CHECK(b->subscribe("news.tech") == errc::ok);
     auto pub = connect(n, spec("pub"));
     CHECK(pub->publish("news.tech", "again").delivered == 1);
     CHECK(drain(*b) == std::vector<std::string>{"again"});
     CHECK(n.topics() == std::vector<std::string>{"news.tech"});
+  }
+
+  TEST_CASE("an agent holds at most max_subscriptions patterns: beyond, too_many_subscriptions") {
+    node_config cfg = small();
+    cfg.max_subscriptions = 3;
+    node n(cfg);
+    CHECK(n.connect(spec("greedy", {"a", "b", "c", "d"})).error() == errc::too_many_subscriptions);
+    auto a = connect(n, spec("a", {"one", "two"}));
+    CHECK(a->subscribe("three") == errc::ok);
+    CHECK(a->subscribe("four") == errc::too_many_subscriptions);
+    CHECK(a->subscribe("two") == errc::ok);              // one it holds: not a new one
+    CHECK(a->subscribe_group("two", "pool") == errc::ok); // the same pattern in a group: still three patterns
+    CHECK(a->unsubscribe("one") == errc::ok);
+    CHECK(a->subscribe("four") == errc::ok); // room again
+    auto pub = connect(n, spec("pub"));
+    CHECK(pub->publish("four", "x").delivered == 1);
+    CHECK(pub->publish("one", "x").delivered == 0);
   }
 
   TEST_CASE("registration refusals are typed") {

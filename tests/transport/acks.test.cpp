@@ -136,6 +136,44 @@ TEST_SUITE("acks") {
     CHECK(e.node.dead().total() == 0); // nobody listened: nothing to deliver (as a NATS publish), the publisher was told
   }
 
+  // Regression (issue 17.3): with the node gone, publish_acked stayed pending for ever (12 s and
+  // more) — its frame sat in the client's queue, and an unwritten frame spent no attempts.
+  TEST_CASE("the node gone: publish_acked resolves with a typed error within its attempts, reconnecting or not") {
+    auto e = std::make_unique<edge>();
+    const std::uint16_t port = e->port();
+    SUBCASE("reconnect off: node_stopped at once, also for what was queued") {
+      auto o = client_for(port, "pub");
+      o.ack_timeout = 100ms;
+      o.ack_attempts = 3;
+      transport::client pub(o);
+      REQUIRE(pub.connect() == actors::errc::ok);
+      e.reset(); // the node goes away
+      REQUIRE(eventually([&] { return !pub.connected(); }));
+      auto f = pub.publish_acked("jobs", "after the loss");
+      REQUIRE(f.wait_for(2s) == std::future_status::ready);
+      CHECK(f.get() == actors::errc::node_stopped);
+      CHECK(pub.publish("jobs", "plain") == actors::errc::node_stopped);
+    }
+    SUBCASE("reconnecting to a node that does not come back: timeout after ack_attempts x ack_timeout") {
+      auto o = quick_reconnect_opts(port, "pub");
+      o.ack_timeout = 100ms;
+      o.ack_attempts = 3;
+      transport::client pub(o);
+      REQUIRE(pub.connect() == actors::errc::ok);
+      e.reset();
+      REQUIRE(eventually([&] { return !pub.connected(); }));
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<std::future<actors::errc>> fs;
+      for (int i = 0; i < 10; ++i) fs.push_back(pub.publish_acked("jobs", "while away"));
+      for (auto& f : fs) {
+        REQUIRE(f.wait_for(5s) == std::future_status::ready); // was: pending until close()
+        CHECK(f.get() == actors::errc::timeout);
+      }
+      CHECK(std::chrono::steady_clock::now() - t0 >= 300ms); // its attempts were spent, not cut short
+      CHECK(pub.stats().redelivered == 0);                  // nothing was written: nothing copied again
+    }
+  }
+
   TEST_CASE("no ACK in time: the publisher sends again, the subscriber handles each message once") {
     actors::node_config c = small_node();
     c.buffers = {{{256, 64}}, -1, false, false, 0}; // the node soon has no buffer: the publisher is paused

@@ -112,6 +112,11 @@ TEST_SUITE("bad_input") {
         {"a duplicate agent id",
          [](raw_peer& p) { p.send_register("healthy-sub"); },
          code_of(reason::registration_refused), websocket::close_code::policy_error},
+        // issue 17.9: 2^42 ms overflowed the node's liveness clock and the agent was taken down
+        // at once; it is refused as invalid, typed, and no clock is left running for it
+        {"a heartbeat interval of 2^42 ms",
+         [](raw_peer& p) { p.send_register("forever", {}, std::uint64_t{1} << 42); },
+         code_of(reason::registration_refused), websocket::close_code::policy_error},
     };
 
     edge e;
@@ -151,6 +156,23 @@ TEST_SUITE("bad_input") {
     REQUIRE(seen.size() == 2);
     CHECK(seen[0].error_code == code_of(actors::errc::duplicate_agent));
     CHECK(seen[1].error_code == code_of(reason::registration_refused));
+  }
+
+  TEST_CASE("a heartbeat interval above 24 h is refused as invalid_agent; 24 h itself is taken") {
+    edge e;
+    raw_peer forever(e.port());
+    forever.send_register("forever", {}, std::uint64_t{1} << 42);
+    const auto seen = forever.until_closed();
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0].error_code == code_of(actors::errc::invalid_agent));
+    CHECK(e.node.agents().empty());
+    raw_peer day(e.port());
+    day.send_register("a-day", {}, 24ull * 3600 * 1000);
+    auto w = day.next();
+    REQUIRE(w);
+    CHECK(w->type == codec::msg_type::welcome);
+    std::this_thread::sleep_for(200ms);
+    CHECK(e.node.agents().size() == 1); // not taken down at once, as 2^42 ms was
   }
 
   TEST_CASE("a message above the maximum closes the connection as too large") {

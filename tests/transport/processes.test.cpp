@@ -1,6 +1,7 @@
 // End to end across processes: the node runs as its own process (`flowbus node`), agents connect
 // to it over loopback from this one — pub/sub, request/reply, a queue group, bad input from one
 // peer while the others go on, and reconnect after the node process is killed and started again.
+#include "transport/node_process.hpp"
 #include "transport/transport_support.hpp"
 
 #include <flowbus/transport/client.hpp>
@@ -17,62 +18,12 @@
 #include <string>
 #include <vector>
 
-extern char** environ;
 
 using namespace flowbus;
 using namespace flowbus::test;
 using actors::errc;
 
 namespace {
-
-/// `flowbus node` in a child process on 127.0.0.1 (`port` 0: any free port, read from its first line).
-struct node_process {
-  pid_t pid = -1;
-  std::uint16_t port = 0;
-  int out = -1; ///< its standard output, open until it exits (it prints its stop line there)
-
-  explicit node_process(std::uint16_t want = 0) {
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    out = fds[0];
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    std::vector<std::string> args = {FLOWBUS_EXE, "node", "--port", std::to_string(want), "--log-level", "warn"};
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const int rc = posix_spawn(&pid, FLOWBUS_EXE, &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    REQUIRE(rc == 0);
-    // "flowbus node: listening on ws://127.0.0.1:PORT (...)"
-    std::string line;
-    char c;
-    while (read(out, &c, 1) == 1 && c != '\n')
-      line += c;
-    const auto at = line.find("ws://");
-    REQUIRE_MESSAGE(at != std::string::npos, "the node process did not start: '" << line << "'");
-    port = static_cast<std::uint16_t>(std::atoi(line.c_str() + line.find(':', at + 5) + 1));
-    REQUIRE(port != 0);
-  }
-  node_process(const node_process&) = delete;
-  node_process& operator=(const node_process&) = delete;
-
-  /// Stops the process with `sig` and reaps it; its exit status.
-  int stop(int sig = SIGTERM) {
-    if (pid <= 0) return -1;
-    kill(pid, sig);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    pid = -1;
-    close(out);
-    return st;
-  }
-  ~node_process() { stop(SIGKILL); }
-};
 
 } // namespace
 

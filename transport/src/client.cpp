@@ -29,6 +29,7 @@
 #include <optional>
 #include <random>
 #include <thread>
+#include <list>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -108,7 +109,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   outbound_batch direct_batch;   ///< a sender's direct write: the frame numbered and checksummed
   std::vector<unsigned char> direct_wire; ///< ... and masked
   std::mt19937_64 direct_rng{std::random_device{}()};
-  std::vector<subscription> subs;
+  /// in subscribe order (handlers are looked up first match first; re-subscribed in this order);
+  /// sub_index finds one by pattern and group, so unsubscribing is O(1), not O(subscriptions)
+  std::list<subscription> subs;
+  std::unordered_map<std::string, std::list<subscription>::iterator> sub_index;
+  static std::string sub_key(const std::string& pattern, const std::string& group) { return pattern + '\x1f' + group; }
   std::unordered_map<std::uint64_t, std::shared_ptr<std::promise<errc>>> sub_acks;
   std::unordered_map<std::uint64_t, pending_request> requests;
   /// When to look at a request (its timeout) or an acknowledged publish (its redelivery): 1 ms
@@ -119,6 +124,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::optional<std::promise<errc>> welcome;
   message_handler fallback;
   std::atomic<bool> registered{false}, closing{false}, started{false};
+  /// reconnect off and the connection lost: nothing will be written any more, sends say node_stopped
+  std::atomic<bool> gone{false};
   std::atomic<std::uint64_t> next_corr{1}, next_token{1};
   std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0}, holds{0}, unsent{0},
       acked{0}, redelivered{0}, duplicates{0}, handler_failures{0}, blocked_sends{0}, direct_writes{0};
@@ -149,7 +156,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   errc enqueue(codec::message& msg) {
     {
       std::unique_lock<std::mutex> g(m);
-      if (closing.load()) return errc::node_stopped;
+      if (closing.load() || gone.load()) return errc::node_stopped;
       if (queued.load(std::memory_order_relaxed) >= opt.max_queued) {
         if (opt.max_block.count() <= 0) return errc::mailbox_full;
         // wait for the I/O thread to drain half the queue (it signals `room` then)
@@ -764,16 +771,19 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
           auto it = self->unacked.find(t.second);
           if (it == self->unacked.end()) return; // acknowledged
           auto& u = it->second;
-          if (self->sent.load(std::memory_order_relaxed) < u.written_by) { // still in our own queue:
-            self->schedule_locked(timer_kind::ack, t.second, now + self->opt.ack_timeout); // no copy
-            return;
-          }
+          // attempts are spent by time, written or not: a message still in our own queue (the
+          // node gone, or holding us) is not copied again, but its ack_timeouts count all the
+          // same, so the future resolves within ack_attempts x ack_timeout whatever the link does
           if (u.attempts >= self->opt.ack_attempts) {
             gave_up.push_back(std::move(u.done));
             self->unacked.erase(it);
             return;
           }
           ++u.attempts;
+          if (self->sent.load(std::memory_order_relaxed) < u.written_by) { // still queued: no copy
+            self->schedule_locked(timer_kind::ack, t.second, now + self->opt.ack_timeout);
+            return;
+          }
           self->resend_locked(u);
           self->schedule_locked(timer_kind::ack, t.second, now + self->opt.ack_timeout);
           resent = true;
@@ -801,8 +811,10 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
     writing = false;
     if (closing.load()) return;
     if (was) spdlog::info("flowbus client {}: connection lost ({}): reconnecting", opt.id, why);
-    if (!opt.reconnect) {
+    if (!opt.reconnect) { // nothing pending can be answered any more: say so now
+      gone.store(true);
       answer_welcome(errc::node_stopped);
+      fail_pending(errc::node_stopped);
       return;
     }
     // exponential backoff with full jitter: uniform in [0, min(max, initial * 2^(n-1))]
@@ -832,17 +844,29 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
       thread.join();
       unsent.store(queued.load(std::memory_order_relaxed), std::memory_order_relaxed);
     }
+    fail_pending(errc::node_stopped);
     std::lock_guard<std::mutex> g(m);
-    for (auto& a : sub_acks)
-      a.second->set_value(errc::node_stopped);
-    sub_acks.clear();
-    for (auto& r : requests)
-      r.second.done(reply_result{errc::node_stopped, {}, {}});
-    requests.clear();
-    for (auto& u : unacked)
-      u.second.done->set_value(errc::node_stopped);
-    unacked.clear();
     if (welcome) welcome->set_value(errc::node_stopped), welcome.reset();
+  }
+
+  /// Answers every pending subscription, request and acknowledged publish with `e` (outside the
+  /// lock: a request's callback may call back into the client).
+  void fail_pending(errc e) {
+    decltype(sub_acks) sub_answers;
+    decltype(requests) reqs;
+    decltype(unacked) acks;
+    {
+      std::lock_guard<std::mutex> g(m);
+      sub_answers.swap(sub_acks);
+      reqs.swap(requests);
+      acks.swap(unacked);
+    }
+    for (auto& a : sub_answers)
+      a.second->set_value(e);
+    for (auto& r : reqs)
+      r.second.done(reply_result{e, {}, {}});
+    for (auto& u : acks)
+      u.second.done->set_value(e);
   }
 
   bool joined_within(std::chrono::milliseconds d) {
@@ -922,15 +946,20 @@ std::future<errc> client::subscribe(std::string pattern, message_handler h, std:
     return refused.get_future();
   }
   return impl_->change(codec::msg_type::subscribe, pattern, group, [&] {
-    impl_->subs.push_back(subscription{pattern, group, std::move(h)});
+    auto& i = *impl_;
+    auto [at, fresh] = i.sub_index.try_emplace(impl::sub_key(pattern, group));
+    if (fresh) at->second = i.subs.insert(i.subs.end(), subscription{pattern, group, std::move(h)});
+    else at->second->handler = std::move(h); // the same subscription again: its handler is the new one
   });
 }
 
 std::future<errc> client::unsubscribe(std::string pattern, std::string group) {
   return impl_->change(codec::msg_type::unsubscribe, pattern, group, [&] {
-    auto& s = impl_->subs;
-    s.erase(std::remove_if(s.begin(), s.end(), [&](const subscription& x) { return x.pattern == pattern && x.group == group; }),
-            s.end());
+    auto& i = *impl_;
+    if (auto at = i.sub_index.find(impl::sub_key(pattern, group)); at != i.sub_index.end()) {
+      i.subs.erase(at->second);
+      i.sub_index.erase(at);
+    }
   });
 }
 

@@ -4,6 +4,7 @@
 
 #include <flowbus/codec/clock.hpp>
 
+#include <flowbus/actors/agent_directory.hpp> // max_heartbeat_interval
 #include <flowbus/actors/endpoint.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
@@ -513,9 +514,13 @@ private:
       if (e.id == codec::field::subscription) spec.subscriptions.emplace_back(e.key);
       if (e.id == codec::field::header) spec.metadata.emplace_back(std::string(e.key), std::string(e.value));
     }
+    // the directory refuses an interval above max_heartbeat_interval (typed: invalid_agent); our
+    // own clock never holds more than that, so nothing overflows meanwhile (2^42 ms did)
     const std::uint64_t hb = m.num(codec::field::heartbeat_ms);
-    heartbeat_ = hb ? std::chrono::milliseconds(hb) : core_.opt.heartbeat_default;
-    spec.heartbeat_interval = heartbeat_;
+    constexpr auto most = static_cast<std::uint64_t>(actors::max_heartbeat_interval.count());
+    spec.heartbeat_interval = hb ? std::chrono::milliseconds(std::min<std::uint64_t>(hb, most + 1))
+                                 : core_.opt.heartbeat_default;
+    heartbeat_ = std::min(spec.heartbeat_interval, actors::max_heartbeat_interval);
     spec.priority = static_cast<codec::priority>(m.prio);
     spec.mailbox_capacity = core_.opt.mailbox_capacity;
     agent_id_ = spec.id;

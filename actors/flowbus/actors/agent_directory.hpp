@@ -35,12 +35,17 @@ struct agent_info {
   std::vector<std::pair<std::string, std::string>> metadata;
 };
 
+/// The longest heartbeat interval an agent may register with: its liveness clock (missed_allowed
+/// intervals, in steady_clock's nanoseconds) must not overflow, and an agent silent for a day is
+/// not alive in any sense a bus can use.
+inline constexpr std::chrono::milliseconds max_heartbeat_interval{24 * 3600 * 1000};
+
 enum class directory_errc : std::uint8_t {
   ok = 0,
   invalid_id,       ///< empty, or longer than max_topic_bytes
   duplicate_id,     ///< an agent with this id is registered
   unknown_agent,    ///< no agent with this handle
-  invalid_interval, ///< heartbeat interval not positive
+  invalid_interval, ///< heartbeat interval not positive, or above max_heartbeat_interval
 };
 const char* to_string(directory_errc e) noexcept;
 

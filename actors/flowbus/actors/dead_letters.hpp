@@ -79,6 +79,10 @@ public:
   std::uint64_t persisted(dlq_kind kind) const;
   /// Entries that did not reach the disk (queue full, or a write error), all kinds.
   std::uint64_t not_persisted() const;
+  /// Torn-tail bytes cut off the DLQ files (a crash or a full disk mid-append), at start or
+  /// before an append.
+  void torn_cut(std::uint64_t bytes);
+  std::uint64_t torn_cut() const;
 
 private:
   mutable std::mutex m_;
@@ -91,6 +95,7 @@ private:
   std::array<std::vector<dead_letter>, dlq_kind_count> unpersisted_;
   std::array<std::uint64_t, dlq_kind_count> persisted_{};
   std::uint64_t not_persisted_ = 0;
+  std::uint64_t torn_cut_ = 0;
 };
 
 } // namespace flowbus::actors

@@ -10,13 +10,23 @@
 //   u8 reason · u32 attempts · u64 first_ns · u64 last_ns (wall clock) · u16 + source ·
 //   u16 + recipient · u32 + frame (the original FLOW frame, as sent)
 // and for a tombstone the u64 id of the entry it removes. An entry's id is its record's offset in
-// the file. A torn record at the tail (a crash mid-append) is ignored and reported as torn bytes.
+// the file.
+//
+// Recovery, as a write-ahead log does it: a crash or a full disk can leave a partial record at the
+// end. Before it appends (and when the node opens its directory) a writer finds the end of the
+// last whole record (magic, length and CRC all good), truncates the torn tail after it, fdatasyncs,
+// and appends there, so what it writes next is never hidden behind the damage. A reader that meets
+// a damaged record in the middle resynchronises on the next whole record (magic + length + CRC)
+// and counts the damaged bytes; it never silently stops. A failed append is undone (the file is cut
+// back to where it started), so a batch is on disk whole or not at all. Creating a file fsyncs the
+// directory, so the file itself survives a crash.
 #pragma once
 
 #include <flowbus/actors/agent.hpp>
 #include <flowbus/actors/dead_letters.hpp>
 #include <flowbus/actors/errc.hpp>
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -49,13 +59,29 @@ public:
   const std::filesystem::path& path() const noexcept { return path_; }
 
   /// Appends the entries (setting their ids) and fdatasyncs once: on return they are on disk.
+  /// A torn tail left by an earlier writer is truncated first (see recover()). On an error nothing
+  /// of the batch stays in the file.
   std::error_code append(std::vector<dlq_entry>& entries);
   struct contents {
     std::vector<dlq_entry> entries; ///< live entries, oldest first
-    std::uint64_t tombstones = 0, torn_bytes = 0;
+    std::uint64_t tombstones = 0;
+    std::uint64_t torn_bytes = 0;      ///< after the last whole record (a crash mid-append)
+    std::uint64_t damaged_bytes = 0;   ///< skipped between whole records (resynchronised)
+    std::uint64_t damaged_regions = 0; ///< how many such stretches
   };
   /// Reads the live entries (a missing file is empty).
   std::error_code load(contents& out) const;
+  /// What recover() found.
+  struct recovery {
+    std::uint64_t whole_end = 0;       ///< where the last whole record ends: the file's size after
+    std::uint64_t truncated_bytes = 0; ///< the torn tail cut off
+    std::uint64_t damaged_bytes = 0;   ///< damage between whole records, left for readers to skip
+  };
+  /// Truncates a torn tail (everything after the last whole record) and fdatasyncs; a missing file
+  /// is left missing. Holds the file's flock.
+  std::error_code recover(recovery& out);
+  /// Torn-tail bytes this object has cut off, by recover() and before appends.
+  std::uint64_t truncated_bytes() const noexcept { return truncated_; }
   /// Removes entries by id (appends tombstones; unknown ids are ignored).
   std::error_code remove(const std::vector<std::uint64_t>& ids);
   /// Empties the file.
@@ -64,7 +90,17 @@ public:
 private:
   std::filesystem::path path_;
   dlq_kind kind_;
+  /// Where this object last saw the file end on a whole record (appends check only what follows).
+  std::uint64_t verified_end_ = 0;
+  std::uint64_t truncated_ = 0;
 };
+
+/// Makes `dir` usable as a DLQ directory: creates it if missing (fsyncing its parent), checks it is
+/// a directory this process can create files in (a probe file), that every existing queue file
+/// opens for appending, and recovers each (recover()). Returns the first problem, with `what` set
+/// to the path it concerns; `recovered` gets each kind's recovery.
+std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string& what,
+                                   std::array<dlq_file::recovery, dlq_kind_count>& recovered);
 
 /// Re-sends a dead letter's original message with the same destination (topic, agent, capability
 /// or broadcast), type, priority, correlation id, message id and deadline, through any sender with

@@ -22,6 +22,7 @@ enum class errc : std::uint8_t {
   node_stopped,       ///< the node is shutting down or stopped
   not_subscribed,     ///< unsubscribe of a pattern the agent did not have
   circuit_open,       ///< the recipient's circuit breaker is open (the message went to dead letters)
+  too_many_subscriptions, ///< the agent holds node_config::max_subscriptions already
 };
 
 const char* to_string(errc e) noexcept;

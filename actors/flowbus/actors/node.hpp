@@ -64,7 +64,11 @@ struct node_config {
   std::string dlq_directory;
   std::size_t dlq_pending_bound = 65536; ///< per kind, waiting for the disk; beyond: counted, not kept
   std::chrono::milliseconds drain_timeout{5000}; ///< shutdown waits this long for in-flight messages
-  std::chrono::milliseconds topic_idle_reap{30000}; ///< a topic actor without subscribers this long ends
+  /// Topic actors: each owns the subscriber sets of the patterns that hash to it (topic_actor.cpp).
+  std::size_t topic_shards = 16;
+  /// Patterns one agent may be subscribed to at once (plain or in queue groups); a subscription
+  /// beyond is refused with errc::too_many_subscriptions (REGISTER's own list included).
+  std::size_t max_subscriptions = 100000;
   scheduling::buffer_pool_options buffers = {{{256, 16384}, {1024, 4096}, {4096, 1024}, {65536, 64}}, -1, true, true};
   /// Kept for CRITICAL frames when `buffers` is exhausted (emergency mode: a flood of bulk traffic
   /// that uses up every buffer cannot refuse the urgent ones). ~1.5 MiB.
@@ -102,6 +106,9 @@ struct shutdown_report {
 class node {
 public:
   node(); ///< the default node_config
+  /// Throws std::system_error if config.dlq_directory is set but unusable (not a directory, not
+  /// writable, a queue file that does not open): a node that would fail at its first dead letter
+  /// refuses to start instead. Torn tails of the queue files are cut here (dlq.hpp, recovery).
   explicit node(node_config config);
   ~node(); ///< shutdown()
   node(const node&) = delete;

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace flowbus::actors {
@@ -104,7 +105,7 @@ private:
   std::map<std::string, member_set, std::less<>> by_capability_, by_type_;
   std::unordered_map<subscriber_id, group_entry> groups_;
   std::unordered_map<std::string, subscriber_id> group_ids_;
-  std::unordered_map<subscriber_id, std::vector<subscriber_id>> memberships_; ///< agent -> groups
+  std::unordered_map<subscriber_id, std::unordered_set<subscriber_id>> memberships_; ///< agent -> groups (O(1) leave)
   subscriber_id next_group_ = group_id_base;
 };
 

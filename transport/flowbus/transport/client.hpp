@@ -128,7 +128,11 @@ public:
   /// At least once: the node acknowledges once the message is in the queue of every current
   /// recipient (ok), or refuses it (its NACK's reason; refused copies are dead letters). Without
   /// an answer within ack_timeout it is sent again, same message id, up to ack_attempts (then
-  /// timeout). Receivers drop the duplicates this can make (a window of ids per source).
+  /// timeout). The attempts are spent by time whether or not the frame could be written (the node
+  /// gone, a hold): the future resolves within ack_attempts x ack_timeout, reconnecting or not;
+  /// timeout means "not confirmed" (a copy still queued may arrive later). With reconnect off, a
+  /// lost connection answers node_stopped at once. Receivers drop the duplicates this can make (a
+  /// window of ids per source).
   /// opts.message_id is chosen by the client.
   std::future<actors::errc> publish_acked(std::string_view topic, std::string_view payload,
                                           actors::send_options opts = {});
