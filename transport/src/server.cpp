@@ -33,6 +33,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <deque>
 #include <map>
@@ -324,6 +325,10 @@ private:
     timer_.async_wait(bind([](session& s, beast::error_code ec) {
       s.hold_armed_ = false;
       if (ec || s.state_ != state::open || !s.holding_) return;
+      // we do not read it while we hold it, so we cannot see its HEARTBEATs: the node's own hold
+      // must not take it down for liveness (issue 17.4). Bounded: the hold ends when its
+      // recipient drains or is cut (write_timeout), and then we read it again.
+      s.maybe_heartbeat();
       const bool idle = !s.reading_ && !s.paused_;
       s.update_stalled();
       if (auto ep = s.held_by_.lock(); ep && ep->open() && ep->throttled()) {
@@ -352,6 +357,7 @@ private:
     timer_.expires_after(pause_for_);
     timer_.async_wait(bind([](session& s, beast::error_code ec) {
       if (ec || s.state_ != state::open) return;
+      s.maybe_heartbeat(); // not read while paused: alive as far as the node can tell (see recheck_hold)
       s.paused_ = false;
       s.process();
       if (!s.paused_) s.pause_for_ = std::chrono::microseconds(50);
@@ -628,6 +634,16 @@ private:
     bool any = false;
     while (wire_.size() < detail::write_gather_bytes && gather(delivering))
       any = true;
+    // a consumer that keeps its window (or ack window) used up while messages wait is as slow as
+    // one that reads nothing: the same write_timeout cuts it (the watchdog looks at both clocks)
+    if (waits_for_agent() && state_ == state::open) {
+      if (!starved_since_) {
+        starved_since_ = std::chrono::steady_clock::now();
+        if (!watchdog_armed_) arm_watchdog(core_.opt.write_timeout);
+      }
+    } else {
+      starved_since_.reset();
+    }
     if (!any) {
       const bool drained = !held_ && (!lanes_ || lanes_->empty());
       if (goodbye_ && drained) {
@@ -868,15 +884,43 @@ private:
     write_timer_.expires_after(after);
     write_timer_.async_wait(bind([](session& s, beast::error_code ec) {
       s.watchdog_armed_ = false;
-      if (ec || !s.writing_ || s.state_ == state::closed) return;
-      const auto blocked = std::chrono::steady_clock::now() - s.write_began_;
-      if (blocked < s.core_.opt.write_timeout) return s.arm_watchdog(s.core_.opt.write_timeout - blocked);
+      if (ec || s.state_ == state::closed) return;
+      const auto now = std::chrono::steady_clock::now();
+      const auto limit = s.core_.opt.write_timeout;
+      if (s.starved_since_ && s.state_ == state::open && !s.writing_) {
+        const auto starved = now - *s.starved_since_;
+        if (starved < limit) return s.arm_watchdog(limit - starved);
+        return s.cut_starved();
+      }
+      if (!s.writing_) return;
+      const auto blocked = now - s.write_began_;
+      if (blocked < limit) return s.arm_watchdog(limit - blocked);
       s.core_.slow_consumers.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("flowbus: {}: slow consumer (a write blocked {} ms): closing", s.agent_id_,
                    s.core_.opt.write_timeout.count());
       // the socket is full: an ERROR frame could not be written either
       s.teardown("slow consumer");
     }));
+  }
+
+  /// The agent kept its receive window (or ack window) used up for write_timeout while messages
+  /// waited for it — it reads (its HEARTBEATs arrive) but takes nothing. Cut like a consumer that
+  /// reads nothing (issue 17.5: it stalled its topic for ever): its backlog is dead-lettered
+  /// (agent_unavailable, counted), ERROR slow_consumer, close; its publishers are let go.
+  void cut_starved() {
+    core_.slow_consumers.fetch_add(1, std::memory_order_relaxed);
+    std::size_t n = 0;
+    auto gone = [&](scheduling::buffer_ref&& f) {
+      core_.node.dead().add(actors::dead_reason::agent_unavailable, std::move(f), agent_id_);
+      ++n;
+    };
+    if (held_) gone(std::move(held_));
+    if (lanes_) lanes_->clear([&](scheduling::buffer_ref&& f, std::size_t) { gone(std::move(f)); });
+    const std::string why = "no CREDIT or ACK for " + std::to_string(core_.opt.write_timeout.count()) +
+                            " ms with messages waiting (" + std::to_string(n) + " dead-lettered)";
+    spdlog::warn("flowbus: {}: slow consumer: {}: closing", agent_id_, why);
+    fail(reason::slow_consumer, why);
+    flush();
   }
 
   void fail_codec(codec::decode_status st) {
@@ -980,6 +1024,9 @@ private:
   bool hold_ = false;            ///< the last message met a throttled recipient: hold before reading on
   bool holding_ = false;         ///< CREDIT 0 sent, CREDIT 1 not yet
   bool hold_armed_ = false;      ///< timer_ waits for recheck_hold()
+  /// since when messages wait for the agent's CREDIT / ACK (waits_for_agent()); the watchdog cuts
+  /// the connection when it lasts write_timeout
+  std::optional<std::chrono::steady_clock::time_point> starved_since_;
   bool stalled_ = false;         ///< shown on the endpoint: holding_ and waits_for_agent()
   bool throttling_ = false;      ///< this connection's lanes told senders to slow down
   std::chrono::microseconds hold_for_{100};
