@@ -155,7 +155,9 @@ TEST_SUITE("bad_input") {
     const auto seen = second.until_closed();
     REQUIRE(seen.size() == 2);
     CHECK(seen[0].error_code == code_of(actors::errc::duplicate_agent));
+    CHECK(seen[0].reason == "duplicate_agent"); // every ERROR has its reason (it had none)
     CHECK(seen[1].error_code == code_of(reason::registration_refused));
+    CHECK_FALSE(seen[1].reason.empty());
   }
 
   TEST_CASE("a heartbeat interval above 24 h is refused as invalid_agent; 24 h itself is taken") {

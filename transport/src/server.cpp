@@ -561,8 +561,11 @@ private:
 
   void on_attached(actors::expected<std::unique_ptr<actors::gateway>, actors::errc> r) {
     if (!r) {
+      // every ERROR says why in words (protocol.md §9), this one too, ahead of ERROR 66
       queue_control(codec::msg_type::error, [&](codec::message& e) {
         e.set(codec::field::error_code, code_of(r.error()));
+        reason_kv_ = codec::repeated_entry{codec::field::header, "reason", actors::to_string(r.error())};
+        e.repeated = codec::repeated_fields(&reason_kv_, 1);
       });
       return fail(reason::registration_refused, std::string("REGISTER refused: ") + actors::to_string(r.error()));
     }
