@@ -7,6 +7,7 @@
 #include <caf/send.hpp>
 
 #include <limits>
+#include <system_error>
 #include <thread>
 
 namespace flowbus::actors {
@@ -14,6 +15,9 @@ namespace flowbus::actors {
 node::impl::impl(node_config c)
     : cfg(std::move(c)), pool(cfg.buffers), critical_pool(cfg.critical_buffers), dead(cfg.dead_letter_capacity),
       sys_cfg(std::make_unique<caf::actor_system_config>()) {
+  for (const std::string& p : cfg.lossless_topics)
+    if (validate_pattern(p) != topic_errc::ok)
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument), "lossless topic pattern '" + p + "'");
   open_dlq(this); // before any thread starts: an unusable directory refuses the node
   const std::size_t workers = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   sys_cfg->set("scheduler.policy", cfg.policy == scheduler_policy::sharing ? caf::atom("sharing") : caf::atom("stealing"));

@@ -92,6 +92,11 @@ const route* port::resolve(std::string_view topic) {
   if (validate_topic(topic) != topic_errc::ok) return nullptr;
   auto r = std::make_shared<route>();
   core_->routes.read([&](const routing_table& t) { t.resolve(topic, scratch_, *r); });
+  for (const std::string& p : core_->cfg.lossless_topics) // once per topic: the route is cached
+    if (pattern_matches(p, topic)) {
+      r->lossless = true;
+      break;
+    }
   if (cache_.size() >= core_->cfg.route_cache) cache_.clear(); // bounded; refills with what is hot
   return cache_.emplace(key_, std::move(r)).first->second.get();
 }
@@ -106,7 +111,7 @@ send_result port::deliver_route(std::string_view topic, const route& r, const sc
   };
   for (const auto& ep : r.direct) {
     note(push(*ep, frame));
-    res.note_throttle(*ep);
+    if (r.lossless) res.note_throttle(*ep); // else isolated: a slow subscriber does not hold us
   }
   for (const member_set& g : r.groups) {
     if (endpoint* ep = pick(g)) {

@@ -75,6 +75,7 @@ struct node_process {
     std::vector<std::string> args = {"flowbus", "node", "--port", "0", "--log-level", "warn",
                                      "--mailbox", mailbox, "--io-threads", io,
                                      "--max-subscriptions", std::to_string(std::max<std::size_t>(o.subscriptions, 100000))};
+    if (o.lossless) args.insert(args.end(), {"--lossless", topic});
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());
@@ -591,6 +592,105 @@ int run_subscriptions(const bench_options& o) {
   return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
 
+/// One stall run: `n` subscribers on `topic` in this process, `rate` msgs/s for `seconds`; with
+/// `stall`, the last subscriber stops reading at `stall_at` s (its handler blocks its connection's
+/// thread: no reads, no CREDIT, no HEARTBEAT). The JSON line covers the other subscribers.
+int stall_run(const bench_options& o, bool stall, const std::string& name) {
+  node_process np;
+  if (!np.start(o)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
+  const std::size_t n = std::max<std::size_t>(o.subscribers, 2);
+  const std::uint64_t count = static_cast<std::uint64_t>(o.rate * o.seconds);
+  std::atomic<bool> stalled{false}, done{false};
+  struct box {
+    std::mutex m;
+    histogram h;
+    std::uint64_t received = 0;
+  };
+  std::vector<box> boxes(n);
+  std::vector<std::unique_ptr<transport::client>> subs;
+  for (std::size_t i = 0; i < n; ++i) {
+    transport::client_options co;
+    co.port = np.port;
+    co.id = "stall-sub-" + std::to_string(i);
+    co.type = "bench";
+    co.subscriptions = {topic};
+    co.reconnect = false;
+    subs.push_back(std::make_unique<transport::client>(co));
+    const bool victim = stall && i == n - 1;
+    box& b = boxes[i];
+    subs.back()->on_message([&b, &stalled, &done, victim](const transport::incoming& in) {
+      if (victim && stalled.load())
+        while (!done.load()) std::this_thread::sleep_for(10ms); // stops reading until the end
+      const std::uint64_t now = scheduling::steady_ns();
+      stamp s{};
+      if (in.payload.size() >= sizeof s) std::memcpy(&s, in.payload.data(), sizeof s);
+      std::lock_guard<std::mutex> g(b.m);
+      ++b.received;
+      b.h.record(now > s.intended_ns ? now - s.intended_ns : 0);
+    });
+    if (subs.back()->connect(10s) != actors::errc::ok) return std::fprintf(stderr, "bench: a subscriber cannot connect\n"), 1;
+  }
+  transport::client_options po;
+  po.port = np.port;
+  po.id = "stall-pub";
+  po.type = "bench";
+  po.max_queued = 1 << 20;
+  transport::client pub(po);
+  if (pub.connect(10s) != actors::errc::ok) return std::fprintf(stderr, "bench: the publisher cannot connect\n"), 1;
+  std::string payload(std::max(o.size, sizeof(stamp)), 'b');
+  std::uint64_t refused = 0;
+  const std::uint64_t stall_after = static_cast<std::uint64_t>(o.rate * o.stall_at);
+  scheduling::offer_at_fixed_rate(o.rate, count, [&](std::uint64_t i, std::uint64_t intended_ns) {
+    if (i == stall_after) stalled = true;
+    const stamp s{i, intended_ns};
+    std::memcpy(payload.data(), &s, sizeof s);
+    if (pub.publish(topic, payload) != actors::errc::ok) ++refused;
+  });
+  const std::size_t healthy = stall ? n - 1 : n;
+  auto all_in = [&] {
+    for (std::size_t i = 0; i < healthy; ++i) {
+      std::lock_guard<std::mutex> g(boxes[i].m);
+      if (boxes[i].received < count) return false;
+    }
+    return true;
+  };
+  const auto deadline = clk::now() + 15s;
+  while (!all_in() && clk::now() < deadline) std::this_thread::sleep_for(50ms);
+  histogram h;
+  std::uint64_t got = 0;
+  for (std::size_t i = 0; i < healthy; ++i) {
+    std::lock_guard<std::mutex> g(boxes[i].m);
+    h.merge(boxes[i].h);
+    got += boxes[i].received;
+  }
+  std::uint64_t victim_got = 0;
+  if (stall) {
+    std::lock_guard<std::mutex> g(boxes[n - 1].m);
+    victim_got = boxes[n - 1].received;
+  }
+  done = true; // the victim's thread goes on: it sees whether the node cut its connection
+  std::this_thread::sleep_for(300ms);
+  const bool victim_cut = stall && !subs.back()->connected();
+  std::printf("{\"bench\":\"%s\",\"subscribers\":%zu,\"stalled\":%d,\"lossless\":%d,\"offered_per_s\":%.0f,"
+              "\"healthy_received\":%" PRIu64 ",\"healthy_expected\":%" PRIu64 ",\"healthy_pct\":%.2f,"
+              "\"stalled_received\":%" PRIu64 ",\"stalled_cut\":%d,\"publisher_refused\":%" PRIu64 ",%s}\n",
+              name.c_str(), n, stall ? 1 : 0, o.lossless ? 1 : 0, o.rate, got, count * healthy,
+              100.0 * static_cast<double>(got) / static_cast<double>(count * healthy), victim_got, victim_cut ? 1 : 0,
+              refused, h.json_fields("us", 1e3).c_str());
+  std::fflush(stdout);
+  pub.close();
+  for (auto& c : subs) c->close();
+  return got == count * healthy ? 0 : 1;
+}
+
+/// Ten subscribers, one of which stops reading: the others' delivery and latency with and without it.
+int run_stall(const bench_options& o) {
+  const std::string base = !o.name.empty() ? o.name : std::string("ws_stall") + (o.lossless ? "_lossless" : "");
+  const int a = stall_run(o, false, base + "_none_stopped");
+  const int b = stall_run(o, true, base + "_one_stopped");
+  return a || b;
+}
+
 } // namespace
 
 int run_bench(const bench_options& o) {
@@ -603,7 +703,8 @@ int run_bench(const bench_options& o) {
   if (o.scenario == "latency" || o.scenario == "throughput") return run_pubsub(o);
   if (o.scenario == "priority") return run_priority(o);
   if (o.scenario == "subscriptions") return run_subscriptions(o);
-  std::fprintf(stderr, "bench: unknown scenario %s (latency, throughput, connections, priority, subscriptions)\n",
+  if (o.scenario == "stall") return run_stall(o);
+  std::fprintf(stderr, "bench: unknown scenario %s (latency, throughput, connections, priority, subscriptions, stall)\n",
                o.scenario.c_str());
   return 2;
 }

@@ -12,7 +12,7 @@
 namespace flowbus::app {
 
 struct bench_options {
-  std::string scenario = "latency"; ///< latency | throughput | connections | priority | subscriptions
+  std::string scenario = "latency"; ///< latency | throughput | connections | priority | subscriptions | stall
   std::string connect;              ///< host:port of a running node; empty: start one
   bool embedded = false;            ///< node, publisher and subscribers in this process
   double rate = 10000;              ///< latency, priority: messages offered per second (fixed intervals)
@@ -22,6 +22,8 @@ struct bench_options {
   std::uint64_t messages = 1000000; ///< throughput: messages published
   std::size_t connections = 10000;  ///< connections: how many to open
   std::size_t subscriptions = 100000; ///< subscriptions: distinct topics one connection subscribes
+  double stall_at = 2;              ///< stall: when the last subscriber stops reading, s
+  bool lossless = false;            ///< the started node holds publishers for slow subscribers (--lossless)
   std::size_t node_mailbox = 16384; ///< the started node's per-connection queue
   std::size_t node_io_threads = 1;
   std::uint32_t receive_buffer = 0; ///< subscribers' SO_RCVBUF (0: the kernel's autotuning)

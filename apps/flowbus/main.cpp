@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--idle-timeout-ms", node.idle_timeout_ms, "close a connection silent this long")->capture_default_str();
   node_cmd->add_option("--stats-seconds", node.stats_seconds, "log a stats line this often (0: never)")->capture_default_str();
   node_cmd->add_option("--dlq-dir", node.dlq_dir, "keep the dead-letter queues on disk in this directory");
+  node_cmd->add_option("--lossless", node.lossless,
+                       "topic pattern whose slow subscribers hold the publisher instead of being isolated (repeatable)");
   node_cmd->add_option("--max-subscriptions", node.max_subscriptions,
                        "subscriptions one agent may hold; beyond: refused (too_many_subscriptions)")->capture_default_str();
   node_cmd->add_option("--idle-workers", node.idle_workers,
@@ -62,9 +64,9 @@ int main(int argc, char** argv) {
   bench.receive_window = flowbus::transport::client_options{}.receive_window;
   bench.direct_write_gap_us = flowbus::transport::client_options{}.direct_write_gap.count();
   CLI::App* bench_cmd = app.add_subcommand("bench", "load generator: latency at a fixed rate, throughput, idle connections");
-  bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | connections | priority | subscriptions")
+  bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | connections | priority | subscriptions | stall")
       ->capture_default_str()
-      ->check(CLI::IsMember({"latency", "throughput", "connections", "priority", "subscriptions"}));
+      ->check(CLI::IsMember({"latency", "throughput", "connections", "priority", "subscriptions", "stall"}));
   bench_cmd->add_option("--connect", bench.connect, "host:port of a running node (default: start a node process)");
   bench_cmd->add_flag("--embedded", bench.embedded, "node, publisher and subscribers in this process");
   bench_cmd->add_option("--rate", bench.rate, "latency: messages per second, at fixed intervals")->capture_default_str()->check(CLI::PositiveNumber);
@@ -73,6 +75,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--subscribers", bench.subscribers, "throughput: subscriber connections")->capture_default_str()->check(CLI::Range(1, 1000));
   bench_cmd->add_option("--messages", bench.messages, "throughput: messages published")->capture_default_str();
   bench_cmd->add_option("--connections", bench.connections, "connections: how many to open")->capture_default_str();
+  bench_cmd->add_option("--stall-at", bench.stall_at, "stall: when the last subscriber stops reading, s")->capture_default_str();
+  bench_cmd->add_flag("--lossless", bench.lossless, "the started node holds publishers for slow subscribers instead of isolating them");
   bench_cmd->add_option("--subscriptions", bench.subscriptions, "subscriptions: distinct topics one connection holds")
       ->capture_default_str();
   bench_cmd->add_option("--node-mailbox", bench.node_mailbox, "the started node's per-connection queue")->capture_default_str();

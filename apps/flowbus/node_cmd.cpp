@@ -55,6 +55,7 @@ int run_node(const node_options& o) {
   if (o.mailbox) cfg.mailbox_capacity = o.mailbox;
   cfg.dlq_directory = o.dlq_dir;
   cfg.max_subscriptions = o.max_subscriptions;
+  cfg.lossless_topics = o.lossless;
   cfg.park_idle_workers = o.idle_workers == "park"; // the edge's traffic bypasses CAF: no polling workers
   std::optional<actors::node> node;
   try {

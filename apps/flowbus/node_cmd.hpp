@@ -24,6 +24,7 @@ struct node_options {
   std::string dlq_dir;           ///< dead-letter queues on disk here (empty: in memory only)
   std::string idle_workers = "park"; ///< CAF's idle workers: "park" (sleep at once) or "backoff" (CAF's polling)
   std::size_t max_subscriptions = 100000;  ///< per agent
+  std::vector<std::string> lossless;       ///< topic patterns whose slow subscribers hold publishers
 };
 
 /// Serves until a signal; 0 after a clean drain. Prints "flowbus node: listening on ws://A:P".

@@ -96,7 +96,7 @@ TEST_SUITE("lanes") {
   }
 
   TEST_CASE("a publisher feeding a connection above its high water mark is held (CREDIT 0), then let go") {
-    edge e(tight()); // lanes of 512: throttled from 410 queued
+    edge e(tight(), lossless_node()); // lanes of 512: throttled from 410 queued
     raw_peer sub(e.port(), 4096); // the kernel takes little: the backlog stays in the lanes
     sub.join("sub", {"bulk"});
     transport::client pub(client_opts(e.port(), "wspub"));
@@ -122,7 +122,7 @@ TEST_SUITE("lanes") {
   }
 
   TEST_CASE("a held client keeps its data queued; its CRITICAL messages are written ahead of it") {
-    edge e(tight());
+    edge e(tight(), lossless_node());
     raw_peer sub(e.port(), 4096); // reads nothing yet: its lanes fill and hold the publisher
     sub.join("sub", {"bulk"});
     inbox alarms;
@@ -152,7 +152,7 @@ TEST_SUITE("lanes") {
   }
 
   TEST_CASE("a WebSocket publisher feeding a slow actor agent is held by the agent's mailbox water marks") {
-    edge e(tight());
+    edge e(tight(), lossless_node());
     actors::agent_spec spec("slow", "test");
     spec.subscriptions = {"work"};
     spec.mailbox_capacity = 512; // throttled from 410 queued
@@ -343,7 +343,7 @@ TEST_SUITE("lanes") {
   }
 
   TEST_CASE("two agents publishing to each other through used-up windows and held publishers both finish") {
-    edge e(tight()); // throttled from 410 queued: both publishers are held again and again
+    edge e(tight(), lossless_node()); // throttled from 410 queued: both publishers are held again and again
     auto make = [&](const std::string& id, const std::string& topic) {
       auto o = client_opts(e.port(), id, {topic});
       o.receive_window = 8;
@@ -390,7 +390,7 @@ TEST_SUITE("lanes") {
   }
 
   TEST_CASE("a held publisher whose own window is used up stays held when its recipient is not in a cycle") {
-    edge e(tight()); // lanes of 512: throttled from 410 queued
+    edge e(tight(), lossless_node()); // lanes of 512: throttled from 410 queued
     raw_peer worker(e.port());
     worker.join("worker", {"to.worker"}, 8); // and then reads nothing: its window stays used up
     auto oc = client_opts(e.port(), "coordinator", {"to.coordinator"});
@@ -421,7 +421,7 @@ TEST_SUITE("lanes") {
   TEST_CASE("a publisher the node holds is not taken down for heartbeats it could not read") {
   transport::server_options o = tight();
   o.write_timeout = 2000ms; // the hold lasts until the non-reading subscriber is cut: ~2 s
-  edge e(o);
+  edge e(o, lossless_node()); // a topic whose slow subscribers hold publishers
   raw_peer sub(e.port(), 4096);
   sub.join("stuck", {"bulk"}); // and never reads again
   auto po = client_opts(e.port(), "wspub");
@@ -447,7 +447,7 @@ TEST_SUITE("lanes") {
   TEST_CASE("a subscriber that grants no CREDIT for write_timeout is cut; its backlog is dead-lettered, the others go on") {
   transport::server_options o = tight();
   o.write_timeout = 500ms;
-  edge e(o);
+  edge e(o, lossless_node()); // a topic whose slow subscribers hold publishers
   raw_peer starved(e.port());
   starved.join("starved", {"jobs"}, 8); // a window of 8, never granted back
   inbox got;
@@ -483,4 +483,48 @@ TEST_SUITE("lanes") {
   pub.close();
   good.close();
 }
+
+  // Issue 17.6: one subscriber that stopped reading froze every other subscriber of its topic
+  // (its publisher was held for it). By default a multicast topic isolates it.
+  TEST_CASE("a subscriber that stops reading is isolated by default: the publisher is not held, the others get everything") {
+    transport::server_options o = tight();
+    o.write_timeout = 1000ms;
+    edge e(o); // no lossless topics
+    raw_peer stuck(e.port(), 4096);
+    stuck.join("stuck", {"news"}); // and never reads again
+    inbox got;
+    transport::client good(client_opts(e.port(), "good", {"news"}));
+    good.on_message(got.handler());
+    REQUIRE(good.connect() == actors::errc::ok);
+    transport::client pub(client_opts(e.port(), "wspub"));
+    REQUIRE(pub.connect() == actors::errc::ok);
+    // ten times what the stuck one's lanes hold, at the pace the good one reads (isolation is for
+    // subscribers that fall behind the topic's rate; one that keeps up loses nothing)
+    constexpr int n = 5000;
+    for (int i = 0; i < n;) {
+      if (i - static_cast<int>(got.size()) > 128) {
+        std::this_thread::sleep_for(100us);
+        continue;
+      }
+      REQUIRE(pub.publish("news", std::string(100, 'n')) == actors::errc::ok);
+      ++i;
+    }
+    REQUIRE(eventually([&] { return got.size() == static_cast<std::size_t>(n); }, 10s));
+    CHECK(e.server.stats().holds == 0); // never held for the stuck one
+    CHECK(pub.stats().holds == 0);
+    // what the stuck one could not take is counted in the dead letters, then it is cut
+    REQUIRE(eventually([&] { return e.server.stats().slow_consumers == 1; }, 5s));
+    std::size_t for_stuck = 0;
+    for (const auto& d : e.node.dead().take())
+      if (d.recipient == "stuck") ++for_stuck;
+    CHECK(for_stuck > 0);
+    pub.close();
+    good.close();
+  }
+
+  TEST_CASE("lossless_topics: an invalid pattern refuses the node") {
+    actors::node_config c = small_node();
+    c.lossless_topics = {"a..b"};
+    CHECK_THROWS_AS(actors::node{c}, std::system_error);
+  }
 }

@@ -79,6 +79,14 @@ struct inbox {
 };
 
 /// A node with its WebSocket edge on 127.0.0.1 and a free port.
+/// small_node() whose topics all hold a publisher for a slow subscriber (node_config::
+/// lossless_topics), for tests of that backpressure; by default a slow subscriber is isolated.
+inline actors::node_config lossless_node() {
+  actors::node_config c = small_node();
+  c.lossless_topics = {">"};
+  return c;
+}
+
 struct edge {
   actors::node node;
   transport::server server;

@@ -64,6 +64,13 @@ struct node_config {
   std::string dlq_directory;
   std::size_t dlq_pending_bound = 65536; ///< per kind, waiting for the disk; beyond: counted, not kept
   std::chrono::milliseconds drain_timeout{5000}; ///< shutdown waits this long for in-flight messages
+  /// Backpressure on a multicast topic. By default a plain subscriber that falls behind is
+  /// isolated, as in NATS: the publisher is not held for it, the others go on at full rate, and
+  /// what it cannot take is shed to its dead letters (counted) until it catches up or the write
+  /// timeout cuts it. For topics matching these patterns a subscriber above its high water mark
+  /// holds the publisher instead (lossless, at the pace of the slowest subscriber).
+  /// Unicast, capability routing, queue groups and broadcasts always hold (lossless).
+  std::vector<std::string> lossless_topics;
   /// Topic actors: each owns the subscriber sets of the patterns that hash to it (topic_actor.cpp).
   std::size_t topic_shards = 16;
   /// Patterns one agent may be subscribed to at once (plain or in queue groups); a subscription

@@ -45,6 +45,9 @@ endpoint* pick(const member_set& set, balance policy) noexcept;
 struct route {
   std::vector<std::shared_ptr<endpoint>> direct; ///< plain subscribers, each once
   std::vector<member_set> groups;                ///< matching queue groups: one member each
+  /// node_config::lossless_topics matches the topic: a plain subscriber above its high water mark
+  /// holds the publisher (else it is isolated: what it cannot take is shed to its dead letters)
+  bool lossless = false;
   bool empty() const noexcept { return direct.empty() && groups.empty(); }
 };
 
