@@ -51,7 +51,11 @@ struct example {
 };
 
 std::vector<example> build_examples() {
-  encoder client, node;
+  // node -> agent frames as the node's sessions write them (transport/src/server.cpp,
+  // node_encoder): strings always literal — the node never defines pool entries towards an agent
+  encoder_options literal;
+  literal.pool_strings = false;
+  encoder client, node(literal);
   std::vector<example> out;
   std::vector<byte> buf(4096);
   auto add = [&](const std::string& name, bool from_node, message m) {
@@ -71,7 +75,7 @@ std::vector<example> build_examples() {
 
   message welcome;
   welcome.type = msg_type::welcome;
-  welcome.prio = priority::high;
+  welcome.prio = priority::critical; // every frame of the node's own (control) is CRITICAL
   welcome.timestamp_ns = t0 + 150'000;
   welcome.set(field::target, "agent-7");
   add("welcome", true, welcome);
@@ -153,29 +157,30 @@ std::vector<example> build_examples() {
   message rep;
   rep.type = msg_type::reply;
   rep.timestamp_ns = t0 + 7'400'000;
-  rep.set_topic("_inbox.agent-7").set(field::correlation_id, std::uint64_t{77}).set(field::source, "planner-1");
+  // as the node delivers it: to the requester's id (the REQUEST's reply_to, which the node set)
+  rep.set(field::target, "agent-7").set(field::correlation_id, std::uint64_t{77}).set(field::source, "planner-1");
   rep.payload = bytes_view("plan!", 5);
   add("reply", true, rep);
 
   message ack;
   ack.type = msg_type::ack;
-  ack.prio = priority::high;
+  ack.prio = priority::critical;
   ack.timestamp_ns = t0 + 8'000'000;
   ack.set(field::message_id, std::uint64_t{1001});
   add("ack", true, ack);
 
   message nack;
   nack.type = msg_type::nack;
-  nack.prio = priority::high;
+  nack.prio = priority::critical;
   nack.timestamp_ns = t0 + 8'100'000;
-  nack.set(field::message_id, std::uint64_t{1002}).set(field::error_code, std::uint64_t{64});
+  nack.set(field::message_id, std::uint64_t{1002}).set(field::error_code, std::uint64_t{99}); // 96 + no responders
   add("nack", true, nack);
 
   message credit;
   credit.type = msg_type::credit;
   credit.prio = priority::critical;
   credit.timestamp_ns = t0 + 8'200'000;
-  credit.set(field::credit, std::uint64_t{256});
+  credit.set(field::credit, std::uint64_t{0}); // the node's CREDIT is a switch: 0 hold, 1 go on
   add("credit", true, credit);
 
   message coord;
@@ -298,5 +303,21 @@ TEST_SUITE("golden") {
     REQUIRE(m.repeated.size() == 1);
     CHECK(m.repeated.begin()->key == "reason");
     CHECK(m.repeated.begin()->value == "checksum mismatch");
+
+    // what the node sends: literal strings, its own frames at CRITICAL, a REPLY to the requester
+    dec(from_node, "reply");
+    CHECK(m.type == msg_type::reply);
+    CHECK(m.str(field::target) == "agent-7");
+    CHECK_FALSE(m.has(field::topic));
+    CHECK(m.correlation_id() == 77);
+    dec(from_node, "ack");
+    CHECK(m.prio == priority::critical);
+    CHECK(m.message_id() == 1001);
+    dec(from_node, "nack");
+    CHECK(m.prio == priority::critical);
+    CHECK(m.num(field::error_code) == 99);
+    dec(from_node, "credit");
+    CHECK(m.prio == priority::critical);
+    CHECK(m.num(field::credit) == 0);
   }
 }
