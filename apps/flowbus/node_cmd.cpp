@@ -61,7 +61,7 @@ int run_node(const node_options& o) {
   try {
     node.emplace(cfg);
   } catch (const std::system_error& e) { // e.g. --dlq-dir not a writable directory
-    std::fprintf(stderr, "flowbus node: cannot start: %s (%s)\n", e.what(), e.code().message().c_str());
+    std::fprintf(stderr, "flowbus node: cannot start: %s\n", e.what()); // what() ends with the code's message
     return 1;
   }
   actors::node& n = *node;

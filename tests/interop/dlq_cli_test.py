@@ -4,6 +4,8 @@ entries are on disk after the node stops, survive a restart, list as JSON, repla
 the agent once it is there (and leave the file), and purge. Usage: dlq_cli_test.py PATH/TO/flowbus"""
 import asyncio
 import json
+import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -62,9 +64,38 @@ async def receive_replay(exe, d, port):
     await late.close()
 
 
+def disk_full_and_bad_dir(exe, d):
+    """Issue 17.2: dead letters the disk refuses are said in the stop line and make the exit code 1
+    (they were reported as persisted, rc 0); an unusable --dlq-dir refuses to start."""
+    full = os.path.join(d, "full")
+    os.mkdir(full)
+
+    def no_room():  # a full disk for the node: RLIMIT_FSIZE 0 (writes fail with EFBIG)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    p = subprocess.Popen([exe, "node", "--port", "0", "--log-level", "off", "--dlq-dir", full],
+                         stdout=subprocess.PIPE, text=True, preexec_fn=no_room)
+    line = p.stdout.readline()
+    port = int(line.split("ws://")[1].split()[0].rsplit(":", 1)[1])
+    asyncio.run(send_to_absent(port))
+    p.send_signal(signal.SIGTERM)
+    out = p.stdout.read()
+    rc = p.wait(timeout=30)
+    check("(4 NOT persisted)" in out, "the stop line says 4 dead letters were not persisted: " + out.strip())
+    check(rc == 1, "and the node exits 1 (rc %d)" % rc)
+
+    plain = os.path.join(d, "a-file")
+    open(plain, "w").close()
+    r = subprocess.run([exe, "node", "--port", "0", "--dlq-dir", plain], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1 and "DLQ directory unusable" in r.stderr and plain in r.stderr,
+          "a --dlq-dir that is a file refuses to start, naming it: " + r.stderr.strip())
+
+
 def main(exe):
     d = tempfile.mkdtemp(prefix="flowbus-dlq-cli-")
     try:
+        disk_full_and_bad_dir(exe, d)
         node, port = start_node(exe, d)
         asyncio.run(send_to_absent(port))
         stop_node(node)
