@@ -79,6 +79,14 @@ struct inbox {
 };
 
 /// A node with its WebSocket edge on 127.0.0.1 and a free port.
+/// Takes the node's in-memory dead letters and counts those for `recipient`.
+inline std::size_t dead_letters_for(actors::node& n, const std::string& recipient) {
+  std::size_t k = 0;
+  for (const auto& d : n.dead().take())
+    if (d.recipient == recipient) ++k;
+  return k;
+}
+
 /// small_node() whose topics all hold a publisher for a slow subscriber (node_config::
 /// lossless_topics), for tests of that backpressure; by default a slow subscriber is isolated.
 inline actors::node_config lossless_node() {
