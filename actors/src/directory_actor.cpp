@@ -77,7 +77,7 @@ void freed(dir_actor* self, std::uint64_t n) {
   self->state.freed += n;
   if (n == 0 || self->state.trim_armed) return;
   self->state.trim_armed = true;
-  self->delayed_send(self, std::chrono::seconds(1), trim_atom::value);
+  self->delayed_send(self, std::chrono::seconds(1), trim_atom::value, false);
 }
 
 /// The agent is gone (left, missed heartbeats, its actor ended): nothing routes to it any more.
@@ -232,11 +232,14 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
                 [rp](caf::error&) mutable { rp.deliver(static_cast<std::uint8_t>(errc::node_stopped)); });
         return rp;
       },
-      [=](trim_atom) {
-        // what was freed in the last second (entries, strings, routing table nodes) goes back
+      [=](trim_atom, bool last) {
+        // what was freed in the last second (entries, strings, routing table nodes) goes back;
+        // once more a second later: other actors and the I/O threads free the messages and
+        // frames of the last changes after we counted them
         self->state.trim_armed = false;
         self->state.freed = 0;
         ::malloc_trim(0);
+        if (!last && !self->state.trim_armed) self->delayed_send(self, std::chrono::seconds(1), trim_atom::value, true);
       },
       [=](topics_atom) -> caf::result<std::vector<std::string>> {
         // every shard's patterns, merged and sorted
