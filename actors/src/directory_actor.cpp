@@ -70,9 +70,9 @@ void schedule_tick(dir_actor* self) {
 /// Memory freed by churn (unique inbox topics, agents with many subscriptions)
 /// stays resident in the allocator's arenas: glibc gives back only the top of each heap. After a
 /// burst of frees the directory asks it to return free pages (malloc_trim) a second after the
-/// first drop, so at most once a second while subscriptions are being dropped and never while
-/// none are — a few ms off the data path, and the node's resident memory returns to its baseline
-/// (tests/transport/churn.test.cpp).
+/// first drop and once more a second later (see trim_atom), so at most once a second while
+/// subscriptions are being dropped and never while none are — a few ms off the data path, and
+/// the node's resident memory returns to its baseline (tests/transport/churn.test.cpp).
 void freed(dir_actor* self, std::uint64_t n) {
   self->state.freed += n;
   if (n == 0 || self->state.trim_armed) return;
