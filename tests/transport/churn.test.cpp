@@ -77,7 +77,11 @@ TEST_SUITE("churn") {
     const std::uint64_t settled = rss_settles(base + base / 10);
     MESSAGE("node RSS (KiB): cold " << cold << ", after warm-up " << base << ", after each round" << rounds
                                     << ", settled " << settled);
+#ifndef FLOWBUS_SANITIZED
     CHECK(settled <= base + base / 10);
+#else
+    (void)settled; // ASan keeps freed memory in its quarantine and ignores malloc_trim: nothing to measure
+#endif
   }
 
   // Regression (issue 17.8): closing a connection cost O(subscriptions^2) (100 000: the node busy
