@@ -89,7 +89,7 @@ std::error_code make_directories(const std::filesystem::path& dir) {
   if (std::filesystem::exists(dir, ec)) return std::make_error_code(std::errc::not_a_directory);
   if (auto e = make_directories(dir.parent_path())) return e;
   if (!std::filesystem::create_directory(dir, ec) && ec) return ec;
-  return sync_directory(dir.parent_path().empty() ? std::filesystem::path(".") : dir.parent_path());
+  return sync_directory(dir.parent_path()); // "" is the working directory
 }
 
 // Reads [from, end of file) of an open descriptor.
@@ -124,7 +124,7 @@ struct scan_result {
   std::uint64_t damaged_bytes = 0, damaged_regions = 0;
 };
 
-// Walks the records of `data` from `from`, calling on_record(offset, body, length) for each whole
+// Walks the records of `data`, calling on_record(offset, body, length) for each whole
 // one; a stretch that is not a whole record followed by one is damage (skipped, counted), one
 // that runs to the end is the torn tail (size - whole_end). on_record returns false for a record
 // whose body does not parse: counted as damage too.
@@ -393,8 +393,9 @@ std::error_code dlq_file::purge() {
   return {};
 }
 
-std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string& what,
+std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string& what, std::vector<dlq_file>& files,
                                    std::array<dlq_file::recovery, dlq_kind_count>& recovered) {
+  files.clear();
   what = dir.string();
   if (auto ec = make_directories(dir)) return ec;
   std::error_code ec;
@@ -407,7 +408,7 @@ std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string
     ::unlink(probe.c_str());
   }
   for (std::size_t i = 0; i < dlq_kind_count; ++i) {
-    dlq_file f(dir, static_cast<dlq_kind>(i));
+    dlq_file& f = files.emplace_back(dir, static_cast<dlq_kind>(i));
     if (auto e = f.recover(recovered[i])) {
       what = f.path().string();
       return e;

@@ -44,7 +44,7 @@ std::uint64_t persist_dead_letters(dead_letters& dead, dlq_file& file) {
 
 namespace {
 caf::behavior dlq_actor(dlq_actor_t* self, node::impl* core, dlq_kind kind) {
-  self->state.file.emplace(core->cfg.dlq_directory, kind);
+  self->state.file.emplace(core->dlq_files[static_cast<std::size_t>(kind)]);
   self->set_default_handler(caf::drop);
   return {
       [=](flush_atom) -> std::uint64_t { return persist_dead_letters(core->dead, *self->state.file); },
@@ -56,7 +56,7 @@ void open_dlq(node::impl* core) {
   if (core->cfg.dlq_directory.empty()) return;
   std::string what;
   std::array<dlq_file::recovery, dlq_kind_count> rec;
-  if (auto ec = open_dlq_directory(core->cfg.dlq_directory, what, rec))
+  if (auto ec = open_dlq_directory(core->cfg.dlq_directory, what, core->dlq_files, rec))
     throw std::system_error(ec, "DLQ directory unusable: " + what);
   for (std::size_t i = 0; i < dlq_kind_count; ++i) {
     if (rec[i].truncated_bytes)
@@ -98,10 +98,7 @@ void stop_dlq_actors(node::impl* core) {
 
 void persist_remaining(node::impl* core) {
   if (core->cfg.dlq_directory.empty()) return;
-  for (std::size_t i = 0; i < dlq_kind_count; ++i) {
-    dlq_file f(core->cfg.dlq_directory, static_cast<dlq_kind>(i));
-    persist_dead_letters(core->dead, f);
-  }
+  for (dlq_file& f : core->dlq_files) persist_dead_letters(core->dead, f);
 }
 
 } // namespace flowbus::actors

@@ -74,6 +74,9 @@ struct node::impl {
   std::mutex m; ///< guards actor_endpoints
   std::vector<std::weak_ptr<endpoint>> actor_endpoints;
   std::array<caf::actor, dlq_kind_count> dlqs; ///< with a dlq_directory: one DLQ actor per kind
+  /// each kind's file as open_dlq recovered it: the DLQ actors start from copies, and
+  /// persist_remaining writes through them, so none reads a whole file again to find its end
+  std::vector<dlq_file> dlq_files;
   std::atomic<bool> dlq_live{false};           ///< the DLQ actors take flushes
 };
 
@@ -119,7 +122,6 @@ struct client_waiter {
     w->cv.notify_one();
   }
 };
-/// Spawns the topic actor of one subscription pattern (topic_actor.cpp).
 /// A topic actor (topic_actor.cpp): one shard of the patterns' subscriber sets.
 caf::actor spawn_topic_shard(caf::local_actor* parent, node::impl* core);
 /// Spawns an actor agent (agent_actor.cpp); it starts when the directory sends it its endpoint.

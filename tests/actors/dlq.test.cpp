@@ -287,15 +287,17 @@ TEST_SUITE("dlq") {
     temp_dir d;
     write_file(d.path / "plain", "x");
     std::array<dlq_file::recovery, dlq_kind_count> rec;
+    std::vector<dlq_file> files;
     std::string what;
-    CHECK(open_dlq_directory(d.path / "plain", what, rec) == std::make_error_code(std::errc::not_a_directory));
+    CHECK(open_dlq_directory(d.path / "plain", what, files, rec) == std::make_error_code(std::errc::not_a_directory));
     CHECK(what == (d.path / "plain").string());
-    CHECK(open_dlq_directory(d.path / "plain" / "sub", what, rec));
-    CHECK(open_dlq_directory("/proc/flowbus-dlq-test", what, rec)); // even root cannot create it
+    CHECK(open_dlq_directory(d.path / "plain" / "sub", what, files, rec));
+    CHECK(open_dlq_directory("/proc/flowbus-dlq-test", what, files, rec)); // even root cannot create it
     CHECK_THROWS_AS(node(with_dlq(d.path / "plain")), std::system_error);
     // a new directory is created, and a usable one is accepted
-    CHECK_FALSE(open_dlq_directory(d.path / "new" / "dlq", what, rec));
+    CHECK_FALSE(open_dlq_directory(d.path / "new" / "dlq", what, files, rec));
     CHECK(fs::is_directory(d.path / "new" / "dlq"));
+    CHECK(files.size() == dlq_kind_count); // each kind's file, recovered, for the node to write through
     CHECK(std::distance(fs::directory_iterator(d.path / "new" / "dlq"), fs::directory_iterator{}) == 0); // no probe left
   }
 

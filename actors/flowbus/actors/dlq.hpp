@@ -98,8 +98,9 @@ private:
 /// Makes `dir` usable as a DLQ directory: creates it if missing (fsyncing its parent), checks it is
 /// a directory this process can create files in (a probe file), that every existing queue file
 /// opens for appending, and recovers each (recover()). Returns the first problem, with `what` set
-/// to the path it concerns; `recovered` gets each kind's recovery.
-std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string& what,
+/// to the path it concerns; `files` gets each kind's file, recovered (appends through it, or a
+/// copy, check only what is added after), `recovered` each kind's recovery.
+std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string& what, std::vector<dlq_file>& files,
                                    std::array<dlq_file::recovery, dlq_kind_count>& recovered);
 
 /// Re-sends a dead letter's original message with the same destination (topic, agent, capability
