@@ -15,11 +15,9 @@
 #include <caf/send.hpp>
 
 #include <algorithm>
-#include <deque>
-#include <set>
+#include <unordered_map>
 
 #include <malloc.h>
-#include <unordered_map>
 
 namespace flowbus::actors {
 
@@ -51,8 +49,7 @@ struct directory_state {
   /// whose actor a down_msg is about, in O(1) (a scan per down_msg is quadratic under churn)
   std::unordered_map<caf::actor_id, subscriber_id> agent_by_actor;
   std::optional<agent_clock::time_point> tick_at;
-  std::uint64_t freed = 0; ///< subscriptions dropped since the last trim
-  bool trim_armed = false;
+  bool trim_armed = false; ///< a trim_atom is on its way
   static inline const char* name = "flowbus.directory";
 };
 
@@ -73,9 +70,8 @@ void schedule_tick(dir_actor* self) {
 /// first drop and once more a second later (see trim_atom), so at most once a second while
 /// subscriptions are being dropped and never while none are — a few ms off the data path, and
 /// the node's resident memory returns to its baseline (tests/transport/churn.test.cpp).
-void freed(dir_actor* self, std::uint64_t n) {
-  self->state.freed += n;
-  if (n == 0 || self->state.trim_armed) return;
+void trim_soon(dir_actor* self) {
+  if (self->state.trim_armed) return;
   self->state.trim_armed = true;
   self->delayed_send(self, std::chrono::seconds(1), trim_atom::value, false);
 }
@@ -92,7 +88,7 @@ void take_down(dir_actor* self, node::impl* core, subscriber_id h, bool tell_act
   if (auto p = self->state.patterns_of.find(h); p != self->state.patterns_of.end()) {
     for (const auto& shard : self->state.shards)
       self->send(shard, forget_atom::value, h);
-    freed(self, p->second.size());
+    trim_soon(self);
     self->state.patterns_of.erase(p);
   }
   if (it->second.actor) {
@@ -223,7 +219,7 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
                     auto f = p->second.find(pattern);
                     if (f != p->second.end() && f->second == forwards) {
                       p->second.erase(f);
-                      freed(self, 1);
+                      trim_soon(self);
                     }
                     if (p->second.empty()) self->state.patterns_of.erase(p);
                   }
@@ -237,7 +233,6 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
         // once more a second later: other actors and the I/O threads free the messages and
         // frames of the last changes after we counted them
         self->state.trim_armed = false;
-        self->state.freed = 0;
         ::malloc_trim(0);
         if (!last && !self->state.trim_armed) self->delayed_send(self, std::chrono::seconds(1), trim_atom::value, true);
       },
