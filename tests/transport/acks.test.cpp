@@ -141,27 +141,27 @@ TEST_SUITE("acks") {
   TEST_CASE("the node gone: publish_acked resolves with a typed error within its attempts, reconnecting or not") {
     auto e = std::make_unique<edge>();
     const std::uint16_t port = e->port();
-    SUBCASE("reconnect off: node_stopped at once, also for what was queued") {
-      auto o = client_for(port, "pub");
+    // a publisher with 3 x 100 ms of attempts, connected, then its node goes away
+    auto lose_node = [&](transport::client_options o) {
       o.ack_timeout = 100ms;
       o.ack_attempts = 3;
-      transport::client pub(o);
-      REQUIRE(pub.connect() == actors::errc::ok);
-      e.reset(); // the node goes away
-      REQUIRE(eventually([&] { return !pub.connected(); }));
+      auto pub = std::make_unique<transport::client>(o);
+      REQUIRE(pub->connect() == actors::errc::ok);
+      e.reset();
+      REQUIRE(eventually([&] { return !pub->connected(); }));
+      return pub;
+    };
+    SUBCASE("reconnect off: node_stopped at once, also for what was queued") {
+      auto owned = lose_node(client_for(port, "pub"));
+      transport::client& pub = *owned;
       auto f = pub.publish_acked("jobs", "after the loss");
       REQUIRE(f.wait_for(2s) == std::future_status::ready);
       CHECK(f.get() == actors::errc::node_stopped);
       CHECK(pub.publish("jobs", "plain") == actors::errc::node_stopped);
     }
     SUBCASE("reconnecting to a node that does not come back: timeout after ack_attempts x ack_timeout") {
-      auto o = quick_reconnect_opts(port, "pub");
-      o.ack_timeout = 100ms;
-      o.ack_attempts = 3;
-      transport::client pub(o);
-      REQUIRE(pub.connect() == actors::errc::ok);
-      e.reset();
-      REQUIRE(eventually([&] { return !pub.connected(); }));
+      auto owned = lose_node(quick_reconnect_opts(port, "pub"));
+      transport::client& pub = *owned;
       const auto t0 = std::chrono::steady_clock::now();
       std::vector<std::future<actors::errc>> fs;
       for (int i = 0; i < 10; ++i) fs.push_back(pub.publish_acked("jobs", "while away"));
