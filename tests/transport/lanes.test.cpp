@@ -196,13 +196,26 @@ TEST_SUITE("lanes") {
     actors::send_options crit;
     crit.prio = codec::priority::critical;
     CHECK(local->publish("bulk", "urgent", crit).code == actors::errc::ok);
-    CHECK(local->publish("bulk", "normal").code == actors::errc::no_buffer);
-    std::uint64_t got = 0, urgent = 0;
+    // a NORMAL one is refused once every buffer is taken; the publisher's backlog may still free a
+    // few (frames written into the subscriber's socket buffer) and take them back: any normal one
+    // that got a buffer in that window is delivered like the rest
+    std::uint64_t normal_ok = 0;
+    bool refused = false;
+    for (int i = 0; i < 200 && !refused; ++i) {
+      const auto code = local->publish("bulk", "normal").code;
+      refused = code == actors::errc::no_buffer;
+      if (code == actors::errc::ok) ++normal_ok;
+      if (!refused) std::this_thread::sleep_for(10ms);
+    }
+    CHECK(refused);
+    std::uint64_t got = 0, urgent = 0, normal = 0;
     while (auto f = sub.next(2s)) {
       if (f->payload == "urgent") ++urgent;
+      else if (f->payload == "normal") ++normal;
       else if (f->payload == payload) ++got;
     }
     CHECK(urgent == 1);
+    CHECK(normal == normal_ok);
     CHECK(got == sent);
     CHECK(e.node.dead().total() == 0);
     pub.close();
