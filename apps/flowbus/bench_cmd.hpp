@@ -29,6 +29,7 @@ struct bench_options {
   std::uint32_t receive_buffer = 0; ///< subscribers' SO_RCVBUF (0: the kernel's autotuning)
   std::uint32_t receive_window = 0; ///< subscribers' receive window (0: none; main sets the client's default)
   std::int64_t direct_write_gap_us = 0; ///< the publisher's client_options::direct_write_gap (main sets the default)
+  std::size_t client_batch = 32;    ///< the publisher's messages per WebSocket message (1: unbatched, as most clients send)
   std::string name;                 ///< the JSON `bench` name (default from the scenario)
 };
 

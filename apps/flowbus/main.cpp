@@ -91,6 +91,10 @@ int main(int argc, char** argv) {
                         "the publisher writes a message itself (not through its I/O thread) when it follows the "
                         "previous one by at least this many microseconds and nothing is queued; -1: never")
       ->capture_default_str();
+  bench_cmd->add_option("--client-batch", bench.client_batch,
+                        "the publisher's messages per WebSocket message: 32 packs a burst into BATCH frames, 1 sends "
+                        "each message as its own WebSocket message (several per write), as most clients do")
+      ->capture_default_str()->check(CLI::Range(1, 32));
   bench_cmd->add_option("--name", bench.name, "the JSON `bench` name");
 
   flowbus::app::dlq_options dlq;

@@ -8,6 +8,8 @@
 #include <flowbus/transport/client.hpp>
 #include <flowbus/transport/reasons.hpp>
 
+#include <boost/asio/write.hpp>
+
 #include <atomic>
 
 using namespace flowbus;
@@ -188,12 +190,56 @@ TEST_SUITE("bad_input") {
     big.send_publish("ok.topic", std::string(8000, 'x'));
     const auto seen = big.until_closed();
     REQUIRE(big.closed());
-    // Beast answers an oversized message itself with close code 1009 (too big); our ERROR frame
-    // follows it only if the socket still takes writes
+    // refused from the frame header, before its payload is read: ERROR 73, then close 1009
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].type == codec::msg_type::error);
+    CHECK(seen[0].error_code == code_of(reason::message_too_large));
     CHECK(big.close_code() == static_cast<std::uint16_t>(websocket::close_code::too_big));
-    for (const auto& f : seen)
-      CHECK(f.type != codec::msg_type::publish);
     healthy_traffic(e.port(), sub, 50);
+  }
+
+  TEST_CASE("a message in WebSocket fragments is one message; a ping gets its pong") {
+    edge e;
+    raw_peer sub(e.port());
+    sub.join("sub", {"ok.topic"});
+    raw_peer pub(e.port());
+    pub.join("fragmenter");
+    codec::message m;
+    m.type = codec::msg_type::publish;
+    m.set_topic("ok.topic");
+    const std::string payload(3000, 'f');
+    m.payload = codec::bytes_view(payload);
+    pub.write_fragmented(pub.frame(m), 100); // 31 frames: the first, continuations, the final one
+    REQUIRE_FALSE(pub.last_write());
+    auto f = sub.next();
+    REQUIRE(f);
+    CHECK(f->payload == payload);
+    pub.ping("are you there");
+    CHECK_FALSE(pub.next(300ms)); // nothing but the pong comes
+    CHECK(pub.pongs() == 1);
+    CHECK_FALSE(pub.closed());
+    healthy_traffic(e.port(), sub, 10);
+  }
+
+  TEST_CASE("an unmasked frame from a client is a WebSocket violation: close 1002 with the reason") {
+    edge e;
+    raw_peer sub(e.port());
+    sub.join("healthy-sub", {"ok.topic"});
+    raw_peer bad(e.port());
+    bad.join("unmasked");
+    codec::message m;
+    m.type = codec::msg_type::publish;
+    m.set_topic("ok.topic");
+    m.payload = codec::bytes_view(std::string_view("never routed"));
+    const auto body = bad.frame(m);
+    std::vector<unsigned char> wire = {0x82, static_cast<unsigned char>(body.size())}; // FIN binary, no MASK bit
+    wire.insert(wire.end(), body.begin(), body.end());
+    net::write(bad.socket(), net::buffer(wire));
+    bad.until_closed();
+    REQUIRE(bad.closed());
+    CHECK(bad.close_code() == static_cast<std::uint16_t>(websocket::close_code::protocol_error));
+    CHECK_FALSE(sub.next(200ms)); // nothing of it was routed
+    healthy_traffic(e.port(), sub, 20);
   }
 
   TEST_CASE("a text message that is not UTF-8 is refused by the WebSocket layer itself (1007)") {
@@ -246,7 +292,7 @@ TEST_SUITE("bad_input") {
     raw_peer mute(e.port());
     mute.join("mute");
     REQUIRE(e.node.agents().size() == 1);
-    std::this_thread::sleep_for(1500ms); // not reading: Beast's pings go unanswered
+    std::this_thread::sleep_for(1500ms); // not reading: the node's pings go unanswered
     REQUIRE(eventually([&] { return e.node.agents().empty(); }, 3s));
     CHECK(e.server.stats().active == 0);
   }

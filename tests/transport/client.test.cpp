@@ -211,7 +211,12 @@ TEST_SUITE("client") {
     constexpr int n = 20000;
     for (int i = 0; i < n; ++i)
       REQUIRE(pub.publish("burst", std::to_string(i)) == errc::ok);
-    REQUIRE(eventually([&] { return got.size() == n; }, 20s));
+    const bool all_in = eventually([&] { return got.size() == n; }, 20s);
+    INFO("received " << got.size() << ", holds " << e.server.stats().holds << ", paused " << e.server.stats().paused
+                     << ", frames in " << e.server.stats().frames_in << ", out " << e.server.stats().frames_out
+                     << ", window waits " << e.server.stats().window_waits << ", published " << pub.stats().sent
+                     << ", subscriber holds " << sub.stats().holds);
+    REQUIRE(all_in);
     const auto all = got.all();
     for (int i = 0; i < n; ++i)
       REQUIRE(all[static_cast<std::size_t>(i)] == std::to_string(i));

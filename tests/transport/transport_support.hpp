@@ -142,6 +142,25 @@ public:
     last_write_ = ec;
   }
   beast::error_code last_write() const { return last_write_; }
+  /// Writes `bytes` as one binary message in fragments of `piece` bytes (RFC 6455 §5.4).
+  void write_fragmented(const std::vector<codec::byte>& bytes, std::size_t piece) {
+    beast::error_code ec;
+    for (std::size_t at = 0; at < bytes.size() && !ec; at += piece) {
+      const std::size_t n = std::min(piece, bytes.size() - at);
+      ws_.write_some(at + n == bytes.size(), net::buffer(bytes.data() + at, n), ec);
+    }
+    last_write_ = ec;
+  }
+  /// Sends a ping with `payload`; pongs() counts the pongs seen while reading (next()).
+  void ping(const std::string& payload) {
+    ws_.control_callback([this](websocket::frame_type k, beast::string_view) {
+      if (k == websocket::frame_type::pong) ++pongs_;
+    });
+    ws_.ping(websocket::ping_data(payload.c_str()));
+  }
+  int pongs() const { return pongs_; }
+  /// The TCP socket under the WebSocket stream, to write what no WebSocket library would.
+  net::ip::tcp::socket& socket() { return beast::get_lowest_layer(ws_).socket(); }
 
   /// Encodes `m` with this peer's encoder (pooled strings, its sequence) and writes it.
   std::vector<codec::byte> frame(codec::message& m) {
@@ -274,6 +293,7 @@ private:
   std::vector<std::string> subs_;
   std::vector<codec::repeated_entry> entries_;
   beast::error_code last_write_, close_ec_, read_ec_;
+  int pongs_ = 0;
   bool closed_ = false, reading_ = false, read_done_ = false;
 };
 

@@ -1,6 +1,7 @@
 #include <flowbus/transport/server.hpp>
 
 #include "buffered_stream.hpp"
+#include "ws_reader.hpp"
 
 #include <flowbus/codec/clock.hpp>
 
@@ -136,13 +137,13 @@ public:
     registered_in_set_ = true;
     websocket::stream_base::timeout t;
     t.handshake_timeout = core_.opt.handshake_timeout;
-    t.idle_timeout = core_.opt.idle_timeout;
-    t.keep_alive_pings = true; // a ping at half the idle timeout; no answer: closed
+    t.idle_timeout = websocket::stream_base::none(); // after the handshake: arm_idle()
+    t.keep_alive_pings = false;
     ws_.set_option(t);
     ws_.read_message_max(core_.opt.max_message);
     ws_.binary(true);
     ws_.auto_fragment(false);
-    ws_.next_layer().capacity(detail::read_ahead_bytes);
+    ws_.next_layer().capacity(0); // the handshake reads straight; then parse() has its own buffer
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(beast::http::field::server, "flowbus"); }));
     beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true));
@@ -156,7 +157,8 @@ public:
     timer_.async_wait(bind([](session& s, beast::error_code ec) {
       if (!ec && s.state_ < state::open) s.fail(reason::expected_register, "no REGISTER within the handshake timeout");
     }));
-    ws_.async_accept(bind([](session& s, beast::error_code ec) { s.on_accept(ec); }));
+    beast::http::async_read(ws_.next_layer(), up_->buf, up_->req,
+                            bind([](session& s, beast::error_code ec, std::size_t) { s.on_request(ec); }));
   }
 
   /// Graceful: write what is queued, GOODBYE, close. From any thread.
@@ -177,52 +179,205 @@ private:
     return o;
   }
 
+  /// The HTTP upgrade request, read here (not by Beast's accept) so that whatever follows it in
+  /// the same read stays ours; freed once the handshake is done.
+  struct upgrade {
+    beast::flat_buffer buf;
+    beast::http::request<beast::http::empty_body> req;
+  };
+
+  void on_request(beast::error_code ec) {
+    if (ec) return teardown("handshake: " + ec.message());
+    ws_.async_accept(up_->req, bind([](session& s, beast::error_code e) { s.on_accept(e); }));
+  }
+
   void on_accept(beast::error_code ec) {
     if (ec) return teardown("handshake: " + ec.message());
     state_ = state::awaiting_register;
+    // From here the session reads the socket itself (ws_reader.hpp) and keeps the connection
+    // alive itself (arm_idle): Beast's timers and read buffers are done with.
+    ws_.set_option(websocket::stream_base::timeout{websocket::stream_base::none(), websocket::stream_base::none(), false});
+    socket().non_blocking(true, ec);
+    keep_handshake_leftover();
+    arm_idle();
     if (refuse_) {
       core_.refused.fetch_add(1, std::memory_order_relaxed);
       return fail(reason::too_many_connections, "the node's connection limit is reached",
                   websocket::close_code::try_again_later);
     }
-    read();
+    parse();
   }
 
+  tcp::socket& socket() { return beast::get_lowest_layer(ws_).socket(); }
+
+  /// Bytes that came behind the upgrade request (a client that did not wait for the 101, or a
+  /// read that took more): the start of the WebSocket stream.
+  void keep_handshake_leftover() {
+    auto& below = ws_.next_layer();
+    const std::size_t n = up_->buf.size() + below.buffered();
+    if (n) {
+      ensure_room(n);
+      net::buffer_copy(net::buffer(rbuf_.get() + rend_, n), up_->buf.data());
+      rend_ += up_->buf.size();
+      beast::error_code ec;
+      while (below.buffered() && !ec) rend_ += below.read_some(net::buffer(rbuf_.get() + rend_, rcap_ - rend_), ec);
+    }
+    below.capacity(0); // the layer's read-ahead is not used any more: the session has its own
+    up_.reset();
+  }
+
+  /// Makes room for `n` more bytes behind what is buffered (moving a partial message to the front,
+  /// growing the buffer up to the largest whole WebSocket frame allowed).
+  void ensure_room(std::size_t n) {
+    const std::size_t have = rend_ - rbeg_;
+    if (rbuf_ && rcap_ - rend_ >= n) return;
+    if (rbuf_ && rcap_ - have >= n) {
+      std::memmove(rbuf_.get(), rbuf_.get() + rbeg_, have);
+    } else {
+      const std::size_t cap = std::max(detail::read_ahead_bytes, have + n);
+      std::unique_ptr<unsigned char[]> bigger(new unsigned char[cap]); // not value-initialised
+      if (have) std::memcpy(bigger.get(), rbuf_.get() + rbeg_, have);
+      rbuf_ = std::move(bigger);
+      rcap_ = cap;
+    }
+    rbeg_ = 0;
+    rend_ = have;
+  }
+
+  /// Reads more: straight into the buffer while the peer keeps sending (a speculative recv, no
+  /// poll); a quiet connection waits for the socket to become readable holding no buffer at all
+  /// (100 000 idle agents must stay small), then reads without blocking.
   void read() {
     reading_ = true;
-    if (in_.capacity()) return read_rest();
-    // No message buffer (an agent idle since it registered): Beast's read would reserve ~1.5 KiB
-    // before the next header even arrives, for every idle connection. Read the message's first
-    // bytes into a small buffer; the rest (if any) comes with its exact size known.
-    ws_.async_read_some(in_, first_read, bind([](session& s, beast::error_code ec, std::size_t) {
-      if (ec || s.ws_.is_message_done()) return s.on_read(ec);
-      s.read_rest();
+    if (!rbuf_) {
+      socket().async_wait(tcp::socket::wait_read, bind([](session& s, beast::error_code ec) {
+        if (ec) return s.on_bytes(ec, 0);
+        s.ensure_room(std::max<std::size_t>(s.need_, 1));
+        std::size_t n = s.socket().read_some(net::buffer(s.rbuf_.get() + s.rend_, s.rcap_ - s.rend_), ec);
+        if (ec == net::error::would_block) { // woken for nothing: wait again
+          s.rbuf_.reset();
+          return s.read();
+        }
+        s.on_bytes(ec, n);
+      }));
+      return;
+    }
+    ensure_room(need_ > rend_ - rbeg_ ? need_ - (rend_ - rbeg_) : 1);
+    socket().async_read_some(net::buffer(rbuf_.get() + rend_, rcap_ - rend_),
+                             bind([](session& s, beast::error_code ec, std::size_t n) { s.on_bytes(ec, n); }));
+  }
+
+  void on_bytes(beast::error_code ec, std::size_t n) {
+    reading_ = false;
+    if (state_ == state::closed) return;
+    if (ec) {
+      if (ec == net::error::eof)
+        return teardown(close_sent_ ? "closed" : "the peer closed the connection without a close frame");
+      return teardown("read: " + ec.message());
+    }
+    heard_ = true;
+    rend_ += n;
+    busy_ = n >= rcap_ / 4; // keep the buffer while the peer sends this much (see parse())
+    parse();
+  }
+
+  /// Handles every whole WebSocket message buffered, in one pass — no completion or post per
+  /// message — then reads more, unless a message must wait (registering, paused, held) or the
+  /// connection is done. The messages' bytes are parsed and unmasked in place (ws_reader.hpp).
+  void parse() {
+    while (state_ != state::closed) {
+      if (discard_) { // a broken WebSocket stream: nothing more is parsed, the close follows
+        rbeg_ = rend_;
+        break;
+      }
+      const detail::ws_reader::result r = wsr_.next(rbuf_.get() + rbeg_, rend_ - rbeg_);
+      if (r.what == detail::ws_reader::kind::need_more) {
+        need_ = r.need;
+        break;
+      }
+      rbeg_ += r.used;
+      using k = detail::ws_reader::kind;
+      switch (r.what) {
+        case k::fragment:
+        case k::pong:
+        case k::need_more: continue;
+        case k::ping:
+          if (!close_sent_) send_control(detail::control_frame(detail::ws_opcode::pong, r.data, r.size), false);
+          continue;
+        case k::close: return on_peer_close(r.code);
+        case k::refused: return fail_websocket(r.code, r.why);
+        case k::text:
+          if (state_ >= state::closing) continue;
+          return fail(reason::text_message, "FLOW frames travel in binary messages only");
+        case k::message:
+          msg_ = codec::bytes_view(r.data, r.size);
+          if (!on_message()) return; // it resumes parse() when it may go on
+          if (pass_ >= pass_budget) return yield();
+          continue;
+      }
+    }
+    if (state_ == state::closed) return;
+    if (rbeg_ == rend_) {
+      rbeg_ = rend_ = 0;
+      if (!busy_) { // quiet: an idle connection holds no read buffer
+        rbuf_.reset();
+        rcap_ = 0;
+      }
+    }
+    if (!reading_) read();
+  }
+
+  /// A pass of parse() handles at most pass_budget messages, then lets the I/O thread run the
+  /// other connections — the recipients' writes, which drain their mailboxes and raise their water
+  /// marks before a fast publisher overruns them — and goes on (reading_ meanwhile: nobody else
+  /// resumes it).
+  static constexpr std::uint32_t pass_budget = 32;
+  void yield() {
+    pass_ = 0;
+    reading_ = true;
+    net::post(ws_.get_executor(), bind([](session& s) {
+      s.reading_ = false;
+      s.parse();
     }));
   }
-  void read_rest() {
-    ws_.async_read(in_, bind([](session& s, beast::error_code ec, std::size_t) { s.on_read(ec); }));
-  }
-  static constexpr std::size_t first_read = 64;
 
-  void on_read(beast::error_code ec) {
-    reading_ = false;
-    if (ec) {
-      if (ec == websocket::error::message_too_big)
-        return fail(reason::message_too_large, "a WebSocket message above the node's maximum");
-      return teardown(ec == websocket::error::closed ? "closed by the peer" : "read: " + ec.message());
+  /// The WebSocket message in msg_ — again after a pause, skipping what was handled. True: go on
+  /// with the next message; false: parse() is resumed later (or the connection is done).
+  bool on_message() {
+    if (state_ == state::closing) {
+      if (deliver_) read_while_closing();
+      return true;
     }
-    if (state_ == state::closing) return read_while_closing();
-    if (state_ > state::closing) return;
-    if (!ws_.got_binary()) return fail(reason::text_message, "FLOW frames travel in binary messages only");
-    process();
+    if (state_ > state::closing) return false;
+    codec::message m;
+    const codec::decode_status st = dec_.decode(msg_, m);
+    if (!st) {
+      core_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      fail_codec(st);
+      return false;
+    }
+    if (state_ == state::open) maybe_heartbeat(); // whatever an agent sends shows it alive
+    const bool more = handle(m);
+    if (paused_) return pause(), false;
+    msg_ = {};
+    if (!more || state_ != state::open) return false;
+    if (hold_) {
+      hold_ = false;
+      if (!holding_) start_hold();
+    }
+    if (holding_) {
+      if (!hold_armed_) recheck_hold(); // (a pause used the timer meanwhile)
+      update_stalled();
+      if (!read_while_held()) return false; // not read until the recipient is below its low water mark
+    }
+    return true;
   }
 
   /// Draining: what the agent sends now is not routed (it has left), but its CREDIT and ACK are
   /// what lets the node write the rest of its frames.
   void read_while_closing() {
     codec::message m;
-    const auto* data = static_cast<const codec::byte*>(in_.data().data());
-    if (ws_.got_binary() && dec_.decode(codec::bytes_view(data, in_.size()), m)) {
+    if (dec_.decode(msg_, m)) {
       if (m.type == codec::msg_type::batch) {
         codec::batch_reader r(dec_, m);
         codec::message inner;
@@ -231,8 +386,95 @@ private:
         on_flow_control(m);
       }
     }
-    in_.consume(in_.size());
-    if (deliver_ && close_after_flush_) read();
+    msg_ = {};
+  }
+
+  /// The peer closes. If we closed first this is its answer; else answer with its code (RFC 6455
+  /// §5.5.1). Either way the connection is torn down once our close frame is written.
+  void on_peer_close(std::uint16_t code) {
+    if (close_sent_) return teardown("closed");
+    if (state_ < state::closing) {
+      state_ = state::closing;
+      if (gw_) gw_->leave();
+    }
+    close_sent_ = true;
+    discard_ = true;
+    send_control(detail::close_frame_with(code == 1005 ? 1000 : code), true);
+  }
+
+  /// A WebSocket-level violation (ws_reader refused the stream): nothing after it can be parsed.
+  /// A message above the maximum is the node's own refusal (ERROR 73, close 1009); the others
+  /// are the WebSocket layer's: the close frame says which, with the reason in words.
+  void fail_websocket(std::uint16_t code, const char* why) {
+    discard_ = true;
+    if (code == static_cast<std::uint16_t>(detail::ws_close::too_big))
+      return fail(reason::message_too_large, why, websocket::close_code::too_big);
+    core_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("flowbus: closing {} (WebSocket {}): {}", agent_id_.empty() ? std::string("connection") : agent_id_,
+                 code, why);
+    deliver_ = false;
+    close_reason_ = why;
+    if (state_ < state::closing) {
+      const bool accepted = state_ >= state::awaiting_register;
+      state_ = state::closing;
+      if (gw_) gw_->leave();
+      if (!accepted) return teardown("closed before the handshake");
+    }
+    close_code_ = static_cast<websocket::close_code>(code);
+    send_close();
+  }
+
+  /// Writes a WebSocket control frame (pong, close) behind what is being written; `last`: tear the
+  /// connection down once it is written; `end_sending`: shut our sending side down then.
+  void send_control(std::vector<unsigned char> frame, bool last, bool end_sending = false) {
+    auto f = std::make_shared<std::vector<unsigned char>>(std::move(frame));
+    ws_.next_layer().write_frames(net::buffer(*f), bind([f, last, end_sending](session& s, beast::error_code ec,
+                                                                               std::size_t) {
+      if (ec) return s.teardown("write: " + ec.message());
+      if (last) return s.teardown("closed");
+      if (end_sending) s.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }));
+  }
+
+  /// Our close frame, once: then the peer's close frame (or the end of the stream) is awaited,
+  /// reading on — CREDIT and ACK still count, other messages are not routed — for at most the
+  /// handshake timeout.
+  void send_close() {
+    if (close_sent_) return;
+    close_sent_ = true;
+    auto frame = detail::close_frame_with(static_cast<std::uint16_t>(close_code_));
+    const std::size_t room = 125 - 2; // a control frame's body: the code, then the reason in UTF-8
+    const std::string_view why = close_reason_.substr(0, room);
+    if (!why.empty() && detail::valid_utf8(reinterpret_cast<const unsigned char*>(why.data()), why.size())) {
+      frame[1] = static_cast<unsigned char>(2 + why.size());
+      frame.insert(frame.end(), why.begin(), why.end());
+    }
+    // a broken stream cannot be parsed for the peer's answer: our side of the TCP connection ends
+    // after the close frame (the peer sees it, then the end), and what comes is read until it ends
+    send_control(std::move(frame), false, discard_);
+    timer_.expires_after(core_.opt.handshake_timeout);
+    timer_.async_wait(bind([](session& s, beast::error_code ec) {
+      if (!ec) s.teardown("no close frame from the peer in time");
+    }));
+    if (!reading_) parse();
+  }
+
+  /// Keep-alive: a connection that sent nothing for half the idle timeout gets a ping; one that
+  /// then still sends nothing (not even the pong) is closed at the idle timeout. The time the
+  /// node itself does not read (registering, paused, held) does not count.
+  void arm_idle() {
+    idle_timer_.expires_after(core_.opt.idle_timeout / 2);
+    idle_timer_.async_wait(bind([](session& s, beast::error_code ec) {
+      if (ec || s.state_ == state::closed) return;
+      if (s.heard_ || !s.reading_) {
+        s.heard_ = s.pinged_ = false;
+        return s.arm_idle();
+      }
+      if (s.pinged_) return s.teardown("silent for the idle timeout (a ping unanswered)");
+      s.pinged_ = true;
+      s.send_control(detail::control_frame(detail::ws_opcode::ping, nullptr, 0), false);
+      s.arm_idle();
+    }));
   }
 
   /// CREDIT, ACK or NACK from the agent; false for any other type.
@@ -255,32 +497,6 @@ private:
         return true;
       default: return false;
     }
-  }
-
-  /// Handles the WebSocket message in in_ — again after a pause, skipping what was handled.
-  void process() {
-    const auto* data = static_cast<const codec::byte*>(in_.data().data());
-    codec::message m;
-    const codec::decode_status st = dec_.decode(codec::bytes_view(data, in_.size()), m);
-    if (!st) {
-      core_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      return fail_codec(st);
-    }
-    if (state_ == state::open) maybe_heartbeat(); // whatever an agent sends shows it alive
-    const bool more = handle(m);
-    if (paused_) return pause();
-    in_.consume(in_.size());
-    if (!more || state_ != state::open) return;
-    if (hold_) {
-      hold_ = false;
-      if (!holding_) start_hold();
-    }
-    if (holding_) {
-      if (!hold_armed_) recheck_hold(); // (a pause used the timer meanwhile)
-      update_stalled();
-      if (!read_while_held()) return; // not read until the recipient is below its low water mark
-    }
-    read();
   }
 
   /// A held publisher is read on only to break a cycle: the node waits for this agent's own
@@ -333,14 +549,14 @@ private:
       s.update_stalled();
       if (auto ep = s.held_by_.lock(); ep && ep->open() && ep->throttled()) {
         s.recheck_hold();
-        if (idle && s.read_while_held()) s.read();
+        if (idle && s.read_while_held()) s.parse();
         return;
       }
       s.holding_ = false;
       s.update_stalled();
       s.held_by_.reset();
       s.send_credit(1);
-      if (idle) s.read();
+      if (idle) s.parse();
     }));
   }
 
@@ -359,8 +575,9 @@ private:
       if (ec || s.state_ != state::open) return;
       s.maybe_heartbeat(); // not read while paused: alive as far as the node can tell (see recheck_hold)
       s.paused_ = false;
-      s.process();
+      const bool go_on = s.on_message();
       if (!s.paused_) s.pause_for_ = std::chrono::microseconds(50);
+      if (go_on) s.parse();
     }));
   }
 
@@ -395,6 +612,7 @@ private:
   /// number per message, a BATCH's inner messages each taking theirs.
   void received(const codec::message& m) {
     core_.frames_in.fetch_add(1, std::memory_order_relaxed);
+    ++pass_;
     if (m.sequence != next_in_) {
       (m.sequence < next_in_ ? core_.repeats : core_.gaps).fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("flowbus: {} sequence {} where {} was expected", agent_id_, m.sequence, next_in_);
@@ -576,8 +794,7 @@ private:
     last_beat_ = std::chrono::steady_clock::now();
     queue_control(codec::msg_type::welcome, [&](codec::message& w) { w.set(codec::field::target, agent_id_); });
     flush();
-    in_.shrink_to_fit(); // many agents stay idle after registering: read() waits with a small buffer
-    read();
+    parse(); // what came behind the REGISTER, then the socket
   }
 
   void on_done(std::uint64_t token, actors::errc e) {
@@ -655,7 +872,10 @@ private:
         return flush();
       }
       if (wire_.capacity() > detail::write_gather_bytes / 4) wire_ = {}; // quiet now: an idle connection holds none
-      if (close_after_flush_ && drained) finish_close();
+      if (close_after_flush_ && drained) {
+        close_after_flush_ = false;
+        send_close();
+      }
       return;
     }
     core_.writes.fetch_add(1, std::memory_order_relaxed);
@@ -929,7 +1149,7 @@ private:
   void fail_codec(codec::decode_status st) {
     // the bytes as they came, for inspection: the corruption DLQ (recipient: the sending connection)
     core_.node.dead().add(actors::dead_reason::corruption,
-                          scheduling::buffer_ref::copy_of(in_.data().data(), in_.size()),
+                          scheduling::buffer_ref::copy_of(msg_.data(), msg_.size()),
                           agent_id_.empty() ? std::string("connection") : agent_id_);
     const std::string why = std::string(codec::to_string(st.code)) + " at byte " + std::to_string(st.offset);
     fail_code(static_cast<std::uint64_t>(st.code), why, websocket::close_code::protocol_error);
@@ -946,6 +1166,7 @@ private:
     if (code >= 64) core_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
     spdlog::info("flowbus: closing {} ({}): {}", agent_id_.empty() ? std::string("connection") : agent_id_,
                  describe_code(code), why);
+    close_reason_ = why;
     queue_control(codec::msg_type::error, [&](codec::message& e) {
       e.set(codec::field::error_code, code);
       reason_kv_ = codec::repeated_entry{codec::field::header, "reason", why};
@@ -962,20 +1183,14 @@ private:
     if (gw_) gw_->leave();
     if (!accepted) return teardown("closed before the handshake");
     close_after_flush_ = true;
-    if (deliver_ && gw_) // held or paused: read again for the agent's CREDIT and ACK (once out of process())
+    if (deliver_ && gw_) // held or paused: read again for the agent's CREDIT and ACK (once out of parse())
       net::post(ws_.get_executor(), bind([](session& ss) {
         if (ss.reading_ || ss.state_ != state::closing || !ss.close_after_flush_) return;
         ss.paused_ = false;
-        ss.in_.consume(ss.in_.size()); // waited for a frame buffer: not routed, the agent has left
-        ss.read();
+        ss.msg_ = {}; // waited for a frame buffer: not routed, the agent has left
+        ss.parse();
       }));
     flush();
-  }
-
-  void finish_close() {
-    close_after_flush_ = false;
-    ws_.async_close(websocket::close_reason(close_code_),
-                    bind([](session& s, beast::error_code) { s.teardown("closed"); }));
   }
 
   void teardown(const std::string& why) {
@@ -984,6 +1199,7 @@ private:
     spdlog::debug("flowbus: {} gone: {}", agent_id_, why);
     timer_.cancel();
     write_timer_.cancel();
+    idle_timer_.cancel();
     if (gw_) gw_->leave();
     beast::error_code ignored;
     beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -1001,7 +1217,16 @@ private:
   bool refuse_;
   net::steady_timer timer_;
   net::steady_timer write_timer_{ws_.get_executor()};
-  beast::flat_buffer in_;
+  std::unique_ptr<upgrade> up_ = std::make_unique<upgrade>(); ///< until the handshake is done
+  net::steady_timer idle_timer_{ws_.get_executor()};
+  // reading (parse()): WebSocket frames parsed in place; none held while the connection is quiet
+  std::unique_ptr<unsigned char[]> rbuf_;
+  std::size_t rcap_ = 0, rbeg_ = 0, rend_ = 0;
+  std::size_t need_ = 0;     ///< bytes the frame at rbeg_ needs in all (0: unknown yet)
+  std::uint32_t pass_ = 0;   ///< messages handled in this pass of parse()
+  detail::ws_reader wsr_{core_.opt.max_message};
+  codec::bytes_view msg_;    ///< the message being handled (in rbuf_; kept while paused)
+  std::string close_reason_; ///< in our close frame
   codec::decoder dec_;
   codec::encoder enc_;
   outbound_batch batch_;
@@ -1023,7 +1248,12 @@ private:
   websocket::close_code close_code_ = websocket::close_code::normal;
   bool writing_ = false, close_after_flush_ = false, registered_in_set_ = false, watchdog_armed_ = false;
   bool reading_ = false;         ///< a read is in flight
-  bool paused_ = false;          ///< the message in in_ waits for a frame buffer (timer_ retries it)
+  bool paused_ = false;          ///< msg_ waits for a frame buffer (timer_ retries it)
+  bool busy_ = false;            ///< the last read filled a quarter of the buffer: keep it
+  bool heard_ = false;           ///< bytes came since the idle timer last looked
+  bool pinged_ = false;          ///< the idle timer sent a ping and waits for anything
+  bool close_sent_ = false;      ///< our close frame is written (or queued): the peer's answer ends it
+  bool discard_ = false;         ///< the WebSocket stream is broken or closed: bytes are not parsed
   bool hold_ = false;            ///< the last message met a throttled recipient: hold before reading on
   bool holding_ = false;         ///< CREDIT 0 sent, CREDIT 1 not yet
   bool hold_armed_ = false;      ///< timer_ waits for recheck_hold()
