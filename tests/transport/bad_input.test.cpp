@@ -25,11 +25,11 @@ void reseal(std::vector<codec::byte>& f) {
   codec::store_le(f.data() + codec::offset::checksum, codec::crc32c(f.data(), f.size()));
 }
 
-std::vector<codec::byte> publish_frame(raw_peer& p) {
+std::vector<codec::byte> publish_frame(raw_peer& p, std::string_view payload = "some payload") {
   codec::message m;
   m.type = codec::msg_type::publish;
   m.set_topic("ok.topic");
-  m.payload = codec::bytes_view(std::string_view("some payload"));
+  m.payload = codec::bytes_view(payload);
   return p.frame(m);
 }
 
@@ -45,6 +45,21 @@ void healthy_traffic(std::uint16_t port, raw_peer& sub, int n) {
     CHECK(f->type == codec::msg_type::publish);
     REQUIRE(f->payload == "m" + std::to_string(i));
   }
+}
+
+/// A peer `id` that does `act` is closed with `code`: nothing it sent is routed, the others go on.
+template <class Act> void websocket_violation(const std::string& id, websocket::close_code code, Act act) {
+  edge e;
+  raw_peer sub(e.port());
+  sub.join("healthy-sub", {"ok.topic"});
+  raw_peer bad(e.port());
+  bad.join(id);
+  act(bad);
+  bad.until_closed();
+  REQUIRE(bad.closed());
+  CHECK(bad.close_code() == static_cast<std::uint16_t>(code));
+  CHECK_FALSE(sub.next(200ms));
+  healthy_traffic(e.port(), sub, 20);
 }
 
 struct defect {
@@ -204,12 +219,8 @@ TEST_SUITE("bad_input") {
     sub.join("sub", {"ok.topic"});
     raw_peer pub(e.port());
     pub.join("fragmenter");
-    codec::message m;
-    m.type = codec::msg_type::publish;
-    m.set_topic("ok.topic");
     const std::string payload(3000, 'f');
-    m.payload = codec::bytes_view(payload);
-    pub.write_fragmented(pub.frame(m), 100); // 31 frames: the first, continuations, the final one
+    pub.write_fragmented(publish_frame(pub, payload), 100); // 31 frames: the first, continuations, the final one
     REQUIRE_FALSE(pub.last_write());
     auto f = sub.next();
     REQUIRE(f);
@@ -222,39 +233,20 @@ TEST_SUITE("bad_input") {
   }
 
   TEST_CASE("an unmasked frame from a client is a WebSocket violation: close 1002 with the reason") {
-    edge e;
-    raw_peer sub(e.port());
-    sub.join("healthy-sub", {"ok.topic"});
-    raw_peer bad(e.port());
-    bad.join("unmasked");
-    codec::message m;
-    m.type = codec::msg_type::publish;
-    m.set_topic("ok.topic");
-    m.payload = codec::bytes_view(std::string_view("never routed"));
-    const auto body = bad.frame(m);
-    std::vector<unsigned char> wire = {0x82, static_cast<unsigned char>(body.size())}; // FIN binary, no MASK bit
-    wire.insert(wire.end(), body.begin(), body.end());
-    net::write(bad.socket(), net::buffer(wire));
-    bad.until_closed();
-    REQUIRE(bad.closed());
-    CHECK(bad.close_code() == static_cast<std::uint16_t>(websocket::close_code::protocol_error));
-    CHECK_FALSE(sub.next(200ms)); // nothing of it was routed
-    healthy_traffic(e.port(), sub, 20);
+    websocket_violation("unmasked", websocket::close_code::protocol_error, [](raw_peer& bad) {
+      const auto body = publish_frame(bad, "never routed");
+      std::vector<unsigned char> wire = {0x82, static_cast<unsigned char>(body.size())}; // FIN binary, no MASK bit
+      wire.insert(wire.end(), body.begin(), body.end());
+      net::write(bad.socket(), net::buffer(wire));
+    });
   }
 
   TEST_CASE("a text message that is not UTF-8 is refused by the WebSocket layer itself (1007)") {
-    edge e;
-    raw_peer sub(e.port());
-    sub.join("healthy-sub", {"ok.topic"});
-    raw_peer bad(e.port());
-    bad.join("binary-as-text");
-    auto f = publish_frame(bad);
-    f.push_back(0xFF); // never valid in UTF-8
-    bad.write_bytes(f, false);
-    bad.until_closed();
-    REQUIRE(bad.closed());
-    CHECK(bad.close_code() == static_cast<std::uint16_t>(websocket::close_code::bad_payload));
-    healthy_traffic(e.port(), sub, 30);
+    websocket_violation("binary-as-text", websocket::close_code::bad_payload, [](raw_peer& bad) {
+      auto f = publish_frame(bad);
+      f.push_back(0xFF); // never valid in UTF-8
+      bad.write_bytes(f, false);
+    });
   }
 
   TEST_CASE("beyond the connection limit: ERROR too_many_connections and close 1013; the others stay") {

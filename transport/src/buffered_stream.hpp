@@ -25,6 +25,8 @@
 // send() that takes only part leaves the rest to the I/O thread, ahead of everything else.
 #pragma once
 
+#include "ws_reader.hpp" // mask_copy
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
@@ -98,18 +100,7 @@ inline void append_masked_frame(std::vector<unsigned char>& out, const unsigned 
   std::memcpy(dst, header, hn);
   dst += hn;
   // byte i of the payload is XORed with byte i % 4 of the key as it appears on the wire
-  const std::uint64_t k8 = static_cast<std::uint64_t>(key) | (static_cast<std::uint64_t>(key) << 32);
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, payload + i, 8);
-    w ^= k8;
-    std::memcpy(dst + i, &w, 8);
-  }
-  unsigned char kb[4];
-  std::memcpy(kb, &key, 4);
-  for (; i < n; ++i)
-    dst[i] = static_cast<unsigned char>(payload[i] ^ kb[i % 4]);
+  mask_copy(payload, dst, n, dst - 4);
 }
 
 template <class Next> class buffered_stream {

@@ -65,23 +65,23 @@ inline bool valid_utf8(const unsigned char* p, std::size_t n) noexcept {
   return true;
 }
 
-/// Unmasks `n` bytes in place with `key` (the 4 bytes as they came on the wire), `phase` bytes
-/// into the key's cycle; 8 bytes at a time.
-inline void unmask(unsigned char* p, std::size_t n, const unsigned char key[4], std::size_t phase = 0) noexcept {
+/// Masks or unmasks (the same XOR, RFC 6455 §5.3) `n` bytes from `src` into `dst` (which may be
+/// `src`) with `key`, the 4 bytes as they appear on the wire; 8 bytes at a time.
+inline void mask_copy(const unsigned char* src, unsigned char* dst, std::size_t n, const unsigned char key[4]) noexcept {
   unsigned char k[8];
   for (std::size_t i = 0; i < 8; ++i)
-    k[i] = key[(phase + i) % 4];
+    k[i] = key[i % 4];
   std::uint64_t k8;
   std::memcpy(&k8, k, 8);
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     std::uint64_t w;
-    std::memcpy(&w, p + i, 8);
+    std::memcpy(&w, src + i, 8);
     w ^= k8;
-    std::memcpy(p + i, &w, 8);
+    std::memcpy(dst + i, &w, 8);
   }
   for (; i < n; ++i)
-    p[i] = static_cast<unsigned char>(p[i] ^ k[i % 8]);
+    dst[i] = static_cast<unsigned char>(src[i] ^ k[i % 4]);
 }
 
 /// Parses a client's WebSocket frames (masked, as RFC 6455 §5.1 requires of a client) out of a
@@ -157,7 +157,7 @@ public:
       return r;
     }
     unsigned char* payload = buf + header;
-    unmask(payload, static_cast<std::size_t>(len), buf + at);
+    mask_copy(payload, payload, static_cast<std::size_t>(len), buf + at);
     r.used = whole;
     if (control) {
       r.data = payload;
