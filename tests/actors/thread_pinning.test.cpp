@@ -60,7 +60,8 @@ TEST_SUITE("thread_pinning") {
       caf::scoped_actor self{sys};
       for (int i = 0; i < 20; ++i)
         self->request(probe, caf::infinite, where_atom::value)
-            .receive([&](const std::vector<int>& a) { seen_by_actors.insert(a); }, [](caf::error&) {});
+            .receive([&](const std::vector<int>& a) { seen_by_actors.insert(a); },
+                     [](caf::error& e) { FAIL_CHECK("the probe did not answer: " << caf::to_string(e)); });
       const auto threads = wait_for_threads(*report, 2);
       REQUIRE(threads.size() >= 2); // at least the two workers (plus clock and utility threads)
       std::set<int> used;
@@ -75,6 +76,7 @@ TEST_SUITE("thread_pinning") {
       CHECK(used.size() == std::min<std::size_t>(cpus.size(), 2)); // threads 0 and 1 got different CPUs
       caf::anon_send_exit(probe, caf::exit_reason::user_shutdown);
     }
+    REQUIRE_FALSE(seen_by_actors.empty()); // every probe answered (above): not an empty set that proves nothing
     for (const auto& a : seen_by_actors)
       CHECK(a.size() == 1); // workers run pinned
   }

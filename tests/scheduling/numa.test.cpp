@@ -1,5 +1,8 @@
 #include <flowbus/scheduling/numa.hpp>
 
+#include <numa.h>
+#include <numaif.h>
+
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -59,7 +62,17 @@ TEST_SUITE("numa") {
     CHECK(p[r.size() - 1] == 0);
     p[12345] = 7;
     CHECK(p[12345] == 7);
-    if (numa_topology::detect().numa_available) CHECK(r.node() == 0);
+    if (numa_topology::detect().numa_available) {
+      CHECK(r.node() == 0);
+      // where the kernel actually put a touched page (not what we asked): node 0
+      int where = -1;
+      REQUIRE(get_mempolicy(&where, nullptr, 0, p + 12345, MPOL_F_NODE | MPOL_F_ADDR) == 0);
+      CHECK(where == 0);
+      // a node the machine does not have is not "bound": the region says it has no node
+      mapped_region nowhere = mapped_region::map(4096, false, numa_max_node() + 1, ec);
+      REQUIRE(nowhere);
+      CHECK(nowhere.node() == -1);
+    }
     mapped_region moved = std::move(r);
     CHECK_FALSE(r);
     CHECK(moved.data() == p);
