@@ -47,8 +47,10 @@ void healthy_traffic(std::uint16_t port, raw_peer& sub, int n) {
   }
 }
 
-/// A peer `id` that does `act` is closed with `code`: nothing it sent is routed, the others go on.
-template <class Act> void websocket_violation(const std::string& id, websocket::close_code code, Act act) {
+/// A peer `id` that does `act` is closed with `code` and a close reason naming `what`: nothing it
+/// sent is routed, the others go on.
+template <class Act>
+void websocket_violation(const std::string& id, websocket::close_code code, const std::string& what, Act act) {
   edge e;
   raw_peer sub(e.port());
   sub.join("healthy-sub", {"ok.topic"});
@@ -58,6 +60,7 @@ template <class Act> void websocket_violation(const std::string& id, websocket::
   bad.until_closed();
   REQUIRE(bad.closed());
   CHECK(bad.close_code() == static_cast<std::uint16_t>(code));
+  CHECK(bad.close_reason().find(what) != std::string::npos);
   CHECK_FALSE(sub.next(200ms));
   healthy_traffic(e.port(), sub, 20);
 }
@@ -211,6 +214,7 @@ TEST_SUITE("bad_input") {
     CHECK(seen[0].type == codec::msg_type::error);
     CHECK(seen[0].error_code == code_of(reason::message_too_large));
     CHECK(big.close_code() == static_cast<std::uint16_t>(websocket::close_code::too_big));
+    CHECK(big.close_reason() == seen[0].reason); // the close frame says it in words too
     healthy_traffic(e.port(), sub, 50);
   }
 
@@ -234,7 +238,7 @@ TEST_SUITE("bad_input") {
   }
 
   TEST_CASE("an unmasked frame from a client is a WebSocket violation: close 1002 with the reason") {
-    websocket_violation("unmasked", websocket::close_code::protocol_error, [](raw_peer& bad) {
+    websocket_violation("unmasked", websocket::close_code::protocol_error, "unmasked", [](raw_peer& bad) {
       const auto body = publish_frame(bad, "never routed");
       std::vector<unsigned char> wire = {0x82, static_cast<unsigned char>(body.size())}; // FIN binary, no MASK bit
       wire.insert(wire.end(), body.begin(), body.end());
@@ -243,7 +247,7 @@ TEST_SUITE("bad_input") {
   }
 
   TEST_CASE("a text message that is not UTF-8 is refused by the WebSocket layer itself (1007)") {
-    websocket_violation("binary-as-text", websocket::close_code::bad_payload, [](raw_peer& bad) {
+    websocket_violation("binary-as-text", websocket::close_code::bad_payload, "not UTF-8", [](raw_peer& bad) {
       auto f = publish_frame(bad);
       f.push_back(0xFF); // never valid in UTF-8
       bad.write_bytes(f, false);

@@ -268,6 +268,7 @@ public:
   bool closed() const { return closed_; }
   beast::error_code close_error() const { return close_ec_; }
   std::uint16_t close_code() const { return static_cast<std::uint16_t>(ws_.reason().code); }
+  std::string close_reason() const { return std::string(ws_.reason().reason.c_str()); }
 
 private:
   static got_frame copy(const codec::message& m) {

@@ -444,7 +444,7 @@ private:
     close_sent_ = true;
     auto frame = detail::close_frame_with(static_cast<std::uint16_t>(close_code_));
     const std::size_t room = 125 - 2; // a control frame's body: the code, then the reason in UTF-8
-    const std::string_view why = close_reason_.substr(0, room);
+    const std::string_view why = std::string_view(close_reason_).substr(0, room); // (not a temporary)
     if (!why.empty() && detail::valid_utf8(reinterpret_cast<const unsigned char*>(why.data()), why.size())) {
       frame[1] = static_cast<unsigned char>(2 + why.size());
       frame.insert(frame.end(), why.begin(), why.end());
