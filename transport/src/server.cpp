@@ -245,18 +245,25 @@ private:
   }
 
   /// Reads more: straight into the buffer while the peer keeps sending (a speculative recv, no
-  /// poll); a quiet connection waits for the socket to become readable holding no buffer at all
-  /// (100 000 idle agents must stay small), then reads without blocking.
+  /// poll). A quiet connection holds no buffer (100 000 idle agents must stay small): it reads the
+  /// next message's first bytes into a small array of its own, then makes the buffer, and takes
+  /// the rest the socket holds without blocking. (Waiting for readability instead, `async_wait`,
+  /// cost an epoll_ctl per message.)
   void read() {
     reading_ = true;
     if (!rbuf_) {
-      socket().async_wait(tcp::socket::wait_read, bind([](session& s, beast::error_code ec) {
+      socket().async_read_some(net::buffer(first_), bind([](session& s, beast::error_code ec, std::size_t n) {
         if (ec) return s.on_bytes(ec, 0);
-        s.ensure_room(std::max<std::size_t>(s.need_, 1));
-        std::size_t n = s.socket().read_some(net::buffer(s.rbuf_.get() + s.rend_, s.rcap_ - s.rend_), ec);
-        if (ec == net::error::would_block) { // woken for nothing: wait again
-          s.rbuf_.reset();
-          return s.read();
+        s.ensure_room(std::max(s.need_, sizeof first_));
+        std::memcpy(s.rbuf_.get() + s.rend_, s.first_, n);
+        s.rend_ += n;
+        if (n == sizeof first_) { // more is likely there
+          const std::size_t more = s.socket().read_some(net::buffer(s.rbuf_.get() + s.rend_, s.rcap_ - s.rend_), ec);
+          if (ec == net::error::would_block || ec == net::error::eof) ec = {}; // (the end: the next read sees it)
+          if (ec) return s.on_bytes(ec, 0);
+          n = more;
+        } else {
+          n = 0;
         }
         s.on_bytes(ec, n);
       }));
@@ -1220,6 +1227,7 @@ private:
   std::unique_ptr<upgrade> up_ = std::make_unique<upgrade>(); ///< until the handshake is done
   net::steady_timer idle_timer_{ws_.get_executor()};
   // reading (parse()): WebSocket frames parsed in place; none held while the connection is quiet
+  unsigned char first_[256]; ///< a quiet connection's read: the next message (or its first bytes)
   std::unique_ptr<unsigned char[]> rbuf_;
   std::size_t rcap_ = 0, rbeg_ = 0, rend_ = 0;
   std::size_t need_ = 0;     ///< bytes the frame at rbeg_ needs in all (0: unknown yet)
