@@ -334,10 +334,13 @@ private:
     if (!reading_) read();
   }
 
-  /// A pass of parse() handles at most pass_budget messages, then lets the I/O thread run the
-  /// other connections — the recipients' writes, which drain their mailboxes and raise their water
-  /// marks before a fast publisher overruns them — and goes on (reading_ meanwhile: nobody else
-  /// resumes it).
+  /// A pass of parse() handles at most pass_budget FLOW messages (one BATCH), then lets the I/O
+  /// thread run the other connections — the recipients' writes, which drain their mailboxes and
+  /// raise their water marks before a fast publisher overruns them — and goes on (reading_
+  /// meanwhile: nobody else resumes it). A larger budget overruns lanes near their mark: with 256
+  /// (8 BATCHes, as Beast's inline reads allowed before) a lossless topic's lanes of 512 shed
+  /// (lanes.test.cpp, the starved-subscriber case); with 32 a batching publisher costs one post per
+  /// BATCH, and its 1->1 rate was not lower for it (docs/benchmarks.md).
   static constexpr std::uint32_t pass_budget = 32;
   void yield() {
     pass_ = 0;
