@@ -243,9 +243,10 @@ private:
 
 void print_result(const bench_options& o, const std::string& name, subscribers& subs, double offered_rate) {
   const histogram& h = subs.all();
-  std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"payload_bytes\":%zu,\"subscribers\":%zu,"
+  std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"processes\":%d,\"payload_bytes\":%zu,\"subscribers\":%zu,"
               "\"offered_per_s\":%.0f,\"received\":%" PRIu64 ",\"expected\":%" PRIu64 ",\"msgs_per_s\":%.0f,%s}\n",
-              name.c_str(), o.size, o.scenario == "latency" ? std::size_t{1} : o.subscribers, offered_rate,
+              name.c_str(), o.embedded ? 1 : o.clients_together ? 2 : 3, o.size,
+              o.scenario == "latency" ? std::size_t{1} : o.subscribers, offered_rate,
               subs.received(), subs.expected(), subs.rate(), h.json_fields("us", 1e3).c_str());
   std::fflush(stdout);
 }
@@ -297,7 +298,7 @@ int run_pubsub(const bench_options& o) {
   const bool latency = o.scenario == "latency";
   const std::uint64_t count = latency ? static_cast<std::uint64_t>(o.rate * o.seconds) : o.messages;
   const std::size_t nsubs = latency ? 1 : o.subscribers;
-  const std::string unbatched = o.client_batch == 1 ? "_unbatched" : "";
+  const std::string unbatched = std::string(o.client_batch == 1 ? "_unbatched" : "") + (o.clients_together ? "_2proc" : "");
   const std::string name = !o.name.empty() ? o.name
                            : latency ? "ws_latency_" + std::to_string(static_cast<long>(o.rate)) + unbatched
                            : nsubs == 1 ? "ws_pubsub_1to1" + unbatched
@@ -329,6 +330,8 @@ int run_pubsub(const bench_options& o) {
     so.io_threads = o.node_io_threads;
     server = std::make_unique<transport::server>(*node, so);
     port = server->port();
+  }
+  if (o.embedded || o.clients_together) { // subscribers and publisher here
     subscribers subs(host, port, nsubs, count, o);
     if (!subs.connect()) return std::fprintf(stderr, "bench: subscribers cannot connect\n"), 1;
     std::thread pub([&] { publish(o, host, port, count); });

@@ -1,7 +1,8 @@
 // `flowbus bench`: a load generator for the WebSocket edge. By default it starts its own node
 // process (`flowbus node --port 0`), runs the subscribers in a second process and publishes from
 // its own — publisher → node → subscriber across three processes; `--connect` targets a running
-// node instead, `--embedded` runs everything in one process. Progress goes to stderr, one JSON line
+// node instead, `--embedded` runs everything in one process, `--clients-together` the publisher and
+// subscribers in one process beside the node's. Progress goes to stderr, one JSON line
 // per result to stdout (bench/README.md format).
 #pragma once
 
@@ -15,6 +16,7 @@ struct bench_options {
   std::string scenario = "latency"; ///< latency | throughput | connections | priority | subscriptions | stall
   std::string connect;              ///< host:port of a running node; empty: start one
   bool embedded = false;            ///< node, publisher and subscribers in this process
+  bool clients_together = false;    ///< publisher and subscribers in this process, the node in its own (as NATS's latency tests run)
   double rate = 10000;              ///< latency, priority: messages offered per second (fixed intervals)
   double seconds = 10;              ///< latency, priority: how long
   std::size_t size = 128;           ///< payload bytes

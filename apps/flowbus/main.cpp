@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"latency", "throughput", "connections", "priority", "subscriptions", "stall"}));
   bench_cmd->add_option("--connect", bench.connect, "host:port of a running node (default: start a node process)");
   bench_cmd->add_flag("--embedded", bench.embedded, "node, publisher and subscribers in this process");
+  bench_cmd->add_flag("--clients-together", bench.clients_together,
+                      "publisher and subscribers in this process, beside the node's (two processes, as NATS's latency "
+                      "tests run; default: three)");
   bench_cmd->add_option("--rate", bench.rate, "latency: messages per second, at fixed intervals")->capture_default_str()->check(CLI::PositiveNumber);
   bench_cmd->add_option("--seconds", bench.seconds, "latency: how long")->capture_default_str()->check(CLI::PositiveNumber);
   bench_cmd->add_option("--size", bench.size, "payload bytes")->capture_default_str()->check(CLI::Range(16, 60000));
