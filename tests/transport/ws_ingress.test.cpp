@@ -6,6 +6,8 @@
 #include "transport/transport_support.hpp"
 #include "transport/src/buffered_stream.hpp" // append_masked_frame: what a client writes
 
+#include <flowbus/transport/reasons.hpp>
+
 #include <boost/asio/write.hpp>
 
 #include <doctest/doctest.h>
@@ -78,5 +80,61 @@ TEST_SUITE("ws_ingress") {
     CHECK(e.server.stats().protocol_errors == 0);
     CHECK(e.server.stats().sequence_gaps == 0);
     CHECK(e.node.dead().total() == 0);
+  }
+
+  TEST_CASE("a frame larger than the read buffer is gathered whole, then the messages behind it") {
+    transport::server_options o;
+    o.max_message = 256 * 1024; // above the session's 64 KiB read buffer: it must grow for this frame
+    edge e(o);
+    raw_peer sub(e.port());
+    sub.join("sub", {"chunks"});
+    raw_peer pub(e.port());
+    pub.join("big");
+    std::mt19937 rng(23);
+    std::vector<unsigned char> wire;
+    codec::message big;
+    big.type = codec::msg_type::publish;
+    big.flags |= codec::flag::ack_requested;
+    big.set_topic("chunks");
+    big.set(codec::field::message_id, 4242);
+    const std::string huge(150000, 'h');
+    big.payload = codec::bytes_view(huge);
+    codec::encoder_options eo; // the peer's own encoder stops at 64 KiB
+    eo.max_frame_size = o.max_message;
+    eo.pool_strings = false;
+    codec::encoder enc(eo);
+    std::vector<codec::byte> body(enc.literal_size(big));
+    const auto r = enc.encode(big, body.data(), body.size());
+    REQUIRE(r);
+    body.resize(r.size);
+    append_message(wire, body, 1, rng);
+    for (int i = 0; i < 20; ++i) {
+      codec::message m;
+      m.type = codec::msg_type::publish;
+      m.set_topic("chunks");
+      const std::string p = "after-" + std::to_string(i);
+      m.payload = codec::bytes_view(p);
+      append_message(wire, pub.frame(m), 1, rng);
+    }
+    for (std::size_t at = 0; at < wire.size();) { // in pieces of up to 30 KB: the big frame spans several reads
+      const std::size_t n = std::min<std::size_t>(wire.size() - at, 1 + rng() % 30000);
+      net::write(pub.socket(), net::buffer(wire.data() + at, n));
+      at += n;
+      std::this_thread::sleep_for(1ms);
+    }
+    // read whole and checked (its CRC covers all of it): above the node's largest frame buffer
+    // (64 KiB) it is refused by message_id, not dropped, and the connection goes on
+    auto nack = pub.next(5s);
+    REQUIRE(nack);
+    CHECK(nack->type == codec::msg_type::nack);
+    CHECK(nack->message_id == 4242);
+    CHECK(nack->error_code == transport::code_of(actors::errc::too_large));
+    for (int i = 0; i < 20; ++i) {
+      auto f = sub.next(5s);
+      REQUIRE(f);
+      REQUIRE(f->payload == "after-" + std::to_string(i));
+    }
+    CHECK_FALSE(pub.closed());
+    CHECK(e.server.stats().protocol_errors == 0);
   }
 }
