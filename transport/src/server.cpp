@@ -1,6 +1,7 @@
 #include <flowbus/transport/server.hpp>
 
 #include "buffered_stream.hpp"
+#include "receive_window.hpp"
 #include "ws_reader.hpp"
 
 #include <flowbus/codec/clock.hpp>
@@ -498,10 +499,8 @@ private:
         if (unacked_) on_agent_nack(m.message_id());
         return true;
       case t::credit: // the agent's receive window: it handled this many more data messages
-        if (window_) {
-          credit_ = std::min<std::int64_t>(credit_ + static_cast<std::int64_t>(std::min<std::uint64_t>(
-                                                         m.num(codec::field::credit), window_)),
-                                           window_);
+        if (window_.enabled()) {
+          window_.grant(m.num(codec::field::credit));
           flush();
         }
         return true;
@@ -528,7 +527,7 @@ private:
   /// behind — until it says so (CREDIT, ACK), which comes by reading.
   bool waits_for_agent() const {
     const bool backlog = held_ || (lanes_ && !lanes_->empty());
-    return backlog && ((window_ && credit_ <= 0) || (unacked_ && unacked_->size() >= ack_window()));
+    return backlog && (window_.used_up() || (unacked_ && unacked_->size() >= ack_window()));
   }
   std::size_t ack_window() const { return lane_options_for(core_).capacity; }
 
@@ -759,8 +758,7 @@ private:
     spec.mailbox_capacity = core_.opt.mailbox_capacity;
     agent_id_ = spec.id;
     // a receive window: at most this many data messages written and not yet granted back by CREDIT
-    window_ = static_cast<std::uint32_t>(std::min<std::uint64_t>(m.num(codec::field::credit), max_window));
-    credit_ = window_;
+    window_.open(m.num(codec::field::credit));
     if (m.flags & codec::flag::ack_requested) // this agent acknowledges what it receives
       unacked_ = std::make_unique<std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>>>();
     // The node calls these from its threads, possibly after the server stopped: they hold no
@@ -928,7 +926,7 @@ private:
         }
         if (!batch_.fits(held_.size())) break; // leads the next message
         batch_.add(codec::bytes_view(held_.data(), held_.size()));
-        if (window_ && codec::is_data(static_cast<codec::msg_type>(held_.data()[codec::offset::type]))) --credit_;
+        if (codec::is_data(static_cast<codec::msg_type>(held_.data()[codec::offset::type]))) window_.wrote_data();
         if (unacked_) sent_.push_back(std::move(held_)); // kept until the agent acknowledges it
         held_ = {};
         ++used;
@@ -951,8 +949,9 @@ private:
   /// more than one window beyond it (the window bounds what waits unread at the agent, the lanes
   /// keep the rest — where urgent frames can still overtake it).
   std::optional<scheduling::buffer_ref> next_frame() {
-    if (!window_ || credit_ > 0) return lanes_->next();
-    if (credit_ > -static_cast<std::int64_t>(window_))
+    const auto may = window_.may_send();
+    if (may == detail::receive_window::lanes::any) return lanes_->next();
+    if (may == detail::receive_window::lanes::critical_only)
       if (auto f = lanes_->next_from(0)) return f;
     if (!lanes_->empty()) core_.window_waits.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
@@ -1281,9 +1280,7 @@ private:
   bool deliver_ = true;  ///< false once failed: what is still queued goes to the dead letters
   bool goodbye_ = false; ///< a graceful stop: GOODBYE once the agent's frames are written
   std::uint64_t next_in_ = 0, next_out_ = 0;
-  static constexpr std::uint32_t max_window = 1u << 30;
-  std::uint32_t window_ = 0; ///< the agent's receive window in data messages (0: none, TCP alone)
-  std::int64_t credit_ = 0;  ///< data messages we may still write (CRITICAL may overdraw by a window)
+  detail::receive_window window_; ///< the agent's receive window (none: TCP's flow control alone)
   std::chrono::milliseconds heartbeat_{10000};
   std::chrono::steady_clock::time_point last_beat_{};
 };
