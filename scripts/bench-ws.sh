@@ -21,6 +21,11 @@ for ((r = 1; r <= runs; r++)); do
   $F bench latency --rate 50000 --seconds 5 --size 128 --name ws_latency_50000
   $F bench throughput --subscribers 1 --messages 1000000 --size 128
   $F bench throughput --subscribers 10 --messages 200000 --size 128
+  # a client that sends every message as its own WebSocket message, as most clients do (issue 19)
+  $F bench throughput --subscribers 1 --messages 1000000 --size 128 --client-batch 1
+  $F bench throughput --subscribers 10 --messages 200000 --size 128 --client-batch 1
+  # publisher and subscriber in one process beside the node's, as NATS's latency tests run
+  $F bench latency --rate 10000 --seconds 10 --size 128 --clients-together
   $F bench connections --connections 10000
   build/release/bench/flowbus_tcp_relay_bench --rate 10000 --seconds 10 --size 128
   build/release/bench/flowbus_nats_bench --port $nats_port --rate 10000 --seconds 10 --size 128
