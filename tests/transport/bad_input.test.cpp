@@ -305,6 +305,28 @@ TEST_SUITE("bad_input") {
     CHECK(seen[0].error_code == code_of(reason::expected_register));
   }
 
+  TEST_CASE("a defect from a connection with frames still queued for it: ERROR, then the close at once") {
+    edge e;
+    raw_peer sub(e.port());
+    sub.join("backlogged", {"ok.topic"}, 8); // a window of 8, never granted back: the rest waits in its lanes
+    auto local = e.node.connect({"local-pub", "test"});
+    REQUIRE(local.has_value());
+    for (int i = 0; i < 50; ++i) REQUIRE((*local)->publish("ok.topic", "queued").code == actors::errc::ok);
+    REQUIRE(eventually([&] { return e.server.stats().window_waits > 0; }));
+    auto f = publish_frame(sub);
+    f[0] ^= 0xFF; // bad magic
+    sub.write_bytes(f);
+    const auto seen = sub.until_closed(3s);
+    REQUIRE(sub.closed()); // not left open with its backlog unwritable
+    CHECK(sub.close_code() == static_cast<std::uint16_t>(websocket::close_code::protocol_error));
+    REQUIRE_FALSE(seen.empty());
+    CHECK(seen.back().error_code == static_cast<std::uint64_t>(codec::errc::bad_magic));
+    // what was queued for it is accounted for: the 42 beyond its window, and the bad frame itself
+    // (dead_letters_for takes what it counts: add up)
+    std::size_t counted = 0;
+    CHECK(eventually([&] { return (counted += dead_letters_for(e.node, "backlogged")) == 42 + 1; }));
+  }
+
   TEST_CASE("a slow consumer is cut off; its backlog is dead-lettered; a fast one gets everything") {
     transport::server_options o;
     o.write_timeout = 300ms;

@@ -212,18 +212,13 @@ private:
   tcp::socket& socket() { return beast::get_lowest_layer(ws_).socket(); }
 
   /// Bytes that came behind the upgrade request (a client that did not wait for the 101, or a
-  /// read that took more): the start of the WebSocket stream.
+  /// read that took more): the start of the WebSocket stream. (The layer under Beast holds none:
+  /// its read-ahead is off from run() on.)
   void keep_handshake_leftover() {
-    auto& below = ws_.next_layer();
-    const std::size_t n = up_->buf.size() + below.buffered();
-    if (n) {
+    if (const std::size_t n = up_->buf.size()) {
       ensure_room(n);
-      net::buffer_copy(net::buffer(rbuf_.get() + rend_, n), up_->buf.data());
-      rend_ += up_->buf.size();
-      beast::error_code ec;
-      while (below.buffered() && !ec) rend_ += below.read_some(net::buffer(rbuf_.get() + rend_, rcap_ - rend_), ec);
+      rend_ += net::buffer_copy(net::buffer(rbuf_.get() + rend_, n), up_->buf.data());
     }
-    below.capacity(0); // the layer's read-ahead is not used any more: the session has its own
     up_.reset();
   }
 
@@ -425,14 +420,9 @@ private:
                  code, why);
     deliver_ = false;
     close_reason_ = why;
-    if (state_ < state::closing) {
-      const bool accepted = state_ >= state::awaiting_register;
-      state_ = state::closing;
-      if (gw_) gw_->leave();
-      if (!accepted) return teardown("closed before the handshake");
-    }
-    close_code_ = static_cast<websocket::close_code>(code);
-    send_close();
+    if (state_ < state::closing) return begin_close(static_cast<websocket::close_code>(code));
+    close_code_ = static_cast<websocket::close_code>(code); // draining already: closes with this code instead
+    flush();
   }
 
   /// Writes a WebSocket control frame (pong, close) behind what is being written; `last`: tear the
@@ -880,7 +870,9 @@ private:
         return flush();
       }
       if (wire_.capacity() > detail::write_gather_bytes / 4) wire_ = {}; // quiet now: an idle connection holds none
-      if (close_after_flush_ && drained) {
+      // a failed connection writes nothing more of its backlog (the destructor dead-letters it):
+      // once its ERROR is out, it closes
+      if (close_after_flush_ && (drained || !deliver_)) {
         close_after_flush_ = false;
         send_close();
       }
