@@ -56,26 +56,6 @@ constexpr std::size_t read_ahead_bytes = 64 * 1024;
 /// priority lanes). A writer that finds nothing to send releases a buffer above a quarter of it.
 constexpr std::size_t write_gather_bytes = 32 * 1024;
 
-/// The header of an unmasked (server-to-client), final, binary WebSocket frame of `payload`
-/// bytes (RFC 6455 §5.2) into `out` (≥ 10 bytes); returns its length (2, 4 or 10).
-inline std::size_t frame_header(std::uint64_t payload, unsigned char* out) noexcept {
-  out[0] = 0x82; // FIN, opcode 2 (binary)
-  if (payload < 126) {
-    out[1] = static_cast<unsigned char>(payload);
-    return 2;
-  }
-  if (payload <= 0xffff) {
-    out[1] = 126;
-    out[2] = static_cast<unsigned char>(payload >> 8);
-    out[3] = static_cast<unsigned char>(payload);
-    return 4;
-  }
-  out[1] = 127;
-  for (int i = 0; i < 8; ++i)
-    out[2 + i] = static_cast<unsigned char>(payload >> (56 - 8 * i));
-  return 10;
-}
-
 /// Appends an unmasked (server-to-client), final, binary WebSocket frame of `payload` to `out`.
 inline void append_frame(std::vector<unsigned char>& out, const unsigned char* payload, std::size_t n) {
   unsigned char header[10];

@@ -34,6 +34,26 @@ enum class ws_close : std::uint16_t {
   try_again_later = 1013,
 };
 
+/// The header of an unmasked, final WebSocket frame of `payload` bytes (RFC 6455 §5.2; binary
+/// unless `op` says otherwise) into `out` (≥ 10 bytes); returns its length (2, 4 or 10).
+inline std::size_t frame_header(std::uint64_t payload, unsigned char* out, ws_opcode op = ws_opcode::binary) noexcept {
+  out[0] = static_cast<unsigned char>(0x80 | static_cast<unsigned char>(op)); // FIN, the opcode
+  if (payload < 126) {
+    out[1] = static_cast<unsigned char>(payload);
+    return 2;
+  }
+  if (payload <= 0xffff) {
+    out[1] = 126;
+    out[2] = static_cast<unsigned char>(payload >> 8);
+    out[3] = static_cast<unsigned char>(payload);
+    return 4;
+  }
+  out[1] = 127;
+  for (int i = 0; i < 8; ++i)
+    out[2 + i] = static_cast<unsigned char>(payload >> (56 - 8 * i));
+  return 10;
+}
+
 /// Whether `p[0, n)` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, ≤ U+10FFFF).
 inline bool valid_utf8(const unsigned char* p, std::size_t n) noexcept {
   std::size_t i = 0;
@@ -216,12 +236,11 @@ private:
   std::vector<unsigned char> frag_; ///< a fragmented message so far (empty, no capacity, almost always)
 };
 
-/// The bytes of an unmasked server-to-client control frame (close, ping, pong) with `payload`.
+/// The bytes of an unmasked server-to-client control frame (close, ping, pong) with `payload`
+/// (at most 125 bytes: a control frame's header is always 2).
 inline std::vector<unsigned char> control_frame(ws_opcode op, const unsigned char* payload, std::size_t n) {
-  std::vector<unsigned char> f;
-  f.reserve(2 + n);
-  f.push_back(static_cast<unsigned char>(0x80 | static_cast<unsigned char>(op)));
-  f.push_back(static_cast<unsigned char>(n));
+  std::vector<unsigned char> f(10);
+  f.resize(frame_header(n, f.data(), op));
   f.insert(f.end(), payload, payload + n);
   return f;
 }
