@@ -10,3 +10,14 @@ void ring_actor(void* actor_handle) noexcept {
 }
 
 } // namespace flowbus::actors
+
+#include "node_impl.hpp"
+
+namespace flowbus::actors {
+
+void actor_doorbell::ring(void* self) noexcept {
+  if (auto strong = static_cast<actor_doorbell*>(self)->target.lock())
+    caf::anon_send(caf::actor_cast<caf::actor>(strong), drain_atom::value);
+}
+
+} // namespace flowbus::actors

@@ -5,7 +5,7 @@
 // change reaches the data path through left_right::modify
 // (publishers never wait for it). A timer at
 // the earliest possible expiry marks agents that stopped heartbeating as down.
-#include "node_impl.hpp"
+#include "cluster_impl.hpp"
 
 #include <flowbus/actors/actor_mailbox.hpp>
 #include <flowbus/scheduling/lanes.hpp>
@@ -22,15 +22,6 @@
 namespace flowbus::actors {
 
 namespace {
-/// An actor agent's doorbell. Weak: the endpoint must not keep a finished actor alive.
-struct actor_doorbell {
-  caf::weak_actor_ptr target;
-  static void ring(void* self) noexcept {
-    if (auto strong = static_cast<actor_doorbell*>(self)->target.lock())
-      caf::anon_send(caf::actor_cast<caf::actor>(strong), drain_atom::value);
-  }
-};
-
 struct entry {
   std::shared_ptr<endpoint> ep;
   caf::actor actor; ///< none for a client
@@ -82,6 +73,10 @@ void take_down(dir_actor* self, node::impl* core, subscriber_id h, bool tell_act
   if (it == self->state.entries.end()) return;
   self->state.agents.remove(h);
   it->second.ep->close();
+  if (core->cluster) {
+    const endpoint& ep = *it->second.ep;
+    self->send(core->cluster, lagent_atom::value, agent_entry(ep.agent_id(), ep.agent_type(), ep.capabilities()), false);
+  }
   core->routes.modify([h](routing_table& t) { t.remove_agent(h); });
   // the topic actors drop it from their sets (after any subscribe forwarded earlier: same
   // channel); each in O(its patterns there), one message per shard
@@ -139,6 +134,10 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
         if (core->stopping.load()) return registered{errc::node_stopped, nullptr};
         if (const errc e = check(r.spec, core->cfg.max_subscriptions); e != errc::ok) return registered{e, nullptr};
         const agent_spec& s = r.spec;
+        // the id is taken on another node of the cluster (a registration racing this one on
+        // another node is not seen yet: both then live, and unicast prefers the local one)
+        if (core->cluster && core->routes.read([&](const routing_table& t) { return t.remote_agent(s.id) != nullptr; }))
+          return registered{errc::duplicate_agent, nullptr};
         subscriber_id h = 0;
         agent_info info{s.id, s.type, s.capabilities, s.heartbeat_interval, s.metadata};
         if (const auto e = self->state.agents.add(std::move(info), agent_clock::now(), h); e != directory_errc::ok)
@@ -168,6 +167,7 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
           core->actor_endpoints.push_back(ep);
         }
         core->routes.modify([&](routing_table& t) { t.add_agent(ep); });
+        if (core->cluster) self->send(core->cluster, lagent_atom::value, agent_entry(s.id, s.type, s.capabilities), true);
         self->state.entries[h] = entry{ep, r.actor, s.group_balance};
         if (r.actor) self->state.agent_by_actor[r.actor.id()] = h;
         schedule_tick(self);

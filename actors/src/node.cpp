@@ -1,8 +1,10 @@
 #include "port.hpp"
+#include "cluster_impl.hpp"
 
 #include <flowbus/actors/dlq.hpp>
 
 #include <caf/atom.hpp>
+#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
@@ -31,11 +33,43 @@ node::impl::impl(node_config c)
   } else if (cfg.park_idle_workers) {
     sys_cfg->set("work-stealing.moderate-poll-attempts", 0); // aggressive polls (no sleep), then the condition variable
   }
+  if (cfg.cluster.port >= 0) configure_cluster(cfg.cluster, *sys_cfg);
   if (cfg.timer_slack.count() > 0) install_timer_slack(*sys_cfg, cfg.timer_slack);
   if (cfg.pinning.enabled) pins = install_thread_pinning(*sys_cfg, cfg.pinning);
   sys = std::make_unique<caf::actor_system>(*sys_cfg);
   dir = spawn_directory(this);
   spawn_dlq_actors(this);
+  if (cfg.cluster.port >= 0) {
+    try {
+      start_cluster(this);
+    } catch (...) {
+      caf::anon_send(dir, stop_atom::value);
+      stop_dlq_actors(this);
+      throw;
+    }
+  }
+}
+
+namespace {
+[[noreturn]] void refuse(const std::string& what) {
+  throw std::system_error(std::make_error_code(std::errc::invalid_argument), "cluster: " + what);
+}
+} // namespace
+
+void configure_cluster(const cluster_config& c, caf::actor_system_config& sys_cfg) {
+  if (c.name.empty()) refuse("a node in a cluster needs a name");
+  if (c.port > 65535) refuse("port " + std::to_string(c.port));
+  // CAF 0.17 has no heartbeats by default: a hung peer would never be noticed. And a node that
+  // checks for silence but sends no heartbeats itself drops its healthy idle links.
+  if (c.heartbeat_interval.count() <= 0 || c.connection_timeout.count() <= 0)
+    refuse("heartbeat interval and connection timeout must both be set (CAF 0.17 has them off by default)");
+  if (c.connection_timeout < 3 * c.heartbeat_interval)
+    refuse("connection timeout must be at least three heartbeat intervals");
+  if (c.batch_frames == 0 || c.batches_in_flight == 0 || c.link_capacity == 0) refuse("link sizes must be positive");
+  sys_cfg.load<caf::io::middleman>();
+  sys_cfg.set("middleman.heartbeat-interval", caf::timespan{c.heartbeat_interval});
+  sys_cfg.set("middleman.connection-timeout", caf::timespan{c.connection_timeout});
+  sys_cfg.set("middleman.app-identifiers", std::vector<std::string>{c.app_id});
 }
 
 node::impl::~impl() {
@@ -122,6 +156,7 @@ shutdown_report node::shutdown() {
     last = now;
   }
   rep.handled = last.second;
+  stop_cluster(impl_.get()); // the links go first: what is queued for other nodes is dead-lettered (shutdown)
   caf::anon_send(impl_->dir, stop_atom::value);
   impl_->sys->await_all_actors_done();
   flush_dlq_actors(impl_.get()); // everything the agents dead-lettered on their way out is on disk

@@ -18,6 +18,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -78,6 +79,17 @@ struct node::impl {
   /// persist_remaining writes through them, so none reads a whole file again to find its end
   std::vector<dlq_file> dlq_files;
   std::atomic<bool> dlq_live{false};           ///< the DLQ actors take flushes
+  // the cluster (cluster.cpp), when cfg.cluster.port >= 0
+  caf::actor cluster;                          ///< takes local interest and agents, links other nodes
+  std::uint16_t cluster_port = 0;
+  std::atomic<subscriber_id> next_link_id{0x70000000u}; ///< link endpoints' ids (agents' are far below)
+  struct peer_entry {
+    std::string address;
+    std::shared_ptr<struct link_stats> stats;
+  };
+  std::atomic<std::uint64_t> cluster_acked{0}, cluster_in{0}, cluster_dead{0}, links_lost{0}; ///< cluster_totals
+  std::mutex peers_m; ///< guards peers (written by the cluster actor, read by node::peers)
+  std::map<std::string, peer_entry> peers;
 };
 
 class dlq_file;
@@ -93,6 +105,13 @@ std::uint64_t persist_dead_letters(dead_letters& dead, dlq_file& file);
 
 errc to_errc(directory_errc e) noexcept;
 errc to_errc(topic_errc e, bool pattern) noexcept;
+
+/// Checks the cluster's options (throws std::system_error) and sets CAF's middleman up.
+void configure_cluster(const cluster_config& c, caf::actor_system_config& sys_cfg);
+/// Starts the cluster actor and listens for other nodes (cluster.cpp); throws std::system_error.
+void start_cluster(node::impl* core);
+/// Tells the cluster actor to close its links (queued frames: dead letters, reason shutdown).
+void stop_cluster(node::impl* core);
 
 /// Spawns the directory actor (directory_actor.cpp).
 caf::actor spawn_directory(node::impl* core);
@@ -122,6 +141,13 @@ struct client_waiter {
     w->cv.notify_one();
   }
 };
+/// An actor's doorbell (an actor agent's, a cluster link's): a drain_atom. Weak: the endpoint
+/// must not keep a finished actor alive.
+struct actor_doorbell {
+  caf::weak_actor_ptr target;
+  static void ring(void* self) noexcept;
+};
+
 /// A topic actor (topic_actor.cpp): one shard of the patterns' subscriber sets.
 caf::actor spawn_topic_shard(caf::local_actor* parent, node::impl* core);
 /// Spawns an actor agent (agent_actor.cpp); it starts when the directory sends it its endpoint.

@@ -172,7 +172,7 @@ send_result port::broadcast(std::string_view payload, std::string_view agent_typ
   ++sent_;
   send_result res;
   core_->routes.read([&](const routing_table& t) {
-    t.for_each_agent(agent_type, [&](endpoint& ep) {
+    auto to = [&](endpoint& ep) {
       if (&ep == ep_.get()) return;
       const errc e = push(ep, frame);
       res.note_throttle(ep);
@@ -180,7 +180,9 @@ send_result port::broadcast(std::string_view payload, std::string_view agent_typ
         ++res.delivered;
       else if (res.code == errc::ok)
         res.code = e;
-    });
+    };
+    t.for_each_agent(agent_type, to);
+    t.for_each_peer(to); // each other node once: it delivers to its own agents (of agent_type)
   });
   return res;
 }

@@ -27,6 +27,11 @@ public:
   /// if it does not decode.
   bool decode(const scheduling::buffer_ref& frame, delivery& out);
 
+  /// The topic's recipients (cached), or nullptr if the topic is invalid.
+  const route* resolve(std::string_view topic);
+  /// Pushes to one endpoint, dead-lettering a refusal. Returns the refusal's errc or ok.
+  errc push(endpoint& ep, const scheduling::buffer_ref& frame);
+
   endpoint& ep() noexcept { return *ep_; }
   const std::shared_ptr<endpoint>& ep_ptr() const noexcept { return ep_; }
   node::impl& core() noexcept { return *core_; }
@@ -35,11 +40,6 @@ public:
 private:
   errc encode(const destination& to, std::string_view payload, const send_options& opts, std::string_view reply_to,
               bool broadcast, std::string_view agent_type, scheduling::buffer_ref& out);
-  /// The topic's recipients (cached), or nullptr if the topic is invalid.
-  const route* resolve(std::string_view topic);
-  /// Pushes to one endpoint, dead-lettering a refusal. Returns the refusal's errc or ok.
-  errc push(endpoint& ep, const scheduling::buffer_ref& frame);
-
   node::impl* core_;
   std::shared_ptr<node::impl> keep_;
   std::shared_ptr<endpoint> ep_;

@@ -4,15 +4,15 @@
 
 namespace flowbus::actors {
 
-endpoint* pick(const member_set& set, balance policy) noexcept {
+namespace {
+/// One pass over the members of one kind (local, or links to other nodes).
+endpoint* pick_among(const member_set& set, balance policy, bool remote, std::size_t start) noexcept {
   const std::size_t n = set.members.size();
-  if (n == 0) return nullptr;
-  const std::size_t start = set.cursor->fetch_add(1, std::memory_order_relaxed) % n;
   endpoint* best = nullptr;
   std::uint64_t best_load = 0;
   for (std::size_t k = 0; k < n; ++k) {
     endpoint* e = set.members[(start + k) % n].get();
-    if (!e->open()) continue;
+    if (e->remote() != remote || !e->open()) continue;
     if (policy == balance::round_robin) return e;
     const std::uint64_t load = e->in_flight();
     if (!best || load < best_load) { // strict: ties stay with the earliest in round-robin order
@@ -22,8 +22,23 @@ endpoint* pick(const member_set& set, balance policy) noexcept {
   }
   return best;
 }
+} // namespace
+
+endpoint* pick(const member_set& set, balance policy) noexcept {
+  const std::size_t n = set.members.size();
+  if (n == 0) return nullptr;
+  const std::size_t start = set.cursor->fetch_add(1, std::memory_order_relaxed) % n;
+  if (endpoint* e = pick_among(set, policy, false, start)) return e;
+  return pick_among(set, policy, true, start);
+}
 
 endpoint* pick(const member_set& set) noexcept { return pick(set, set.policy); }
+
+endpoint* pick_local(const member_set& set) noexcept {
+  const std::size_t n = set.members.size();
+  if (n == 0) return nullptr;
+  return pick_among(set, set.policy, false, set.cursor->fetch_add(1, std::memory_order_relaxed) % n);
+}
 
 void routing_table::add_member(member_set& set, const std::shared_ptr<endpoint>& ep) {
   auto it = std::lower_bound(set.members.begin(), set.members.end(), ep->id(),
@@ -46,30 +61,40 @@ void routing_table::add_agent(const std::shared_ptr<endpoint>& ep) {
   if (!ep->agent_type().empty()) add_member(by_type_[ep->agent_type()], ep);
 }
 
-std::size_t routing_table::remove_agent(subscriber_id id) {
-  const auto it = agents_.find(id);
-  if (it == agents_.end()) return 0;
-  const std::shared_ptr<endpoint> ep = it->second;
+std::size_t routing_table::drop_interest(subscriber_id id) {
   std::size_t removed = index_.remove_subscriber(id);
   if (auto m = memberships_.find(id); m != memberships_.end()) {
     const std::vector<subscriber_id> gids(m->second.begin(), m->second.end()); // leave_group edits the set
     for (subscriber_id gid : gids)
       removed += leave_group(gid, id) ? 1 : 0;
   }
-  auto drop_from = [&](auto& map, const std::string& key) {
-    if (auto s = map.find(key); s != map.end() && remove_member(s->second, id) && s->second.members.empty())
-      map.erase(s);
-  };
+  return removed;
+}
+
+std::size_t routing_table::remove_agent(subscriber_id id) {
+  const auto it = agents_.find(id);
+  if (it == agents_.end()) return 0;
+  const std::shared_ptr<endpoint> ep = it->second;
+  const std::size_t removed = drop_interest(id);
   for (const std::string& c : ep->capabilities())
-    drop_from(by_capability_, c);
-  if (!ep->agent_type().empty()) drop_from(by_type_, ep->agent_type());
+    drop_capability(c, id);
+  if (!ep->agent_type().empty())
+    if (auto s = by_type_.find(ep->agent_type()); s != by_type_.end() && remove_member(s->second, id) &&
+                                                  s->second.members.empty())
+      by_type_.erase(s);
   by_name_.erase(ep->agent_id());
   agents_.erase(it);
   return removed;
 }
 
+const std::shared_ptr<endpoint>* routing_table::subscribable(subscriber_id id) const noexcept {
+  if (auto a = agents_.find(id); a != agents_.end()) return &a->second;
+  if (auto p = peers_.find(id); p != peers_.end()) return &p->second.ep;
+  return nullptr;
+}
+
 topic_errc routing_table::subscribe(std::string_view pattern, subscriber_id id) {
-  if (!agents_.count(id)) return topic_errc::ok; // gone meanwhile: nothing to route to
+  if (!subscribable(id)) return topic_errc::ok; // gone meanwhile: nothing to route to
   return index_.subscribe(pattern, id);
 }
 
@@ -77,8 +102,8 @@ topic_errc routing_table::subscribe_group(std::string_view pattern, std::string_
                                           subscriber_id id) {
   const topic_errc e = validate_pattern(pattern);
   if (e != topic_errc::ok) return e;
-  const auto ep = agents_.find(id);
-  if (ep == agents_.end()) return topic_errc::ok;
+  const std::shared_ptr<endpoint>* ep = subscribable(id);
+  if (!ep) return topic_errc::ok;
   std::string key(pattern);
   key += '\x1f';
   key += group;
@@ -92,7 +117,7 @@ topic_errc routing_table::subscribe_group(std::string_view pattern, std::string_
     index_.subscribe(pattern, git->second);
   }
   group_entry& g = groups_[git->second];
-  add_member(g.set, ep->second);
+  add_member(g.set, *ep);
   memberships_[id].insert(git->second);
   return topic_errc::ok;
 }
@@ -128,15 +153,77 @@ void routing_table::resolve(std::string_view topic, scratch& s, route& out) cons
   for (subscriber_id id : s.ids) {
     if (id >= group_id_base) {
       if (auto g = groups_.find(id); g != groups_.end()) out.groups.push_back(g->second.set);
-    } else if (auto a = agents_.find(id); a != agents_.end()) {
-      out.direct.push_back(a->second);
+    } else if (const std::shared_ptr<endpoint>* ep = subscribable(id)) {
+      out.direct.push_back(*ep);
     }
   }
 }
 
-endpoint* routing_table::agent(std::string_view agent_id) const noexcept {
+endpoint* routing_table::local_agent(std::string_view agent_id) const noexcept {
   const auto it = by_name_.find(agent_id);
   return it == by_name_.end() ? nullptr : it->second;
+}
+
+endpoint* routing_table::agent(std::string_view agent_id) const noexcept {
+  if (endpoint* ep = local_agent(agent_id)) return ep;
+  return remote_agents_.empty() ? nullptr : remote_agent(agent_id);
+}
+
+endpoint* routing_table::remote_agent(std::string_view agent_id) const noexcept {
+  const auto it = remote_agents_.find(agent_id);
+  if (it == remote_agents_.end()) return nullptr;
+  const auto p = peers_.find(it->second.peer);
+  return p == peers_.end() ? nullptr : p->second.ep.get();
+}
+
+const member_set* routing_table::group(std::string_view key) const noexcept {
+  const auto it = group_ids_.find(std::string(key));
+  if (it == group_ids_.end()) return nullptr;
+  const auto g = groups_.find(it->second);
+  return g == groups_.end() ? nullptr : &g->second.set;
+}
+
+void routing_table::add_peer(const std::shared_ptr<endpoint>& ep, bool main) { peers_[ep->id()] = peer_entry{ep, main}; }
+
+void routing_table::drop_capability(const std::string& capability, subscriber_id id) {
+  if (auto s = by_capability_.find(capability); s != by_capability_.end() && remove_member(s->second, id) &&
+                                                 s->second.members.empty())
+    by_capability_.erase(s);
+}
+
+void routing_table::remove_peer(subscriber_id id) {
+  if (!peers_.count(id)) return;
+  drop_interest(id);
+  for (auto it = remote_agents_.begin(); it != remote_agents_.end();)
+    it = it->second.peer == id ? remote_agents_.erase(it) : std::next(it);
+  for (auto it = peer_capabilities_.lower_bound({id, std::string()}); it != peer_capabilities_.end() && it->first.first == id;) {
+    drop_capability(it->first.second, id);
+    it = peer_capabilities_.erase(it);
+  }
+  peers_.erase(id);
+}
+
+bool routing_table::add_remote_agent(const std::string& agent_id, const std::vector<std::string>& capabilities,
+                                     subscriber_id peer) {
+  const auto p = peers_.find(peer);
+  if (p == peers_.end()) return false;
+  if (auto old = remote_agents_.find(agent_id); old != remote_agents_.end()) // re-announced: the last one wins
+    remove_remote_agent(agent_id, old->second.peer);
+  remote_agents_[agent_id] = remote_entry{peer, capabilities};
+  for (const std::string& c : capabilities)
+    if (++peer_capabilities_[{peer, c}] == 1) add_member(by_capability_[c], p->second.ep);
+  return true;
+}
+
+void routing_table::remove_remote_agent(const std::string& agent_id, subscriber_id peer) {
+  const auto it = remote_agents_.find(agent_id);
+  if (it == remote_agents_.end() || it->second.peer != peer) return;
+  for (const std::string& c : it->second.capabilities)
+    if (auto n = peer_capabilities_.find({peer, c}); n != peer_capabilities_.end() && --n->second == 0) {
+      peer_capabilities_.erase(n);
+      drop_capability(c, peer);
+    }
+  remote_agents_.erase(it);
 }
 
 const member_set* routing_table::capable(std::string_view capability) const noexcept {

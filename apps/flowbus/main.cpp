@@ -3,7 +3,9 @@
 //   flowbus demo   in-process and WebSocket agents exchanging tasks, live latency (the README's main job)
 //   flowbus bench  a load generator against a running node, a node process it starts, or in process
 //   flowbus dlq    list, replay or purge the dead-letter queues a node keeps on disk
-// Options may also come from a TOML/INI file: `flowbus --config flowbus.toml node` ([node] section).
+// Options may also come from a TOML/INI file: `flowbus --config flowbus.toml node` ([node] section,
+// and [cluster] for the node's cluster options: name, port, address, advertise, join, heartbeat-ms,
+// timeout-ms).
 // Standard output carries results (the node's listening and stop lines, the bench's JSON lines);
 // logs go to standard error.
 #include "bench_cmd.hpp"
@@ -17,10 +19,40 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+namespace {
+/// The [cluster] section of the --config file fills the node's cluster options that the command
+/// line did not give (CLI11 maps sections to subcommands; this one is the node's).
+void apply_cluster_section(const CLI::App& app, const CLI::App& node_cmd, flowbus::app::node_options& o) {
+  const CLI::Option* config = app.get_config_ptr();
+  if (!config || config->count() == 0) return;
+  for (const CLI::ConfigItem& item : CLI::ConfigTOML().from_file(config->as<std::string>())) {
+    if (item.parents != std::vector<std::string>{"cluster"} || item.inputs.empty()) continue;
+    const std::string flag = item.name == "port" ? "--cluster-port"
+                             : item.name == "address"      ? "--cluster-address"
+                             : item.name == "advertise"    ? "--cluster-advertise"
+                             : item.name == "heartbeat-ms" ? "--cluster-heartbeat-ms"
+                             : item.name == "timeout-ms"   ? "--cluster-timeout-ms"
+                                                           : "--" + item.name;
+    const CLI::Option* given = node_cmd.get_option_no_throw(flag);
+    if (!given) throw CLI::ConfigError("[cluster] " + item.name + ": no such option");
+    if (given->count() > 0) continue; // the command line wins
+    const std::string& v = item.inputs.front();
+    if (flag == "--name") o.name = v;
+    else if (flag == "--cluster-port") o.cluster_port = std::stoi(v);
+    else if (flag == "--cluster-address") o.cluster_address = v;
+    else if (flag == "--cluster-advertise") o.cluster_advertise = v;
+    else if (flag == "--join") o.join = item.inputs;
+    else if (flag == "--cluster-heartbeat-ms") o.cluster_heartbeat_ms = static_cast<std::uint32_t>(std::stoul(v));
+    else if (flag == "--cluster-timeout-ms") o.cluster_timeout_ms = static_cast<std::uint32_t>(std::stoul(v));
+  }
+}
+} // namespace
+
 int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("flowbus")); // stdout is for results
   CLI::App app{"flowbus: real-time messaging between software agents"};
   app.require_subcommand(1);
+  app.fallthrough(); // `flowbus node --config f.toml` as well as `flowbus --config f.toml node`
   app.set_config("--config", "", "read options from a TOML/INI file ([node], [demo], [bench] sections)");
 
   flowbus::app::node_options node;
@@ -47,6 +79,16 @@ int main(int argc, char** argv) {
                        "idle CAF workers: park (sleep at once; the edge bypasses CAF) or backoff (CAF's 50 us polling)")
       ->capture_default_str()
       ->check(CLI::IsMember({"park", "backoff"}));
+  node_cmd->add_option("--name", node.name, "this node's name in the cluster (required with --cluster-port)");
+  node_cmd->add_option("--cluster-port", node.cluster_port, "listen for other nodes here (0: any free port, printed; "
+                       "default: no cluster)")->check(CLI::Range(0, 65535));
+  node_cmd->add_option("--cluster-address", node.cluster_address, "listen address for other nodes")->capture_default_str();
+  node_cmd->add_option("--cluster-advertise", node.cluster_advertise, "host:port the other nodes dial (default: address:port)");
+  node_cmd->add_option("--join", node.join, "host:port of other nodes (comma-separated; one is enough)")->delimiter(',');
+  node_cmd->add_option("--cluster-heartbeat-ms", node.cluster_heartbeat_ms, "heartbeat on every node link")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  node_cmd->add_option("--cluster-timeout-ms", node.cluster_timeout_ms,
+                       "a link silent this long is down (>= 3 heartbeats)")->capture_default_str()->check(CLI::PositiveNumber);
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -111,6 +153,14 @@ int main(int argc, char** argv) {
   dlq_cmd->add_flag("--json", dlq.json, "list: one JSON object per entry");
 
   CLI11_PARSE(app, argc, argv);
+  if (node_cmd->parsed()) {
+    try {
+      apply_cluster_section(app, *node_cmd, node);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "flowbus: --config: %s\n", e.what());
+      return 2;
+    }
+  }
   if (dlq_cmd->parsed()) return flowbus::app::run_dlq(dlq);
   if (node_cmd->parsed()) return flowbus::app::run_node(node);
   if (demo_cmd->parsed()) return flowbus::app::run_demo(demo);

@@ -57,6 +57,13 @@ int run_node(const node_options& o) {
   cfg.max_subscriptions = o.max_subscriptions;
   cfg.lossless_topics = o.lossless;
   cfg.park_idle_workers = o.idle_workers == "park"; // the edge's traffic bypasses CAF: no polling workers
+  cfg.cluster.port = o.cluster_port;
+  cfg.cluster.name = o.name;
+  cfg.cluster.address = o.cluster_address;
+  cfg.cluster.advertise = o.cluster_advertise;
+  cfg.cluster.join = o.join;
+  cfg.cluster.heartbeat_interval = std::chrono::milliseconds(o.cluster_heartbeat_ms);
+  cfg.cluster.connection_timeout = std::chrono::milliseconds(o.cluster_timeout_ms);
   std::optional<actors::node> node;
   try {
     node.emplace(cfg);
@@ -81,8 +88,11 @@ int run_node(const node_options& o) {
     std::fprintf(stderr, "flowbus node: cannot listen on %s:%u: %s\n", o.address.c_str(), unsigned(o.port), e.what());
     return 1;
   }
-  std::printf("flowbus node: listening on ws://%s:%u (%zu scheduler threads, %zu I/O threads, open-file limit %llu)\n",
-              o.address.c_str(), unsigned(server->port()), n.workers(), o.io_threads,
+  std::string cluster;
+  if (o.cluster_port >= 0)
+    cluster = "cluster node " + o.name + " at " + o.cluster_address + ":" + std::to_string(n.cluster_port()) + "; ";
+  std::printf("flowbus node: listening on ws://%s:%u (%s%zu scheduler threads, %zu I/O threads, open-file limit %llu)\n",
+              o.address.c_str(), unsigned(server->port()), cluster.c_str(), n.workers(), o.io_threads,
               static_cast<unsigned long long>(files));
   std::fflush(stdout);
 
@@ -98,6 +108,11 @@ int run_node(const node_options& o) {
                      "{} slow consumers, {} dead letters ({} not persisted)",
                      s.active, s.frames_in, s.frames_out, s.writes, s.batches, s.protocol_errors, s.slow_consumers,
                      n.dead().total(), n.dead().not_persisted());
+        for (const actors::peer_status& p : n.peers())
+          spdlog::info("flowbus node: peer {} at {} {}, rtt {} us, {} frames out, {} in, {} pending, {} dead-lettered, "
+                       "{} agents, {} patterns",
+                       p.name, p.address, p.up ? "up" : "DOWN", p.rtt.count(), p.frames_out, p.frames_in, p.pending,
+                       p.dead_lettered, p.remote_agents, p.interest);
       }
     });
   int sig = 0;
@@ -118,6 +133,13 @@ int run_node(const node_options& o) {
               static_cast<ull>(s.writes), static_cast<ull>(n.dead().total()), static_cast<ull>(lost),
               rep.drained ? "drained" : "NOT drained", static_cast<ull>(s.holds), static_cast<ull>(s.window_waits),
               static_cast<ull>(s.paused));
+  if (o.cluster_port >= 0) {
+    const actors::cluster_totals c = n.cluster_stats();
+    std::printf("flowbus node: cluster: %llu frames to other nodes acknowledged, %llu received, %llu dead-lettered "
+                "here, %llu links lost\n",
+                static_cast<ull>(c.frames_acknowledged), static_cast<ull>(c.frames_in), static_cast<ull>(c.dead_lettered),
+                static_cast<ull>(c.links_lost));
+  }
   if (lost) std::fprintf(stderr, "flowbus node: %llu dead letters could not be written to %s\n", static_cast<ull>(lost),
                          cfg.dlq_directory.c_str());
   return rep.drained && lost == 0 ? 0 : 1;

@@ -25,6 +25,14 @@ struct node_options {
   std::string idle_workers = "park"; ///< CAF's idle workers: "park" (sleep at once) or "backoff" (CAF's polling)
   std::size_t max_subscriptions = 100000;  ///< per agent
   std::vector<std::string> lossless;       ///< topic patterns whose slow subscribers hold publishers
+  // the cluster (docs/cluster.md): on with --cluster-port
+  std::string name;                        ///< this node's name in the cluster
+  int cluster_port = -1;                   ///< -1: no cluster; 0: any free port (printed)
+  std::string cluster_address = "127.0.0.1";
+  std::string cluster_advertise;           ///< host:port the others dial (default: address:port)
+  std::vector<std::string> join;           ///< host:port of nodes to link with
+  std::uint32_t cluster_heartbeat_ms = 250;
+  std::uint32_t cluster_timeout_ms = 1500;
 };
 
 /// Serves until a signal; 0 after a clean drain. Prints "flowbus node: listening on ws://A:P".

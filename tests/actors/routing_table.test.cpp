@@ -120,4 +120,58 @@ TEST_SUITE("routing_table") {
     CHECK(wrong.load() == 0);
     CHECK(lr.read([](const routing_table& t) { return t.subscription_count(); }) == 1);
   }
+
+  TEST_CASE("link endpoints: subscribable, not agents; local members picked first; remote agents and capabilities") {
+    routing_table t;
+    auto local = ep(1, "local", "w", {"gpu"});
+    auto link_b = ep(100, "node:b"), link_c = ep(101, "node:c"), group_b = ep(102, "node:b/pool");
+    for (auto& e : {link_b, link_c, group_b})
+      e->set_remote();
+    t.add_agent(local);
+    t.add_peer(link_b, true);
+    t.add_peer(link_c, true);
+    t.add_peer(group_b, false);
+    CHECK(t.agent_count() == 1); // links are not agents
+    CHECK(t.subscribe("news.>", 100) == topic_errc::ok);
+    CHECK(t.subscribe("news.*", 100) == topic_errc::ok); // overlapping patterns: the link still once
+    routing_table::scratch s;
+    route r;
+    t.resolve("news.x", s, r);
+    CHECK(ids(r) == std::vector<subscriber_id>{100});
+    // a queue group with a local member and node b's group endpoint: the local member while it is open
+    t.subscribe_group("jobs", "pool", balance::round_robin, 102);
+    t.subscribe_group("jobs", "pool", balance::round_robin, 1);
+    const member_set* g = t.group(std::string("jobs") + '\x1f' + "pool");
+    REQUIRE(g);
+    for (int i = 0; i < 4; ++i)
+      CHECK(pick(*g) == local.get());
+    local->close();
+    CHECK(pick(*g) == group_b.get());
+    CHECK(pick_local(*g) == nullptr); // a frame from another node is never passed on to a third
+    // remote agents: unicast and capabilities reach the link serving them; a local id wins
+    CHECK(t.add_remote_agent("w9", {"gpu", "tpu"}, 100));
+    CHECK(!t.add_remote_agent("w8", {}, 55)); // not a link endpoint
+    CHECK(t.agent("w9") == link_b.get());
+    CHECK(t.local_agent("w9") == nullptr);
+    CHECK(t.agent("local") == local.get());
+    REQUIRE(t.capable("tpu"));
+    CHECK(pick(*t.capable("tpu")) == link_b.get());
+    CHECK(t.capable("gpu")->members.size() == 2);
+    // moved to node c: b's late departure does not remove c's announcement
+    CHECK(t.add_remote_agent("w9", {"tpu"}, 101));
+    t.remove_remote_agent("w9", 100);
+    CHECK(t.agent("w9") == link_c.get());
+    CHECK(pick(*t.capable("tpu")) == link_c.get());
+    CHECK(t.capable("gpu")->members.size() == 1);
+    // a link goes: its subscriptions, group memberships, agents and capabilities with it
+    t.remove_peer(101);
+    CHECK(t.agent("w9") == nullptr);
+    CHECK(t.capable("tpu") == nullptr);
+    t.remove_peer(100);
+    t.resolve("news.x", s, r);
+    CHECK(r.empty());
+    int peers = 0;
+    t.for_each_peer([&](endpoint&) { ++peers; });
+    CHECK(peers == 0); // group_b is left, and it is not a main link
+  }
 }

@@ -22,6 +22,7 @@ namespace flowbus::test {
 struct node_process {
   pid_t pid = -1;
   std::uint16_t port = 0;
+  std::uint16_t cluster_port = 0; ///< with --cluster-port: where it listens for other nodes
   int out = -1; ///< its standard output, open until it exits (it prints its stop line there)
 
   explicit node_process(std::uint16_t want = 0, std::vector<std::string> extra = {}) {
@@ -51,6 +52,11 @@ struct node_process {
     REQUIRE_MESSAGE(at != std::string::npos, "the node process did not start: '" << line << "'");
     port = static_cast<std::uint16_t>(std::atoi(line.c_str() + line.find(':', at + 5) + 1));
     REQUIRE(port != 0);
+    // "(cluster node NAME at HOST:PORT; ..."
+    if (const auto cn = line.find("cluster node "); cn != std::string::npos) {
+      const auto colon = line.find(':', line.find(" at ", cn));
+      cluster_port = static_cast<std::uint16_t>(std::atoi(line.c_str() + colon + 1));
+    }
   }
   node_process(const node_process&) = delete;
   node_process& operator=(const node_process&) = delete;

@@ -76,6 +76,10 @@ struct inbox {
     std::lock_guard<std::mutex> g(m);
     return got;
   }
+  void clear() {
+    std::lock_guard<std::mutex> g(m);
+    got.clear();
+  }
 };
 
 /// A node with its WebSocket edge on 127.0.0.1 and a free port.

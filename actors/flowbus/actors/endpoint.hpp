@@ -71,6 +71,11 @@ public:
     if (high_mark_ && throttled() && in_flight() <= low_mark_) set_throttled(false);
   }
   bool throttled() const noexcept { return throttled_.load(std::memory_order_relaxed); }
+  /// A link to another node of the cluster (cluster.hpp), not an agent: queue groups and
+  /// capability routing prefer local members to it, and a frame that came from a peer is never
+  /// handed to one (one hop). Set before the endpoint is routable.
+  void set_remote() noexcept { remote_ = true; }
+  bool remote() const noexcept { return remote_; }
   /// The consumer is itself held as a publisher and waits for its own agent (a used-up receive
   /// window): a publisher held by this endpoint may then be read on for its own CREDIT and ACKs —
   /// holding it until this endpoint drains could be a cycle that never ends.
@@ -127,6 +132,7 @@ private:
   dead_letters* orphans_;
   std::size_t capacity_;
   std::uint64_t high_mark_ = 0, low_mark_ = 0; ///< water_marks(); set before the endpoint is routable
+  bool remote_ = false;                        ///< set_remote(); likewise
   std::atomic<bool> open_{true};
   std::atomic<bool> stalled_{false};
   std::atomic<bool> throttled_{false}; ///< read by senders with open_, written on transitions only

@@ -15,6 +15,7 @@
 
 #include <flowbus/actors/agent.hpp>
 #include <flowbus/actors/client.hpp>
+#include <flowbus/actors/cluster.hpp>
 #include <flowbus/actors/dead_letters.hpp>
 #include <flowbus/actors/dlq.hpp>
 #include <flowbus/actors/expected.hpp>
@@ -77,6 +78,10 @@ struct node_config {
   /// beyond is refused with errc::too_many_subscriptions (REGISTER's own list included).
   std::size_t max_subscriptions = 100000;
   scheduling::buffer_pool_options buffers = {{{256, 16384}, {1024, 4096}, {4096, 1024}, {65536, 64}}, -1, true, true};
+  /// Other nodes: off unless cluster.port is set (cluster.hpp). The node then refuses to start
+  /// (std::system_error) without a name, with a heartbeat interval or timeout of zero, or a
+  /// timeout below three intervals, and if it cannot listen.
+  cluster_config cluster;
   /// Kept for CRITICAL frames when `buffers` is exhausted (emergency mode: a flood of bulk traffic
   /// that uses up every buffer cannot refuse the urgent ones). ~1.5 MiB.
   scheduling::buffer_pool_options critical_buffers = {{{256, 1024}, {1024, 256}, {4096, 64}, {65536, 8}}, -1, false, true, 0};
@@ -151,6 +156,11 @@ public:
   /// removes those sent; one that fails again comes back as a new entry.
   dlq_replay_result dlq_replay(dlq_kind kind, const std::vector<std::uint64_t>& ids = {});
   std::error_code dlq_purge(dlq_kind kind);
+  /// The other nodes of the cluster this node has linked with or is dialling, by name.
+  std::vector<peer_status> peers() const;
+  cluster_totals cluster_stats() const noexcept;
+  /// Where this node listens for other nodes (0: no cluster).
+  std::uint16_t cluster_port() const noexcept;
   std::size_t workers() const noexcept;
   const node_config& config() const noexcept;
   std::shared_ptr<pinning_report> pinning() const;

@@ -36,10 +36,14 @@ struct member_set {
 };
 
 /// One open member chosen by the set's policy (round-robin, or fewest in flight with ties going
-/// round-robin), or nullptr if none is open. @threadsafe
+/// round-robin), or nullptr if none is open. Local members first: a link to another node
+/// (endpoint::remote) is chosen only when no local member is open, as NATS prefers local queue
+/// subscribers. @threadsafe
 endpoint* pick(const member_set& set) noexcept;
 /// The same with another policy than the set's (capability routing chooses per message).
 endpoint* pick(const member_set& set, balance policy) noexcept;
+/// Local members only (a frame that came from another node).
+endpoint* pick_local(const member_set& set) noexcept;
 
 /// The recipients of one topic, resolved once and cached by each publisher.
 struct route {
@@ -67,6 +71,25 @@ public:
   /// Leaves a plain subscription (empty group) or a queue group membership.
   bool unsubscribe(std::string_view pattern, std::string_view group, subscriber_id id);
 
+  // ---- the cluster (cluster.hpp): links to other nodes and the agents they serve ----
+  /// A link endpoint (endpoint::remote): subscribable like an agent, not an agent (no id, not
+  /// listed). Its interest is subscribed with subscribe / subscribe_group. A node's `main` link
+  /// endpoint also takes its broadcasts and the frames for its agents; the others carry one
+  /// queue group each.
+  void add_peer(const std::shared_ptr<endpoint>& ep, bool main);
+  /// Removes the link endpoint, its subscriptions, group memberships and the agents it served.
+  void remove_peer(subscriber_id id);
+  /// An agent served by another node, reached through that node's link endpoint `peer`: unicast
+  /// and its capabilities route there (a local agent of the same id wins). False if `peer` is not
+  /// a link endpoint.
+  bool add_remote_agent(const std::string& agent_id, const std::vector<std::string>& capabilities, subscriber_id peer);
+  /// Removes the remote agent if `peer` (the node that announced it last) serves it.
+  void remove_remote_agent(const std::string& agent_id, subscriber_id peer);
+  /// The link endpoint serving `agent_id`, or nullptr.
+  endpoint* remote_agent(std::string_view agent_id) const noexcept;
+  /// A queue group by its key (pattern '\x1f' group), or nullptr.
+  const member_set* group(std::string_view key) const noexcept;
+
   // ---- reads (concurrent) ----
   struct scratch {
     topic_index::match_scratch match;
@@ -74,8 +97,10 @@ public:
   };
   /// The recipients of a valid topic.
   void resolve(std::string_view topic, scratch& s, route& out) const;
-  /// The agent's endpoint, or nullptr.
+  /// The agent's endpoint (a local agent's, else the link endpoint of the node serving it), or nullptr.
   endpoint* agent(std::string_view agent_id) const noexcept;
+  /// A local agent's endpoint only, or nullptr.
+  endpoint* local_agent(std::string_view agent_id) const noexcept;
   /// The agents having `capability`, or nullptr if none.
   const member_set* capable(std::string_view capability) const noexcept;
   /// Calls f(endpoint&) for every agent, or for every agent of `agent_type` if it is not empty.
@@ -88,7 +113,13 @@ public:
         f(*ep);
     }
   }
+  /// Calls f(endpoint&) for the main link endpoint of every other node.
+  template <class F> void for_each_peer(F&& f) const {
+    for (const auto& [id, p] : peers_)
+      if (p.main) f(*p.ep);
+  }
   std::size_t agent_count() const noexcept { return agents_.size(); }
+  std::size_t remote_agent_count() const noexcept { return remote_agents_.size(); }
   std::size_t subscription_count() const noexcept { return index_.subscription_count(); }
   std::size_t group_count() const noexcept { return groups_.size(); }
 
@@ -98,7 +129,20 @@ private:
     std::string key; ///< pattern '\x1f' group name
     member_set set;
   };
+  struct peer_entry {
+    std::shared_ptr<endpoint> ep;
+    bool main;
+  };
+  struct remote_entry {
+    subscriber_id peer;
+    std::vector<std::string> capabilities;
+  };
   static void add_member(member_set& set, const std::shared_ptr<endpoint>& ep);
+  /// An agent's or a link endpoint's, or nullptr.
+  const std::shared_ptr<endpoint>* subscribable(subscriber_id id) const noexcept;
+  /// Drops the subscriptions and group memberships of `id`; their count.
+  std::size_t drop_interest(subscriber_id id);
+  void drop_capability(const std::string& capability, subscriber_id id);
   static bool remove_member(member_set& set, subscriber_id id);
   bool leave_group(subscriber_id gid, subscriber_id id);
 
@@ -110,6 +154,10 @@ private:
   std::unordered_map<std::string, subscriber_id> group_ids_;
   std::unordered_map<subscriber_id, std::unordered_set<subscriber_id>> memberships_; ///< agent -> groups (O(1) leave)
   subscriber_id next_group_ = group_id_base;
+  std::unordered_map<subscriber_id, peer_entry> peers_;
+  std::map<std::string, remote_entry, std::less<>> remote_agents_;
+  /// (link endpoint, capability) -> how many of that node's agents have it
+  std::map<std::pair<subscriber_id, std::string>, std::uint32_t> peer_capabilities_;
 };
 
 } // namespace flowbus::actors

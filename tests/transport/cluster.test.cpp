@@ -1,0 +1,269 @@
+// The cluster as its users run it: `flowbus node --name --cluster-port --join` processes on
+// loopback, agents connected over WebSocket to different nodes. Delivery across nodes, then the
+// faults: kill -9 of a node mid-stream (detected at once, every frame for it acknowledged by it or
+// dead-lettered — counted from the stop line — and it rejoins when restarted) and SIGSTOP (a hung
+// node: detected within the connection timeout; after SIGCONT it rejoins).
+#include "transport/node_process.hpp"
+#include "transport/transport_support.hpp"
+
+#include <flowbus/transport/client.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace flowbus;
+using namespace flowbus::test;
+using actors::errc;
+
+namespace {
+
+constexpr int timeout_ms = 600; // --cluster-timeout-ms of every node here (heartbeats every 100 ms)
+
+std::vector<std::string> member_args(const std::string& name, std::uint16_t cluster_port, const std::string& join) {
+  std::vector<std::string> a = {"--name", name, "--cluster-port", std::to_string(cluster_port),
+                                "--cluster-heartbeat-ms", "100", "--cluster-timeout-ms", std::to_string(timeout_ms)};
+  if (!join.empty()) {
+    a.push_back("--join");
+    a.push_back(join);
+  }
+  return a;
+}
+
+std::string at(const node_process& n) { return "127.0.0.1:" + std::to_string(n.cluster_port); }
+
+/// Sends to `to` every 20 ms until `box` holds something (the route across the cluster is up).
+bool reaches(transport::client& from, const actors::destination& to, inbox& box) {
+  return eventually(
+      [&] {
+        if (box.size() > 0) return true;
+        from.send(to, "probe");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        return box.size() > 0;
+      },
+      std::chrono::milliseconds(15000));
+}
+
+/// A number after `label` in `text` ("... 12 dead letters ..." with label " dead letters": 12).
+std::uint64_t number_before(const std::string& text, const std::string& label) {
+  const auto at_label = text.find(label);
+  REQUIRE(at_label != std::string::npos);
+  auto start = text.rfind(' ', at_label - 1);
+  return std::strtoull(text.c_str() + start + 1, nullptr, 10);
+}
+
+} // namespace
+
+TEST_SUITE("cluster") {
+
+TEST_CASE("three node processes: pub/sub, a queue group exactly once, request/reply, ids cluster-wide") {
+  node_process a(0, member_args("a", 0, ""));
+  REQUIRE(a.cluster_port != 0);
+  node_process b(0, member_args("b", 0, at(a)));
+  node_process c(0, member_args("c", 0, at(b))); // knows only b: meets a through b
+
+  inbox on_b, on_c;
+  transport::client sb(client_opts(b.port, "sb", {"news.>"}));
+  sb.on_message(on_b.handler());
+  REQUIRE(sb.connect() == errc::ok);
+  transport::client sc(client_opts(c.port, "sc", {"news.*"}));
+  sc.on_message(on_c.handler());
+  REQUIRE(sc.connect() == errc::ok);
+  transport::client pub(client_opts(a.port, "pub"));
+  REQUIRE(pub.connect() == errc::ok);
+  REQUIRE(reaches(pub, actors::destination::topic("news.x"), on_b));
+  REQUIRE(reaches(pub, actors::destination::topic("news.x"), on_c));
+  on_b.clear();
+  on_c.clear();
+  for (int i = 0; i < 200; ++i)
+    REQUIRE(pub.publish("news.x", std::to_string(i)) == errc::ok);
+  REQUIRE(eventually([&] { return on_b.size() == 200 && on_c.size() == 200; }));
+  CHECK(on_b.all().back() == "199"); // in order across the hop
+  CHECK(on_c.all().front() == "0");
+
+  // a queue group with members on b and c, publisher on a: each job to exactly one member
+  inbox wb, wc;
+  transport::client gb(client_opts(b.port, "gb"));
+  REQUIRE(gb.connect() == errc::ok);
+  REQUIRE(gb.subscribe("jobs", wb.handler(), "workers").get() == errc::ok);
+  transport::client gc(client_opts(c.port, "gc"));
+  REQUIRE(gc.connect() == errc::ok);
+  REQUIRE(gc.subscribe("jobs", wc.handler(), "workers").get() == errc::ok);
+  REQUIRE(eventually( // probes until both members' interest has reached a (each probe goes to one of them)
+      [&] {
+        pub.publish("jobs", "-1");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        return wb.size() > 0 && wc.size() > 0;
+      },
+      15000ms));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100)); // the last probes land
+  wb.clear();
+  wc.clear();
+  for (int i = 0; i < 300; ++i)
+    REQUIRE(pub.publish("jobs", std::to_string(i)) == errc::ok);
+  REQUIRE(eventually([&] { return wb.size() + wc.size() == 300; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(wb.size() + wc.size() == 300);
+  std::vector<int> seen(300, 0);
+  for (const auto& s : wb.all())
+    ++seen[static_cast<std::size_t>(std::stoi(s))];
+  for (const auto& s : wc.all())
+    ++seen[static_cast<std::size_t>(std::stoi(s))];
+  for (int i = 0; i < 300; ++i)
+    CHECK(seen[static_cast<std::size_t>(i)] == 1);
+
+  // request/reply across two hops' worth of nodes, and no_responders when no node has one
+  REQUIRE(sc.subscribe("svc.echo", [&](const transport::incoming& req) { sc.respond(req, "echo:" + std::string(req.payload)); })
+              .get() == errc::ok);
+  REQUIRE(eventually([&] { return pub.request(actors::destination::topic("svc.echo"), "hi", 500ms).get().code == errc::ok; },
+                     5000ms));
+  const auto r = pub.request(actors::destination::topic("svc.echo"), "hi", 2s).get();
+  CHECK(r.payload == "echo:hi");
+  CHECK(r.source == "sc");
+  CHECK(pub.request(actors::destination::topic("svc.nobody"), "?", 2s).get().code == errc::no_responders);
+
+  // an id live on one node is refused on another
+  transport::client twin(client_opts(a.port, "sc"));
+  CHECK(twin.connect() == errc::duplicate_agent);
+}
+
+TEST_CASE("kill -9 of a node mid-stream: detected, every frame for it acknowledged or dead-lettered, it rejoins") {
+  node_process a(0, member_args("a", 0, ""));
+  auto b = std::make_unique<node_process>(0, member_args("b", 0, at(a)));
+  const std::uint16_t b_ws = b->port, b_cluster = b->cluster_port;
+  inbox got;
+  auto kb_opts = quick_reconnect_opts(b_ws, "kb");
+  transport::client kb(kb_opts);
+  kb.on_message(got.handler());
+  REQUIRE(kb.connect() == errc::ok);
+  transport::client pub(client_opts(a.port, "pub"));
+  REQUIRE(pub.connect() == errc::ok);
+  std::uint64_t sent = 0;
+  auto send_one = [&](const char* what) {
+    if (pub.send(actors::destination::agent("kb"), what) == errc::ok) ++sent;
+  };
+  REQUIRE(eventually(
+      [&] {
+        send_one("probe");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        return got.size() > 0;
+      },
+      15000ms));
+
+  // a stream of unicasts to kb; b dies in the middle of it
+  std::atomic<bool> streaming{true};
+  std::thread stream([&] {
+    while (streaming.load()) {
+      for (int i = 0; i < 20; ++i)
+        send_one("data");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  std::this_thread::sleep_for(300ms);
+  const auto killed = std::chrono::steady_clock::now();
+  b->stop(SIGKILL);
+  // detected: a request to kb is refused at once (agent_unavailable) instead of timing out
+  bool refused = false;
+  while (!refused && std::chrono::steady_clock::now() - killed < 10s) {
+    const auto rr = pub.request(actors::destination::agent("kb"), "?", 300ms).get();
+    ++sent;
+    refused = rr.code == errc::agent_unavailable;
+  }
+  const auto detected = std::chrono::steady_clock::now() - killed;
+  REQUIRE(refused);
+  CHECK(detected < std::chrono::milliseconds(timeout_ms + 1500));
+  std::this_thread::sleep_for(200ms);
+  streaming = false;
+  stream.join();
+
+  // it comes back at the same addresses: a redials it, kb reconnects, unicasts reach it again
+  b = std::make_unique<node_process>(b_ws, member_args("b", b_cluster, at(a)));
+  got.clear();
+  REQUIRE(eventually(
+      [&] {
+        send_one("again");
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        return got.size() > 0;
+      },
+      15000ms));
+
+  // nothing unaccounted: every frame pub sent went to b's node (acknowledged by it) or is a dead letter on a
+  pub.close();
+  kb.close();
+  std::string stop;
+  a.stop(SIGTERM, &stop);
+  INFO(stop);
+  const std::uint64_t acked = number_before(stop, " frames to other nodes acknowledged");
+  const std::uint64_t dead = number_before(stop, " dead letters (");
+  CHECK(number_before(stop, " links lost") >= 1);
+  CHECK(dead > 0); // the frames refused or in flight when b died
+  MESSAGE("sent " << sent << ", acknowledged by b " << acked << ", dead letters on a " << dead << ", detected after " << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count() << " ms");
+  CHECK(acked + dead == sent);
+}
+
+TEST_CASE("a hung node (SIGSTOP) is detected within the connection timeout and rejoins after SIGCONT") {
+  node_process a(0, member_args("a", 0, ""));
+  node_process b(0, member_args("b", 0, at(a)));
+  inbox got;
+  transport::client kb(quick_reconnect_opts(b.port, "hb"));
+  kb.on_message(got.handler());
+  REQUIRE(kb.connect() == errc::ok);
+  transport::client pub(client_opts(a.port, "pub"));
+  REQUIRE(pub.connect() == errc::ok);
+  REQUIRE(reaches(pub, actors::destination::agent("hb"), got));
+
+  REQUIRE(kill(b.pid, SIGSTOP) == 0);
+  const auto stopped = std::chrono::steady_clock::now();
+  bool refused = false;
+  while (!refused && std::chrono::steady_clock::now() - stopped < 10s)
+    refused = pub.request(actors::destination::agent("hb"), "?", 200ms).get().code == errc::agent_unavailable;
+  const auto detected = std::chrono::steady_clock::now() - stopped;
+  REQUIRE(refused);
+  MESSAGE("hung node detected after " << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count() << " ms");
+  CHECK(detected >= std::chrono::milliseconds(timeout_ms / 2)); // by the heartbeats, not by TCP
+  CHECK(detected < std::chrono::milliseconds(timeout_ms + 1500));
+
+  REQUIRE(kill(b.pid, SIGCONT) == 0);
+  got.clear();
+  CHECK(reaches(pub, actors::destination::agent("hb"), got));
+}
+
+TEST_CASE("the [cluster] section of the config file, and a refusal to start without a name") {
+  char dir[] = "/tmp/flowbus-cluster-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  const std::string first = std::string(dir) + "/a.toml", second = std::string(dir) + "/b.toml";
+  std::ofstream(first) << "[cluster]\nname = \"ta\"\nport = 0\nheartbeat-ms = 100\ntimeout-ms = 600\n";
+  node_process a(0, {"--config", first});
+  REQUIRE(a.cluster_port != 0);
+  std::ofstream(second) << "[cluster]\nname = \"tb\"\nport = 0\njoin = [\"" << at(a) << "\"]\nheartbeat-ms = 100\ntimeout-ms = 600\n";
+  node_process b(0, {"--config", second});
+  inbox got;
+  transport::client on_b(client_opts(b.port, "on-b"));
+  on_b.on_message(got.handler());
+  REQUIRE(on_b.connect() == errc::ok);
+  transport::client on_a(client_opts(a.port, "on-a"));
+  REQUIRE(on_a.connect() == errc::ok);
+  CHECK(reaches(on_a, actors::destination::agent("on-b"), got));
+  // a cluster port without a name: the node says why and exits 1 instead of joining nameless
+  const std::string cmd = std::string(FLOWBUS_EXE) + " node --port 0 --cluster-port 0 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p))
+    out += buf;
+  CHECK(WEXITSTATUS(pclose(p)) == 1);
+  CHECK(out.find("needs a name") != std::string::npos);
+  std::remove(first.c_str());
+  std::remove(second.c_str());
+  rmdir(dir);
+}
+
+} // TEST_SUITE
