@@ -119,21 +119,28 @@ void learn(cluster_actor* self, const std::vector<std::string>& addresses) {
   }
 }
 
-/// This node sets up the link to `name` (the smaller name of the two does).
-void initiate(cluster_actor* self, const std::string& name, const caf::actor& their_cluster, const std::string& address) {
+/// A new link to `name` (replacing an older one): its actor, registered for node::peers().
+caf::actor open_link(cluster_actor* self, const std::string& name, const caf::actor& their_cluster,
+                     const std::string& address, caf::actor their_link) {
   auto& st = self->state;
-  if (auto p = st.peers.find(name); p != st.peers.end()) {
-    if (p->second.cluster == their_cluster) return; // set up already, or being set up
+  if (auto p = st.peers.find(name); p != st.peers.end()) { // it came back: the old link goes
     self->send(p->second.link, stop_atom::value, static_cast<std::uint8_t>(dead_reason::agent_unavailable));
     st.peers.erase(p);
   }
   auto stats = std::make_shared<link_stats>();
-  caf::actor l = spawn_link(st.core, caf::actor_cast<caf::actor>(self), name, nullptr, stats);
+  caf::actor l = spawn_link(st.core, caf::actor_cast<caf::actor>(self), name, std::move(their_link), stats);
   st.peers[name] = peer{l, their_cluster, address, false};
-  {
-    std::lock_guard<std::mutex> g(st.core->peers_m);
-    st.core->peers[name] = node::impl::peer_entry{address, stats};
-  }
+  std::lock_guard<std::mutex> g(st.core->peers_m);
+  st.core->peers[name] = node::impl::peer_entry{address, stats};
+  return l;
+}
+
+/// This node sets up the link to `name` (the smaller name of the two does).
+void initiate(cluster_actor* self, const std::string& name, const caf::actor& their_cluster, const std::string& address) {
+  auto& st = self->state;
+  if (auto p = st.peers.find(name); p != st.peers.end() && p->second.cluster == their_cluster)
+    return; // set up already, or being set up
+  caf::actor l = open_link(self, name, their_cluster, address, nullptr);
   self->request(their_cluster, st.core->cfg.cluster.connect_timeout, link_atom::value, st.own, st.advertise, l,
                 caf::actor_cast<caf::actor>(self))
       .then(
@@ -279,16 +286,7 @@ caf::behavior cluster(cluster_actor* self, node::impl* core) {
         auto& s = self->state;
         if (s.stopping) return caf::make_error(caf::sec::request_receiver_down);
         if (name == s.own) return caf::make_error(caf::sec::invalid_argument, "duplicate node name " + name);
-        if (auto p = s.peers.find(name); p != s.peers.end()) { // it came back: the old link goes
-          self->send(p->second.link, stop_atom::value, static_cast<std::uint8_t>(dead_reason::agent_unavailable));
-          s.peers.erase(p);
-        }
-        auto stats = std::make_shared<link_stats>();
-        caf::actor l = spawn_link(s.core, caf::actor_cast<caf::actor>(self), name, their_link, stats);
-        s.peers[name] = peer{l, theirs, address, false};
-        std::lock_guard<std::mutex> g(s.core->peers_m);
-        s.core->peers[name] = node::impl::peer_entry{address, stats};
-        return l;
+        return open_link(self, name, theirs, address, their_link);
       },
       [=](link_up_atom, const std::string& name) {
         auto& s = self->state;

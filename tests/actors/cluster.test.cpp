@@ -5,6 +5,7 @@
 #include <flowbus/actors/node.hpp>
 
 #include "actors/src/cluster_wire.hpp"
+#include "actors/actors_support.hpp"
 #include "test_support.hpp"
 
 #include <doctest/doctest.h>
@@ -19,7 +20,9 @@
 
 using namespace flowbus::actors;
 using namespace std::chrono_literals;
+using flowbus::test::connect;
 using flowbus::test::eventually;
+using flowbus::test::spec;
 
 namespace {
 
@@ -50,19 +53,12 @@ std::optional<peer_status> peer_of(const node& n, const std::string& name) {
   return std::nullopt;
 }
 
-agent_spec spec(std::string id, std::vector<std::string> subs = {}) {
-  agent_spec s;
-  s.id = std::move(id);
-  s.type = "test";
-  s.subscriptions = std::move(subs);
-  return s;
-}
-
-std::unique_ptr<client> connect(node& n, agent_spec s) {
-  auto c = n.connect(std::move(s));
-  REQUIRE(c.has_value());
-  return std::move(c.value());
-}
+/// Nodes a and b, linked (b joined a).
+struct linked_pair {
+  node a{member("a")};
+  node b{member("b", {address(a)})};
+  linked_pair() { REQUIRE(eventually([&] { return up_peers(a).size() == 1 && up_peers(b).size() == 1; })); }
+};
 
 /// Payloads received by `c` within `t` (stops at `want`).
 std::vector<std::string> drain(client& c, std::size_t want, std::chrono::milliseconds t = 3000ms) {
@@ -143,9 +139,9 @@ TEST_CASE("a second node with a taken name is refused") {
 }
 
 TEST_CASE("publish and subscribe across a hop, with wildcards, only where interest is") {
-  node a(member("a"));
-  node b(member("b", {address(a)}));
-  REQUIRE(eventually([&] { return up_peers(a).size() == 1 && up_peers(b).size() == 1; }));
+  linked_pair p;
+  node& a = p.a;
+  node& b = p.b;
   auto sub = connect(b, spec("sub", {"news.*.tech", "alerts.>"}));
   auto pub = connect(a, spec("pub"));
   REQUIRE(eventually([&] { return peer_of(a, "b")->interest == 2; }));
@@ -184,9 +180,9 @@ TEST_CASE("a subscriber on each node gets each message once; a frame from a peer
 }
 
 TEST_CASE("unicast, request/reply and broadcast reach agents on another node") {
-  node a(member("a"));
-  node b(member("b", {address(a)}));
-  REQUIRE(eventually([&] { return up_peers(a).size() == 1 && up_peers(b).size() == 1; }));
+  linked_pair p;
+  node& a = p.a;
+  node& b = p.b;
   auto worker = connect(b, spec("worker"));
   auto boss = connect(a, spec("boss"));
   REQUIRE(eventually([&] { return peer_of(a, "b")->remote_agents >= 1 && peer_of(b, "a")->remote_agents >= 1; }));
@@ -209,9 +205,9 @@ TEST_CASE("unicast, request/reply and broadcast reach agents on another node") {
 }
 
 TEST_CASE("request/reply across a hop") {
-  node a(member("a"));
-  node b(member("b", {address(a)}));
-  REQUIRE(eventually([&] { return up_peers(a).size() == 1 && up_peers(b).size() == 1; }));
+  linked_pair p;
+  node& a = p.a;
+  node& b = p.b;
   auto server = connect(b, spec("server", {"svc.echo"}));
   auto asker = connect(a, spec("asker"));
   REQUIRE(eventually([&] { return peer_of(a, "b")->interest == 1 && peer_of(b, "a")->remote_agents >= 1; }));
@@ -230,9 +226,9 @@ TEST_CASE("request/reply across a hop") {
 }
 
 TEST_CASE("an agent id live on another node is refused as a duplicate") {
-  node a(member("a"));
-  node b(member("b", {address(a)}));
-  REQUIRE(eventually([&] { return up_peers(a).size() == 1 && up_peers(b).size() == 1; }));
+  linked_pair p;
+  node& a = p.a;
+  node& b = p.b;
   auto first = connect(a, spec("unique"));
   REQUIRE(eventually([&] { return peer_of(b, "a")->remote_agents >= 1; }));
   auto second = b.connect(spec("unique"));
@@ -243,9 +239,9 @@ TEST_CASE("an agent id live on another node is refused as a duplicate") {
 }
 
 TEST_CASE("a queue group gets each message exactly once cluster-wide, local members first") {
-  node a(member("a"));
-  node b(member("b", {address(a)}));
-  REQUIRE(eventually([&] { return up_peers(a).size() == 1 && up_peers(b).size() == 1; }));
+  linked_pair p;
+  node& a = p.a;
+  node& b = p.b;
   auto wa = connect(a, spec("wa"));
   auto wb1 = connect(b, spec("wb1"));
   auto wb2 = connect(b, spec("wb2"));
@@ -276,9 +272,9 @@ TEST_CASE("a queue group gets each message exactly once cluster-wide, local memb
 }
 
 TEST_CASE("capability routing reaches a capable agent on another node") {
-  node a(member("a"));
-  node b(member("b", {address(a)}));
-  REQUIRE(eventually([&] { return up_peers(a).size() == 1 && up_peers(b).size() == 1; }));
+  linked_pair p;
+  node& a = p.a;
+  node& b = p.b;
   auto s = spec("gpu-box");
   s.capabilities = {"gpu"};
   auto gpu = connect(b, s);

@@ -4,6 +4,7 @@
 // actor's (handlers, requests from actors, draining at shutdown).
 #include <flowbus/actors/node.hpp>
 
+#include "actors/actors_support.hpp"
 #include "test_support.hpp"
 
 #include <doctest/doctest.h>
@@ -17,6 +18,8 @@
 #include <thread>
 
 using namespace flowbus::actors;
+using flowbus::test::connect;
+using flowbus::test::spec;
 using namespace std::chrono_literals;
 
 namespace {
@@ -24,20 +27,6 @@ node_config small() {
   node_config c;
   c.workers = 2;
   return c;
-}
-
-agent_spec spec(std::string id, std::vector<std::string> subs = {}, std::string type = "test") {
-  agent_spec s;
-  s.id = std::move(id);
-  s.type = std::move(type);
-  s.subscriptions = std::move(subs);
-  return s;
-}
-
-std::unique_ptr<client> connect(node& n, agent_spec s) {
-  auto c = n.connect(std::move(s));
-  REQUIRE(c.has_value());
-  return std::move(c.value());
 }
 
 /// Payloads a client has waiting, without blocking long.

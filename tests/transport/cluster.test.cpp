@@ -39,16 +39,20 @@ std::vector<std::string> member_args(const std::string& name, std::uint16_t clus
 
 std::string at(const node_process& n) { return "127.0.0.1:" + std::to_string(n.cluster_port); }
 
-/// Sends to `to` every 20 ms until `box` holds something (the route across the cluster is up).
-bool reaches(transport::client& from, const actors::destination& to, inbox& box) {
+/// Calls `probe` every 20 ms until `box` holds something (the route across the cluster is up).
+template <class Probe> bool arrives(Probe probe, inbox& box) {
   return eventually(
       [&] {
         if (box.size() > 0) return true;
-        from.send(to, "probe");
+        probe();
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         return box.size() > 0;
       },
       std::chrono::milliseconds(15000));
+}
+
+bool reaches(transport::client& from, const actors::destination& to, inbox& box) {
+  return arrives([&] { from.send(to, "probe"); }, box);
 }
 
 /// A number after `label` in `text` ("... 12 dead letters ..." with label " dead letters": 12).
@@ -149,13 +153,7 @@ TEST_CASE("kill -9 of a node mid-stream: detected, every frame for it acknowledg
   auto send_one = [&](const char* what) {
     if (pub.send(actors::destination::agent("kb"), what) == errc::ok) ++sent;
   };
-  REQUIRE(eventually(
-      [&] {
-        send_one("probe");
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        return got.size() > 0;
-      },
-      15000ms));
+  REQUIRE(arrives([&] { send_one("probe"); }, got));
 
   // a stream of unicasts to kb; b dies in the middle of it
   std::atomic<bool> streaming{true};
@@ -186,13 +184,7 @@ TEST_CASE("kill -9 of a node mid-stream: detected, every frame for it acknowledg
   // it comes back at the same addresses: a redials it, kb reconnects, unicasts reach it again
   b = std::make_unique<node_process>(b_ws, member_args("b", b_cluster, at(a)));
   got.clear();
-  REQUIRE(eventually(
-      [&] {
-        send_one("again");
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        return got.size() > 0;
-      },
-      15000ms));
+  REQUIRE(arrives([&] { send_one("again"); }, got));
 
   // nothing unaccounted: every frame pub sent went to b's node (acknowledged by it) or is a dead letter on a
   pub.close();
