@@ -309,7 +309,10 @@ caf::behavior cluster(cluster_actor* self, node::impl* core) {
         auto& s = self->state;
         auto p = s.peers.find(name);
         if (p == s.peers.end() || p->second.link != caf::actor_cast<caf::actor>(self->current_sender())) return;
-        spdlog::warn("flowbus cluster: node {} is down ({}): redialling {}", name, reason, p->second.address);
+        if (reason == "none") // it stopped, or replaced this link
+          spdlog::info("flowbus cluster: node {} left: redialling {}", name, p->second.address);
+        else
+          spdlog::warn("flowbus cluster: node {} is down ({}): redialling {}", name, reason, p->second.address);
         const std::string address = p->second.address;
         s.peers.erase(p);
         publish_peers(self);

@@ -8,6 +8,8 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <limits>
 #include <system_error>
 #include <thread>
@@ -21,6 +23,9 @@ node::impl::impl(node_config c)
     if (validate_pattern(p) != topic_errc::ok)
       throw std::system_error(std::make_error_code(std::errc::invalid_argument), "lossless topic pattern '" + p + "'");
   open_dlq(this); // before any thread starts: an unusable directory refuses the node
+  // spdlog's registry is a function-local static: created here, before the actors that log run on
+  // several threads at once (libspdlog is not instrumented, so TSan would not see its guard)
+  spdlog::default_logger_raw();
   const std::size_t workers = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   sys_cfg->set("scheduler.policy", cfg.policy == scheduler_policy::sharing ? caf::atom("sharing") : caf::atom("stealing"));
   sys_cfg->set("scheduler.max-threads", workers);

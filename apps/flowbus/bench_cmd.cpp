@@ -69,7 +69,10 @@ struct node_process {
   std::uint16_t port = 0;
   int out_fd = -1; ///< the node's standard output (its listening line, then its stop line)
 
-  bool start(const bench_options& o) {
+  std::uint16_t cluster_port = 0;
+
+  /// `cluster`: the node's cluster arguments (--name, --cluster-port, --join ...).
+  bool start(const bench_options& o, const std::vector<std::string>& cluster = {}) {
     int out[2];
     if (pipe(out) != 0) return false;
     posix_spawn_file_actions_t fa;
@@ -81,6 +84,7 @@ struct node_process {
                                      "--mailbox", mailbox, "--io-threads", io,
                                      "--max-subscriptions", std::to_string(std::max<std::size_t>(o.subscriptions, 100000))};
     if (holds_publisher(o)) args.insert(args.end(), {"--lossless", topic});
+    args.insert(args.end(), cluster.begin(), cluster.end());
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());
@@ -102,7 +106,9 @@ struct node_process {
     if (at == std::string::npos) return false;
     const auto colon = line.find(':', at + 5);
     port = static_cast<std::uint16_t>(std::atoi(line.c_str() + colon + 1));
-    return port != 0;
+    if (const auto cn = line.find("cluster node "); cn != std::string::npos) // "... at HOST:PORT; ..."
+      cluster_port = static_cast<std::uint16_t>(std::atoi(line.c_str() + line.find(':', line.find(" at ", cn)) + 1));
+    return port != 0 && (cluster.empty() || cluster_port != 0);
   }
   /// SIGTERM, then waits for the exit; its status.
   int stop() {
@@ -137,13 +143,14 @@ double cpu_ms(pid_t pid) {
 /// The subscribing side: `count` clients on `topic`, each with its own connection.
 class subscribers {
 public:
-  subscribers(std::string host, std::uint16_t port, std::size_t count, std::uint64_t expected_each,
+  /// Subscriber i connects to ports[i % ports.size()].
+  subscribers(std::string host, const std::vector<std::uint16_t>& ports, std::size_t count, std::uint64_t expected_each,
               const bench_options& o)
       : expected_(expected_each * count), boxes_(count) {
     for (std::size_t i = 0; i < count; ++i) {
       transport::client_options co;
       co.host = host;
-      co.port = port;
+      co.port = ports[i % ports.size()];
       co.id = "bench-sub-" + std::to_string(getpid()) + "-" + std::to_string(i);
       co.type = "bench";
       co.subscriptions = {topic};
@@ -243,9 +250,10 @@ private:
 
 void print_result(const bench_options& o, const std::string& name, subscribers& subs, double offered_rate) {
   const histogram& h = subs.all();
-  std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"processes\":%d,\"payload_bytes\":%zu,\"subscribers\":%zu,"
-              "\"offered_per_s\":%.0f,\"received\":%" PRIu64 ",\"expected\":%" PRIu64 ",\"msgs_per_s\":%.0f,%s}\n",
-              name.c_str(), o.embedded ? 1 : o.clients_together ? 2 : 3, o.size,
+  std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"processes\":%zu,\"nodes\":%zu,\"payload_bytes\":%zu,"
+              "\"subscribers\":%zu,\"offered_per_s\":%.0f,\"received\":%" PRIu64 ",\"expected\":%" PRIu64
+              ",\"msgs_per_s\":%.0f,%s}\n",
+              name.c_str(), o.embedded ? std::size_t{1} : (o.clients_together ? 1 : 2) + o.cluster_nodes, o.cluster_nodes, o.size,
               o.scenario == "latency" ? std::size_t{1} : o.subscribers, offered_rate,
               subs.received(), subs.expected(), subs.rate(), h.json_fields("us", 1e3).c_str());
   std::fflush(stdout);
@@ -298,22 +306,35 @@ int run_pubsub(const bench_options& o) {
   const bool latency = o.scenario == "latency";
   const std::uint64_t count = latency ? static_cast<std::uint64_t>(o.rate * o.seconds) : o.messages;
   const std::size_t nsubs = latency ? 1 : o.subscribers;
-  const std::string unbatched = std::string(o.client_batch == 1 ? "_unbatched" : "") + (o.clients_together ? "_2proc" : "");
+  const std::string unbatched = std::string(o.client_batch == 1 ? "_unbatched" : "") + (o.clients_together ? "_2proc" : "") +
+                                (o.cluster_nodes > 1 ? "_cluster" + std::to_string(o.cluster_nodes) : "");
   const std::string name = !o.name.empty() ? o.name
                            : latency ? "ws_latency_" + std::to_string(static_cast<long>(o.rate)) + unbatched
                            : nsubs == 1 ? "ws_pubsub_1to1" + unbatched
                                         : "ws_fanout_1to" + std::to_string(nsubs) + unbatched;
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
-  std::optional<node_process> child_node;
+  std::vector<std::uint16_t> sub_ports; // where the subscribers connect (default: the publisher's node)
+  std::vector<std::unique_ptr<node_process>> child_nodes;
   std::unique_ptr<actors::node> node;
   std::unique_ptr<transport::server> server;
   if (!o.connect.empty()) {
     split_host_port(o.connect, host, port);
   } else if (!o.embedded) {
-    child_node.emplace();
-    if (!child_node->start(o)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
-    port = child_node->port;
+    for (std::size_t i = 0; i < std::max<std::size_t>(1, o.cluster_nodes); ++i) {
+      std::vector<std::string> cluster;
+      if (o.cluster_nodes > 1) {
+        cluster = {"--name", "n" + std::to_string(i), "--cluster-port", "0"};
+        if (i > 0) cluster.insert(cluster.end(), {"--join", "127.0.0.1:" + std::to_string(child_nodes[0]->cluster_port)});
+      }
+      child_nodes.push_back(std::make_unique<node_process>());
+      if (!child_nodes.back()->start(o, cluster)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
+    }
+    port = child_nodes[0]->port;
+    // cross-node: the subscriber on another node; fan-out: spread over all of them
+    const std::size_t first = nsubs == 1 && child_nodes.size() > 1 ? 1 : 0;
+    for (std::size_t i = first; i < child_nodes.size(); ++i)
+      sub_ports.push_back(child_nodes[i]->port);
   }
   const auto deadline_after = latency ? std::chrono::duration<double>(o.seconds + 10) : std::chrono::duration<double>(120);
   std::fprintf(stderr, "bench %s: %" PRIu64 " messages of %zu bytes%s, %zu subscriber(s), node %s\n", name.c_str(),
@@ -331,9 +352,15 @@ int run_pubsub(const bench_options& o) {
     server = std::make_unique<transport::server>(*node, so);
     port = server->port();
   }
+  if (sub_ports.empty()) sub_ports.push_back(port);
+  // across nodes: the subscribers' interest reaches the publisher's node over the links first
+  const auto settle = [&] {
+    if (o.cluster_nodes > 1) std::this_thread::sleep_for(1s);
+  };
   if (o.embedded || o.clients_together) { // subscribers and publisher here
-    subscribers subs(host, port, nsubs, count, o);
+    subscribers subs(host, sub_ports, nsubs, count, o);
     if (!subs.connect()) return std::fprintf(stderr, "bench: subscribers cannot connect\n"), 1;
+    settle();
     std::thread pub([&] { publish(o, host, port, count); });
     subs.wait(clk::now() + std::chrono::duration_cast<clk::duration>(deadline_after), latency);
     pub.join();
@@ -348,7 +375,7 @@ int run_pubsub(const bench_options& o) {
   const pid_t child = fork();
   if (child == 0) {
     close(ready[0]);
-    subscribers subs(host, port, nsubs, count, o);
+    subscribers subs(host, sub_ports, nsubs, count, o);
     const bool ok = subs.connect();
     const char r = ok ? 'R' : 'F';
     (void)!write(ready[1], &r, 1);
@@ -363,6 +390,7 @@ int run_pubsub(const bench_options& o) {
   char r = 0;
   const bool up = read(ready[0], &r, 1) == 1 && r == 'R';
   close(ready[0]);
+  if (up) settle();
   int rc = up ? publish(o, host, port, count) : 1;
   int st = 0;
   waitpid(child, &st, 0);
@@ -394,7 +422,7 @@ int run_priority(const bench_options& o) {
     if (child == 0) {
       close(fds[0]);
       close(ready[0]);
-      subscribers subs("127.0.0.1", port, 1, count, o);
+      subscribers subs("127.0.0.1", {port}, 1, count, o);
       const bool ok = subs.connect();
       const char r = ok ? 'R' : 'F';
       (void)!write(ready[1], &r, 1);

@@ -2,7 +2,8 @@
 // process (`flowbus node --port 0`), runs the subscribers in a second process and publishes from
 // its own — publisher → node → subscriber across three processes; `--connect` targets a running
 // node instead, `--embedded` runs everything in one process, `--clients-together` the publisher and
-// subscribers in one process beside the node's. Progress goes to stderr, one JSON line
+// subscribers in one process beside the node's, `--cluster-nodes N` N linked node processes with
+// the publisher and the subscribers on different nodes. Progress goes to stderr, one JSON line
 // per result to stdout (bench/README.md format).
 #pragma once
 
@@ -32,6 +33,9 @@ struct bench_options {
   std::uint32_t receive_window = 0; ///< subscribers' receive window (0: none; main sets the client's default)
   std::int64_t direct_write_gap_us = 0; ///< the publisher's client_options::direct_write_gap (main sets the default)
   std::size_t client_batch = 32;    ///< the publisher's messages per WebSocket message (1: unbatched, as most clients send)
+  /// latency, throughput: start this many linked node processes (a cluster, docs/cluster.md) with
+  /// the publisher on the first and the subscribers on the others (fan-out: spread over all)
+  std::size_t cluster_nodes = 1;
   std::string name;                 ///< the JSON `bench` name (default from the scenario)
 };
 
