@@ -68,6 +68,11 @@ void handle(actor_ptr self, scheduling::buffer_ref&& frame, std::uint32_t attemp
   detail::port& p = agent_actor_access::port(*st.ctx);
   delivery d;
   if (!p.decode(frame, d)) return;
+  if (d.type == codec::msg_type::error) { // a request of ours cannot be answered (its node is gone)
+    auto& waiting = agent_actor_access::pending(*st.ctx).waiting;
+    if (waiting.find(d.correlation_id) != waiting.end()) finish(st, d.correlation_id, reply{from_wire_code(d.error_code), {}});
+    return;
+  }
   if (d.type == codec::msg_type::reply) {
     auto& waiting = agent_actor_access::pending(*st.ctx).waiting;
     if (waiting.find(d.correlation_id) == waiting.end()) { // its request already timed out

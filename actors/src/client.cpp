@@ -75,6 +75,10 @@ reply client::request(const destination& to, std::string_view payload, std::chro
       port_->core().dead.add(dead_reason::network_timeout, std::move(r.frame), id()); // an earlier request's, late
       continue;
     }
+    if (r.msg.type == codec::msg_type::error) { // the node says the request cannot be answered (its node is gone)
+      if (r.msg.correlation_id == corr) return reply{from_wire_code(r.msg.error_code), {}};
+      continue; // about an earlier request, which timed out already
+    }
     held_.push_back(std::move(r));
   }
 }

@@ -20,6 +20,7 @@
 
 #include <flowbus/actors/actor_mailbox.hpp>
 #include <flowbus/codec/clock.hpp>
+#include <flowbus/codec/encoder.hpp>
 #include <flowbus/scheduling/lanes.hpp>
 
 #include <caf/event_based_actor.hpp>
@@ -64,6 +65,8 @@ bool parse_agent_entry(const std::string& entry, std::string& id, std::vector<st
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+constexpr std::size_t max_open_requests = 65536;
+constexpr auto open_request_age = std::chrono::minutes(2); ///< older ones are forgotten when the map is full
 
 struct batch {
   std::vector<scheduling::buffer_ref> frames;
@@ -80,6 +83,15 @@ struct link_state {
   std::unordered_map<std::uint64_t, batch> in_flight;
   std::uint64_t next_batch = 0;
   std::unique_ptr<detail::port> port; ///< inbound: route cache and pushes with dead-lettering
+  /// requests this node's agents sent to the peer and not yet answered: (requester, correlation id)
+  /// -> when. If the link is lost, each requester gets an ERROR agent_unavailable at once instead
+  /// of waiting for its timeout. Bounded (max_open_requests; beyond, a request just times out).
+  std::map<std::pair<std::string, std::uint64_t>, clock_type::time_point> open_requests;
+  codec::encoder enc{[] {
+    codec::encoder_options o;
+    o.pool_strings = false;
+    return o;
+  }()};
   codec::decoder dec{[] {
     codec::decoder_options o;
     o.verify_checksum = false; // checked at the edge where it entered the cluster; BASP rides on TCP
@@ -113,6 +125,49 @@ void dead_letter(link_actor* self, std::vector<scheduling::buffer_ref>& frames, 
 }
 
 void flush(link_actor* self);
+
+/// A request crosses to the peer: remembered until its reply comes back (or the link goes).
+void note_request(link_actor* self, const scheduling::buffer_ref& f) {
+  auto& st = self->state;
+  codec::message m;
+  if (st.dec.decode(codec::bytes_view(f.data(), f.size()), m).code != codec::errc::ok) return;
+  const std::string_view requester = m.str(codec::field::reply_to);
+  if (requester.empty()) return;
+  const auto now = clock_type::now();
+  if (st.open_requests.size() >= max_open_requests) // answered elsewhere or timed out long ago
+    for (auto it = st.open_requests.begin(); it != st.open_requests.end();)
+      it = now - it->second > open_request_age ? st.open_requests.erase(it) : std::next(it);
+  if (st.open_requests.size() < max_open_requests)
+    st.open_requests[{std::string(requester), m.correlation_id()}] = now;
+}
+
+/// The link is lost: every request still open across it fails at once (ERROR agent_unavailable to
+/// its requester, as the node answers a request nobody can take) instead of at its timeout.
+void fail_open_requests(link_actor* self) {
+  auto& st = self->state;
+  node::impl* core = st.core;
+  const std::string source = node_recipient(st.peer);
+  for (const auto& [key, when] : st.open_requests) {
+    codec::message e;
+    e.type = codec::msg_type::error;
+    e.prio = codec::priority::high;
+    e.timestamp_ns = codec::wall_clock_ns();
+    e.set(codec::field::target, key.first);
+    e.set(codec::field::source, source);
+    e.set(codec::field::correlation_id, key.second);
+    e.set(codec::field::error_code, wire_code(errc::agent_unavailable));
+    scheduling::buffer_ref b = core->pool.try_acquire(st.enc.literal_size(e));
+    if (!b) b = core->critical_pool.try_acquire(st.enc.literal_size(e));
+    if (!b) continue; // the request then ends at its timeout
+    const codec::encode_result r = st.enc.encode(e, b.data(), b.capacity());
+    if (!r) continue;
+    b.set_size(r.size);
+    core->routes.read([&](const routing_table& t) {
+      if (endpoint* ep = t.local_agent(key.first)) (void)ep->push(b); // a gone requester needs no answer
+    });
+  }
+  st.open_requests.clear();
+}
 
 void acked(link_actor* self, std::uint64_t id, std::uint32_t accepted) {
   auto& st = self->state;
@@ -169,6 +224,10 @@ void flush(link_actor* self) {
     for (const auto& [key, ep] : st.groups)
       if (take(*ep, static_cast<std::uint16_t>(keys.size() + 1)) > 0) keys.push_back(key);
     if (frames.empty()) return;
+    for (const auto& f : frames)
+      if (f.size() > codec::offset::type &&
+          static_cast<codec::msg_type>(f.data()[codec::offset::type]) == codec::msg_type::request)
+        note_request(self, f);
     wire::batch_writer w(keys);
     for (std::size_t i = 0; i < frames.size(); ++i)
       w.add(tags[i], frames[i].data(), frames[i].size());
@@ -198,6 +257,8 @@ void deliver(link_actor* self, scheduling::buffer_ref frame, std::string_view gr
     core->dead.add(dead_reason::expired, std::move(frame), node_recipient(core->cfg.cluster.name));
     return;
   }
+  if (m.type == codec::msg_type::reply && !st.open_requests.empty())
+    st.open_requests.erase({std::string(m.str(codec::field::target)), m.correlation_id()});
   detail::port& p = *st.port;
   auto one = [&](endpoint* ep, std::string_view missing) {
     if (ep)
@@ -338,6 +399,8 @@ void tear_down(link_actor* self, dead_reason why) {
     dead_letter(self, b.frames, 0, why);
   }
   st.in_flight.clear();
+  if (why != dead_reason::shutdown) fail_open_requests(self);
+  st.open_requests.clear();
   st.stats->remote_agents = 0;
   st.stats->interest = 0;
 }

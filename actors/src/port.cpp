@@ -231,6 +231,7 @@ delivery to_delivery(const codec::message& m) noexcept {
   d.timestamp_ns = m.timestamp_ns;
   d.deadline_ns = m.deadline_ns();
   d.max_attempts = max_attempts_of(m);
+  d.error_code = m.num(codec::field::error_code);
   d.payload = m.payload.as_string();
   return d;
 }

@@ -10,7 +10,9 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
+#include <thread>
 #include <map>
 #include <memory>
 #include <set>
@@ -311,6 +313,29 @@ TEST_CASE("a node that stops: its interest and agents leave, frames for it are d
   REQUIRE(eventually([&] { return peer_of(a, "b")->interest == 1; }));
   CHECK(pub->publish("t.x", "back").delivered == 1);
   CHECK(drain(*sub2, 1) == std::vector<std::string>{"back"});
+}
+
+TEST_CASE("a request open across a link that is lost fails at once, not at its timeout") {
+  node a(member("a"));
+  auto b = std::make_unique<node>(member("b", {address(a)}));
+  REQUIRE(eventually([&] { return up_peers(a).size() == 1; }));
+  auto silent = connect(*b, spec("silent", {"svc.slow"})); // takes requests, never answers
+  auto asker = connect(a, spec("asker"));
+  REQUIRE(eventually([&] { return peer_of(a, "b")->interest == 1; }));
+  std::atomic<bool> taken{false};
+  std::thread node_b_goes([&] {
+    REQUIRE(silent->receive(3000ms)); // the request reached b
+    taken = true;
+    silent.reset();
+    b.reset();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const reply r = asker->request(destination::topic("svc.slow"), "?", 10000ms);
+  const auto waited = std::chrono::steady_clock::now() - start;
+  node_b_goes.join();
+  CHECK(taken);
+  CHECK(r.code == errc::agent_unavailable);
+  CHECK(waited < 5000ms);
 }
 
 } // TEST_SUITE

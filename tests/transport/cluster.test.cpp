@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <future>
 
 #include <atomic>
 #include <cstdlib>
@@ -211,6 +212,13 @@ TEST_CASE("a hung node (SIGSTOP) is detected within the connection timeout and r
   REQUIRE(pub.connect() == errc::ok);
   REQUIRE(reaches(pub, actors::destination::agent("hb"), got));
 
+  // a request open across the link when b hangs: failed once the link is declared lost, not at its 8 s timeout
+  REQUIRE(kb.subscribe("svc.never", [](const transport::incoming&) {}).get() == errc::ok); // takes it, never answers
+  std::future<transport::reply_result> open;
+  REQUIRE(eventually([&] { // b's interest in svc.never has reached a
+    open = pub.request(actors::destination::topic("svc.never"), "?", 8s);
+    return open.wait_for(100ms) == std::future_status::timeout; // not refused (no_responders): it went to b
+  }));
   REQUIRE(kill(b.pid, SIGSTOP) == 0);
   const auto stopped = std::chrono::steady_clock::now();
   bool refused = false;
@@ -221,6 +229,10 @@ TEST_CASE("a hung node (SIGSTOP) is detected within the connection timeout and r
   MESSAGE("hung node detected after " << std::chrono::duration_cast<std::chrono::milliseconds>(detected).count() << " ms");
   CHECK(detected >= std::chrono::milliseconds(timeout_ms / 2)); // by the heartbeats, not by TCP
   CHECK(detected < std::chrono::milliseconds(timeout_ms + 1500));
+
+  REQUIRE(open.wait_for(3s) == std::future_status::ready);
+  CHECK(open.get().code == errc::agent_unavailable);
+  CHECK(std::chrono::steady_clock::now() - stopped < 5s);
 
   REQUIRE(kill(b.pid, SIGCONT) == 0);
   got.clear();

@@ -82,6 +82,7 @@ struct delivery {
   std::uint64_t deadline_ns = 0;  ///< 0: none
   std::uint32_t attempt = 1;      ///< actor agents: 2 and up when a failed handler is retried
   std::uint32_t max_attempts = 0; ///< the sender's retry budget for this message (0: the recipient's policy)
+  std::uint64_t error_code = 0;   ///< ERROR: why (a request that cannot be answered: wire_code of its errc)
   std::string_view payload;
   const scheduling::buffer_ref* frame = nullptr; ///< the whole frame: copy it to keep or forward it
   bool is_request() const noexcept { return type == codec::msg_type::request; }

@@ -27,4 +27,14 @@ enum class errc : std::uint8_t {
 
 const char* to_string(errc e) noexcept;
 
+/// On the wire (the error_code of NACK and ERROR frames, protocol.md §9), a refusal is 96 + errc.
+inline constexpr std::uint64_t wire_routing_base = 96;
+constexpr std::uint64_t wire_code(errc e) noexcept { return wire_routing_base + static_cast<std::uint64_t>(e); }
+/// The errc of a routing error_code; timeout for a code that is not one.
+constexpr errc from_wire_code(std::uint64_t code) noexcept {
+  return code >= wire_routing_base && code <= wire_routing_base + static_cast<std::uint64_t>(errc::too_many_subscriptions)
+             ? static_cast<errc>(code - wire_routing_base)
+             : errc::timeout;
+}
+
 } // namespace flowbus::actors

@@ -21,13 +21,11 @@ enum class reason : std::uint16_t {
   agent_down = 72,           ///< the node took the agent down (missed heartbeats)
   message_too_large = 73,    ///< a WebSocket message above the node's maximum
   handler_failed = 74,       ///< agent → node NACK: the agent's handler failed the message
-  routing_base = 96,         ///< 96 + actors::errc: a message or subscription was refused
+  routing_base = actors::wire_routing_base, ///< 96 + actors::errc: a message or subscription was refused
 };
 
 constexpr std::uint64_t code_of(reason r) noexcept { return static_cast<std::uint64_t>(r); }
-constexpr std::uint64_t code_of(actors::errc e) noexcept {
-  return static_cast<std::uint64_t>(reason::routing_base) + static_cast<std::uint64_t>(e);
-}
+constexpr std::uint64_t code_of(actors::errc e) noexcept { return actors::wire_code(e); }
 /// A short description of any error_code (codec, node or routing).
 const char* describe_code(std::uint64_t code) noexcept;
 
