@@ -85,6 +85,7 @@ struct node_process {
                                      "--max-subscriptions", std::to_string(std::max<std::size_t>(o.subscriptions, 100000))};
     if (holds_publisher(o)) args.insert(args.end(), {"--lossless", topic});
     args.insert(args.end(), cluster.begin(), cluster.end());
+    args.insert(args.end(), o.node_args.begin(), o.node_args.end());
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());

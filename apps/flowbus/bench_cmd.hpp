@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace flowbus::app {
 
@@ -36,6 +37,7 @@ struct bench_options {
   /// latency, throughput: start this many linked node processes (a cluster, docs/cluster.md) with
   /// the publisher on the first and the subscribers on the others (fan-out: spread over all)
   std::size_t cluster_nodes = 1;
+  std::vector<std::string> node_args; ///< more options for the started node processes (e.g. --idle-workers backoff)
   std::string name;                 ///< the JSON `bench` name (default from the scenario)
 };
 

@@ -143,6 +143,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--cluster-nodes", bench.cluster_nodes,
                         "latency, throughput: start this many linked node processes; the publisher on the first, the "
                         "subscribers on the others (fan-out: spread over all)")->capture_default_str()->check(CLI::Range(1, 16));
+  bench_cmd->add_option("--node-arg", bench.node_args, "pass this option on to the started node processes (repeatable; "
+                        "e.g. --node-arg=--idle-workers --node-arg=backoff)")->allow_extra_args(false);
   bench_cmd->add_option("--name", bench.name, "the JSON `bench` name");
 
   flowbus::app::dlq_options dlq;
