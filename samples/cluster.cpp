@@ -69,11 +69,17 @@ int main() {
   auto coordinator = a.connect(boss);
   if (!coordinator) return 1;
   client& co = **coordinator;
-  // the workers' interest crosses the links: wait until a task reaches one
+  // interest crosses the links as it changes, like NATS's subscription propagation: wait until the
+  // workers' groups are known on a and the coordinator's results.> on b and c (a result published
+  // before that would have no subscriber there: not an error, and not delivered)
+  auto knows_interest_of = [](const node& n, const std::string& peer) {
+    for (const peer_status& p : n.peers())
+      if (p.name == peer) return p.interest > 0;
+    return false;
+  };
   if (!wait_for([&] {
-        for (const peer_status& p : a.peers())
-          if (p.interest == 0) return false;
-        return true;
+        return knows_interest_of(a, "b") && knows_interest_of(a, "c") && knows_interest_of(b, "a") &&
+               knows_interest_of(c, "a");
       }))
     return std::fprintf(stderr, "interest did not arrive\n"), 1;
 

@@ -38,9 +38,15 @@ bool client::next(received& out, std::chrono::steady_clock::time_point until) {
       out.msg.frame = &out.frame;
       return true;
     }
-    // idle now: the next push rings the waiter
+    // idle now: the next push rings the waiter. A long wait still heartbeats (else the node would
+    // take a thread blocked in receive() for three intervals as gone)
     std::unique_lock<std::mutex> g(w->m);
-    if (!w->cv.wait_until(g, until, [&] { return w->rung; })) return false;
+    while (!w->cv.wait_until(g, std::min(until, last_heartbeat_ + heartbeat_every_), [&] { return w->rung; })) {
+      if (std::chrono::steady_clock::now() >= until) return false;
+      g.unlock();
+      maybe_heartbeat();
+      g.lock();
+    }
     w->rung = false;
   }
 }

@@ -422,4 +422,14 @@ TEST_SUITE("node") {
     CHECK(pub->publish("in", "after").code == errc::node_stopped);
     CHECK(n.connect(spec("late")).error() == errc::node_stopped);
   }
+
+  TEST_CASE("a client blocked in receive() longer than its heartbeat interval stays up") {
+    node n(small());
+    auto s = spec("patient");
+    s.heartbeat_interval = 100ms; // down after 3 missed: 300 ms
+    auto c = connect(n, s);
+    CHECK(!c->receive(700ms)); // nothing arrives; the wait heartbeats meanwhile
+    CHECK(c->up());
+    CHECK(n.agents().size() == 1);
+  }
 }
