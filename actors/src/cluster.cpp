@@ -378,6 +378,47 @@ void stop_cluster(node::impl* core) {
   if (core->cluster) caf::anon_send(core->cluster, stop_atom::value);
 }
 
+void remote_confirmations::open(const void* frame) {
+  std::lock_guard<std::mutex> g(m_);
+  if (entries_.emplace(frame, entry{}).second) open_.fetch_add(1, std::memory_order_release);
+}
+
+std::optional<errc> remote_confirmations::arm(const void* frame, std::uint32_t links,
+                                              const std::function<void(errc)>& done) {
+  std::lock_guard<std::mutex> g(m_);
+  const auto it = entries_.find(frame);
+  if (it == entries_.end()) return errc::ok;
+  entry& e = it->second;
+  e.pending += links;
+  if (e.pending <= 0) { // no link took it, or every one has answered already
+    const errc r = e.result;
+    entries_.erase(it);
+    open_.fetch_sub(1, std::memory_order_release);
+    return r;
+  }
+  e.armed = true;
+  e.done = done;
+  return std::nullopt;
+}
+
+void remote_confirmations::settle(const void* frame, errc r) {
+  std::function<void(errc)> done;
+  errc result = errc::ok;
+  {
+    std::lock_guard<std::mutex> g(m_);
+    const auto it = entries_.find(frame);
+    if (it == entries_.end()) return;
+    entry& e = it->second;
+    if (r != errc::ok && e.result == errc::ok) e.result = r;
+    if (--e.pending > 0 || !e.armed) return;
+    done = std::move(e.done);
+    result = e.result;
+    entries_.erase(it);
+    open_.fetch_sub(1, std::memory_order_release);
+  }
+  done(result); // outside the lock: it may send
+}
+
 std::vector<peer_status> node::peers() const {
   std::vector<peer_status> out;
   std::lock_guard<std::mutex> g(impl_->peers_m);

@@ -116,10 +116,24 @@ std::shared_ptr<endpoint> make_endpoint(link_actor* self, std::string name, std:
   return ep;
 }
 
+/// An acknowledged send waiting for this link (send_options::confirm) learns how its frame fared.
+/// Before the frame is let go: its buffer is the key.
+void confirm(node::impl* core, const scheduling::buffer_ref& f, errc e) {
+  if (!core->confirmations.idle()) core->confirmations.settle(f.data(), e);
+}
+
+errc errc_of(dead_reason why) noexcept {
+  return why == dead_reason::shutdown ? errc::node_stopped
+         : why == dead_reason::overflow ? errc::mailbox_full
+                                        : errc::agent_unavailable;
+}
+
 void dead_letter(link_actor* self, std::vector<scheduling::buffer_ref>& frames, std::size_t from, dead_reason why) {
   auto& st = self->state;
-  for (std::size_t i = from; i < frames.size(); ++i)
+  for (std::size_t i = from; i < frames.size(); ++i) {
+    confirm(st.core, frames[i], errc_of(why));
     st.core->dead.add(why, std::move(frames[i]), node_recipient(st.peer));
+  }
   st.stats->dead += frames.size() - from;
   st.core->cluster_dead += frames.size() - from;
 }
@@ -178,6 +192,8 @@ void acked(link_actor* self, std::uint64_t id, std::uint32_t accepted) {
       std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - b.sent).count());
   st.stats->unacked -= b.frames.size();
   st.core->cluster_acked += std::min<std::size_t>(accepted, b.frames.size());
+  for (std::size_t i = 0; i < accepted && i < b.frames.size(); ++i)
+    confirm(st.core, b.frames[i], errc::ok);
   // the peer takes frames in order and stops at the first it has no buffer for
   if (accepted < b.frames.size()) dead_letter(self, b.frames, accepted, dead_reason::overflow);
   st.in_flight.erase(it);
@@ -345,8 +361,12 @@ void apply_interest(link_actor* self, const std::vector<std::string>& pairs, boo
   st.stats->interest += static_cast<std::uint64_t>(add ? n : -n);
   for (const auto& ep : gone) { // what was queued for the group on that node has nowhere to go
     ep->close();
-    ep->drain([&](scheduling::buffer_ref&& f) { core->dead.add(dead_reason::agent_unavailable, std::move(f), ep->agent_id()); },
-              ~std::size_t{0});
+    ep->drain(
+        [&](scheduling::buffer_ref&& f) {
+          confirm(core, f, errc::agent_unavailable);
+          core->dead.add(dead_reason::agent_unavailable, std::move(f), ep->agent_id());
+        },
+        ~std::size_t{0});
   }
 }
 
@@ -387,7 +407,13 @@ void tear_down(link_actor* self, dead_reason why) {
   std::uint64_t n = 0;
   auto drop = [&](endpoint& ep) {
     ep.close();
-    n += ep.drain([&](scheduling::buffer_ref&& f) { core->dead.add(why, std::move(f), ep.agent_id()); }, ~std::size_t{0}).count;
+    n += ep.drain(
+              [&](scheduling::buffer_ref&& f) {
+                confirm(core, f, errc_of(why));
+                core->dead.add(why, std::move(f), ep.agent_id());
+              },
+              ~std::size_t{0})
+             .count;
   };
   drop(*st.main);
   for (const auto& [key, ep] : st.groups)

@@ -18,6 +18,8 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
+#include <unordered_map>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,6 +59,33 @@ struct registered {
   std::shared_ptr<endpoint> ep;
 };
 
+/// Acknowledged sends waiting for other nodes (send_options::confirm), keyed by the frame's buffer:
+/// the links confirm each frame of theirs as its batch is answered (or fail it), and the sender's
+/// callback runs when every link it went to has. A frame stays referenced by its links until they
+/// confirm it, so its buffer (the key) cannot be reused meanwhile. @threadsafe
+class remote_confirmations {
+public:
+  /// Before the frame is handed to anyone: links may confirm it from then on.
+  void open(const void* frame);
+  /// After the routing: `links` took it. Returns the outcome if it is settled already (no link,
+  /// or all have answered: the caller answers itself), else keeps `done` for the last link.
+  std::optional<errc> arm(const void* frame, std::uint32_t links, const std::function<void(errc)>& done);
+  /// A link took the frame (ok) or could not carry it (its reason).
+  void settle(const void* frame, errc e);
+  bool idle() const noexcept { return open_.load(std::memory_order_acquire) == 0; }
+
+private:
+  struct entry {
+    std::int64_t pending = 0; ///< links that have not answered (below zero until armed)
+    bool armed = false;
+    errc result = errc::ok;
+    std::function<void(errc)> done;
+  };
+  std::mutex m_;
+  std::unordered_map<const void*, entry> entries_;
+  std::atomic<std::size_t> open_{0};
+};
+
 struct node::impl {
   explicit impl(node_config c);
   ~impl();
@@ -87,6 +116,7 @@ struct node::impl {
     std::string address;
     std::shared_ptr<struct link_stats> stats;
   };
+  remote_confirmations confirmations;
   std::atomic<std::uint64_t> cluster_acked{0}, cluster_in{0}, cluster_dead{0}, links_lost{0}; ///< cluster_totals
   std::mutex peers_m; ///< guards peers (written by the cluster actor, read by node::peers)
   std::map<std::string, peer_entry> peers;

@@ -67,7 +67,9 @@ errc port::encode(const destination& to, std::string_view payload, const send_op
 
 errc port::push(endpoint& ep, const scheduling::buffer_ref& frame) {
   switch (ep.push(frame)) {
-    case endpoint::push_status::ok: return errc::ok;
+    case endpoint::push_status::ok:
+      if (ep.remote()) ++remote_pushes_; // another node: it confirms the frame when its link's batch is answered
+      return errc::ok;
     case endpoint::push_status::closed:
       core_->dead.add(dead_reason::agent_unavailable, frame, ep.agent_id());
       return errc::agent_unavailable;
@@ -134,6 +136,26 @@ send_result port::send(const destination& to, std::string_view payload, const se
   scheduling::buffer_ref frame;
   if (const errc e = encode(to, payload, opts, reply_to, false, {}, frame); e != errc::ok) return {e, 0};
   ++sent_;
+  return confirming(opts, frame, [&] { return route_frame(to, r, frame); });
+}
+
+template <class Route>
+send_result port::confirming(const send_options& opts, const scheduling::buffer_ref& frame, Route&& route) {
+  if (!opts.confirm || !core_->cluster) return route();
+  // acknowledged, in a cluster: other nodes among the recipients confirm it later (their links)
+  core_->confirmations.open(frame.data()); // before any push: a link may confirm at once
+  remote_pushes_ = 0;
+  send_result res = route();
+  res.remote = remote_pushes_;
+  if (const auto settled = core_->confirmations.arm(frame.data(), remote_pushes_, *opts.confirm)) {
+    if (*settled != errc::ok && res.code == errc::ok) res.code = *settled; // a link failed it already
+  } else {
+    res.confirm_pending = true;
+  }
+  return res;
+}
+
+send_result port::route_frame(const destination& to, const route* r, const scheduling::buffer_ref& frame) {
   switch (to.what) {
     case destination::kind::topic: return deliver_route(to.name, *r, frame);
     case destination::kind::agent:
@@ -170,21 +192,23 @@ send_result port::broadcast(std::string_view payload, std::string_view agent_typ
   scheduling::buffer_ref frame;
   if (const errc e = encode({}, payload, opts, {}, true, agent_type, frame); e != errc::ok) return {e, 0};
   ++sent_;
-  send_result res;
-  core_->routes.read([&](const routing_table& t) {
-    auto to = [&](endpoint& ep) {
-      if (&ep == ep_.get()) return;
-      const errc e = push(ep, frame);
-      res.note_throttle(ep);
-      if (e == errc::ok)
-        ++res.delivered;
-      else if (res.code == errc::ok)
-        res.code = e;
-    };
-    t.for_each_agent(agent_type, to);
-    t.for_each_peer(to); // each other node once: it delivers to its own agents (of agent_type)
+  return confirming(opts, frame, [&] {
+    send_result res;
+    core_->routes.read([&](const routing_table& t) {
+      auto to = [&](endpoint& ep) {
+        if (&ep == ep_.get()) return;
+        const errc e = push(ep, frame);
+        res.note_throttle(ep);
+        if (e == errc::ok)
+          ++res.delivered;
+        else if (res.code == errc::ok)
+          res.code = e;
+      };
+      t.for_each_agent(agent_type, to);
+      t.for_each_peer(to); // each other node once: it delivers to its own agents (of agent_type)
+    });
+    return res;
   });
-  return res;
 }
 
 bool port::decode(const scheduling::buffer_ref& frame, delivery& d) {

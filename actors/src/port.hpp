@@ -38,6 +38,11 @@ public:
   std::uint64_t sent() const noexcept { return sent_; }
 
 private:
+  /// Runs route() (the pushes); with send_options::confirm in a cluster, around it the bookkeeping
+  /// that has the other nodes among the recipients confirm the frame.
+  template <class Route> send_result confirming(const send_options& opts, const scheduling::buffer_ref& frame, Route&& route);
+  /// Hands the encoded frame to the destination's recipients.
+  send_result route_frame(const destination& to, const route* r, const scheduling::buffer_ref& frame);
   errc encode(const destination& to, std::string_view payload, const send_options& opts, std::string_view reply_to,
               bool broadcast, std::string_view agent_type, scheduling::buffer_ref& out);
   node::impl* core_;
@@ -47,6 +52,7 @@ private:
   codec::encoder enc_;
   codec::decoder dec_;
   std::uint64_t sent_ = 0;
+  std::uint32_t remote_pushes_ = 0; ///< pushes to links to other nodes (counted for send_options::confirm)
   // route cache: topic -> recipients, valid while the routing table's generation is unchanged
   std::unordered_map<std::string, std::shared_ptr<const route>> cache_;
   std::uint64_t cache_generation_ = ~std::uint64_t{0};

@@ -239,6 +239,33 @@ TEST_CASE("a hung node (SIGSTOP) is detected within the connection timeout and r
   CHECK(reaches(pub, actors::destination::agent("hb"), got));
 }
 
+TEST_CASE("an acknowledged publish to a subscriber on another node is ACKed once that node took it") {
+  node_process a(0, member_args("a", 0, ""));
+  node_process b(0, member_args("b", 0, at(a)));
+  inbox got;
+  transport::client sub(client_opts(b.port, "acked-sub", {"acked.>"}));
+  sub.on_message(got.handler());
+  REQUIRE(sub.connect() == errc::ok);
+  auto po = client_opts(a.port, "acked-pub");
+  po.ack_timeout = 6s; // one attempt: the answer is the node's, not a retry's
+  po.ack_attempts = 1;
+  transport::client pub(po);
+  REQUIRE(pub.connect() == errc::ok);
+  REQUIRE(reaches(pub, actors::destination::topic("acked.x"), got));
+  CHECK(pub.publish_acked("acked.x", "one").get() == errc::ok);
+
+  // b hangs: the ACK waits for b (before, a ACKed once the frame was queued for the link), and
+  // when a declares the link lost the frame is dead-lettered and the publish NACKed with the reason
+  REQUIRE(kill(b.pid, SIGSTOP) == 0);
+  const auto stopped = std::chrono::steady_clock::now();
+  auto pending = pub.publish_acked("acked.x", "two");
+  CHECK(pending.wait_for(200ms) == std::future_status::timeout);
+  REQUIRE(pending.wait_for(5s) == std::future_status::ready);
+  CHECK(pending.get() == errc::agent_unavailable);
+  CHECK(std::chrono::steady_clock::now() - stopped < 4s);
+  REQUIRE(kill(b.pid, SIGCONT) == 0);
+}
+
 TEST_CASE("the [cluster] section of the config file, and a refusal to start without a name") {
   char dir[] = "/tmp/flowbus-cluster-XXXXXX";
   REQUIRE(mkdtemp(dir) != nullptr);

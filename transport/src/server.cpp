@@ -669,6 +669,12 @@ private:
     o.message_id = m.message_id();
     o.deadline_ns = m.deadline_ns();
     o.max_attempts = actors::max_attempts_of(m);
+    const bool acked = (m.flags & codec::flag::ack_requested) && m.has(codec::field::message_id);
+    std::function<void(actors::errc)> confirm;
+    if (acked) { // recipients on other nodes: the ACK waits for their nodes (docs/cluster.md)
+      confirm = [f = remote_answer_, id = m.message_id()](actors::errc e) { f(id, e); };
+      o.confirm = &confirm;
+    }
     const std::string_view payload = m.payload.as_string();
     actors::send_result r;
     if (m.flags & codec::flag::broadcast) {
@@ -697,9 +703,12 @@ private:
       hold_ = true;
       held_by_ = r.throttled_by;
     }
-    if ((m.flags & codec::flag::ack_requested) && m.has(codec::field::message_id)) {
-      // acknowledged delivery: ACK once every current recipient has it queued; otherwise NACK with
-      // the reason (refused copies are dead letters; no recipient at all: no_responders)
+    if (acked) {
+      // acknowledged delivery: ACK once every current recipient has it queued — on another node of
+      // the cluster, once that node took it (then the link answers later, through remote_answer_);
+      // otherwise NACK with the reason (refused copies are dead letters; no recipient at all:
+      // no_responders)
+      if (r.confirm_pending && r.code == actors::errc::ok) return true;
       answer(m.message_id(), r.code != actors::errc::ok ? r.code
                              : r.delivered == 0     ? actors::errc::no_responders
                                                     : actors::errc::ok);
@@ -767,6 +776,13 @@ private:
       to_session([token, e](session& s) { s.on_done(token, e); });
     };
     ev.down = [to_session](actors::errc e) { to_session([e](session& s) { s.on_down(e); }); };
+    // acknowledged publishing in a cluster: the other nodes' confirmation arrives from a link actor
+    remote_answer_ = [to_session](std::uint64_t id, actors::errc e) {
+      to_session([id, e](session& s) {
+        s.answer(id, e);
+        s.flush();
+      });
+    };
     core_.node.attach(std::move(spec), std::move(ev),
                       [to_session](actors::expected<std::unique_ptr<actors::gateway>, actors::errc> r) {
                         auto shared = std::make_shared<decltype(r)>(std::move(r));
@@ -1244,6 +1260,7 @@ private:
   std::unique_ptr<reliability> rel_;            ///< retries and breaker of an acknowledging agent
   std::vector<scheduling::buffer_ref> taken_;    ///< scratch for take()
   std::unique_ptr<actors::gateway> gw_;
+  std::function<void(std::uint64_t, actors::errc)> remote_answer_; ///< posts a cluster ACK/NACK to this session
   std::string agent_id_;
   codec::repeated_entry reason_kv_{};
   state state_ = state::handshake;

@@ -106,6 +106,10 @@ struct send_options {
   /// When the message was first sent, ns since the Unix epoch (the frame's timestamp); 0: now.
   /// A node forwarding an agent's message keeps the agent's, so receivers see its age end to end.
   std::uint64_t timestamp_ns = 0;
+  /// Acknowledged sends in a cluster: if the message goes to other nodes too, this runs once each of
+  /// them has taken it (ok) or one failed it (its reason), on a node thread, and the send_result
+  /// says confirm_pending. Not called when no other node is a recipient. The pointee is copied.
+  const std::function<void(errc)>* confirm = nullptr;
 };
 
 struct send_result {
@@ -115,6 +119,8 @@ struct send_result {
   /// (a WebSocket connection stops reading its publisher for a while, docs/reliability.md).
   std::uint32_t throttled = 0;
   std::shared_ptr<endpoint> throttled_by{}; ///< the first of them: watch it to know when to go on
+  std::uint32_t remote = 0;     ///< of `delivered`: links to other nodes (each a node, not an agent)
+  bool confirm_pending = false; ///< send_options::confirm will run (other nodes have yet to confirm)
   explicit operator bool() const noexcept { return code == errc::ok; }
   /// Counts a recipient's flow-control state into the result (the routing paths).
   void note_throttle(endpoint& ep);
