@@ -34,8 +34,8 @@ node_config member(std::string name, std::vector<std::string> join = {}) {
   c.cluster.port = 0;
   c.cluster.name = std::move(name);
   c.cluster.join = std::move(join);
-  c.cluster.heartbeat_interval = 100ms;
-  c.cluster.connection_timeout = 600ms;
+  c.cluster.heartbeat_interval = 200ms; // loose enough for a loaded CI machine (and TSan)
+  c.cluster.connection_timeout = 1500ms;
   return c;
 }
 

@@ -25,7 +25,9 @@ struct node_process {
   std::uint16_t cluster_port = 0; ///< with --cluster-port: where it listens for other nodes
   int out = -1; ///< its standard output, open until it exits (it prints its stop line there)
 
-  explicit node_process(std::uint16_t want = 0, std::vector<std::string> extra = {}) {
+  /// `prefix`: a command to run the node under (e.g. {"/usr/sbin/ip", "netns", "exec", NS}).
+  explicit node_process(std::uint16_t want = 0, std::vector<std::string> extra = {},
+                        std::vector<std::string> prefix = {}) {
     int fds[2];
     REQUIRE(pipe(fds) == 0);
     out = fds[0];
@@ -33,13 +35,14 @@ struct node_process {
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
-    std::vector<std::string> args = {FLOWBUS_EXE, "node", "--port", std::to_string(want), "--log-level", "warn"};
+    std::vector<std::string> args = prefix;
+    args.insert(args.end(), {FLOWBUS_EXE, "node", "--port", std::to_string(want), "--log-level", "warn"});
     args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args)
       argv.push_back(a.data());
     argv.push_back(nullptr);
-    const int rc = posix_spawn(&pid, FLOWBUS_EXE, &fa, nullptr, argv.data(), environ);
+    const int rc = posix_spawn(&pid, prefix.empty() ? FLOWBUS_EXE : prefix[0].c_str(), &fa, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     REQUIRE(rc == 0);
