@@ -132,6 +132,23 @@ TEST_CASE("nodes that know one seed form a full mesh") {
   CHECK(peer_of(b, "c")->address == address(c));
 }
 
+TEST_CASE("a late joiner gets the interest and the agents that were there before it") {
+  node a(member("a"));
+  auto sub = connect(a, spec("early-sub", {"early.>"}));
+  auto s = spec("early-agent");
+  s.capabilities = {"ocr"};
+  auto agent = connect(a, s);
+  node b(member("b", {address(a)})); // joins after: learns them from a's snapshot, not from deltas
+  REQUIRE(eventually([&] { return up_peers(b).size() == 1; }));
+  REQUIRE(eventually([&] { return peer_of(b, "a")->interest == 1 && peer_of(b, "a")->remote_agents == 2; }));
+  auto pub = connect(b, spec("late-pub"));
+  CHECK(pub->publish("early.x", "1").delivered == 1);
+  CHECK(pub->send_to("early-agent", "2").delivered == 1);
+  CHECK(pub->send_to_capability("ocr", "3").delivered == 1);
+  CHECK(drain(*sub, 1) == std::vector<std::string>{"1"});
+  CHECK(drain(*agent, 2) == std::vector<std::string>{"2", "3"});
+}
+
 TEST_CASE("a second node with a taken name is refused") {
   node a(member("a"));
   node twin(member("a", {address(a)}));
