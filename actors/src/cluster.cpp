@@ -384,7 +384,8 @@ void remote_confirmations::open(const void* frame) {
 }
 
 std::optional<errc> remote_confirmations::arm(const void* frame, std::uint32_t links,
-                                              const std::function<void(errc)>& done) {
+                                              const std::function<void(std::uint64_t, errc)>& done,
+                                              std::uint64_t message_id) {
   std::lock_guard<std::mutex> g(m_);
   const auto it = entries_.find(frame);
   if (it == entries_.end()) return errc::ok;
@@ -398,12 +399,14 @@ std::optional<errc> remote_confirmations::arm(const void* frame, std::uint32_t l
   }
   e.armed = true;
   e.done = done;
+  e.message_id = message_id;
   return std::nullopt;
 }
 
 void remote_confirmations::settle(const void* frame, errc r) {
-  std::function<void(errc)> done;
+  std::function<void(std::uint64_t, errc)> done;
   errc result = errc::ok;
+  std::uint64_t id = 0;
   {
     std::lock_guard<std::mutex> g(m_);
     const auto it = entries_.find(frame);
@@ -413,10 +416,11 @@ void remote_confirmations::settle(const void* frame, errc r) {
     if (--e.pending > 0 || !e.armed) return;
     done = std::move(e.done);
     result = e.result;
+    id = e.message_id;
     entries_.erase(it);
     open_.fetch_sub(1, std::memory_order_release);
   }
-  done(result); // outside the lock: it may send
+  done(id, result); // outside the lock: it may send
 }
 
 std::vector<peer_status> node::peers() const {

@@ -69,7 +69,8 @@ public:
   void open(const void* frame);
   /// After the routing: `links` took it. Returns the outcome if it is settled already (no link,
   /// or all have answered: the caller answers itself), else keeps `done` for the last link.
-  std::optional<errc> arm(const void* frame, std::uint32_t links, const std::function<void(errc)>& done);
+  std::optional<errc> arm(const void* frame, std::uint32_t links,
+                          const std::function<void(std::uint64_t, errc)>& done, std::uint64_t message_id);
   /// A link took the frame (ok) or could not carry it (its reason).
   void settle(const void* frame, errc e);
   bool idle() const noexcept { return open_.load(std::memory_order_acquire) == 0; }
@@ -79,7 +80,8 @@ private:
     std::int64_t pending = 0; ///< links that have not answered (below zero until armed)
     bool armed = false;
     errc result = errc::ok;
-    std::function<void(errc)> done;
+    std::uint64_t message_id = 0;
+    std::function<void(std::uint64_t, errc)> done;
   };
   std::mutex m_;
   std::unordered_map<const void*, entry> entries_;

@@ -147,7 +147,7 @@ send_result port::confirming(const send_options& opts, const scheduling::buffer_
   remote_pushes_ = 0;
   send_result res = route();
   res.remote = remote_pushes_;
-  if (const auto settled = core_->confirmations.arm(frame.data(), remote_pushes_, *opts.confirm)) {
+  if (const auto settled = core_->confirmations.arm(frame.data(), remote_pushes_, *opts.confirm, opts.message_id)) {
     if (*settled != errc::ok && res.code == errc::ok) res.code = *settled; // a link failed it already
   } else {
     res.confirm_pending = true;

@@ -670,11 +670,7 @@ private:
     o.deadline_ns = m.deadline_ns();
     o.max_attempts = actors::max_attempts_of(m);
     const bool acked = (m.flags & codec::flag::ack_requested) && m.has(codec::field::message_id);
-    std::function<void(actors::errc)> confirm;
-    if (acked) { // recipients on other nodes: the ACK waits for their nodes (docs/cluster.md)
-      confirm = [f = remote_answer_, id = m.message_id()](actors::errc e) { f(id, e); };
-      o.confirm = &confirm;
-    }
+    if (acked) o.confirm = &remote_answer_; // recipients on other nodes: the ACK waits for their nodes (docs/cluster.md)
     const std::string_view payload = m.payload.as_string();
     actors::send_result r;
     if (m.flags & codec::flag::broadcast) {

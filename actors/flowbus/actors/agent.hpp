@@ -106,10 +106,11 @@ struct send_options {
   /// When the message was first sent, ns since the Unix epoch (the frame's timestamp); 0: now.
   /// A node forwarding an agent's message keeps the agent's, so receivers see its age end to end.
   std::uint64_t timestamp_ns = 0;
-  /// Acknowledged sends in a cluster: if the message goes to other nodes too, this runs once each of
-  /// them has taken it (ok) or one failed it (its reason), on a node thread, and the send_result
-  /// says confirm_pending. Not called when no other node is a recipient. The pointee is copied.
-  const std::function<void(errc)>* confirm = nullptr;
+  /// Acknowledged sends in a cluster: if the message goes to other nodes too, this runs with
+  /// `message_id` once each of them has taken it (ok) or one failed it (its reason), on a node
+  /// thread, and the send_result says confirm_pending. Not called when no other node is a
+  /// recipient. The pointee is copied only then, so one callback can serve every send.
+  const std::function<void(std::uint64_t message_id, errc)>* confirm = nullptr;
 };
 
 struct send_result {
