@@ -17,6 +17,8 @@
 // bounded number of times for addresses learned from others.
 #include "cluster_impl.hpp"
 
+#include <flowbus/scheduling/retry.hpp>
+
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/send.hpp>
@@ -97,11 +99,13 @@ void retry(cluster_actor* self, const std::string& address) {
     st.addresses.erase(address);
     return;
   }
-  // exponential from 100 ms up to max_backoff; the delay is drawn from its upper half (jitter)
-  const auto cap = st.core->cfg.cluster.max_backoff.count();
-  const auto base = std::min<long long>(cap, 100LL << std::min(a.attempts, 16));
-  const auto wait = base / 2 + static_cast<long long>(st.rng() % static_cast<unsigned long long>(base / 2 + 1));
+  // exponential from 100 ms up to max_backoff; the delay is drawn from the ceiling's upper half
+  // (jitter that never redials at once)
   ++a.attempts;
+  const auto base = scheduling::backoff_ceiling(static_cast<std::uint32_t>(a.attempts), std::chrono::milliseconds(100),
+                                                st.core->cfg.cluster.max_backoff)
+                        .count();
+  const auto wait = base / 2 + static_cast<long long>(st.rng() % static_cast<unsigned long long>(base / 2 + 1));
   a.retry_armed = true;
   self->delayed_send(self, std::chrono::milliseconds(wait), dial_atom::value, address);
 }
