@@ -23,7 +23,8 @@ using hello_atom = caf::atom_constant<caf::atom("fb_hello")>;   ///< (name, adve
 using link_atom = caf::atom_constant<caf::atom("fb_link")>;     ///< (name, advertise, link, cluster) -> link
 using members_atom = caf::atom_constant<caf::atom("fb_membrs")>; ///< (addresses): dial the unknown
 // link <-> link
-using frames_atom = caf::atom_constant<caf::atom("fb_frames")>;  ///< (batch bytes) -> frames accepted
+using frames_atom = caf::atom_constant<caf::atom("fb_frames")>;  ///< (batch id, batch bytes), answered by
+using acked_atom = caf::atom_constant<caf::atom("fb_acked")>;    ///< (batch id, frames accepted)
 using rinterest_atom = caf::atom_constant<caf::atom("fb_rint")>; ///< (pattern, group pairs, add)
 using ragent_atom = caf::atom_constant<caf::atom("fb_ragent")>;  ///< (agent entries, add)
 // inside a node
@@ -34,6 +35,7 @@ using link_down_atom = caf::atom_constant<caf::atom("fb_lnkdn")>; ///< link -> c
 using remote_atom = caf::atom_constant<caf::atom("fb_remote")>;  ///< cluster -> link: the peer's link
 using snapshot_atom = caf::atom_constant<caf::atom("fb_snap")>;  ///< cluster -> link: (interest, agents)
 using dial_atom = caf::atom_constant<caf::atom("fb_dial")>;      ///< cluster -> itself: (address)
+using ltick_atom = caf::atom_constant<caf::atom("fb_ltick")>;    ///< link -> itself: look at unanswered batches
 using check_atom = caf::atom_constant<caf::atom("fb_check")>;    ///< cluster -> itself: (address, attempt)
 
 /// What a link counts; written by the link actor, read by node::peers().

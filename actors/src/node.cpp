@@ -75,6 +75,10 @@ void configure_cluster(const cluster_config& c, caf::actor_system_config& sys_cf
   sys_cfg.set("middleman.heartbeat-interval", caf::timespan{c.heartbeat_interval});
   sys_cfg.set("middleman.connection-timeout", caf::timespan{c.connection_timeout});
   sys_cfg.set("middleman.app-identifiers", std::vector<std::string>{c.app_id});
+  // the middleman's own thread deserializes what arrives and hands a link its peer's batches
+  // directly (link_actor::enqueue), instead of waking a BASP worker on the scheduler first: one
+  // thread hand-off less per hop (cross-node p50 ~600 -> ~400 us here; docs/benchmarks.md)
+  sys_cfg.set("middleman.workers", std::size_t{0});
 }
 
 node::impl::~impl() {

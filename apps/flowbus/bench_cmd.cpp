@@ -302,6 +302,20 @@ int publish(const bench_options& o, const std::string& host, std::uint16_t port,
   return 0;
 }
 
+/// Starts the bench's node processes: one, or a cluster of `cluster_nodes` (n1, n2, ... join n0).
+bool start_nodes(const bench_options& o, std::vector<std::unique_ptr<node_process>>& nodes) {
+  for (std::size_t i = 0; i < std::max<std::size_t>(1, o.cluster_nodes); ++i) {
+    std::vector<std::string> cluster;
+    if (o.cluster_nodes > 1) {
+      cluster = {"--name", "n" + std::to_string(i), "--cluster-port", "0"};
+      if (i > 0) cluster.insert(cluster.end(), {"--join", "127.0.0.1:" + std::to_string(nodes[0]->cluster_port)});
+    }
+    nodes.push_back(std::make_unique<node_process>());
+    if (!nodes.back()->start(o, cluster)) return false;
+  }
+  return true;
+}
+
 /// latency and throughput: subscribers in a child process (or this one), the publisher here.
 int run_pubsub(const bench_options& o) {
   const bool latency = o.scenario == "latency";
@@ -322,15 +336,7 @@ int run_pubsub(const bench_options& o) {
   if (!o.connect.empty()) {
     split_host_port(o.connect, host, port);
   } else if (!o.embedded) {
-    for (std::size_t i = 0; i < std::max<std::size_t>(1, o.cluster_nodes); ++i) {
-      std::vector<std::string> cluster;
-      if (o.cluster_nodes > 1) {
-        cluster = {"--name", "n" + std::to_string(i), "--cluster-port", "0"};
-        if (i > 0) cluster.insert(cluster.end(), {"--join", "127.0.0.1:" + std::to_string(child_nodes[0]->cluster_port)});
-      }
-      child_nodes.push_back(std::make_unique<node_process>());
-      if (!child_nodes.back()->start(o, cluster)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
-    }
+    if (!start_nodes(o, child_nodes)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
     port = child_nodes[0]->port;
     // cross-node: the subscriber on another node; fan-out: spread over all of them
     const std::size_t first = nsubs == 1 && child_nodes.size() > 1 ? 1 : 0;
@@ -400,6 +406,103 @@ int run_pubsub(const bench_options& o) {
     std::fprintf(stderr, "bench: the subscribers did not get every message (status %d)\n", WEXITSTATUS(st));
     rc = rc ? rc : 1;
   }
+  return rc;
+}
+
+/// request: request/reply latency at a fixed rate. A responder (its own process) answers on the
+/// last node — across a hop in a cluster — and the requester here sends requests on the first,
+/// without waiting for replies (open loop), measuring each from its intended send time to its reply.
+int run_request(const bench_options& o) {
+  constexpr const char* rpc_topic = "bench.ws.rpc";
+  const std::uint64_t count = static_cast<std::uint64_t>(o.rate * o.seconds);
+  const std::string name = !o.name.empty() ? o.name
+                                           : "ws_request_reply_" + std::to_string(static_cast<long>(o.rate)) +
+                                                 (o.cluster_nodes > 1 ? "_cluster" + std::to_string(o.cluster_nodes) : "");
+  std::vector<std::unique_ptr<node_process>> nodes;
+  if (!start_nodes(o, nodes)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
+  const std::uint16_t req_port = nodes.front()->port, resp_port = nodes.back()->port;
+  std::fprintf(stderr, "bench %s: %" PRIu64 " requests of %zu bytes at %.0f/s, responder on node %zu of %zu\n",
+               name.c_str(), count, o.size, o.rate, nodes.size(), nodes.size());
+  int ready[2], done[2];
+  if (pipe(ready) != 0 || pipe(done) != 0) return 1;
+  const pid_t child = fork();
+  if (child == 0) { // the responder: echoes every request until the parent closes `done`
+    close(ready[0]);
+    close(done[1]);
+    transport::client_options co;
+    co.port = resp_port;
+    co.id = "bench-responder-" + std::to_string(getpid());
+    co.type = "bench";
+    co.max_queued = 1 << 16;
+    transport::client c(co);
+    transport::client* cp = &c;
+    const bool ok = c.connect(10s) == actors::errc::ok &&
+                    c.subscribe(rpc_topic, [cp](const transport::incoming& in) { cp->respond(in, in.payload); })
+                            .get() == actors::errc::ok;
+    const char r = ok ? 'R' : 'F';
+    (void)!write(ready[1], &r, 1);
+    char x = 0;
+    if (ok) (void)!read(done[0], &x, 1);
+    c.close();
+    _exit(ok ? 0 : 1);
+  }
+  close(ready[1]);
+  close(done[0]);
+  char r = 0;
+  const bool up = read(ready[0], &r, 1) == 1 && r == 'R';
+  close(ready[0]);
+  int rc = 1;
+  if (up) {
+    if (o.cluster_nodes > 1) std::this_thread::sleep_for(1s); // the responder's interest reaches n0
+    transport::client_options co;
+    co.port = req_port;
+    co.id = "bench-requester-" + std::to_string(getpid());
+    co.type = "bench";
+    co.max_queued = 1 << 16;
+    transport::client c(co);
+    if (c.connect(10s) == actors::errc::ok) {
+      std::mutex m;
+      histogram h;
+      std::uint64_t answered = 0, failed = 0;
+      std::string payload(o.size, 'r');
+      const auto t0 = clk::now();
+      scheduling::offer_at_fixed_rate(o.rate, count, [&](std::uint64_t, std::uint64_t intended_ns) {
+        c.request(actors::destination::topic(rpc_topic), payload, 5000ms, [&, intended_ns](transport::reply_result rr) {
+          const std::uint64_t now = scheduling::steady_ns();
+          std::lock_guard<std::mutex> g(m);
+          if (rr.code != actors::errc::ok) {
+            ++failed;
+            return;
+          }
+          ++answered;
+          h.record(now > intended_ns ? now - intended_ns : 0);
+        });
+      });
+      const auto deadline = clk::now() + 10s;
+      for (;;) {
+        {
+          std::lock_guard<std::mutex> g(m);
+          if (answered + failed == count) break;
+        }
+        if (clk::now() > deadline) break;
+        std::this_thread::sleep_for(10ms);
+      }
+      std::lock_guard<std::mutex> g(m);
+      const double secs = std::chrono::duration<double>(clk::now() - t0).count();
+      std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"processes\":%zu,\"nodes\":%zu,\"payload_bytes\":%zu,"
+                  "\"offered_per_s\":%.0f,\"requests\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"failed\":%" PRIu64
+                  ",\"msgs_per_s\":%.0f,%s}\n",
+                  name.c_str(), 2 + nodes.size(), std::max<std::size_t>(1, o.cluster_nodes), o.size, o.rate, count,
+                  answered, failed, static_cast<double>(answered) / secs, h.json_fields("us", 1e3).c_str());
+      std::fflush(stdout);
+      rc = answered == count ? 0 : 1;
+    }
+    c.close();
+  }
+  close(done[1]); // the responder goes
+  int st = 0;
+  waitpid(child, &st, 0);
+  if (!up) std::fprintf(stderr, "bench: the responder could not connect\n");
   return rc;
 }
 
@@ -742,9 +845,10 @@ int run_bench(const bench_options& o) {
   if (o.scenario == "connections") return run_connections(o);
   if (o.scenario == "latency" || o.scenario == "throughput") return run_pubsub(o);
   if (o.scenario == "priority") return run_priority(o);
+  if (o.scenario == "request") return run_request(o);
   if (o.scenario == "subscriptions") return run_subscriptions(o);
   if (o.scenario == "stall") return run_stall(o);
-  std::fprintf(stderr, "bench: unknown scenario %s (latency, throughput, connections, priority, subscriptions, stall)\n",
+  std::fprintf(stderr, "bench: unknown scenario %s (latency, throughput, request, connections, priority, subscriptions, stall)\n",
                o.scenario.c_str());
   return 2;
 }

@@ -15,7 +15,7 @@
 namespace flowbus::app {
 
 struct bench_options {
-  std::string scenario = "latency"; ///< latency | throughput | connections | priority | subscriptions | stall
+  std::string scenario = "latency"; ///< latency | throughput | request | connections | priority | subscriptions | stall
   std::string connect;              ///< host:port of a running node; empty: start one
   bool embedded = false;            ///< node, publisher and subscribers in this process
   bool clients_together = false;    ///< publisher and subscribers in this process, the node in its own (as NATS's latency tests run)

@@ -106,16 +106,16 @@ int main(int argc, char** argv) {
   bench.receive_window = flowbus::transport::client_options{}.receive_window;
   bench.direct_write_gap_us = flowbus::transport::client_options{}.direct_write_gap.count();
   CLI::App* bench_cmd = app.add_subcommand("bench", "load generator: latency at a fixed rate, throughput, idle connections");
-  bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | connections | priority | subscriptions | stall")
+  bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | request | connections | priority | subscriptions | stall")
       ->capture_default_str()
-      ->check(CLI::IsMember({"latency", "throughput", "connections", "priority", "subscriptions", "stall"}));
+      ->check(CLI::IsMember({"latency", "throughput", "request", "connections", "priority", "subscriptions", "stall"}));
   bench_cmd->add_option("--connect", bench.connect, "host:port of a running node (default: start a node process)");
   bench_cmd->add_flag("--embedded", bench.embedded, "node, publisher and subscribers in this process");
   bench_cmd->add_flag("--clients-together", bench.clients_together,
                       "publisher and subscribers in this process, beside the node's (two processes, as NATS's latency "
                       "tests run; default: three)");
-  bench_cmd->add_option("--rate", bench.rate, "latency: messages per second, at fixed intervals")->capture_default_str()->check(CLI::PositiveNumber);
-  bench_cmd->add_option("--seconds", bench.seconds, "latency: how long")->capture_default_str()->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--rate", bench.rate, "latency, request: messages per second, at fixed intervals")->capture_default_str()->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--seconds", bench.seconds, "latency, request: how long")->capture_default_str()->check(CLI::PositiveNumber);
   bench_cmd->add_option("--size", bench.size, "payload bytes")->capture_default_str()->check(CLI::Range(16, 60000));
   bench_cmd->add_option("--subscribers", bench.subscribers, "throughput: subscriber connections")->capture_default_str()->check(CLI::Range(1, 1000));
   bench_cmd->add_option("--messages", bench.messages, "throughput: messages published")->capture_default_str();

@@ -103,7 +103,8 @@ TEST_CASE("a link batch carries frames as they are, each with the group it was p
     CHECK((!t.ok() || n < 2));
   }
   std::vector<char> bad_tag = bytes; // the second frame names group 2 of 1
-  bad_tag[bytes.size() - 1 - 2] = 2;
+  REQUIRE(bad_tag.size() > 3);
+  bad_tag.at(bad_tag.size() - 3) = 2;
   wire::batch_reader b(bad_tag);
   REQUIRE(b.next(f, g));
   CHECK(!b.next(f, g));
