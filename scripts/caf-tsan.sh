@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# scripts/caf-tsan.sh: builds CAF 0.17.6's core and io (the middleman the cluster links over) with
+# scripts/caf-tsan.sh: builds CAF 0.17.6's core, io (the middleman the cluster links over) and openssl
+# (TLS links) with
 # ThreadSanitizer into build/caf-tsan/install,
 # so the 'tsan' preset can check flowbus's actor code too. Debian's libcaf is not instrumented:
 # TSan cannot see the synchronization inside it and reports every message handoff as a race.
@@ -13,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD/build/caf-tsan
-[ -f "$root/install/lib/libcaf_core.so" ] && [ -f "$root/install/lib/libcaf_io.so" ] && exit 0
+[ -f "$root/install/lib/libcaf_core.so" ] && [ -f "$root/install/lib/libcaf_io.so" ] &&
+  [ -f "$root/install/lib/libcaf_openssl.so" ] && exit 0
 mkdir -p "$root/src"
 tarball=$(ls "$root"/src/actor-framework_0.17.6*.orig.tar.gz 2>/dev/null | head -1 || true)
 if [ -z "$tarball" ]; then
@@ -31,7 +33,7 @@ fi
 rm -rf "$root/src/actor-framework-0.17.6" && tar xzf "$tarball" -C "$root/src"
 cmake -S "$root/src/actor-framework-0.17.6" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="-fsanitize=thread -fno-omit-frame-pointer -include limits" -DCMAKE_INSTALL_PREFIX="$root/install" \
-  -DCAF_NO_IO=no -DCAF_NO_OPENSSL=yes -DCAF_NO_EXAMPLES=yes -DCAF_NO_UNIT_TESTS=yes -DCAF_NO_TOOLS=yes \
+  -DCAF_NO_IO=no -DCAF_NO_OPENSSL=no -DCAF_NO_EXAMPLES=yes -DCAF_NO_UNIT_TESTS=yes -DCAF_NO_TOOLS=yes \
   -DCAF_NO_PYTHON=yes -DCAF_NO_OPENCL=yes >/dev/null
 cmake --build "$root/build" -j2
 cmake --install "$root/build" >/dev/null

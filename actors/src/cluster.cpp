@@ -21,6 +21,8 @@
 
 #include <caf/event_based_actor.hpp>
 #include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
@@ -167,6 +169,11 @@ void initiate(cluster_actor* self, const std::string& name, const caf::actor& th
           });
 }
 
+/// Who dials: the middleman, or with TLS its openssl counterpart (the same interface).
+caf::io::middleman_actor middleman_actor(caf::actor_system& sys, const cluster_config& c) {
+  return c.tls() ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
+}
+
 void dial(cluster_actor* self, const std::string& address) {
   auto& st = self->state;
   auto& a = st.addresses[address];
@@ -181,7 +188,7 @@ void dial(cluster_actor* self, const std::string& address) {
   }
   a.state = address_state::dialing;
   const int attempt = a.attempts;
-  auto mm = self->system().middleman().actor_handle();
+  auto mm = middleman_actor(self->system(), st.core->cfg.cluster);
   self->request(mm, st.core->cfg.cluster.connect_timeout, caf::connect_atom::value, host, port)
       .then(
           [=](const caf::node_id& nid, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
@@ -354,7 +361,11 @@ caf::behavior cluster(cluster_actor* self, node::impl* core) {
           self->send(p.link, stop_atom::value, static_cast<std::uint8_t>(dead_reason::shutdown));
         s.peers.clear();
         publish_peers(self);
-        self->system().middleman().unpublish(caf::actor_cast<caf::actor>(self), s.core->cluster_port);
+        if (s.core->cfg.cluster.tls()) // (caf::openssl::unpublish does not compile in 0.17.6: asked directly)
+          caf::anon_send(middleman_actor(self->system(), s.core->cfg.cluster), caf::unpublish_atom::value,
+                         self->address(), s.core->cluster_port);
+        else
+          self->system().middleman().unpublish(caf::actor_cast<caf::actor>(self), s.core->cluster_port);
         self->quit();
       },
   };
@@ -365,7 +376,8 @@ caf::behavior cluster(cluster_actor* self, node::impl* core) {
 void start_cluster(node::impl* core) {
   cluster_config& c = core->cfg.cluster;
   auto actor = core->sys->spawn(cluster, core);
-  auto port = core->sys->middleman().publish(actor, static_cast<std::uint16_t>(c.port), c.address.c_str(), true);
+  const auto port = c.tls() ? caf::openssl::publish(actor, static_cast<std::uint16_t>(c.port), c.address.c_str(), true)
+                            : core->sys->middleman().publish(actor, static_cast<std::uint16_t>(c.port), c.address.c_str(), true);
   if (!port) {
     caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
     throw std::system_error(std::make_error_code(std::errc::address_in_use),

@@ -5,7 +5,7 @@
 //   flowbus dlq    list, replay or purge the dead-letter queues a node keeps on disk
 // Options may also come from a TOML/INI file: `flowbus --config flowbus.toml node` ([node] section,
 // and [cluster] for the node's cluster options: name, port, address, advertise, join, heartbeat-ms,
-// timeout-ms).
+// timeout-ms, tls-cert, tls-key, tls-ca).
 // Standard output carries results (the node's listening and stop lines, the bench's JSON lines);
 // logs go to standard error.
 #include "bench_cmd.hpp"
@@ -32,6 +32,9 @@ void apply_cluster_section(const CLI::App& app, const CLI::App& node_cmd, flowbu
                              : item.name == "advertise"    ? "--cluster-advertise"
                              : item.name == "heartbeat-ms" ? "--cluster-heartbeat-ms"
                              : item.name == "timeout-ms"   ? "--cluster-timeout-ms"
+                             : item.name == "tls-cert"     ? "--cluster-tls-cert"
+                             : item.name == "tls-key"      ? "--cluster-tls-key"
+                             : item.name == "tls-ca"       ? "--cluster-tls-ca"
                                                            : "--" + item.name;
     const CLI::Option* given = node_cmd.get_option_no_throw(flag);
     if (!given) throw CLI::ConfigError("[cluster] " + item.name + ": no such option");
@@ -44,6 +47,9 @@ void apply_cluster_section(const CLI::App& app, const CLI::App& node_cmd, flowbu
     else if (flag == "--join") o.join = item.inputs;
     else if (flag == "--cluster-heartbeat-ms") o.cluster_heartbeat_ms = static_cast<std::uint32_t>(std::stoul(v));
     else if (flag == "--cluster-timeout-ms") o.cluster_timeout_ms = static_cast<std::uint32_t>(std::stoul(v));
+    else if (flag == "--cluster-tls-cert") o.cluster_tls_cert = v;
+    else if (flag == "--cluster-tls-key") o.cluster_tls_key = v;
+    else if (flag == "--cluster-tls-ca") o.cluster_tls_ca = v;
   }
 }
 } // namespace
@@ -89,6 +95,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   node_cmd->add_option("--cluster-timeout-ms", node.cluster_timeout_ms,
                        "a link silent this long is down (>= 3 heartbeats)")->capture_default_str()->check(CLI::PositiveNumber);
+  node_cmd->add_option("--cluster-tls-cert", node.cluster_tls_cert, "TLS on node links: this node's certificate (PEM; "
+                       "with --cluster-tls-key and --cluster-tls-ca, all three or none)");
+  node_cmd->add_option("--cluster-tls-key", node.cluster_tls_key, "TLS on node links: the certificate's private key (PEM)");
+  node_cmd->add_option("--cluster-tls-ca", node.cluster_tls_ca, "TLS on node links: the CA that signs every node's certificate");
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));

@@ -64,6 +64,9 @@ int run_node(const node_options& o) {
   cfg.cluster.join = o.join;
   cfg.cluster.heartbeat_interval = std::chrono::milliseconds(o.cluster_heartbeat_ms);
   cfg.cluster.connection_timeout = std::chrono::milliseconds(o.cluster_timeout_ms);
+  cfg.cluster.tls_certificate = o.cluster_tls_cert;
+  cfg.cluster.tls_key = o.cluster_tls_key;
+  cfg.cluster.tls_ca = o.cluster_tls_ca;
   std::optional<actors::node> node;
   try {
     node.emplace(cfg);
@@ -90,7 +93,8 @@ int run_node(const node_options& o) {
   }
   std::string cluster;
   if (o.cluster_port >= 0)
-    cluster = "cluster node " + o.name + " at " + o.cluster_address + ":" + std::to_string(n.cluster_port()) + "; ";
+    cluster = "cluster node " + o.name + " at " + o.cluster_address + ":" + std::to_string(n.cluster_port()) +
+              (o.cluster_tls_cert.empty() ? "" : " (TLS)") + "; ";
   std::printf("flowbus node: listening on ws://%s:%u (%s%zu scheduler threads, %zu I/O threads, open-file limit %llu)\n",
               o.address.c_str(), unsigned(server->port()), cluster.c_str(), n.workers(), o.io_threads,
               static_cast<unsigned long long>(files));

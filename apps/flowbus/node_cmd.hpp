@@ -33,6 +33,7 @@ struct node_options {
   std::vector<std::string> join;           ///< host:port of nodes to link with
   std::uint32_t cluster_heartbeat_ms = 250;
   std::uint32_t cluster_timeout_ms = 1500;
+  std::string cluster_tls_cert, cluster_tls_key, cluster_tls_ca; ///< TLS links: all three, or none
 };
 
 /// Serves until a signal; 0 after a clean drain. Prints "flowbus node: listening on ws://A:P".

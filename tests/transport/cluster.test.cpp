@@ -384,14 +384,18 @@ TEST_CASE("an acknowledged publish to a subscriber on another node is ACKed once
   REQUIRE(kill(b.pid, SIGCONT) == 0);
 }
 
-TEST_CASE("the [cluster] section of the config file, and a refusal to start without a name") {
+TEST_CASE("the [cluster] section of the config file (with TLS links), and refusals to start") {
   char dir[] = "/tmp/flowbus-cluster-XXXXXX";
   REQUIRE(mkdtemp(dir) != nullptr);
   const std::string first = std::string(dir) + "/a.toml", second = std::string(dir) + "/b.toml";
-  std::ofstream(first) << "[cluster]\nname = \"ta\"\nport = 0\nheartbeat-ms = 100\ntimeout-ms = 600\n";
+  const std::string certs = std::string(FLOWBUS_SOURCE_DIR) + "/tests/data/tls/";
+  const std::string tls = "tls-cert = \"" + certs + "node.pem\"\ntls-key = \"" + certs + "node.key\"\ntls-ca = \"" + certs +
+                          "ca.pem\"\n";
+  std::ofstream(first) << "[cluster]\nname = \"ta\"\nport = 0\nheartbeat-ms = 100\ntimeout-ms = 600\n" << tls;
   node_process a(0, {"--config", first});
   REQUIRE(a.cluster_port != 0);
-  std::ofstream(second) << "[cluster]\nname = \"tb\"\nport = 0\njoin = [\"" << at(a) << "\"]\nheartbeat-ms = 100\ntimeout-ms = 600\n";
+  std::ofstream(second) << "[cluster]\nname = \"tb\"\nport = 0\njoin = [\"" << at(a) << "\"]\nheartbeat-ms = 100\ntimeout-ms = 600\n"
+                         << tls;
   node_process b(0, {"--config", second});
   inbox got;
   transport::client on_b(client_opts(b.port, "on-b"));
@@ -400,16 +404,21 @@ TEST_CASE("the [cluster] section of the config file, and a refusal to start with
   transport::client on_a(client_opts(a.port, "on-a"));
   REQUIRE(on_a.connect() == errc::ok);
   CHECK(reaches(on_a, actors::destination::agent("on-b"), got));
-  // a cluster port without a name: the node says why and exits 1 instead of joining nameless
-  const std::string cmd = std::string(FLOWBUS_EXE) + " node --port 0 --cluster-port 0 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[512];
-  while (fgets(buf, sizeof buf, p))
-    out += buf;
-  CHECK(WEXITSTATUS(pclose(p)) == 1);
-  CHECK(out.find("needs a name") != std::string::npos);
+  // the node says why and exits 1: a cluster port without a name; TLS with a certificate only
+  // (CAF would fall back to an anonymous cipher)
+  auto refused = [](const std::string& args) {
+    const std::string cmd = std::string(FLOWBUS_EXE) + " node --port 0 --cluster-port 0 " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[512];
+    while (fgets(buf, sizeof buf, p))
+      out += buf;
+    CHECK(WEXITSTATUS(pclose(p)) == 1);
+    return out;
+  };
+  CHECK(refused("").find("needs a name") != std::string::npos);
+  CHECK(refused("--name x --cluster-tls-cert " + certs + "node.pem").find("anonymous") != std::string::npos);
   std::remove(first.c_str());
   std::remove(second.c_str());
   rmdir(dir);

@@ -38,6 +38,13 @@ struct cluster_config {
   std::size_t batch_frames = 256;       ///< frames per CAF message on a link
   std::size_t batches_in_flight = 4;    ///< unacknowledged batches per link
   std::string app_id = "flowbus-v1";    ///< BASP application identifier: foreign CAF systems are refused
+  /// TLS on the links (CAF's openssl module), mutual: each node presents its certificate (PEM, with
+  /// its chain) and accepts only peers whose certificate the CA file signs. All three, or none:
+  /// with none, CAF's TLS falls back to an anonymous cipher (encrypted, nobody authenticated), so
+  /// a node with only some of them refuses to start. Every node of a cluster must use TLS or none.
+  std::string tls_certificate, tls_key, tls_ca;
+  std::string tls_passphrase; ///< of the key, if it is encrypted
+  bool tls() const noexcept { return !tls_certificate.empty() || !tls_key.empty() || !tls_ca.empty(); }
 };
 
 /// One other node as this node sees it.
