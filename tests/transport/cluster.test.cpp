@@ -11,7 +11,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <future>
 
 #include <atomic>
@@ -25,6 +27,26 @@ using namespace flowbus::test;
 using actors::errc;
 
 namespace {
+
+/// SIGSTOPs the process and waits until every one of its threads is stopped: kill() returns before
+/// that, and a sleeping thread stops only once the scheduler runs it again (on a busy machine it
+/// may still handle what arrives meanwhile).
+void stop_process(pid_t pid) {
+  REQUIRE(kill(pid, SIGSTOP) == 0);
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  for (;;) {
+    bool all = true;
+    for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+      std::ifstream in(t.path() / "stat");
+      std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      const auto close = stat.rfind(')'); // "pid (comm) S ..."
+      if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'T') all = false;
+    }
+    if (all) return;
+    REQUIRE(std::chrono::steady_clock::now() < until);
+    std::this_thread::sleep_for(1ms);
+  }
+}
 
 constexpr int timeout_ms = 1200; // --cluster-timeout-ms of every node here (heartbeats every 200 ms): loose enough for a loaded CI machine
 
@@ -335,7 +357,7 @@ TEST_CASE("a hung node (SIGSTOP) is detected within the connection timeout and r
     open = pub.request(actors::destination::topic("svc.never"), "?", 8s);
     return open.wait_for(100ms) == std::future_status::timeout; // not refused (no_responders): it went to b
   }));
-  REQUIRE(kill(b.pid, SIGSTOP) == 0);
+  stop_process(b.pid);
   const auto stopped = std::chrono::steady_clock::now();
   bool refused = false;
   while (!refused && std::chrono::steady_clock::now() - stopped < 10s)
@@ -372,13 +394,13 @@ TEST_CASE("an acknowledged publish to a subscriber on another node is ACKed once
 
   // b hangs: the ACK waits for b (before, a ACKed once the frame was queued for the link), and
   // when a declares the link lost the frame is dead-lettered and the publish NACKed with the reason
-  REQUIRE(kill(b.pid, SIGSTOP) == 0);
+  stop_process(b.pid);
   const auto stopped = std::chrono::steady_clock::now();
   auto pending = pub.publish_acked("acked.x", "two");
   CHECK(pending.wait_for(200ms) == std::future_status::timeout);
   REQUIRE(pending.wait_for(5s) == std::future_status::ready);
   const errc outcome = pending.get();
-  INFO("the publish ended " << actors::to_string(outcome));
+  INFO("the publish ended " << std::string(actors::to_string(outcome)));
   CHECK(outcome == errc::agent_unavailable);
   CHECK(std::chrono::steady_clock::now() - stopped < 4s);
   REQUIRE(kill(b.pid, SIGCONT) == 0);
