@@ -233,7 +233,7 @@ caf::behavior agent_actor(caf::stateful_actor<agent_state>* self, std::shared_pt
         agent_state& st = self->state;
         if (st.breaker) st.breaker->on_timer(scheduling::steady_ns());
       },
-      [=](down_atom) { close_and_quit(self, dead_reason::agent_unavailable); },
+      [=](down_atom, std::uint8_t) { close_and_quit(self, dead_reason::agent_unavailable); },
       [=](stop_atom) { close_and_quit(self, dead_reason::shutdown); },
   };
 }

@@ -266,6 +266,12 @@ caf::behavior cluster(cluster_actor* self, node::impl* core) {
           dial(self, a);
       },
       [=](dial_atom, const std::string& address) { dial(self, address); },
+      [=](join_atom, const std::string& address) { // node::join: as if it were in cluster_config::join
+        auto& s = self->state;
+        if (address == s.advertise) return;
+        s.addresses[address].configured = true;
+        dial(self, address);
+      },
       [=](check_atom, const std::string& address, int attempt) {
         // a dial whose hello was answered but no link came up: dial again
         auto& s = self->state;
@@ -462,8 +468,13 @@ std::vector<peer_status> node::peers() const {
 
 std::uint16_t node::cluster_port() const noexcept { return impl_->cluster_port; }
 
+void node::join(const std::string& host_port) {
+  if (impl_->cluster) caf::anon_send(impl_->cluster, join_atom::value, host_port);
+}
+
 cluster_totals node::cluster_stats() const noexcept {
-  return {impl_->cluster_acked.load(), impl_->cluster_in.load(), impl_->cluster_dead.load(), impl_->links_lost.load()};
+  return {impl_->cluster_acked.load(), impl_->cluster_in.load(), impl_->cluster_dead.load(), impl_->links_lost.load(),
+          impl_->duplicates_taken_down.load()};
 }
 
 } // namespace flowbus::actors

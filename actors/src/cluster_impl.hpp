@@ -36,6 +36,7 @@ using remote_atom = caf::atom_constant<caf::atom("fb_remote")>;  ///< cluster ->
 using snapshot_atom = caf::atom_constant<caf::atom("fb_snap")>;  ///< cluster -> link: (interest, agents)
 using dial_atom = caf::atom_constant<caf::atom("fb_dial")>;      ///< cluster -> itself: (address)
 using ltick_atom = caf::atom_constant<caf::atom("fb_ltick")>;    ///< link -> itself: look at unanswered batches
+using join_atom = caf::atom_constant<caf::atom("fb_join")>;    ///< node::join -> cluster: (address)
 using check_atom = caf::atom_constant<caf::atom("fb_check")>;    ///< cluster -> itself: (address, attempt)
 
 /// What a link counts; written by the link actor, read by node::peers().

@@ -490,12 +490,15 @@ void link_data::apply_agents(const std::vector<std::string>& entries, bool add) 
   std::string id;
   std::vector<std::string> caps;
   std::int64_t changed = 0;
+  std::vector<std::string> both; // ids live here too: the directory settles which node keeps them
   locked([&] {
     if (torn_) return;
     core_->routes.modify([&](routing_table& t) {
       changed = 0;
+      both.clear();
       for (const std::string& e : entries) {
         if (!parse_agent_entry(e, id, caps)) continue;
+        if (add && t.local_agent(id)) both.push_back(id);
         if (add)
           changed += t.add_remote_agent(id, caps, main_->id()) ? 1 : 0;
         else {
@@ -507,6 +510,8 @@ void link_data::apply_agents(const std::vector<std::string>& entries, bool add) 
     });
   });
   stats_->remote_agents += static_cast<std::uint64_t>(changed);
+  for (const std::string& i : both)
+    caf::anon_send(core_->dir, duplicate_atom::value, i, peer_);
 }
 
 /// The link is gone (peer down, replaced, node stopping): nothing routes to the peer any more, and

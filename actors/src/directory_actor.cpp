@@ -14,6 +14,8 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/send.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <unordered_map>
 
@@ -67,8 +69,9 @@ void trim_soon(dir_actor* self) {
   self->delayed_send(self, std::chrono::seconds(1), trim_atom::value, false);
 }
 
-/// The agent is gone (left, missed heartbeats, its actor ended): nothing routes to it any more.
-void take_down(dir_actor* self, node::impl* core, subscriber_id h, bool tell_actor) {
+/// The agent is gone (left, missed heartbeats, its actor ended, its id won by another node):
+/// nothing routes to it any more. `why` is what its actor is told.
+void take_down(dir_actor* self, node::impl* core, subscriber_id h, bool tell_actor, errc why = errc::agent_unavailable) {
   const auto it = self->state.entries.find(h);
   if (it == self->state.entries.end()) return;
   self->state.agents.remove(h);
@@ -88,7 +91,7 @@ void take_down(dir_actor* self, node::impl* core, subscriber_id h, bool tell_act
   }
   if (it->second.actor) {
     self->state.agent_by_actor.erase(it->second.actor.id());
-    if (tell_actor) self->send(it->second.actor, down_atom::value);
+    if (tell_actor) self->send(it->second.actor, down_atom::value, static_cast<std::uint8_t>(why));
   }
   self->state.entries.erase(it);
 }
@@ -135,7 +138,8 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
         if (const errc e = check(r.spec, core->cfg.max_subscriptions); e != errc::ok) return registered{e, nullptr};
         const agent_spec& s = r.spec;
         // the id is taken on another node of the cluster (a registration racing this one on
-        // another node is not seen yet: both then live, and unicast prefers the local one)
+        // another node, or one made on the other side of a partition, is settled when the nodes
+        // hear of each other: duplicate_atom)
         if (core->cluster && core->routes.read([&](const routing_table& t) { return t.remote_agent(s.id) != nullptr; }))
           return registered{errc::duplicate_agent, nullptr};
         subscriber_id h = 0;
@@ -187,6 +191,19 @@ caf::behavior directory_actor(dir_actor* self, node::impl* core) {
         return rp;
       },
       [=](deregister_atom, subscriber_id h) { take_down(self, core, h, true); },
+      [=](duplicate_atom, const std::string& id, const std::string& peer) {
+        // the same id registered here and on `peer`, each before it heard of the other (at the
+        // same moment, or on two sides of a partition): the node with the smaller name keeps it.
+        // Both nodes see the other's announcement and decide alike, so exactly one stays.
+        if (!(peer < core->cfg.cluster.name)) return;
+        const std::optional<subscriber_id> h = self->state.agents.find(id);
+        if (!h) return;
+        spdlog::warn("flowbus cluster: agent id {} is registered on node {} too; that node keeps it (the smaller "
+                     "name), the agent here is taken down",
+                     id, peer);
+        ++core->duplicates_taken_down;
+        take_down(self, core, *h, true, errc::duplicate_agent);
+      },
       [=](heartbeat_atom, subscriber_id h) { self->state.agents.heartbeat(h, agent_clock::now()); },
       [=](subscribe_atom, subscriber_id h, const std::string& pattern,
           const std::string& group) -> caf::result<std::uint8_t> {

@@ -68,8 +68,8 @@ caf::behavior connection_actor(conn_actor* self, node::impl* core, std::shared_p
       [=](unsubscribe_atom a, const std::string& pattern, const std::string& group, std::uint64_t token) {
         change(a, pattern, group, token);
       },
-      [=](down_atom) {
-        sh->down(errc::agent_unavailable);
+      [=](down_atom, std::uint8_t why) {
+        sh->down(static_cast<errc>(why));
         self->quit();
       },
       [=](stop_atom) {

@@ -46,6 +46,8 @@ using topics_atom = caf::atom_constant<caf::atom("fb_topics")>;
 using retry_atom = caf::atom_constant<caf::atom("fb_retry")>;
 using breaker_atom = caf::atom_constant<caf::atom("fb_brk")>;
 using trim_atom = caf::atom_constant<caf::atom("fb_trim")>;
+/// link -> directory: (agent id, node name): an id registered here is live on that node too
+using duplicate_atom = caf::atom_constant<caf::atom("fb_dup")>;
 
 /// REGISTER as the directory receives it (local only: carries pointers).
 struct registration {
@@ -119,7 +121,8 @@ struct node::impl {
     std::shared_ptr<struct link_stats> stats;
   };
   remote_confirmations confirmations;
-  std::atomic<std::uint64_t> cluster_acked{0}, cluster_in{0}, cluster_dead{0}, links_lost{0}; ///< cluster_totals
+  std::atomic<std::uint64_t> cluster_acked{0}, cluster_in{0}, cluster_dead{0}, links_lost{0}, ///< cluster_totals
+      duplicates_taken_down{0};
   std::mutex peers_m; ///< guards peers (written by the cluster actor, read by node::peers)
   std::map<std::string, peer_entry> peers;
 };

@@ -258,6 +258,38 @@ TEST_CASE("an agent id live on another node is refused as a duplicate") {
   CHECK(eventually([&] { return b.connect(spec("unique")).has_value(); }));
 }
 
+TEST_CASE("one id registered on two nodes before they heard of each other: the smaller name keeps it") {
+  // two nodes apart (as on two sides of a partition), the same id on both, then they link
+  node a(member("a"));
+  node b(member("b"));
+  auto on_a = connect(a, spec("twin"));
+  auto on_b = connect(b, spec("twin"));
+  auto asker = connect(b, spec("asker"));
+  auto has = [](const node& n, const std::string& id) {
+    for (const agent_status& s : n.agents())
+      if (s.id == id) return true;
+    return false;
+  };
+  b.join(address(a));
+  REQUIRE(eventually([&] { return up_peers(a).size() == 1 && up_peers(b).size() == 1; }));
+  // exactly one stays: the one on a ("a" < "b"); b's is taken down and counted
+  CHECK(eventually([&] { return !has(b, "twin"); }));
+  CHECK(has(a, "twin"));
+  CHECK(b.cluster_stats().duplicates_taken_down == 1);
+  CHECK(a.cluster_stats().duplicates_taken_down == 0);
+  // the id now means a's agent from everywhere
+  REQUIRE(eventually([&] { return peer_of(b, "a")->remote_agents >= 1; }));
+  CHECK(asker->send_to("twin", "hello").delivered == 1);
+  auto got = on_a->receive(3000ms);
+  REQUIRE(got);
+  CHECK(got->msg.payload == "hello");
+  CHECK(!on_b->receive(200ms)); // the agent taken down gets nothing more
+  // and b refuses the id while a holds it
+  auto again = b.connect(spec("twin"));
+  REQUIRE(!again.has_value());
+  CHECK(again.error() == errc::duplicate_agent);
+}
+
 TEST_CASE("a queue group gets each message exactly once cluster-wide, local members first") {
   linked_pair p;
   node& a = p.a;

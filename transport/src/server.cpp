@@ -828,7 +828,11 @@ private:
       if (state_ < state::closing) stop();
       return;
     }
-    fail(reason::agent_down, "the node took the agent down: heartbeats missed");
+    if (e == actors::errc::duplicate_agent)
+      fail(reason::agent_down, "the node took the agent down: its id was registered on another node at the same "
+                               "moment, and that node keeps it");
+    else
+      fail(reason::agent_down, "the node took the agent down: heartbeats missed");
   }
 
   template <class Fill> void queue_control(codec::msg_type type, Fill&& fill) {

@@ -67,6 +67,9 @@ struct cluster_totals {
   std::uint64_t frames_in = 0;           ///< received from other nodes
   std::uint64_t dead_lettered = 0;       ///< meant for other nodes, dead-lettered here (link lost, refused)
   std::uint64_t links_lost = 0;
+  /// agents taken down here because the same id was registered on a node with a smaller name at
+  /// the same moment (or across a partition) — that node kept it
+  std::uint64_t duplicates_taken_down = 0;
 };
 
 } // namespace flowbus::actors

@@ -161,6 +161,9 @@ public:
   cluster_totals cluster_stats() const noexcept;
   /// Where this node listens for other nodes (0: no cluster).
   std::uint16_t cluster_port() const noexcept;
+  /// Links with the node at host:port (and, through it, with every node it knows), as an address
+  /// given in cluster_config::join: redialled until it answers. Without a cluster: nothing.
+  void join(const std::string& host_port);
   std::size_t workers() const noexcept;
   const node_config& config() const noexcept;
   std::shared_ptr<pinning_report> pinning() const;

@@ -18,7 +18,7 @@ enum class reason : std::uint16_t {
   slow_consumer = 69,        ///< the peer did not read its messages in time
   too_many_connections = 70, ///< the node's connection limit is reached
   // 71: reserved (a stopping node says GOODBYE instead)
-  agent_down = 72,           ///< the node took the agent down (missed heartbeats)
+  agent_down = 72,           ///< the node took the agent down (missed heartbeats; its id won by another node)
   message_too_large = 73,    ///< a WebSocket message above the node's maximum
   handler_failed = 74,       ///< agent → node NACK: the agent's handler failed the message
   routing_base = actors::wire_routing_base, ///< 96 + actors::errc: a message or subscription was refused
