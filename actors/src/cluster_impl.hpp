@@ -35,6 +35,7 @@ using link_down_atom = caf::atom_constant<caf::atom("fb_lnkdn")>; ///< link -> c
 using remote_atom = caf::atom_constant<caf::atom("fb_remote")>;  ///< cluster -> link: the peer's link
 using snapshot_atom = caf::atom_constant<caf::atom("fb_snap")>;  ///< cluster -> link: (interest, agents)
 using dial_atom = caf::atom_constant<caf::atom("fb_dial")>;      ///< cluster -> itself: (address)
+using hold_atom = caf::atom_constant<caf::atom("fb_hold")>;    ///< link -> itself: answers held (lossless)
 using ltick_atom = caf::atom_constant<caf::atom("fb_ltick")>;    ///< link -> itself: look at unanswered batches
 using join_atom = caf::atom_constant<caf::atom("fb_join")>;    ///< node::join -> cluster: (address)
 using check_atom = caf::atom_constant<caf::atom("fb_check")>;    ///< cluster -> itself: (address, attempt)

@@ -74,6 +74,11 @@ using clock_type = std::chrono::steady_clock;
 constexpr std::size_t max_open_requests = 65536;
 constexpr auto open_request_age = std::chrono::minutes(2); ///< older ones are forgotten when the map is full
 constexpr auto tick_period = std::chrono::seconds(1);      ///< how often unanswered batches are looked at
+/// A batch with a frame for a held recipient (a lossless topic's subscriber above its high water
+/// mark) is answered once the recipient is down to its low mark — at most this late (the sending
+/// node gives a batch up after 10 s)
+constexpr auto max_ack_hold = std::chrono::seconds(5);
+constexpr auto hold_poll = std::chrono::milliseconds(1); ///< how often a held answer looks again
 
 struct batch {
   std::vector<scheduling::buffer_ref> frames;
@@ -116,18 +121,19 @@ public:
   }
 
   /// A link endpoint's doorbell: send what the endpoints hold now, unless another thread holds the
-  /// link — then that thread does it before it lets go (it sees `wanted_`).
+  /// link — then that thread does it before it lets go (it sees `wanted_`). `wanted_` is only ever
+  /// read-modify-written: the holder's look after unlocking and this announcement are ordered, so
+  /// either the holder sees it or this thread's try_lock sees the mutex free (no fence needed,
+  /// which ThreadSanitizer could not follow).
   void kick() noexcept {
-    wanted_.store(true);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    wanted_.fetch_or(1u, std::memory_order_acq_rel);
     for (;;) {
       std::unique_lock<std::mutex> g(m_, std::try_to_lock);
       if (!g) return;
-      wanted_.store(false);
+      wanted_.exchange(0u, std::memory_order_acq_rel);
       flush();
       g.unlock();
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-      if (!wanted_.load()) return;
+      if (!wanted_.fetch_or(0u, std::memory_order_acq_rel)) return;
     }
   }
 
@@ -149,7 +155,9 @@ public:
 
   /// A batch from the peer: delivered to this node's agents; how many frames were taken, or none
   /// once the link is torn down (the peer dead-letters what it has in flight when it sees that).
-  std::optional<std::uint32_t> take(const std::vector<char>& bytes) {
+  /// `hold`: a recipient of a lossless topic is above its high water mark — the answer waits
+  /// (hold_answer), so the peer's window fills and its publishers are held, as on one node.
+  std::optional<std::uint32_t> take(const std::vector<char>& bytes, bool& hold) {
     std::optional<std::uint32_t> taken;
     locked([&] {
       if (torn_) return;
@@ -169,8 +177,40 @@ public:
       stats_->frames_in += n;
       core_->cluster_in += n;
       taken = n;
+      prune_holders();
+      hold = !holders_.empty() || !held_.empty(); // (answers keep their order)
     });
     return taken;
+  }
+
+  /// Keeps the answer to batch `id` until the held recipients catch up; true if it is the first
+  /// one held (the caller then starts polling: release_held).
+  bool hold_answer(caf::strong_actor_ptr to, std::uint64_t id, std::uint32_t n) {
+    bool first = false;
+    locked([&] {
+      first = held_.empty();
+      held_.push_back(held_answer{std::move(to), id, n, clock_type::now()});
+    });
+    return first;
+  }
+
+  /// Sends the held answers once no held recipient is above its low mark any more (or after
+  /// max_ack_hold); true while some are still held.
+  bool release_held() {
+    std::vector<held_answer> out;
+    bool still = false;
+    locked([&] {
+      prune_holders();
+      if (!held_.empty() && !holders_.empty() && clock_type::now() - held_.front().since < max_ack_hold) {
+        still = true;
+        return;
+      }
+      holders_.clear();
+      out.swap(held_);
+    });
+    for (held_answer& h : out)
+      caf::anon_send(caf::actor_cast<caf::actor>(h.to), acked_atom::value, h.id, h.frames);
+    return still;
   }
 
   /// The peer took the first `accepted` frames of batch `id`.
@@ -229,8 +269,7 @@ private:
       std::lock_guard<std::mutex> g(m_);
       f();
     }
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (wanted_.load()) kick();
+    if (wanted_.fetch_or(0u, std::memory_order_acq_rel)) kick();
   }
 
   std::shared_ptr<endpoint> make_endpoint(std::string name, std::size_t capacity) {
@@ -253,6 +292,23 @@ private:
     core_->cluster_dead += frames.size() - from;
   }
 
+  /// A recipient that should hold the frames' senders: above its high water mark (its consumer
+  /// says so), or with an eighth of its mailbox not yet taken by its consumer (a connection moves
+  /// frames into its lanes only when its strand runs, and sheds what its lanes cannot take: the
+  /// mark may be set late while a link pours in).
+  static bool backed_up(const endpoint& ep) noexcept { return ep.throttled() || ep.in_flight() * 8 >= ep.capacity(); }
+  static bool caught_up(const endpoint& ep) noexcept { return !ep.throttled() && ep.in_flight() * 16 <= ep.capacity(); }
+
+  /// Drops the held recipients that caught up (down to their low mark) or went away.
+  void prune_holders() {
+    holders_.erase(std::remove_if(holders_.begin(), holders_.end(),
+                                  [](const std::weak_ptr<endpoint>& w) {
+                                    const auto ep = w.lock();
+                                    return !ep || !ep->open() || caught_up(*ep);
+                                  }),
+                   holders_.end());
+  }
+
   void flush();
   void note_request(const scheduling::buffer_ref& f);
   void fail_open_requests();
@@ -264,7 +320,7 @@ private:
   caf::weak_actor_ptr self_; ///< the link actor: batches are sent as from it, so acks come back to it
   std::shared_ptr<bell> bell_;
   std::mutex m_;
-  std::atomic<bool> wanted_{false}; ///< a doorbell rang while another thread held m_
+  std::atomic<unsigned> wanted_{0}; ///< a doorbell rang while another thread held m_
   // under m_ (main_ and port_ are set once, in start())
   caf::actor remote_;
   std::shared_ptr<endpoint> main_;
@@ -276,6 +332,14 @@ private:
   /// -> when. If the link is lost, each requester gets an ERROR agent_unavailable at once instead
   /// of waiting for its timeout. Bounded (max_open_requests; beyond, a request just times out).
   std::map<std::pair<std::string, std::uint64_t>, clock_type::time_point> open_requests_;
+  struct held_answer {
+    caf::strong_actor_ptr to;
+    std::uint64_t id;
+    std::uint32_t frames;
+    clock_type::time_point since;
+  };
+  std::vector<held_answer> held_;               ///< answers waiting for held recipients, in order
+  std::vector<std::weak_ptr<endpoint>> holders_; ///< lossless recipients above their high water mark
   codec::encoder enc_{[] {
     codec::encoder_options o;
     o.pool_strings = false;
@@ -312,6 +376,7 @@ void link_data::flush() {
             tags.push_back(tag);
           },
           room);
+      ep.catch_up(); // water marks: held senders of lossless traffic go on once it is down to the low one
       more = more || r.more;
       return r.count;
     };
@@ -405,8 +470,13 @@ void link_data::deliver(scheduling::buffer_ref frame, std::string_view group) {
     });
   } else if (!m.topic().empty()) {
     if (const route* r = p.resolve(m.topic()))
-      for (const auto& ep : r->direct)
-        if (!ep->remote()) p.push(*ep, frame);
+      for (const auto& ep : r->direct) {
+        if (ep->remote()) continue;
+        p.push(*ep, frame);
+        if (r->lossless && backed_up(*ep) &&
+            std::none_of(holders_.begin(), holders_.end(), [&](const auto& w) { return w.lock() == ep; }))
+          holders_.push_back(ep);
+      }
   } else if (const std::string_view target = m.str(codec::field::target); !target.empty()) {
     core_->routes.read([&](const routing_table& t) { one(t.local_agent(target), target); });
   } else {
@@ -547,6 +617,8 @@ void link_data::tear_down(dead_reason why) {
     dead_letter(b.frames, 0, why);
   }
   in_flight_.clear();
+  held_.clear(); // the peer dead-letters what it had in flight when it sees the link go
+  holders_.clear();
   if (why != dead_reason::shutdown) fail_open_requests();
   open_requests_.clear();
   stats_->remote_agents = 0;
@@ -569,9 +641,14 @@ public:
   void enqueue(caf::mailbox_element_ptr what, caf::execution_unit* host) override {
     caf::type_erased_tuple& c = what->content();
     if (c.match_elements<frames_atom, std::uint64_t, std::vector<char>>()) {
-      const std::optional<std::uint32_t> n = data_->take(c.get_as<std::vector<char>>(2));
-      if (n && what->sender)
-        caf::anon_send(caf::actor_cast<caf::actor>(what->sender), acked_atom::value, c.get_as<std::uint64_t>(1), *n);
+      bool hold = false;
+      const std::optional<std::uint32_t> n = data_->take(c.get_as<std::vector<char>>(2), hold);
+      if (!n || !what->sender) return;
+      const std::uint64_t id = c.get_as<std::uint64_t>(1);
+      if (!hold)
+        caf::anon_send(caf::actor_cast<caf::actor>(what->sender), acked_atom::value, id, *n);
+      else if (data_->hold_answer(what->sender, id, *n)) // the first held: the actor polls until it goes
+        caf::anon_send(caf::actor_cast<caf::actor>(ctrl()), hold_atom::value);
       return;
     }
     if (c.match_elements<acked_atom, std::uint64_t, std::uint32_t>()) {
@@ -608,6 +685,9 @@ public:
               std::max<std::chrono::milliseconds>(std::chrono::seconds(10), 4 * core_->cfg.cluster.connection_timeout);
           data_->expire(timeout);
           delayed_send(this, tick_period, ltick_atom::value);
+        },
+        [this](hold_atom) {
+          if (data_->release_held()) delayed_send(this, hold_poll, hold_atom::value);
         },
         [this](rinterest_atom, const std::vector<std::string>& pairs, bool add) { data_->apply_interest(pairs, add); },
         [this](ragent_atom, const std::vector<std::string>& entries, bool add) { data_->apply_agents(entries, add); },

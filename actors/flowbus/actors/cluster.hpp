@@ -35,7 +35,10 @@ struct cluster_config {
   /// Redial a lost or unreachable peer after 100 ms, doubling up to this, with full jitter.
   std::chrono::milliseconds max_backoff{5000};
   std::size_t link_capacity = 65536;    ///< frames queued for one peer before senders are refused
-  std::size_t batch_frames = 256;       ///< frames per CAF message on a link
+  /// frames per CAF message on a link. batch_frames x batches_in_flight is the slack of a lossless
+  /// topic across the link: a held recipient's queue needs that much room above its high water
+  /// mark (512 fits the default queue of 4096 with its 80 % mark)
+  std::size_t batch_frames = 128;
   std::size_t batches_in_flight = 4;    ///< unacknowledged batches per link
   std::string app_id = "flowbus-v1";    ///< BASP application identifier: foreign CAF systems are refused
   /// TLS on the links (CAF's openssl module), mutual: each node presents its certificate (PEM, with
