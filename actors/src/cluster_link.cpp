@@ -310,6 +310,7 @@ private:
   }
 
   void flush();
+  void drop_queued(dead_reason why);
   void note_request(const scheduling::buffer_ref& f);
   void fail_open_requests();
   void deliver(scheduling::buffer_ref frame, std::string_view group);
@@ -351,11 +352,16 @@ private:
     return o;
   }()};
   bool torn_ = false;
+  dead_reason torn_why_ = dead_reason::agent_unavailable;
 };
 
 /// Sends what the link endpoints hold, batch by batch, while the window allows. Under m_.
 void link_data::flush() {
-  if (!remote_ || torn_) return; // drained once the peer's link is known
+  if (torn_) { // a sender that found the endpoint still open as the link went: its frame is accounted too
+    drop_queued(torn_why_);
+    return;
+  }
+  if (!remote_) return; // drained once the peer's link is known
   const caf::strong_actor_ptr self = caf::actor_cast<caf::strong_actor_ptr>(self_);
   if (!self) return;
   const cluster_config& cfg = core_->cfg.cluster;
@@ -584,18 +590,9 @@ void link_data::apply_agents(const std::vector<std::string>& entries, bool add) 
     caf::anon_send(core_->dir, duplicate_atom::value, i, peer_);
 }
 
-/// The link is gone (peer down, replaced, node stopping): nothing routes to the peer any more, and
-/// every frame queued for it or unacknowledged goes to the dead letters.
-void link_data::tear_down(dead_reason why) {
-  std::lock_guard<std::mutex> g(m_); // nothing is sent after this: no need to look at wanted_
-  if (torn_) return;
-  torn_ = true;
-  stats_->up = false;
-  core_->routes.modify([&](routing_table& t) {
-    for (const auto& [key, ep] : groups_)
-      t.remove_peer(ep->id());
-    t.remove_peer(main_->id());
-  });
+/// Closes the link endpoints and dead-letters what they hold (each acknowledged send told why).
+/// Under m_.
+void link_data::drop_queued(dead_reason why) {
   std::uint64_t n = 0;
   auto drop = [&](endpoint& ep) {
     ep.close();
@@ -612,18 +609,35 @@ void link_data::tear_down(dead_reason why) {
     drop(*ep);
   stats_->dead += n;
   core_->cluster_dead += n;
-  for (auto& [id, b] : in_flight_) {
-    stats_->unacked -= b.frames.size();
-    dead_letter(b.frames, 0, why);
-  }
-  in_flight_.clear();
-  held_.clear(); // the peer dead-letters what it had in flight when it sees the link go
-  holders_.clear();
-  if (why != dead_reason::shutdown) fail_open_requests();
-  open_requests_.clear();
-  stats_->remote_agents = 0;
-  stats_->interest = 0;
-  remote_ = caf::actor();
+}
+
+/// The link is gone (peer down, replaced, node stopping): nothing routes to the peer any more, and
+/// every frame queued for it or unacknowledged goes to the dead letters.
+void link_data::tear_down(dead_reason why) {
+  locked([&] { // (then a sender that rang meanwhile gets its frame dead-lettered and answered: flush)
+    if (torn_) return;
+    torn_ = true;
+    stats_->up = false;
+    core_->routes.modify([&](routing_table& t) {
+      for (const auto& [key, ep] : groups_)
+        t.remove_peer(ep->id());
+      t.remove_peer(main_->id());
+    });
+    torn_why_ = why;
+    drop_queued(why);
+    for (auto& [id, b] : in_flight_) {
+      stats_->unacked -= b.frames.size();
+      dead_letter(b.frames, 0, why);
+    }
+    in_flight_.clear();
+    held_.clear(); // the peer dead-letters what it had in flight when it sees the link go
+    holders_.clear();
+    if (why != dead_reason::shutdown) fail_open_requests();
+    open_requests_.clear();
+    stats_->remote_agents = 0;
+    stats_->interest = 0;
+    remote_ = caf::actor();
+  });
 }
 
 /// The link actor: control in its mailbox, the data path (the peer's batches and acknowledgements)
