@@ -546,7 +546,10 @@ private:
       s.maybe_heartbeat();
       const bool idle = !s.reading_ && !s.paused_;
       s.update_stalled();
-      if (auto ep = s.held_by_.lock(); ep && ep->open() && ep->throttled()) {
+      // catch_up() first: a recipient with its own water marks (an actor agent, a link) clears
+      // its mark as it drains, but a sender's push that read the backlog just before that drain
+      // can set it again after it — with this publisher held, nothing would clear it then
+      if (auto ep = s.held_by_.lock(); ep && ep->open() && (ep->catch_up(), ep->throttled())) {
         s.recheck_hold();
         if (idle && s.read_while_held()) s.parse();
         return;

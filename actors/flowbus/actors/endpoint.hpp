@@ -66,7 +66,9 @@ public:
     high_mark_ = high;
     low_mark_ = low;
   }
-  /// Consumer side, with water_marks(): clears throttled once the backlog is down to the low mark.
+  /// With water_marks(): clears throttled once the backlog is down to the low mark. Called by the
+  /// consumer as it drains, and by a held sender as it looks again (a push racing the consumer's
+  /// last drain may have set the mark after it); any thread.
   void catch_up() noexcept {
     if (high_mark_ && throttled() && in_flight() <= low_mark_) set_throttled(false);
   }
