@@ -409,6 +409,16 @@ int run_pubsub(const bench_options& o) {
   return rc;
 }
 
+/// A bench client on 127.0.0.1:port, its id the prefix and this process's pid.
+transport::client_options bench_client(std::uint16_t port, const std::string& id_prefix) {
+  transport::client_options co;
+  co.port = port;
+  co.id = id_prefix + std::to_string(getpid());
+  co.type = "bench";
+  co.max_queued = 1 << 16;
+  return co;
+}
+
 /// request: request/reply latency at a fixed rate. A responder (its own process) answers on the
 /// last node — across a hop in a cluster — and the requester here sends requests on the first,
 /// without waiting for replies (open loop), measuring each from its intended send time to its reply.
@@ -429,12 +439,7 @@ int run_request(const bench_options& o) {
   if (child == 0) { // the responder: echoes every request until the parent closes `done`
     close(ready[0]);
     close(done[1]);
-    transport::client_options co;
-    co.port = resp_port;
-    co.id = "bench-responder-" + std::to_string(getpid());
-    co.type = "bench";
-    co.max_queued = 1 << 16;
-    transport::client c(co);
+    transport::client c(bench_client(resp_port, "bench-responder-"));
     transport::client* cp = &c;
     const bool ok = c.connect(10s) == actors::errc::ok &&
                     c.subscribe(rpc_topic, [cp](const transport::incoming& in) { cp->respond(in, in.payload); })
@@ -454,12 +459,7 @@ int run_request(const bench_options& o) {
   int rc = 1;
   if (up) {
     if (o.cluster_nodes > 1) std::this_thread::sleep_for(1s); // the responder's interest reaches n0
-    transport::client_options co;
-    co.port = req_port;
-    co.id = "bench-requester-" + std::to_string(getpid());
-    co.type = "bench";
-    co.max_queued = 1 << 16;
-    transport::client c(co);
+    transport::client c(bench_client(req_port, "bench-requester-"));
     if (c.connect(10s) == actors::errc::ok) {
       std::mutex m;
       histogram h;

@@ -22,24 +22,13 @@
 
 using namespace flowbus::actors;
 using namespace std::chrono_literals;
+using flowbus::test::address;
 using flowbus::test::connect;
 using flowbus::test::eventually;
+using flowbus::test::member;
 using flowbus::test::spec;
 
 namespace {
-
-node_config member(std::string name, std::vector<std::string> join = {}) {
-  node_config c;
-  c.workers = 2;
-  c.cluster.port = 0;
-  c.cluster.name = std::move(name);
-  c.cluster.join = std::move(join);
-  c.cluster.heartbeat_interval = 200ms; // loose enough for a loaded CI machine (and TSan)
-  c.cluster.connection_timeout = 1500ms;
-  return c;
-}
-
-std::string address(const node& n) { return "127.0.0.1:" + std::to_string(n.cluster_port()); }
 
 /// The peers of `n` that are up, by name.
 std::set<std::string> up_peers(const node& n) {

@@ -16,29 +16,19 @@
 
 using namespace flowbus::actors;
 using namespace std::chrono_literals;
-using flowbus::test::connect;
-using flowbus::test::eventually;
-using flowbus::test::spec;
+using namespace flowbus::test; // member, address, connect, spec, eventually
 
 namespace {
 
 std::string tls_file(const std::string& name) { return std::string(FLOWBUS_SOURCE_DIR) + "/tests/data/tls/" + name; }
 
 node_config tls_member(std::string name, std::vector<std::string> join = {}, const std::string& cert = "node") {
-  node_config c;
-  c.workers = 2;
-  c.cluster.port = 0;
-  c.cluster.name = std::move(name);
-  c.cluster.join = std::move(join);
-  c.cluster.heartbeat_interval = 200ms;
-  c.cluster.connection_timeout = 1500ms;
+  node_config c = member(std::move(name), std::move(join));
   c.cluster.tls_certificate = tls_file(cert + ".pem");
   c.cluster.tls_key = tls_file(cert + ".key");
   c.cluster.tls_ca = tls_file("ca.pem");
   return c;
 }
-
-std::string address(const node& n) { return "127.0.0.1:" + std::to_string(n.cluster_port()); }
 
 std::size_t up(const node& n) {
   std::size_t k = 0;
@@ -78,14 +68,7 @@ TEST_CASE("a node with a certificate from another CA, or without TLS, is not let
   node a(tls_member("a"));
   // signed by the rogue CA (it trusts ours, so only a's check can keep it out)
   node rogue(tls_member("r", {address(a)}, "rogue-node"));
-  node_config plain_cfg;
-  plain_cfg.workers = 2;
-  plain_cfg.cluster.port = 0;
-  plain_cfg.cluster.name = "p";
-  plain_cfg.cluster.join = {address(a)};
-  plain_cfg.cluster.heartbeat_interval = 200ms;
-  plain_cfg.cluster.connection_timeout = 1500ms;
-  node plain(plain_cfg);
+  node plain(member("p", {address(a)}));
   // a good node joins the same seed meanwhile: the seed itself works
   node b(tls_member("b", {address(a)}));
   REQUIRE(eventually([&] { return up(a) == 1 && up(b) == 1; }));
