@@ -144,14 +144,6 @@ public:
       flush();
     });
   }
-  bool has_remote() {
-    std::lock_guard<std::mutex> g(m_);
-    return static_cast<bool>(remote_);
-  }
-  caf::actor remote() {
-    std::lock_guard<std::mutex> g(m_);
-    return remote_;
-  }
 
   /// A batch from the peer: delivered to this node's agents; how many frames were taken, or none
   /// once the link is torn down (the peer dead-letters what it has in flight when it sees that).
