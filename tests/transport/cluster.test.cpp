@@ -62,6 +62,16 @@ std::vector<std::string> member_args(const std::string& name, std::uint16_t clus
 
 std::string at(const node_process& n) { return "127.0.0.1:" + std::to_string(n.cluster_port); }
 
+/// `c` as a cluster member of this process (an edge's node): any free cluster port.
+actors::node_config in_process_member(actors::node_config c, const std::string& name, std::vector<std::string> join) {
+  c.cluster.port = 0;
+  c.cluster.name = name;
+  c.cluster.join = std::move(join);
+  c.cluster.heartbeat_interval = 200ms;
+  c.cluster.connection_timeout = 1500ms;
+  return c;
+}
+
 /// Calls `probe` every 20 ms until `box` holds something (the route across the cluster is up).
 template <class Probe> bool arrives(Probe probe, inbox& box) {
   return eventually(
@@ -382,12 +392,7 @@ TEST_CASE("a lossless topic's slow subscriber on another node holds the publishe
   // nothing (its queue of 4096 fills: throttled from 3277 queued — room for the 4 x 256 frames a
   // link has in flight beyond that), the publisher is on a, whose link to b holds 2048 frames
   auto cluster_node = [](const std::string& name, std::vector<std::string> join) {
-    actors::node_config c = lossless_node();
-    c.cluster.port = 0;
-    c.cluster.name = name;
-    c.cluster.join = std::move(join);
-    c.cluster.heartbeat_interval = 200ms;
-    c.cluster.connection_timeout = 1500ms;
+    actors::node_config c = in_process_member(lossless_node(), name, std::move(join));
     c.cluster.link_capacity = 2048;
     return c;
   };
@@ -426,6 +431,24 @@ TEST_CASE("a lossless topic's slow subscriber on another node holds the publishe
   CHECK(ea.node.cluster_stats().dead_lettered == 0);
   CHECK(eb.node.dead().count(actors::dead_reason::overflow) == 0);
   CHECK(eventually([&] { return !pub.held(); }));
+}
+
+TEST_CASE("a WebSocket agent whose id another node kept (both registered it before they linked) gets ERROR 72") {
+  edge ea({}, in_process_member(small_node(), "a", {}));
+  edge eb({}, in_process_member(small_node(), "b", {}));
+  transport::client on_a(client_opts(ea.port(), "twin"));
+  REQUIRE(on_a.connect() == errc::ok);
+  raw_peer on_b(eb.port());
+  on_b.join("twin");
+  eb.node.join("127.0.0.1:" + std::to_string(ea.node.cluster_port())); // now they hear of each other
+  const auto frames = on_b.until_closed(10s);
+  bool told = false;
+  for (const auto& f : frames)
+    if (f.type == codec::msg_type::error && f.error_code == 72) told = f.reason.find("another node") != std::string::npos;
+  CHECK(told);
+  CHECK(on_b.closed());
+  CHECK(eb.node.cluster_stats().duplicates_taken_down == 1);
+  CHECK(on_a.connected()); // a ("a" < "b") kept its agent
 }
 
 TEST_CASE("an acknowledged publish to a subscriber on another node is ACKed once that node took it") {
