@@ -664,6 +664,14 @@ public:
     caf::event_based_actor::enqueue(std::move(what), host);
   }
 
+  /// Lets go of the handles it holds (the cluster actor holds this one: a cycle otherwise, as a
+  /// stateful actor's state would be destroyed here).
+  void on_exit() override {
+    cluster_ = caf::actor();
+    first_remote_ = caf::actor();
+    remote_ = caf::actor();
+  }
+
   caf::behavior make_behavior() override {
     data_->start(data_, caf::actor_cast<caf::weak_actor_ptr>(this));
     set_default_handler(caf::drop);
@@ -724,7 +732,7 @@ private:
   }
 
   node::impl* const core_;
-  const caf::actor cluster_;
+  caf::actor cluster_;
   const std::string peer_;
   caf::actor first_remote_; ///< the peer's link when this side answered (spawn_link); else remote_atom brings it
   caf::actor remote_;       ///< the peer's link actor, once known (the actor's copy; data_ has its own)
