@@ -6,11 +6,11 @@
 #include <caf/atom.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <caf/scoped_actor.hpp>
-#include <caf/send.hpp>
 
 #include <spdlog/spdlog.h>
 
