@@ -51,7 +51,7 @@ struct example {
 };
 
 std::vector<example> build_examples() {
-  // node -> agent frames as the node's sessions write them (transport/src/server.cpp,
+  // node -> agent frames as the node's sessions write them (transport/src/session.cpp,
   // node_encoder): strings always literal — the node never defines pool entries towards an agent
   encoder_options literal;
   literal.pool_strings = false;

@@ -1,4 +1,4 @@
-// The node's own WebSocket reading (server.cpp: read / parse, over ws_reader.hpp) against a
+// The node's own WebSocket reading (session.cpp: read / parse, over ws_reader.hpp) against a
 // client that writes its bytes however TCP cuts them: messages from a few bytes to nearly the
 // maximum, written in arbitrary chunks with pauses (a header split across reads, a message that
 // outgrows the read buffer, many messages in one read), some of them in fragments — every one

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <flowbus/actors/agent.hpp>
+#include <flowbus/actors/expected.hpp>
 #include <flowbus/scheduling/mailbox.hpp> // drain_result
 
 #include <functional>

@@ -1,0 +1,98 @@
+#include "egress_queue.hpp"
+
+#include "delivery_tracker.hpp"
+
+#include <flowbus/codec/decoder.hpp>
+#include <flowbus/codec/frame_header.hpp>
+#include <flowbus/codec/types.hpp>
+
+namespace flowbus::transport::detail {
+
+egress_queue::egress_queue(actors::dead_letters& dead, const std::string& agent, scheduling::lane_options lanes)
+    : dead_(dead), agent_(agent), lane_options_(lanes) {}
+
+void egress_queue::admit(scheduling::buffer_ref&& f) {
+  const std::size_t lane = f.size() > codec::offset::priority ? f.data()[codec::offset::priority] : 2;
+  std::uint64_t deadline = 0;
+  if (f.size() > codec::offset::flags && (f.data()[codec::offset::flags] & codec::flag::has_deadline)) {
+    codec::decoder d; // a frame the node made: literal strings, no connection's pool needed
+    codec::message m;
+    if (d.decode(codec::bytes_view(f.data(), f.size()), m)) deadline = m.deadline_ns();
+  }
+  if (!lanes_) lanes_ = std::make_unique<scheduling::lane_scheduler<scheduling::buffer_ref>>(lane_options_);
+  auto a = lanes_->push(std::move(f), lane, deadline);
+  if (a.rejected) dead_.add(actors::dead_reason::shed, std::move(*a.rejected), agent_);
+  if (a.evicted) dead_.add(actors::dead_reason::shed, std::move(*a.evicted), agent_);
+}
+
+bool egress_queue::waits_for_agent(const delivery_tracker* acks) const {
+  return !drained() && (window_.used_up() || (acks && acks->full()));
+}
+
+/// The next frame by lane; with the receive window used up only CRITICAL, and no more than one
+/// window beyond it (the window bounds what waits unread at the agent, the lanes keep the rest —
+/// where urgent frames can still overtake it).
+std::optional<scheduling::buffer_ref> egress_queue::next_frame(std::size_t& window_waits) {
+  const auto may = window_.may_send();
+  if (may == receive_window::lanes::any) return lanes_->next();
+  if (may == receive_window::lanes::critical_only)
+    if (auto f = lanes_->next_from(0)) return f;
+  if (!lanes_->empty()) ++window_waits;
+  return std::nullopt;
+}
+
+egress_queue::gathered egress_queue::gather(outbound_batch& batch, bool deliver, delivery_tracker* acks,
+                                            std::uint64_t& next_sequence, std::uint64_t wall_ns,
+                                            std::uint64_t steady_ns) {
+  gathered g;
+  batch.clear();
+  std::size_t controls = 0;
+  while (controls < control_.size() && batch.fits(control_[controls].size())) {
+    batch.add(codec::bytes_view(control_[controls].data(), control_[controls].size()));
+    ++controls;
+  }
+  control_.erase(control_.begin(), control_.begin() + static_cast<std::ptrdiff_t>(controls));
+  sent_.clear();
+  if (deliver && lanes_) {
+    if (lanes_->earliest_deadline())
+      lanes_->expire(wall_ns, [&](scheduling::buffer_ref&& f, std::size_t) {
+        dead_.add(actors::dead_reason::expired, std::move(f), agent_);
+      });
+    for (;;) {
+      if (acks && acks->full(sent_.size())) break;
+      if (!held_) {
+        auto next = next_frame(g.window_waits);
+        if (!next) break;
+        if (acks && !acks->allows(*next, steady_ns, g.arm)) continue; // dead-lettered: circuit open
+        held_ = std::move(*next);
+      }
+      if (!batch.fits(held_.size())) break; // leads the next message
+      batch.add(codec::bytes_view(held_.data(), held_.size()));
+      if (codec::is_data(static_cast<codec::msg_type>(held_.data()[codec::offset::type]))) window_.wrote_data();
+      if (acks) sent_.push_back(std::move(held_)); // kept until the agent acknowledges it
+      held_ = {};
+      ++g.data;
+    }
+  }
+  if (batch.empty()) return g;
+  const std::uint64_t first = next_sequence;
+  g.message = batch.finish(next_sequence);
+  for (std::size_t i = 0; i < sent_.size(); ++i)
+    acks->sent(first + controls + i, std::move(sent_[i]));
+  sent_.clear();
+  return g;
+}
+
+std::size_t egress_queue::drop_all(actors::dead_reason why) {
+  std::size_t n = 0;
+  auto gone = [&](scheduling::buffer_ref&& f) {
+    dead_.add(why, std::move(f), agent_);
+    ++n;
+  };
+  if (held_) gone(std::move(held_));
+  held_ = {};
+  if (lanes_) lanes_->clear([&](scheduling::buffer_ref&& f, std::size_t) { gone(std::move(f)); });
+  return n;
+}
+
+} // namespace flowbus::transport::detail

@@ -1,0 +1,144 @@
+// The node's WebSocket listener: accepting connections (each a session, session.hpp), the
+// connection limit, a graceful stop that drains the sessions, and the server's counters.
+#include "session.hpp"
+
+#include <flowbus/scheduling/numa.hpp> // pin_current_thread
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <spdlog/spdlog.h>
+
+namespace flowbus::transport {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+server::core::core(actors::node& n, server_options o)
+    : node(n), opt(std::move(o)), ioc(static_cast<int>(opt.io_threads ? opt.io_threads : 1)),
+      acceptor(net::make_strand(ioc)) {}
+
+/// A session's lanes, and the ack window of an acknowledging agent.
+scheduling::lane_options server::core::lane_options() const {
+  scheduling::lane_options o;
+  o.weights = opt.lane_weights;
+  o.capacity = opt.mailbox_capacity ? opt.mailbox_capacity : node.config().mailbox_capacity;
+  return o;
+}
+
+void server::core::accept() {
+  acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
+    if (stopping.load()) return;
+    if (!ec) {
+      accepted.fetch_add(1, std::memory_order_relaxed);
+      const bool refuse = active.fetch_add(1, std::memory_order_relaxed) >= opt.max_connections;
+      std::make_shared<detail::session>(std::move(s), *this, refuse)->run();
+    } else {
+      spdlog::warn("flowbus: accept: {}", ec.message()); // e.g. out of file descriptors: keep serving
+    }
+    accept();
+  });
+}
+
+server::server(actors::node& node, server_options options) : core_(std::make_shared<core>(node, std::move(options))) {
+  core& c = *core_;
+  const tcp::endpoint ep(net::ip::make_address(c.opt.address), c.opt.port);
+  c.acceptor.open(ep.protocol());
+  c.acceptor.set_option(net::socket_base::reuse_address(true));
+  c.acceptor.bind(ep);
+  c.acceptor.listen(net::socket_base::max_listen_connections);
+  c.accept();
+  const std::size_t n = c.opt.io_threads ? c.opt.io_threads : 1;
+  for (std::size_t i = 0; i < n; ++i)
+    c.threads.emplace_back([&c, i] {
+      if (!c.opt.pin_cpus.empty()) (void)scheduling::pin_current_thread({c.opt.pin_cpus[i % c.opt.pin_cpus.size()]});
+      c.ioc.run();
+    });
+  spdlog::info("flowbus: listening on ws://{}:{} ({} I/O threads)", c.opt.address, port(), n);
+}
+
+server::~server() { stop(); }
+
+std::uint16_t server::port() const noexcept {
+  beast::error_code ec;
+  const auto ep = core_->acceptor.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+void server::stop(std::chrono::milliseconds drain) {
+  core& c = *core_;
+  if (c.stopping.exchange(true)) return;
+  net::post(c.acceptor.get_executor(), [&c] {
+    beast::error_code ignored;
+    c.acceptor.close(ignored);
+  });
+  std::vector<std::shared_ptr<detail::session>> all;
+  {
+    std::lock_guard<std::mutex> g(c.m);
+    for (detail::session* s : c.sessions)
+      if (auto p = s->weak_from_this().lock()) all.push_back(std::move(p));
+  }
+  for (auto& s : all)
+    s->stop();
+  all.clear();
+  const auto until = std::chrono::steady_clock::now() + drain;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> g(c.m);
+      if (c.sessions.empty()) break;
+    }
+    if (std::chrono::steady_clock::now() >= until) break;
+    std::this_thread::sleep_for(1ms);
+  }
+  c.ioc.stop();
+  for (auto& t : c.threads)
+    t.join();
+  c.threads.clear();
+  std::lock_guard<std::mutex> g(c.gate->m);
+  c.gate->open = false; // from now on the node's callbacks find nobody to post to
+}
+
+server_stats server::stats() const {
+  const core& c = *core_;
+  auto v = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  server_stats s;
+  s.accepted = v(c.accepted);
+  s.active = v(c.active);
+  s.refused = v(c.refused);
+  s.frames_in = v(c.frames_in);
+  s.frames_out = v(c.frames_out);
+  s.writes = v(c.writes);
+  s.batches = v(c.batches);
+  s.protocol_errors = v(c.protocol_errors);
+  s.slow_consumers = v(c.slow_consumers);
+  s.sequence_gaps = v(c.gaps);
+  s.sequence_repeats = v(c.repeats);
+  s.paused = v(c.paused);
+  s.holds = v(c.holds);
+  s.acked = v(c.acked);
+  s.window_waits = v(c.window_waits);
+  return s;
+}
+
+const char* describe_code(std::uint64_t code) noexcept {
+  if (code < 64) return codec::to_string(static_cast<codec::errc>(code));
+  if (code >= code_of(reason::routing_base)) return actors::to_string(static_cast<actors::errc>(code - code_of(reason::routing_base)));
+  switch (static_cast<reason>(code)) {
+    case reason::expected_register: return "expected REGISTER";
+    case reason::already_registered: return "already registered";
+    case reason::registration_refused: return "registration refused";
+    case reason::text_message: return "text message";
+    case reason::unexpected_type: return "unexpected type";
+    case reason::slow_consumer: return "slow consumer";
+    case reason::too_many_connections: return "too many connections";
+    case reason::agent_down: return "agent down";
+    case reason::message_too_large: return "message too large";
+    case reason::handler_failed: return "handler failed";
+    case reason::routing_base: break;
+  }
+  return "unknown";
+}
+
+} // namespace flowbus::transport

@@ -1,0 +1,242 @@
+// One WebSocket connection of the node: a gateway agent (private to transport/). Everything of a
+// session runs on its Asio strand. The class is the glue of four units:
+//   session.cpp          the I/O skeleton: handshake, reading and parsing WebSocket messages in
+//                        place, keep-alive;
+//   session_close.cpp    closing: close frames both ways, ERROR for defects, teardown;
+//   session_ingress.cpp  what the agent sends: REGISTER, decoding, dispatch, routing (forward);
+//   session_flow.cpp     CREDIT/ACK/NACK from the agent, holds and pauses (flow_control.hpp);
+//   session_egress.cpp   what the agent receives: the mailbox into the lanes (egress_queue.hpp),
+//                        gathering and writing, acknowledged delivery (delivery_tracker.hpp), the
+//                        slow-consumer watchdog;
+//   listener.cpp         the server: accepting, the connection limit, stopping, its counters.
+// docs/threading.md says who may touch what.
+#pragma once
+
+#include "buffered_stream.hpp"
+#include "delivery_tracker.hpp"
+#include "egress_queue.hpp"
+#include "flow_control.hpp"
+#include "ws_reader.hpp"
+
+#include <flowbus/actors/endpoint.hpp>
+#include <flowbus/actors/gateway.hpp>
+#include <flowbus/codec/decoder.hpp>
+#include <flowbus/codec/encoder.hpp>
+#include <flowbus/transport/outbound.hpp>
+#include <flowbus/transport/reasons.hpp>
+#include <flowbus/transport/server.hpp>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+namespace flowbus::transport {
+
+namespace detail {
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+class session;
+
+/// Lets node threads post to sessions while the I/O context runs, and never after: the node's
+/// callbacks (doorbells, subscription answers, attach) can outlive the server.
+struct post_gate {
+  std::mutex m;
+  bool open = true;
+};
+} // namespace detail
+
+struct server::core {
+  actors::node& node;
+  server_options opt;
+  // declared before the I/O context: sessions it still holds at destruction use them
+  std::mutex m; ///< guards sessions
+  std::unordered_set<detail::session*> sessions;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
+      protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0},
+      window_waits{0};
+  std::shared_ptr<detail::post_gate> gate = std::make_shared<detail::post_gate>();
+  detail::net::io_context ioc;
+  detail::tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+
+  core(actors::node& n, server_options o);
+  void accept();
+  scheduling::lane_options lane_options() const;
+};
+
+namespace detail {
+
+class session : public std::enable_shared_from_this<session> {
+public:
+  session(tcp::socket&& s, server::core& c, bool refuse);
+  ~session();
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  void run();
+  /// Graceful: write what is queued, GOODBYE, close. From any thread.
+  void stop();
+
+private:
+  enum class state : std::uint8_t { handshake, awaiting_register, registering, open, closing, closed };
+
+  /// Binds a member continuation to this session's lifetime and strand.
+  template <class F> auto bind(F f) {
+    return net::bind_executor(ws_.get_executor(), [self = shared_from_this(), f](auto&&... args) {
+      f(*self, std::forward<decltype(args)>(args)...);
+    });
+  }
+  tcp::socket& socket() { return beast::get_lowest_layer(ws_).socket(); }
+
+  // session.cpp: the I/O skeleton; session_close.cpp: closing
+  void on_request(beast::error_code ec);
+  void on_accept(beast::error_code ec);
+  void keep_handshake_leftover();
+  void ensure_room(std::size_t n);
+  void read();
+  void on_bytes(beast::error_code ec, std::size_t n);
+  void parse();
+  void yield();
+  void on_peer_close(std::uint16_t code);
+  void fail_websocket(std::uint16_t code, const char* why);
+  void send_control(std::vector<unsigned char> frame, bool last, bool end_sending = false);
+  void send_close();
+  void arm_idle();
+  void fail_codec(codec::decode_status st);
+  void fail(reason r, const std::string& why, websocket::close_code cc = websocket::close_code::policy_error);
+  void fail_code(std::uint64_t code, const std::string& why, websocket::close_code cc);
+  void begin_close(websocket::close_code cc);
+  void teardown(const std::string& why);
+
+  // session_ingress.cpp: what the agent sends; session_flow.cpp: flow control
+  bool on_message();
+  void read_while_closing();
+  bool handle(codec::message& m);
+  void received(const codec::message& m);
+  bool handle_one(codec::message& m);
+  bool forward(const codec::message& m);
+  bool on_flow_control(const codec::message& m);
+  bool read_while_held() const;
+  void update_stalled();
+  void start_hold();
+  void recheck_hold();
+  void send_credit(std::uint64_t n);
+  void pause();
+  void maybe_heartbeat();
+  void start_register(const codec::message& m);
+  void on_attached(actors::expected<std::unique_ptr<actors::gateway>, actors::errc> r);
+  void on_done(std::uint64_t token, actors::errc e);
+  void on_down(actors::errc e);
+
+  // session_egress.cpp: what the agent receives
+  template <class Fill> void queue_control(codec::msg_type type, Fill&& fill) {
+    codec::message m;
+    m.type = type;
+    m.prio = codec::priority::critical;
+    fill(m);
+    push_control(m);
+  }
+  void push_control(codec::message& m);
+  void answer(std::uint64_t id, actors::errc e);
+  void flush();
+  bool gather(bool delivering);
+  void admit_from_mailbox();
+  void update_throttle();
+  void on_agent_ack(std::uint64_t seq);
+  void on_agent_nack(std::uint64_t seq);
+  void arm_retries();
+  void arm_breaker(const actors::agent_breaker::arm_after& after);
+  void arm_watchdog(std::chrono::steady_clock::duration after);
+  void cut_starved();
+
+  /// The HTTP upgrade request, read here (not by Beast's accept) so that whatever follows it in
+  /// the same read stays ours; freed once the handshake is done.
+  struct upgrade {
+    beast::flat_buffer buf;
+    beast::http::request<beast::http::empty_body> req;
+  };
+
+  /// A pass of parse() handles at most pass_budget FLOW messages (one BATCH), then lets the I/O
+  /// thread run the other connections — the recipients' writes, which drain their mailboxes and
+  /// raise their water marks before a fast publisher overruns them — and goes on (reading_
+  /// meanwhile: nobody else resumes it). A larger budget overruns lanes near their mark: with 256
+  /// (8 BATCHes, as Beast's inline reads allowed before) a lossless topic's lanes of 512 shed
+  /// (lanes.test.cpp, the starved-subscriber case); with 32 a batching publisher costs one post per
+  /// BATCH, and its 1->1 rate was not lower for it (docs/benchmarks.md).
+  static constexpr std::uint32_t pass_budget = 32;
+
+  websocket::stream<buffered_stream<beast::tcp_stream>> ws_;
+  server::core& core_;
+  bool refuse_;
+  net::steady_timer timer_; ///< the handshake and REGISTER deadline, then holds and pauses
+  net::steady_timer write_timer_;
+  net::steady_timer idle_timer_;
+  std::unique_ptr<upgrade> up_ = std::make_unique<upgrade>(); ///< until the handshake is done
+  // reading (parse()): WebSocket frames parsed in place; none held while the connection is quiet
+  unsigned char first_[256]; ///< a quiet connection's read: the next message (or its first bytes)
+  std::unique_ptr<unsigned char[]> rbuf_;
+  std::size_t rcap_ = 0, rbeg_ = 0, rend_ = 0;
+  std::size_t need_ = 0;     ///< bytes the frame at rbeg_ needs in all (0: unknown yet)
+  std::uint32_t pass_ = 0;   ///< messages handled in this pass of parse()
+  ws_reader wsr_;
+  codec::bytes_view msg_;    ///< the message being handled (in rbuf_; kept while paused)
+  std::string close_reason_; ///< in our close frame
+  codec::decoder dec_;
+  codec::encoder enc_;
+  std::string agent_id_;     ///< (before the units that name it in dead letters)
+  // writing
+  outbound_batch batch_;
+  std::vector<unsigned char> wire_; ///< what the write in flight carries: WebSocket frames back to back
+  egress_queue egress_;
+  /// acknowledged delivery: made iff the agent registered with ack_requested (an idle connection
+  /// that does not acknowledge holds none of it)
+  std::unique_ptr<delivery_tracker> acks_;
+  struct ack_timers {
+    explicit ack_timers(const net::any_io_executor& ex) : retry(ex), breaker(ex) {}
+    net::steady_timer retry, breaker;
+  };
+  std::unique_ptr<ack_timers> ack_timers_;
+  std::vector<scheduling::buffer_ref> taken_; ///< scratch for take()
+  std::unique_ptr<actors::gateway> gw_;
+  std::function<void(std::uint64_t, actors::errc)> remote_answer_; ///< posts a cluster ACK/NACK to this session
+  codec::repeated_entry reason_kv_{};
+  state state_ = state::handshake;
+  websocket::close_code close_code_ = websocket::close_code::normal;
+  flow_control flow_;
+  std::weak_ptr<actors::endpoint> held_by_; ///< the recipient whose water mark holds this publisher
+  bool writing_ = false, close_after_flush_ = false, registered_in_set_ = false, watchdog_armed_ = false;
+  bool reading_ = false;    ///< a read is in flight
+  bool busy_ = false;       ///< the last read filled a quarter of the buffer: keep it
+  bool heard_ = false;      ///< bytes came since the idle timer last looked
+  bool pinged_ = false;     ///< the idle timer sent a ping and waits for anything
+  bool close_sent_ = false; ///< our close frame is written (or queued): the peer's answer ends it
+  bool discard_ = false;    ///< the WebSocket stream is broken or closed: bytes are not parsed
+  bool hold_armed_ = false; ///< timer_ waits for recheck_hold()
+  bool throttling_ = false; ///< this connection's lanes told senders to slow down
+  bool deliver_ = true;     ///< false once failed: what is still queued goes to the dead letters
+  bool goodbye_ = false;    ///< a graceful stop: GOODBYE once the agent's frames are written
+  std::uint32_t resume_at_ = 0; ///< of a paused BATCH: the inner messages before this were handled
+  std::chrono::steady_clock::time_point write_began_{};
+  std::uint64_t next_in_ = 0, next_out_ = 0;
+  std::chrono::milliseconds heartbeat_{10000};
+  std::chrono::steady_clock::time_point last_beat_{};
+};
+
+} // namespace detail
+} // namespace flowbus::transport

@@ -1,0 +1,313 @@
+// What the agent sends, as a node session handles it: REGISTER and the gateway it attaches,
+// decoding, dispatch by type, routing (forward) and the answers a sender gets (session.hpp).
+#include "session.hpp"
+
+#include <flowbus/actors/agent_directory.hpp> // max_heartbeat_interval
+
+#include <boost/asio/post.hpp>
+
+#include <spdlog/spdlog.h>
+
+namespace flowbus::transport::detail {
+
+/// The WebSocket message in msg_ — again after a pause, skipping what was handled. True: go on
+/// with the next message; false: parse() is resumed later (or the connection is done).
+bool session::on_message() {
+  if (state_ == state::closing) {
+    if (deliver_) read_while_closing();
+    return true;
+  }
+  if (state_ > state::closing) return false;
+  codec::message m;
+  const codec::decode_status st = dec_.decode(msg_, m);
+  if (!st) {
+    core_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+    fail_codec(st);
+    return false;
+  }
+  if (state_ == state::open) maybe_heartbeat(); // whatever an agent sends shows it alive
+  const bool more = handle(m);
+  if (flow_.paused()) return pause(), false;
+  msg_ = {};
+  if (!more || state_ != state::open) return false;
+  if (flow_.begin_hold()) start_hold();
+  if (flow_.holding()) {
+    if (!hold_armed_) recheck_hold(); // (a pause used the timer meanwhile)
+    update_stalled();
+    if (!read_while_held()) return false; // not read until the recipient is below its low water mark
+  }
+  return true;
+}
+
+/// Draining: what the agent sends now is not routed (it has left), but its CREDIT and ACK are
+/// what lets the node write the rest of its frames.
+void session::read_while_closing() {
+  codec::message m;
+  if (dec_.decode(msg_, m)) {
+    if (m.type == codec::msg_type::batch) {
+      codec::batch_reader r(dec_, m);
+      codec::message inner;
+      while (!r.done() && r.next(inner)) on_flow_control(inner);
+    } else {
+      on_flow_control(m);
+    }
+  }
+  msg_ = {};
+}
+
+/// One decoded frame. Returns false if reading must pause (registration pending) or stop.
+bool session::handle(codec::message& m) {
+  if (state_ == state::awaiting_register) {
+    received(m);
+    if (m.type != codec::msg_type::register_agent)
+      return fail(reason::expected_register, "the first frame must be REGISTER"), false;
+    start_register(m);
+    return false;
+  }
+  if (m.type == codec::msg_type::batch) {
+    codec::batch_reader r(dec_, m);
+    codec::message inner;
+    for (std::uint32_t i = 0; !r.done(); ++i) {
+      const codec::decode_status st = r.next(inner);
+      if (!st) return fail_codec(st), false;
+      if (i < resume_at_) continue; // handled before a pause
+      if (!handle_one(inner)) {
+        if (flow_.paused()) resume_at_ = i;
+        return false;
+      }
+    }
+    resume_at_ = 0;
+    return true;
+  }
+  return handle_one(m);
+}
+
+/// Counts a message from the peer, and gaps and repeats in its numbering (protocol.md §7): one
+/// number per message, a BATCH's inner messages each taking theirs.
+void session::received(const codec::message& m) {
+  core_.frames_in.fetch_add(1, std::memory_order_relaxed);
+  ++pass_;
+  if (m.sequence != next_in_) {
+    (m.sequence < next_in_ ? core_.repeats : core_.gaps).fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("flowbus: {} sequence {} where {} was expected", agent_id_, m.sequence, next_in_);
+  }
+  next_in_ = m.sequence + 1;
+}
+
+bool session::handle_one(codec::message& m) {
+  received(m);
+  using t = codec::msg_type;
+  switch (m.type) {
+    case t::task_assignment:
+    case t::task_result:
+    case t::coordination:
+    case t::publish:
+    case t::request:
+    case t::reply: return forward(m);
+    case t::heartbeat: gw_->heartbeat(); return true;
+    case t::subscribe:
+      gw_->subscribe(m.topic(), m.str(codec::field::queue_group), m.message_id());
+      return true;
+    case t::unsubscribe:
+      gw_->unsubscribe(m.topic(), m.str(codec::field::queue_group), m.message_id());
+      return true;
+    case t::goodbye:
+      gw_->leave();
+      begin_close(websocket::close_code::normal);
+      return false;
+    case t::ack:
+    case t::nack:
+    case t::credit: return on_flow_control(m);
+    case t::error:
+      spdlog::info("flowbus: {} sent ERROR {} ({})", agent_id_, m.num(codec::field::error_code),
+                   describe_code(m.num(codec::field::error_code)));
+      begin_close(websocket::close_code::normal);
+      return false;
+    case t::register_agent:
+      fail(reason::already_registered, "REGISTER on a registered connection");
+      return false;
+    case t::batch:
+    case t::welcome: break;
+  }
+  fail(reason::unexpected_type, "a frame type only the node sends");
+  return false;
+}
+
+/// Routes one message. False: the node has no frame buffer for it now (paused_ is set, and the
+/// message is taken back: it is counted again when retried).
+bool session::forward(const codec::message& m) {
+  actors::send_options o;
+  o.timestamp_ns = m.timestamp_ns; // the agent's send time travels on (protocol.md §2)
+  o.type = m.type;
+  o.prio = static_cast<codec::priority>(m.prio);
+  o.correlation_id = m.correlation_id();
+  o.message_id = m.message_id();
+  o.deadline_ns = m.deadline_ns();
+  o.max_attempts = actors::max_attempts_of(m);
+  const bool acked = (m.flags & codec::flag::ack_requested) && m.has(codec::field::message_id);
+  if (acked) o.confirm = &remote_answer_; // recipients on other nodes: the ACK waits for their nodes (docs/cluster.md)
+  const std::string_view payload = m.payload.as_string();
+  actors::send_result r;
+  if (m.flags & codec::flag::broadcast) {
+    r = gw_->forward_broadcast(payload, m.str(codec::field::agent_type), o);
+  } else if (m.has(codec::field::topic)) {
+    r = gw_->forward(actors::destination::topic(m.topic()), payload, o);
+  } else if (m.has(codec::field::target)) {
+    r = gw_->forward(actors::destination::agent(m.str(codec::field::target)), payload, o);
+  } else {
+    std::string_view cap;
+    for (const codec::repeated_entry& e : m.repeated)
+      if (e.id == codec::field::capability) {
+        cap = e.key;
+        break;
+      }
+    r = gw_->forward(actors::destination::capability(cap), payload, o);
+  }
+  if (r.code == actors::errc::no_buffer) {
+    flow_.no_buffer();
+    core_.frames_in.fetch_sub(1, std::memory_order_relaxed);
+    next_in_ = m.sequence;
+    return false;
+  }
+  // CRITICAL traffic is never held: emergency mode protects it
+  if (r.throttled && m.prio != codec::priority::critical) {
+    flow_.met_throttled();
+    held_by_ = r.throttled_by;
+  }
+  if (acked) {
+    // acknowledged delivery: ACK once every current recipient has it queued — on another node of
+    // the cluster, once that node took it (then the link answers later, through remote_answer_);
+    // otherwise NACK with the reason (refused copies are dead letters; no recipient at all:
+    // no_responders)
+    if (r.confirm_pending && r.code == actors::errc::ok) return true;
+    answer(m.message_id(), r.code != actors::errc::ok ? r.code
+                           : r.delivered == 0     ? actors::errc::no_responders
+                                                  : actors::errc::ok);
+    flush();
+    return true;
+  }
+  const bool unanswerable = m.type == codec::msg_type::request && r.delivered == 0;
+  if (unanswerable || (r.delivered == 0 && r.code != actors::errc::ok)) {
+    // the sender learns at once: a request fails fast instead of timing out
+    const actors::errc why = r.code != actors::errc::ok ? r.code : actors::errc::no_responders;
+    if (m.type == codec::msg_type::request)
+      queue_control(codec::msg_type::error, [&](codec::message& e) {
+        e.set(codec::field::error_code, code_of(why));
+        e.set(codec::field::correlation_id, m.correlation_id());
+      });
+    else if (m.has(codec::field::message_id))
+      answer(m.message_id(), why);
+    flush();
+  }
+  return true;
+}
+
+void session::maybe_heartbeat() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_beat_ < heartbeat_ / 2) return;
+  last_beat_ = now;
+  gw_->heartbeat();
+}
+
+void session::start_register(const codec::message& m) {
+  state_ = state::registering;
+  actors::agent_spec spec(std::string(m.str(codec::field::source)), std::string(m.str(codec::field::agent_type)));
+  for (const codec::repeated_entry& e : m.repeated) {
+    if (e.id == codec::field::capability) spec.capabilities.emplace_back(e.key);
+    if (e.id == codec::field::subscription) spec.subscriptions.emplace_back(e.key);
+    if (e.id == codec::field::header) spec.metadata.emplace_back(std::string(e.key), std::string(e.value));
+  }
+  // the directory refuses an interval above max_heartbeat_interval (typed: invalid_agent); our
+  // own clock never holds more than that, so nothing overflows meanwhile (2^42 ms did)
+  const std::uint64_t hb = m.num(codec::field::heartbeat_ms);
+  constexpr auto most = static_cast<std::uint64_t>(actors::max_heartbeat_interval.count());
+  spec.heartbeat_interval = hb ? std::chrono::milliseconds(std::min<std::uint64_t>(hb, most + 1))
+                               : core_.opt.heartbeat_default;
+  heartbeat_ = std::min(spec.heartbeat_interval, actors::max_heartbeat_interval);
+  spec.priority = static_cast<codec::priority>(m.prio);
+  spec.mailbox_capacity = core_.opt.mailbox_capacity;
+  agent_id_ = spec.id;
+  // a receive window: at most this many data messages written and not yet granted back by CREDIT
+  egress_.window().open(m.num(codec::field::credit));
+  if (m.flags & codec::flag::ack_requested) { // this agent acknowledges what it receives
+    delivery_options d;
+    d.window = core_.lane_options().capacity; // at most a lanes' capacity written and not yet acknowledged
+    d.retry = core_.opt.retry;
+    d.breaker_enabled = core_.opt.breaker_enabled;
+    d.breaker = core_.opt.breaker;
+    d.show_breaker = [this](scheduling::breaker_state st) { // shown on the endpoint: senders fail fast
+      if (gw_) gw_->breaker(st);
+    };
+    acks_ = std::make_unique<delivery_tracker>(core_.node.dead(), agent_id_, std::move(d));
+    ack_timers_ = std::make_unique<ack_timers>(ws_.get_executor());
+  }
+  // The node calls these from its threads, possibly after the server stopped: they hold no
+  // executor (its I/O context may be gone), only the session's weak pointer and the gate.
+  auto to_session = [weak = weak_from_this(), gate = core_.gate](auto f) {
+    std::lock_guard<std::mutex> g(gate->m);
+    if (!gate->open) return;
+    if (auto s = weak.lock()) {
+      auto exec = s->ws_.get_executor();
+      net::post(exec, [s = std::move(s), f = std::move(f)]() mutable { f(*s); });
+    }
+  };
+  actors::gateway_events ev;
+  ev.wake = [to_session] { to_session([](session& s) { s.flush(); }); };
+  ev.done = [to_session](std::uint64_t token, actors::errc e) {
+    to_session([token, e](session& s) { s.on_done(token, e); });
+  };
+  ev.down = [to_session](actors::errc e) { to_session([e](session& s) { s.on_down(e); }); };
+  // acknowledged publishing in a cluster: the other nodes' confirmation arrives from a link actor
+  remote_answer_ = [to_session](std::uint64_t id, actors::errc e) {
+    to_session([id, e](session& s) {
+      s.answer(id, e);
+      s.flush();
+    });
+  };
+  core_.node.attach(std::move(spec), std::move(ev),
+                    [to_session](actors::expected<std::unique_ptr<actors::gateway>, actors::errc> r) {
+                      auto shared = std::make_shared<decltype(r)>(std::move(r));
+                      to_session([shared](session& s) { s.on_attached(std::move(*shared)); });
+                      // not delivered (session gone, server stopped): the gateway leaves as `shared` dies
+                    });
+}
+
+void session::on_attached(actors::expected<std::unique_ptr<actors::gateway>, actors::errc> r) {
+  if (!r) {
+    // every ERROR says why in words (protocol.md §9), this one too, ahead of ERROR 66
+    queue_control(codec::msg_type::error, [&](codec::message& e) {
+      e.set(codec::field::error_code, code_of(r.error()));
+      reason_kv_ = codec::repeated_entry{codec::field::header, "reason", actors::to_string(r.error())};
+      e.repeated = codec::repeated_fields(&reason_kv_, 1);
+    });
+    return fail(reason::registration_refused, std::string("REGISTER refused: ") + actors::to_string(r.error()));
+  }
+  gw_ = std::move(*r);
+  if (state_ >= state::closing) return; // closed meanwhile: the gateway leaves with us
+  state_ = state::open;
+  timer_.cancel();
+  last_beat_ = std::chrono::steady_clock::now();
+  queue_control(codec::msg_type::welcome, [&](codec::message& w) { w.set(codec::field::target, agent_id_); });
+  flush();
+  parse(); // what came behind the REGISTER, then the socket
+}
+
+void session::on_done(std::uint64_t token, actors::errc e) {
+  if (state_ >= state::closing) return;
+  answer(token, e);
+  flush();
+}
+
+void session::on_down(actors::errc e) {
+  if (e == actors::errc::node_stopped) {
+    if (state_ < state::closing) stop();
+    return;
+  }
+  if (e == actors::errc::duplicate_agent)
+    fail(reason::agent_down, "the node took the agent down: its id was registered on another node at the same "
+                             "moment, and that node keeps it");
+  else
+    fail(reason::agent_down, "the node took the agent down: heartbeats missed");
+}
+
+} // namespace flowbus::transport::detail
