@@ -261,16 +261,4 @@ std::vector<size_class_stats> buffer_pool::stats() const {
 
 std::size_t buffer_pool::largest_capacity() const noexcept { return classes_.empty() ? 0 : classes_.back()->capacity; }
 
-numa_buffer_pools::numa_buffer_pools(buffer_pool_options per_node) : topology_(numa_topology::detect()) {
-  for (std::size_t n = 0; n < topology_.node_count(); ++n) {
-    per_node.node = topology_.numa_available ? static_cast<int>(n) : -1;
-    pools_.push_back(std::make_unique<buffer_pool>(per_node));
-  }
-}
-
-buffer_pool& numa_buffer_pools::local() noexcept {
-  const int cpu = current_cpu();
-  return for_node(cpu < 0 ? 0 : static_cast<std::size_t>(topology_.node_of_cpu(cpu)));
-}
-
 } // namespace flowbus::scheduling

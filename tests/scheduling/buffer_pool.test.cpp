@@ -213,23 +213,4 @@ TEST_SUITE("buffer_pool") {
     std::memset(b.data(), 0xAB, 65536);
     CHECK(b.data()[65535] == 0xAB);
   }
-  TEST_CASE("one pool per NUMA node, bound to it; local() is the calling CPU's node") {
-    buffer_pool_options o;
-    o.classes = {{256, 16}};
-    o.huge_pages = false;
-    numa_buffer_pools pools(o);
-    const numa_topology& t = pools.topology();
-    REQUIRE(pools.size() == t.node_count());
-    for (std::size_t n = 0; n < pools.size(); ++n)
-      CHECK(pools.for_node(n).node() == (t.numa_available ? static_cast<int>(n) : -1));
-    for (int cpu : t.all_cpus()) {
-      std::thread th([&] {
-        REQUIRE_FALSE(pin_current_thread({cpu}));
-        buffer_pool& mine = pools.local();
-        CHECK(&mine == &pools.for_node(static_cast<std::size_t>(t.node_of_cpu(cpu))));
-        CHECK(mine.try_acquire(100));
-      });
-      th.join();
-    }
-  }
 }

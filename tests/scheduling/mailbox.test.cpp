@@ -111,7 +111,7 @@ TEST_SUITE("mailbox") {
 
   TEST_CASE("one push into an idle mailbox rings once; pushes while active do not ring") {
     fake_scheduler sched;
-    spsc_mailbox<int> box(8, &fake_scheduler::ring, &sched);
+    mpsc_mailbox<int> box(8, &fake_scheduler::ring, &sched);
     CHECK(box.idle());
     CHECK(box.try_push(1) == push_result::woke);
     CHECK(box.try_push(2) == push_result::ok);
@@ -132,7 +132,7 @@ TEST_SUITE("mailbox") {
 
   TEST_CASE("a spinning consumer takes what arrives during its spin, with no doorbell, then goes idle") {
     fake_scheduler sched;
-    spsc_mailbox<int> box(8, &fake_scheduler::ring, &sched);
+    mpsc_mailbox<int> box(8, &fake_scheduler::ring, &sched);
     CHECK(box.try_push(1) == push_result::woke);
     int polls = 0, sum = 0;
     push_result during = push_result::full;
@@ -151,7 +151,7 @@ TEST_SUITE("mailbox") {
 
   TEST_CASE("a full mailbox refuses without ringing") {
     fake_scheduler sched;
-    spsc_mailbox<int> box(2, &fake_scheduler::ring, &sched);
+    mpsc_mailbox<int> box(2, &fake_scheduler::ring, &sched);
     CHECK(box.try_push(1) == push_result::woke);
     CHECK(box.try_push(2) == push_result::ok);
     CHECK(box.try_push(3) == push_result::full);
@@ -162,7 +162,7 @@ TEST_SUITE("mailbox") {
     // The producer pushes i+1 as soon as the consumer has handled i: that is, while the consumer
     // is between "queue looked empty" and "I am idle". A lost wake-up strands i+1 at once.
     fake_scheduler sched;
-    spsc_mailbox<std::uint64_t> box(16, &fake_scheduler::ring, &sched);
+    mpsc_mailbox<std::uint64_t> box(16, &fake_scheduler::ring, &sched);
     const std::uint64_t n = 200'000 / flowbus::test::scale;
     std::atomic<std::uint64_t> handled{0};
     std::atomic<bool> stop{false};
@@ -192,7 +192,7 @@ TEST_SUITE("mailbox") {
   }
 
   TEST_CASE("stress: no lost or doubled wake-up, one producer (spsc)") {
-    stress<spsc_mailbox<std::uint64_t>>(1, 2'000'000 / flowbus::test::scale, 7);
+    stress<mpsc_mailbox<std::uint64_t>>(1, 2'000'000 / flowbus::test::scale, 7);
   }
 
   TEST_CASE("stress: no lost or doubled wake-up, three producers (mpsc)") {

@@ -75,22 +75,4 @@ private:
   int node_ = -1;
 };
 
-/// One buffer_pool per NUMA node, each with its slabs bound to that node. A thread takes the pool
-/// of the node it runs on, so the frames it writes live in memory local to its CPU. With one node
-/// (or no NUMA) this is a single pool.
-class numa_buffer_pools {
-public:
-  /// `per_node` is used for every node; its `node` field is set per pool.
-  explicit numa_buffer_pools(buffer_pool_options per_node = {});
-  /// The pool of the calling thread's current CPU's node. @threadsafe
-  buffer_pool& local() noexcept;
-  buffer_pool& for_node(std::size_t node) noexcept { return *pools_[node < pools_.size() ? node : 0]; }
-  std::size_t size() const noexcept { return pools_.size(); }
-  const numa_topology& topology() const noexcept { return topology_; }
-
-private:
-  numa_topology topology_;
-  std::vector<std::unique_ptr<buffer_pool>> pools_;
-};
-
 } // namespace flowbus::scheduling

@@ -24,7 +24,6 @@
 
 #include <flowbus/scheduling/cache.hpp>
 #include <flowbus/scheduling/mpsc_queue.hpp>
-#include <flowbus/scheduling/spsc_ring.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -108,7 +107,6 @@ private:
   alignas(false_sharing_range) std::atomic<std::uint64_t> state_{idle_bit}; ///< announced count | IDLE
 };
 
-template <class T> using spsc_mailbox = mailbox<spsc_ring<T>>;
 template <class T> using mpsc_mailbox = mailbox<mpsc_queue<T>>;
 
 } // namespace flowbus::scheduling
