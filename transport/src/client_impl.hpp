@@ -1,0 +1,158 @@
+// The C++ client's state (private to transport/). Units:
+//   client.cpp             the public API (client.hpp) over client::impl;
+//   client_send.cpp        the sending side: senders encode into the queue (client_queue.hpp), a
+//                          sparse sender writes itself, the I/O thread gathers and writes;
+//   client_connection.cpp  the connection: dial, REGISTER, reading, heartbeats, loss and
+//                          reconnect with backoff, the timers' sweep, the graceful close;
+//   client_receive.cpp     what the node sends: decode, dispatch to handlers, ACK/NACK/ERROR,
+//                          CREDIT, replies (subscriptions and receipts: client_receiver.hpp;
+//                          what is waited for: client_pending.hpp).
+// docs/threading.md says which thread may touch what; `m` guards everything marked "under m".
+#pragma once
+
+#include "buffered_stream.hpp"
+#include "client_pending.hpp"
+#include "client_queue.hpp"
+#include "client_receiver.hpp"
+
+#include <flowbus/codec/decoder.hpp>
+#include <flowbus/transport/client.hpp>
+#include <flowbus/transport/outbound.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+namespace flowbus::transport {
+
+namespace detail {
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+} // namespace detail
+
+struct client::impl : std::enable_shared_from_this<client::impl> {
+  using errc = actors::errc;
+  using clk = std::chrono::steady_clock;
+
+  client_options opt;
+  // ---- the I/O thread's ----
+  detail::net::io_context ioc{1};
+  detail::net::executor_work_guard<detail::net::io_context::executor_type> work = detail::net::make_work_guard(ioc);
+  std::thread thread;
+  detail::tcp::resolver resolver{ioc};
+  std::optional<detail::websocket::stream<detail::buffered_stream<detail::beast::tcp_stream>>> ws;
+  detail::net::steady_timer heartbeat_timer{ioc}, sweep_timer{ioc}, retry_timer{ioc};
+  detail::beast::flat_buffer in;
+  std::optional<codec::decoder> dec;
+  outbound_batch batch;
+  std::vector<unsigned char> wire; ///< what the write in flight carries: masked WebSocket frames back to back
+  detail::frame_queue out;         ///< frames taken from `pending` in one swap
+  detail::frame_queue front;       ///< frames that go before everything queued: re-subscriptions, control
+  detail::frame_queue express;     ///< CRITICAL messages taken from `urgent`: after front, before out
+  bool writing = false;
+  std::uint64_t next_out = 0;
+  std::uint64_t generation = 0;   ///< connection attempts: stale completions are ignored
+  std::uint32_t failed_dials = 0; ///< since the last registration: the backoff's exponent
+  std::mt19937_64 rng{std::random_device{}()};
+  detail::receipts receipts;      ///< duplicates, the ACK and CREDIT owed
+  clk::time_point close_by{};     ///< close() stops writing then
+  bool direct_on = false;         ///< its copy of direct_ok (turning it off takes m)
+
+  // ---- shared with sending threads ----
+  mutable std::mutex m;
+  /// Frames waiting, encoded by the sending threads in send order (under m).
+  detail::frame_queue pending;
+  /// CRITICAL messages, written ahead of `pending` — and while the node holds us (CREDIT 0) (under m)
+  detail::frame_queue urgent;
+  std::atomic<std::size_t> urgent_frames{0};
+  std::atomic<std::size_t> queued{0}; ///< frames in `pending`, `urgent` and `out` not yet written
+  std::condition_variable room;       ///< senders blocked on a full queue (max_block) wait here
+  std::atomic<std::uint32_t> blocked{0};
+  /// The I/O thread will look at the queue again without being told (a flush is posted, or a
+  /// write is in flight and its completion flushes): senders then skip the post and its wake-up.
+  bool io_awake = false;
+  /// The connection is open and the I/O thread idle — nothing queued, nothing in flight — so a
+  /// sender holding m may write itself (write_now_locked): the socket (if the layer lets it) and
+  /// next_out are then the sender's. Only the I/O thread sets it (see direct_on), under m.
+  bool direct_ok = false;
+  detail::send_pacing pacing;  ///< (under m)
+  outbound_batch direct_batch; ///< a sender's direct write: the frame numbered and checksummed
+  std::vector<unsigned char> direct_wire; ///< ... and masked
+  std::mt19937_64 direct_rng{std::random_device{}()};
+  detail::subscription_table subs;  ///< (under m)
+  detail::pending_answers answers;  ///< subscription acks, requests, acknowledged publishes (under m)
+  std::optional<std::promise<errc>> welcome;
+  std::atomic<bool> registered{false}, closing{false}, started{false};
+  /// reconnect off and the connection lost: nothing will be written any more, sends say node_stopped
+  std::atomic<bool> gone{false};
+  std::atomic<std::uint64_t> next_corr{1}, next_token{1};
+  std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0}, holds{0}, unsent{0},
+      acked{0}, redelivered{0}, duplicates{0}, handler_failures{0}, blocked_sends{0}, direct_writes{0};
+  std::atomic<bool> held{false}; ///< the node's last CREDIT was 0
+
+  explicit impl(client_options o);
+
+  // client_send.cpp: any thread
+  errc enqueue(codec::message& msg);
+  bool write_now_locked();
+  errc append_locked(codec::message& msg);
+  errc send_data(const actors::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,
+                 const actors::send_options& opts, std::string_view reply_to = {}, std::uint8_t flags = 0,
+                 std::vector<codec::byte>* copy = nullptr);
+  std::future<errc> change(codec::msg_type type, const std::string& pattern, const std::string& group,
+                           message_handler h = {});
+  static codec::message subscription_frame(codec::msg_type type, std::string_view pattern, std::string_view group,
+                                           std::uint64_t token);
+  // client_send.cpp: the I/O thread
+  void take_direct();
+  static codec::message control_frame(codec::msg_type type);
+  void send_control(codec::message& c);
+  void flush();
+  bool gather();
+  void append_batch();
+  static void append_message(outbound_batch& b, std::uint64_t& seq, std::vector<unsigned char>& out,
+                             std::mt19937_64& keys);
+  void wake_blocked();
+  void write_wire(std::uint64_t gen);
+
+  // client_connection.cpp
+  void start();
+  void dial();
+  void on_open(std::uint64_t gen);
+  void read(std::uint64_t gen);
+  void heartbeat(std::uint64_t gen);
+  void sweep();
+  void lost(const std::string& why);
+  void shutdown();
+  void fail_pending(errc e);
+  bool joined_within(std::chrono::milliseconds d);
+  void closing_flush();
+  void drain_then_close();
+  void stop_io();
+
+  // client_receive.cpp
+  bool on_frame();
+  void dispatch(const codec::message& msg);
+  void handler_failed(const codec::message& msg, const char* what);
+  static errc to_errc(std::uint64_t code);
+  void complete(std::uint64_t corr, reply_result r);
+  void on_welcome();
+  void answer_welcome(errc e);
+  void send_ack(std::uint64_t seq);
+  void send_credit(std::uint32_t n);
+};
+
+} // namespace flowbus::transport
