@@ -1,7 +1,9 @@
 #include "delivery_tracker.hpp"
+#include "stored_frames.hpp"
 
 #include <flowbus/actors/agent.hpp> // max_attempts_of
 #include <flowbus/codec/decoder.hpp>
+#include <flowbus/scheduling/fixed_rate.hpp> // steady_ns
 
 #include <algorithm>
 
@@ -63,7 +65,7 @@ std::optional<std::uint64_t> delivery_tracker::next_retry_ns() const {
 bool delivery_tracker::allows(scheduling::buffer_ref& f, std::uint64_t now_ns,
                               actors::agent_breaker::arm_after& arm) {
   if (!rel_ || !rel_->breaker) return true;
-  if (rel_->breaker->allow(now_ns, arm)) return true;
+  if (rel_->breaker->allow(now_ns ? now_ns : scheduling::steady_ns(), arm)) return true;
   dead_.add(actors::dead_reason::circuit_open, std::move(f), agent_);
   return false;
 }
@@ -91,7 +93,7 @@ void delivery_tracker::drop_all() {
 
 std::uint32_t delivery_tracker::retry_budget(const scheduling::buffer_ref& f) const {
   // the frame was made by the node (literal strings): no connection's string pool is needed
-  codec::decoder d;
+  codec::decoder d(stored_frames());
   codec::message m;
   const std::uint32_t own = d.decode(codec::bytes_view(f.data(), f.size()), m) ? actors::max_attempts_of(m) : 0;
   return own ? own : opt_.retry.max_attempts;

@@ -76,7 +76,7 @@ public:
 
   /// Whether `f` may be written now: always while the breaker is closed (or there is none);
   /// otherwise only as a trial — a refused frame is dead-lettered (circuit_open), and `arm` says
-  /// when to look again.
+  /// when to look again. `now_ns` 0: the steady clock, read only when a breaker exists.
   bool allows(scheduling::buffer_ref& f, std::uint64_t now_ns, actors::agent_breaker::arm_after& arm);
   /// The breaker's timer fired: it may turn half-open.
   void breaker_timer(std::uint64_t now_ns);

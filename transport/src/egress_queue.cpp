@@ -1,7 +1,9 @@
 #include "egress_queue.hpp"
 
 #include "delivery_tracker.hpp"
+#include "stored_frames.hpp"
 
+#include <flowbus/codec/clock.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/frame_header.hpp>
 #include <flowbus/codec/types.hpp>
@@ -15,7 +17,7 @@ void egress_queue::admit(scheduling::buffer_ref&& f) {
   const std::size_t lane = f.size() > codec::offset::priority ? f.data()[codec::offset::priority] : 2;
   std::uint64_t deadline = 0;
   if (f.size() > codec::offset::flags && (f.data()[codec::offset::flags] & codec::flag::has_deadline)) {
-    codec::decoder d; // a frame the node made: literal strings, no connection's pool needed
+    codec::decoder d(stored_frames()); // the node's own frame: literal strings, its checksum not redone
     codec::message m;
     if (d.decode(codec::bytes_view(f.data(), f.size()), m)) deadline = m.deadline_ns();
   }
@@ -55,7 +57,7 @@ egress_queue::gathered egress_queue::gather(outbound_batch& batch, bool deliver,
   sent_.clear();
   if (deliver && lanes_) {
     if (lanes_->earliest_deadline())
-      lanes_->expire(wall_ns, [&](scheduling::buffer_ref&& f, std::size_t) {
+      lanes_->expire(wall_ns ? wall_ns : codec::wall_clock_ns(), [&](scheduling::buffer_ref&& f, std::size_t) {
         dead_.add(actors::dead_reason::expired, std::move(f), agent_);
       });
     for (;;) {

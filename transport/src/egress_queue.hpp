@@ -57,8 +57,8 @@ public:
   };
   /// Makes the next WebSocket message in `batch` (cleared first): control frames, then, if
   /// `deliver`, data frames; numbers them from `next_sequence`; hands each data frame to `acks`
-  /// (if the agent acknowledges) with its sequence. `wall_ns` expires deadlines, `steady_ns`
-  /// drives the breaker.
+  /// (if the agent acknowledges) with its sequence. `wall_ns` expires deadlines (0: the wall
+  /// clock, read only when a frame with a deadline waits), `steady_ns` drives the breaker (0: likewise).
   gathered gather(outbound_batch& batch, bool deliver, delivery_tracker* acks, std::uint64_t& next_sequence,
                   std::uint64_t wall_ns, std::uint64_t steady_ns);
 

@@ -183,6 +183,9 @@ void session::on_bytes(beast::error_code ec, std::size_t n) {
     return teardown("read: " + ec.message());
   }
   heard_ = true;
+  // whatever an agent sends shows it alive: looked at once per read, not per message (a clock
+  // read each; a read holds up to 64 KiB of messages, the heartbeat interval is seconds)
+  if (state_ == state::open) maybe_heartbeat();
   rend_ += n;
   busy_ = n >= rcap_ / 4; // keep the buffer while the peer sends this much (see parse())
   parse();

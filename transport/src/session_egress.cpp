@@ -52,7 +52,8 @@ void session::flush() {
     any = true;
   // a consumer that keeps its window (or ack window) used up while messages wait is as slow as
   // one that reads nothing: the same write_timeout cuts it (the watchdog looks at both clocks)
-  if (flow_.waiting(egress_.waits_for_agent(acks_.get()) && state_ == state::open, std::chrono::steady_clock::now()) &&
+  const bool waits = state_ == state::open && egress_.waits_for_agent(acks_.get());
+  if (flow_.waiting(waits, waits ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{}) &&
       !watchdog_armed_)
     arm_watchdog(core_.opt.write_timeout);
   if (!any) {
@@ -86,8 +87,7 @@ void session::flush() {
 /// frame or one BATCH — numbering its frames; false if nothing waits to go.
 bool session::gather(bool delivering) {
   if (delivering) admit_from_mailbox();
-  const auto g = egress_.gather(batch_, delivering, acks_.get(), next_out_, codec::wall_clock_ns(),
-                                acks_ ? scheduling::steady_ns() : 0);
+  const auto g = egress_.gather(batch_, delivering, acks_.get(), next_out_, 0, 0); // (clocks read when needed)
   if (g.window_waits) core_.window_waits.fetch_add(g.window_waits, std::memory_order_relaxed);
   if (g.arm) arm_breaker(g.arm);
   if (g.data) {

@@ -25,7 +25,6 @@ bool session::on_message() {
     fail_codec(st);
     return false;
   }
-  if (state_ == state::open) maybe_heartbeat(); // whatever an agent sends shows it alive
   const bool more = handle(m);
   if (flow_.paused()) return pause(), false;
   msg_ = {};
