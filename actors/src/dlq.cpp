@@ -417,6 +417,15 @@ std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string
   return {};
 }
 
+/// How a dead letter's frame is read back: a stored frame of the node has no checksum (port.cpp:
+/// its encoder leaves it 0, every way out rewrites it), but the corruption queue keeps the bytes
+/// as they came from a connection — those are checked, so a damaged frame is never replayed.
+static codec::decoder_options frame_reading(dead_reason r) noexcept {
+  codec::decoder_options o;
+  o.verify_checksum = r == dead_reason::corruption;
+  return o;
+}
+
 dlq_entry make_dlq_entry(const dead_letter& d) {
   dlq_entry e;
   e.reason = d.reason;
@@ -426,7 +435,7 @@ dlq_entry make_dlq_entry(const dead_letter& d) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(d.when.time_since_epoch()).count());
   if (!d.frame) return e;
   e.frame.assign(reinterpret_cast<const char*>(d.frame.data()), d.frame.size());
-  codec::decoder dec;
+  codec::decoder dec(frame_reading(d.reason));
   codec::message m;
   if (dec.decode(codec::bytes_view(d.frame.data(), d.frame.size()), m)) {
     e.source = std::string(m.str(codec::field::source));
@@ -436,7 +445,7 @@ dlq_entry make_dlq_entry(const dead_letter& d) {
 }
 
 bool replay_entry(const dlq_entry& e, const replay_target& to) {
-  codec::decoder d;
+  codec::decoder d(frame_reading(e.reason));
   codec::message m;
   if (!d.decode(codec::bytes_view(std::string_view(e.frame)), m)) return false;
   const delivery v = to_delivery(m);

@@ -13,6 +13,9 @@ namespace {
 codec::encoder_options in_process_encoder() noexcept {
   codec::encoder_options o;
   o.pool_strings = false; // frames in process have no connection whose pool they could use
+  // no CRC pass: a stored frame never leaves the node as it is — the edge rewrites sequence and
+  // checksum when it writes, links, actors and the DLQ read it without checking (dlq.cpp)
+  o.checksum = false;
   return o;
 }
 codec::decoder_options in_process_decoder() noexcept {

@@ -133,7 +133,7 @@ encode_result encoder::encode(message& m, byte* out, std::size_t capacity) {
   byte* p = write_prefix(m, out);
   if (!m.payload.empty()) std::memcpy(p, m.payload.data(), m.payload.size());
   const auto total = static_cast<std::uint32_t>(p - out + m.payload.size());
-  m.checksum = crc32c(out, total); // the checksum field is still zero
+  m.checksum = options_.checksum ? crc32c(out, total) : 0; // (the checksum field is still zero)
   store_le(out + offset::checksum, m.checksum);
   return {errc::ok, total};
 }

@@ -21,6 +21,10 @@ struct encoder_options {
   std::uint32_t max_frame_size = defaults::max_frame_size;
   /// Send identifier strings (topic, agent ids, header keys, ...) through the string pool.
   bool pool_strings = true;
+  /// Compute the CRC32C. false: the checksum field stays 0 — only for frames that never leave
+  /// the process as they are (a node's stored frames: every way out rewrites the checksum, and
+  /// whoever reads one back inside the node decodes without verifying it).
+  bool checksum = true;
 };
 
 /// A payload shared by a fan-out: its CRC32C and the shift operator for its length, computed once
