@@ -18,8 +18,9 @@
 
 namespace flowbus::transport::detail {
 
-/// Encodes `m` at the end of `out` with literal strings; false (nothing written) if it does not
-/// fit a frame of `max_frame`.
+/// Encodes `m` at the end of `out` with literal strings and no checksum (the sequence and the
+/// checksum are written with the frame); false (nothing written) if it does not fit a frame of
+/// `max_frame`.
 bool append_literal(codec::message& m, std::uint32_t max_frame, std::vector<codec::byte>& out);
 
 class frame_queue {
