@@ -28,6 +28,7 @@
 #include "ws_reader.hpp" // mask_copy
 
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/async_base.hpp>
@@ -48,6 +49,12 @@
 #include <vector>
 
 namespace flowbus::transport::detail {
+
+// the names every Beast-facing unit of the layer uses (the node's session, the client)
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
 
 /// What one recv() may take while a stream is busy: a dozen full BATCHes of 128-byte messages.
 constexpr std::size_t read_ahead_bytes = 64 * 1024;

@@ -36,13 +36,6 @@
 
 namespace flowbus::transport {
 
-namespace detail {
-namespace beast = boost::beast;
-namespace websocket = beast::websocket;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
-} // namespace detail
-
 struct client::impl : std::enable_shared_from_this<client::impl> {
   using errc = actors::errc;
   using clk = std::chrono::steady_clock;

@@ -45,10 +45,6 @@
 namespace flowbus::transport {
 
 namespace detail {
-namespace beast = boost::beast;
-namespace websocket = beast::websocket;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
 
 class session;
 
