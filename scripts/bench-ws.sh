@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-bash scripts/build.sh release flowbus flowbus_tcp_relay_bench flowbus_nats_bench >&2
+bash scripts/build.sh release flowbus flowbus_tcp_relay_bench flowbus_nats_bench flowbus_bare_ws_bench >&2
 F=build/release/apps/flowbus/flowbus
 # NATS side by side (Debian's nats-server, installed by scripts/setup.sh), on its own port
 nats_port=14222
@@ -27,6 +27,12 @@ for ((r = 1; r <= runs; r++)); do
   # publisher and subscriber in one process beside the node's, as NATS's latency tests run
   $F bench latency --rate 10000 --seconds 10 --size 128 --clients-together
   $F bench connections --connections 10000
+  # what a bare client (hand-framed WebSocket, no I/O thread) gets through a node: the library's share
+  $F node --port 18181 >/dev/null 2>&1 &
+  bare_node=$!
+  sleep 0.5
+  build/release/bench/flowbus_bare_ws_bench --port 18181 --rate 10000 --seconds 10 --size 128
+  kill $bare_node; wait $bare_node 2>/dev/null || true
   build/release/bench/flowbus_tcp_relay_bench --rate 10000 --seconds 10 --size 128
   build/release/bench/flowbus_nats_bench --port $nats_port --rate 10000 --seconds 10 --size 128
   build/release/bench/flowbus_nats_bench --port $nats_port --messages 1000000 --size 128
