@@ -195,6 +195,18 @@ void session::on_bytes(beast::error_code ec, std::size_t n) {
 /// message — then reads more, unless a message must wait (registering, paused, held) or the
 /// connection is done. The messages' bytes are parsed and unmasked in place (ws_reader.hpp).
 void session::parse() {
+  parse_pass();
+  report_in();
+}
+
+/// Adds the messages counted since the last report to the server's frames_in.
+void session::report_in() {
+  if (!unreported_in_) return;
+  core_.frames_in.fetch_add(unreported_in_, std::memory_order_relaxed);
+  unreported_in_ = 0;
+}
+
+void session::parse_pass() {
   while (state_ != state::closed) {
     if (discard_) { // a broken WebSocket stream: nothing more is parsed, the close follows
       rbeg_ = rend_;

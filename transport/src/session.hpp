@@ -108,6 +108,8 @@ private:
   void read();
   void on_bytes(beast::error_code ec, std::size_t n);
   void parse();
+  void parse_pass();
+  void report_in();
   void yield();
   void on_peer_close(std::uint16_t code);
   void fail_websocket(std::uint16_t code, const char* why);
@@ -190,6 +192,7 @@ private:
   std::size_t rcap_ = 0, rbeg_ = 0, rend_ = 0;
   std::size_t need_ = 0;     ///< bytes the frame at rbeg_ needs in all (0: unknown yet)
   std::uint32_t pass_ = 0;   ///< messages handled in this pass of parse()
+  std::uint32_t unreported_in_ = 0; ///< messages counted, not yet added to core_.frames_in
   ws_reader wsr_;
   codec::bytes_view msg_;    ///< the message being handled (in rbuf_; kept while paused)
   std::string close_reason_; ///< in our close frame

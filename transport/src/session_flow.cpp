@@ -94,6 +94,7 @@ void session::pause() {
     s.maybe_heartbeat(); // not read while paused: alive as far as the node can tell (see recheck_hold)
     s.flow_.retry();
     const bool go_on = s.on_message();
+    s.report_in();
     s.flow_.retried();
     if (go_on) s.parse();
   }));

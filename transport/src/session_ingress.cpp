@@ -84,7 +84,7 @@ bool session::handle(codec::message& m) {
 /// Counts a message from the peer, and gaps and repeats in its numbering (protocol.md §7): one
 /// number per message, a BATCH's inner messages each taking theirs.
 void session::received(const codec::message& m) {
-  core_.frames_in.fetch_add(1, std::memory_order_relaxed);
+  ++unreported_in_; // added to the server's count once per pass (report_in): no shared RMW per message
   ++pass_;
   if (m.sequence != next_in_) {
     (m.sequence < next_in_ ? core_.repeats : core_.gaps).fetch_add(1, std::memory_order_relaxed);
@@ -164,7 +164,7 @@ bool session::forward(const codec::message& m) {
   }
   if (r.code == actors::errc::no_buffer) {
     flow_.no_buffer();
-    core_.frames_in.fetch_sub(1, std::memory_order_relaxed);
+    --unreported_in_; // counted again when it is retried
     next_in_ = m.sequence;
     return false;
   }
