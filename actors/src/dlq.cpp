@@ -455,6 +455,7 @@ bool replay_entry(const dlq_entry& e, const replay_target& to) {
   o.correlation_id = v.correlation_id;
   o.message_id = v.message_id;
   o.deadline_ns = v.deadline_ns;
+  o.headers = m.repeated; // replayed with its application headers
   if (m.flags & codec::flag::broadcast) return to.broadcast(v.payload, m.str(codec::field::agent_type), o);
   if (m.has(codec::field::target)) return to.send(destination::agent(v.target), v.payload, o);
   if (m.has(codec::field::topic)) return to.send(destination::topic(v.topic), v.payload, o);

@@ -36,7 +36,7 @@ errc port::encode(const destination& to, std::string_view payload, const send_op
   m.type = opts.type;
   m.prio = opts.prio.value_or(prio_);
   m.timestamp_ns = opts.timestamp_ns ? opts.timestamp_ns : codec::wall_clock_ns();
-  codec::repeated_entry cap{codec::field::capability, to.name, {}};
+  repeated_.clear();
   if (broadcast) {
     m.flags |= codec::flag::broadcast;
     if (!agent_type.empty()) m.set(codec::field::agent_type, agent_type);
@@ -45,8 +45,11 @@ errc port::encode(const destination& to, std::string_view payload, const send_op
   } else if (to.what == destination::kind::agent) {
     m.set(codec::field::target, to.name);
   } else {
-    m.repeated = codec::repeated_fields(&cap, 1);
+    repeated_.push_back({codec::field::capability, to.name, {}});
   }
+  for (const codec::repeated_entry& e : opts.headers) // application headers travel as they came
+    if (e.id == codec::field::header) repeated_.push_back(e);
+  if (!repeated_.empty()) m.repeated = codec::repeated_fields(repeated_.data(), repeated_.size());
   m.set(codec::field::source, ep_->agent_id());
   if (!reply_to.empty()) m.set(codec::field::reply_to, reply_to);
   if (opts.correlation_id) m.set(codec::field::correlation_id, opts.correlation_id);
@@ -260,7 +263,14 @@ delivery to_delivery(const codec::message& m) noexcept {
   d.max_attempts = max_attempts_of(m);
   d.error_code = m.num(codec::field::error_code);
   d.payload = m.payload.as_string();
+  d.repeated = m.repeated;
   return d;
+}
+
+std::string_view delivery::header(std::string_view key) const noexcept {
+  for (const codec::repeated_entry& e : repeated)
+    if (e.id == codec::field::header && e.key == key) return e.value;
+  return {};
 }
 
 } // namespace flowbus::actors

@@ -57,6 +57,7 @@ private:
   std::unordered_map<std::string, std::shared_ptr<const route>> cache_;
   std::uint64_t cache_generation_ = ~std::uint64_t{0};
   std::string key_;
+  std::vector<codec::repeated_entry> repeated_; ///< encode(): the capability and headers of the frame
   routing_table::scratch scratch_;
 };
 

@@ -7,6 +7,7 @@
 #include <flowbus/transport/client.hpp>
 #include <flowbus/transport/reasons.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -67,6 +68,50 @@ TEST_SUITE("client") {
     CHECK(f->payload == "fresh");
     CHECK(f->timestamp_ns >= before);
     CHECK(f->timestamp_ns <= codec::wall_clock_ns());
+  }
+
+  TEST_CASE("application headers reach every recipient: a topic, a capability, and past the stack's room") {
+    edge e;
+    std::mutex m;
+    std::vector<std::string> seen; // "<payload> <trace-id> <tenant>" as each recipient saw it
+    auto record = [&](const transport::incoming& in) {
+      std::lock_guard<std::mutex> g(m);
+      seen.push_back(std::string(in.payload) + " " + std::string(in.header("trace-id")) + " " +
+                     std::string(in.header("tenant")));
+    };
+    transport::client sub(client_opts(e.port(), "hdr-sub", {"hdr.>"}));
+    sub.on_message(record);
+    REQUIRE(sub.connect() == errc::ok);
+    auto wo = client_opts(e.port(), "hdr-worker");
+    wo.capabilities = {"summarise"};
+    transport::client worker(wo);
+    worker.on_message(record);
+    REQUIRE(worker.connect() == errc::ok);
+    transport::client pub(client_opts(e.port(), "hdr-pub"));
+    REQUIRE(pub.connect() == errc::ok);
+
+    std::vector<codec::repeated_entry> h{{codec::field::header, "trace-id", "4bf92f35"},
+                                         {codec::field::header, "tenant", "acme"}};
+    actors::send_options o;
+    o.headers = codec::repeated_fields(h.data(), h.size());
+    REQUIRE(pub.publish("hdr.one", "topic", o) == errc::ok);
+    REQUIRE(pub.send(actors::destination::capability("summarise"), "capability", o) == errc::ok);
+    std::vector<codec::repeated_entry> many; // more than the client keeps on its stack
+    std::vector<std::string> keys;
+    for (int i = 0; i < 20; ++i)
+      keys.push_back("k" + std::to_string(i));
+    for (int i = 0; i < 20; ++i)
+      many.push_back({codec::field::header, keys[static_cast<std::size_t>(i)], "v"});
+    many.push_back({codec::field::header, "trace-id", "last"});
+    o.headers = codec::repeated_fields(many.data(), many.size());
+    REQUIRE(pub.publish("hdr.two", "many", o) == errc::ok);
+    REQUIRE(pub.publish("hdr.three", "none") == errc::ok);
+    REQUIRE(eventually([&] {
+      std::lock_guard<std::mutex> g(m);
+      return seen.size() == 4;
+    }));
+    std::sort(seen.begin(), seen.end());
+    CHECK(seen == std::vector<std::string>{"capability 4bf92f35 acme", "many last ", "none  ", "topic 4bf92f35 acme"});
   }
 
   TEST_CASE("a full send queue blocks a sender up to max_block, then refuses; draining lets it go on") {

@@ -89,7 +89,10 @@ errc client::impl::send_data(const actors::destination& to, bool broadcast, std:
   msg.type = opts.type;
   msg.prio = opts.prio.value_or(opt.priority);
   msg.timestamp_ns = codec::wall_clock_ns();
-  codec::repeated_entry cap{codec::field::capability, to.name, {}};
+  // the capability (capability routing) and the application headers: few, on the stack
+  constexpr std::size_t most = 16;
+  codec::repeated_entry rep[most];
+  std::size_t n = 0;
   if (broadcast) {
     msg.flags |= codec::flag::broadcast;
     if (!agent_type.empty()) msg.set(codec::field::agent_type, agent_type);
@@ -98,7 +101,19 @@ errc client::impl::send_data(const actors::destination& to, bool broadcast, std:
   } else if (to.what == actors::destination::kind::agent) {
     msg.set(codec::field::target, to.name);
   } else {
-    msg.repeated = codec::repeated_fields(&cap, 1);
+    rep[n++] = codec::repeated_entry{codec::field::capability, to.name, {}};
+  }
+  std::vector<codec::repeated_entry> more; // (more than fit on the stack: rare)
+  for (const codec::repeated_entry& e : opts.headers) {
+    if (e.id != codec::field::header) continue;
+    if (n < most && more.empty()) rep[n++] = e;
+    else more.push_back(e);
+  }
+  if (!more.empty()) {
+    more.insert(more.begin(), rep, rep + n);
+    msg.repeated = codec::repeated_fields(more.data(), more.size());
+  } else if (n) {
+    msg.repeated = codec::repeated_fields(rep, n);
   }
   msg.set(codec::field::source, opt.id);
   if (!reply_to.empty()) msg.set(codec::field::reply_to, reply_to);

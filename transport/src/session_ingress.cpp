@@ -143,6 +143,7 @@ bool session::forward(const codec::message& m) {
   o.message_id = m.message_id();
   o.deadline_ns = m.deadline_ns();
   o.max_attempts = actors::max_attempts_of(m);
+  o.headers = m.repeated; // application headers reach every recipient (the port keeps field 8 only)
   const bool acked = (m.flags & codec::flag::ack_requested) && m.has(codec::field::message_id);
   if (acked) o.confirm = &remote_answer_; // recipients on other nodes: the ACK waits for their nodes (docs/cluster.md)
   const std::string_view payload = m.payload.as_string();

@@ -84,8 +84,13 @@ struct delivery {
   std::uint32_t max_attempts = 0; ///< the sender's retry budget for this message (0: the recipient's policy)
   std::uint64_t error_code = 0;   ///< ERROR: why (a request that cannot be answered: wire_code of its errc)
   std::string_view payload;
+  /// The repeated routing fields: application headers (field 8), capabilities... valid as the
+  /// other views are. header() finds one header.
+  codec::repeated_fields repeated;
   const scheduling::buffer_ref* frame = nullptr; ///< the whole frame: copy it to keep or forward it
   bool is_request() const noexcept { return type == codec::msg_type::request; }
+  /// The value of the first application header `key` (empty if none).
+  std::string_view header(std::string_view key) const noexcept;
 };
 
 /// A decoded message's fields as a delivery (views into the message's frame; `frame` unset).
@@ -106,6 +111,10 @@ struct send_options {
   /// When the message was first sent, ns since the Unix epoch (the frame's timestamp); 0: now.
   /// A node forwarding an agent's message keeps the agent's, so receivers see its age end to end.
   std::uint64_t timestamp_ns = 0;
+  /// Application headers (field 8, key/value) carried to every recipient as they are; other
+  /// repeated entries in it are ignored (so a received message's `repeated` can be passed on).
+  /// The views must outlive the send.
+  codec::repeated_fields headers;
   /// Acknowledged sends in a cluster: if the message goes to other nodes too, this runs with
   /// `message_id` once each of them has taken it (ok) or one failed it (its reason), on a node
   /// thread, and the send_result says confirm_pending. Not called when no other node is a
