@@ -57,6 +57,13 @@ async def scenario(uri):
     m = await a.next()
     check(m.get("topic") == "interop.a.x.y" and m.payload == b"back", "a receives on a REGISTER subscription (>)")
 
+    # application headers travel as they came (protocol.md §12), the key pooled by the sender
+    for trace in ("4bf92f35", "00f067aa"):
+        await b.publish("interop.a.traced", b"t", header=[("trace-id", trace), ("tenant", "acme")])
+        m = await a.next()
+        check(m.get("header") == [("trace-id", trace), ("tenant", "acme")],
+              "a receives b's headers (%s), in order" % trace)
+
     # unicast to an agent id and to a capability
     await b.send(fc.Message(fc.COORDINATION, {"target": "py-a"}, b"direct"))
     m = await a.next()
