@@ -11,6 +11,7 @@
 // as in `flowbus bench latency`. Each message carries its intended send time (steady clock) at
 // payload bytes 8..15; the subscriber records the latency from it (one_way.hpp) and prints one
 // JSON line, `ws_bare_latency_<rate>`.
+#include "loopback.hpp"
 #include "one_way.hpp"
 
 #include <flowbus/codec/clock.hpp>
@@ -47,14 +48,8 @@ constexpr const char* topic = "bench.bare.data";
 class ws_conn {
 public:
   explicit ws_conn(std::uint16_t port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("no node on that port");
-    const int one = 1;
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fd_ = bench::connect_loopback(port);
+    if (fd_ < 0) die("no node on that port");
     const std::string req = "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
                             "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -149,12 +144,7 @@ public:
 
 private:
   void write_all(const unsigned char* p, std::size_t n) {
-    while (n) {
-      const ssize_t w = write(fd_, p, n);
-      if (w <= 0) die("write");
-      p += w;
-      n -= static_cast<std::size_t>(w);
-    }
+    if (!bench::write_all(fd_, p, n)) die("write");
   }
   void fill() {
     if (pos_ > 65536) {
@@ -194,25 +184,13 @@ void register_as(ws_conn& c, const char* id) {
 } // namespace
 
 int main(int argc, char** argv) {
-  double rate = 10000, seconds = 10;
-  std::size_t size = 128;
-  std::uint16_t port = 8081;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--rate") rate = std::atof(argv[i + 1]);
-    else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (a == "--size") size = static_cast<std::size_t>(std::atol(argv[i + 1]));
-    else if (a == "--port") port = static_cast<std::uint16_t>(std::atoi(argv[i + 1]));
-  }
-  size = std::max<std::size_t>(size, 16);
-  prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
-  const auto count = static_cast<std::uint64_t>(rate * seconds);
+  const auto args = bench::load_args::parse(argc, argv, 8081);
+  const double rate = args.rate;
+  const std::size_t size = args.size;
+  const std::uint16_t port = args.port;
+  const std::uint64_t count = args.count();
 
-  int ready[2];
-  if (pipe(ready) != 0) return 1;
-  const pid_t subscriber = fork();
-  if (subscriber == 0) {
-    close(ready[0]);
+  const pid_t subscriber = bench::fork_when_ready([&](auto ready) {
     ws_conn c(port);
     register_as(c, "bare-sub");
     codec::message s = control(codec::msg_type::subscribe);
@@ -220,7 +198,7 @@ int main(int argc, char** argv) {
     s.set(codec::field::message_id, std::uint64_t{1});
     c.send(s);
     c.await(codec::msg_type::ack);
-    (void)!write(ready[1], "R", 1);
+    ready();
     bench::one_way w;
     while (w.h.count() < count)
       c.receive([&](const codec::message& m) {
@@ -228,11 +206,9 @@ int main(int argc, char** argv) {
           w.record(reinterpret_cast<const char*>(m.payload.data()));
       });
     w.print("ws_bare_latency", "websocket", size, rate);
-    _exit(0);
-  }
-  close(ready[1]);
-  char r;
-  if (read(ready[0], &r, 1) != 1) return 1;
+    return 0;
+  });
+  if (subscriber < 0) return 1;
   ws_conn pub(port);
   register_as(pub, "bare-pub");
   std::string payload(size, 'p');
@@ -245,7 +221,5 @@ int main(int argc, char** argv) {
     m.payload = codec::bytes_view(payload);
     pub.send(m);
   });
-  int st = 0;
-  waitpid(subscriber, &st, 0);
-  return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+  return bench::child_status(subscriber);
 }

@@ -10,6 +10,7 @@
 //       buffered NATS client does); each subscriber (a thread of the subscribing process, one
 //       connection each) counts MSGs; deliveries/s from the first to the last, like
 //       `flowbus bench throughput`
+#include "loopback.hpp"
 #include "one_way.hpp"
 
 #include <flowbus/scheduling/fixed_rate.hpp>
@@ -42,28 +43,17 @@ constexpr const char* subject = "bench.nats.data";
 class nats_conn {
 public:
   explicit nats_conn(std::uint16_t port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    fd_ = flowbus::bench::connect_loopback(port);
+    if (fd_ < 0) {
       std::fprintf(stderr, "nats bench: no nats-server on port %u\n", unsigned(port));
       std::exit(2);
     }
-    const int one = 1;
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     line(); // INFO {...}
     send("CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":false}\r\n");
   }
   void send(const std::string& s) { send(s.data(), s.size()); }
   void send(const char* p, std::size_t n) {
-    while (n) {
-      const ssize_t w = write(fd_, p, n);
-      if (w <= 0) std::exit(3);
-      p += w;
-      n -= static_cast<std::size_t>(w);
-    }
+    if (!flowbus::bench::write_all(fd_, p, n)) std::exit(3);
   }
   /// The next protocol line (without CRLF); answers PINGs on the way.
   std::string line() {
@@ -199,34 +189,19 @@ int throughput(std::uint16_t port, std::uint64_t count, std::size_t subscribers,
 } // namespace
 
 int main(int argc, char** argv) {
-  double rate = 10000, seconds = 10;
-  std::size_t size = 128, subscribers = 1;
-  std::uint64_t messages = 0;
-  std::uint16_t port = 4222;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--rate") rate = std::atof(argv[i + 1]);
-    else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (a == "--size") size = static_cast<std::size_t>(std::atol(argv[i + 1]));
-    else if (a == "--port") port = static_cast<std::uint16_t>(std::atoi(argv[i + 1]));
-    else if (a == "--messages") messages = static_cast<std::uint64_t>(std::atoll(argv[i + 1]));
-    else if (a == "--subscribers") subscribers = std::max<std::size_t>(1, static_cast<std::size_t>(std::atol(argv[i + 1])));
-  }
-  size = std::max<std::size_t>(size, 16);
-  prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
-  if (messages) return throughput(port, messages, subscribers, size);
-  const auto count = static_cast<std::uint64_t>(rate * seconds);
+  const auto args = flowbus::bench::load_args::parse(argc, argv, 4222);
+  const double rate = args.rate;
+  const std::size_t size = args.size;
+  const std::uint16_t port = args.port;
+  if (args.messages) return throughput(port, args.messages, args.subscribers, size);
+  const std::uint64_t count = args.count();
 
-  int ready[2];
-  if (pipe(ready) != 0) return 1;
-  const pid_t subscriber = fork();
-  if (subscriber == 0) {
-    close(ready[0]);
+  const pid_t subscriber = flowbus::bench::fork_when_ready([&](auto ready) {
     nats_conn c(port);
     c.send(std::string("SUB ") + subject + " 1\r\nPING\r\n");
     while (c.line() != "PONG") {
     }
-    (void)!write(ready[1], "R", 1);
+    ready();
     flowbus::bench::one_way w;
     for (std::uint64_t i = 0; i < count; ++i) {
       const std::string l = c.line(); // MSG <subject> <sid> <bytes>
@@ -236,11 +211,9 @@ int main(int argc, char** argv) {
       if (p.size() >= 16) w.record(p.data());
     }
     w.print("nats_latency", "nats", size, rate);
-    _exit(w.h.count() == count ? 0 : 5);
-  }
-  close(ready[1]);
-  char r;
-  if (read(ready[0], &r, 1) != 1) return 1;
+    return w.h.count() == count ? 0 : 5;
+  });
+  if (subscriber < 0) return 1;
   nats_conn pub(port);
   const std::string head = std::string("PUB ") + subject + " " + std::to_string(size) + "\r\n";
   std::string frame = head + std::string(size, 'p') + "\r\n";
@@ -250,7 +223,5 @@ int main(int argc, char** argv) {
     std::memcpy(body + 8, &intended, 8);
     pub.send(frame);
   });
-  int st = 0;
-  waitpid(subscriber, &st, 0);
-  return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+  return flowbus::bench::child_status(subscriber);
 }

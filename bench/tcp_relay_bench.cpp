@@ -5,6 +5,7 @@
 // intended send time into an HDR histogram. flowbus's figures divided by these are the node's cost.
 //
 //   flowbus_tcp_relay_bench [--rate 10000] [--seconds 10] [--size 128]
+#include "loopback.hpp"
 #include "one_way.hpp"
 
 #include <flowbus/scheduling/fixed_rate.hpp>
@@ -30,14 +31,8 @@ namespace {
 
 
 int connect_to(std::uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) std::exit(3);
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  const int fd = flowbus::bench::connect_loopback(port);
+  if (fd < 0) std::exit(3);
   return fd;
 }
 
@@ -54,17 +49,10 @@ bool read_full(int fd, char* p, std::size_t n) {
 } // namespace
 
 int main(int argc, char** argv) {
-  double rate = 10000, seconds = 10;
-  std::size_t size = 128;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--rate") rate = std::atof(argv[i + 1]);
-    else if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (a == "--size") size = static_cast<std::size_t>(std::atol(argv[i + 1]));
-  }
-  size = std::max<std::size_t>(size, 16);
-  prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
-  const auto count = static_cast<std::uint64_t>(rate * seconds);
+  const auto args = flowbus::bench::load_args::parse(argc, argv, 0);
+  const double rate = args.rate;
+  const std::size_t size = args.size;
+  const std::uint64_t count = args.count();
 
   const int lfd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
