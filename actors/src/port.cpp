@@ -33,30 +33,8 @@ errc port::encode(const destination& to, std::string_view payload, const send_op
                   std::string_view reply_to, bool broadcast, std::string_view agent_type,
                   scheduling::buffer_ref& out) {
   codec::message m;
-  m.type = opts.type;
-  m.prio = opts.prio.value_or(prio_);
-  m.timestamp_ns = opts.timestamp_ns ? opts.timestamp_ns : codec::wall_clock_ns();
-  repeated_.clear();
-  if (broadcast) {
-    m.flags |= codec::flag::broadcast;
-    if (!agent_type.empty()) m.set(codec::field::agent_type, agent_type);
-  } else if (to.what == destination::kind::topic) {
-    m.set_topic(to.name);
-  } else if (to.what == destination::kind::agent) {
-    m.set(codec::field::target, to.name);
-  } else {
-    repeated_.push_back({codec::field::capability, to.name, {}});
-  }
-  for (const codec::repeated_entry& e : opts.headers) // application headers travel as they came
-    if (e.id == codec::field::header) repeated_.push_back(e);
-  if (!repeated_.empty()) m.repeated = codec::repeated_fields(repeated_.data(), repeated_.size());
-  m.set(codec::field::source, ep_->agent_id());
-  if (!reply_to.empty()) m.set(codec::field::reply_to, reply_to);
-  if (opts.correlation_id) m.set(codec::field::correlation_id, opts.correlation_id);
-  if (opts.message_id) m.set(codec::field::message_id, opts.message_id);
-  if (opts.deadline_ns) m.set(codec::field::deadline, opts.deadline_ns);
-  if (opts.max_attempts) m.set(codec::field::max_attempts, opts.max_attempts);
-  m.payload = codec::bytes_view(payload);
+  data_message(m, message_route{&to, broadcast, agent_type, ep_->agent_id(), reply_to}, payload, opts, prio_,
+               opts.timestamp_ns ? opts.timestamp_ns : codec::wall_clock_ns(), repeated_);
   const std::size_t need = enc_.literal_size(m);
   if (need > enc_.options().max_frame_size || need > core_->pool.largest_capacity()) return errc::too_large;
   out = core_->pool.try_acquire(need);
@@ -265,6 +243,35 @@ delivery to_delivery(const codec::message& m) noexcept {
   d.payload = m.payload.as_string();
   d.repeated = m.repeated;
   return d;
+}
+
+void data_message(codec::message& m, const message_route& route, std::string_view payload, const send_options& opts,
+                  codec::priority default_prio, std::uint64_t timestamp_ns,
+                  std::vector<codec::repeated_entry>& repeated) {
+  m.type = opts.type;
+  m.prio = opts.prio.value_or(default_prio);
+  m.timestamp_ns = timestamp_ns;
+  repeated.clear();
+  if (route.broadcast) {
+    m.flags |= codec::flag::broadcast;
+    if (!route.agent_type.empty()) m.set(codec::field::agent_type, route.agent_type);
+  } else if (route.to->what == destination::kind::topic) {
+    m.set_topic(route.to->name);
+  } else if (route.to->what == destination::kind::agent) {
+    m.set(codec::field::target, route.to->name);
+  } else {
+    repeated.push_back({codec::field::capability, route.to->name, {}});
+  }
+  for (const codec::repeated_entry& e : opts.headers) // application headers travel as they came
+    if (e.id == codec::field::header) repeated.push_back(e);
+  if (!repeated.empty()) m.repeated = codec::repeated_fields(repeated.data(), repeated.size());
+  m.set(codec::field::source, route.source);
+  if (!route.reply_to.empty()) m.set(codec::field::reply_to, route.reply_to);
+  if (opts.correlation_id) m.set(codec::field::correlation_id, opts.correlation_id);
+  if (opts.message_id) m.set(codec::field::message_id, opts.message_id);
+  if (opts.deadline_ns) m.set(codec::field::deadline, opts.deadline_ns);
+  if (opts.max_attempts) m.set(codec::field::max_attempts, opts.max_attempts);
+  m.payload = codec::bytes_view(payload);
 }
 
 std::string_view delivery::header(std::string_view key) const noexcept {

@@ -86,42 +86,10 @@ errc client::impl::send_data(const actors::destination& to, bool broadcast, std:
                std::vector<codec::byte>* copy) {
   codec::message msg;
   msg.flags = flags;
-  msg.type = opts.type;
-  msg.prio = opts.prio.value_or(opt.priority);
-  msg.timestamp_ns = codec::wall_clock_ns();
-  // the capability (capability routing) and the application headers: few, on the stack
-  constexpr std::size_t most = 16;
-  codec::repeated_entry rep[most];
-  std::size_t n = 0;
-  if (broadcast) {
-    msg.flags |= codec::flag::broadcast;
-    if (!agent_type.empty()) msg.set(codec::field::agent_type, agent_type);
-  } else if (to.what == actors::destination::kind::topic) {
-    msg.set_topic(to.name);
-  } else if (to.what == actors::destination::kind::agent) {
-    msg.set(codec::field::target, to.name);
-  } else {
-    rep[n++] = codec::repeated_entry{codec::field::capability, to.name, {}};
-  }
-  std::vector<codec::repeated_entry> more; // (more than fit on the stack: rare)
-  for (const codec::repeated_entry& e : opts.headers) {
-    if (e.id != codec::field::header) continue;
-    if (n < most && more.empty()) rep[n++] = e;
-    else more.push_back(e);
-  }
-  if (!more.empty()) {
-    more.insert(more.begin(), rep, rep + n);
-    msg.repeated = codec::repeated_fields(more.data(), more.size());
-  } else if (n) {
-    msg.repeated = codec::repeated_fields(rep, n);
-  }
-  msg.set(codec::field::source, opt.id);
-  if (!reply_to.empty()) msg.set(codec::field::reply_to, reply_to);
-  if (opts.correlation_id) msg.set(codec::field::correlation_id, opts.correlation_id);
-  if (opts.message_id) msg.set(codec::field::message_id, opts.message_id);
-  if (opts.deadline_ns) msg.set(codec::field::deadline, opts.deadline_ns);
-  if (opts.max_attempts) msg.set(codec::field::max_attempts, opts.max_attempts);
-  msg.payload = codec::bytes_view(payload);
+  // the capability and the headers; a sender's own (senders call from any thread), reused
+  thread_local std::vector<codec::repeated_entry> repeated;
+  actors::data_message(msg, actors::message_route{&to, broadcast, agent_type, opt.id, reply_to}, payload, opts,
+                       opt.priority, codec::wall_clock_ns(), repeated);
   if (copy && !detail::append_literal(msg, opt.max_message, *copy)) return errc::too_large;
   return enqueue(msg);
 }

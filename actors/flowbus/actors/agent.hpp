@@ -149,6 +149,24 @@ struct destination {
   }
 };
 
+/// Who a data message is from and where it goes, for data_message().
+struct message_route {
+  const destination* to = nullptr; ///< unused for a broadcast
+  bool broadcast = false;
+  std::string_view agent_type;     ///< broadcast: only agents of this type (empty: all)
+  std::string_view source;         ///< the sending agent's id
+  std::string_view reply_to;       ///< requests: where the reply goes (empty: none)
+};
+
+/// Fills `m` with a data message as every sender writes it — the node's senders and the C++
+/// client alike: type and priority (`default_prio` when opts has none), `timestamp_ns`, the
+/// destination (topic, target, capability) or the broadcast flag, source, reply_to, ids, deadline,
+/// retry budget, the application headers of opts.headers, and the payload. `repeated` holds the
+/// capability entry and the headers: m.repeated points into it, so it must outlive the encoding.
+void data_message(codec::message& m, const message_route& route, std::string_view payload, const send_options& opts,
+                  codec::priority default_prio, std::uint64_t timestamp_ns,
+                  std::vector<codec::repeated_entry>& repeated);
+
 /// A received message that owns its frame (views stay valid while it lives; moving keeps them).
 struct received {
   scheduling::buffer_ref frame;
