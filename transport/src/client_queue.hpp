@@ -35,7 +35,6 @@ public:
   /// The one frame queued, whole (a sender's direct write). @pre exactly one frame, none taken
   codec::bytes_view only_frame() const noexcept { return codec::bytes_view(buf_.data(), buf_.size()); }
   bool empty() const noexcept { return pos_ == buf_.size(); }
-  std::size_t bytes() const noexcept { return buf_.size() - pos_; }
   void clear() noexcept {
     buf_.clear();
     pos_ = 0;

@@ -38,7 +38,6 @@ public:
 
   /// A control frame, encoded: ahead of every data frame.
   void push_control(std::vector<codec::byte> frame) { control_.push_back(std::move(frame)); }
-  bool has_control() const noexcept { return !control_.empty(); }
 
   /// Queues one of the agent's frames in its lane (by its priority byte; EDF by its deadline).
   void admit(scheduling::buffer_ref&& f);

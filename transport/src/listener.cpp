@@ -11,9 +11,7 @@
 
 namespace flowbus::transport {
 
-namespace net = boost::asio;
-namespace beast = boost::beast;
-using tcp = net::ip::tcp;
+using namespace detail; // beast, net, tcp (buffered_stream.hpp)
 using namespace std::chrono_literals;
 
 server::core::core(actors::node& n, server_options o)
