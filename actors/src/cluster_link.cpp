@@ -338,11 +338,7 @@ private:
     o.pool_strings = false;
     return o;
   }()};
-  codec::decoder dec_{[] {
-    codec::decoder_options o;
-    o.verify_checksum = false; // checked at the edge where it entered the cluster; BASP rides on TCP
-    return o;
-  }()};
+  codec::decoder dec_{codec::stored_frame_decoding()}; // the sending node's stored frames; BASP rides on TCP
   bool torn_ = false;
   dead_reason torn_why_ = dead_reason::agent_unavailable;
 };

@@ -421,9 +421,7 @@ std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string
 /// its encoder leaves it 0, every way out rewrites it), but the corruption queue keeps the bytes
 /// as they came from a connection — those are checked, so a damaged frame is never replayed.
 static codec::decoder_options frame_reading(dead_reason r) noexcept {
-  codec::decoder_options o;
-  o.verify_checksum = r == dead_reason::corruption;
-  return o;
+  return r == dead_reason::corruption ? codec::decoder_options{} : codec::stored_frame_decoding();
 }
 
 dlq_entry make_dlq_entry(const dead_letter& d) {

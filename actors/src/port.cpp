@@ -9,25 +9,9 @@
 
 namespace flowbus::actors::detail {
 
-namespace {
-codec::encoder_options in_process_encoder() noexcept {
-  codec::encoder_options o;
-  o.pool_strings = false; // frames in process have no connection whose pool they could use
-  // no CRC pass: a stored frame never leaves the node as it is — the edge rewrites sequence and
-  // checksum when it writes, links, actors and the DLQ read it without checking (dlq.cpp)
-  o.checksum = false;
-  return o;
-}
-codec::decoder_options in_process_decoder() noexcept {
-  codec::decoder_options o;
-  o.verify_checksum = false; // written by our encoder into our memory; the edge verifies wire frames
-  return o;
-}
-} // namespace
-
 port::port(node::impl* core, std::shared_ptr<node::impl> keep, std::shared_ptr<endpoint> ep, codec::priority prio)
-    : core_(core), keep_(std::move(keep)), ep_(std::move(ep)), prio_(prio), enc_(in_process_encoder()),
-      dec_(in_process_decoder()) {}
+    : core_(core), keep_(std::move(keep)), ep_(std::move(ep)), prio_(prio), enc_(codec::stored_frame_encoding()),
+      dec_(codec::stored_frame_decoding()) {}
 
 errc port::encode(const destination& to, std::string_view payload, const send_options& opts,
                   std::string_view reply_to, bool broadcast, std::string_view agent_type,

@@ -61,9 +61,7 @@ struct taken {
 /// Frames queued for the gateway, decoded; waits up to `t` for at least `want` of them.
 std::vector<taken> take(gateway& g, std::size_t want, std::chrono::milliseconds t = 3s) {
   std::vector<taken> out;
-  codec::decoder_options o;
-  o.verify_checksum = false; // a stored frame has none: the edge writes it (port.cpp)
-  codec::decoder dec(o);
+  codec::decoder dec(codec::stored_frame_decoding()); // a stored frame has no checksum: the edge writes it
   const auto until = std::chrono::steady_clock::now() + t;
   while (out.size() < want && std::chrono::steady_clock::now() < until) {
     std::vector<scheduling::buffer_ref> frames;

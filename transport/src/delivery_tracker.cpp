@@ -1,5 +1,4 @@
 #include "delivery_tracker.hpp"
-#include "stored_frames.hpp"
 
 #include <flowbus/actors/agent.hpp> // max_attempts_of
 #include <flowbus/codec/decoder.hpp>
@@ -93,7 +92,7 @@ void delivery_tracker::drop_all() {
 
 std::uint32_t delivery_tracker::retry_budget(const scheduling::buffer_ref& f) const {
   // the frame was made by the node (literal strings): no connection's string pool is needed
-  codec::decoder d(stored_frames());
+  codec::decoder d(codec::stored_frame_decoding());
   codec::message m;
   const std::uint32_t own = d.decode(codec::bytes_view(f.data(), f.size()), m) ? actors::max_attempts_of(m) : 0;
   return own ? own : opt_.retry.max_attempts;

@@ -1,7 +1,6 @@
 #include "egress_queue.hpp"
 
 #include "delivery_tracker.hpp"
-#include "stored_frames.hpp"
 
 #include <flowbus/codec/clock.hpp>
 #include <flowbus/codec/decoder.hpp>
@@ -17,7 +16,7 @@ void egress_queue::admit(scheduling::buffer_ref&& f) {
   const std::size_t lane = f.size() > codec::offset::priority ? f.data()[codec::offset::priority] : 2;
   std::uint64_t deadline = 0;
   if (f.size() > codec::offset::flags && (f.data()[codec::offset::flags] & codec::flag::has_deadline)) {
-    codec::decoder d(stored_frames()); // the node's own frame: literal strings, its checksum not redone
+    codec::decoder d(codec::stored_frame_decoding()); // the node's own frame: literal strings, its checksum not redone
     codec::message m;
     if (d.decode(codec::bytes_view(f.data(), f.size()), m)) deadline = m.deadline_ns();
   }

@@ -20,9 +20,19 @@ namespace flowbus::codec {
 struct decoder_options {
   /// Largest frame accepted (header included); at most defaults::max_frame_size_ceiling.
   std::uint32_t max_frame_size = defaults::max_frame_size;
-  /// Off only where the transport already guarantees integrity and a benchmark says it matters.
+  /// Off only where the transport already guarantees integrity and a benchmark says it matters,
+  /// or for stored frames (below).
   bool verify_checksum = true;
 };
+
+/// Reading a node's stored frame (made in process by stored_frame_encoding(), encoder.hpp): its
+/// checksum field is 0 and nothing is verified — the frame never crossed a wire as it is; the
+/// edge verified the bytes it came from.
+inline decoder_options stored_frame_decoding() noexcept {
+  decoder_options o;
+  o.verify_checksum = false;
+  return o;
+}
 
 /// What the front of a byte stream holds.
 struct probe_result {

@@ -27,6 +27,16 @@ struct encoder_options {
   bool checksum = true;
 };
 
+/// A node's stored frame: literal strings (it has no connection whose pool it could use) and no
+/// checksum — it never leaves the node as it is: the edge rewrites sequence and checksum when it
+/// writes, links, actors and the DLQ read it with stored_frame_decoding() (decoder.hpp).
+inline encoder_options stored_frame_encoding() noexcept {
+  encoder_options o;
+  o.pool_strings = false;
+  o.checksum = false;
+  return o;
+}
+
 /// A payload shared by a fan-out: its CRC32C and the shift operator for its length, computed once
 /// and used for every recipient's frame.
 struct shared_payload {
