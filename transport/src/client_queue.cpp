@@ -6,10 +6,10 @@
 namespace flowbus::transport::detail {
 
 bool append_literal(codec::message& m, std::uint32_t max_frame, std::vector<codec::byte>& out) {
-  codec::encoder_options eo;
+  // literal, so it stays valid on any connection; its checksum is written with its sequence
+  // (outbound_batch::finish)
+  codec::encoder_options eo = codec::stored_frame_encoding();
   eo.max_frame_size = max_frame;
-  eo.pool_strings = false; // frames stay valid on any connection (no pool to refer to)
-  eo.checksum = false;      // computed when written (outbound_batch::finish), with the sequence
   codec::encoder lit(eo);
   const std::size_t need = lit.literal_size(m);
   if (need > max_frame) return false;

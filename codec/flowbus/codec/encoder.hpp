@@ -27,9 +27,10 @@ struct encoder_options {
   bool checksum = true;
 };
 
-/// A node's stored frame: literal strings (it has no connection whose pool it could use) and no
-/// checksum — it never leaves the node as it is: the edge rewrites sequence and checksum when it
-/// writes, links, actors and the DLQ read it with stored_frame_decoding() (decoder.hpp).
+/// A frame kept before it is written — a node's stored frame, a client's queued one: literal
+/// strings (no connection's pool: it may go out on any) and no checksum — it never leaves as it
+/// is: the writer rewrites sequence and checksum, and inside a node links, actors and the DLQ read
+/// it with stored_frame_decoding() (decoder.hpp).
 inline encoder_options stored_frame_encoding() noexcept {
   encoder_options o;
   o.pool_strings = false;
