@@ -44,7 +44,6 @@ public:
   delivery_tracker& operator=(const delivery_tracker&) = delete;
 
   std::size_t in_flight() const noexcept { return unacked_.size(); }
-  std::size_t window() const noexcept { return opt_.window; }
   /// The ack window is used up (counting `pending` frames about to be written).
   bool full(std::size_t pending = 0) const noexcept { return unacked_.size() + pending >= opt_.window; }
 

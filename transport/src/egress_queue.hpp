@@ -34,7 +34,6 @@ public:
   egress_queue(actors::dead_letters& dead, const std::string& agent, scheduling::lane_options lanes);
 
   receive_window& window() noexcept { return window_; }
-  const receive_window& window() const noexcept { return window_; }
 
   /// A control frame, encoded: ahead of every data frame.
   void push_control(std::vector<codec::byte> frame) { control_.push_back(std::move(frame)); }
