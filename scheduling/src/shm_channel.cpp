@@ -3,6 +3,7 @@
 #include <flowbus/scheduling/cache.hpp>
 
 #include <cerrno>
+#include <cstddef>
 #include <csignal>
 #include <cstring>
 #include <ctime>
@@ -16,7 +17,7 @@ namespace flowbus::scheduling {
 namespace detail {
 
 constexpr std::uint64_t shm_magic = 0x314D4853574F4C46ull; // the bytes "FLOWSHM1"
-constexpr std::uint32_t shm_version = 1;
+constexpr std::uint32_t shm_version = 2; // 2: the doorbell flags
 constexpr std::uint64_t kind_data = 1, kind_padding = 2;
 constexpr std::size_t header_bytes = 8;
 
@@ -37,9 +38,14 @@ static_assert(sizeof(shm_header) <= 4096, "header fits its page");
 struct shm_ring_control {
   alignas(false_sharing_range) std::uint64_t tail; ///< producer position (informational + recovery)
   alignas(false_sharing_range) std::uint64_t head; ///< consumer position: space the producer may reuse
+  /// The doorbell flags: each written rarely (by one side, cleared by the other), read often.
+  alignas(false_sharing_range) std::uint32_t parked; ///< 1: the consumer sleeps until rung
+  std::uint32_t waiting;                             ///< 1: the producer waits for space
 };
 constexpr std::size_t control_bytes = sizeof(shm_ring_control);
-static_assert(control_bytes == 2 * false_sharing_range, "positions on separate blocks");
+static_assert(control_bytes == 3 * false_sharing_range, "positions on separate blocks, then the flags");
+static_assert(offsetof(shm_ring_control, parked) == 256 && offsetof(shm_ring_control, waiting) == 260,
+              "the offsets docs/protocol.md gives");
 
 std::uint64_t now_ns() noexcept {
   timespec ts;
@@ -76,34 +82,56 @@ const char* to_string(peer_status s) noexcept {
 
 // ---- endpoint: producer ----
 
+std::size_t shm_endpoint::needed(std::size_t size) const noexcept {
+  const std::size_t rec = header_bytes + align8(size);
+  const std::size_t to_end = capacity_ - static_cast<std::size_t>(tx_tail_ & (capacity_ - 1));
+  return rec > to_end ? to_end + rec : rec; // padding to the end first
+}
+
 shm_claim shm_endpoint::try_claim(std::size_t size) noexcept {
   if (!header_ || size > max_message()) return {};
-  const std::size_t record = header_bytes + align8(size);
+  const std::size_t rec = header_bytes + align8(size);
   const std::size_t offset = static_cast<std::size_t>(tx_tail_ & (capacity_ - 1));
   const std::size_t to_end = capacity_ - offset;
-  const std::size_t needed = record > to_end ? to_end + record : record; // padding to the end first
-  if (tx_tail_ + needed - tx_head_cache_ > capacity_) {
+  const std::size_t need = needed(size);
+  if (tx_tail_ + need - tx_head_cache_ > capacity_) {
     tx_head_cache_ = __atomic_load_n(&tx_->head, __ATOMIC_ACQUIRE); // zeroed space handed back
-    if (tx_tail_ + needed - tx_head_cache_ > capacity_) return {};
+    if (tx_tail_ + need - tx_head_cache_ > capacity_) return {};
   }
   std::uint64_t pos = tx_tail_;
-  if (record > to_end) {
+  if (rec > to_end) {
     store_word(tx_data_ + offset, static_cast<std::uint64_t>(to_end - header_bytes) << 32 | kind_padding);
     pos += to_end;
   }
   shm_claim c;
   c.position = pos;
-  c.record = record;
+  c.record = rec;
   c.size = size;
   c.data = tx_data_ + (pos & (capacity_ - 1)) + header_bytes;
   tx_tail_ = pos; // padding, if any, is committed; the record itself is not yet
   return c;
 }
 
-void shm_endpoint::commit(const shm_claim& c) noexcept {
-  store_word(c.data - header_bytes, static_cast<std::uint64_t>(c.size) << 32 | kind_data); // the commit marker
+bool shm_endpoint::commit(const shm_claim& c) noexcept {
+  // the commit marker; sequentially consistent: the consumer's park() stores its flag, then reads
+  // this word — one of the two sides sees the other's store
+  __atomic_store_n(reinterpret_cast<std::uint64_t*>(c.data - header_bytes),
+                   static_cast<std::uint64_t>(c.size) << 32 | kind_data, __ATOMIC_SEQ_CST);
   tx_tail_ = c.position + c.record;
   __atomic_store_n(&tx_->tail, tx_tail_, __ATOMIC_RELEASE);
+  // (a plain load almost always: the exchange only when the consumer sleeps, to ring once)
+  return __atomic_load_n(&tx_->parked, __ATOMIC_SEQ_CST) != 0 && __atomic_exchange_n(&tx_->parked, 0u, __ATOMIC_SEQ_CST) != 0;
+}
+
+bool shm_endpoint::wait_for_space(std::size_t size) noexcept {
+  if (!header_) return false;
+  __atomic_store_n(&tx_->waiting, 1u, __ATOMIC_SEQ_CST);
+  tx_head_cache_ = __atomic_load_n(&tx_->head, __ATOMIC_SEQ_CST);
+  if (tx_tail_ + needed(size) - tx_head_cache_ <= capacity_) { // freed meanwhile: no doorbell needed
+    __atomic_store_n(&tx_->waiting, 0u, __ATOMIC_RELAXED);
+    return false;
+  }
+  return true;
 }
 
 void shm_endpoint::abort(const shm_claim& c) noexcept {
@@ -112,11 +140,12 @@ void shm_endpoint::abort(const shm_claim& c) noexcept {
   __atomic_store_n(&tx_->tail, tx_tail_, __ATOMIC_RELEASE);
 }
 
-bool shm_endpoint::try_write(const void* data, std::size_t size) noexcept {
+bool shm_endpoint::try_write(const void* data, std::size_t size, bool* wake) noexcept {
   const shm_claim c = try_claim(size);
   if (!c) return false;
   if (size) std::memcpy(c.data, data, size);
-  commit(c);
+  const bool w = commit(c);
+  if (wake) *wake = w;
   return true;
 }
 
@@ -149,6 +178,42 @@ void shm_endpoint::consume(std::size_t record_bytes) noexcept {
 
 void shm_endpoint::publish_head() noexcept {
   if (header_) __atomic_store_n(&rx_->head, rx_head_, __ATOMIC_RELEASE); // hands the zeroed space back
+}
+
+bool shm_endpoint::next(record& r, bool& corrupt) noexcept {
+  corrupt = false;
+  for (;;) {
+    record_view v;
+    std::size_t bytes = 0;
+    if (!peek(v, bytes, corrupt)) return false;
+    if (v.is_data) {
+      r = {v.data, v.size, bytes};
+      return true;
+    }
+    consume(bytes); // padding
+  }
+}
+
+void shm_endpoint::release(const record& r) noexcept { consume(r.bytes); }
+
+bool shm_endpoint::publish() noexcept {
+  if (!header_) return false;
+  // sequentially consistent: the producer's wait_for_space() stores its flag, then reads head
+  __atomic_store_n(&rx_->head, rx_head_, __ATOMIC_SEQ_CST);
+  return __atomic_load_n(&rx_->waiting, __ATOMIC_SEQ_CST) != 0 && __atomic_exchange_n(&rx_->waiting, 0u, __ATOMIC_SEQ_CST) != 0;
+}
+
+bool shm_endpoint::park() noexcept {
+  if (!header_) return false;
+  __atomic_store_n(&rx_->parked, 1u, __ATOMIC_SEQ_CST);
+  const std::size_t offset = static_cast<std::size_t>(rx_head_ & (capacity_ - 1));
+  if (__atomic_load_n(reinterpret_cast<const std::uint64_t*>(rx_data_ + offset), __ATOMIC_SEQ_CST) == 0) return true;
+  __atomic_store_n(&rx_->parked, 0u, __ATOMIC_RELAXED); // committed meanwhile: read it, no doorbell
+  return false;
+}
+
+void shm_endpoint::unpark() noexcept {
+  if (header_ && __atomic_load_n(&rx_->parked, __ATOMIC_RELAXED)) __atomic_store_n(&rx_->parked, 0u, __ATOMIC_RELAXED);
 }
 
 // ---- endpoint: liveness ----

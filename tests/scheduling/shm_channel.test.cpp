@@ -1,12 +1,18 @@
 // Shared-memory channel: record semantics in one process, then across fork()ed processes:
-// ping-pong, a producer that dies mid-write, a peer found by name, a damaged ring.
+// ping-pong, a producer that dies mid-write, a peer found by name, a damaged ring; the zero-copy
+// reader and the doorbell handshakes (park / commit, wait_for_space / publish), with two threads
+// that sleep until rung and must never miss a wake-up.
 #include <flowbus/scheduling/shm_channel.hpp>
 
 #include "test_support.hpp"
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <fcntl.h>
 #include <ostream> // doctest prints std::error_code
 #include <random>
@@ -231,5 +237,139 @@ TEST_SUITE("shm_channel") {
     CHECK(a.peer(std::chrono::milliseconds(1)) == peer_status::stale);
     b.heartbeat();
     CHECK(a.peer(std::chrono::milliseconds(1000)) == peer_status::alive);
+  }
+
+  TEST_CASE("zero-copy reading: a record stays until released, padding is skipped") {
+    std::error_code ec;
+    shm_channel ch = shm_channel::create(4096, "", ec);
+    shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
+    shm_endpoint::record r;
+    bool corrupt = true;
+    CHECK_FALSE(b.next(r, corrupt));
+    CHECK_FALSE(corrupt);
+    std::vector<unsigned char> big(1000, 7);
+    for (int lap = 0; lap < 12; ++lap) { // 1008-byte records in a 4096-byte ring: padding every lap
+      REQUIRE(a.try_write(big.data(), big.size()));
+      REQUIRE(a.try_write("x", 1));
+      REQUIRE(b.next(r, corrupt));
+      CHECK(r.size == 1000);
+      shm_endpoint::record again;
+      REQUIRE(b.next(again, corrupt)); // not released: the same record
+      CHECK(again.data == r.data);
+      b.release(r);
+      REQUIRE(b.next(r, corrupt));
+      CHECK(r.size == 1);
+      CHECK(r.data[0] == 'x');
+      b.release(r);
+      CHECK_FALSE(b.publish()); // nobody waits for space
+      CHECK_FALSE(b.next(r, corrupt));
+    }
+  }
+
+  TEST_CASE("doorbells: a parked consumer is rung once; a waiting producer is rung once") {
+    std::error_code ec;
+    shm_channel ch = shm_channel::create(4096, "", ec);
+    shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
+    bool wake = true;
+    REQUIRE(a.try_write("1", 1, &wake));
+    CHECK_FALSE(wake); // nobody parked
+    CHECK_FALSE(b.park()); // a record is there: read on
+    CHECK(a.try_write("2", 1, &wake));
+    CHECK_FALSE(wake); // the failed park left no flag behind
+    shm_endpoint::record r;
+    bool corrupt = false;
+    while (b.next(r, corrupt))
+      b.release(r);
+    b.publish();
+    CHECK(b.park());
+    CHECK(a.try_write("3", 1, &wake));
+    CHECK(wake); // rung
+    CHECK(a.try_write("4", 1, &wake));
+    CHECK_FALSE(wake); // once
+    CHECK(b.park() == false);
+    b.unpark();
+
+    // the producer's side: a full ring
+    while (b.next(r, corrupt))
+      b.release(r);
+    b.publish();
+    CHECK_FALSE(a.wait_for_space(8)); // room now: no doorbell needed
+    CHECK_FALSE(b.publish());
+    std::vector<unsigned char> big(1024, 1);
+    while (a.try_write(big.data(), big.size()))
+      ;
+    CHECK(a.wait_for_space(big.size()));
+    REQUIRE(b.next(r, corrupt));
+    b.release(r);
+    CHECK(b.publish()); // the producer waits: ring it
+    CHECK_FALSE(b.publish()); // once
+    CHECK(a.try_write(big.data(), big.size()));
+  }
+
+  TEST_CASE("two threads that sleep until rung pass 200 000 records without a lost wake-up") {
+    std::error_code ec;
+    shm_channel ch = shm_channel::create(4096, "", ec); // small: the producer fills it often
+    shm_endpoint a = ch.endpoint(shm_side::creator), b = ch.endpoint(shm_side::opener);
+    // each side's doorbell: a counter and a condition variable (a socket in the transport)
+    struct bell {
+      std::mutex m;
+      std::condition_variable cv;
+      std::uint64_t rung = 0;
+      void ring() {
+        std::lock_guard<std::mutex> g(m);
+        ++rung;
+        cv.notify_one();
+      }
+      bool wait(std::uint64_t& seen) { // false: not rung within 10 s (a lost wake-up)
+        std::unique_lock<std::mutex> g(m);
+        const bool ok = cv.wait_for(g, std::chrono::seconds(10), [&] { return rung != seen; });
+        seen = rung;
+        return ok;
+      }
+    } to_consumer, to_producer;
+    const std::uint64_t n = 200000;
+    std::atomic<bool> lost{false};
+    std::uint64_t got = 0, out_of_order = 0, consumer_sleeps = 0, producer_sleeps = 0;
+    std::thread consumer([&] {
+      std::uint64_t seen = 0;
+      shm_endpoint::record r;
+      bool corrupt = false;
+      while (got < n && !lost) {
+        bool any = false;
+        while (b.next(r, corrupt)) {
+          std::uint64_t v = 0;
+          std::memcpy(&v, r.data, 8);
+          out_of_order += v != got;
+          ++got;
+          b.release(r);
+          any = true;
+        }
+        if (b.publish()) to_producer.ring();
+        if (any || !b.park()) continue;
+        ++consumer_sleeps;
+        if (!to_consumer.wait(seen)) lost = true;
+      }
+    });
+    std::uint64_t seen = 0;
+    for (std::uint64_t i = 0; i < n && !lost; ++i) {
+      unsigned char rec[24] = {};
+      std::memcpy(rec, &i, 8);
+      bool wake = false;
+      while (!a.try_write(rec, 8 + i % 17, &wake)) {
+        if (!a.wait_for_space(8 + i % 17)) continue;
+        ++producer_sleeps;
+        if (!to_producer.wait(seen)) {
+          lost = true;
+          break;
+        }
+      }
+      if (wake) to_consumer.ring();
+    }
+    consumer.join();
+    CHECK_FALSE(lost);
+    CHECK(got == n);
+    CHECK(out_of_order == 0);
+    CHECK(consumer_sleeps > 0); // both handshakes were exercised
+    CHECK(producer_sleeps > 0);
   }
 }

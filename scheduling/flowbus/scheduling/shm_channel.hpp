@@ -3,7 +3,8 @@
 // process writes is the one the peer reads — no re-encoding, no system call per message.
 //
 // Region: a 4 KiB header (magic, version, ring capacity, each side's pid and heartbeat), then per
-// ring a control block (producer and consumer positions on separate 128-byte blocks) and the data.
+// ring a control block (producer and consumer positions on separate 128-byte blocks, then the two
+// doorbell flags) and the data. docs/protocol.md §13 gives every offset.
 //
 // Records (the Aeron ring-buffer scheme): an 8-byte header word = length << 32 | kind, then the
 // bytes, padded to 8. The producer writes the bytes first and the header word last (release): a
@@ -12,6 +13,14 @@
 // by a padding record to the end. The consumer zeroes each record after use, so every header the
 // producer has not yet written in this lap reads zero. The reader checks every length it reads;
 // a damaged ring is reported (shm_read_status::corrupt), never followed out of bounds.
+//
+// Doorbells (the ring says when the other side must be woken; how is the caller's — the
+// transport sends an empty WebSocket message): a consumer with nothing to read may park(); a
+// producer's commit() then returns true, once, and the producer rings. A producer that finds the
+// ring full may wait_for_space(); the consumer's publish() then returns true, once, and it rings.
+// Both are Dekker handshakes on sequentially consistent accesses (flag, then the other side's
+// word), so a wake-up is never lost: either the re-check sees the record (or the space), or the
+// other side sees the flag.
 #pragma once
 
 #include <chrono>
@@ -56,11 +65,34 @@ public:
 
   /// Two-phase write. An empty claim: the ring is full (or size exceeds max_message()).
   shm_claim try_claim(std::size_t size) noexcept;
-  void commit(const shm_claim& c) noexcept;
+  /// Makes the record visible. True: the consumer had parked — wake it (once per park()).
+  bool commit(const shm_claim& c) noexcept;
   /// Gives the claimed space up (it becomes padding the reader skips).
   void abort(const shm_claim& c) noexcept;
-  /// Claim + copy + commit. False when full.
-  bool try_write(const void* data, std::size_t size) noexcept;
+  /// Claim + copy + commit. False when full. `wake` (if given) is set when commit() says so.
+  bool try_write(const void* data, std::size_t size, bool* wake = nullptr) noexcept;
+  /// Producer, after a claim of `size` failed: asks the consumer to ring when it frees space.
+  /// False: there is room now (claim again); true: the consumer's publish() will say to ring.
+  bool wait_for_space(std::size_t size) noexcept;
+
+  /// Zero-copy reading, one record at a time: next() finds the next data record (consuming
+  /// padding), the caller uses the bytes for as long as it needs, then release()s it; publish()
+  /// hands released space back to the producer. next() again without release() returns the same.
+  struct record {
+    const unsigned char* data = nullptr;
+    std::size_t size = 0;
+    std::size_t bytes = 0; ///< header + bytes + padding
+  };
+  /// False: nothing committed (or the ring is damaged: `corrupt` is set, the record not followed).
+  bool next(record& r, bool& corrupt) noexcept;
+  void release(const record& r) noexcept;
+  /// Hands released space back. True: the producer waits for space (wait_for_space) — wake it.
+  bool publish() noexcept;
+  /// Consumer with nothing to read: asks the producer to ring on its next commit. False: a record
+  /// is already there (read on, not parked); true: parked.
+  bool park() noexcept;
+  /// Consumer reading again without a doorbell (a busy-poll, a timer): producers need not ring.
+  void unpark() noexcept;
 
   /// Calls f(const unsigned char*, std::size_t) for up to max committed records, in order.
   /// The bytes are valid during the call only. Returns the number of records handled.
@@ -84,6 +116,7 @@ private:
   bool peek(record_view& r, std::size_t& record_bytes, bool& bad) const noexcept;
   void consume(std::size_t record_bytes) noexcept; // zero it, advance
   void publish_head() noexcept;
+  std::size_t needed(std::size_t size) const noexcept; ///< ring bytes a record of `size` takes now
 
   detail::shm_header* header_ = nullptr;
   shm_side side_ = shm_side::creator;
