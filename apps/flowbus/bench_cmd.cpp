@@ -84,6 +84,7 @@ struct node_process {
                                      "--mailbox", mailbox, "--io-threads", io,
                                      "--max-subscriptions", std::to_string(std::max<std::size_t>(o.subscriptions, 100000))};
     if (holds_publisher(o)) args.insert(args.end(), {"--lossless", topic});
+    if (o.shm) args.insert(args.end(), {"--shm-spin-us", std::to_string(o.shm_spin_us)});
     args.insert(args.end(), cluster.begin(), cluster.end());
     args.insert(args.end(), o.node_args.begin(), o.node_args.end());
     std::vector<char*> argv;
@@ -158,6 +159,8 @@ public:
       co.max_queued = 1 << 20;
       co.receive_buffer = o.receive_buffer;
       co.receive_window = o.receive_window;
+      co.shared_memory = o.shm;
+      co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
       clients_.push_back(std::make_unique<transport::client>(co));
       box& b = boxes_[i];
       clients_.back()->on_message([&b, this](const transport::incoming& in) {
@@ -272,6 +275,8 @@ int publish(const bench_options& o, const std::string& host, std::uint16_t port,
   co.max_block = std::chrono::milliseconds(100); // a full queue: sleep until half of it is written, then go on
   co.direct_write_gap = std::chrono::microseconds(o.direct_write_gap_us);
   co.max_batch = o.client_batch;
+  co.shared_memory = o.shm;
+  co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
   transport::client pub(co);
   if (pub.connect(10s) != actors::errc::ok) return std::fprintf(stderr, "bench: the publisher cannot connect\n"), 1;
   std::string payload(std::max(o.size, sizeof(stamp)), 'b');
@@ -321,7 +326,8 @@ int run_pubsub(const bench_options& o) {
   const bool latency = o.scenario == "latency";
   const std::uint64_t count = latency ? static_cast<std::uint64_t>(o.rate * o.seconds) : o.messages;
   const std::size_t nsubs = latency ? 1 : o.subscribers;
-  const std::string unbatched = std::string(o.client_batch == 1 ? "_unbatched" : "") + (o.clients_together ? "_2proc" : "") +
+  const std::string unbatched = std::string(o.shm ? "_shm" : "") + (o.shm && o.shm_spin_us ? "_spin" : "") +
+                                (o.client_batch == 1 ? "_unbatched" : "") + (o.clients_together ? "_2proc" : "") +
                                 (o.cluster_nodes > 1 ? "_cluster" + std::to_string(o.cluster_nodes) : "");
   const std::string name = !o.name.empty() ? o.name
                            : latency ? "ws_latency_" + std::to_string(static_cast<long>(o.rate)) + unbatched

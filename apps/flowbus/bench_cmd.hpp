@@ -33,6 +33,8 @@ struct bench_options {
   std::uint32_t receive_buffer = 0; ///< subscribers' SO_RCVBUF (0: the kernel's autotuning)
   std::uint32_t receive_window = 0; ///< subscribers' receive window (0: none; main sets the client's default)
   std::int64_t direct_write_gap_us = 0; ///< the publisher's client_options::direct_write_gap (main sets the default)
+  bool shm = false;                 ///< clients ask for shared memory (same host: docs/protocol.md §13)
+  std::uint32_t shm_spin_us = 0;    ///< with shm: clients and the started node busy-poll their rings this long
   std::size_t client_batch = 32;    ///< the publisher's messages per WebSocket message (1: unbatched, as most clients send)
   /// latency, throughput: start this many linked node processes (a cluster, docs/cluster.md) with
   /// the publisher on the first and the subscribers on the others (fan-out: spread over all)

@@ -99,6 +99,13 @@ int main(int argc, char** argv) {
                        "with --cluster-tls-key and --cluster-tls-ca, all three or none)");
   node_cmd->add_option("--cluster-tls-key", node.cluster_tls_key, "TLS on node links: the certificate's private key (PEM)");
   node_cmd->add_option("--cluster-tls-ca", node.cluster_tls_ca, "TLS on node links: the CA that signs every node's certificate");
+  node_cmd->add_option("--shared-memory", node.shared_memory,
+                       "offer shared-memory rings to agents on this host that ask (docs/protocol.md §13)")
+      ->capture_default_str();
+  node_cmd->add_option("--shm-spin-us", node.shm_spin_us,
+                       "a session busy-polls its agent's ring this long after it runs dry, then parks "
+                       "(0: park at once; a spinning session keeps an I/O thread busy)")
+      ->capture_default_str();
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -145,6 +152,11 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--direct-write-gap-us", bench.direct_write_gap_us,
                         "the publisher writes a message itself (not through its I/O thread) when it follows the "
                         "previous one by at least this many microseconds and nothing is queued; -1: never")
+      ->capture_default_str();
+  bench_cmd->add_flag("--shm", bench.shm,
+                      "the clients ask the node for shared-memory rings (same host; docs/protocol.md §13)");
+  bench_cmd->add_option("--shm-spin-us", bench.shm_spin_us,
+                        "with --shm: the clients and the started node busy-poll their rings this long before parking")
       ->capture_default_str();
   bench_cmd->add_option("--client-batch", bench.client_batch,
                         "the publisher's messages per WebSocket message: 32 packs a burst into BATCH frames, 1 sends "

@@ -84,6 +84,8 @@ int run_node(const node_options& o) {
   so.max_message = o.max_message;
   so.mailbox_capacity = o.mailbox;
   so.idle_timeout = std::chrono::milliseconds(o.idle_timeout_ms);
+  so.shared_memory = o.shared_memory;
+  so.shm_spin = std::chrono::microseconds(o.shm_spin_us);
   std::unique_ptr<transport::server> server;
   try {
     server = std::make_unique<transport::server>(n, so);

@@ -34,6 +34,9 @@ struct shm_header {
   side_info sides[2];
 };
 static_assert(sizeof(shm_header) <= 4096, "header fits its page");
+static_assert(offsetof(shm_header, ring_capacity) == 16 && offsetof(shm_header, sides) == 128 &&
+                  sizeof(side_info) == 128 && offsetof(side_info, heartbeat_ns) == 8,
+              "the offsets docs/protocol.md §13 gives (pids at 128 and 256)");
 
 struct shm_ring_control {
   alignas(false_sharing_range) std::uint64_t tail; ///< producer position (informational + recovery)
@@ -197,7 +200,8 @@ bool shm_endpoint::next(record& r, bool& corrupt) noexcept {
 void shm_endpoint::release(const record& r) noexcept { consume(r.bytes); }
 
 bool shm_endpoint::publish() noexcept {
-  if (!header_) return false;
+  if (!header_ || rx_head_ == rx_published_) return false; // no new space: a waiting producer waits on
+  rx_published_ = rx_head_;
   // sequentially consistent: the producer's wait_for_space() stores its flag, then reads head
   __atomic_store_n(&rx_->head, rx_head_, __ATOMIC_SEQ_CST);
   return __atomic_load_n(&rx_->waiting, __ATOMIC_SEQ_CST) != 0 && __atomic_exchange_n(&rx_->waiting, 0u, __ATOMIC_SEQ_CST) != 0;
@@ -353,7 +357,7 @@ shm_endpoint shm_channel::endpoint(shm_side side) noexcept {
   // resume where the rings are (a re-attaching process continues, it does not replay)
   e.tx_tail_ = __atomic_load_n(&e.tx_->tail, __ATOMIC_ACQUIRE);
   e.tx_head_cache_ = __atomic_load_n(&e.tx_->head, __ATOMIC_ACQUIRE);
-  e.rx_head_ = __atomic_load_n(&e.rx_->head, __ATOMIC_ACQUIRE);
+  e.rx_head_ = e.rx_published_ = __atomic_load_n(&e.rx_->head, __ATOMIC_ACQUIRE);
   e.heartbeat();
   __atomic_store_n(&h->sides[static_cast<int>(side)].pid, static_cast<std::int32_t>(::getpid()), __ATOMIC_RELEASE);
   return e;

@@ -299,6 +299,7 @@ TEST_SUITE("shm_channel") {
     while (a.try_write(big.data(), big.size()))
       ;
     CHECK(a.wait_for_space(big.size()));
+    CHECK_FALSE(b.publish()); // nothing released: no space to announce, the producer waits on
     REQUIRE(b.next(r, corrupt));
     b.release(r);
     CHECK(b.publish()); // the producer waits: ring it

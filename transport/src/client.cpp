@@ -126,7 +126,7 @@ client_stats client::stats() const {
   return client_stats{i.sent.load(), i.received.load(), i.writes.load(), i.batches.load(), i.connects.load(),
                       i.refused.load(), i.holds.load(), i.unsent.load(), i.acked.load(), i.redelivered.load(),
                       i.duplicates.load(), i.handler_failures.load(), i.blocked_sends.load(),
-                      i.direct_writes.load()};
+                      i.direct_writes.load(), i.shm_connects.load(), i.doorbells.load()};
 }
 
 bool client::held() const noexcept { return impl_->held.load(std::memory_order_relaxed); }

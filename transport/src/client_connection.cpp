@@ -34,6 +34,12 @@ void client::impl::start() {
 void client::impl::dial() {
   if (closing.load()) return;
   const std::uint64_t gen = ++generation;
+  {
+    std::lock_guard<std::mutex> g(m);
+    shm_direct = false; // (direct_ok is off since lost())
+  }
+  shm.reset();
+  shm_on = shm_blocked = false;
   ws.emplace(ioc);
   ws->next_layer().capacity(detail::read_ahead_bytes);
   ws->read_message_max(opt.max_message);
@@ -53,12 +59,19 @@ void client::impl::dial() {
             net::socket_base::receive_buffer_size(static_cast<int>(self->opt.receive_buffer)));
       websocket::stream_base::timeout t = websocket::stream_base::timeout::suggested(beast::role_type::client);
       self->ws->set_option(t);
-      self->ws->async_handshake(self->opt.host + ":" + std::to_string(self->opt.port), "/",
-                                [self, gen](beast::error_code ec3) {
-                                  if (gen != self->generation) return;
-                                  if (ec3) return self->lost("handshake: " + ec3.message());
-                                  self->on_open(gen);
-                                });
+      auto done = [self, gen](beast::error_code ec3) {
+        if (gen != self->generation) return;
+        if (ec3) return self->lost("handshake: " + ec3.message());
+        self->open_shm();
+        self->on_open(gen);
+      };
+      const std::string host = self->opt.host + ":" + std::to_string(self->opt.port);
+      if (!self->opt.shared_memory) return self->ws->async_handshake(host, "/", std::move(done));
+      // ask for shared memory; the node's answer is a header of its 101 (client_shm.cpp)
+      self->ws->set_option(websocket::stream_base::decorator(
+          [](websocket::request_type& req) { req.set(detail::shm_header, "1"); }));
+      self->upgrade.emplace();
+      self->ws->async_handshake(*self->upgrade, host, "/", std::move(done));
     });
   });
 }
@@ -97,12 +110,17 @@ void client::impl::on_open(std::uint64_t gen) {
   append_batch();
   write_wire(gen);
   read(gen);
+  start_shm(gen); // from here our messages go through the rings, if we opened them
 }
 
 void client::impl::read(std::uint64_t gen) {
   ws->async_read(in, [self = shared_from_this(), gen](beast::error_code ec, std::size_t) {
     if (gen != self->generation) return;
-    if (ec) return self->lost("read: " + ec.message());
+    if (ec) {
+      self->drain_shm(gen, true); // what the node wrote into the ring before its close comes first
+      if (gen != self->generation) return;
+      return self->lost("read: " + ec.message());
+    }
     if (!self->on_frame()) return;
     self->in.consume(self->in.size());
     // after the handlers of everything in this message
@@ -161,6 +179,7 @@ void client::impl::lost(const std::string& why) {
     beast::get_lowest_layer(*ws).socket().close(ignored);
   }
   writing = false;
+  shm_on = shm_blocked = false; // (the channel itself is kept until the next dial)
   if (closing.load()) return;
   if (was) spdlog::info("flowbus client {}: connection lost ({}): reconnecting", opt.id, why);
   if (!opt.reconnect) { // nothing pending can be answered any more: say so now

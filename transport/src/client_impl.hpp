@@ -6,7 +6,8 @@
 //                          reconnect with backoff, the timers' sweep, the graceful close;
 //   client_receive.cpp     what the node sends: decode, dispatch to handlers, ACK/NACK/ERROR,
 //                          CREDIT, replies (subscriptions and receipts: client_receiver.hpp;
-//                          what is waited for: client_pending.hpp).
+//                          what is waited for: client_pending.hpp);
+//   client_shm.cpp         a same-host connection's shared-memory rings (shm_link.hpp).
 // docs/threading.md says which thread may touch what; `m` guards everything marked "under m".
 #pragma once
 
@@ -14,6 +15,7 @@
 #include "client_pending.hpp"
 #include "client_queue.hpp"
 #include "client_receiver.hpp"
+#include "shm_link.hpp"
 
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/transport/client.hpp>
@@ -63,6 +65,16 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   detail::receipts receipts;      ///< duplicates, the ACK and CREDIT owed
   clk::time_point close_by{};     ///< close() stops writing then
   bool direct_on = false;         ///< its copy of direct_ok (turning it off takes m)
+  // shared memory (client_shm.cpp)
+  std::optional<detail::websocket::response_type> upgrade; ///< the node's 101 (its Flowbus-Shm header)
+  /// The connection's channel, if the node offered one and we opened it. Its reading side is the
+  /// I/O thread's; its writing side the I/O thread's, or a sending thread's while direct_ok (under
+  /// m). Kept until the next dial (a drain in progress may still hold a record of it).
+  std::unique_ptr<detail::shm_link> shm;
+  bool shm_on = false;       ///< from REGISTER on, FLOW messages go through `shm`
+  bool shm_blocked = false;  ///< `writing` waits for the node to free ring space (its doorbell)
+  bool shm_posted = false;   ///< a drain is posted (busy-poll, the rest of a pass)
+  clk::time_point shm_last{}; ///< a record was last read (the busy-poll's clock)
 
   // ---- shared with sending threads ----
   mutable std::mutex m;
@@ -81,6 +93,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   /// sender holding m may write itself (write_now_locked): the socket (if the layer lets it) and
   /// next_out are then the sender's. Only the I/O thread sets it (see direct_on), under m.
   bool direct_ok = false;
+  bool shm_direct = false; ///< direct writes go into the ring: every send may write itself (under m)
   detail::send_pacing pacing;  ///< (under m)
   outbound_batch direct_batch; ///< a sender's direct write: the frame numbered and checksummed
   std::vector<unsigned char> direct_wire; ///< ... and masked
@@ -93,7 +106,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::atomic<bool> gone{false};
   std::atomic<std::uint64_t> next_corr{1}, next_token{1};
   std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0}, holds{0}, unsent{0},
-      acked{0}, redelivered{0}, duplicates{0}, handler_failures{0}, blocked_sends{0}, direct_writes{0};
+      acked{0}, redelivered{0}, duplicates{0}, handler_failures{0}, blocked_sends{0}, direct_writes{0},
+      shm_connects{0}, doorbells{0};
   std::atomic<bool> held{false}; ///< the node's last CREDIT was 0
 
   explicit impl(client_options o);
@@ -101,6 +115,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   // client_send.cpp: any thread
   errc enqueue(codec::message& msg);
   bool write_now_locked();
+  bool direct_written(detail::frame_queue& q, std::uint64_t seq);
   errc append_locked(codec::message& msg);
   errc send_data(const actors::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,
                  const actors::send_options& opts, std::string_view reply_to = {}, std::uint8_t flags = 0,
@@ -136,8 +151,20 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   void drain_then_close();
   void stop_io();
 
+  // client_shm.cpp
+  void open_shm();
+  void start_shm(std::uint64_t gen);
+  bool write_direct_shm(codec::bytes_view frame);
+  void write_shm(std::uint64_t gen);
+  void drain_shm(std::uint64_t gen, bool last = false);
+  void post_drain(std::uint64_t gen);
+  void on_doorbell();
+  void ring_node();
+  std::size_t out_bytes() const { return shm_on ? shm->staged_bytes() : wire.size(); }
+
   // client_receive.cpp
   bool on_frame();
+  bool on_message(codec::bytes_view bytes);
   void dispatch(const codec::message& msg);
   void handler_failed(const codec::message& msg, const char* what);
   static errc to_errc(std::uint64_t code);

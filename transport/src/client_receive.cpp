@@ -19,9 +19,18 @@ bool client::impl::on_frame() {
     lost("the node sent a text message");
     return false;
   }
+  if (shm_on && in.size() == 0) { // a doorbell: look at the rings (client_shm.cpp)
+    on_doorbell();
+    return true;
+  }
+  return on_message(codec::bytes_view(static_cast<const codec::byte*>(in.data().data()), in.size()));
+}
+
+/// One FLOW message from the node (a WebSocket message's or a ring record's bytes). False: the
+/// connection is being dropped.
+bool client::impl::on_message(codec::bytes_view bytes) {
   codec::message msg;
-  const codec::decode_status st =
-      dec->decode(codec::bytes_view(static_cast<const codec::byte*>(in.data().data()), in.size()), msg);
+  const codec::decode_status st = dec->decode(bytes, msg);
   if (!st) {
     lost(std::string("bad frame from the node: ") + codec::to_string(st.code));
     return false;

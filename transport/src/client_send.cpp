@@ -34,8 +34,9 @@ errc client::impl::enqueue(codec::message& msg) {
     if (const errc e = append_locked(msg); e != errc::ok) return e;
     // (every frame queued here was stamped just now: its timestamp is the clock read we need)
     const std::int64_t want = std::chrono::duration_cast<std::chrono::nanoseconds>(opt.direct_write_gap).count();
-    if (pacing.sparse(static_cast<std::int64_t>(msg.timestamp_ns), want) && direct_ok && write_now_locked())
-      return errc::ok;
+    // (through shared memory a direct write costs no system call: every send may write itself)
+    const bool sparse = pacing.sparse(static_cast<std::int64_t>(msg.timestamp_ns), want);
+    if ((sparse || shm_direct) && direct_ok && write_now_locked()) return errc::ok;
     if (io_awake && msg.prio != codec::priority::critical) return errc::ok; // held, CRITICAL still goes
     io_awake = true;
   }
@@ -51,6 +52,10 @@ bool client::impl::write_now_locked() {
   direct_batch.clear();
   direct_batch.add(q.only_frame());
   std::uint64_t seq = next_out;
+  if (shm_direct) {
+    if (!write_direct_shm(direct_batch.finish(seq))) return false; // the ring is full: the I/O thread waits
+    return direct_written(q, seq);
+  }
   direct_wire.clear();
   append_message(direct_batch, seq, direct_wire, direct_rng);
   // generation: the I/O thread changes it only after taking direct_ok away (under m)
@@ -61,6 +66,11 @@ bool client::impl::write_now_locked() {
         self->flush(); // the rest of a direct write is out: what queued meanwhile goes now
       });
   if (r == decltype(r)::refused) return false;
+  return direct_written(q, seq);
+}
+
+/// A sending thread wrote the one frame of `q`, numbered up to `seq`. @pre m is held
+bool client::impl::direct_written(detail::frame_queue& q, std::uint64_t seq) {
   next_out = seq;
   if (&q == &urgent) urgent_frames.store(0, std::memory_order_relaxed);
   q.clear();
@@ -163,8 +173,12 @@ void client::impl::flush() {
   }
   take_direct(); // next_out and the socket are ours again
   wire.clear();
-  while (wire.size() < detail::write_gather_bytes && gather())
+  while (out_bytes() < detail::write_gather_bytes && gather())
     ;
+  if (shm_on) {
+    if (shm->staged_bytes()) write_shm(generation);
+    return;
+  }
   if (!wire.empty()) write_wire(generation);
   else if (wire.capacity() > detail::write_gather_bytes / 4) wire = {}; // quiet: no write buffer held
 }
@@ -192,7 +206,7 @@ bool client::impl::gather() {
       if (out.empty() && batch.empty()) {
         io_awake = false; // nothing to write: the next send posts
         // nor written by this flush: a sender may write itself until the next flush
-        direct_ok = direct_on = wire.empty() && !closing.load();
+        direct_ok = direct_on = out_bytes() == 0 && !closing.load();
         return false;
       }
     }
@@ -208,7 +222,13 @@ bool client::impl::gather() {
 }
 
 /// Numbers and checksums what `batch` holds and appends it to `wire` as one masked message.
-void client::impl::append_batch() { append_message(batch, next_out, wire, rng); }
+void client::impl::append_batch() {
+  if (shm_on) { // a record as it is: no WebSocket framing, no mask (client_shm.cpp writes it)
+    const codec::bytes_view bytes = batch.finish(next_out);
+    return shm->stage(bytes.data(), bytes.size());
+  }
+  append_message(batch, next_out, wire, rng);
+}
 
 /// Numbers `b`'s frames from `seq`, checksums them, and appends them to `out` as one WebSocket
 /// message masked with a key from `keys` (the I/O thread's batch, or a sender's direct write).

@@ -117,6 +117,8 @@ server_stats server::stats() const {
   s.holds = v(c.holds);
   s.acked = v(c.acked);
   s.window_waits = v(c.window_waits);
+  s.shm_attached = v(c.shm_attached);
+  s.shm_doorbells = v(c.shm_doorbells);
   return s;
 }
 
@@ -134,6 +136,7 @@ const char* describe_code(std::uint64_t code) noexcept {
     case reason::agent_down: return "agent down";
     case reason::message_too_large: return "message too large";
     case reason::handler_failed: return "handler failed";
+    case reason::shm_damaged: return "shared memory damaged";
     case reason::routing_base: break;
   }
   return "unknown";

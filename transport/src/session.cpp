@@ -95,6 +95,7 @@ void session::stop() {
 
 void session::on_request(beast::error_code ec) {
   if (ec) return teardown("handshake: " + ec.message());
+  if (core_.opt.shared_memory && up_->req[shm_header] == "1") offer_shm();
   ws_.async_accept(up_->req, bind([](session& s, beast::error_code e) { s.on_accept(e); }));
 }
 
@@ -196,6 +197,13 @@ void session::on_bytes(beast::error_code ec, std::size_t n) {
 /// connection is done. The messages' bytes are parsed and unmasked in place (ws_reader.hpp).
 void session::parse() {
   parse_pass();
+  shm_drain(); // (a same-host agent's messages come through its ring)
+  report_in();
+}
+
+void session::resume() {
+  if (!reading_) return parse();
+  shm_drain(); // the socket's read completes by itself; the ring is looked at now
   report_in();
 }
 
@@ -226,12 +234,24 @@ void session::parse_pass() {
       case k::ping:
         if (!close_sent_) send_control(control_frame(ws_opcode::pong, r.data, r.size), false);
         continue;
-      case k::close: return on_peer_close(r.code);
+      case k::close:
+        // what the agent wrote into its ring before closing comes first: if it cannot all be
+        // handled now (held, paused), the close waits for it (session_shm.cpp), as a close
+        // frame behind data waits in the socket
+        if (shm_on_ && !shm_drained_for_close()) {
+          shm_close_ = r.code;
+          return;
+        }
+        return on_peer_close(r.code);
       case k::refused: return fail_websocket(r.code, r.why);
       case k::text:
         if (state_ >= state::closing) continue;
         return fail(reason::text_message, "FLOW frames travel in binary messages only");
       case k::message:
+        if (shm_on_ && r.size == 0) { // a doorbell: look at the rings (session_shm.cpp)
+          on_doorbell();
+          continue;
+        }
         msg_ = codec::bytes_view(r.data, r.size);
         if (!on_message()) return; // it resumes parse() when it may go on
         if (pass_ >= pass_budget) return yield();

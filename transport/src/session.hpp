@@ -8,6 +8,8 @@
 //   session_egress.cpp   what the agent receives: the mailbox into the lanes (egress_queue.hpp),
 //                        gathering and writing, acknowledged delivery (delivery_tracker.hpp), the
 //                        slow-consumer watchdog;
+//   session_shm.cpp      a same-host agent's shared-memory rings (shm_link.hpp): the offer, the
+//                        attach at REGISTER, reading records, writing them, doorbells;
 //   listener.cpp         the server: accepting, the connection limit, stopping, its counters.
 // docs/threading.md says who may touch what.
 #pragma once
@@ -16,6 +18,7 @@
 #include "delivery_tracker.hpp"
 #include "egress_queue.hpp"
 #include "flow_control.hpp"
+#include "shm_link.hpp"
 #include "ws_reader.hpp"
 
 #include <flowbus/actors/endpoint.hpp>
@@ -37,6 +40,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -65,7 +69,7 @@ struct server::core {
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
       protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0},
-      window_waits{0};
+      window_waits{0}, shm_attached{0}, shm_doorbells{0};
   std::shared_ptr<detail::post_gate> gate = std::make_shared<detail::post_gate>();
   detail::net::io_context ioc;
   detail::tcp::acceptor acceptor;
@@ -163,6 +167,19 @@ private:
   void arm_watchdog(std::chrono::steady_clock::duration after);
   void cut_starved();
 
+  // session_shm.cpp: a same-host agent's rings
+  void offer_shm();
+  void attach_shm();
+  void shm_drain();
+  bool shm_drained_for_close();
+  void shm_write();
+  void post_shm(bool drain);
+  void on_doorbell();
+  void ring_agent();
+  /// Reading again after a pause or hold: parse() if no read is in flight, else the rings.
+  void resume();
+  std::size_t out_bytes() const { return shm_on_ ? shm_->staged_bytes() : wire_.size(); }
+
   /// The HTTP upgrade request, read here (not by Beast's accept) so that whatever follows it in
   /// the same read stays ours; freed once the handshake is done.
   struct upgrade {
@@ -235,6 +252,15 @@ private:
   std::uint64_t next_in_ = 0, next_out_ = 0;
   std::chrono::milliseconds heartbeat_{10000};
   std::chrono::steady_clock::time_point last_beat_{};
+  // shared memory (session_shm.cpp)
+  std::unique_ptr<shm_link> shm_;         ///< offered in the handshake; kept if the agent attached
+  scheduling::shm_endpoint::record shm_rec_{}; ///< the record msg_ shows, until released
+  std::chrono::steady_clock::time_point shm_last_{}; ///< a record was last read (the busy-poll's clock)
+  bool shm_on_ = false;      ///< from REGISTER on, FLOW messages go both ways through the rings
+  bool shm_in_msg_ = false;  ///< msg_ is shm_rec_ (released once msg_ is handled)
+  bool shm_blocked_ = false; ///< writing_ waits for the agent to free ring space (its doorbell)
+  bool shm_posted_ = false;  ///< a drain (busy-poll, yield) or write is posted
+  std::optional<std::uint16_t> shm_close_; ///< the agent's close frame, waiting for its ring to be read
 };
 
 } // namespace detail

@@ -71,7 +71,7 @@ void session::send_close() {
   timer_.async_wait(bind([](session& s, beast::error_code ec) {
     if (!ec) s.teardown("no close frame from the peer in time");
   }));
-  if (!reading_) parse();
+  resume();
 }
 
 void session::fail_codec(codec::decode_status st) {
@@ -110,10 +110,10 @@ void session::begin_close(websocket::close_code cc) {
   close_after_flush_ = true;
   if (deliver_ && gw_) // held or paused: read again for the agent's CREDIT and ACK (once out of parse())
     net::post(ws_.get_executor(), bind([](session& ss) {
-      if (ss.reading_ || ss.state_ != state::closing || !ss.close_after_flush_) return;
+      if ((ss.reading_ && !ss.shm_on_) || ss.state_ != state::closing || !ss.close_after_flush_) return;
       ss.flow_.cancel_pause();
       ss.msg_ = {}; // waited for a frame buffer: not routed, the agent has left
-      ss.parse();
+      ss.resume();
     }));
   flush();
 }

@@ -48,8 +48,9 @@ void session::flush() {
   }
   wire_.clear();
   bool any = false;
-  while (wire_.size() < write_gather_bytes && gather(delivering))
+  while (out_bytes() < write_gather_bytes && gather(delivering))
     any = true;
+  if (shm_on_ && shm_->staged_bytes()) return shm_write(); // (with what a full ring left: session_shm.cpp)
   // a consumer that keeps its window (or ack window) used up while messages wait is as slow as
   // one that reads nothing: the same write_timeout cuts it (the watchdog looks at both clocks)
   const bool waits = state_ == state::open && egress_.waits_for_agent(acks_.get());
@@ -96,7 +97,8 @@ bool session::gather(bool delivering) {
   }
   if (g.message.empty()) return false;
   if (batch_.count() > 1) core_.batches.fetch_add(1, std::memory_order_relaxed);
-  append_frame(wire_, g.message.data(), g.message.size());
+  if (shm_on_) shm_->stage(g.message.data(), g.message.size());
+  else append_frame(wire_, g.message.data(), g.message.size());
   return true;
 }
 

@@ -61,21 +61,21 @@ void session::recheck_hold() {
     // must not take it down for liveness (issue 17.4). Bounded: the hold ends when its
     // recipient drains or is cut (write_timeout), and then we read it again.
     s.maybe_heartbeat();
-    const bool idle = !s.reading_ && !s.flow_.paused();
+    const bool idle = (!s.reading_ || s.shm_on_) && !s.flow_.paused();
     s.update_stalled();
     // catch_up() first: a recipient with its own water marks (an actor agent, a link) clears
     // its mark as it drains, but a sender's push that read the backlog just before that drain
     // can set it again after it — with this publisher held, nothing would clear it then
     if (auto ep = s.held_by_.lock(); ep && ep->open() && (ep->catch_up(), ep->throttled())) {
       s.recheck_hold();
-      if (idle && s.read_while_held()) s.parse();
+      if (idle && s.read_while_held()) s.resume();
       return;
     }
     s.flow_.end_hold();
     s.update_stalled();
     s.held_by_.reset();
     s.send_credit(1);
-    if (idle) s.parse();
+    if (idle) s.resume();
   }));
 }
 
@@ -96,7 +96,7 @@ void session::pause() {
     const bool go_on = s.on_message();
     s.report_in();
     s.flow_.retried();
-    if (go_on) s.parse();
+    if (go_on) s.resume();
   }));
 }
 

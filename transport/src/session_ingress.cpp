@@ -60,6 +60,7 @@ bool session::handle(codec::message& m) {
     received(m);
     if (m.type != codec::msg_type::register_agent)
       return fail(reason::expected_register, "the first frame must be REGISTER"), false;
+    if (shm_) attach_shm(); // before anything is written back: WELCOME goes through the ring too
     start_register(m);
     return false;
   }

@@ -87,6 +87,7 @@ public:
   bool next(record& r, bool& corrupt) noexcept;
   void release(const record& r) noexcept;
   /// Hands released space back. True: the producer waits for space (wait_for_space) — wake it.
+  /// Nothing released since the last publish: false (a waiting producer stays waiting).
   bool publish() noexcept;
   /// Consumer with nothing to read: asks the producer to ring on its next commit. False: a record
   /// is already there (read on, not parked); true: parked.
@@ -129,6 +130,7 @@ private:
   detail::shm_ring_control* rx_ = nullptr;
   unsigned char* rx_data_ = nullptr;
   std::uint64_t rx_head_ = 0;
+  std::uint64_t rx_published_ = 0; ///< rx_head_ as publish() last handed it back
 };
 
 /// Owns the mapping of a channel region. Move-only; unmaps on destruction.

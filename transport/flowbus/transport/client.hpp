@@ -80,6 +80,15 @@ struct client_options {
   /// which gathers it into fewer writes (a burst costs one system call, not one per message;
   /// docs/benchmarks.md measures where the two cross). A negative value: never.
   std::chrono::microseconds direct_write_gap{50};
+  /// Same host: ask the node for shared memory in the handshake (docs/protocol.md §13). If it
+  /// offers a channel and this process can open it, every FLOW message goes through its rings —
+  /// no system call per message while both sides are busy, the sending thread writing its message
+  /// into the ring itself — and the WebSocket carries only pings, doorbells and the close. If not
+  /// (another host or user, an older node, shm off there), the connection is plain WebSocket.
+  bool shared_memory = false;
+  /// After the node's ring runs dry, the I/O thread keeps looking for this long before it parks
+  /// and waits for a doorbell (a busy-poll: one core kept busy while messages flow; 0: park).
+  std::chrono::microseconds shm_spin{0};
 };
 
 /// A received message, the same as an in-process agent's delivery (frame unset). Views are valid
@@ -103,6 +112,8 @@ struct client_stats {
   std::uint64_t handler_failures = 0; ///< handlers that threw (with acks: NACKed, the node retries)
   std::uint64_t blocked_sends = 0;    ///< sends that found the queue full and waited (max_block)
   std::uint64_t direct_writes = 0;    ///< messages the sending thread wrote itself (direct_write_gap)
+  std::uint64_t shm_connects = 0;     ///< connections that went through shared memory
+  std::uint64_t doorbells = 0;        ///< doorbells sent to the node (it had parked, or waited for space)
 };
 
 class client {

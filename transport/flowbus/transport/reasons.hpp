@@ -21,6 +21,7 @@ enum class reason : std::uint16_t {
   agent_down = 72,           ///< the node took the agent down (missed heartbeats; its id won by another node)
   message_too_large = 73,    ///< a WebSocket message above the node's maximum
   handler_failed = 74,       ///< agent → node NACK: the agent's handler failed the message
+  shm_damaged = 75,          ///< a shared-memory ring holds a record no writer could have made
   routing_base = actors::wire_routing_base, ///< 96 + actors::errc: a message or subscription was refused
 };
 

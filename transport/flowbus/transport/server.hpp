@@ -46,6 +46,16 @@ struct server_options {
   scheduling::retry_policy retry{3, std::chrono::milliseconds(20), std::chrono::milliseconds(1000)};
   bool breaker_enabled = true;
   scheduling::breaker_options breaker;
+  /// Same-host agents (docs/protocol.md §13): a client on the loopback interface that asks for it
+  /// in its WebSocket handshake gets a shared-memory channel of two rings of this many bytes each
+  /// (at least 4 x max_message), and exchanges its FLOW messages through them — no system call
+  /// per message while both sides are busy. false: never offered.
+  bool shared_memory = true;
+  std::size_t shm_ring_bytes = 1 << 20;
+  /// After its ring runs dry, a session keeps looking for this long (re-posting itself on the I/O
+  /// thread, which serves other connections in between) before it parks and waits for a doorbell:
+  /// a busy-poll that buys ~10-20 µs a hop for a core kept busy while agents talk (0: park at once).
+  std::chrono::microseconds shm_spin{0};
 };
 
 struct server_stats {
@@ -63,6 +73,8 @@ struct server_stats {
   std::uint64_t acked = 0;
   /// Times frames waited because their agent's receive window was used up (its CREDIT pending).
   std::uint64_t window_waits = 0;
+  /// Connections that attached a shared-memory channel (in all), and doorbells sent to agents.
+  std::uint64_t shm_attached = 0, shm_doorbells = 0;
 };
 
 class server {
