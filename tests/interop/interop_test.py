@@ -136,11 +136,40 @@ async def scenario(uri):
     await b.close()
 
 
+async def shm_scenario(uri):
+    # protocol.md §13: an agent on the node's host asks for shared memory; its frames go through
+    # the rings both ways, and a plain WebSocket agent talks with it as with any other
+    s = fc.ShmAgent(uri, "py-shm")
+    welcome = await s.connect()
+    check(welcome.get("target") == "py-shm", "shared memory: WELCOME arrives through the node's ring")
+    await s.send(fc.Message(fc.SUBSCRIBE, {"topic": "interop.shm.>", "message_id": 5}))
+    ack = await s.next()
+    check(ack.type == fc.ACK and ack.get("message_id") == 5, "shared memory: SUBSCRIBE through our ring, ACK through the node's")
+    w = fc.Agent(uri, "py-ws", subscriptions=["interop.ws.>"])
+    await w.connect()
+    # 3 000 x 600 bytes: the node's 1 MiB ring fills (it waits for space: we ring it as we read)
+    # and wraps (a padding record at its end)
+    payloads = [(b"%d:" % i).ljust(600, b".") for i in range(3000)]
+    for p in payloads:
+        await w.publish("interop.shm.n", p)
+    got = [await s.next() for _ in range(3000)]
+    check([m.payload for m in got] == payloads, "shared memory: 3 000 messages from a WebSocket agent, in order, through a full ring that wraps")
+    for i in range(3):
+        await s.publish("interop.ws.back", b"from-shm-%d" % i)
+    back = [await w.next() for _ in range(3)]
+    check([m.payload for m in back] == [b"from-shm-0", b"from-shm-1", b"from-shm-2"] and back[0].get("source") == "py-shm",
+          "shared memory: what the agent writes into its ring reaches a WebSocket agent")
+    await s.send(fc.Message(fc.GOODBYE))
+    await s.ws.close()
+    await w.close()
+
+
 def main():
     exe = sys.argv[1]
     node, uri = start_node(exe)
     try:
         asyncio.run(asyncio.wait_for(scenario(uri), 60))
+        asyncio.run(asyncio.wait_for(shm_scenario(uri), 60))
     finally:
         node.terminate()
         out, _ = node.communicate(timeout=30)
