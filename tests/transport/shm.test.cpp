@@ -12,7 +12,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 
 using namespace flowbus;
 using namespace flowbus::test;
@@ -222,6 +224,28 @@ TEST_SUITE("shm") {
       return r;
     }());
     REQUIRE(all);
+  }
+
+  TEST_CASE("a node removes channels left behind by node processes that died") {
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) _exit(0);
+    waitpid(child, nullptr, 0); // its pid names no process now
+    const std::string dead = "flowbus-" + std::to_string(child) + "-1";
+    const std::string alive = "flowbus-" + std::to_string(getpid()) + "-999999";
+    std::error_code ec;
+    auto a = scheduling::shm_channel::create(4096, dead, ec);
+    REQUIRE_FALSE(ec);
+    auto b = scheduling::shm_channel::create(4096, alive, ec);
+    REQUIRE_FALSE(ec);
+    {
+      edge e;
+      (void)scheduling::shm_channel::open(dead, ec);
+      CHECK(ec == std::errc::no_such_file_or_directory); // removed at start
+      auto still = scheduling::shm_channel::open(alive, ec);
+      CHECK_FALSE(ec); // a live node's (ours) is left alone
+    }
+    scheduling::shm_channel::unlink(alive);
   }
 
   TEST_CASE("a peer written from the protocol document: WELCOME in the ring; a damaged ring closes that connection only") {

@@ -42,6 +42,9 @@ void server::core::accept() {
 
 server::server(actors::node& node, server_options options) : core_(std::make_shared<core>(node, std::move(options))) {
   core& c = *core_;
+  if (c.opt.shared_memory)
+    if (const std::size_t n = shm_link::remove_stale())
+      spdlog::info("flowbus: removed {} shared-memory channels left by node processes that died", n);
   const tcp::endpoint ep(net::ip::make_address(c.opt.address), c.opt.port);
   c.acceptor.open(ep.protocol());
   c.acceptor.set_option(net::socket_base::reuse_address(true));

@@ -178,7 +178,7 @@ void session::arm_watchdog(std::chrono::steady_clock::duration after) {
       if (starved < limit) return s.arm_watchdog(limit - starved);
       return s.cut_starved();
     }
-    if (!s.writing_) return;
+    if (!s.writing_ || (s.shm_on_ && !s.shm_blocked_)) return; // (a posted shm continuation is no blocked write)
     const auto blocked = now - s.write_began_;
     if (blocked < limit) return s.arm_watchdog(limit - blocked);
     s.core_.slow_consumers.fetch_add(1, std::memory_order_relaxed);
