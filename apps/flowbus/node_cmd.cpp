@@ -110,9 +110,10 @@ int run_node(const node_options& o) {
         for (std::uint32_t i = 0; i < o.stats_seconds * 10 && !done.load(); ++i)
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
         const auto s = server->stats();
-        spdlog::info("flowbus node: {} connections, {} frames in, {} out, {} writes ({} batched), {} protocol errors, "
-                     "{} slow consumers, {} dead letters ({} not persisted)",
-                     s.active, s.frames_in, s.frames_out, s.writes, s.batches, s.protocol_errors, s.slow_consumers,
+        spdlog::info("flowbus node: {} connections, {} frames in, {} out, {} writes ({} batched), {} shm doorbells, "
+                     "{} protocol errors, {} slow consumers, {} dead letters ({} not persisted)",
+                     s.active, s.frames_in, s.frames_out, s.writes, s.batches, s.shm_doorbells, s.protocol_errors,
+                     s.slow_consumers,
                      n.dead().total(), n.dead().not_persisted());
         for (const actors::peer_status& p : n.peers())
           spdlog::info("flowbus node: peer {} at {} {}, rtt {} us, {} frames out, {} in, {} pending, {} dead-lettered, "
@@ -133,9 +134,11 @@ int run_node(const node_options& o) {
   using ull = unsigned long long;
   // with a DLQ directory, a dead letter that did not reach the disk is a lost message: said, and rc 1
   const std::uint64_t lost = cfg.dlq_directory.empty() ? 0 : n.dead().not_persisted();
-  std::printf("flowbus node: stopped; %llu connections served, %llu frames in, %llu out in %llu writes, %llu dead "
-              "letters (%llu NOT persisted), %s; flow control: %llu holds, %llu window waits, %llu buffer pauses\n",
-              static_cast<ull>(s.accepted), static_cast<ull>(s.frames_in), static_cast<ull>(s.frames_out),
+  std::printf("flowbus node: stopped; %llu connections served (%llu over shared memory), %llu frames in, %llu out in "
+              "%llu writes, %llu dead letters (%llu NOT persisted), %s; flow control: %llu holds, %llu window waits, %llu "
+              "buffer pauses\n",
+              static_cast<ull>(s.accepted), static_cast<ull>(s.shm_attached), static_cast<ull>(s.frames_in),
+              static_cast<ull>(s.frames_out),
               static_cast<ull>(s.writes), static_cast<ull>(n.dead().total()), static_cast<ull>(lost),
               rep.drained ? "drained" : "NOT drained", static_cast<ull>(s.holds), static_cast<ull>(s.window_waits),
               static_cast<ull>(s.paused));
