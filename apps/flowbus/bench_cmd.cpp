@@ -415,13 +415,16 @@ int run_pubsub(const bench_options& o) {
   return rc;
 }
 
-/// A bench client on 127.0.0.1:port, its id the prefix and this process's pid.
-transport::client_options bench_client(std::uint16_t port, const std::string& id_prefix) {
+/// A bench client on 127.0.0.1:port, its id the prefix and this process's pid; shared memory as
+/// the options say.
+transport::client_options bench_client(std::uint16_t port, const std::string& id_prefix, const bench_options& o) {
   transport::client_options co;
   co.port = port;
   co.id = id_prefix + std::to_string(getpid());
   co.type = "bench";
   co.max_queued = 1 << 16;
+  co.shared_memory = o.shm;
+  co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
   return co;
 }
 
@@ -433,6 +436,7 @@ int run_request(const bench_options& o) {
   const std::uint64_t count = static_cast<std::uint64_t>(o.rate * o.seconds);
   const std::string name = !o.name.empty() ? o.name
                                            : "ws_request_reply_" + std::to_string(static_cast<long>(o.rate)) +
+                                                 (o.shm ? (o.shm_spin_us ? "_shm_spin" : "_shm") : "") +
                                                  (o.cluster_nodes > 1 ? "_cluster" + std::to_string(o.cluster_nodes) : "");
   std::vector<std::unique_ptr<node_process>> nodes;
   if (!start_nodes(o, nodes)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
@@ -445,7 +449,7 @@ int run_request(const bench_options& o) {
   if (child == 0) { // the responder: echoes every request until the parent closes `done`
     close(ready[0]);
     close(done[1]);
-    transport::client c(bench_client(resp_port, "bench-responder-"));
+    transport::client c(bench_client(resp_port, "bench-responder-", o));
     transport::client* cp = &c;
     const bool ok = c.connect(10s) == actors::errc::ok &&
                     c.subscribe(rpc_topic, [cp](const transport::incoming& in) { cp->respond(in, in.payload); })
@@ -465,7 +469,7 @@ int run_request(const bench_options& o) {
   int rc = 1;
   if (up) {
     if (o.cluster_nodes > 1) std::this_thread::sleep_for(1s); // the responder's interest reaches n0
-    transport::client c(bench_client(req_port, "bench-requester-"));
+    transport::client c(bench_client(req_port, "bench-requester-", o));
     if (c.connect(10s) == actors::errc::ok) {
       std::mutex m;
       histogram h;
