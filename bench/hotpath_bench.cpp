@@ -21,6 +21,7 @@
 // each round (median and range): this VM's cross-CPU latency changes from minute to minute.
 #include <flowbus/actors/actor_mailbox.hpp>
 #include <flowbus/scheduling/buffer_pool.hpp>
+#include <flowbus/scheduling/fixed_rate.hpp>
 #include <flowbus/scheduling/histogram.hpp>
 #include <flowbus/scheduling/mpsc_queue.hpp>
 #include <flowbus/scheduling/numa.hpp>
@@ -45,6 +46,7 @@
 #include <future>
 #include <mutex>
 #include <string>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -237,6 +239,18 @@ run_result caf_thread_actor_pingpong(std::size_t n, const char* policy) {
     }
     caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
   }
+  return r;
+}
+
+// ---------------------------------------------------------------- the fixed-rate floor
+
+// How late a fixed-rate sender (scheduling::offer_at_fixed_rate, as `flowbus bench latency`
+// offers load) starts each send after its intended time: its sleep's wake-up. Every latency
+// measured from the intended send time includes it, so no transport can be measured below it.
+run_result fixed_rate_wakeup(std::size_t n) {
+  run_result r;
+  prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL); // as the bench and the node run
+  offer_at_fixed_rate(10000, n, [&](std::uint64_t, std::uint64_t intended_ns) { r.h.record(steady_ns() - intended_ns); });
   return r;
 }
 
@@ -455,6 +469,7 @@ int main(int argc, char** argv) {
       {"caf_thread_actor_pingpong_sharing", true, [&] { return caf_thread_actor_pingpong(rt / 4, "sharing"); }},
       {"mutex_cv_pingpong", true, [&] { return mutex_cv_pingpong(rt / 4); }},
       {"shm_pingpong", true, [&] { return shm_pingpong(rt); }},
+      {"fixed_rate_wakeup_10k", true, [&] { return fixed_rate_wakeup(rt / 10); }},
       {"spsc_throughput", false, [&] { return spsc_throughput(items); }},
       {"mpsc_2p_throughput", false, [&] { return mpsc_2p_throughput(items / 4); }},
       {"pool_acquire_release", false, [&] { return pool_acquire_release(items); }},
