@@ -16,15 +16,15 @@ constexpr std::string_view prefix = "flowbus-";
 
 /// flowbus-<pid>-<n>, digits only: the creator's pid, or 0 if `name` is not of that form.
 long creator_of(std::string_view name) {
-  if (name.substr(0, prefix.size()) != prefix) return 0;
+  if (name.size() > 64 || name.substr(0, prefix.size()) != prefix) return 0;
   name.remove_prefix(prefix.size());
   const auto dash = name.find('-');
-  if (dash == 0 || dash == std::string_view::npos || dash + 1 == name.size()) return 0;
+  if (dash == 0 || dash == std::string_view::npos || dash > 9 || dash + 1 == name.size()) return 0;
   long pid = 0;
   for (std::size_t i = 0; i < name.size(); ++i) {
     if (i == dash) continue;
-    if (name[i] < '0' || name[i] > '9' || i > 40) return 0;
-    if (i < dash) pid = pid * 10 + (name[i] - '0');
+    if (name[i] < '0' || name[i] > '9') return 0;
+    if (i < dash) pid = pid * 10 + (name[i] - '0'); // (at most 9 digits: no overflow)
   }
   return pid;
 }
