@@ -74,7 +74,6 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   bool shm_on = false;       ///< from REGISTER on, FLOW messages go through `shm`
   bool shm_blocked = false;  ///< `writing` waits for the node to free ring space (its doorbell)
   bool shm_posted = false;   ///< a drain is posted (busy-poll, the rest of a pass)
-  clk::time_point shm_last{}; ///< a record was last read (the busy-poll's clock)
 
   // ---- shared with sending threads ----
   mutable std::mutex m;

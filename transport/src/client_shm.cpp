@@ -8,11 +8,19 @@
 
 #include <spdlog/spdlog.h>
 
-#include <array>
 
 namespace flowbus::transport {
 
 using namespace detail; // beast, websocket, net
+
+namespace {
+/// A doorbell: an empty binary WebSocket message, masked with a key from `keys` (RFC 6455).
+std::vector<unsigned char> doorbell(std::mt19937_64& keys) {
+  std::vector<unsigned char> bell;
+  append_masked_frame(bell, nullptr, 0, static_cast<std::uint32_t>(keys()));
+  return bell;
+}
+} // namespace
 
 /// After the handshake: opens the channel the node offered, if it did (before REGISTER: the node
 /// looks for our attach when it reads it).
@@ -51,9 +59,7 @@ bool client::impl::write_direct_shm(codec::bytes_view frame) {
   if (!shm->write_now(frame.data(), frame.size())) return false;
   if (shm->take_doorbell()) {
     doorbells.fetch_add(1, std::memory_order_relaxed);
-    std::array<unsigned char, 6> bell{0x82, 0x80}; // an empty binary message, masked (RFC 6455)
-    const auto key = static_cast<std::uint32_t>(direct_rng());
-    std::memcpy(bell.data() + 2, &key, 4);
+    const std::vector<unsigned char> bell = doorbell(direct_rng);
     const auto r = ws->next_layer().try_write_now(bell.data(), bell.size(),
                                                   [self = shared_from_this(), gen = generation](beast::error_code ec) {
                                                     if (gen == self->generation && ec) self->lost("write: " + ec.message());
@@ -105,11 +111,7 @@ void client::impl::drain_shm(std::uint64_t gen, bool last) {
   if (last) return;
   if (const auto seq = receipts.ack_owed()) send_ack(*seq);
   if (const auto c = receipts.credit_owed()) send_credit(*c);
-  const auto now = clk::now();
-  if (n) shm_last = now;
-  if (n >= 64) return post_drain(gen);
-  if (opt.shm_spin.count() > 0 && now - shm_last < opt.shm_spin) return post_drain(gen);
-  if (!ring.park()) post_drain(gen); // a record came meanwhile
+  if (shm->poll_again(n, n >= 64, opt.shm_spin)) post_drain(gen);
 }
 
 void client::impl::post_drain(std::uint64_t gen) {
@@ -134,9 +136,7 @@ void client::impl::on_doorbell() {
 /// Wakes the node (I/O thread): an empty binary WebSocket message, behind what is being written.
 void client::impl::ring_node() {
   doorbells.fetch_add(1, std::memory_order_relaxed);
-  auto bell = std::make_shared<std::array<unsigned char, 6>>(std::array<unsigned char, 6>{0x82, 0x80});
-  const auto key = static_cast<std::uint32_t>(rng());
-  std::memcpy(bell->data() + 2, &key, 4);
+  auto bell = std::make_shared<std::vector<unsigned char>>(doorbell(rng));
   ws->next_layer().write_frames(net::buffer(*bell), [self = shared_from_this(), bell, gen = generation](
                                                         beast::error_code ec, std::size_t) {
     if (gen == self->generation && ec) self->lost("write: " + ec.message());

@@ -173,7 +173,8 @@ private:
   void shm_drain();
   bool shm_drained_for_close();
   void shm_write();
-  void post_shm(bool drain);
+  void post_drain();
+  bool shm_read_all();
   void on_doorbell();
   void ring_agent();
   /// Reading again after a pause or hold: parse() if no read is in flight, else the rings.
@@ -255,11 +256,10 @@ private:
   // shared memory (session_shm.cpp)
   std::unique_ptr<shm_link> shm_;         ///< offered in the handshake; kept if the agent attached
   scheduling::shm_endpoint::record shm_rec_{}; ///< the record msg_ shows, until released
-  std::chrono::steady_clock::time_point shm_last_{}; ///< a record was last read (the busy-poll's clock)
   bool shm_on_ = false;      ///< from REGISTER on, FLOW messages go both ways through the rings
   bool shm_in_msg_ = false;  ///< msg_ is shm_rec_ (released once msg_ is handled)
   bool shm_blocked_ = false; ///< writing_ waits for the agent to free ring space (its doorbell)
-  bool shm_posted_ = false;  ///< a drain (busy-poll, yield) or write is posted
+  bool shm_posted_ = false;  ///< a drain (busy-poll, the rest of a pass) is posted
   std::optional<std::uint16_t> shm_close_; ///< the agent's close frame, waiting for its ring to be read
 };
 

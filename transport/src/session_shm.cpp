@@ -77,33 +77,33 @@ void session::shm_drain() {
   if (state_ == state::closed) return;
   if (shm_->publish()) ring_agent();
   if (corrupt) return fail(reason::shm_damaged, "the shared-memory ring holds a damaged record");
-  const auto now = std::chrono::steady_clock::now();
   if (n) {
     heard_ = true; // alive, as bytes on the socket would show (see on_bytes)
     if (state_ == state::open) maybe_heartbeat();
-    shm_last_ = now;
   }
   if (!go_on) return; // resumed later (registering, paused, held, closing)
-  if (shm_close_ && !shm_in_msg_ && !ring.next(shm_rec_, corrupt)) { // all read: the agent's close now
+  if (shm_close_ && shm_read_all()) { // the agent's close, now
     const std::uint16_t code = *shm_close_;
     shm_close_.reset();
     return on_peer_close(code);
   }
-  if (pass_ >= pass_budget) { // more, after the other connections' turn (their writes drain their lanes)
-    pass_ = 0;
-    return post_shm(true);
-  }
-  if (core_.opt.shm_spin.count() > 0 && now - shm_last_ < core_.opt.shm_spin) return post_shm(true);
-  if (!ring.park()) post_shm(true); // a record came meanwhile
+  // a full pass: more after the other connections' turn (their writes drain their lanes)
+  const bool full = pass_ >= pass_budget;
+  if (full) pass_ = 0;
+  if (shm_->poll_again(n, full, core_.opt.shm_spin)) post_drain();
+}
+
+/// Whether the agent's ring is read to its end (no record held, none committed).
+bool session::shm_read_all() {
+  bool corrupt = false;
+  return !shm_in_msg_ && !shm_->ring().next(shm_rec_, corrupt);
 }
 
 /// The agent's close frame came: reads what its ring holds first. False: some of it must wait
 /// (held, paused) — the close is handled once it has been read.
 bool session::shm_drained_for_close() {
   shm_drain(); // (a pass: what is left after it follows in the next, then the close)
-  if (state_ == state::closed || shm_in_msg_) return state_ == state::closed;
-  bool corrupt = false;
-  return !shm_->ring().next(shm_rec_, corrupt);
+  return state_ == state::closed || shm_read_all();
 }
 
 /// Writes what flush() staged into the agent's ring; a full ring waits for the agent's doorbell
@@ -119,24 +119,20 @@ void session::shm_write() {
     return;
   }
   // written: gather again after the other connections' turn, as a socket write's completion would
-  post_shm(false);
-}
-
-/// Posts a drain (busy-poll, or the rest of a pass) or the next flush, once.
-void session::post_shm(bool drain) {
-  if (drain) {
-    if (shm_posted_) return;
-    shm_posted_ = true;
-    net::post(ws_.get_executor(), bind([](session& s) {
-      s.shm_posted_ = false;
-      s.shm_drain();
-      s.report_in();
-    }));
-    return;
-  }
   net::post(ws_.get_executor(), bind([](session& s) {
     s.writing_ = false;
     s.flush();
+  }));
+}
+
+/// Posts a drain (busy-poll, or the rest of a pass), once.
+void session::post_drain() {
+  if (shm_posted_) return;
+  shm_posted_ = true;
+  net::post(ws_.get_executor(), bind([](session& s) {
+    s.shm_posted_ = false;
+    s.shm_drain();
+    s.report_in();
   }));
 }
 

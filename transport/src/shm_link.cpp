@@ -111,6 +111,15 @@ bool shm_link::write_staged() {
   return true;
 }
 
+bool shm_link::poll_again(std::size_t records, bool pass_full, std::chrono::microseconds spin) noexcept {
+  if (records || spin.count() > 0) {
+    const auto now = std::chrono::steady_clock::now();
+    if (records) last_read_ = now;
+    if (pass_full || now - last_read_ < spin) return true;
+  }
+  return !ep_.park();
+}
+
 bool shm_link::write_now(const unsigned char* p, std::size_t n) {
   bool wake = false;
   if (!ep_.try_write(p, n, &wake)) return false;

@@ -9,6 +9,7 @@
 
 #include <flowbus/scheduling/shm_channel.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -58,6 +59,10 @@ public:
   scheduling::shm_endpoint& ring() noexcept { return ep_; }
   /// Hands read space back. True: the writer waits for it — ring the other side.
   bool publish() noexcept { return ep_.publish(); }
+  /// The reader's idle strategy after a pass that read `records`: true — look again soon (more
+  /// than a pass waits, it is within `spin` of the last record read, or a record came as it
+  /// parked); false — parked: the writer rings when it commits.
+  bool poll_again(std::size_t records, bool pass_full, std::chrono::microseconds spin) noexcept;
 
   /// Producer: whether the other side must be rung now (a commit found it parked). Reading it
   /// clears it. (The producer's flag: a client's sending thread may own the producing side while
@@ -75,6 +80,7 @@ private:
   std::string name_;
   bool named_ = false; ///< the name still exists (node side)
   bool ring_peer_ = false;
+  std::chrono::steady_clock::time_point last_read_{}; ///< a record was last read (the busy-poll's clock)
   std::vector<unsigned char> staged_; ///< [u32 length][bytes] per message
   std::size_t staged_at_ = 0;
 };
