@@ -94,6 +94,11 @@ void stop_dlq_actors(node::impl* core) {
   if (!core->dlq_live.exchange(false)) return;
   // what arrived after the last flush is written by persist_remaining (in ~impl), without CAF
   for (auto& a : core->dlqs) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  // Wait until they are gone. CAF 0.17's scheduler shutdown cleans up an actor still queued with
+  // its exit message without destroying its state (the file and its path leaked; ASan saw it),
+  // and persist_remaining must be the only writer of the files once this returns.
+  caf::scoped_actor s{*core->sys};
+  s->wait_for(core->dlqs);
 }
 
 void persist_remaining(node::impl* core) {
