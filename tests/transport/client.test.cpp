@@ -146,6 +146,100 @@ TEST_SUITE("client") {
     CHECK(got.all().back() == "8");
   }
 
+  TEST_CASE("send_buffer bounds the queue in bytes: full, a send is refused; connected, everything accepted arrives") {
+    edge e;
+    inbox got;
+    transport::client sub(client_opts(e.port(), "sb-sub", {"sb.>"}));
+    sub.on_message(got.handler());
+    REQUIRE(sub.connect() == errc::ok);
+    auto o = client_opts(e.port(), "sb-pub");
+    o.max_message = 4096;
+    o.send_buffer = 1000; // rounded up to twice a max_message record: 16 KiB
+    transport::client pub(o);
+    // not connected yet: nothing drains the queue. 1 000-byte payloads: about 15 fit
+    const std::string big(1000, 'b');
+    int accepted = 0;
+    while (pub.publish("sb.x", std::to_string(accepted) + ":" + big) == errc::ok)
+      ++accepted;
+    CHECK(accepted >= 12);
+    CHECK(accepted <= 16);
+    int small = 0; // what is left of the ring takes a few small ones (< 1 000 bytes)
+    while (pub.publish("sb.x", "s" + std::to_string(small)) == errc::ok)
+      ++small;
+    CHECK(small < 1000 / 24);
+    CHECK(pub.publish("sb.x", std::string(5000, 'x')) == errc::too_large);
+    const auto n = static_cast<std::size_t>(accepted + small);
+    REQUIRE(pub.connect() == errc::ok);
+    REQUIRE(eventually([&] { return got.size() == n; }));
+    const auto all = got.all();
+    for (int i = 0; i < accepted; ++i)
+      CHECK(all[static_cast<std::size_t>(i)] == std::to_string(i) + ":" + big);
+    for (int i = 0; i < small; ++i)
+      CHECK(all[static_cast<std::size_t>(accepted + i)] == "s" + std::to_string(i));
+    // drained: room again
+    CHECK(pub.publish("sb.x", "after") == errc::ok);
+    REQUIRE(eventually([&] { return got.size() == n + 1; }));
+  }
+
+  TEST_CASE("threads sending through one client at once, through a small ring that fills and wraps: each thread's "
+            "messages once, in its order; close() right after writes every accepted one") {
+    edge e({}, lossless_node());
+    inbox got;
+    transport::client sub(client_opts(e.port(), "mt-sub", {"mt.>"}));
+    sub.on_message(got.handler());
+    REQUIRE(sub.connect() == errc::ok);
+    auto o = client_opts(e.port(), "mt-pub");
+    o.max_message = 4096;
+    o.send_buffer = 16 * 1024;
+    o.max_block = 10s; // a full ring makes senders wait, never refuses them here
+    o.direct_write_gap = 0ms; // and senders write themselves whenever the connection is idle
+    transport::client pub(o);
+    REQUIRE(pub.connect() == errc::ok);
+#ifdef FLOWBUS_SANITIZED
+    constexpr int per = 1500;
+#else
+    constexpr int per = 10000;
+#endif
+    constexpr int threads = 4;
+    std::atomic<int> refused{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        for (int i = 0; i < per; ++i) // lengths that move the end of the ring around: 2..~300 bytes
+          if (pub.publish("mt.x", std::string(1, static_cast<char>('a' + t)) + std::to_string(i) + "|" +
+                                      std::string(static_cast<std::size_t>(i * 7 % 293), 'x')) != errc::ok)
+            refused.fetch_add(1);
+      });
+    for (auto& t : ts)
+      t.join();
+    pub.close(); // at once: what was accepted is written before GOODBYE
+    CHECK(refused.load() == 0);
+    CHECK(pub.stats().unsent == 0);
+    const bool all_in = eventually([&] { return got.size() == std::size_t{threads} * per; }, 30s);
+    INFO("received " << got.size() << " of " << threads * per << "; sent " << pub.stats().sent << ", blocked "
+                     << pub.stats().blocked_sends << ", direct " << pub.stats().direct_writes);
+    REQUIRE(all_in);
+    std::vector<int> next(threads, 0);
+    int bad = 0;
+    for (const std::string& m : got.all()) {
+      const int t = m[0] - 'a';
+      const auto bar = m.find('|');
+      if (t < 0 || t >= threads || bar == std::string::npos) {
+        ++bad;
+        continue;
+      }
+      const int i = std::stoi(m.substr(1, bar - 1));
+      if (i != next[static_cast<std::size_t>(t)] || m.size() != bar + 1 + static_cast<std::size_t>(i * 7 % 293)) ++bad;
+      next[static_cast<std::size_t>(t)] = i + 1;
+    }
+    CHECK(bad == 0);
+    for (int t = 0; t < threads; ++t)
+      CHECK(next[static_cast<std::size_t>(t)] == per);
+    const auto ss = e.server.stats();
+    CHECK(ss.sequence_gaps == 0);
+    CHECK(ss.sequence_repeats == 0);
+  }
+
   TEST_CASE("unicast, broadcast, and an in-process agent talking to a remote one") {
     edge e;
     inbox a_in, b_in;

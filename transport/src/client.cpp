@@ -10,7 +10,8 @@ using clk = std::chrono::steady_clock;
 
 client::impl::impl(client_options o)
     : opt(std::move(o)), batch(opt.max_message, opt.max_batch), receipts(opt.acks, opt.receive_window),
-      direct_batch(opt.max_message, 1), answers(clk::now()) {}
+      send_ring(std::max<std::size_t>(opt.send_buffer, 2 * scheduling::mpsc_byte_ring::record_bytes(opt.max_message))),
+      direct_batch(opt.max_message, opt.max_batch), answers(clk::now()) {}
 
 client::client(client_options options) : impl_(std::make_shared<impl>(std::move(options))) {}
 

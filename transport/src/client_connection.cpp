@@ -152,7 +152,7 @@ void client::impl::sweep() {
       d = self->answers.advance(clk::now(), self->sent.load(std::memory_order_relaxed), self->opt.ack_attempts,
                                 self->opt.ack_timeout, [&](std::vector<codec::byte>& frame) {
                                   frame[codec::offset::flags] |= codec::flag::redelivery; // checksum redone on writing
-                                  self->pending.append_frame(codec::bytes_view(frame.data(), frame.size()));
+                                  self->resend.append_frame(codec::bytes_view(frame.data(), frame.size()));
                                   self->queued.fetch_add(1, std::memory_order_relaxed);
                                   self->redelivered.fetch_add(1, std::memory_order_relaxed);
                                   return self->sent.load(std::memory_order_relaxed) +
@@ -247,22 +247,24 @@ bool client::impl::joined_within(std::chrono::milliseconds d) {
 
 void client::impl::closing_flush() {
   take_direct();
-  {
-    std::lock_guard<std::mutex> g(m); // after everything queued (enqueue refuses once closing)
-    codec::message bye;
-    bye.type = codec::msg_type::goodbye;
-    bye.timestamp_ns = codec::wall_clock_ns();
-    append_locked(bye);
-  }
+  close_claims = send_ring.claimed(); // (after closing was set: later claims are given up by their senders)
   close_by = clk::now() + opt.close_timeout;
   drain_then_close();
 }
 
+/// Writes what is queued — everything claimed before closing was set, whose senders are told ok
+/// — then GOODBYE, then the close handshake.
 void client::impl::drain_then_close() {
-  bool empty;
-  {
+  bool empty = send_ring.released() >= close_claims && front.empty() && express.empty() && resend.empty();
+  if (empty) {
     std::lock_guard<std::mutex> g(m);
-    empty = pending.empty() && urgent.empty() && out.empty() && front.empty() && express.empty();
+    empty = urgent.empty();
+  }
+  if (empty && !bye_sent) {
+    bye_sent = true;
+    codec::message bye = control_frame(codec::msg_type::goodbye);
+    front.append(bye, opt.max_message);
+    empty = false;
   }
   if (!writing && !empty) flush();
   if (writing || !empty) {

@@ -17,6 +17,8 @@
 #include "client_receiver.hpp"
 #include "shm_link.hpp"
 
+#include <flowbus/scheduling/mpsc_byte_ring.hpp>
+
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/transport/client.hpp>
 #include <flowbus/transport/outbound.hpp>
@@ -54,9 +56,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::optional<codec::decoder> dec;
   outbound_batch batch;
   std::vector<unsigned char> wire; ///< what the write in flight carries: masked WebSocket frames back to back
-  detail::frame_queue out;         ///< frames taken from `pending` in one swap
   detail::frame_queue front;       ///< frames that go before everything queued: re-subscriptions, control
-  detail::frame_queue express;     ///< CRITICAL messages taken from `urgent`: after front, before out
+  detail::frame_queue express;     ///< CRITICAL messages taken from `urgent`: after front, before the ring
+  detail::frame_queue resend;      ///< acknowledged publishes sent again (the sweep's): before the ring
+  bool bye_sent = false;           ///< close(): GOODBYE is queued, after everything else was written
+  std::uint64_t close_claims = 0;  ///< close(): the ring's claims when closing was set (GOODBYE follows them)
   bool writing = false;
   std::uint64_t next_out = 0;
   std::uint64_t generation = 0;   ///< connection attempts: stale completions are ignored
@@ -76,25 +80,30 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   bool shm_posted = false;   ///< a drain is posted (busy-poll, the rest of a pass)
 
   // ---- shared with sending threads ----
+  /// Frames waiting, in send order: each sending thread claims a record, encodes its frame into it
+  /// and commits it, without a lock; the I/O thread reads them in place and releases them — or a
+  /// sending thread does, while direct_ok lends it the writing side (under m).
+  scheduling::mpsc_byte_ring send_ring;
+  std::uint64_t ring_taken = 0; ///< where the last take_ring() ended (the reading side's, as above)
   mutable std::mutex m;
-  /// Frames waiting, encoded by the sending threads in send order (under m).
-  detail::frame_queue pending;
   /// CRITICAL messages, written ahead of `pending` — and while the node holds us (CREDIT 0) (under m)
   detail::frame_queue urgent;
   std::atomic<std::size_t> urgent_frames{0};
-  std::atomic<std::size_t> queued{0}; ///< frames in `pending`, `urgent` and `out` not yet written
+  std::atomic<std::size_t> queued{0}; ///< frames in the ring, `urgent` and `resend` not yet written
   std::condition_variable room;       ///< senders blocked on a full queue (max_block) wait here
   std::atomic<std::uint32_t> blocked{0};
   /// The I/O thread will look at the queue again without being told (a flush is posted, or a
   /// write is in flight and its completion flushes): senders then skip the post and its wake-up.
-  bool io_awake = false;
+  /// A sender commits, then sets it; the I/O thread clears it, then looks at the ring once more.
+  std::atomic<bool> io_awake{false};
   /// The connection is open and the I/O thread idle — nothing queued, nothing in flight — so a
-  /// sender holding m may write itself (write_now_locked): the socket (if the layer lets it) and
-  /// next_out are then the sender's. Only the I/O thread sets it (see direct_on), under m.
-  bool direct_ok = false;
+  /// sender holding m may write itself (write_now_locked): the socket (if the layer lets it), the
+  /// ring's reading side and next_out are then the sender's. Only the I/O thread changes it
+  /// (see direct_on), under m; senders read it without m first, as a hint.
+  std::atomic<bool> direct_ok{false};
   bool shm_direct = false; ///< direct writes go into the ring: every send may write itself (under m)
   detail::send_pacing pacing;  ///< (under m)
-  outbound_batch direct_batch; ///< a sender's direct write: the frame numbered and checksummed
+  outbound_batch direct_batch; ///< a sender's direct write: the frames numbered and checksummed
   std::vector<unsigned char> direct_wire; ///< ... and masked
   std::mt19937_64 direct_rng{std::random_device{}()};
   detail::subscription_table subs;  ///< (under m)
@@ -113,9 +122,11 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
 
   // client_send.cpp: any thread
   errc enqueue(codec::message& msg);
+  errc enqueue_urgent(codec::message& msg);
+  errc claim(std::size_t bytes, scheduling::mpsc_byte_ring::claim& c);
+  void wake_io();
   bool write_now_locked();
-  bool direct_written(detail::frame_queue& q, std::uint64_t seq);
-  errc append_locked(codec::message& msg);
+  std::size_t take_ring(outbound_batch& b);
   errc send_data(const actors::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,
                  const actors::send_options& opts, std::string_view reply_to = {}, std::uint8_t flags = 0,
                  std::vector<codec::byte>* copy = nullptr);
@@ -129,6 +140,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   void send_control(codec::message& c);
   void flush();
   bool gather();
+  bool take_data();
+  bool go_idle();
   void append_batch();
   static void append_message(outbound_batch& b, std::uint64_t& seq, std::vector<unsigned char>& out,
                              std::mt19937_64& keys);

@@ -5,6 +5,7 @@
 #include "client_impl.hpp"
 
 #include <flowbus/codec/clock.hpp>
+#include <flowbus/codec/encoder.hpp>
 
 #include <boost/asio/post.hpp>
 
@@ -13,81 +14,134 @@ namespace flowbus::transport {
 using actors::errc;
 using namespace detail; // beast, websocket, net, tcp
 
-/// Encodes `msg` on the calling thread straight into the send queue, and wakes the I/O thread
-/// only if it is idle. No allocation per message once the queue has grown.
+/// Encodes `msg` on the calling thread straight into the send queue — a record of the ring,
+/// claimed and committed without a lock — and wakes the I/O thread only if it is idle; a sparse
+/// sender (or one over shared memory) writes it itself when the I/O thread is idle. CRITICAL
+/// messages take the lock (enqueue_urgent). No allocation per message.
 errc client::impl::enqueue(codec::message& msg) {
-  {
-    std::unique_lock<std::mutex> g(m);
-    if (closing.load() || gone.load()) return errc::node_stopped;
-    if (queued.load(std::memory_order_relaxed) >= opt.max_queued) {
-      if (opt.max_block.count() <= 0) return errc::mailbox_full;
-      // wait for the I/O thread to drain half the queue (it signals `room` then)
-      blocked.fetch_add(1, std::memory_order_relaxed);
-      blocked_sends.fetch_add(1, std::memory_order_relaxed);
-      const bool drained = room.wait_for(g, opt.max_block, [&] {
-        return closing.load() || queued.load(std::memory_order_relaxed) <= opt.max_queued / 2;
-      });
-      blocked.fetch_sub(1, std::memory_order_relaxed);
-      if (closing.load()) return errc::node_stopped;
-      if (!drained) return errc::mailbox_full;
-    }
-    if (const errc e = append_locked(msg); e != errc::ok) return e;
-    // (every frame queued here was stamped just now: its timestamp is the clock read we need)
-    const std::int64_t want = std::chrono::duration_cast<std::chrono::nanoseconds>(opt.direct_write_gap).count();
-    // (through shared memory a direct write costs no system call: every send may write itself)
-    const bool sparse = pacing.sparse(static_cast<std::int64_t>(msg.timestamp_ns), want);
-    if ((sparse || shm_direct) && direct_ok && write_now_locked()) return errc::ok;
-    if (io_awake && msg.prio != codec::priority::critical) return errc::ok; // held, CRITICAL still goes
-    io_awake = true;
+  if (msg.prio == codec::priority::critical) return enqueue_urgent(msg);
+  if (closing.load(std::memory_order_relaxed) || gone.load()) return errc::node_stopped;
+  codec::encoder_options eo = codec::stored_frame_encoding(); // literal: valid on any connection
+  eo.max_frame_size = opt.max_message;
+  codec::encoder lit(eo);
+  const std::size_t need = lit.literal_size(msg);
+  if (need > opt.max_message) return errc::too_large;
+  scheduling::mpsc_byte_ring::claim c;
+  if (const errc e = claim(need, c); e != errc::ok) return e;
+  // closing looked at after the claim: close() writes GOODBYE after every claim made before it
+  // set closing (closing_flush), and this sender gives up every claim made after
+  const errc e = closing.load() ? errc::node_stopped
+                 : lit.encode(msg, c.data, need).size != need ? errc::too_large // (literal_size said it fits)
+                                                                : errc::ok;
+  if (e != errc::ok) {
+    send_ring.abandon(c);
+    return e;
   }
+  queued.fetch_add(1, std::memory_order_relaxed); // (before the I/O thread can take it and count it off)
+  send_ring.commit(c);
+  if (direct_ok.load()) { // the I/O thread is idle: this sender may write itself
+    std::unique_lock<std::mutex> g(m, std::try_to_lock);
+    if (g.owns_lock() && direct_ok.load(std::memory_order_relaxed)) {
+      // (every frame queued here was stamped just now: its timestamp is the clock read we need)
+      const std::int64_t want = std::chrono::duration_cast<std::chrono::nanoseconds>(opt.direct_write_gap).count();
+      // (through shared memory a direct write costs no system call: every send may write itself)
+      const bool sparse = pacing.sparse(static_cast<std::int64_t>(msg.timestamp_ns), want);
+      if ((sparse || shm_direct) && write_now_locked()) {
+        if (send_ring.empty()) return errc::ok;
+        g.unlock(); // others committed after what it took: the I/O thread writes them
+      }
+    }
+  }
+  wake_io();
+  return errc::ok;
+}
+
+/// A CRITICAL message: into `urgent` (under m), which the I/O thread writes ahead of the ring —
+/// and while the node holds us — so it always posts a flush.
+errc client::impl::enqueue_urgent(codec::message& msg) {
+  {
+    std::lock_guard<std::mutex> g(m);
+    if (closing.load() || gone.load()) return errc::node_stopped;
+    if (!urgent.append(msg, opt.max_message)) return errc::too_large;
+    urgent_frames.fetch_add(1, std::memory_order_relaxed);
+    queued.fetch_add(1, std::memory_order_relaxed);
+  }
+  io_awake.store(true);
   net::post(ioc, [self = shared_from_this()] { self->flush(); });
   return errc::ok;
 }
 
-/// The sending thread writes the one frame queued (just appended) itself, if the layer lets it
-/// (no write of Beast's in flight): false leaves it queued. @pre m is held and direct_ok
+/// A record of `bytes` in the ring: at once, or — with max_queued messages waiting or the ring
+/// full — after waiting up to max_block for the queue to drain to half.
+errc client::impl::claim(std::size_t bytes, scheduling::mpsc_byte_ring::claim& c) {
+  if (queued.load(std::memory_order_relaxed) < opt.max_queued && (c = send_ring.try_claim(bytes))) return errc::ok;
+  if (opt.max_block.count() <= 0) return errc::mailbox_full;
+  blocked_sends.fetch_add(1, std::memory_order_relaxed);
+  const auto until = clk::now() + opt.max_block;
+  std::unique_lock<std::mutex> g(m);
+  blocked.fetch_add(1); // (seq_cst: the I/O thread releases, then looks at blocked)
+  for (;;) {
+    const bool drained = room.wait_until(g, until, [&] {
+      return closing.load() || (queued.load() <= opt.max_queued / 2 && send_ring.fits(bytes));
+    });
+    if (closing.load() || !drained) break;
+    if ((c = send_ring.try_claim(bytes))) break; // (another sender may have taken the room first)
+  }
+  blocked.fetch_sub(1);
+  if (closing.load()) return errc::node_stopped;
+  return c ? errc::ok : errc::mailbox_full;
+}
+
+/// Makes sure the I/O thread looks at the queue: posts a flush unless one is coming.
+void client::impl::wake_io() {
+  if (!io_awake.load() && !io_awake.exchange(true)) net::post(ioc, [self = shared_from_this()] { self->flush(); });
+}
+
+/// The sending thread writes what the ring holds (its own frame, and what others committed
+/// before it, up to a batch) itself, if the layer lets it (no write of Beast's in flight): false
+/// leaves it queued. @pre m is held and direct_ok
 bool client::impl::write_now_locked() {
-  if (queued.load(std::memory_order_relaxed) != 1 || held.load(std::memory_order_relaxed)) return false;
-  detail::frame_queue& q = pending.empty() ? urgent : pending;
+  if (held.load(std::memory_order_relaxed) || urgent_frames.load(std::memory_order_relaxed)) return false;
   direct_batch.clear();
-  direct_batch.add(q.only_frame());
+  const std::size_t frames = take_ring(direct_batch);
+  if (!frames) return false;
   std::uint64_t seq = next_out;
   if (shm_direct) {
     if (!write_direct_shm(direct_batch.finish(seq))) return false; // the ring is full: the I/O thread waits
-    return direct_written(q, seq);
+  } else {
+    direct_wire.clear();
+    append_message(direct_batch, seq, direct_wire, direct_rng);
+    // generation: the I/O thread changes it only after taking direct_ok away (under m)
+    const auto r = ws->next_layer().try_write_now(
+        direct_wire.data(), direct_wire.size(), [self = shared_from_this(), gen = generation](detail::beast::error_code ec) {
+          if (gen != self->generation) return;
+          if (ec) return self->lost("write: " + ec.message());
+          self->flush(); // the rest of a direct write is out: what queued meanwhile goes now
+        });
+    if (r == decltype(r)::refused) return false;
   }
-  direct_wire.clear();
-  append_message(direct_batch, seq, direct_wire, direct_rng);
-  // generation: the I/O thread changes it only after taking direct_ok away (under m)
-  const auto r = ws->next_layer().try_write_now(
-      direct_wire.data(), direct_wire.size(), [self = shared_from_this(), gen = generation](detail::beast::error_code ec) {
-        if (gen != self->generation) return;
-        if (ec) return self->lost("write: " + ec.message());
-        self->flush(); // the rest of a direct write is out: what queued meanwhile goes now
-      });
-  if (r == decltype(r)::refused) return false;
-  return direct_written(q, seq);
-}
-
-/// A sending thread wrote the one frame of `q`, numbered up to `seq`. @pre m is held
-bool client::impl::direct_written(detail::frame_queue& q, std::uint64_t seq) {
   next_out = seq;
-  if (&q == &urgent) urgent_frames.store(0, std::memory_order_relaxed);
-  q.clear();
-  queued.fetch_sub(1, std::memory_order_relaxed);
-  sent.fetch_add(1, std::memory_order_relaxed);
+  send_ring.release(ring_taken);
+  queued.fetch_sub(frames);
+  sent.fetch_add(frames, std::memory_order_relaxed);
   writes.fetch_add(1, std::memory_order_relaxed);
-  direct_writes.fetch_add(1, std::memory_order_relaxed);
+  direct_writes.fetch_add(frames, std::memory_order_relaxed);
+  if (blocked.load() && queued.load() <= opt.max_queued / 2) room.notify_all(); // (wake_blocked, m held)
   return true;
 }
 
-/// Encodes `msg` at the end of `pending` (`urgent` if CRITICAL). @pre m is held
-errc client::impl::append_locked(codec::message& msg) {
-  const bool crit = msg.prio == codec::priority::critical;
-  if (!(crit ? urgent : pending).append(msg, opt.max_message)) return errc::too_large;
-  if (crit) urgent_frames.fetch_add(1, std::memory_order_relaxed);
-  queued.fetch_add(1, std::memory_order_relaxed);
-  return errc::ok;
+/// Adds the ring's committed frames to `b` while they fit, in order; `ring_taken` is where they
+/// end (for release() once they are written). The reading side's: the I/O thread, or a sender
+/// while direct_ok.
+std::size_t client::impl::take_ring(outbound_batch& b) {
+  std::size_t frames = 0;
+  ring_taken = send_ring.peek([&](const unsigned char* p, std::size_t n) {
+    if (!b.fits(n)) return false;
+    b.add(codec::bytes_view(p, n));
+    ++frames;
+    return true;
+  });
+  return frames;
 }
 
 /// A data message to a destination (or a broadcast), from this agent.
@@ -143,7 +197,8 @@ codec::message client::impl::subscription_frame(codec::msg_type type, std::strin
 void client::impl::take_direct() {
   if (!direct_on) return;
   std::lock_guard<std::mutex> g(m);
-  direct_ok = direct_on = false;
+  direct_ok.store(false);
+  direct_on = false;
 }
 
 /// A control frame of ours (HEARTBEAT, ACK, NACK): CRITICAL, stamped now.
@@ -167,8 +222,7 @@ void client::impl::send_control(codec::message& c) {
 void client::impl::flush() {
   if (writing) return; // its completion flushes
   if (!registered.load() || !ws) {
-    std::lock_guard<std::mutex> g(m);
-    io_awake = false; // the WELCOME flushes
+    io_awake.store(false); // the WELCOME flushes
     return;
   }
   take_direct(); // next_out and the socket are ours again
@@ -184,8 +238,8 @@ void client::impl::flush() {
 }
 
 /// Appends one WebSocket message (a frame or a BATCH) to `wire`: re-subscriptions and control
-/// frames first, CRITICAL messages next, then — unless the node holds us — the queue in send
-/// order. False if nothing (more) may go now.
+/// frames first, CRITICAL messages next, then — unless the node holds us — frames sent again and
+/// the ring in send order. False if nothing (more) may go now.
 bool client::impl::gather() {
   batch.clear();
   if (urgent_frames.load(std::memory_order_relaxed)) {
@@ -198,27 +252,38 @@ bool client::impl::gather() {
   front.take_into(batch);
   express.take_into(batch); // kept across a reconnect (front is not: its frames were that connection's)
   // CREDIT 0: our data waits (io_awake stays set: CREDIT 1 flushes)
-  if (!held.load(std::memory_order_relaxed)) {
-    if (out.empty()) {
-      std::lock_guard<std::mutex> g(m);
-      out.clear();
-      out.swap(pending); // the senders keep the old buffer's capacity
-      if (out.empty() && batch.empty()) {
-        io_awake = false; // nothing to write: the next send posts
-        // nor written by this flush: a sender may write itself until the next flush
-        direct_ok = direct_on = out_bytes() == 0 && !closing.load();
-        return false;
-      }
-    }
-    const std::size_t frames = out.take_into(batch);
-    queued.fetch_sub(frames, std::memory_order_relaxed);
-    sent.fetch_add(frames, std::memory_order_relaxed);
-    wake_blocked();
-  }
+  if (!held.load(std::memory_order_relaxed) && !take_data() && batch.empty() && !go_idle()) return false;
   if (batch.empty()) return false;
   if (batch.count() > 1) batches.fetch_add(1, std::memory_order_relaxed);
   append_batch();
   return true;
+}
+
+/// Adds frames sent again, then the ring's, to `batch`; false if there were none.
+bool client::impl::take_data() {
+  std::size_t frames = resend.take_into(batch) + take_ring(batch);
+  send_ring.release(ring_taken); // (copied into the batch)
+  if (!frames) return false;
+  queued.fetch_sub(frames); // (seq_cst, as blocked in wake_blocked: a sender about to wait sees one or the other)
+  sent.fetch_add(frames, std::memory_order_relaxed);
+  wake_blocked();
+  return true;
+}
+
+/// Nothing to write: the next send posts a flush — or, if the connection is idle, writes itself
+/// until the next flush. A send that committed before io_awake went false is seen by the look at
+/// the ring that follows (both sequentially consistent): then this flush goes on with it (true).
+bool client::impl::go_idle() {
+  for (;;) {
+    io_awake.store(false);
+    if (!send_ring.readable()) break;
+    if (io_awake.exchange(true)) return false; // a sender posted a flush
+    if (take_data()) return true;              // (else it was padding)
+  }
+  std::lock_guard<std::mutex> g(m);
+  direct_ok.store(out_bytes() == 0 && !closing.load());
+  direct_on = direct_ok.load(std::memory_order_relaxed);
+  return false;
 }
 
 /// Numbers and checksums what `batch` holds and appends it to `wire` as one masked message.
@@ -240,7 +305,7 @@ void client::impl::append_message(outbound_batch& b, std::uint64_t& seq, std::ve
 
 /// Senders blocked on a full queue go on once it has drained to half.
 void client::impl::wake_blocked() {
-  if (!blocked.load(std::memory_order_relaxed) || queued.load(std::memory_order_relaxed) > opt.max_queued / 2) return;
+  if (!blocked.load() || queued.load() > opt.max_queued / 2) return;
   std::lock_guard<std::mutex> g(m); // (a sender between its check and its wait holds m: no lost wake-up)
   room.notify_all();
 }

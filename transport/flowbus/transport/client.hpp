@@ -9,8 +9,9 @@
 //   auto r = c.request(actors::destination::capability("summarize"), "text", 500ms).get();
 //
 // One I/O thread per client runs the connection and calls the handlers (keep them short, or hand
-// the work to another thread). Sending is thread-safe and never blocks on the network: the
-// calling thread encodes the frame straight into the send queue (strings literal, so queued
+// the work to another thread). Sending is thread-safe, takes no lock and never blocks on the
+// network: the calling thread encodes the frame straight into the send queue, a lock-free ring
+// shared by all sending threads (strings literal, so queued
 // frames stay valid across reconnects; a frame above max_message is refused with too_large), and
 // the I/O thread writes at once when the socket is idle, or gathers while a write is in flight —
 // one BATCH frame of up to 32 per write (smart batching). When the connection
@@ -50,8 +51,13 @@ struct client_options {
   std::uint32_t max_message = 64 * 1024;
   std::size_t max_batch = 32;
   std::size_t max_queued = 65536; ///< messages waiting to be written; beyond, sends are refused
-  /// A send that finds max_queued messages waiting blocks up to this long for the queue to drain
-  /// to half (Kafka's max.block.ms) before it is refused with mailbox_full; 0: refused at once.
+  /// The send queue's bytes: a ring that sending threads encode into without a lock (rounded up
+  /// to a power of two, and to at least twice max_message). Full, it refuses or blocks sends as
+  /// max_queued does. Its pages become resident as the queue first reaches them.
+  std::size_t send_buffer = 4 << 20;
+  /// A send that finds max_queued messages waiting (or send_buffer full) blocks up to this long
+  /// for the queue to drain to half (Kafka's max.block.ms) before it is refused with
+  /// mailbox_full; 0: refused at once.
   /// Blocking costs the sender one sleep per half queue drained, where retrying costs one per try.
   std::chrono::milliseconds max_block{0};
   /// close() writes what is queued first, for at most this long; what is left is counted in
