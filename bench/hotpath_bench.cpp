@@ -6,6 +6,9 @@
 //   shm_pingpong         two processes (fork), the shared-memory channel
 //   spsc_throughput      one producer -> one consumer, batches of 32
 //   mpsc_2p_throughput   two producers -> one consumer
+//   send_queue_{mutex,ring}_{1,2,4}p  the client's send queue: producers append 168-byte frames,
+//                        one consumer gathers them (the queue under a mutex it had, the lock-free
+//                        byte ring it has)
 //   pool_acquire_release one thread, 256-byte class
 //   caf_anon_send_throughput  a thread sends N messages to a CAF actor with anon_send
 //   caf_mailbox_throughput    the same N through actor_mailbox (ring + doorbell when idle)
@@ -23,6 +26,7 @@
 #include <flowbus/scheduling/buffer_pool.hpp>
 #include <flowbus/scheduling/fixed_rate.hpp>
 #include <flowbus/scheduling/histogram.hpp>
+#include <flowbus/scheduling/mpsc_byte_ring.hpp>
 #include <flowbus/scheduling/mpsc_queue.hpp>
 #include <flowbus/scheduling/numa.hpp>
 #include <flowbus/scheduling/shm_channel.hpp>
@@ -363,6 +367,95 @@ run_result mpsc_2p_throughput(std::size_t n) {
   return r;
 }
 
+// The C++ client's send queue (issue 19, item 3): producer threads append 168-byte frames (a
+// 128-byte payload's), one consumer gathers them into a write buffer, as the I/O thread does.
+// `ring`: the lock-free mpsc_byte_ring the client uses (claim, write in place, commit; peek,
+// copy, release); otherwise the queue it replaced: a byte vector under a mutex, swapped out by
+// the consumer. Both bounded at 4 MiB; a blocked side yields.
+run_result send_queue_throughput(std::size_t n, int producers, bool ring) {
+  constexpr std::size_t frame = 168, bound = 4u << 20;
+  mpsc_byte_ring r(bound);
+  std::mutex m;
+  std::vector<unsigned char> pending, taken;
+  pending.reserve(bound);
+  taken.reserve(bound);
+  std::atomic<int> ready{0};
+  const std::size_t per = n / static_cast<std::size_t>(producers);
+  auto produce = [&](int cpu) {
+    pin(cpu);
+    unsigned char payload[frame];
+    std::memset(payload, 'p', frame);
+    ready.fetch_add(1);
+    while (ready.load() <= producers)
+      std::this_thread::yield();
+    for (std::size_t i = 0; i < per;) {
+      std::memcpy(payload, &i, sizeof i);
+      if (ring) {
+        auto c = r.try_claim(frame);
+        if (!c) {
+          std::this_thread::yield();
+          continue;
+        }
+        std::memcpy(c.data, payload, frame);
+        r.commit(c);
+      } else {
+        std::unique_lock<std::mutex> g(m);
+        if (pending.size() + frame > bound) {
+          g.unlock();
+          std::this_thread::yield();
+          continue;
+        }
+        pending.insert(pending.end(), payload, payload + frame);
+      }
+      ++i;
+    }
+  };
+  std::vector<std::thread> ps;
+  for (int p = 0; p < producers; ++p)
+    ps.emplace_back(produce, p % 2 ? cpu_b : cpu_a);
+  (void)pin_current_thread({cpu_a, cpu_b});
+  ready.fetch_add(1);
+  while (ready.load() <= producers)
+    std::this_thread::yield();
+  const auto t0 = clk::now();
+  std::vector<unsigned char> wire(64 * 1024);
+  std::size_t got = 0;
+  const std::size_t want = per * static_cast<std::size_t>(producers);
+  while (got < want) {
+    std::size_t k = 0, at = 0;
+    if (ring) {
+      r.release(r.peek([&](const unsigned char* d, std::size_t len) {
+        if (at + len > wire.size()) return false;
+        std::memcpy(wire.data() + at, d, len);
+        at += len;
+        ++k;
+        return true;
+      }));
+    } else {
+      {
+        std::lock_guard<std::mutex> g(m);
+        taken.swap(pending);
+      }
+      for (std::size_t pos = 0; pos < taken.size(); pos += frame) { // (a write buffer's worth at a time)
+        if (at + frame > wire.size()) at = 0;
+        std::memcpy(wire.data() + at, taken.data() + pos, frame);
+        at += frame;
+        ++k;
+      }
+      taken.clear();
+    }
+    if (k == 0) std::this_thread::yield();
+    got += k;
+  }
+  for (auto& t : ps)
+    t.join();
+  const double sec = std::chrono::duration<double>(clk::now() - t0).count();
+  run_result res;
+  res.rate = static_cast<double>(got) / sec;
+  res.ns_per_op = sec * 1e9 / static_cast<double>(got);
+  return res;
+}
+
 run_result pool_acquire_release(std::size_t n) {
   buffer_pool pool;
   pin(cpu_a);
@@ -472,6 +565,12 @@ int main(int argc, char** argv) {
       {"fixed_rate_wakeup_10k", true, [&] { return fixed_rate_wakeup(rt / 10); }},
       {"spsc_throughput", false, [&] { return spsc_throughput(items); }},
       {"mpsc_2p_throughput", false, [&] { return mpsc_2p_throughput(items / 4); }},
+      {"send_queue_mutex_1p", false, [&] { return send_queue_throughput(items / 4, 1, false); }},
+      {"send_queue_ring_1p", false, [&] { return send_queue_throughput(items / 4, 1, true); }},
+      {"send_queue_mutex_2p", false, [&] { return send_queue_throughput(items / 4, 2, false); }},
+      {"send_queue_ring_2p", false, [&] { return send_queue_throughput(items / 4, 2, true); }},
+      {"send_queue_mutex_4p", false, [&] { return send_queue_throughput(items / 4, 4, false); }},
+      {"send_queue_ring_4p", false, [&] { return send_queue_throughput(items / 4, 4, true); }},
       {"pool_acquire_release", false, [&] { return pool_acquire_release(items); }},
       {"caf_anon_send_throughput", false, [&] { return caf_into_actor_throughput(items / 10, false); }},
       {"caf_mailbox_throughput", false, [&] { return caf_into_actor_throughput(items / 2, true); }},

@@ -279,28 +279,38 @@ int publish(const bench_options& o, const std::string& host, std::uint16_t port,
   co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
   transport::client pub(co);
   if (pub.connect(10s) != actors::errc::ok) return std::fprintf(stderr, "bench: the publisher cannot connect\n"), 1;
-  std::string payload(std::max(o.size, sizeof(stamp)), 'b');
-  std::uint64_t refused = 0;
-  auto send = [&](std::uint64_t i, std::uint64_t intended_ns) {
-    const stamp s{i, intended_ns};
-    std::memcpy(payload.data(), &s, sizeof s);
-    while (pub.publish(topic, payload, opts) != actors::errc::ok) {
-      // still full after max_block (the node holds us): try again
-      ++refused;
-    }
+  std::atomic<std::uint64_t> refused{0};
+  auto sender = [&] {
+    return [&, payload = std::string(std::max(o.size, sizeof(stamp)), 'b')](std::uint64_t i,
+                                                                          std::uint64_t intended_ns) mutable {
+      const stamp s{i, intended_ns};
+      std::memcpy(payload.data(), &s, sizeof s);
+      while (pub.publish(topic, payload, opts) != actors::errc::ok) {
+        // still full after max_block (the node holds us): try again
+        refused.fetch_add(1, std::memory_order_relaxed);
+      }
+    };
   };
   const auto t0 = clk::now();
   if (o.scenario == "latency" || o.scenario == "priority") {
-    scheduling::offer_at_fixed_rate(o.rate, count, send);
+    scheduling::offer_at_fixed_rate(o.rate, count, sender());
   } else {
-    for (std::uint64_t i = 0; i < count; ++i)
-      send(i, scheduling::steady_ns());
+    // throughput: one thread, or several sending through the one client at once (each its share)
+    const std::size_t threads = std::max<std::size_t>(1, o.publisher_threads);
+    std::vector<std::thread> ts;
+    for (std::size_t t = 0; t < threads; ++t)
+      ts.emplace_back([&, t, send = sender()]() mutable {
+        for (std::uint64_t i = t; i < count; i += threads)
+          send(i, scheduling::steady_ns());
+      });
+    for (auto& th : ts)
+      th.join();
   }
   const double secs = std::chrono::duration<double>(clk::now() - t0).count();
   std::fprintf(stderr, "bench: published %" PRIu64 " in %.2f s (%.0f msgs/s offered; %" PRIu64
                " waits for a full send queue, %" PRIu64 " of them past max_block; %" PRIu64 " writes, %" PRIu64
                " of them direct)\n",
-               count, secs, static_cast<double>(count) / secs, pub.stats().blocked_sends, refused, pub.stats().writes,
+               count, secs, static_cast<double>(count) / secs, pub.stats().blocked_sends, refused.load(), pub.stats().writes,
                pub.stats().direct_writes);
   std::this_thread::sleep_for(200ms); // let the last writes leave before GOODBYE
   pub.close();
@@ -328,6 +338,7 @@ int run_pubsub(const bench_options& o) {
   const std::size_t nsubs = latency ? 1 : o.subscribers;
   const std::string unbatched = std::string(o.shm ? "_shm" : "") + (o.shm && o.shm_spin_us ? "_spin" : "") +
                                 (o.client_batch == 1 ? "_unbatched" : "") + (o.clients_together ? "_2proc" : "") +
+                                (!latency && o.publisher_threads > 1 ? "_" + std::to_string(o.publisher_threads) + "threads" : "") +
                                 (o.cluster_nodes > 1 ? "_cluster" + std::to_string(o.cluster_nodes) : "");
   const std::string name = !o.name.empty() ? o.name
                            : latency ? "ws_latency_" + std::to_string(static_cast<long>(o.rate)) + unbatched

@@ -162,6 +162,10 @@ int main(int argc, char** argv) {
                         "the publisher's messages per WebSocket message: 32 packs a burst into BATCH frames, 1 sends "
                         "each message as its own WebSocket message (several per write), as most clients do")
       ->capture_default_str()->check(CLI::Range(1, 32));
+  bench_cmd->add_option("--publisher-threads", bench.publisher_threads,
+                        "throughput: threads publishing through the one client at once (each its share)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   bench_cmd->add_option("--cluster-nodes", bench.cluster_nodes,
                         "latency, throughput: start this many linked node processes; the publisher on the first, the "
                         "subscribers on the others (fan-out: spread over all)")->capture_default_str()->check(CLI::Range(1, 16));
