@@ -8,9 +8,7 @@ namespace flowbus::transport::detail {
 bool append_literal(codec::message& m, std::uint32_t max_frame, std::vector<codec::byte>& out) {
   // literal, so it stays valid on any connection; its checksum is written with its sequence
   // (outbound_batch::finish)
-  codec::encoder_options eo = codec::stored_frame_encoding();
-  eo.max_frame_size = max_frame;
-  codec::encoder lit(eo);
+  codec::encoder lit(codec::stored_frame_encoding(max_frame));
   const std::size_t need = lit.literal_size(m);
   if (need > max_frame) return false;
   const std::size_t at = out.size();

@@ -1,5 +1,6 @@
-// A client's queues of encoded frames (private to transport/): what sending threads encode for the
-// I/O thread to write. A frame_queue holds frames back to back, encoded with literal strings (no
+// A client's small queues of encoded frames (private to transport/): control frames, CRITICAL
+// messages and frames sent again, beside the sending threads' lock-free ring (client_impl.hpp).
+// A frame_queue holds frames back to back, encoded with literal strings (no
 // connection's pool, so they stay valid across reconnects; sequence and checksum are rewritten
 // when written, outbound.hpp) and is taken from the front in whole frames into one WebSocket
 // message. send_pacing tells sparse traffic (which a sender writes itself) from dense (which the
@@ -32,18 +33,10 @@ public:
   /// Adds whole frames from the front to `b` while they fit; returns how many. Once all are
   /// taken the queue is empty again, keeping its capacity.
   std::size_t take_into(outbound_batch& b);
-  /// The one frame queued, whole (a sender's direct write). @pre exactly one frame, none taken
-  codec::bytes_view only_frame() const noexcept { return codec::bytes_view(buf_.data(), buf_.size()); }
   bool empty() const noexcept { return pos_ == buf_.size(); }
   void clear() noexcept {
     buf_.clear();
     pos_ = 0;
-  }
-  /// Exchanges contents (the I/O thread takes the senders' queue in one swap; the senders keep
-  /// the old buffer's capacity). Partly taken queues keep their position.
-  void swap(frame_queue& o) noexcept {
-    buf_.swap(o.buf_);
-    std::swap(pos_, o.pos_);
   }
   /// Moves everything (not yet taken) to the end of `to`.
   void move_to(frame_queue& to);

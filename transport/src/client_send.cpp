@@ -21,9 +21,7 @@ using namespace detail; // beast, websocket, net, tcp
 errc client::impl::enqueue(codec::message& msg) {
   if (msg.prio == codec::priority::critical) return enqueue_urgent(msg);
   if (closing.load(std::memory_order_relaxed) || gone.load()) return errc::node_stopped;
-  codec::encoder_options eo = codec::stored_frame_encoding(); // literal: valid on any connection
-  eo.max_frame_size = opt.max_message;
-  codec::encoder lit(eo);
+  codec::encoder lit(codec::stored_frame_encoding(opt.max_message)); // literal: valid on any connection
   const std::size_t need = lit.literal_size(msg);
   if (need > opt.max_message) return errc::too_large;
   scheduling::mpsc_byte_ring::claim c;

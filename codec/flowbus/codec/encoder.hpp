@@ -37,6 +37,12 @@ inline encoder_options stored_frame_encoding() noexcept {
   o.checksum = false;
   return o;
 }
+/// The same, for frames of at most `max_frame_size` bytes.
+inline encoder_options stored_frame_encoding(std::uint32_t max_frame_size) noexcept {
+  encoder_options o = stored_frame_encoding();
+  o.max_frame_size = max_frame_size;
+  return o;
+}
 
 /// A payload shared by a fan-out: its CRC32C and the shift operator for its length, computed once
 /// and used for every recipient's frame.
