@@ -275,6 +275,7 @@ int publish(const bench_options& o, const std::string& host, std::uint16_t port,
   co.max_block = std::chrono::milliseconds(100); // a full queue: sleep until half of it is written, then go on
   co.direct_write_gap = std::chrono::microseconds(o.direct_write_gap_us);
   co.max_batch = o.client_batch;
+  if (o.send_buffer) co.send_buffer = o.send_buffer;
   co.shared_memory = o.shm;
   co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
   transport::client pub(co);

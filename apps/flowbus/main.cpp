@@ -162,6 +162,8 @@ int main(int argc, char** argv) {
                         "the publisher's messages per WebSocket message: 32 packs a burst into BATCH frames, 1 sends "
                         "each message as its own WebSocket message (several per write), as most clients do")
       ->capture_default_str()->check(CLI::Range(1, 32));
+  bench_cmd->add_option("--send-buffer", bench.send_buffer, "the publisher's send queue in bytes (0: the client's default)")
+      ->capture_default_str();
   bench_cmd->add_option("--publisher-threads", bench.publisher_threads,
                         "throughput: threads publishing through the one client at once (each its share)")
       ->capture_default_str()
