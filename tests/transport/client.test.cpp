@@ -393,6 +393,15 @@ TEST_SUITE("client") {
       REQUIRE(pub.publish("mixed.a", "s" + std::to_string(i)) == errc::ok);
       std::this_thread::sleep_for(10ms);
     }
+    // CRITICAL ones too (their own queue, ahead of the rest)
+    actors::send_options crit;
+    crit.prio = codec::priority::critical;
+    const auto before_crit = pub.stats().direct_writes;
+    for (int i = sparse; i < sparse + 10; ++i) {
+      REQUIRE(pub.publish("mixed.a", "s" + std::to_string(i), crit) == errc::ok);
+      std::this_thread::sleep_for(10ms);
+    }
+    CHECK(pub.stats().direct_writes - before_crit >= 5);
     const auto after_sparse = pub.stats();
     CHECK(after_sparse.direct_writes >= sparse / 2); // (the I/O thread may be writing a HEARTBEAT meanwhile)
     // a burst: within a few messages the gaps average below direct_write_gap and the I/O thread gathers
@@ -417,7 +426,7 @@ TEST_SUITE("client") {
       if (i % 100 == 0) std::this_thread::sleep_for(1ms);
     }
     sparse_sender.join();
-    const std::size_t total = 2 * sparse + 2 * burst;
+    const std::size_t total = 2 * sparse + 10 + 2 * burst;
     const bool all = eventually([&] { return got.size() == total; }, 20s);
     INFO("got " << got.size() << " of " << total << "; pub sent " << pub.stats().sent << " direct "
                 << pub.stats().direct_writes << ", pub2 sent " << pub2.stats().sent << " direct "
@@ -452,7 +461,7 @@ TEST_SUITE("client") {
       CHECK(n == next[m[0]]);
       next[m[0]] = n + 1;
     }
-    CHECK(next['s'] == sparse);
+    CHECK(next['s'] == sparse + 10);
     CHECK(next['b'] == burst);
     CHECK(next['c'] == burst);
     CHECK(next['t'] == sparse);

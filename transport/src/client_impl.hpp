@@ -125,6 +125,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   errc enqueue_urgent(codec::message& msg);
   errc claim(std::size_t bytes, scheduling::mpsc_byte_ring::claim& c);
   void wake_io();
+  bool direct_now(const codec::message& msg);
   bool write_now_locked();
   std::size_t take_ring(outbound_batch& b);
   errc send_data(const actors::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,

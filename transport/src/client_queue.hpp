@@ -33,6 +33,8 @@ public:
   /// Adds whole frames from the front to `b` while they fit; returns how many. Once all are
   /// taken the queue is empty again, keeping its capacity.
   std::size_t take_into(outbound_batch& b);
+  /// The one frame queued, whole (a sender's direct write). @pre exactly one frame, none taken
+  codec::bytes_view only_frame() const noexcept { return codec::bytes_view(buf_.data(), buf_.size()); }
   bool empty() const noexcept { return pos_ == buf_.size(); }
   void clear() noexcept {
     buf_.clear();

@@ -39,12 +39,8 @@ errc client::impl::enqueue(codec::message& msg) {
   send_ring.commit(c);
   if (direct_ok.load()) { // the I/O thread is idle: this sender may write itself
     std::unique_lock<std::mutex> g(m, std::try_to_lock);
-    if (g.owns_lock() && direct_ok.load(std::memory_order_relaxed)) {
-      // (every frame queued here was stamped just now: its timestamp is the clock read we need)
-      const std::int64_t want = std::chrono::duration_cast<std::chrono::nanoseconds>(opt.direct_write_gap).count();
-      // (through shared memory a direct write costs no system call: every send may write itself)
-      const bool sparse = pacing.sparse(static_cast<std::int64_t>(msg.timestamp_ns), want);
-      if ((sparse || shm_direct) && write_now_locked()) {
+    if (g.owns_lock() && direct_ok.load(std::memory_order_relaxed) && direct_now(msg)) {
+      if (write_now_locked()) {
         if (send_ring.empty()) return errc::ok;
         g.unlock(); // others committed after what it took: the I/O thread writes them
       }
@@ -55,7 +51,7 @@ errc client::impl::enqueue(codec::message& msg) {
 }
 
 /// A CRITICAL message: into `urgent` (under m), which the I/O thread writes ahead of the ring —
-/// and while the node holds us — so it always posts a flush.
+/// and while the node holds us — so, unless the sender writes it itself, it always posts a flush.
 errc client::impl::enqueue_urgent(codec::message& msg) {
   {
     std::lock_guard<std::mutex> g(m);
@@ -63,6 +59,7 @@ errc client::impl::enqueue_urgent(codec::message& msg) {
     if (!urgent.append(msg, opt.max_message)) return errc::too_large;
     urgent_frames.fetch_add(1, std::memory_order_relaxed);
     queued.fetch_add(1, std::memory_order_relaxed);
+    if (direct_ok.load(std::memory_order_relaxed) && direct_now(msg) && write_now_locked()) return errc::ok;
   }
   io_awake.store(true);
   net::post(ioc, [self = shared_from_this()] { self->flush(); });
@@ -90,18 +87,29 @@ errc client::impl::claim(std::size_t bytes, scheduling::mpsc_byte_ring::claim& c
   return c ? errc::ok : errc::mailbox_full;
 }
 
+/// Whether the sender of `msg` writes it itself (the I/O thread being idle): traffic is sparse,
+/// or goes through shared memory, where a write costs no system call. @pre m is held
+bool client::impl::direct_now(const codec::message& msg) {
+  // (every frame queued here was stamped just now: its timestamp is the clock read we need)
+  const std::int64_t want = std::chrono::duration_cast<std::chrono::nanoseconds>(opt.direct_write_gap).count();
+  return pacing.sparse(static_cast<std::int64_t>(msg.timestamp_ns), want) || shm_direct;
+}
+
 /// Makes sure the I/O thread looks at the queue: posts a flush unless one is coming.
 void client::impl::wake_io() {
   if (!io_awake.load() && !io_awake.exchange(true)) net::post(ioc, [self = shared_from_this()] { self->flush(); });
 }
 
-/// The sending thread writes what the ring holds (its own frame, and what others committed
-/// before it, up to a batch) itself, if the layer lets it (no write of Beast's in flight): false
-/// leaves it queued. @pre m is held and direct_ok
+/// The sending thread writes itself, if the layer lets it (no write of Beast's in flight), the
+/// one CRITICAL message queued, or else what the ring holds (its own frame, and what others
+/// committed before it, up to a batch) unless the node holds us: false leaves it queued.
+/// @pre m is held and direct_ok
 bool client::impl::write_now_locked() {
-  if (held.load(std::memory_order_relaxed) || urgent_frames.load(std::memory_order_relaxed)) return false;
+  const std::size_t crit = urgent_frames.load(std::memory_order_relaxed);
+  if (crit > 1 || (!crit && held.load(std::memory_order_relaxed))) return false;
   direct_batch.clear();
-  const std::size_t frames = take_ring(direct_batch);
+  if (crit) direct_batch.add(urgent.only_frame());
+  const std::size_t frames = crit ? 1 : take_ring(direct_batch);
   if (!frames) return false;
   std::uint64_t seq = next_out;
   if (shm_direct) {
@@ -119,7 +127,12 @@ bool client::impl::write_now_locked() {
     if (r == decltype(r)::refused) return false;
   }
   next_out = seq;
-  send_ring.release(ring_taken);
+  if (crit) {
+    urgent.clear();
+    urgent_frames.store(0, std::memory_order_relaxed);
+  } else {
+    send_ring.release(ring_taken);
+  }
   queued.fetch_sub(frames);
   sent.fetch_add(frames, std::memory_order_relaxed);
   writes.fetch_add(1, std::memory_order_relaxed);
