@@ -86,7 +86,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   scheduling::mpsc_byte_ring send_ring;
   std::uint64_t ring_taken = 0; ///< where the last take_ring() ended (the reading side's, as above)
   mutable std::mutex m;
-  /// CRITICAL messages, written ahead of `pending` — and while the node holds us (CREDIT 0) (under m)
+  /// CRITICAL messages, written ahead of the ring — and while the node holds us (CREDIT 0) (under m)
   detail::frame_queue urgent;
   std::atomic<std::size_t> urgent_frames{0};
   std::atomic<std::size_t> queued{0}; ///< frames in the ring, `urgent` and `resend` not yet written
@@ -146,6 +146,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   void append_batch();
   static void append_message(outbound_batch& b, std::uint64_t& seq, std::vector<unsigned char>& out,
                              std::mt19937_64& keys);
+  void taken_out(std::size_t frames);
+  bool room_for_blocked() const;
   void wake_blocked();
   void write_wire(std::uint64_t gen);
 

@@ -133,11 +133,10 @@ bool client::impl::write_now_locked() {
   } else {
     send_ring.release(ring_taken);
   }
-  queued.fetch_sub(frames);
-  sent.fetch_add(frames, std::memory_order_relaxed);
+  taken_out(frames);
   writes.fetch_add(1, std::memory_order_relaxed);
   direct_writes.fetch_add(frames, std::memory_order_relaxed);
-  if (blocked.load() && queued.load() <= opt.max_queued / 2) room.notify_all(); // (wake_blocked, m held)
+  if (room_for_blocked()) room.notify_all(); // (wake_blocked, m held)
   return true;
 }
 
@@ -256,9 +255,7 @@ bool client::impl::gather() {
   if (urgent_frames.load(std::memory_order_relaxed)) {
     std::lock_guard<std::mutex> g(m);
     urgent.move_to(express);
-    const std::size_t k = urgent_frames.exchange(0, std::memory_order_relaxed);
-    queued.fetch_sub(k, std::memory_order_relaxed);
-    sent.fetch_add(k, std::memory_order_relaxed);
+    taken_out(urgent_frames.exchange(0, std::memory_order_relaxed));
   }
   front.take_into(batch);
   express.take_into(batch); // kept across a reconnect (front is not: its frames were that connection's)
@@ -275,8 +272,7 @@ bool client::impl::take_data() {
   std::size_t frames = resend.take_into(batch) + take_ring(batch);
   send_ring.release(ring_taken); // (copied into the batch)
   if (!frames) return false;
-  queued.fetch_sub(frames); // (seq_cst, as blocked in wake_blocked: a sender about to wait sees one or the other)
-  sent.fetch_add(frames, std::memory_order_relaxed);
+  taken_out(frames);
   wake_blocked();
   return true;
 }
@@ -314,9 +310,18 @@ void client::impl::append_message(outbound_batch& b, std::uint64_t& seq, std::ve
   detail::append_masked_frame(out, bytes.data(), bytes.size(), static_cast<std::uint32_t>(keys()));
 }
 
+/// `frames` left the queue for a write: no longer queued, counted as sent.
+void client::impl::taken_out(std::size_t frames) {
+  queued.fetch_sub(frames); // (seq_cst, as blocked in room_for_blocked: a sender about to wait sees one or the other)
+  sent.fetch_add(frames, std::memory_order_relaxed);
+}
+
+/// Senders wait on a full queue and it has drained to half: they may go on.
+bool client::impl::room_for_blocked() const { return blocked.load() && queued.load() <= opt.max_queued / 2; }
+
 /// Senders blocked on a full queue go on once it has drained to half.
 void client::impl::wake_blocked() {
-  if (!blocked.load() || queued.load() > opt.max_queued / 2) return;
+  if (!room_for_blocked()) return;
   std::lock_guard<std::mutex> g(m); // (a sender between its check and its wait holds m: no lost wake-up)
   room.notify_all();
 }
