@@ -64,7 +64,7 @@ public:
     for (;;) {
       const std::size_t idx = pos & (cap_ - 1);
       const std::size_t to_end = cap_ - idx;
-      const std::size_t total = need <= to_end ? need : to_end + need; // (padding first)
+      const std::size_t total = claim_bytes(pos, need);
       if (pos + total - head_.load(std::memory_order_acquire) > cap_) return {};
       // (seq_cst: a producer that claims and then looks at a flag of the consumer's, and a
       // consumer that sets that flag and then reads claimed(), cannot both miss)
@@ -132,8 +132,7 @@ public:
   bool fits(std::size_t bytes) const noexcept {
     if (bytes > max_record()) return false;
     const std::uint64_t pos = tail_.load(std::memory_order_seq_cst);
-    const std::size_t need = record_bytes(bytes), to_end = cap_ - (pos & (cap_ - 1));
-    return pos + (need <= to_end ? need : to_end + need) - head_.load(std::memory_order_seq_cst) <= cap_;
+    return pos + claim_bytes(pos, record_bytes(bytes)) - head_.load(std::memory_order_seq_cst) <= cap_;
   }
   /// Bytes free for claims now (any thread; a moment's view).
   std::size_t free_bytes() const noexcept {
@@ -149,6 +148,12 @@ private:
   static constexpr std::uint64_t committed_bit = std::uint64_t{1} << 32;
   static constexpr std::uint64_t padding_bit = std::uint64_t{1} << 33;
 
+  /// The ring bytes a claim of a `need`-byte record at `pos` takes: the record, and before it
+  /// padding to the end of the buffer if it would cross it.
+  std::size_t claim_bytes(std::uint64_t pos, std::size_t need) const noexcept {
+    const std::size_t to_end = cap_ - (pos & (cap_ - 1));
+    return need <= to_end ? need : to_end + need;
+  }
   void store_header(std::size_t idx, std::uint64_t h) noexcept {
     __atomic_store_n(reinterpret_cast<std::uint64_t*>(buf_ + idx), h, __ATOMIC_SEQ_CST);
   }
