@@ -142,6 +142,20 @@ double cpu_ms(pid_t pid) {
 }
 
 
+/// A bench client of host:port with this id (type "bench"); shared memory as the options say.
+transport::client_options bench_client(const std::string& host, std::uint16_t port, std::string id,
+                                       const bench_options& o) {
+  transport::client_options co;
+  co.host = host;
+  co.port = port;
+  co.id = std::move(id);
+  co.type = "bench";
+  co.max_queued = 1 << 16;
+  co.shared_memory = o.shm;
+  co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
+  return co;
+}
+
 /// The subscribing side: `count` clients on `topic`, each with its own connection.
 class subscribers {
 public:
@@ -150,17 +164,12 @@ public:
               const bench_options& o)
       : expected_(expected_each * count), boxes_(count) {
     for (std::size_t i = 0; i < count; ++i) {
-      transport::client_options co;
-      co.host = host;
-      co.port = ports[i % ports.size()];
-      co.id = "bench-sub-" + std::to_string(getpid()) + "-" + std::to_string(i);
-      co.type = "bench";
+      transport::client_options co =
+          bench_client(host, ports[i % ports.size()], "bench-sub-" + std::to_string(getpid()) + "-" + std::to_string(i), o);
       co.subscriptions = {topic};
       co.max_queued = 1 << 20;
       co.receive_buffer = o.receive_buffer;
       co.receive_window = o.receive_window;
-      co.shared_memory = o.shm;
-      co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
       clients_.push_back(std::make_unique<transport::client>(co));
       box& b = boxes_[i];
       clients_.back()->on_message([&b, this](const transport::incoming& in) {
@@ -266,18 +275,11 @@ void print_result(const bench_options& o, const std::string& name, subscribers& 
 /// Publishes: at fixed intervals (latency) or as fast as the client takes them (throughput).
 int publish(const bench_options& o, const std::string& host, std::uint16_t port, std::uint64_t count,
             const actors::send_options& opts = {}, const char* id_suffix = "") {
-  transport::client_options co;
-  co.host = host;
-  co.port = port;
-  co.id = "bench-pub-" + std::to_string(getpid()) + id_suffix;
-  co.type = "bench";
-  co.max_queued = 1 << 16;
+  transport::client_options co = bench_client(host, port, "bench-pub-" + std::to_string(getpid()) + id_suffix, o);
   co.max_block = std::chrono::milliseconds(100); // a full queue: sleep until half of it is written, then go on
   co.direct_write_gap = std::chrono::microseconds(o.direct_write_gap_us);
   co.max_batch = o.client_batch;
   if (o.send_buffer) co.send_buffer = o.send_buffer;
-  co.shared_memory = o.shm;
-  co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
   transport::client pub(co);
   if (pub.connect(10s) != actors::errc::ok) return std::fprintf(stderr, "bench: the publisher cannot connect\n"), 1;
   std::atomic<std::uint64_t> refused{0};
@@ -427,19 +429,6 @@ int run_pubsub(const bench_options& o) {
   return rc;
 }
 
-/// A bench client on 127.0.0.1:port, its id the prefix and this process's pid; shared memory as
-/// the options say.
-transport::client_options bench_client(std::uint16_t port, const std::string& id_prefix, const bench_options& o) {
-  transport::client_options co;
-  co.port = port;
-  co.id = id_prefix + std::to_string(getpid());
-  co.type = "bench";
-  co.max_queued = 1 << 16;
-  co.shared_memory = o.shm;
-  co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
-  return co;
-}
-
 /// request: request/reply latency at a fixed rate. A responder (its own process) answers on the
 /// last node — across a hop in a cluster — and the requester here sends requests on the first,
 /// without waiting for replies (open loop), measuring each from its intended send time to its reply.
@@ -461,7 +450,7 @@ int run_request(const bench_options& o) {
   if (child == 0) { // the responder: echoes every request until the parent closes `done`
     close(ready[0]);
     close(done[1]);
-    transport::client c(bench_client(resp_port, "bench-responder-", o));
+    transport::client c(bench_client("127.0.0.1", resp_port, "bench-responder-" + std::to_string(getpid()), o));
     transport::client* cp = &c;
     const bool ok = c.connect(10s) == actors::errc::ok &&
                     c.subscribe(rpc_topic, [cp](const transport::incoming& in) { cp->respond(in, in.payload); })
@@ -481,7 +470,7 @@ int run_request(const bench_options& o) {
   int rc = 1;
   if (up) {
     if (o.cluster_nodes > 1) std::this_thread::sleep_for(1s); // the responder's interest reaches n0
-    transport::client c(bench_client(req_port, "bench-requester-", o));
+    transport::client c(bench_client("127.0.0.1", req_port, "bench-requester-" + std::to_string(getpid()), o));
     if (c.connect(10s) == actors::errc::ok) {
       std::mutex m;
       histogram h;
