@@ -7,6 +7,11 @@
 //   flowbus node --port 8081 &
 //   flowbus_bare_ws_bench --port 8081 [--rate 10000] [--seconds 10] [--size 128]
 //
+//   flowbus node --port 8081 --lossless bench.bare.data &
+//   flowbus_bare_ws_bench --port 8081 --messages 1000000 [--subscribers 10] [--size 128]
+//       throughput of the unbatched client (issue 19): every message its own WebSocket message,
+//       gathered into 64 KiB writes; subscribers count PUBLISH headers — the NATS bench's twin
+//
 // Publisher (this process) and subscriber (a forked one) are two processes beside the node's,
 // as in `flowbus bench latency`. Each message carries its intended send time (steady clock) at
 // payload bytes 8..15; the subscriber records the latency from it (one_way.hpp) and prints one
@@ -27,11 +32,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -65,30 +73,91 @@ public:
 
   /// Encodes `m` and writes it as one masked binary WebSocket message.
   void send(codec::message& m) {
+    out_.clear();
+    append(m, out_);
+    write_all(out_.data(), out_.size());
+  }
+
+  /// Encodes `m` as one masked binary WebSocket message at the end of `out` (several make one write).
+  void append(codec::message& m, std::vector<unsigned char>& out) {
     frame_.resize(enc_.literal_size(m));
     const codec::encode_result r = enc_.encode(m, frame_.data(), frame_.size());
     if (!r) die("encode");
-    out_.clear();
     const std::size_t n = r.size;
-    out_.push_back(0x82); // FIN, binary
+    out.push_back(0x82); // FIN, binary
     if (n < 126) {
-      out_.push_back(static_cast<unsigned char>(0x80 | n));
+      out.push_back(static_cast<unsigned char>(0x80 | n));
     } else {
-      out_.push_back(0x80 | 126);
-      out_.push_back(static_cast<unsigned char>(n >> 8));
-      out_.push_back(static_cast<unsigned char>(n));
+      out.push_back(0x80 | 126);
+      out.push_back(static_cast<unsigned char>(n >> 8));
+      out.push_back(static_cast<unsigned char>(n));
     }
     const unsigned char key[4] = {0x37, 0xfa, 0x21, 0x3d};
-    out_.insert(out_.end(), key, key + 4);
-    const std::size_t at = out_.size();
-    out_.resize(at + n);
-    for (std::size_t i = 0; i < n; ++i)
-      out_[at + i] = static_cast<unsigned char>(frame_[i] ^ key[i % 4]);
-    write_all(out_.data(), out_.size());
+    out.insert(out.end(), key, key + 4);
+    const std::size_t at = out.size();
+    out.resize(at + n);
+    // eight bytes at a time (the key repeats every four), as a lean client masks
+    std::uint64_t k8;
+    std::memcpy(&k8, key, 4);
+    std::memcpy(reinterpret_cast<unsigned char*>(&k8) + 4, key, 4);
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      std::uint64_t w;
+      std::memcpy(&w, frame_.data() + i, 8);
+      w ^= k8;
+      std::memcpy(out.data() + at + i, &w, 8);
+    }
+    for (; i < n; ++i)
+      out[at + i] = static_cast<unsigned char>(frame_[i] ^ key[i % 4]);
+  }
+
+  void write(const std::vector<unsigned char>& out) { write_all(out.data(), out.size()); }
+
+  /// Throughput: counts the PUBLISH frames of the WebSocket messages that come (a BATCH's inner
+  /// ones by their headers alone: no decoding, no checksum — as the NATS bench's subscriber counts
+  /// MSG lines) until `want` arrived; the steady-clock times of the first and the last.
+  void count_publishes(std::uint64_t want, std::uint64_t& first_ns, std::uint64_t& last_ns) {
+    constexpr std::size_t h = codec::defaults::header_size;
+    std::uint64_t got = 0;
+    auto counted = [&] {
+      last_ns = scheduling::steady_ns();
+      if (got++ == 0) first_ns = last_ns;
+    };
+    while (got < want) {
+      const codec::bytes_view body = next_binary();
+      if (body.size() < h) die("a short frame from the node");
+      const codec::frame_header fh = codec::read_header(body.data());
+      if (fh.type == static_cast<std::uint8_t>(codec::msg_type::publish)) counted();
+      if (fh.type != static_cast<std::uint8_t>(codec::msg_type::batch)) continue;
+      for (std::size_t at = h; at + h <= body.size();) {
+        const codec::frame_header inner = codec::read_header(body.data() + at);
+        if (inner.total_size < h) die("a bad BATCH from the node");
+        if (inner.type == static_cast<std::uint8_t>(codec::msg_type::publish)) counted();
+        at += inner.total_size;
+      }
+    }
   }
 
   /// Calls f(message) for every FLOW message of the next WebSocket message (a BATCH's inner ones).
   template <class F> void receive(F&& f) {
+    const codec::bytes_view body = next_binary();
+    codec::message m;
+    if (!dec_.decode(body, m)) die("a bad frame from the node");
+    if (m.type == codec::msg_type::batch) {
+      codec::batch_reader r(dec_, m);
+      codec::message inner;
+      while (!r.done()) {
+        if (!r.next(inner)) die("a bad BATCH from the node");
+        f(inner);
+      }
+    } else {
+      f(m);
+    }
+  }
+
+  /// The body of the next binary WebSocket message (valid until the next read); pings and pongs
+  /// (not within a bench's seconds) are skipped.
+  codec::bytes_view next_binary() {
     for (;;) {
       while (buf_.size() - pos_ < 2)
         fill();
@@ -113,22 +182,8 @@ public:
         fill();
       p = buf_.data() + pos_;
       const unsigned op = p[0] & 0x0f;
-      const codec::bytes_view body(p + head, len);
       pos_ += head + len;
-      if (op != 2) continue; // a ping (not within a bench's seconds) or a pong
-      codec::message m;
-      if (!dec_.decode(body, m)) die("a bad frame from the node");
-      if (m.type == codec::msg_type::batch) {
-        codec::batch_reader r(dec_, m);
-        codec::message inner;
-        while (!r.done()) {
-          if (!r.next(inner)) die("a bad BATCH from the node");
-          f(inner);
-        }
-      } else {
-        f(m);
-      }
-      return;
+      if (op == 2) return codec::bytes_view(p + head, len);
     }
   }
 
@@ -181,6 +236,65 @@ void register_as(ws_conn& c, const char* id) {
   c.await(codec::msg_type::welcome);
 }
 
+/// REGISTER as `id`, SUBSCRIBE to the bench topic, its ACK awaited.
+void subscribe_as(ws_conn& c, const std::string& id) {
+  register_as(c, id.c_str());
+  codec::message s = control(codec::msg_type::subscribe);
+  s.set_topic(topic);
+  s.set(codec::field::message_id, std::uint64_t{1});
+  c.send(s);
+  c.await(codec::msg_type::ack);
+}
+
+/// Throughput, as the NATS bench's: subscribers (threads of a forked process, a connection each)
+/// count PUBLISHes; the publisher sends each message as its own WebSocket message, gathered into
+/// 64 KiB writes (what a buffered client does) — the unbatched client of issue 19. The node must
+/// hold the publisher rather than shed (`flowbus node --lossless bench.bare.data`).
+int throughput(std::uint16_t port, std::uint64_t count, std::size_t subscribers, std::size_t size) {
+  const pid_t child = bench::fork_when_ready([&](auto ready) {
+    std::vector<std::unique_ptr<ws_conn>> conns;
+    for (std::size_t i = 0; i < subscribers; ++i) {
+      conns.push_back(std::make_unique<ws_conn>(port));
+      subscribe_as(*conns.back(), "bare-sub-" + std::to_string(i));
+    }
+    ready();
+    std::vector<std::uint64_t> first(subscribers), last(subscribers);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < subscribers; ++i)
+      threads.emplace_back([&, i] { conns[i]->count_publishes(count, first[i], last[i]); });
+    for (auto& t : threads)
+      t.join();
+    const std::uint64_t t0 = *std::min_element(first.begin(), first.end());
+    const std::uint64_t t1 = *std::max_element(last.begin(), last.end());
+    const double total = static_cast<double>(count) * static_cast<double>(subscribers);
+    std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"client\":\"bare\",\"payload_bytes\":%zu,"
+                "\"subscribers\":%zu,\"received\":%.0f,\"msgs_per_s\":%.0f}\n",
+                subscribers == 1 ? "ws_bare_pubsub_1to1" : ("ws_bare_fanout_1to" + std::to_string(subscribers)).c_str(),
+                size, subscribers, total, t1 > t0 ? total * 1e9 / static_cast<double>(t1 - t0) : 0.0);
+    std::fflush(stdout);
+    return 0;
+  });
+  if (child < 0) return 1;
+  ws_conn pub(port);
+  register_as(pub, "bare-pub");
+  std::string payload(size, 'p');
+  codec::message m = control(codec::msg_type::publish);
+  m.set_topic(topic);
+  m.payload = codec::bytes_view(payload);
+  std::vector<unsigned char> out;
+  out.reserve(65536 + size + 256);
+  for (std::uint64_t i = 0; i < count; ++i) {
+    std::memcpy(payload.data(), &i, 8);
+    m.timestamp_ns = codec::wall_clock_ns();
+    pub.append(m, out);
+    if (out.size() >= 65536 || i + 1 == count) {
+      pub.write(out);
+      out.clear();
+    }
+  }
+  return bench::child_status(child); // the connection stays open until every subscriber has all
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -188,16 +302,12 @@ int main(int argc, char** argv) {
   const double rate = args.rate;
   const std::size_t size = args.size;
   const std::uint16_t port = args.port;
+  if (args.messages) return throughput(port, args.messages, args.subscribers, size);
   const std::uint64_t count = args.count();
 
   const pid_t subscriber = bench::fork_when_ready([&](auto ready) {
     ws_conn c(port);
-    register_as(c, "bare-sub");
-    codec::message s = control(codec::msg_type::subscribe);
-    s.set_topic(topic);
-    s.set(codec::field::message_id, std::uint64_t{1});
-    c.send(s);
-    c.await(codec::msg_type::ack);
+    subscribe_as(c, "bare-sub");
     ready();
     bench::one_way w;
     while (w.h.count() < count)

@@ -18,12 +18,14 @@
 
 namespace flowbus::bench {
 
-/// `--rate R --seconds S --size B --port P --messages N --subscribers K` (pairs, any order).
+/// `--rate R --seconds S --size B --port P --messages N --subscribers K --client C` (pairs, any
+/// order; --client for the benches that offer more than one client).
 struct load_args {
   double rate = 10000, seconds = 10;
   std::size_t size = 128, subscribers = 1;
   std::uint64_t messages = 0;
   std::uint16_t port = 0;
+  std::string client;
 
   /// Parses the pairs; a payload is at least 16 bytes (index and intended send time). Also sets
   /// a 1 µs timer slack: the fixed-rate sender sleeps between messages.
@@ -37,6 +39,7 @@ struct load_args {
       else if (a == "--size") l.size = static_cast<std::size_t>(std::atol(argv[i + 1]));
       else if (a == "--port") l.port = static_cast<std::uint16_t>(std::atoi(argv[i + 1]));
       else if (a == "--messages") l.messages = static_cast<std::uint64_t>(std::atoll(argv[i + 1]));
+      else if (a == "--client") l.client = argv[i + 1];
       else if (a == "--subscribers") l.subscribers = std::max<std::size_t>(1, static_cast<std::size_t>(std::atol(argv[i + 1])));
     }
     l.size = std::max<std::size_t>(l.size, 16);

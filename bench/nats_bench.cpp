@@ -10,6 +10,10 @@
 //       buffered NATS client does); each subscriber (a thread of the subscribing process, one
 //       connection each) counts MSGs; deliveries/s from the first to the last, like
 //       `flowbus bench throughput`
+//   flowbus_nats_bench --port 4222 --client cnats [--messages N [--subscribers K] | --rate R ...]
+//       the same loads through NATS's own C client (cnats, Debian's libnats-dev): buffered
+//       publishes with its flusher thread, a callback per message on the subscription's thread —
+//       what a NATS user's program does, and the baseline issue 19 names
 #include "loopback.hpp"
 #include "one_way.hpp"
 
@@ -22,6 +26,10 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#if FLOWBUS_HAVE_CNATS
+#include <nats/nats.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -188,8 +196,144 @@ int throughput(std::uint16_t port, std::uint64_t count, std::size_t subscribers,
 
 } // namespace
 
+#if FLOWBUS_HAVE_CNATS
+namespace cnats {
+
+[[noreturn]] void die(const char* what, natsStatus s) {
+  std::fprintf(stderr, "nats bench (cnats): %s: %s\n", what, natsStatus_GetText(s));
+  std::exit(2);
+}
+void check(natsStatus s, const char* what) {
+  if (s != NATS_OK) die(what, s);
+}
+
+/// send_asap: every publish written at once (what a latency-minded NATS user sets) instead of
+/// buffered for the flusher thread (cnats's default, for throughput).
+natsConnection* connect(std::uint16_t port, bool send_asap = false) {
+  natsOptions* o = nullptr;
+  check(natsOptions_Create(&o), "options");
+  check(natsOptions_SetURL(o, ("nats://127.0.0.1:" + std::to_string(port)).c_str()), "url");
+  check(natsOptions_SetSendAsap(o, send_asap), "send asap");
+  natsConnection* nc = nullptr;
+  check(natsConnection_Connect(&nc, o), "connect");
+  natsOptions_Destroy(o);
+  return nc;
+}
+
+/// One subscriber connection: counts what its callback gets (on the subscription's thread).
+struct counter {
+  natsConnection* nc = nullptr;
+  natsSubscription* sub = nullptr;
+  std::atomic<std::uint64_t> got{0};
+  std::uint64_t first_ns = 0, last_ns = 0;
+  flowbus::bench::one_way* latency = nullptr; // latency mode: each payload's intended send time
+
+  static void on_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
+    auto* c = static_cast<counter*>(self);
+    if (c->latency && natsMsg_GetDataLength(msg) >= 16) c->latency->record(natsMsg_GetData(msg));
+    c->last_ns = flowbus::scheduling::steady_ns();
+    if (c->got.load(std::memory_order_relaxed) == 0) c->first_ns = c->last_ns;
+    c->got.fetch_add(1, std::memory_order_release);
+    natsMsg_Destroy(msg);
+  }
+  void subscribe(std::uint16_t port) {
+    nc = connect(port);
+    check(natsConnection_Subscribe(&sub, nc, subject, on_msg, this), "subscribe");
+    check(natsSubscription_SetPendingLimits(sub, -1, -1), "pending limits"); // count, never drop
+    check(natsConnection_Flush(nc), "flush");
+  }
+  void wait_for(std::uint64_t want) const {
+    while (got.load(std::memory_order_acquire) < want)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  ~counter() {
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
+  }
+};
+
+int throughput(std::uint16_t port, std::uint64_t count, std::size_t subscribers, std::size_t size) {
+  const pid_t child = flowbus::bench::fork_when_ready([&](auto ready) {
+    std::vector<std::unique_ptr<counter>> subs;
+    for (std::size_t i = 0; i < subscribers; ++i) {
+      subs.push_back(std::make_unique<counter>());
+      subs.back()->subscribe(port);
+    }
+    ready();
+    for (auto& c : subs)
+      c->wait_for(count);
+    std::uint64_t t0 = UINT64_MAX, t1 = 0;
+    for (auto& c : subs) {
+      t0 = std::min(t0, c->first_ns);
+      t1 = std::max(t1, c->last_ns);
+    }
+    const double total = static_cast<double>(count) * static_cast<double>(subscribers);
+    std::printf("{\"bench\":\"%s\",\"transport\":\"nats\",\"client\":\"cnats\",\"payload_bytes\":%zu,"
+                "\"subscribers\":%zu,\"received\":%.0f,\"msgs_per_s\":%.0f}\n",
+                subscribers == 1 ? "cnats_pubsub_1to1" : ("cnats_fanout_1to" + std::to_string(subscribers)).c_str(),
+                size, subscribers, total, t1 > t0 ? total * 1e9 / static_cast<double>(t1 - t0) : 0.0);
+    std::fflush(stdout);
+    subs.clear();
+    nats_Close();
+    return 0;
+  });
+  if (child < 0) return 1;
+  natsConnection* nc = connect(port);
+  std::string payload(size, 'p');
+  for (std::uint64_t i = 0; i < count; ++i) {
+    std::memcpy(payload.data(), &i, 8);
+    check(natsConnection_Publish(nc, subject, payload.data(), static_cast<int>(size)), "publish");
+  }
+  check(natsConnection_Flush(nc), "flush");
+  const int st = flowbus::bench::child_status(child);
+  natsConnection_Destroy(nc);
+  nats_Close();
+  return st;
+}
+
+int latency(std::uint16_t port, double rate, std::uint64_t count, std::size_t size) {
+  const pid_t child = flowbus::bench::fork_when_ready([&](auto ready) {
+    flowbus::bench::one_way w;
+    {
+      counter c;
+      c.latency = &w;
+      c.subscribe(port);
+      ready();
+      c.wait_for(count);
+    }
+    w.print("cnats_latency", "nats", size, rate);
+    nats_Close();
+    return 0;
+  });
+  if (child < 0) return 1;
+  natsConnection* nc = connect(port, true);
+  std::string payload(size, 'p');
+  flowbus::scheduling::offer_at_fixed_rate(rate, count, [&](std::uint64_t i, std::uint64_t intended) {
+    std::memcpy(payload.data(), &i, 8);
+    std::memcpy(payload.data() + 8, &intended, 8);
+    check(natsConnection_Publish(nc, subject, payload.data(), static_cast<int>(size)), "publish");
+  });
+  check(natsConnection_Flush(nc), "flush");
+  const int st = flowbus::bench::child_status(child);
+  natsConnection_Destroy(nc);
+  nats_Close();
+  return st;
+}
+
+} // namespace cnats
+#endif
+
 int main(int argc, char** argv) {
   const auto args = flowbus::bench::load_args::parse(argc, argv, 4222);
+  if (args.client == "cnats") {
+#if FLOWBUS_HAVE_CNATS
+    return args.messages ? cnats::throughput(args.port, args.messages, args.subscribers, args.size)
+                         : cnats::latency(args.port, args.rate, args.count(), args.size);
+#else
+    std::fprintf(stderr, "nats bench: built without cnats (install libnats-dev and rebuild)\n");
+    return 2;
+#endif
+  }
   const double rate = args.rate;
   const std::size_t size = args.size;
   const std::uint16_t port = args.port;

@@ -3,7 +3,8 @@
 # each repeated `runs` times (default 3): one JSON line per result on stdout, progress on stderr.
 # Every scenario starts its own `flowbus node` process; publisher and subscribers are two more.
 # The same latency load also runs through a bare TCP relay (the floor), and the latency and
-# throughput loads through nats-server.
+# throughput loads through nats-server (a lean hand-written client, and cnats). The bare client's
+# loads (flowbus_bare_ws_bench) are the lean NATS client's twins: node against server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
@@ -28,13 +29,21 @@ for ((r = 1; r <= runs; r++)); do
   $F bench latency --rate 10000 --seconds 10 --size 128 --clients-together
   $F bench connections --connections 10000
   # what a bare client (hand-framed WebSocket, no I/O thread) gets through a node: the library's share
-  $F node --port 18181 >/dev/null 2>&1 &
+  # and its throughput, unbatched (every message its own WebSocket message, 64 KiB writes): the
+  # node against nats-server with the same lean client on both (the NATS bench's default client)
+  $F node --port 18181 --lossless bench.bare.data >/dev/null 2>&1 &
   bare_node=$!
   sleep 0.5
   build/release/bench/flowbus_bare_ws_bench --port 18181 --rate 10000 --seconds 10 --size 128
+  build/release/bench/flowbus_bare_ws_bench --port 18181 --messages 1000000 --size 128
+  build/release/bench/flowbus_bare_ws_bench --port 18181 --messages 200000 --subscribers 10 --size 128
   kill $bare_node; wait $bare_node 2>/dev/null || true
   build/release/bench/flowbus_tcp_relay_bench --rate 10000 --seconds 10 --size 128
   build/release/bench/flowbus_nats_bench --port $nats_port --rate 10000 --seconds 10 --size 128
   build/release/bench/flowbus_nats_bench --port $nats_port --messages 1000000 --size 128
   build/release/bench/flowbus_nats_bench --port $nats_port --messages 200000 --subscribers 10 --size 128
+  # NATS's own C client (cnats), the baseline issue 19 names
+  build/release/bench/flowbus_nats_bench --port $nats_port --client cnats --rate 10000 --seconds 10 --size 128
+  build/release/bench/flowbus_nats_bench --port $nats_port --client cnats --messages 1000000 --size 128
+  build/release/bench/flowbus_nats_bench --port $nats_port --client cnats --messages 200000 --subscribers 10 --size 128
 done

@@ -9,7 +9,7 @@ PACKAGES=(
   doctest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
   clang libclang-rt-14-dev        # libFuzzer and the clang sanitizer runtimes
   python3 python3-websockets      # protocol interop client
-  nats-server                     # benchmarks: NATS side by side (scripts/bench-ws.sh)
+  nats-server libnats-dev         # benchmarks: NATS side by side, its own C client too (scripts/bench-ws.sh)
 )
 
 missing=()
