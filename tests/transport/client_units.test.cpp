@@ -131,18 +131,56 @@ TEST_SUITE("client_units") {
     t.add("a.*", "", [&](const transport::incoming&) { got = "star"; });
     t.add("a.>", "", [&](const transport::incoming&) { got = "tail2"; }); // new handler, same place
     CHECK(t.size() == 2);
-    t.handler_for("a.b")({});
+    (*t.handler_for("a.b"))({});
     CHECK(got == "tail2");
     CHECK_FALSE(static_cast<bool>(t.handler_for("b.c")));
     t.set_fallback([&](const transport::incoming&) { got = "fallback"; });
-    t.handler_for("b.c")({});
+    (*t.handler_for("b.c"))({});
     CHECK(got == "fallback");
     t.remove("a.>", "");
-    t.handler_for("a.b")({});
+    (*t.handler_for("a.b"))({});
     CHECK(got == "star");
     t.add("a.b", "g", {});
     REQUIRE(t.all().size() == 2);
     CHECK(t.all().back().group == "g");
+  }
+
+  TEST_CASE("handler_cache: what handler_for gave, per topic, until the table changes") {
+    subscription_table t;
+    handler_cache c;
+    std::string got;
+    auto lookup = [&](std::string_view topic) { // as the client's dispatch does
+      const handler_cache::shared_handler* h = c.find(topic, t.generation());
+      if (!h) h = &c.put(topic, t.generation(), t.handler_for(topic));
+      return *h;
+    };
+    CHECK(c.find("a.b", t.generation()) == nullptr); // nothing known yet
+    t.add("a.*", "", [&](const transport::incoming&) { got = "star"; });
+    (*lookup("a.b"))({});
+    CHECK(got == "star");
+    const handler_cache::shared_handler* known = c.find("a.b", t.generation());
+    REQUIRE(known != nullptr);
+    CHECK(known->get() == t.handler_for("a.b").get()); // the same handler, not a copy
+    CHECK_FALSE(static_cast<bool>(lookup("b.c"))); // no handler: remembered as none
+    REQUIRE(c.find("b.c", t.generation()) != nullptr);
+    // every change of the table makes the cache look again
+    t.set_fallback([&](const transport::incoming&) { got = "fallback"; });
+    CHECK(c.find("b.c", t.generation()) == nullptr);
+    (*lookup("b.c"))({});
+    CHECK(got == "fallback");
+    t.add("a.*", "", [&](const transport::incoming&) { got = "star2"; }); // a new handler, same subscription
+    (*lookup("a.b"))({});
+    CHECK(got == "star2");
+    t.remove("a.*", "");
+    (*lookup("a.b"))({});
+    CHECK(got == "fallback");
+    // a handler the cache holds outlives its subscription until the cache sees the change
+    t.add("x.y", "", [&](const transport::incoming&) { got = "xy"; });
+    const handler_cache::shared_handler held = lookup("x.y");
+    t.remove("x.y", "");
+    (*held)({});
+    CHECK(got == "xy");
+    CHECK(lookup("x.y").get() != held.get());
   }
 
   TEST_CASE("receipts: duplicates dropped unless our handler failed the first; ACK owed cumulatively; CREDIT at half the window") {

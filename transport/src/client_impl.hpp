@@ -107,6 +107,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::vector<unsigned char> direct_wire; ///< ... and masked
   std::mt19937_64 direct_rng{std::random_device{}()};
   detail::subscription_table subs;  ///< (under m)
+  detail::handler_cache handlers;   ///< what subs gave per topic (I/O thread only)
   detail::pending_answers answers;  ///< subscription acks, requests, acknowledged publishes (under m)
   std::optional<std::promise<errc>> welcome;
   std::atomic<bool> registered{false}, closing{false}, started{false};

@@ -98,14 +98,18 @@ void client::impl::dispatch(const codec::message& msg) {
   }
   received.fetch_add(1, std::memory_order_relaxed);
   const incoming in_msg = actors::to_delivery(msg);
-  message_handler h;
-  {
+  // the table's generation read before the cache is asked: a subscription changed after it makes
+  // the next message look again (as taking m per message did)
+  const detail::handler_cache::shared_handler* h = handlers.find(in_msg.topic, subs.generation());
+  if (!h) {
     std::lock_guard<std::mutex> g(m);
-    h = subs.handler_for(in_msg.topic);
+    h = &handlers.put(in_msg.topic, subs.generation(), subs.handler_for(in_msg.topic));
   }
-  if (!h) return;
+  // (the cache keeps the handler alive while it runs, even if it unsubscribes itself: only this
+  // thread changes the cache, at the next message)
+  if (!*h) return;
   try {
-    h(in_msg);
+    (**h)(in_msg);
   } catch (const std::exception& e) {
     handler_failed(msg, e.what());
   } catch (...) {

@@ -8,22 +8,48 @@ namespace flowbus::transport::detail {
 
 void subscription_table::add(const std::string& pattern, const std::string& group, message_handler h) {
   auto [at, fresh] = index_.try_emplace(key(pattern, group));
-  if (fresh) at->second = subs_.insert(subs_.end(), subscription{pattern, group, std::move(h)});
-  else at->second->handler = std::move(h); // the same subscription again: its handler is the new one
+  if (fresh) at->second = subs_.insert(subs_.end(), subscription{pattern, group, share(std::move(h))});
+  else at->second->handler = share(std::move(h)); // the same subscription again: its handler is the new one
+  changed();
 }
 
 void subscription_table::remove(const std::string& pattern, const std::string& group) {
   if (auto at = index_.find(key(pattern, group)); at != index_.end()) {
     subs_.erase(at->second);
     index_.erase(at);
+    changed();
   }
 }
 
-message_handler subscription_table::handler_for(std::string_view topic) const {
+void subscription_table::set_fallback(message_handler h) {
+  fallback_ = share(std::move(h));
+  changed();
+}
+
+subscription_table::shared_handler subscription_table::handler_for(std::string_view topic) const {
   if (!topic.empty())
     for (const subscription& s : subs_)
       if (s.handler && actors::pattern_matches(s.pattern, topic)) return s.handler;
   return fallback_;
+}
+
+const handler_cache::shared_handler* handler_cache::find(std::string_view topic, std::uint64_t gen) {
+  if (gen != gen_) {
+    map_.clear();
+    gen_ = gen;
+    return nullptr;
+  }
+  key_.assign(topic);
+  const auto it = map_.find(key_);
+  return it == map_.end() ? nullptr : &it->second;
+}
+
+const handler_cache::shared_handler& handler_cache::put(std::string_view topic, std::uint64_t gen, shared_handler h) {
+  if (gen != gen_ || map_.size() >= limit) {
+    map_.clear();
+    gen_ = gen;
+  }
+  return map_.insert_or_assign(std::string(topic), std::move(h)).first->second;
 }
 
 bool receipts::accept(const codec::message& m) {

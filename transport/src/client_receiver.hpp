@@ -4,7 +4,7 @@
 // (its receive window: granted back once half of it is handled). No socket: the connection
 // decodes, asks here, calls the handler, and sends what is owed.
 // @threadsafe subscription_table: under client::impl::m (senders subscribe; the I/O thread looks
-// up). receipts: the I/O thread only.
+// up on a miss of its handler_cache, which only it touches). receipts: the I/O thread only.
 #pragma once
 
 #include <flowbus/codec/types.hpp>
@@ -12,8 +12,10 @@
 #include <flowbus/scheduling/dedup_window.hpp>
 #include <flowbus/transport/client.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -23,28 +25,58 @@ namespace flowbus::transport::detail {
 
 class subscription_table {
 public:
+  /// Shared with the I/O thread's handler_cache: a handler outlives its subscription there until
+  /// the cache sees the table's next generation.
+  using shared_handler = std::shared_ptr<const message_handler>;
   struct subscription {
     std::string pattern, group;
-    message_handler handler;
+    shared_handler handler; ///< null: none (on_message's takes the messages)
   };
 
   /// Adds (pattern, group), or gives an existing one the new handler.
   void add(const std::string& pattern, const std::string& group, message_handler h);
   void remove(const std::string& pattern, const std::string& group);
   /// The handler of the first subscription (in subscribe order) whose pattern matches `topic`;
-  /// else the fallback (on_message). Empty if none.
-  message_handler handler_for(std::string_view topic) const;
-  void set_fallback(message_handler h) { fallback_ = std::move(h); }
+  /// else the fallback (on_message). Null if none.
+  shared_handler handler_for(std::string_view topic) const;
+  void set_fallback(message_handler h);
   /// In subscribe order (a reconnect subscribes again in this order).
   const std::list<subscription>& all() const noexcept { return subs_; }
   std::size_t size() const noexcept { return subs_.size(); }
+  /// Changes with every add, remove and set_fallback (made under m): read without m by the I/O
+  /// thread, to know whether what it remembers of handler_for() still holds.
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 
 private:
   static std::string key(const std::string& pattern, const std::string& group) { return pattern + '\x1f' + group; }
+  static shared_handler share(message_handler h) {
+    return h ? std::make_shared<const message_handler>(std::move(h)) : nullptr;
+  }
+  void changed() noexcept { generation_.fetch_add(1, std::memory_order_release); }
   std::list<subscription> subs_;
   /// finds one by pattern and group: unsubscribing is O(1), not O(subscriptions)
   std::unordered_map<std::string, std::list<subscription>::iterator> index_;
-  message_handler fallback_;
+  shared_handler fallback_;
+  std::atomic<std::uint64_t> generation_{0};
+};
+
+/// The I/O thread's memory of handler_for(topic), so that a message costs a hash lookup instead
+/// of taking m and matching every pattern. Valid for one generation of the table. @threadsafe no
+/// (the I/O thread only)
+class handler_cache {
+public:
+  using shared_handler = subscription_table::shared_handler;
+  /// What handler_for(topic) gave at generation `gen`, or nullptr if it is not known (the cache is
+  /// emptied when `gen` is new). The pointer holds until the next call.
+  const shared_handler* find(std::string_view topic, std::uint64_t gen);
+  /// Remembers `h` for topic at generation `gen` (bounded: emptied when full).
+  const shared_handler& put(std::string_view topic, std::uint64_t gen, shared_handler h);
+
+private:
+  static constexpr std::size_t limit = 4096;
+  std::unordered_map<std::string, shared_handler> map_;
+  std::string key_; ///< the topic looked up (unordered_map has no lookup by string_view in C++17)
+  std::uint64_t gen_ = 0;
 };
 
 class receipts {
