@@ -205,6 +205,10 @@ public:
       const histogram h = take_second();
       const double secs = std::chrono::duration<double>(clk::now() - last).count();
       last = clk::now();
+      if (h.count()) { // a whole second with traffic: is anything queueing up over the run?
+        if (seconds_++ == 0) first_second_p50_ = h.percentile(50);
+        last_second_p50_ = h.percentile(50);
+      }
       if (latency_lines)
         std::fprintf(stderr, "  %8.0f msgs/s  p50 %7.1f us  p95 %7.1f us  p99 %7.1f us  max %8.1f us\n",
                      static_cast<double>(h.count()) / secs, h.percentile(50) / 1e3, h.percentile(95) / 1e3,
@@ -216,6 +220,10 @@ public:
     take_second();
   }
 
+  /// p50 (ns) of the first and of the last whole second with traffic (0 if none): equal when
+  /// nothing queues up over the run, growing when the offered rate is more than the path carries.
+  double first_second_p50() const { return first_second_p50_; }
+  double last_second_p50() const { return last_second_p50_; }
   std::uint64_t received() const { return total_.load(); }
   std::uint64_t bulk() const { return bulk_.load(); }
   std::uint64_t expected() const { return expected_; }
@@ -255,6 +263,8 @@ private:
   }
 
   std::uint64_t expected_;
+  std::size_t seconds_ = 0;
+  double first_second_p50_ = 0, last_second_p50_ = 0;
   std::vector<box> boxes_;
   std::vector<std::unique_ptr<transport::client>> clients_;
   std::atomic<std::uint64_t> total_{0}, bulk_{0};
@@ -265,10 +275,11 @@ void print_result(const bench_options& o, const std::string& name, subscribers& 
   const histogram& h = subs.all();
   std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"processes\":%zu,\"nodes\":%zu,\"payload_bytes\":%zu,"
               "\"subscribers\":%zu,\"offered_per_s\":%.0f,\"received\":%" PRIu64 ",\"expected\":%" PRIu64
-              ",\"msgs_per_s\":%.0f,%s}\n",
+              ",\"msgs_per_s\":%.0f,\"p50_first_s_us\":%.3f,\"p50_last_s_us\":%.3f,%s}\n",
               name.c_str(), o.embedded ? std::size_t{1} : (o.clients_together ? 1 : 2) + o.cluster_nodes, o.cluster_nodes, o.size,
               o.scenario == "latency" ? std::size_t{1} : o.subscribers, offered_rate,
-              subs.received(), subs.expected(), subs.rate(), h.json_fields("us", 1e3).c_str());
+              subs.received(), subs.expected(), subs.rate(), subs.first_second_p50() / 1e3, subs.last_second_p50() / 1e3,
+              h.json_fields("us", 1e3).c_str());
   std::fflush(stdout);
 }
 
