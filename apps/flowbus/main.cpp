@@ -106,6 +106,9 @@ int main(int argc, char** argv) {
                        "a session busy-polls its agent's ring this long after it runs dry, then parks "
                        "(0: park at once; a spinning session keeps an I/O thread busy)")
       ->capture_default_str();
+  node_cmd->add_option("--allow-origin", node.allow_origin,
+                       "a browser page's origin allowed to connect, e.g. https://app.example:8443 (repeatable; "
+                       "`*`: any page). Handshakes with another Origin are refused (403); programs send none");
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));

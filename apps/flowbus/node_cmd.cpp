@@ -86,6 +86,7 @@ int run_node(const node_options& o) {
   so.idle_timeout = std::chrono::milliseconds(o.idle_timeout_ms);
   so.shared_memory = o.shared_memory;
   so.shm_spin = std::chrono::microseconds(o.shm_spin_us);
+  so.allowed_origins = o.allow_origin;
   std::unique_ptr<transport::server> server;
   try {
     server = std::make_unique<transport::server>(n, so);
@@ -111,9 +112,9 @@ int run_node(const node_options& o) {
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
         const auto s = server->stats();
         spdlog::info("flowbus node: {} connections, {} frames in, {} out, {} writes ({} batched), {} shm doorbells, "
-                     "{} protocol errors, {} slow consumers, {} dead letters ({} not persisted)",
+                     "{} protocol errors, {} slow consumers, {} origins refused, {} dead letters ({} not persisted)",
                      s.active, s.frames_in, s.frames_out, s.writes, s.batches, s.shm_doorbells, s.protocol_errors,
-                     s.slow_consumers,
+                     s.slow_consumers, s.origins_refused,
                      n.dead().total(), n.dead().not_persisted());
         for (const actors::peer_status& p : n.peers())
           spdlog::info("flowbus node: peer {} at {} {}, rtt {} us, {} frames out, {} in, {} pending, {} dead-lettered, "

@@ -122,6 +122,7 @@ server_stats server::stats() const {
   s.window_waits = v(c.window_waits);
   s.shm_attached = v(c.shm_attached);
   s.shm_doorbells = v(c.shm_doorbells);
+  s.origins_refused = v(c.origins_refused);
   return s;
 }
 

@@ -3,6 +3,8 @@
 // session_ingress.cpp's; what is written, session_egress.cpp's (session.hpp).
 #include "session.hpp"
 
+#include "origin_policy.hpp"
+
 #include <flowbus/codec/clock.hpp>
 
 #include <boost/asio/dispatch.hpp>
@@ -95,8 +97,30 @@ void session::stop() {
 
 void session::on_request(beast::error_code ec) {
   if (ec) return teardown("handshake: " + ec.message());
+  const auto origin = up_->req.find(beast::http::field::origin); // sent by browsers only
+  if (origin != up_->req.end()) {
+    const std::string_view o(origin->value().data(), origin->value().size());
+    if (o.empty() || !origin_allowed(o, core_.opt.allowed_origins)) return refuse_origin(std::string(o));
+  }
   if (core_.opt.shared_memory && up_->req[shm_header] == "1") offer_shm();
   ws_.async_accept(up_->req, bind([](session& s, beast::error_code e) { s.on_accept(e); }));
+}
+
+/// A browser page from an origin not allowed: 403 with the reason in words, no WebSocket.
+void session::refuse_origin(const std::string& origin) {
+  core_.origins_refused.fetch_add(1, std::memory_order_relaxed);
+  spdlog::info("flowbus: refused a WebSocket handshake from origin '{}' (not allowed by --allow-origin)", origin);
+  auto res = std::make_shared<beast::http::response<beast::http::string_body>>(beast::http::status::forbidden,
+                                                                              up_->req.version());
+  res->set(beast::http::field::server, "flowbus");
+  res->set(beast::http::field::content_type, "text/plain");
+  res->keep_alive(false);
+  res->body() = "flowbus: cross-origin WebSocket handshake refused (Origin: " + origin +
+                "); the node lets a browser page's origin in with --allow-origin\n";
+  res->prepare_payload();
+  beast::http::async_write(ws_.next_layer(), *res, bind([res](session& s, beast::error_code, std::size_t) {
+                             s.teardown("handshake: origin not allowed");
+                           }));
 }
 
 void session::on_accept(beast::error_code ec) {

@@ -69,7 +69,7 @@ struct server::core {
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
       protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0},
-      window_waits{0}, shm_attached{0}, shm_doorbells{0};
+      window_waits{0}, shm_attached{0}, shm_doorbells{0}, origins_refused{0};
   std::shared_ptr<detail::post_gate> gate = std::make_shared<detail::post_gate>();
   detail::net::io_context ioc;
   detail::tcp::acceptor acceptor;
@@ -106,6 +106,7 @@ private:
 
   // session.cpp: the I/O skeleton; session_close.cpp: closing
   void on_request(beast::error_code ec);
+  void refuse_origin(const std::string& origin);
   void on_accept(beast::error_code ec);
   void keep_handshake_leftover();
   void ensure_room(std::size_t n);

@@ -56,6 +56,11 @@ struct server_options {
   /// thread, which serves other connections in between) before it parks and waits for a doorbell:
   /// a busy-poll that buys ~10-20 µs a hop for a core kept busy while agents talk (0: park at once).
   std::chrono::microseconds shm_spin{0};
+  /// Browser pages allowed to connect, by origin (`https://app.example:8443`; `*`: any). A browser
+  /// sends Origin with every WebSocket handshake and lets any page connect anywhere: a handshake
+  /// with an Origin not listed here is refused (HTTP 403), so a page on another site cannot drive
+  /// a node on its visitor's machine. Programs send no Origin and are not affected. (docs/security.md)
+  std::vector<std::string> allowed_origins;
 };
 
 struct server_stats {
@@ -75,6 +80,8 @@ struct server_stats {
   std::uint64_t window_waits = 0;
   /// Connections that attached a shared-memory channel (in all), and doorbells sent to agents.
   std::uint64_t shm_attached = 0, shm_doorbells = 0;
+  /// WebSocket handshakes refused for their Origin (server_options::allowed_origins).
+  std::uint64_t origins_refused = 0;
 };
 
 class server {
