@@ -37,6 +37,7 @@ const char* to_string(errc e) noexcept {
     case errc::node_stopped: return "node_stopped";
     case errc::not_subscribed: return "not_subscribed";
     case errc::too_many_subscriptions: return "too_many_subscriptions";
+    case errc::unauthenticated: return "unauthenticated";
   }
   return "invalid";
 }

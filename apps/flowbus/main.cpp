@@ -11,6 +11,7 @@
 #include "bench_cmd.hpp"
 #include "demo.hpp"
 #include "dlq_cmd.hpp"
+#include "token_cmd.hpp"
 #include "node_cmd.hpp"
 
 #include <flowbus/transport/client.hpp>
@@ -109,6 +110,11 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--allow-origin", node.allow_origin,
                        "a browser page's origin allowed to connect, e.g. https://app.example:8443 (repeatable; "
                        "`*`: any page). Handshakes with another Origin are refused (403); programs send none");
+  node_cmd->add_option("--auth", node.auth, "none: any agent registers as any free id; token: REGISTER needs a token "
+                       "signed by an --auth-key (docs/security.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "token"}));
+  node_cmd->add_option("--auth-key", node.auth_keys, "KID=FILE: a token signing key and its id (repeatable: rotation)");
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -179,6 +185,17 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--name", bench.name, "the JSON `bench` name");
 
   flowbus::app::dlq_options dlq;
+  flowbus::app::token_options token;
+  CLI::App* token_cmd = app.add_subcommand("token", "issue a signed token for an agent (a node with --auth token)");
+  token_cmd->add_option("action", token.action, "issue")->capture_default_str()->check(CLI::IsMember({"issue"}));
+  token_cmd->add_option("--key-file", token.key_file, "the signing key: its bytes, or hex:<digits> (at least 32 bytes)")
+      ->required();
+  token_cmd->add_option("--kid", token.key_id, "the key's id, as the node knows it (--auth-key KID=FILE)")->required();
+  token_cmd->add_option("--id", token.id, "the agent id it allows, or a pattern with * (worker-*)")->required();
+  token_cmd->add_option("--type", token.type, "the agent type it must register with (default: any)");
+  token_cmd->add_option("--role", token.role, "a role name");
+  token_cmd->add_option("--ttl", token.ttl, "valid for: 90s, 30m, 12h, 7d")->capture_default_str();
+
   CLI::App* dlq_cmd = app.add_subcommand("dlq", "list, replay or purge the dead-letter queues of a --dlq-dir");
   dlq_cmd->add_option("action", dlq.action, "list | replay | purge")->required()->check(CLI::IsMember({"list", "replay", "purge"}));
   dlq_cmd->add_option("--dir", dlq.dir, "the node's --dlq-dir")->required();
@@ -198,6 +215,7 @@ int main(int argc, char** argv) {
     }
   }
   if (dlq_cmd->parsed()) return flowbus::app::run_dlq(dlq);
+  if (token_cmd->parsed()) return flowbus::app::run_token(token);
   if (node_cmd->parsed()) return flowbus::app::run_node(node);
   if (demo_cmd->parsed()) return flowbus::app::run_demo(demo);
   if (bench_cmd->parsed()) return flowbus::app::run_bench(bench);

@@ -13,7 +13,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <optional>
+#include <stdexcept>
 #include <system_error>
 #include <thread>
 
@@ -36,6 +38,31 @@ void split_host_port(const std::string& s, std::string& host, std::uint16_t& por
   port = colon == std::string::npos ? default_port : static_cast<std::uint16_t>(std::atoi(s.c_str() + colon + 1));
 }
 
+/// The token keys of --auth token (null for --auth none); throws std::runtime_error with the reason.
+std::shared_ptr<const transport::token_keys> auth_keys(const node_options& o) {
+  if (o.auth == "none") {
+    if (!o.auth_keys.empty()) throw std::runtime_error("--auth-key is given but --auth is none");
+    return nullptr;
+  }
+  auto keys = std::make_shared<transport::token_keys>();
+  for (const std::string& kv : o.auth_keys) {
+    const auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == kv.size())
+      throw std::runtime_error("--auth-key '" + kv + "' is not KID=FILE");
+    try {
+      keys->add(kv.substr(0, eq), transport::read_key_file(kv.substr(eq + 1)));
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(e.what());
+    }
+  }
+  if (keys->empty()) throw std::runtime_error("--auth token needs at least one --auth-key KID=FILE");
+  return keys;
+}
+
+bool loopback(const std::string& address) {
+  return address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
+}
+
 int run_node(const node_options& o) {
   // sleeps and timed waits wake within 1 µs of their deadline, not Linux's default 50 µs: this
   // process's threads (and children) inherit it
@@ -48,6 +75,18 @@ int run_node(const node_options& o) {
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   const std::uint64_t files = raise_file_limit();
+  std::shared_ptr<const transport::token_keys> keys;
+  try {
+    keys = auth_keys(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "flowbus node: cannot start: %s\n", e.what());
+    return 1;
+  }
+  if (!keys && !loopback(o.address))
+    spdlog::warn("flowbus node: LISTENING ON {} WITH --auth none: anyone who reaches this address can register as "
+                 "any agent, read every topic and publish. Use --auth token, or a loopback address "
+                 "(docs/security.md)",
+                 o.address);
 
   actors::node_config cfg;
   cfg.workers = o.threads;
@@ -87,6 +126,7 @@ int run_node(const node_options& o) {
   so.shared_memory = o.shared_memory;
   so.shm_spin = std::chrono::microseconds(o.shm_spin_us);
   so.allowed_origins = o.allow_origin;
+  so.auth = keys;
   std::unique_ptr<transport::server> server;
   try {
     server = std::make_unique<transport::server>(n, so);

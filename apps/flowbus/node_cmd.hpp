@@ -24,6 +24,8 @@ struct node_options {
   bool shared_memory = true;     ///< offer same-host agents shared-memory rings (docs/protocol.md §13)
   std::uint32_t shm_spin_us = 0; ///< sessions busy-poll their agent's ring this long before parking
   std::vector<std::string> allow_origin; ///< browser page origins allowed to connect (`*`: any; docs/security.md)
+  std::string auth = "none";             ///< none | token (docs/security.md)
+  std::vector<std::string> auth_keys;    ///< KID=FILE, the token signing keys
   std::string dlq_dir;           ///< dead-letter queues on disk here (empty: in memory only)
   std::string idle_workers = "park"; ///< CAF's idle workers: "park" (sleep at once) or "backoff" (CAF's polling)
   std::size_t max_subscriptions = 100000;  ///< per agent

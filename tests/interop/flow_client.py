@@ -24,6 +24,7 @@ FIELDS = {
     10: ("queue_group", STRING, False), 11: ("error_code", VARINT, False), 12: ("credit", VARINT, False),
     13: ("agent_type", STRING, False), 14: ("capability", STRING, True), 15: ("heartbeat_ms", VARINT, False),
     16: ("attempt", VARINT, False), 17: ("subscription", STRING, True), 18: ("max_attempts", VARINT, False),
+    19: ("token", STRING, False),
 }
 BY_NAME = {name: (num, kind, rep) for num, (name, kind, rep) in FIELDS.items()}
 POOL_ENTRIES, POOL_BYTES, POOLED_MAX = 1024, 65536, 255
@@ -234,8 +235,10 @@ class Agent:
     """An agent connected to a node over WebSocket (protocol.md §12)."""
 
     def __init__(self, uri, agent_id, agent_type="python", subscriptions=(), capabilities=(), heartbeat_ms=10000,
-                 window=0):
+                 window=0, token=None, origin=None):
         self.uri, self.id = uri, agent_id
+        self.token = token  # credentials for a node with --auth token (§12, "Authentication")
+        self.origin = origin  # an Origin header, as a browser page sends (§12: refused unless allowed)
         self.window = window  # receive window in data messages (0: none); grant more with CREDIT
         self.type, self.subscriptions, self.capabilities = agent_type, list(subscriptions), list(capabilities)
         self.heartbeat_ms = heartbeat_ms
@@ -244,8 +247,10 @@ class Agent:
         self.inbox = []
 
     async def connect(self):
-        self.ws = await websockets.connect(self.uri, max_size=1 << 20, compression=None)
+        self.ws = await websockets.connect(self.uri, max_size=1 << 20, compression=None, origin=self.origin)
         fields = {"source": self.id, "agent_type": self.type, "heartbeat_ms": self.heartbeat_ms}
+        if self.token:
+            fields["token"] = self.token
         if self.subscriptions:
             fields["subscription"] = self.subscriptions
         if self.capabilities:
@@ -255,7 +260,7 @@ class Agent:
         await self.send(Message(REGISTER, fields))
         welcome = await self.next()
         if welcome.type != WELCOME:
-            raise ProtocolError("expected WELCOME, got %r" % welcome)
+            raise ProtocolError("expected WELCOME, got %r" % welcome, welcome)
         return welcome
 
     async def send(self, m):

@@ -2,8 +2,10 @@
 """Interop: Python agents (flow_client.py, written from docs/protocol.md alone) against a real
 `flowbus node` process. Usage: interop_test.py PATH/TO/flowbus"""
 import asyncio
+import os
 import subprocess
 import sys
+import tempfile
 
 import websockets
 
@@ -164,18 +166,72 @@ async def shm_scenario(uri):
     await w.close()
 
 
-def main():
-    exe = sys.argv[1]
-    node, uri = start_node(exe)
+def issue_token(exe, key_file, agent_id, ttl="1h"):
+    """A token from `flowbus token issue` (docs/security.md)."""
+    return subprocess.run([exe, "token", "issue", "--key-file", key_file, "--kid", "k1", "--id", agent_id, "--ttl", ttl],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def tampered(token):
+    """token with one signature character changed (not the last: its low bits are padding)."""
+    c = token[-5]
+    return token[:-5] + ("B" if c == "A" else "A") + token[-4:]
+
+
+async def auth_scenario(uri, exe, key_file):
+    """A node with --auth token: a Python agent registers with a token of `flowbus token issue`;
+    without one, with another agent's, or from a browser page's origin it is refused."""
+    good = fc.Agent(uri, "py-worker-1", subscriptions=["auth.>"], token=issue_token(exe, key_file, "py-worker-*"))
+    await good.connect()
+    check(True, "auth: an agent with a token of `flowbus token issue` registers")
+    for what, agent, code in [
+            ("no token", fc.Agent(uri, "py-worker-2"), 76),
+            ("a token for another id", fc.Agent(uri, "py-admin", token=issue_token(exe, key_file, "py-worker-*")), 79),
+            ("a tampered token", fc.Agent(uri, "py-worker-3", token=tampered(issue_token(exe, key_file, "py-worker-*"))),
+             77)]:
+        try:
+            await agent.connect()
+            got = None
+        except fc.ProtocolError as e:
+            got = e.args[1] if len(e.args) > 1 else None
+        check(got is not None and got.type == fc.ERROR and got.get("error_code") == code,
+              "auth: %s is refused with ERROR %d" % (what, code))
+        await agent.ws.close()
     try:
-        asyncio.run(asyncio.wait_for(scenario(uri), 60))
-        asyncio.run(asyncio.wait_for(shm_scenario(uri), 60))
+        await fc.Agent(uri, "py-page", token=issue_token(exe, key_file, "py-*"), origin="https://evil.example").connect()
+        refused = False
+    except websockets.exceptions.InvalidStatusCode as e:
+        refused = e.status_code == 403
+    check(refused, "a browser page's origin the node does not allow gets 403")
+    await good.publish("auth.ping", b"still here")
+    m = await good.next()
+    check(m.payload == b"still here", "auth: the registered agent is served throughout")
+    await good.send(fc.Message(fc.GOODBYE))
+    await good.ws.close()
+
+
+def run_node_scenarios(exe, extra, *scenarios):
+    node, uri = start_node(exe, *extra)
+    try:
+        for sc in scenarios:
+            asyncio.run(asyncio.wait_for(sc(uri), 60))
     finally:
         node.terminate()
         out, _ = node.communicate(timeout=30)
     print(out.strip())
     if node.returncode != 0:
         raise SystemExit("the node did not stop cleanly: %d" % node.returncode)
+
+
+def main():
+    exe = sys.argv[1]
+    run_node_scenarios(exe, [], scenario, shm_scenario)
+    with tempfile.TemporaryDirectory() as d:
+        key_file = os.path.join(d, "k1")
+        with open(key_file, "wb") as f:
+            f.write(os.urandom(32))
+        run_node_scenarios(exe, ["--auth", "token", "--auth-key", "k1=" + key_file],
+                           lambda uri: auth_scenario(uri, exe, key_file))
     print("interop: all checks passed")
 
 

@@ -91,6 +91,7 @@ void client::impl::on_open(std::uint64_t gen) {
   r.prio = opt.priority;
   r.timestamp_ns = codec::wall_clock_ns();
   r.set(codec::field::source, opt.id);
+  if (!opt.token.empty()) r.set(codec::field::token, opt.token);
   if (opt.acks) r.flags |= codec::flag::ack_requested; // we acknowledge what we receive
   if (opt.receive_window) r.set(codec::field::credit, opt.receive_window);
   receipts.connected();
@@ -182,10 +183,11 @@ void client::impl::lost(const std::string& why) {
   shm_on = shm_blocked = false; // (the channel itself is kept until the next dial)
   if (closing.load()) return;
   if (was) spdlog::info("flowbus client {}: connection lost ({}): reconnecting", opt.id, why);
-  if (!opt.reconnect) { // nothing pending can be answered any more: say so now
+  if (!opt.reconnect || credentials_refused.load()) { // nothing pending can be answered any more: say so now
+    const errc e = credentials_refused.load() ? errc::unauthenticated : errc::node_stopped;
     gone.store(true);
-    answer_welcome(errc::node_stopped);
-    fail_pending(errc::node_stopped);
+    answer_welcome(e);
+    fail_pending(e);
     return;
   }
   // exponential backoff with full jitter: uniform in [0, min(max, initial * 2^(n-1))]

@@ -113,6 +113,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::atomic<bool> registered{false}, closing{false}, started{false};
   /// reconnect off and the connection lost: nothing will be written any more, sends say node_stopped
   std::atomic<bool> gone{false};
+  /// the node refused our token (ERROR 76-79): no reconnecting with it (lost() gives up)
+  std::atomic<bool> credentials_refused{false};
   std::atomic<std::uint64_t> next_corr{1}, next_token{1};
   std::atomic<std::uint64_t> sent{0}, received{0}, writes{0}, batches{0}, connects{0}, refused{0}, holds{0}, unsent{0},
       acked{0}, redelivered{0}, duplicates{0}, handler_failures{0}, blocked_sends{0}, direct_writes{0},

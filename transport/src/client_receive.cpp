@@ -77,6 +77,13 @@ void client::impl::dispatch(const codec::message& msg) {
         refused.fetch_add(1, std::memory_order_relaxed);
         answer_welcome(to_errc(code));
       }
+      if (code >= code_of(reason::auth_required) && code <= code_of(reason::id_not_permitted)) {
+        // our credentials: refused at REGISTER (connect() says so), or the token expired (a new
+        // connection with the same token would be refused: connect() again with a new one)
+        refused.fetch_add(1, std::memory_order_relaxed);
+        credentials_refused.store(true);
+        answer_welcome(errc::unauthenticated);
+      }
       return;
     }
     case t::goodbye: return; // the node is stopping: the close follows, then a reconnect

@@ -123,6 +123,8 @@ server_stats server::stats() const {
   s.shm_attached = v(c.shm_attached);
   s.shm_doorbells = v(c.shm_doorbells);
   s.origins_refused = v(c.origins_refused);
+  s.auth_refused = v(c.auth_refused);
+  s.tokens_expired = v(c.tokens_expired);
   return s;
 }
 
@@ -141,6 +143,10 @@ const char* describe_code(std::uint64_t code) noexcept {
     case reason::message_too_large: return "message too large";
     case reason::handler_failed: return "handler failed";
     case reason::shm_damaged: return "shared memory damaged";
+    case reason::auth_required: return "authentication required";
+    case reason::auth_failed: return "authentication failed";
+    case reason::token_expired: return "token expired";
+    case reason::id_not_permitted: return "agent id not permitted";
     case reason::routing_base: break;
   }
   return "unknown";

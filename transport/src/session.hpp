@@ -69,7 +69,7 @@ struct server::core {
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
       protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0},
-      window_waits{0}, shm_attached{0}, shm_doorbells{0}, origins_refused{0};
+      window_waits{0}, shm_attached{0}, shm_doorbells{0}, origins_refused{0}, auth_refused{0}, tokens_expired{0};
   std::shared_ptr<detail::post_gate> gate = std::make_shared<detail::post_gate>();
   detail::net::io_context ioc;
   detail::tcp::acceptor acceptor;
@@ -107,6 +107,9 @@ private:
   // session.cpp: the I/O skeleton; session_close.cpp: closing
   void on_request(beast::error_code ec);
   void refuse_origin(const std::string& origin);
+  /// With auth: false if REGISTER `m` (as `id`, `type`) is refused (the connection failing).
+  bool admit(const codec::message& m, const std::string& id, const std::string& type);
+  void arm_expiry(std::int64_t expires_s);
   void on_accept(beast::error_code ec);
   void keep_handshake_leftover();
   void ensure_room(std::size_t n);
@@ -204,6 +207,7 @@ private:
   net::steady_timer timer_; ///< the handshake and REGISTER deadline, then holds and pauses
   net::steady_timer write_timer_;
   net::steady_timer idle_timer_;
+  std::unique_ptr<net::steady_timer> expiry_; ///< the token's exp (with auth only)
   std::unique_ptr<upgrade> up_ = std::make_unique<upgrade>(); ///< until the handshake is done
   // reading (parse()): WebSocket frames parsed in place; none held while the connection is quiet
   unsigned char first_[256]; ///< a quiet connection's read: the next message (or its first bytes)

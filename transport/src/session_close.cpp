@@ -125,6 +125,7 @@ void session::teardown(const std::string& why) {
   timer_.cancel();
   write_timer_.cancel();
   idle_timer_.cancel();
+  if (expiry_) expiry_->cancel(); // (its wait holds the session until the token's exp)
   if (gw_) gw_->leave();
   beast::error_code ignored;
   beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);

@@ -3,6 +3,7 @@
 #include "session.hpp"
 
 #include <flowbus/actors/agent_directory.hpp> // max_heartbeat_interval
+#include <flowbus/codec/clock.hpp>
 
 #include <boost/asio/post.hpp>
 
@@ -227,6 +228,7 @@ void session::start_register(const codec::message& m) {
   heartbeat_ = std::min(spec.heartbeat_interval, actors::max_heartbeat_interval);
   spec.priority = static_cast<codec::priority>(m.prio);
   spec.mailbox_capacity = core_.opt.mailbox_capacity;
+  if (core_.opt.auth && !admit(m, spec.id, spec.type)) return;
   agent_id_ = spec.id;
   // a receive window: at most this many data messages written and not yet granted back by CREDIT
   egress_.window().open(m.num(codec::field::credit));
@@ -271,6 +273,38 @@ void session::start_register(const codec::message& m) {
                       to_session([shared](session& s) { s.on_attached(std::move(*shared)); });
                       // not delivered (session gone, server stopped): the gateway leaves as `shared` dies
                     });
+}
+
+/// Checks REGISTER's token (docs/security.md): refused, the connection fails with the reason in
+/// words; accepted, the connection is closed when the token expires.
+bool session::admit(const codec::message& m, const std::string& id, const std::string& type) {
+  const std::int64_t now = static_cast<std::int64_t>(codec::wall_clock_ns() / 1000000000u);
+  token_claims claims;
+  const auth_errc e = core_.opt.auth->verify(m.str(codec::field::token), id, type, now, &claims);
+  if (e == auth_errc::ok) {
+    arm_expiry(claims.expires);
+    return true;
+  }
+  core_.auth_refused.fetch_add(1, std::memory_order_relaxed);
+  const reason r = e == auth_errc::missing                                                ? reason::auth_required
+                   : e == auth_errc::expired || e == auth_errc::not_yet_valid             ? reason::token_expired
+                   : e == auth_errc::id_not_permitted || e == auth_errc::type_not_permitted ? reason::id_not_permitted
+                                                                                          : reason::auth_failed;
+  fail(r, std::string("REGISTER as '") + id + "' refused: " + describe(e));
+  return false;
+}
+
+/// The connection ends when its token does: ERROR token_expired, then the close.
+void session::arm_expiry(std::int64_t expires_s) {
+  const std::int64_t now_ns = static_cast<std::int64_t>(codec::wall_clock_ns());
+  const std::int64_t left_ns = expires_s * 1000000000 - now_ns;
+  expiry_ = std::make_unique<net::steady_timer>(ws_.get_executor());
+  expiry_->expires_after(std::chrono::nanoseconds(std::max<std::int64_t>(left_ns, 0)));
+  expiry_->async_wait(bind([](session& s, beast::error_code ec) {
+    if (ec || s.state_ >= state::closing) return;
+    s.core_.tokens_expired.fetch_add(1, std::memory_order_relaxed);
+    s.fail(reason::token_expired, "the token expired: register again with a new one");
+  }));
 }
 
 void session::on_attached(actors::expected<std::unique_ptr<actors::gateway>, actors::errc> r) {

@@ -68,8 +68,9 @@ enum class field : std::uint8_t {
   attempt = 16,       ///< varint: delivery attempt, 1 for the first
   subscription = 17,  ///< string, repeated: REGISTER's initial subscriptions
   max_attempts = 18,  ///< varint: the sender's retry budget (deliveries before poison); 0: the recipient's
+  token = 19,         ///< string: REGISTER's credentials (an HMAC-signed token; docs/security.md)
 };
-inline constexpr std::uint8_t max_field_number = 18;
+inline constexpr std::uint8_t max_field_number = 19;
 
 /// Where a known field lives in a decoded message.
 struct field_info {
@@ -78,7 +79,7 @@ struct field_info {
   std::uint8_t slot; ///< index into message's string or number slots (singular fields only)
   const char* name;
 };
-inline constexpr std::uint8_t string_slots = 6;
+inline constexpr std::uint8_t string_slots = 7;
 inline constexpr std::uint8_t number_slots = 9;
 
 namespace detail {
@@ -93,6 +94,7 @@ inline constexpr field_info field_table[max_field_number + 1] = {
     {wire_kind::string, false, 5, "agent_type"},   {wire_kind::string, true, 0, "capability"},
     {wire_kind::varint, false, 6, "heartbeat_ms"}, {wire_kind::varint, false, 7, "attempt"},
     {wire_kind::string, true, 0, "subscription"},  {wire_kind::varint, false, 8, "max_attempts"},
+    {wire_kind::string, false, 6, "token"},
 };
 } // namespace detail
 

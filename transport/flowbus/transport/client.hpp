@@ -41,6 +41,10 @@ struct client_options {
   // the REGISTER frame
   std::string id;
   std::string type;
+  /// Credentials for a node that requires them (docs/security.md: `flowbus token issue`). A node
+  /// that refuses them answers connect() with errc::unauthenticated, and the client does not
+  /// reconnect with them (nor after the token expires and the node closes the connection).
+  std::string token;
   std::vector<std::string> capabilities;
   std::vector<std::string> subscriptions; ///< at registration; their messages go to on_message
   std::chrono::milliseconds heartbeat{1000};

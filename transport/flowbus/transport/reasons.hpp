@@ -22,6 +22,11 @@ enum class reason : std::uint16_t {
   message_too_large = 73,    ///< a WebSocket message above the node's maximum
   handler_failed = 74,       ///< agent → node NACK: the agent's handler failed the message
   shm_damaged = 75,          ///< a shared-memory ring holds a record no writer could have made
+  // credentials (docs/security.md): each closes the connection, its ERROR's `reason` says which check
+  auth_required = 76,        ///< the node requires a token and REGISTER carried none
+  auth_failed = 77,          ///< the token is malformed, of another algorithm, of an unknown key, or its signature fails
+  token_expired = 78,        ///< the token expired (at REGISTER, or later: the node closes the connection then)
+  id_not_permitted = 79,     ///< the token does not allow this agent id (or type)
   routing_base = actors::wire_routing_base, ///< 96 + actors::errc: a message or subscription was refused
 };
 

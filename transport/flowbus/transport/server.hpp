@@ -10,6 +10,7 @@
 #include <flowbus/actors/node.hpp>
 #include <flowbus/scheduling/circuit_breaker.hpp>
 #include <flowbus/scheduling/retry.hpp>
+#include <flowbus/transport/auth.hpp>
 
 #include <array>
 #include <chrono>
@@ -61,6 +62,10 @@ struct server_options {
   /// with an Origin not listed here is refused (HTTP 403), so a page on another site cannot drive
   /// a node on its visitor's machine. Programs send no Origin and are not affected. (docs/security.md)
   std::vector<std::string> allowed_origins;
+  /// Null: any agent may register as any free id (auth = none). Else every REGISTER must carry a
+  /// token (field `token`) signed by one of these keys whose claims allow its id and type; the
+  /// connection is closed when the token expires. (docs/security.md)
+  std::shared_ptr<const token_keys> auth;
 };
 
 struct server_stats {
@@ -82,6 +87,9 @@ struct server_stats {
   std::uint64_t shm_attached = 0, shm_doorbells = 0;
   /// WebSocket handshakes refused for their Origin (server_options::allowed_origins).
   std::uint64_t origins_refused = 0;
+  /// REGISTERs refused for their credentials (server_options::auth), and connections closed when
+  /// their token expired.
+  std::uint64_t auth_refused = 0, tokens_expired = 0;
 };
 
 class server {
