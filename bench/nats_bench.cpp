@@ -252,6 +252,15 @@ struct counter {
   }
 };
 
+/// The publisher's end: what cnats buffered goes out, then the subscribers' process is awaited.
+int finish(natsConnection* nc, pid_t child) {
+  check(natsConnection_Flush(nc), "flush");
+  const int st = flowbus::bench::child_status(child);
+  natsConnection_Destroy(nc);
+  nats_Close();
+  return st;
+}
+
 int throughput(std::uint16_t port, std::uint64_t count, std::size_t subscribers, std::size_t size) {
   const pid_t child = flowbus::bench::fork_when_ready([&](auto ready) {
     std::vector<std::unique_ptr<counter>> subs;
@@ -284,11 +293,7 @@ int throughput(std::uint16_t port, std::uint64_t count, std::size_t subscribers,
     std::memcpy(payload.data(), &i, 8);
     check(natsConnection_Publish(nc, subject, payload.data(), static_cast<int>(size)), "publish");
   }
-  check(natsConnection_Flush(nc), "flush");
-  const int st = flowbus::bench::child_status(child);
-  natsConnection_Destroy(nc);
-  nats_Close();
-  return st;
+  return finish(nc, child);
 }
 
 int latency(std::uint16_t port, double rate, std::uint64_t count, std::size_t size) {
@@ -313,11 +318,7 @@ int latency(std::uint16_t port, double rate, std::uint64_t count, std::size_t si
     std::memcpy(payload.data() + 8, &intended, 8);
     check(natsConnection_Publish(nc, subject, payload.data(), static_cast<int>(size)), "publish");
   });
-  check(natsConnection_Flush(nc), "flush");
-  const int st = flowbus::bench::child_status(child);
-  natsConnection_Destroy(nc);
-  nats_Close();
-  return st;
+  return finish(nc, child);
 }
 
 } // namespace cnats
