@@ -79,7 +79,7 @@ void client::impl::dispatch(const codec::message& msg) {
       }
       if (code >= code_of(reason::auth_required) && code <= code_of(reason::id_not_permitted)) {
         // our credentials: refused at REGISTER (connect() says so), or the token expired (a new
-        // connection with the same token would be refused: connect() again with a new one)
+        // connection with the same token would be refused: a new client with a new token)
         refused.fetch_add(1, std::memory_order_relaxed);
         credentials_refused.store(true);
         answer_welcome(errc::unauthenticated);

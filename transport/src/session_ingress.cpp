@@ -296,10 +296,13 @@ bool session::admit(const codec::message& m, const std::string& id, const std::s
 
 /// The connection ends when its token does: ERROR token_expired, then the close.
 void session::arm_expiry(std::int64_t expires_s) {
+  // in seconds first: exp may be centuries ahead (9999999999), beyond what nanoseconds hold
+  constexpr std::int64_t century_s = 100LL * 365 * 86400;
   const std::int64_t now_ns = static_cast<std::int64_t>(codec::wall_clock_ns());
-  const std::int64_t left_ns = expires_s * 1000000000 - now_ns;
+  const std::int64_t left_s = std::min(expires_s - now_ns / 1000000000, century_s);
+  const std::int64_t left_ns = std::max<std::int64_t>(left_s * 1000000000 - now_ns % 1000000000, 0);
   expiry_ = std::make_unique<net::steady_timer>(ws_.get_executor());
-  expiry_->expires_after(std::chrono::nanoseconds(std::max<std::int64_t>(left_ns, 0)));
+  expiry_->expires_after(std::chrono::nanoseconds(left_ns));
   expiry_->async_wait(bind([](session& s, beast::error_code ec) {
     if (ec || s.state_ >= state::closing) return;
     s.core_.tokens_expired.fetch_add(1, std::memory_order_relaxed);
