@@ -38,6 +38,7 @@ const char* to_string(errc e) noexcept {
     case errc::not_subscribed: return "not_subscribed";
     case errc::too_many_subscriptions: return "too_many_subscriptions";
     case errc::unauthenticated: return "unauthenticated";
+    case errc::not_permitted: return "not_permitted";
   }
   return "invalid";
 }

@@ -115,6 +115,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "token"}));
   node_cmd->add_option("--auth-key", node.auth_keys, "KID=FILE: a token signing key and its id (repeatable: rotation)");
+  node_cmd->add_option("--auth-roles", node.auth_roles, "a JSON file of roles: {\"default_role\": R, \"roles\": {R: "
+                       "{\"publish\": {\"allow\": [...], \"deny\": [...]}, \"subscribe\": {...}}}} (docs/security.md)");
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -193,7 +195,10 @@ int main(int argc, char** argv) {
   token_cmd->add_option("--kid", token.key_id, "the key's id, as the node knows it (--auth-key KID=FILE)")->required();
   token_cmd->add_option("--id", token.id, "the agent id it allows, or a pattern with * (worker-*)")->required();
   token_cmd->add_option("--type", token.type, "the agent type it must register with (default: any)");
-  token_cmd->add_option("--role", token.role, "a role name");
+  token_cmd->add_option("--role", token.role, "a role of the node's --auth-roles");
+  token_cmd->add_option("--permissions", token.permissions,
+                        "the agent's own permissions, in place of a role: {\"publish\": {\"allow\": [...], "
+                        "\"deny\": [...]}, \"subscribe\": {...}}");
   token_cmd->add_option("--ttl", token.ttl, "valid for: 90s, 30m, 12h, 7d")->capture_default_str();
 
   CLI::App* dlq_cmd = app.add_subcommand("dlq", "list, replay or purge the dead-letter queues of a --dlq-dir");

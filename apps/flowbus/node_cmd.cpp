@@ -59,6 +59,13 @@ std::shared_ptr<const transport::token_keys> auth_keys(const node_options& o) {
   return keys;
 }
 
+/// The roles of --auth-roles (null without it); throws std::runtime_error with the reason.
+std::shared_ptr<const transport::role_table> auth_roles(const node_options& o) {
+  if (o.auth_roles.empty()) return nullptr;
+  if (o.auth == "none") throw std::runtime_error("--auth-roles is given but --auth is none");
+  return std::make_shared<const transport::role_table>(transport::read_roles_file(o.auth_roles));
+}
+
 bool loopback(const std::string& address) {
   return address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
 }
@@ -76,8 +83,10 @@ int run_node(const node_options& o) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   const std::uint64_t files = raise_file_limit();
   std::shared_ptr<const transport::token_keys> keys;
+  std::shared_ptr<const transport::role_table> roles;
   try {
     keys = auth_keys(o);
+    roles = auth_roles(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "flowbus node: cannot start: %s\n", e.what());
     return 1;
@@ -127,6 +136,7 @@ int run_node(const node_options& o) {
   so.shm_spin = std::chrono::microseconds(o.shm_spin_us);
   so.allowed_origins = o.allow_origin;
   so.auth = keys;
+  so.roles = roles;
   std::unique_ptr<transport::server> server;
   try {
     server = std::make_unique<transport::server>(n, so);

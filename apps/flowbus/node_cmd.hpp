@@ -26,6 +26,7 @@ struct node_options {
   std::vector<std::string> allow_origin; ///< browser page origins allowed to connect (`*`: any; docs/security.md)
   std::string auth = "none";             ///< none | token (docs/security.md)
   std::vector<std::string> auth_keys;    ///< KID=FILE, the token signing keys
+  std::string auth_roles;                ///< a JSON file of roles and their permissions (with --auth token)
   std::string dlq_dir;           ///< dead-letter queues on disk here (empty: in memory only)
   std::string idle_workers = "park"; ///< CAF's idle workers: "park" (sleep at once) or "backoff" (CAF's polling)
   std::size_t max_subscriptions = 100000;  ///< per agent

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <memory>
 
 namespace flowbus::app {
 
@@ -36,6 +37,8 @@ int run_token(const token_options& o) {
     c.id_pattern = o.id;
     c.agent_type = o.type;
     c.role = o.role;
+    if (!o.permissions.empty())
+      c.perms = std::make_shared<const transport::permissions>(transport::parse_permissions(o.permissions));
     c.key_id = o.key_id;
     c.issued_at = static_cast<std::int64_t>(codec::wall_clock_ns() / 1000000000u);
     c.expires = c.issued_at + ttl;

@@ -12,6 +12,7 @@ struct token_options {
   std::string id;         ///< the agent id or pattern (`worker-*`)
   std::string type;       ///< the agent type it must register with (empty: any)
   std::string role;       ///< a role name (empty: none)
+  std::string permissions; ///< JSON permissions in place of a role (empty: none)
   std::string ttl = "1h"; ///< how long it is valid: 90s, 30m, 12h, 7d
 };
 

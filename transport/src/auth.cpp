@@ -93,6 +93,7 @@ const char* describe(auth_errc e) noexcept {
     case auth_errc::not_yet_valid: return "a token not valid yet";
     case auth_errc::id_not_permitted: return "an agent id the token does not allow";
     case auth_errc::type_not_permitted: return "an agent type the token does not allow";
+    case auth_errc::unknown_role: return "a token naming a role the node does not have";
   }
   return "?";
 }
@@ -165,6 +166,13 @@ auth_errc token_keys::verify(std::string_view token, std::string_view id, std::s
   if (!claim(body, "nbf", c.not_before) || !claim(body, "iat", c.issued_at) ||
       !claim(body, "agent_type", c.agent_type) || !claim(body, "role", c.role))
     return auth_errc::malformed;
+  if (const auto it = body.find("permissions"); it != body.end()) {
+    try {
+      c.perms = std::make_shared<const permissions>(parse_permissions(it->dump()));
+    } catch (const std::invalid_argument&) {
+      return auth_errc::malformed;
+    }
+  }
   if (now_s >= c.expires) return auth_errc::expired;
   if (c.not_before && now_s < c.not_before) return auth_errc::not_yet_valid;
   if (!id_matches(c.id_pattern, id)) return auth_errc::id_not_permitted;
@@ -182,6 +190,18 @@ std::string token_keys::issue(const token_claims& c) const {
   if (c.issued_at) body["iat"] = c.issued_at;
   if (!c.agent_type.empty()) body["agent_type"] = c.agent_type;
   if (!c.role.empty()) body["role"] = c.role;
+  if (c.perms) {
+    json p = json::object();
+    auto list = [](const permission_list& l) {
+      json o = json::object();
+      if (!l.allow.empty()) o["allow"] = l.allow;
+      if (!l.deny.empty()) o["deny"] = l.deny;
+      return o;
+    };
+    p["publish"] = list(c.perms->publish);
+    p["subscribe"] = list(c.perms->subscribe);
+    body["permissions"] = p;
+  }
   const std::string signed_part = base64url(head.dump()) + "." + base64url(body.dump());
   return signed_part + "." + base64url(hmac_sha256(key->second, signed_part));
 }

@@ -125,6 +125,7 @@ server_stats server::stats() const {
   s.origins_refused = v(c.origins_refused);
   s.auth_refused = v(c.auth_refused);
   s.tokens_expired = v(c.tokens_expired);
+  s.not_permitted = v(c.not_permitted);
   return s;
 }
 

@@ -43,6 +43,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -69,7 +70,7 @@ struct server::core {
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
       protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0},
-      window_waits{0}, shm_attached{0}, shm_doorbells{0}, origins_refused{0}, auth_refused{0}, tokens_expired{0};
+      window_waits{0}, shm_attached{0}, shm_doorbells{0}, origins_refused{0}, auth_refused{0}, tokens_expired{0}, not_permitted{0};
   std::shared_ptr<detail::post_gate> gate = std::make_shared<detail::post_gate>();
   detail::net::io_context ioc;
   detail::tcp::acceptor acceptor;
@@ -110,6 +111,11 @@ private:
   /// With auth: false if REGISTER `m` (as `id`, `type`) is refused (the connection failing).
   bool admit(const codec::message& m, const std::string& id, const std::string& type);
   void arm_expiry(std::int64_t expires_s);
+  /// With permissions: whether the agent may publish to `topic` (decided once per topic).
+  bool may_publish(std::string_view topic);
+  /// A publish or subscription the permissions refuse: NACK (with a message id) or ERROR (with
+  /// the request's correlation id, or alone), naming the permission; the connection stays.
+  void refuse_permission(const codec::message& m, const char* what, std::string_view topic);
   void on_accept(beast::error_code ec);
   void keep_handshake_leftover();
   void ensure_room(std::size_t n);
@@ -208,6 +214,8 @@ private:
   net::steady_timer write_timer_;
   net::steady_timer idle_timer_;
   std::unique_ptr<net::steady_timer> expiry_; ///< the token's exp (with auth only)
+  std::shared_ptr<const permissions> perms_;  ///< null: anything (no auth, or no role)
+  std::unordered_map<std::string, bool> may_publish_; ///< perms_ decided per topic (bounded)
   std::unique_ptr<upgrade> up_ = std::make_unique<upgrade>(); ///< until the handshake is done
   // reading (parse()): WebSocket frames parsed in place; none held while the connection is quiet
   unsigned char first_[256]; ///< a quiet connection's read: the next message (or its first bytes)
@@ -238,6 +246,8 @@ private:
   std::unique_ptr<actors::gateway> gw_;
   std::function<void(std::uint64_t, actors::errc)> remote_answer_; ///< posts a cluster ACK/NACK to this session
   codec::repeated_entry reason_kv_{};
+  std::string reason_text_; ///< what reason_kv_ points to, when it is made here
+  std::string key_;         ///< scratch: a topic looked up in may_publish_
   state state_ = state::handshake;
   websocket::close_code close_code_ = websocket::close_code::normal;
   flow_control flow_;

@@ -107,6 +107,7 @@ bool session::handle_one(codec::message& m) {
     case t::reply: return forward(m);
     case t::heartbeat: gw_->heartbeat(); return true;
     case t::subscribe:
+      if (perms_ && !perms_->may_subscribe(m.topic())) return refuse_permission(m, "subscribe to", m.topic()), true;
       gw_->subscribe(m.topic(), m.str(codec::field::queue_group), m.message_id());
       return true;
     case t::unsubscribe:
@@ -137,6 +138,8 @@ bool session::handle_one(codec::message& m) {
 /// Routes one message. False: the node has no frame buffer for it now (paused_ is set, and the
 /// message is taken back: it is counted again when retried).
 bool session::forward(const codec::message& m) {
+  if (perms_ && m.has(codec::field::topic) && !(m.flags & codec::flag::broadcast) && !may_publish(m.topic()))
+    return refuse_permission(m, "publish to", m.topic()), true;
   actors::send_options o;
   o.timestamp_ns = m.timestamp_ns; // the agent's send time travels on (protocol.md §2)
   o.type = m.type;
@@ -280,8 +283,32 @@ void session::start_register(const codec::message& m) {
 bool session::admit(const codec::message& m, const std::string& id, const std::string& type) {
   const std::int64_t now = static_cast<std::int64_t>(codec::wall_clock_ns() / 1000000000u);
   token_claims claims;
-  const auth_errc e = core_.opt.auth->verify(m.str(codec::field::token), id, type, now, &claims);
+  auth_errc e = core_.opt.auth->verify(m.str(codec::field::token), id, type, now, &claims);
   if (e == auth_errc::ok) {
+    // the permissions: the token's own, else its role's, else the default role's (none: anything)
+    const role_table* roles = core_.opt.roles.get();
+    const std::string& role = claims.role.empty() && roles ? roles->default_role : claims.role;
+    if (claims.perms) {
+      perms_ = claims.perms;
+    } else if (!role.empty()) {
+      const auto it = roles ? roles->roles.find(role) : decltype(roles->roles.end()){};
+      if (!roles || it == roles->roles.end()) e = auth_errc::unknown_role;
+      else perms_ = std::shared_ptr<const permissions>(core_.opt.roles, &it->second); // (shares the table)
+    }
+  }
+  if (e == auth_errc::ok) {
+    for (const codec::repeated_entry& s : m.repeated)
+      if (s.id == codec::field::subscription && perms_ && !perms_->may_subscribe(s.key)) {
+        core_.not_permitted.fetch_add(1, std::memory_order_relaxed);
+        queue_control(codec::msg_type::error, [&](codec::message& err) {
+          err.set(codec::field::error_code, code_of(actors::errc::not_permitted));
+          reason_text_ = "subscribe to '" + std::string(s.key) + "' is not permitted";
+          reason_kv_ = codec::repeated_entry{codec::field::header, "reason", reason_text_};
+          err.repeated = codec::repeated_fields(&reason_kv_, 1);
+        });
+        fail(reason::registration_refused, "REGISTER refused: subscribe to '" + std::string(s.key) + "' is not permitted");
+        return false;
+      }
     arm_expiry(claims.expires);
     return true;
   }
@@ -292,6 +319,30 @@ bool session::admit(const codec::message& m, const std::string& id, const std::s
                                                                                           : reason::auth_failed;
   fail(r, std::string("REGISTER as '") + id + "' refused: " + describe(e));
   return false;
+}
+
+bool session::may_publish(std::string_view topic) {
+  key_.assign(topic);
+  if (const auto it = may_publish_.find(key_); it != may_publish_.end()) return it->second;
+  if (may_publish_.size() >= 4096) may_publish_.clear(); // bounded; refills with what is hot
+  return may_publish_.emplace(key_, perms_->may_publish(topic)).first->second;
+}
+
+void session::refuse_permission(const codec::message& m, const char* what, std::string_view topic) {
+  core_.not_permitted.fetch_add(1, std::memory_order_relaxed);
+  const bool request = m.type == codec::msg_type::request;
+  if (m.has(codec::field::message_id) && !request) {
+    answer(m.message_id(), actors::errc::not_permitted);
+  } else {
+    queue_control(codec::msg_type::error, [&](codec::message& e) {
+      e.set(codec::field::error_code, code_of(actors::errc::not_permitted));
+      if (request) e.set(codec::field::correlation_id, m.correlation_id());
+      reason_text_ = std::string(what) + " '" + std::string(topic) + "' is not permitted";
+      reason_kv_ = codec::repeated_entry{codec::field::header, "reason", reason_text_};
+      e.repeated = codec::repeated_fields(&reason_kv_, 1);
+    });
+  }
+  flush();
 }
 
 /// The connection ends when its token does: ERROR token_expired, then the close.

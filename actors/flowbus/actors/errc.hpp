@@ -24,6 +24,7 @@ enum class errc : std::uint8_t {
   circuit_open,       ///< the recipient's circuit breaker is open (the message went to dead letters)
   too_many_subscriptions, ///< the agent holds node_config::max_subscriptions already
   unauthenticated,    ///< registration refused for its credentials: none, invalid or expired (docs/security.md)
+  not_permitted,      ///< the agent's permissions do not allow this publish or subscription (docs/security.md)
 };
 
 const char* to_string(errc e) noexcept;
@@ -33,7 +34,7 @@ inline constexpr std::uint64_t wire_routing_base = 96;
 constexpr std::uint64_t wire_code(errc e) noexcept { return wire_routing_base + static_cast<std::uint64_t>(e); }
 /// The errc of a routing error_code; timeout for a code that is not one.
 constexpr errc from_wire_code(std::uint64_t code) noexcept {
-  return code >= wire_routing_base && code <= wire_routing_base + static_cast<std::uint64_t>(errc::unauthenticated)
+  return code >= wire_routing_base && code <= wire_routing_base + static_cast<std::uint64_t>(errc::not_permitted)
              ? static_cast<errc>(code - wire_routing_base)
              : errc::timeout;
 }

@@ -5,8 +5,11 @@
 // the MAC is compared in constant time. docs/security.md describes the claims and their checks.
 #pragma once
 
+#include <flowbus/transport/permissions.hpp>
+
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -24,12 +27,15 @@ enum class auth_errc : std::uint8_t {
   not_yet_valid,         ///< nbf is ahead
   id_not_permitted,      ///< the agent id is not what the token's `sub` allows
   type_not_permitted,    ///< the agent type is not the token's `agent_type`
+  unknown_role,          ///< the token names a role the node does not have
 };
 const char* describe(auth_errc e) noexcept;
 
 /// What a token says. Claims: `sub` (required: an agent id, or a pattern where `*` stands for any
 /// run of characters, e.g. `worker-*`), `exp` (required: seconds since the Unix epoch), `nbf`,
-/// `iat`, `agent_type` (the agent must register with this type), `role`.
+/// `iat`, `agent_type` (the agent must register with this type), `role` (a role of the node's
+/// --auth-roles), `permissions` (`{"publish": {"allow": [...], "deny": [...]}, "subscribe": ...}`,
+/// in place of a role).
 struct token_claims {
   std::string id_pattern;       ///< sub
   std::string agent_type;       ///< empty: any type
@@ -38,6 +44,7 @@ struct token_claims {
   std::int64_t not_before = 0;  ///< nbf (0: none)
   std::int64_t issued_at = 0;   ///< iat (0: none)
   std::string key_id;           ///< the header's kid
+  std::shared_ptr<const permissions> perms; ///< the `permissions` claim (null: none)
 };
 
 /// Whether `id` is what `pattern` allows: equal, or matching with `*` as any run of characters.

@@ -66,6 +66,11 @@ struct server_options {
   /// token (field `token`) signed by one of these keys whose claims allow its id and type; the
   /// connection is closed when the token expires. (docs/security.md)
   std::shared_ptr<const token_keys> auth;
+  /// With auth: the roles a token may name, and the role of a token that names none and carries
+  /// no `permissions` claim. Null (or no default role): such an agent may publish and subscribe to
+  /// anything. A refused publish or subscription gets NACK/ERROR not_permitted and is counted; the
+  /// connection stays. (docs/security.md)
+  std::shared_ptr<const role_table> roles;
 };
 
 struct server_stats {
@@ -90,6 +95,8 @@ struct server_stats {
   /// REGISTERs refused for their credentials (server_options::auth), and connections closed when
   /// their token expired.
   std::uint64_t auth_refused = 0, tokens_expired = 0;
+  /// Publishes and subscriptions refused by the agent's permissions (not_permitted).
+  std::uint64_t not_permitted = 0;
 };
 
 class server {

@@ -1,0 +1,50 @@
+// What a registered agent may publish to and subscribe to (issue 20, authorization), NATS's
+// semantics: allow and deny lists of topic patterns (`*` one token, `>` the tail), deny wins, an
+// empty allow list allows everything not denied. A permission comes from the agent's token (its
+// `permissions` claim) or from the role the token names (the node's --auth-roles file).
+// docs/security.md. Pure: tested without a node in transport.permissions.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace flowbus::transport {
+
+struct permission_list {
+  std::vector<std::string> allow, deny; ///< topic patterns
+};
+
+struct permissions {
+  permission_list publish, subscribe;
+
+  /// A publish to `topic` (no wildcards): allowed if an allow pattern matches it (or none is
+  /// listed) and no deny pattern does.
+  bool may_publish(std::string_view topic) const;
+  /// A subscription to `pattern`: allowed if an allow pattern covers every topic it can match (or
+  /// none is listed) and no deny pattern can match a topic it matches — so a wildcard subscription
+  /// that could receive a denied topic is refused as a whole.
+  bool may_subscribe(std::string_view pattern) const;
+};
+
+/// Whether every topic `inner` matches is matched by `outer` (both valid patterns).
+bool pattern_covers(std::string_view outer, std::string_view inner) noexcept;
+/// Whether some topic is matched by both patterns.
+bool patterns_intersect(std::string_view a, std::string_view b) noexcept;
+
+/// Roles by name, and the role of an agent whose token names none.
+struct role_table {
+  std::map<std::string, permissions, std::less<>> roles;
+  std::string default_role; ///< empty: such an agent may do everything
+};
+
+/// Parses `{"publish": {"allow": [...], "deny": [...]}, "subscribe": {...}}` (each part optional).
+/// Throws std::invalid_argument naming what is wrong (not an object, a pattern that is not valid).
+permissions parse_permissions(std::string_view json_text);
+/// Reads an --auth-roles file: `{"default_role": "...", "roles": {"name": <permissions>, ...}}`.
+/// Throws std::runtime_error naming the file and what is wrong.
+role_table read_roles_file(const std::string& path);
+
+} // namespace flowbus::transport
