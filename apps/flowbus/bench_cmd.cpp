@@ -153,6 +153,7 @@ transport::client_options bench_client(const std::string& host, std::uint16_t po
   co.max_queued = 1 << 16;
   co.shared_memory = o.shm;
   co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
+  co.token = o.token;
   return co;
 }
 

@@ -138,6 +138,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"latency", "throughput", "request", "connections", "priority", "subscriptions", "stall"}));
   bench_cmd->add_option("--connect", bench.connect, "host:port of a running node (default: start a node process)");
+  bench_cmd->add_option("--token", bench.token, "every client registers with this token (a node with --auth token: "
+                        "its sub must allow bench-*; pass the node's --auth options with --node-arg)");
   bench_cmd->add_flag("--embedded", bench.embedded, "node, publisher and subscribers in this process");
   bench_cmd->add_flag("--clients-together", bench.clients_together,
                       "publisher and subscribers in this process, beside the node's (two processes, as NATS's latency "
