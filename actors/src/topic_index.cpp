@@ -257,26 +257,57 @@ std::size_t topic_index::trie_nodes() const noexcept {
   return n;
 }
 
-bool pattern_matches(std::string_view pattern, std::string_view topic) noexcept {
-  auto next = [](std::string_view& s) {
-    const std::size_t dot = s.find('.');
-    std::string_view token = s.substr(0, dot);
-    s = dot == std::string_view::npos ? std::string_view{} : s.substr(dot + 1);
+namespace {
+
+/// Walks a valid topic or pattern token by token, in place.
+struct token_cursor {
+  std::string_view rest;
+  bool more;
+  explicit token_cursor(std::string_view s) noexcept : rest(s), more(!s.empty()) {}
+  std::string_view next() noexcept {
+    const std::size_t dot = rest.find('.');
+    const std::string_view token = rest.substr(0, dot);
+    more = dot != std::string_view::npos;
+    rest = more ? rest.substr(dot + 1) : std::string_view{};
     return token;
-  };
-  bool more_p = !pattern.empty(), more_t = !topic.empty();
-  while (more_p) {
-    const bool last_p = pattern.find('.') == std::string_view::npos;
-    const std::string_view p = next(pattern);
-    if (p == ">") return more_t; // one or more remaining levels
-    if (!more_t) return false;
-    const bool last_t = topic.find('.') == std::string_view::npos;
-    const std::string_view t = next(topic);
-    if (p != "*" && p != t) return false;
-    more_p = !last_p;
-    more_t = !last_t;
   }
-  return !more_t;
+};
+
+} // namespace
+
+bool pattern_matches(std::string_view pattern, std::string_view topic) noexcept {
+  token_cursor p(pattern), t(topic);
+  while (p.more) {
+    const std::string_view pt = p.next();
+    if (pt == ">") return t.more; // one or more remaining levels
+    if (!t.more) return false;
+    const std::string_view tt = t.next();
+    if (pt != "*" && pt != tt) return false;
+  }
+  return !t.more;
+}
+
+bool pattern_covers(std::string_view outer, std::string_view inner) noexcept {
+  token_cursor o(outer), i(inner);
+  while (o.more) {
+    const std::string_view ot = o.next();
+    if (ot == ">") return i.more; // the tail: one token or more, whatever inner has there
+    if (!i.more) return false;
+    const std::string_view it = i.next();
+    if (it == ">") return false; // inner goes on where outer does not
+    if (ot != "*" && (it == "*" || ot != it)) return false;
+  }
+  return !i.more;
+}
+
+bool patterns_intersect(std::string_view a, std::string_view b) noexcept {
+  token_cursor x(a), y(b);
+  while (x.more && y.more) {
+    const std::string_view xt = x.next(), yt = y.next();
+    if (xt == ">" || yt == ">") return true; // the other has a token here: both match it, and more
+    if (xt != "*" && yt != "*" && xt != yt) return false;
+  }
+  return !x.more && !y.more;
 }
 
 } // namespace flowbus::actors

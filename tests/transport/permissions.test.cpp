@@ -21,8 +21,8 @@ using transport::permissions;
 
 TEST_SUITE("permissions") {
   TEST_CASE("covers and intersects, token by token") {
-    using transport::pattern_covers;
-    using transport::patterns_intersect;
+    using actors::pattern_covers;
+    using actors::patterns_intersect;
     struct row {
       const char *a, *b;
       bool covers, intersects;

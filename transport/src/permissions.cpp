@@ -1,6 +1,6 @@
 #include <flowbus/transport/permissions.hpp>
 
-#include <flowbus/actors/topic_index.hpp> // pattern_matches, validate_pattern
+#include <flowbus/actors/topic_index.hpp> // pattern_matches, pattern_covers, patterns_intersect, validate_pattern
 
 #include <nlohmann/json.hpp>
 
@@ -12,17 +12,6 @@ namespace flowbus::transport {
 namespace {
 
 using json = nlohmann::json;
-
-std::vector<std::string_view> tokens(std::string_view p) {
-  std::vector<std::string_view> out;
-  std::size_t at = 0;
-  for (;;) {
-    const std::size_t dot = p.find('.', at);
-    out.push_back(p.substr(at, dot == std::string_view::npos ? std::string_view::npos : dot - at));
-    if (dot == std::string_view::npos) return out;
-    at = dot + 1;
-  }
-}
 
 bool any_matches(const std::vector<std::string>& patterns, std::string_view topic) {
   for (const std::string& p : patterns)
@@ -56,26 +45,6 @@ permissions from_json(const json& j) {
 
 } // namespace
 
-bool pattern_covers(std::string_view outer, std::string_view inner) noexcept {
-  const auto o = tokens(outer), i = tokens(inner);
-  for (std::size_t k = 0; k < o.size(); ++k) {
-    if (o[k] == ">") return k < i.size(); // the tail: one token or more, whatever inner has there
-    if (k >= i.size() || i[k] == ">") return false; // inner goes on where outer does not
-    if (o[k] != "*" && (i[k] == "*" || o[k] != i[k])) return false;
-  }
-  return o.size() == i.size();
-}
-
-bool patterns_intersect(std::string_view a, std::string_view b) noexcept {
-  const auto x = tokens(a), y = tokens(b);
-  for (std::size_t k = 0;; ++k) {
-    const bool x_end = k == x.size(), y_end = k == y.size();
-    if (x_end || y_end) return x_end && y_end;
-    if (x[k] == ">" || y[k] == ">") return true; // the other has a token here: both match it, and more
-    if (x[k] != "*" && y[k] != "*" && x[k] != y[k]) return false;
-  }
-}
-
 bool permissions::may_publish(std::string_view topic) const {
   if (any_matches(publish.deny, topic)) return false;
   return publish.allow.empty() || any_matches(publish.allow, topic);
@@ -83,10 +52,10 @@ bool permissions::may_publish(std::string_view topic) const {
 
 bool permissions::may_subscribe(std::string_view pattern) const {
   for (const std::string& d : subscribe.deny)
-    if (patterns_intersect(d, pattern)) return false;
+    if (actors::patterns_intersect(d, pattern)) return false;
   if (subscribe.allow.empty()) return true;
   for (const std::string& a : subscribe.allow)
-    if (pattern_covers(a, pattern)) return true;
+    if (actors::pattern_covers(a, pattern)) return true;
   return false;
 }
 

@@ -43,6 +43,10 @@ topic_errc validate_topic(std::string_view topic) noexcept;
 topic_errc validate_pattern(std::string_view pattern) noexcept;
 /// Whether a valid `pattern` matches a valid `topic` (one pair; the index is for many patterns).
 bool pattern_matches(std::string_view pattern, std::string_view topic) noexcept;
+/// Whether every topic `inner` matches is matched by `outer` (both valid patterns).
+bool pattern_covers(std::string_view outer, std::string_view inner) noexcept;
+/// Whether some topic is matched by both valid patterns.
+bool patterns_intersect(std::string_view a, std::string_view b) noexcept;
 
 class topic_index {
 public:

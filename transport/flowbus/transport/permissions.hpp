@@ -29,11 +29,6 @@ struct permissions {
   bool may_subscribe(std::string_view pattern) const;
 };
 
-/// Whether every topic `inner` matches is matched by `outer` (both valid patterns).
-bool pattern_covers(std::string_view outer, std::string_view inner) noexcept;
-/// Whether some topic is matched by both patterns.
-bool patterns_intersect(std::string_view a, std::string_view b) noexcept;
-
 /// Roles by name, and the role of an agent whose token names none.
 struct role_table {
   std::map<std::string, permissions, std::less<>> roles;
