@@ -266,12 +266,7 @@ int throughput(std::uint16_t port, std::uint64_t count, std::size_t subscribers,
       t.join();
     const std::uint64_t t0 = *std::min_element(first.begin(), first.end());
     const std::uint64_t t1 = *std::max_element(last.begin(), last.end());
-    const double total = static_cast<double>(count) * static_cast<double>(subscribers);
-    std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"client\":\"bare\",\"payload_bytes\":%zu,"
-                "\"subscribers\":%zu,\"received\":%.0f,\"msgs_per_s\":%.0f}\n",
-                subscribers == 1 ? "ws_bare_pubsub_1to1" : ("ws_bare_fanout_1to" + std::to_string(subscribers)).c_str(),
-                size, subscribers, total, t1 > t0 ? total * 1e9 / static_cast<double>(t1 - t0) : 0.0);
-    std::fflush(stdout);
+    bench::print_rate("ws_bare", "websocket", "bare", size, subscribers, count, t0, t1);
     return 0;
   });
   if (child < 0) return 1;

@@ -163,12 +163,7 @@ int throughput(std::uint16_t port, std::uint64_t count, std::size_t subscribers,
       t.join();
     const std::uint64_t t0 = *std::min_element(first.begin(), first.end());
     const std::uint64_t t1 = *std::max_element(last.begin(), last.end());
-    const double total = static_cast<double>(count) * static_cast<double>(subscribers);
-    std::printf("{\"bench\":\"%s\",\"transport\":\"nats\",\"payload_bytes\":%zu,\"subscribers\":%zu,"
-                "\"received\":%.0f,\"msgs_per_s\":%.0f}\n",
-                subscribers == 1 ? "nats_pubsub_1to1" : ("nats_fanout_1to" + std::to_string(subscribers)).c_str(), size,
-                subscribers, total, t1 > t0 ? total * 1e9 / static_cast<double>(t1 - t0) : 0.0);
-    std::fflush(stdout);
+    flowbus::bench::print_rate("nats", "nats", nullptr, size, subscribers, count, t0, t1);
     _exit(0);
   }
   close(ready[1]);
@@ -276,12 +271,7 @@ int throughput(std::uint16_t port, std::uint64_t count, std::size_t subscribers,
       t0 = std::min(t0, c->first_ns);
       t1 = std::max(t1, c->last_ns);
     }
-    const double total = static_cast<double>(count) * static_cast<double>(subscribers);
-    std::printf("{\"bench\":\"%s\",\"transport\":\"nats\",\"client\":\"cnats\",\"payload_bytes\":%zu,"
-                "\"subscribers\":%zu,\"received\":%.0f,\"msgs_per_s\":%.0f}\n",
-                subscribers == 1 ? "cnats_pubsub_1to1" : ("cnats_fanout_1to" + std::to_string(subscribers)).c_str(),
-                size, subscribers, total, t1 > t0 ? total * 1e9 / static_cast<double>(t1 - t0) : 0.0);
-    std::fflush(stdout);
+    flowbus::bench::print_rate("cnats", "nats", "cnats", size, subscribers, count, t0, t1);
     subs.clear();
     nats_Close();
     return 0;

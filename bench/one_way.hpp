@@ -1,6 +1,7 @@
 // The receiving end of the baseline latency benchmarks (TCP relay, NATS): each message carries its
 // intended send time (steady clock) at bytes 8..15; the latency from it goes into an HDR histogram,
-// printed as one JSON line like `flowbus bench latency`.
+// printed as one JSON line like `flowbus bench latency`. And the throughput line of the baseline
+// benches (NATS, the bare WebSocket client).
 #pragma once
 
 #include <flowbus/scheduling/fixed_rate.hpp>
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 namespace flowbus::bench {
 
@@ -33,5 +35,20 @@ struct one_way {
     std::fflush(stdout);
   }
 };
+
+/// The throughput line of the baseline benches: `<base>_pubsub_1to1` or `<base>_fanout_1to<K>`,
+/// deliveries per second from the first subscriber's first message (t0) to the last's last (t1).
+/// `client`: the client's name, or null for none.
+inline void print_rate(const char* base, const char* transport, const char* client, std::size_t size,
+                       std::size_t subscribers, std::uint64_t count, std::uint64_t t0, std::uint64_t t1) {
+  const std::string name = std::string(base) + (subscribers == 1 ? "_pubsub_1to1" : "_fanout_1to" + std::to_string(subscribers));
+  const std::string client_field = client ? std::string(",\"client\":\"") + client + "\"" : std::string();
+  const double total = static_cast<double>(count) * static_cast<double>(subscribers);
+  std::printf("{\"bench\":\"%s\",\"transport\":\"%s\"%s,\"payload_bytes\":%zu,\"subscribers\":%zu,"
+              "\"received\":%.0f,\"msgs_per_s\":%.0f}\n",
+              name.c_str(), transport, client_field.c_str(), size, subscribers, total,
+              t1 > t0 ? total * 1e9 / static_cast<double>(t1 - t0) : 0.0);
+  std::fflush(stdout);
+}
 
 } // namespace flowbus::bench
