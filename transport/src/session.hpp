@@ -165,6 +165,7 @@ private:
     push_control(m);
   }
   void push_control(codec::message& m);
+  void queue_error(std::uint64_t code, std::string_view why, std::optional<std::uint64_t> correlation = std::nullopt);
   void answer(std::uint64_t id, actors::errc e);
   void flush();
   bool gather(bool delivering);
@@ -245,8 +246,6 @@ private:
   std::vector<scheduling::buffer_ref> taken_; ///< scratch for take()
   std::unique_ptr<actors::gateway> gw_;
   std::function<void(std::uint64_t, actors::errc)> remote_answer_; ///< posts a cluster ACK/NACK to this session
-  codec::repeated_entry reason_kv_{};
-  std::string reason_text_; ///< what reason_kv_ points to, when it is made here
   std::string key_;         ///< scratch: a topic looked up in may_publish_
   state state_ = state::handshake;
   websocket::close_code close_code_ = websocket::close_code::normal;

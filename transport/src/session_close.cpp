@@ -83,6 +83,17 @@ void session::fail_codec(codec::decode_status st) {
   fail_code(static_cast<std::uint64_t>(st.code), why, websocket::close_code::protocol_error);
 }
 
+/// ERROR `code` with its `reason` header (every ERROR of the node says why in words, protocol.md
+/// §9), and the REQUEST's correlation id when it answers one; queued ahead of data (encoded now).
+void session::queue_error(std::uint64_t code, std::string_view why, std::optional<std::uint64_t> correlation) {
+  const codec::repeated_entry reason_kv{codec::field::header, "reason", why}; // (alive until encoded)
+  queue_control(codec::msg_type::error, [&](codec::message& e) {
+    e.set(codec::field::error_code, code);
+    if (correlation) e.set(codec::field::correlation_id, *correlation);
+    e.repeated = codec::repeated_fields(&reason_kv, 1);
+  });
+}
+
 void session::fail(reason r, const std::string& why, websocket::close_code cc) { fail_code(code_of(r), why, cc); }
 
 void session::fail_code(std::uint64_t code, const std::string& why, websocket::close_code cc) {
@@ -92,11 +103,7 @@ void session::fail_code(std::uint64_t code, const std::string& why, websocket::c
   spdlog::info("flowbus: closing {} ({}): {}", agent_id_.empty() ? std::string("connection") : agent_id_,
                describe_code(code), why);
   close_reason_ = why;
-  queue_control(codec::msg_type::error, [&](codec::message& e) {
-    e.set(codec::field::error_code, code);
-    reason_kv_ = codec::repeated_entry{codec::field::header, "reason", why};
-    e.repeated = codec::repeated_fields(&reason_kv_, 1);
-  });
+  queue_error(code, why);
   begin_close(cc);
 }
 

@@ -300,13 +300,9 @@ bool session::admit(const codec::message& m, const std::string& id, const std::s
     for (const codec::repeated_entry& s : m.repeated)
       if (s.id == codec::field::subscription && perms_ && !perms_->may_subscribe(s.key)) {
         core_.not_permitted.fetch_add(1, std::memory_order_relaxed);
-        queue_control(codec::msg_type::error, [&](codec::message& err) {
-          err.set(codec::field::error_code, code_of(actors::errc::not_permitted));
-          reason_text_ = "subscribe to '" + std::string(s.key) + "' is not permitted";
-          reason_kv_ = codec::repeated_entry{codec::field::header, "reason", reason_text_};
-          err.repeated = codec::repeated_fields(&reason_kv_, 1);
-        });
-        fail(reason::registration_refused, "REGISTER refused: subscribe to '" + std::string(s.key) + "' is not permitted");
+        const std::string why = "subscribe to '" + std::string(s.key) + "' is not permitted";
+        queue_error(code_of(actors::errc::not_permitted), why);
+        fail(reason::registration_refused, "REGISTER refused: " + why);
         return false;
       }
     arm_expiry(claims.expires);
@@ -334,13 +330,8 @@ void session::refuse_permission(const codec::message& m, const char* what, std::
   if (m.has(codec::field::message_id) && !request) {
     answer(m.message_id(), actors::errc::not_permitted);
   } else {
-    queue_control(codec::msg_type::error, [&](codec::message& e) {
-      e.set(codec::field::error_code, code_of(actors::errc::not_permitted));
-      if (request) e.set(codec::field::correlation_id, m.correlation_id());
-      reason_text_ = std::string(what) + " '" + std::string(topic) + "' is not permitted";
-      reason_kv_ = codec::repeated_entry{codec::field::header, "reason", reason_text_};
-      e.repeated = codec::repeated_fields(&reason_kv_, 1);
-    });
+    queue_error(code_of(actors::errc::not_permitted), std::string(what) + " '" + std::string(topic) + "' is not permitted",
+                request ? std::optional<std::uint64_t>(m.correlation_id()) : std::nullopt);
   }
   flush();
 }
@@ -364,11 +355,7 @@ void session::arm_expiry(std::int64_t expires_s) {
 void session::on_attached(actors::expected<std::unique_ptr<actors::gateway>, actors::errc> r) {
   if (!r) {
     // every ERROR says why in words (protocol.md §9), this one too, ahead of ERROR 66
-    queue_control(codec::msg_type::error, [&](codec::message& e) {
-      e.set(codec::field::error_code, code_of(r.error()));
-      reason_kv_ = codec::repeated_entry{codec::field::header, "reason", actors::to_string(r.error())};
-      e.repeated = codec::repeated_fields(&reason_kv_, 1);
-    });
+    queue_error(code_of(r.error()), actors::to_string(r.error()));
     return fail(reason::registration_refused, std::string("REGISTER refused: ") + actors::to_string(r.error()));
   }
   gw_ = std::move(*r);
