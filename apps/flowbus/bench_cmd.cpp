@@ -98,15 +98,15 @@ struct node_process {
       close(out[0]);
       return false;
     }
-    // "flowbus node: listening on ws://127.0.0.1:PORT (...)"
+    // "flowbus node: listening on ws://127.0.0.1:PORT (...)" (wss:// with TLS)
     std::string line;
     char c;
     while (read(out[0], &c, 1) == 1 && c != '\n')
       line += c;
     out_fd = out[0]; // kept open: the node prints its stop line there when it exits
-    const auto at = line.find("ws://");
+    const auto at = line.find("://"); // ws:// or wss://
     if (at == std::string::npos) return false;
-    const auto colon = line.find(':', at + 5);
+    const auto colon = line.find(':', at + 3);
     port = static_cast<std::uint16_t>(std::atoi(line.c_str() + colon + 1));
     if (const auto cn = line.find("cluster node "); cn != std::string::npos) // "... at HOST:PORT; ..."
       cluster_port = static_cast<std::uint16_t>(std::atoi(line.c_str() + line.find(':', line.find(" at ", cn)) + 1));
@@ -154,6 +154,10 @@ transport::client_options bench_client(const std::string& host, std::uint16_t po
   co.shared_memory = o.shm;
   co.shm_spin = std::chrono::microseconds(o.shm_spin_us);
   co.token = o.token;
+  if (!o.tls_ca.empty()) {
+    co.tls.enabled = true;
+    co.tls.ca_file = o.tls_ca;
+  }
   return co;
 }
 

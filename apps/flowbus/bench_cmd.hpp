@@ -39,6 +39,7 @@ struct bench_options {
   std::size_t publisher_threads = 1; ///< throughput: threads sending through the one publishing client at once
   std::size_t send_buffer = 0;      ///< the publisher's client_options::send_buffer (0: the client's default)
   std::string token;                ///< every bench client registers with it (a node with --auth token)
+  std::string tls_ca;               ///< clients connect with TLS, trusting this CA (a node with --tls-cert)
   /// latency, throughput: start this many linked node processes (a cluster, docs/cluster.md) with
   /// the publisher on the first and the subscribers on the others (fan-out: spread over all)
   std::size_t cluster_nodes = 1;

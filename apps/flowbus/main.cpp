@@ -9,6 +9,7 @@
 // Standard output carries results (the node's listening and stop lines, the bench's JSON lines);
 // logs go to standard error.
 #include "bench_cmd.hpp"
+#include "certs_cmd.hpp"
 #include "demo.hpp"
 #include "dlq_cmd.hpp"
 #include "token_cmd.hpp"
@@ -117,6 +118,11 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--auth-key", node.auth_keys, "KID=FILE: a token signing key and its id (repeatable: rotation)");
   node_cmd->add_option("--auth-roles", node.auth_roles, "a JSON file of roles: {\"default_role\": R, \"roles\": {R: "
                        "{\"publish\": {\"allow\": [...], \"deny\": [...]}, \"subscribe\": {...}}}} (docs/security.md)");
+  node_cmd->add_option("--tls-cert", node.tls_cert, "wss://: the node's certificate chain (PEM; with --tls-key). "
+                       "`flowbus certs` writes a development one (docs/security.md)");
+  node_cmd->add_option("--tls-key", node.tls_key, "wss://: the certificate's private key (PEM)");
+  node_cmd->add_option("--tls-client-ca", node.tls_client_ca, "require a client certificate signed by this CA (PEM); "
+                       "its common name is the agent id (or pattern with *) the client may register as");
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
@@ -140,6 +146,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--connect", bench.connect, "host:port of a running node (default: start a node process)");
   bench_cmd->add_option("--token", bench.token, "every client registers with this token (a node with --auth token: "
                         "its sub must allow bench-*; pass the node's --auth options with --node-arg)");
+  bench_cmd->add_option("--tls-ca", bench.tls_ca, "clients connect with TLS and trust this CA (pass the node's "
+                        "--tls-cert and --tls-key with --node-arg)");
   bench_cmd->add_flag("--embedded", bench.embedded, "node, publisher and subscribers in this process");
   bench_cmd->add_flag("--clients-together", bench.clients_together,
                       "publisher and subscribers in this process, beside the node's (two processes, as NATS's latency "
@@ -203,6 +211,13 @@ int main(int argc, char** argv) {
                         "\"deny\": [...]}, \"subscribe\": {...}}");
   token_cmd->add_option("--ttl", token.ttl, "valid for: 90s, 30m, 12h, 7d")->capture_default_str();
 
+  flowbus::app::certs_options certs;
+  CLI::App* certs_cmd = app.add_subcommand("certs", "write a development CA and TLS certificates (node, clients)");
+  certs_cmd->add_option("--dir", certs.dir, "where to write them")->capture_default_str()->check(CLI::ExistingDirectory);
+  certs_cmd->add_option("--host", certs.hosts, "the node certificate's DNS names and IP addresses (repeatable)")
+      ->capture_default_str();
+  certs_cmd->add_option("--client", certs.clients, "also a client certificate for this agent id or pattern (repeatable)");
+
   CLI::App* dlq_cmd = app.add_subcommand("dlq", "list, replay or purge the dead-letter queues of a --dlq-dir");
   dlq_cmd->add_option("action", dlq.action, "list | replay | purge")->required()->check(CLI::IsMember({"list", "replay", "purge"}));
   dlq_cmd->add_option("--dir", dlq.dir, "the node's --dlq-dir")->required();
@@ -223,6 +238,7 @@ int main(int argc, char** argv) {
   }
   if (dlq_cmd->parsed()) return flowbus::app::run_dlq(dlq);
   if (token_cmd->parsed()) return flowbus::app::run_token(token);
+  if (certs_cmd->parsed()) return flowbus::app::run_certs(certs);
   if (node_cmd->parsed()) return flowbus::app::run_node(node);
   if (demo_cmd->parsed()) return flowbus::app::run_demo(demo);
   if (bench_cmd->parsed()) return flowbus::app::run_bench(bench);

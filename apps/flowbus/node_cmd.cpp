@@ -87,6 +87,8 @@ int run_node(const node_options& o) {
   try {
     keys = auth_keys(o);
     roles = auth_roles(o);
+    if (o.tls_cert.empty() != o.tls_key.empty()) throw std::runtime_error("--tls-cert and --tls-key go together");
+    if (!o.tls_client_ca.empty() && o.tls_cert.empty()) throw std::runtime_error("--tls-client-ca needs --tls-cert");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "flowbus node: cannot start: %s\n", e.what());
     return 1;
@@ -95,6 +97,10 @@ int run_node(const node_options& o) {
     spdlog::warn("flowbus node: LISTENING ON {} WITH --auth none: anyone who reaches this address can register as "
                  "any agent, read every topic and publish. Use --auth token, or a loopback address "
                  "(docs/security.md)",
+                 o.address);
+  if (o.tls_cert.empty() && !loopback(o.address))
+    spdlog::warn("flowbus node: listening on {} without TLS: messages and tokens cross the network in clear "
+                 "(--tls-cert, docs/security.md)",
                  o.address);
 
   actors::node_config cfg;
@@ -137,6 +143,9 @@ int run_node(const node_options& o) {
   so.allowed_origins = o.allow_origin;
   so.auth = keys;
   so.roles = roles;
+  so.tls.cert_file = o.tls_cert;
+  so.tls.key_file = o.tls_key;
+  so.tls.client_ca_file = o.tls_client_ca;
   std::unique_ptr<transport::server> server;
   try {
     server = std::make_unique<transport::server>(n, so);
@@ -148,8 +157,8 @@ int run_node(const node_options& o) {
   if (o.cluster_port >= 0)
     cluster = "cluster node " + o.name + " at " + o.cluster_address + ":" + std::to_string(n.cluster_port()) +
               (o.cluster_tls_cert.empty() ? "" : " (TLS)") + "; ";
-  std::printf("flowbus node: listening on ws://%s:%u (%s%zu scheduler threads, %zu I/O threads, open-file limit %llu)\n",
-              o.address.c_str(), unsigned(server->port()), cluster.c_str(), n.workers(), o.io_threads,
+  std::printf("flowbus node: listening on %s://%s:%u (%s%zu scheduler threads, %zu I/O threads, open-file limit %llu)\n",
+              o.tls_cert.empty() ? "ws" : "wss", o.address.c_str(), unsigned(server->port()), cluster.c_str(), n.workers(), o.io_threads,
               static_cast<unsigned long long>(files));
   std::fflush(stdout);
 

@@ -27,6 +27,8 @@ struct node_options {
   std::string auth = "none";             ///< none | token (docs/security.md)
   std::vector<std::string> auth_keys;    ///< KID=FILE, the token signing keys
   std::string auth_roles;                ///< a JSON file of roles and their permissions (with --auth token)
+  std::string tls_cert, tls_key;         ///< wss:// with this certificate and key (PEM)
+  std::string tls_client_ca;             ///< require client certificates signed by this CA (their CN: the agent ids)
   std::string dlq_dir;           ///< dead-letter queues on disk here (empty: in memory only)
   std::string idle_workers = "park"; ///< CAF's idle workers: "park" (sleep at once) or "backoff" (CAF's polling)
   std::size_t max_subscriptions = 100000;  ///< per agent
@@ -42,7 +44,7 @@ struct node_options {
   std::string cluster_tls_cert, cluster_tls_key, cluster_tls_ca; ///< TLS links: all three, or none
 };
 
-/// Serves until a signal; 0 after a clean drain. Prints "flowbus node: listening on ws://A:P".
+/// Serves until a signal; 0 after a clean drain. Prints "flowbus node: listening on ws://A:P" (wss:// with TLS).
 int run_node(const node_options& options);
 
 /// Raises the soft open-file limit to the hard one; returns the new soft limit.

@@ -235,8 +235,9 @@ class Agent:
     """An agent connected to a node over WebSocket (protocol.md §12)."""
 
     def __init__(self, uri, agent_id, agent_type="python", subscriptions=(), capabilities=(), heartbeat_ms=10000,
-                 window=0, token=None, origin=None):
+                 window=0, token=None, origin=None, ssl=None):
         self.uri, self.id = uri, agent_id
+        self.ssl = ssl  # wss://: an ssl.SSLContext that trusts the node's CA (§12, "TLS")
         self.token = token  # credentials for a node with --auth token (§12, "Authentication")
         self.origin = origin  # an Origin header, as a browser page sends (§12: refused unless allowed)
         self.window = window  # receive window in data messages (0: none); grant more with CREDIT
@@ -247,7 +248,8 @@ class Agent:
         self.inbox = []
 
     async def connect(self):
-        self.ws = await websockets.connect(self.uri, max_size=1 << 20, compression=None, origin=self.origin)
+        tls = {"ssl": self.ssl} if self.uri.startswith("wss:") else {}
+        self.ws = await websockets.connect(self.uri, max_size=1 << 20, compression=None, origin=self.origin, **tls)
         fields = {"source": self.id, "agent_type": self.type, "heartbeat_ms": self.heartbeat_ms}
         if self.token:
             fields["token"] = self.token

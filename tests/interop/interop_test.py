@@ -3,6 +3,7 @@
 `flowbus node` process. Usage: interop_test.py PATH/TO/flowbus"""
 import asyncio
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -13,14 +14,15 @@ import flow_client as fc
 
 
 def start_node(exe, *extra):
-    """A `flowbus node` on a free port (extra: more node flags); returns (process, ws:// URI)."""
+    """A `flowbus node` on a free port (extra: more node flags); returns (process, ws:// or wss:// URI)."""
     p = subprocess.Popen([exe, "node", "--port", "0", "--log-level", "warn", *extra], stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
-    if "ws://" not in line:
+    if "://" not in line:
         p.kill()
         raise SystemExit("the node did not start: %r" % line)
-    port = int(line.split("ws://")[1].split()[0].rsplit(":", 1)[1])
-    return p, "ws://127.0.0.1:%d/" % port
+    scheme = "wss" if "wss://" in line else "ws"
+    port = int(line.split("://")[1].split()[0].rsplit(":", 1)[1])
+    return p, "%s://127.0.0.1:%d/" % (scheme, port)
 
 
 def check(cond, what):
@@ -210,6 +212,54 @@ async def auth_scenario(uri, exe, key_file):
     await good.ws.close()
 
 
+async def tls_scenario(uri, certs):
+    """A node with --tls-cert and --tls-client-ca (certificates of `flowbus certs`): Python agents
+    with a client certificate for py-worker-* talk over wss://; a client that does not trust the
+    node's CA, one without a certificate, one in plain ws:// and one whose certificate is for
+    other ids are each refused, and the agents keep talking."""
+    def context(cert="py-worker-*", ca=True):
+        ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem") if ca else None)
+        if cert:
+            ctx.load_cert_chain(os.path.join(certs, cert + ".pem"), os.path.join(certs, cert + ".key"))
+        return ctx
+    check(uri.startswith("wss://"), "tls: the node says wss://")
+    a = fc.Agent(uri, "py-worker-1", subscriptions=["tls.>"], ssl=context())
+    b = fc.Agent(uri, "py-worker-2", ssl=context())
+    await a.connect()
+    await b.connect()
+    check(True, "tls: agents with client certificates for py-worker-* register over wss://")
+    await b.publish("tls.x", b"encrypted")
+    m = await a.next()
+    check(m.payload == b"encrypted" and m.get("source") == "py-worker-2", "tls: a publish crosses the node")
+
+    async def refused(what, agent):
+        try:
+            await agent.connect()
+            await agent.next()
+        except (ssl.SSLError, OSError, websockets.exceptions.WebSocketException, EOFError) as e:
+            return "%s (%s)" % (what, type(e).__name__)
+        return None
+    for what, agent in [
+            ("a client that does not trust the node's CA", fc.Agent(uri, "py-worker-3", ssl=context(ca=False))),
+            ("a client without a certificate", fc.Agent(uri, "py-worker-4", ssl=context(cert=None))),
+            ("a plain ws:// client", fc.Agent(uri.replace("wss:", "ws:"), "py-worker-5"))]:
+        r = await refused(what, agent)
+        check(r is not None, "tls: %s is refused" % (r or what))
+    try:
+        await fc.Agent(uri, "py-admin", ssl=context()).connect()
+        err = None
+    except fc.ProtocolError as e:
+        err = e.args[1] if len(e.args) > 1 else None
+    check(err is not None and err.type == fc.ERROR and err.get("error_code") == 79,
+          "tls: a certificate for py-worker-* registering as py-admin gets ERROR 79")
+    await a.publish("tls.y", b"still here")
+    m = await a.next()
+    check(m.payload == b"still here", "tls: the agents are served throughout")
+    for ag in (a, b):
+        await ag.send(fc.Message(fc.GOODBYE))
+        await ag.ws.close()
+
+
 def run_node_scenarios(exe, extra, *scenarios):
     node, uri = start_node(exe, *extra)
     try:
@@ -232,6 +282,11 @@ def main():
             f.write(os.urandom(32))
         run_node_scenarios(exe, ["--auth", "token", "--auth-key", "k1=" + key_file],
                            lambda uri: auth_scenario(uri, exe, key_file))
+    with tempfile.TemporaryDirectory() as certs:
+        subprocess.run([exe, "certs", "--dir", certs, "--client", "py-worker-*"], check=True, stdout=subprocess.DEVNULL)
+        run_node_scenarios(exe, ["--tls-cert", os.path.join(certs, "node.pem"), "--tls-key", os.path.join(certs, "node.key"),
+                                 "--tls-client-ca", os.path.join(certs, "ca.pem")],
+                           lambda uri: tls_scenario(uri, certs))
     print("interop: all checks passed")
 
 

@@ -46,14 +46,14 @@ struct node_process {
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     REQUIRE(rc == 0);
-    // "flowbus node: listening on ws://127.0.0.1:PORT (...)"
+    // "flowbus node: listening on ws://127.0.0.1:PORT (...)" (wss:// with TLS)
     std::string line;
     char c;
     while (read(out, &c, 1) == 1 && c != '\n')
       line += c;
-    const auto at = line.find("ws://");
+    const auto at = line.find("://"); // ws:// or wss://
     REQUIRE_MESSAGE(at != std::string::npos, "the node process did not start: '" << line << "'");
-    port = static_cast<std::uint16_t>(std::atoi(line.c_str() + line.find(':', at + 5) + 1));
+    port = static_cast<std::uint16_t>(std::atoi(line.c_str() + line.find(':', at + 3) + 1));
     REQUIRE(port != 0);
     // "(cluster node NAME at HOST:PORT; ..."
     if (const auto cn = line.find("cluster node "); cn != std::string::npos) {

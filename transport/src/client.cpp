@@ -9,7 +9,7 @@ using actors::errc;
 using clk = std::chrono::steady_clock;
 
 client::impl::impl(client_options o)
-    : opt(std::move(o)), batch(opt.max_message, opt.max_batch), receipts(opt.acks, opt.receive_window),
+    : opt(std::move(o)), tls(opt.tls.enabled ? detail::make_client_tls(opt.tls) : nullptr), batch(opt.max_message, opt.max_batch), receipts(opt.acks, opt.receive_window),
       send_ring(std::max<std::size_t>(opt.send_buffer, 2 * scheduling::mpsc_byte_ring::record_bytes(opt.max_message))),
       direct_batch(opt.max_message, opt.max_batch), answers(clk::now()) {}
 

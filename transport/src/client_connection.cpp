@@ -41,6 +41,11 @@ void client::impl::dial() {
   shm.reset();
   shm_on = shm_blocked = false;
   ws.emplace(ioc);
+  if (tls) {
+    ws->next_layer().next_layer().use_tls(*tls);
+    prepare_client_tls(ws->next_layer().next_layer().tls()->native_handle(),
+                       opt.tls.server_name.empty() ? opt.host : opt.tls.server_name, opt.tls.verify);
+  }
   ws->next_layer().capacity(detail::read_ahead_bytes);
   ws->read_message_max(opt.max_message);
   ws->binary(true);
@@ -59,21 +64,39 @@ void client::impl::dial() {
             net::socket_base::receive_buffer_size(static_cast<int>(self->opt.receive_buffer)));
       websocket::stream_base::timeout t = websocket::stream_base::timeout::suggested(beast::role_type::client);
       self->ws->set_option(t);
-      auto done = [self, gen](beast::error_code ec3) {
-        if (gen != self->generation) return;
-        if (ec3) return self->lost("handshake: " + ec3.message());
-        self->open_shm();
-        self->on_open(gen);
-      };
-      const std::string host = self->opt.host + ":" + std::to_string(self->opt.port);
-      if (!self->opt.shared_memory) return self->ws->async_handshake(host, "/", std::move(done));
-      // ask for shared memory; the node's answer is a header of its 101 (client_shm.cpp)
-      self->ws->set_option(websocket::stream_base::decorator(
-          [](websocket::request_type& req) { req.set(detail::shm_header, "1"); }));
-      self->upgrade.emplace();
-      self->ws->async_handshake(*self->upgrade, host, "/", std::move(done));
+      if (!self->tls) return self->upgrade_ws(gen);
+      // the TLS handshake, bounded: the socket is closed if it takes longer (the handshake fails)
+      auto limit = std::make_shared<net::steady_timer>(self->ioc, 5s);
+      limit->async_wait([self, gen](beast::error_code e) {
+        beast::error_code ignored;
+        if (!e && gen == self->generation) beast::get_lowest_layer(*self->ws).socket().close(ignored);
+      });
+      self->ws->next_layer().next_layer().tls()->async_handshake(
+          net::ssl::stream_base::client, [self, gen, limit](beast::error_code ec3) {
+            limit->cancel();
+            if (gen != self->generation) return;
+            if (ec3) return self->lost("TLS handshake: " + ec3.message());
+            self->upgrade_ws(gen);
+          });
     });
   });
+}
+
+/// The WebSocket upgrade (asking for shared memory on a plain connection if configured).
+void client::impl::upgrade_ws(std::uint64_t gen) {
+  auto done = [self = shared_from_this(), gen](beast::error_code ec) {
+    if (gen != self->generation) return;
+    if (ec) return self->lost("handshake: " + ec.message());
+    self->open_shm();
+    self->on_open(gen);
+  };
+  const std::string host = opt.host + ":" + std::to_string(opt.port);
+  if (!opt.shared_memory || tls) return ws->async_handshake(host, "/", std::move(done)); // (no shm over TLS)
+  // ask for shared memory; the node's answer is a header of its 101 (client_shm.cpp)
+  ws->set_option(websocket::stream_base::decorator(
+      [](websocket::request_type& req) { req.set(detail::shm_header, "1"); }));
+  upgrade.emplace();
+  ws->async_handshake(*upgrade, host, "/", std::move(done));
 }
 
 void client::impl::on_open(std::uint64_t gen) {

@@ -12,6 +12,8 @@
 #pragma once
 
 #include "buffered_stream.hpp"
+#include "edge_stream.hpp"
+#include "tls_context.hpp"
 #include "client_pending.hpp"
 #include "client_queue.hpp"
 #include "client_receiver.hpp"
@@ -50,7 +52,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   detail::net::executor_work_guard<detail::net::io_context::executor_type> work = detail::net::make_work_guard(ioc);
   std::thread thread;
   detail::tcp::resolver resolver{ioc};
-  std::optional<detail::websocket::stream<detail::buffered_stream<detail::beast::tcp_stream>>> ws;
+  std::unique_ptr<boost::asio::ssl::context> tls; ///< opt.tls made into a context (null: plain)
+  std::optional<detail::websocket::stream<detail::buffered_stream<detail::edge_stream>>> ws;
   detail::net::steady_timer heartbeat_timer{ioc}, sweep_timer{ioc}, retry_timer{ioc};
   detail::beast::flat_buffer in;
   std::optional<codec::decoder> dec;
@@ -157,6 +160,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   // client_connection.cpp
   void start();
   void dial();
+  void upgrade_ws(std::uint64_t gen);
   void on_open(std::uint64_t gen);
   void read(std::uint64_t gen);
   void heartbeat(std::uint64_t gen);

@@ -288,7 +288,7 @@ bool client::impl::go_idle() {
     if (take_data()) return true;              // (else it was padding)
   }
   std::lock_guard<std::mutex> g(m);
-  direct_ok.store(out_bytes() == 0 && !closing.load());
+  direct_ok.store(!tls && out_bytes() == 0 && !closing.load()); // (TLS: one thread uses OpenSSL's stream)
   direct_on = direct_ok.load(std::memory_order_relaxed);
   return false;
 }

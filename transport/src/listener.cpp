@@ -1,6 +1,7 @@
 // The node's WebSocket listener: accepting connections (each a session, session.hpp), the
 // connection limit, a graceful stop that drains the sessions, and the server's counters.
 #include "session.hpp"
+#include "tls_context.hpp"
 
 #include <flowbus/scheduling/numa.hpp> // pin_current_thread
 
@@ -45,6 +46,7 @@ server::server(actors::node& node, server_options options) : core_(std::make_sha
   if (c.opt.shared_memory)
     if (const std::size_t n = shm_link::remove_stale())
       spdlog::info("flowbus: removed {} shared-memory channels left by node processes that died", n);
+  if (c.opt.tls.enabled()) c.tls = detail::make_server_tls(c.opt.tls); // (throws: a file or key is bad)
   const tcp::endpoint ep(net::ip::make_address(c.opt.address), c.opt.port);
   c.acceptor.open(ep.protocol());
   c.acceptor.set_option(net::socket_base::reuse_address(true));
@@ -57,7 +59,8 @@ server::server(actors::node& node, server_options options) : core_(std::make_sha
       if (!c.opt.pin_cpus.empty()) (void)scheduling::pin_current_thread({c.opt.pin_cpus[i % c.opt.pin_cpus.size()]});
       c.ioc.run();
     });
-  spdlog::info("flowbus: listening on ws://{}:{} ({} I/O threads)", c.opt.address, port(), n);
+  spdlog::info("flowbus: listening on {}://{}:{} ({} I/O threads{})", c.tls ? "wss" : "ws", c.opt.address, port(), n,
+               c.opt.tls.client_ca_file.empty() ? "" : ", client certificates required");
 }
 
 server::~server() { stop(); }
@@ -123,6 +126,7 @@ server_stats server::stats() const {
   s.shm_attached = v(c.shm_attached);
   s.shm_doorbells = v(c.shm_doorbells);
   s.origins_refused = v(c.origins_refused);
+  s.tls_failed = v(c.tls_failed);
   s.auth_refused = v(c.auth_refused);
   s.tokens_expired = v(c.tokens_expired);
   s.not_permitted = v(c.not_permitted);

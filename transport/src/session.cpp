@@ -4,6 +4,7 @@
 #include "session.hpp"
 
 #include "origin_policy.hpp"
+#include "tls_context.hpp"
 
 #include <flowbus/codec/clock.hpp>
 
@@ -82,6 +83,26 @@ void session::run() {
   timer_.async_wait(bind([](session& s, beast::error_code ec) {
     if (!ec && s.state_ < state::open) s.fail(reason::expected_register, "no REGISTER within the handshake timeout");
   }));
+  if (!core_.tls) return read_request();
+  edge().use_tls(*core_.tls);
+  edge().tls()->async_handshake(net::ssl::stream_base::server,
+                                bind([](session& s, beast::error_code ec) { s.on_tls_handshake(ec); }));
+}
+
+/// wss://: the TLS handshake is done (within the handshake timeout), then the HTTP upgrade.
+void session::on_tls_handshake(beast::error_code ec) {
+  if (ec) {
+    core_.tls_failed.fetch_add(1, std::memory_order_relaxed);
+    beast::error_code ignored;
+    spdlog::debug("flowbus: TLS handshake from {} failed: {}", socket().remote_endpoint(ignored).address().to_string(),
+                  ec.message()); // (counted: a port scan must not flood the log)
+    return teardown("TLS handshake: " + ec.message());
+  }
+  if (!core_.opt.tls.client_ca_file.empty()) cert_id_ = peer_common_name(edge().tls()->native_handle());
+  read_request();
+}
+
+void session::read_request() {
   beast::http::async_read(ws_.next_layer(), up_->buf, up_->req,
                           bind([](session& s, beast::error_code ec, std::size_t) { s.on_request(ec); }));
 }
@@ -102,7 +123,7 @@ void session::on_request(beast::error_code ec) {
     const std::string_view o(origin->value().data(), origin->value().size());
     if (o.empty() || !origin_allowed(o, core_.opt.allowed_origins)) return refuse_origin(std::string(o));
   }
-  if (core_.opt.shared_memory && up_->req[shm_header] == "1") offer_shm();
+  if (core_.opt.shared_memory && !core_.tls && up_->req[shm_header] == "1") offer_shm(); // (not over TLS: edge_stream.hpp)
   ws_.async_accept(up_->req, bind([](session& s, beast::error_code e) { s.on_accept(e); }));
 }
 
@@ -177,12 +198,12 @@ void session::ensure_room(std::size_t n) {
 void session::read() {
   reading_ = true;
   if (!rbuf_) {
-    socket().async_read_some(net::buffer(first_), bind([](session& s, beast::error_code ec, std::size_t n) {
+    edge().async_read_some(net::buffer(first_), bind([](session& s, beast::error_code ec, std::size_t n) {
       if (ec) return s.on_bytes(ec, 0);
       s.ensure_room(std::max(s.need_, sizeof first_));
       std::memcpy(s.rbuf_.get() + s.rend_, s.first_, n);
       s.rend_ += n;
-      if (n == sizeof first_) { // more is likely there
+      if (n == sizeof first_ && !s.edge().tls()) { // more is likely there (TLS: OpenSSL's buffer has it)
         const std::size_t more = s.socket().read_some(net::buffer(s.rbuf_.get() + s.rend_, s.rcap_ - s.rend_), ec);
         if (ec == net::error::would_block || ec == net::error::eof) ec = {}; // (the end: the next read sees it)
         if (ec) return s.on_bytes(ec, 0);
@@ -195,7 +216,7 @@ void session::read() {
     return;
   }
   ensure_room(need_ > rend_ - rbeg_ ? need_ - (rend_ - rbeg_) : 1);
-  socket().async_read_some(net::buffer(rbuf_.get() + rend_, rcap_ - rend_),
+  edge().async_read_some(net::buffer(rbuf_.get() + rend_, rcap_ - rend_),
                            bind([](session& s, beast::error_code ec, std::size_t n) { s.on_bytes(ec, n); }));
 }
 

@@ -16,6 +16,7 @@
 
 #include "buffered_stream.hpp"
 #include "delivery_tracker.hpp"
+#include "edge_stream.hpp"
 #include "egress_queue.hpp"
 #include "flow_control.hpp"
 #include "shm_link.hpp"
@@ -70,8 +71,9 @@ struct server::core {
   std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
       protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0},
-      window_waits{0}, shm_attached{0}, shm_doorbells{0}, origins_refused{0}, auth_refused{0}, tokens_expired{0}, not_permitted{0};
+      window_waits{0}, shm_attached{0}, shm_doorbells{0}, origins_refused{0}, tls_failed{0}, auth_refused{0}, tokens_expired{0}, not_permitted{0};
   std::shared_ptr<detail::post_gate> gate = std::make_shared<detail::post_gate>();
+  std::unique_ptr<detail::net::ssl::context> tls; ///< opt.tls made into a context (null: plain)
   detail::net::io_context ioc;
   detail::tcp::acceptor acceptor;
   std::vector<std::thread> threads;
@@ -103,9 +105,12 @@ private:
       f(*self, std::forward<decltype(args)>(args)...);
     });
   }
-  tcp::socket& socket() { return beast::get_lowest_layer(ws_).socket(); }
+  edge_stream& edge() { return ws_.next_layer().next_layer(); }
+  tcp::socket& socket() { return edge().next_layer().socket(); }
 
   // session.cpp: the I/O skeleton; session_close.cpp: closing
+  void read_request();
+  void on_tls_handshake(beast::error_code ec);
   void on_request(beast::error_code ec);
   void refuse_origin(const std::string& origin);
   /// With auth: false if REGISTER `m` (as `id`, `type`) is refused (the connection failing).
@@ -208,7 +213,7 @@ private:
   /// BATCH, and its 1->1 rate was not lower for it (docs/benchmarks.md).
   static constexpr std::uint32_t pass_budget = 32;
 
-  websocket::stream<buffered_stream<beast::tcp_stream>> ws_;
+  websocket::stream<buffered_stream<edge_stream>> ws_;
   server::core& core_;
   bool refuse_;
   net::steady_timer timer_; ///< the handshake and REGISTER deadline, then holds and pauses
@@ -231,6 +236,7 @@ private:
   codec::decoder dec_;
   codec::encoder enc_;
   std::string agent_id_;     ///< (before the units that name it in dead letters)
+  std::string cert_id_;      ///< TLS with client certificates: the ids its common name allows
   // writing
   outbound_batch batch_;
   std::vector<unsigned char> wire_; ///< what the write in flight carries: WebSocket frames back to back

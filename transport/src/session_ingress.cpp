@@ -231,6 +231,11 @@ void session::start_register(const codec::message& m) {
   heartbeat_ = std::min(spec.heartbeat_interval, actors::max_heartbeat_interval);
   spec.priority = static_cast<codec::priority>(m.prio);
   spec.mailbox_capacity = core_.opt.mailbox_capacity;
+  if (!cert_id_.empty() && !id_matches(cert_id_, spec.id)) { // TLS: the client certificate names the ids
+    core_.auth_refused.fetch_add(1, std::memory_order_relaxed);
+    fail(reason::id_not_permitted, "REGISTER as '" + spec.id + "' refused: the client certificate is for '" + cert_id_ + "'");
+    return;
+  }
   if (core_.opt.auth && !admit(m, spec.id, spec.type)) return;
   agent_id_ = spec.id;
   // a receive window: at most this many data messages written and not yet granted back by CREDIT

@@ -23,6 +23,7 @@
 
 #include <flowbus/actors/agent.hpp>
 #include <flowbus/actors/errc.hpp>
+#include <flowbus/transport/tls.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -101,6 +102,10 @@ struct client_options {
   /// After the node's ring runs dry, the I/O thread keeps looking for this long before it parks
   /// and waits for a doorbell (a busy-poll: one core kept busy while messages flow; 0: park).
   std::chrono::microseconds shm_spin{0};
+  /// wss://: TLS 1.2+ to the node, its certificate checked against tls.server_name (or host).
+  /// Over TLS the sending thread never writes itself (direct_write_gap) and shared memory is not
+  /// asked for: every message goes through the I/O thread. (docs/security.md)
+  tls_client_options tls;
 };
 
 /// A received message, the same as an in-process agent's delivery (frame unset). Views are valid

@@ -11,6 +11,7 @@
 #include <flowbus/scheduling/circuit_breaker.hpp>
 #include <flowbus/scheduling/retry.hpp>
 #include <flowbus/transport/auth.hpp>
+#include <flowbus/transport/tls.hpp>
 
 #include <array>
 #include <chrono>
@@ -71,6 +72,10 @@ struct server_options {
   /// anything. A refused publish or subscription gets NACK/ERROR not_permitted and is counted; the
   /// connection stays. (docs/security.md)
   std::shared_ptr<const role_table> roles;
+  /// wss://: with a certificate, every connection is TLS 1.2+ (a plain one fails its handshake,
+  /// counted in tls_failed); optionally with client certificates naming the agent ids.
+  /// Shared memory is not offered over TLS. (docs/security.md)
+  tls_server_options tls;
 };
 
 struct server_stats {
@@ -92,6 +97,8 @@ struct server_stats {
   std::uint64_t shm_attached = 0, shm_doorbells = 0;
   /// WebSocket handshakes refused for their Origin (server_options::allowed_origins).
   std::uint64_t origins_refused = 0;
+  /// TLS handshakes that failed (a plain client, an untrusted or missing client certificate…).
+  std::uint64_t tls_failed = 0;
   /// REGISTERs refused for their credentials (server_options::auth), and connections closed when
   /// their token expired.
   std::uint64_t auth_refused = 0, tokens_expired = 0;

@@ -1,0 +1,18 @@
+// `flowbus certs`: a development CA and certificates for trying TLS (docs/security.md).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace flowbus::app {
+
+struct certs_options {
+  std::string dir = ".";
+  std::vector<std::string> hosts{"127.0.0.1", "localhost"}; ///< the node certificate's names
+  std::vector<std::string> clients;                           ///< client certificates, by agent id (pattern)
+};
+
+/// Writes them and says which files are which; 0, or 2 with the reason on stderr.
+int run_certs(const certs_options& o);
+
+} // namespace flowbus::app
