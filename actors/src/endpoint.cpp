@@ -39,6 +39,7 @@ const char* to_string(errc e) noexcept {
     case errc::too_many_subscriptions: return "too_many_subscriptions";
     case errc::unauthenticated: return "unauthenticated";
     case errc::not_permitted: return "not_permitted";
+    case errc::rate_limited: return "rate_limited";
   }
   return "invalid";
 }

@@ -123,6 +123,22 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--tls-key", node.tls_key, "wss://: the certificate's private key (PEM)");
   node_cmd->add_option("--tls-client-ca", node.tls_client_ca, "require a client certificate signed by this CA (PEM); "
                        "its common name is the agent id (or pattern with *) the client may register as");
+  node_cmd->add_option("--limit-msgs-per-s", node.limit_msgs, "per agent: data messages a second (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  node_cmd->add_option("--limit-burst-msgs", node.limit_burst_msgs, "per agent: messages at once (0: a second's worth)")
+      ->check(CLI::NonNegativeNumber);
+  node_cmd->add_option("--limit-bytes-per-s", node.limit_bytes, "per agent: payload bytes a second (0: no limit)")
+      ->check(CLI::NonNegativeNumber);
+  node_cmd->add_option("--limit-burst-bytes", node.limit_burst_bytes, "per agent: payload bytes at once (0: a second's worth)")
+      ->check(CLI::NonNegativeNumber);
+  node_cmd->add_option("--limit-connections-per-s", node.limit_connections,
+                       "per source address: new connections a second (0: no limit)")->check(CLI::NonNegativeNumber);
+  node_cmd->add_option("--limit-burst-connections", node.limit_burst_connections,
+                       "per source address: new connections at once (0: a second's worth)")->check(CLI::NonNegativeNumber);
+  node_cmd->add_option("--limit-action", node.limit_action, "over a limit: hold (slow the agent down, delay the "
+                       "handshake; nothing lost) or refuse (NACK/ERROR rate_limited, ERROR 80 for a connection)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"hold", "refuse"}));
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));

@@ -146,6 +146,13 @@ int run_node(const node_options& o) {
   so.tls.cert_file = o.tls_cert;
   so.tls.key_file = o.tls_key;
   so.tls.client_ca_file = o.tls_client_ca;
+  so.limits.msgs_per_s = o.limit_msgs;
+  so.limits.burst_msgs = o.limit_burst_msgs;
+  so.limits.bytes_per_s = o.limit_bytes;
+  so.limits.burst_bytes = o.limit_burst_bytes;
+  so.limits.connections_per_s = o.limit_connections;
+  so.limits.burst_connections = o.limit_burst_connections;
+  so.limits.action = o.limit_action == "refuse" ? transport::rate_limits::over::refuse : transport::rate_limits::over::hold;
   std::unique_ptr<transport::server> server;
   try {
     server = std::make_unique<transport::server>(n, so);

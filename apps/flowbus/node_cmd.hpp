@@ -28,7 +28,11 @@ struct node_options {
   std::vector<std::string> auth_keys;    ///< KID=FILE, the token signing keys
   std::string auth_roles;                ///< a JSON file of roles and their permissions (with --auth token)
   std::string tls_cert, tls_key;         ///< wss:// with this certificate and key (PEM)
-  std::string tls_client_ca;             ///< require client certificates signed by this CA (their CN: the agent ids)
+  std::string tls_client_ca;
+  // rate limits (transport::rate_limits; 0: none)
+  double limit_msgs = 0, limit_burst_msgs = 0, limit_bytes = 0, limit_burst_bytes = 0;
+  double limit_connections = 0, limit_burst_connections = 0;
+  std::string limit_action = "hold";     ///< hold | refuse             ///< require client certificates signed by this CA (their CN: the agent ids)
   std::string dlq_dir;           ///< dead-letter queues on disk here (empty: in memory only)
   std::string idle_workers = "park"; ///< CAF's idle workers: "park" (sleep at once) or "backoff" (CAF's polling)
   std::size_t max_subscriptions = 100000;  ///< per agent

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
+#include <utility>
 
 namespace flowbus::transport::detail {
 
@@ -63,10 +64,18 @@ public:
   void no_buffer() noexcept { paused_ = true; }
   /// How long until the paused message is tried again: 100 µs, doubling to 5 ms.
   us pause() noexcept {
+    if (rate_wait_.count()) return std::exchange(rate_wait_, us(0));
     pause_wait_ = std::min(pause_wait_ * 2, longest_wait);
     return pause_wait_;
   }
   bool paused() const noexcept { return paused_; }
+  bool rate_waiting() const noexcept { return rate_wait_.count() != 0; }
+  /// The agent is over its rate: reading pauses for `wait` (until its buckets have room), then
+  /// the message is tried again.
+  void over_rate(us wait) noexcept {
+    paused_ = true;
+    rate_wait_ = std::max(wait, us(1));
+  }
   /// The wait is over: the message is tried again (pause() again if it still finds no buffer).
   void retry() noexcept { paused_ = false; }
   /// After the retry: if it went through, the next pause starts from the first wait again.
@@ -100,6 +109,7 @@ private:
   bool paused_ = false;   ///< a message waits for a frame buffer
   us hold_wait_{first_look};
   us pause_wait_{50};
+  us rate_wait_{0}; ///< over the rate: the next pause is this long
   std::optional<clock::time_point> starved_since_;
 };
 

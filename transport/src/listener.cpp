@@ -27,13 +27,43 @@ scheduling::lane_options server::core::lane_options() const {
   return o;
 }
 
+std::optional<reason> server::core::admit_connection(const tcp::socket& s, std::chrono::steady_clock::duration& delay) {
+  if (active.fetch_add(1, std::memory_order_relaxed) >= opt.max_connections) return reason::too_many_connections;
+  const rate_limits& l = opt.limits;
+  if (l.connections_per_s <= 0) return std::nullopt;
+  beast::error_code ec;
+  const auto peer = s.remote_endpoint(ec);
+  if (ec) return std::nullopt; // (gone already: its handshake fails)
+  const auto now = std::chrono::steady_clock::now();
+  if (connection_rates.size() >= 4096) { // forget idle addresses; bounded whatever the addresses
+    for (auto it = connection_rates.begin(); it != connection_rates.end();)
+      it = it->second.full(now) ? connection_rates.erase(it) : std::next(it);
+    if (connection_rates.size() >= 65536) connection_rates.clear();
+  }
+  auto [it, fresh] = connection_rates.try_emplace(peer.address().to_string());
+  if (fresh) it->second = scheduling::token_bucket(l.connections_per_s, l.burst_connections, now);
+  if (l.action == rate_limits::over::refuse) {
+    if (it->second.take(1, now)) return std::nullopt;
+    connections_limited.fetch_add(1, std::memory_order_relaxed);
+    return reason::connection_rate_limited;
+  }
+  delay = it->second.reserve(1, now);
+  if (delay == std::chrono::steady_clock::duration::zero()) return std::nullopt;
+  connections_limited.fetch_add(1, std::memory_order_relaxed);
+  if (delay <= opt.handshake_timeout) return std::nullopt; // held: its handshake starts then
+  it->second.reserve(-1, now); // (given back: this one is refused)
+  delay = {};
+  return reason::connection_rate_limited;
+}
+
 void server::core::accept() {
   acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
     if (stopping.load()) return;
     if (!ec) {
       accepted.fetch_add(1, std::memory_order_relaxed);
-      const bool refuse = active.fetch_add(1, std::memory_order_relaxed) >= opt.max_connections;
-      std::make_shared<detail::session>(std::move(s), *this, refuse)->run();
+      std::chrono::steady_clock::duration delay{};
+      const std::optional<reason> refuse = admit_connection(s, delay);
+      std::make_shared<detail::session>(std::move(s), *this, refuse)->run(delay);
     } else {
       spdlog::warn("flowbus: accept: {}", ec.message()); // e.g. out of file descriptors: keep serving
     }
@@ -130,6 +160,8 @@ server_stats server::stats() const {
   s.auth_refused = v(c.auth_refused);
   s.tokens_expired = v(c.tokens_expired);
   s.not_permitted = v(c.not_permitted);
+  s.rate_limited = v(c.rate_limited);
+  s.connections_limited = v(c.connections_limited);
   return s;
 }
 
@@ -152,6 +184,7 @@ const char* describe_code(std::uint64_t code) noexcept {
     case reason::auth_failed: return "authentication failed";
     case reason::token_expired: return "token expired";
     case reason::id_not_permitted: return "agent id not permitted";
+    case reason::connection_rate_limited: return "connection rate limited";
     case reason::routing_base: break;
   }
   return "unknown";

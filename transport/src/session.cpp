@@ -37,7 +37,7 @@ codec::encoder_options node_encoder() {
 
 } // namespace
 
-session::session(tcp::socket&& s, server::core& c, bool refuse)
+session::session(tcp::socket&& s, server::core& c, std::optional<reason> refuse)
     : ws_(std::move(s)), core_(c), refuse_(refuse), timer_(ws_.get_executor()), write_timer_(ws_.get_executor()),
       idle_timer_(ws_.get_executor()),
       wsr_(c.opt.max_message), dec_(decoder_options(c.opt.max_message)), enc_(node_encoder()),
@@ -55,12 +55,21 @@ session::~session() {
   egress_.drop_all(actors::dead_reason::agent_unavailable);
 }
 
-void session::run() {
+void session::run(std::chrono::steady_clock::duration delay) {
   {
     std::lock_guard<std::mutex> g(core_.m);
     core_.sessions.insert(this);
   }
   registered_in_set_ = true;
+  if (delay <= std::chrono::steady_clock::duration::zero()) return begin();
+  // held for its address's connection rate: nothing is read until then (a stop tears it down)
+  timer_.expires_after(delay);
+  timer_.async_wait(bind([](session& s, beast::error_code ec) {
+    if (!ec && s.state_ == state::handshake) s.begin();
+  }));
+}
+
+void session::begin() {
   websocket::stream_base::timeout t;
   t.handshake_timeout = core_.opt.handshake_timeout;
   t.idle_timeout = websocket::stream_base::none(); // after the handshake: arm_idle()
@@ -153,11 +162,14 @@ void session::on_accept(beast::error_code ec) {
   socket().non_blocking(true, ec);
   keep_handshake_leftover();
   arm_idle();
-  if (refuse_) {
+  if (refuse_ == reason::too_many_connections) {
     core_.refused.fetch_add(1, std::memory_order_relaxed);
     return fail(reason::too_many_connections, "the node's connection limit is reached",
                 websocket::close_code::try_again_later);
   }
+  if (refuse_) // (counted in connections_limited by the listener)
+    return fail(*refuse_, "too many new connections from this address: try again later",
+                websocket::close_code::try_again_later);
   parse();
 }
 

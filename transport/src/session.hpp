@@ -26,6 +26,7 @@
 #include <flowbus/actors/gateway.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
+#include <flowbus/scheduling/token_bucket.hpp>
 #include <flowbus/transport/outbound.hpp>
 #include <flowbus/transport/reasons.hpp>
 #include <flowbus/transport/server.hpp>
@@ -69,9 +70,11 @@ struct server::core {
   std::mutex m; ///< guards sessions
   std::unordered_set<detail::session*> sessions;
   std::atomic<bool> stopping{false};
+  /// New connections per source address (opt.limits); the acceptor's strand only.
+  std::unordered_map<std::string, scheduling::token_bucket> connection_rates;
   std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
       protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0},
-      window_waits{0}, shm_attached{0}, shm_doorbells{0}, origins_refused{0}, tls_failed{0}, auth_refused{0}, tokens_expired{0}, not_permitted{0};
+      window_waits{0}, shm_attached{0}, shm_doorbells{0}, origins_refused{0}, tls_failed{0}, rate_limited{0}, connections_limited{0}, auth_refused{0}, tokens_expired{0}, not_permitted{0};
   std::shared_ptr<detail::post_gate> gate = std::make_shared<detail::post_gate>();
   std::unique_ptr<detail::net::ssl::context> tls; ///< opt.tls made into a context (null: plain)
   detail::net::io_context ioc;
@@ -80,6 +83,9 @@ struct server::core {
 
   core(actors::node& n, server_options o);
   void accept();
+  /// For a new connection from `peer`: whether it is refused for the connection limit or its
+  /// address's rate, or held (`delay`).
+  std::optional<reason> admit_connection(const detail::tcp::socket& s, std::chrono::steady_clock::duration& delay);
   scheduling::lane_options lane_options() const;
 };
 
@@ -87,12 +93,14 @@ namespace detail {
 
 class session : public std::enable_shared_from_this<session> {
 public:
-  session(tcp::socket&& s, server::core& c, bool refuse);
+  /// `refuse`: the connection is refused with this ERROR once its WebSocket handshake is done.
+  session(tcp::socket&& s, server::core& c, std::optional<reason> refuse);
   ~session();
   session(const session&) = delete;
   session& operator=(const session&) = delete;
 
-  void run();
+  /// Starts the handshake, after `delay` (a connection held for its address's rate).
+  void run(std::chrono::steady_clock::duration delay = {});
   /// Graceful: write what is queued, GOODBYE, close. From any thread.
   void stop();
 
@@ -109,6 +117,7 @@ private:
   tcp::socket& socket() { return edge().next_layer().socket(); }
 
   // session.cpp: the I/O skeleton; session_close.cpp: closing
+  void begin();
   void read_request();
   void on_tls_handshake(beast::error_code ec);
   void on_request(beast::error_code ec);
@@ -121,6 +130,10 @@ private:
   /// A publish or subscription the permissions refuse: NACK (with a message id) or ERROR (with
   /// the request's correlation id, or alone), naming the permission; the connection stays.
   void refuse_permission(const codec::message& m, const char* what, std::string_view topic);
+  /// A message or subscription refused, the connection staying: NACK `e` (with a message id), or
+  /// ERROR `e` with `why` (with a REQUEST's correlation id, or alone).
+  void refuse(const codec::message& m, actors::errc e, const std::string& why);
+  bool over_rate(const codec::message& m, bool& go_on);
   void on_accept(beast::error_code ec);
   void keep_handshake_leftover();
   void ensure_room(std::size_t n);
@@ -215,13 +228,14 @@ private:
 
   websocket::stream<buffered_stream<edge_stream>> ws_;
   server::core& core_;
-  bool refuse_;
+  std::optional<reason> refuse_;
   net::steady_timer timer_; ///< the handshake and REGISTER deadline, then holds and pauses
   net::steady_timer write_timer_;
   net::steady_timer idle_timer_;
   std::unique_ptr<net::steady_timer> expiry_; ///< the token's exp (with auth only)
   std::shared_ptr<const permissions> perms_;  ///< null: anything (no auth, or no role)
   std::unordered_map<std::string, bool> may_publish_; ///< perms_ decided per topic (bounded)
+  scheduling::rate_limiter rate_; ///< the agent's data messages (server_options::limits; set at REGISTER)
   std::unique_ptr<upgrade> up_ = std::make_unique<upgrade>(); ///< until the handshake is done
   // reading (parse()): WebSocket frames parsed in place; none held while the connection is quiet
   unsigned char first_[256]; ///< a quiet connection's read: the next message (or its first bytes)

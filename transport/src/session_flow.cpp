@@ -85,9 +85,10 @@ void session::send_credit(std::uint64_t n) {
 }
 
 /// The node had no frame buffer for a message: stop reading (TCP holds back the peer) and try
-/// the same message again shortly — backoff from 100 µs to 5 ms while the pool stays empty.
+/// the same message again shortly — backoff from 100 µs to 5 ms while the pool stays empty. Or
+/// the agent is over its rate: the same, after as long as its buckets need.
 void session::pause() {
-  core_.paused.fetch_add(1, std::memory_order_relaxed);
+  if (!flow_.rate_waiting()) core_.paused.fetch_add(1, std::memory_order_relaxed); // (a rate wait is counted as such)
   timer_.expires_after(flow_.pause());
   timer_.async_wait(bind([](session& s, beast::error_code ec) {
     if (ec || s.state_ != state::open) return;

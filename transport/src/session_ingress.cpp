@@ -140,6 +140,7 @@ bool session::handle_one(codec::message& m) {
 bool session::forward(const codec::message& m) {
   if (perms_ && m.has(codec::field::topic) && !(m.flags & codec::flag::broadcast) && !may_publish(m.topic()))
     return refuse_permission(m, "publish to", m.topic()), true;
+  if (bool go_on; !rate_.unlimited() && over_rate(m, go_on)) return go_on;
   actors::send_options o;
   o.timestamp_ns = m.timestamp_ns; // the agent's send time travels on (protocol.md §2)
   o.type = m.type;
@@ -237,6 +238,8 @@ void session::start_register(const codec::message& m) {
     return;
   }
   if (core_.opt.auth && !admit(m, spec.id, spec.type)) return;
+  if (const rate_limits& l = core_.opt.limits; l.msgs_per_s > 0 || l.bytes_per_s > 0)
+    rate_ = scheduling::rate_limiter(l.msgs_per_s, l.burst_msgs, l.bytes_per_s, l.burst_bytes, std::chrono::steady_clock::now());
   agent_id_ = spec.id;
   // a receive window: at most this many data messages written and not yet granted back by CREDIT
   egress_.window().open(m.num(codec::field::credit));
@@ -331,14 +334,37 @@ bool session::may_publish(std::string_view topic) {
 
 void session::refuse_permission(const codec::message& m, const char* what, std::string_view topic) {
   core_.not_permitted.fetch_add(1, std::memory_order_relaxed);
+  refuse(m, actors::errc::not_permitted, std::string(what) + " '" + std::string(topic) + "' is not permitted");
+}
+
+void session::refuse(const codec::message& m, actors::errc e, const std::string& why) {
   const bool request = m.type == codec::msg_type::request;
   if (m.has(codec::field::message_id) && !request) {
-    answer(m.message_id(), actors::errc::not_permitted);
+    answer(m.message_id(), e);
   } else {
-    queue_error(code_of(actors::errc::not_permitted), std::string(what) + " '" + std::string(topic) + "' is not permitted",
-                request ? std::optional<std::uint64_t>(m.correlation_id()) : std::nullopt);
+    queue_error(code_of(e), why, request ? std::optional<std::uint64_t>(m.correlation_id()) : std::nullopt);
   }
   flush();
+}
+
+/// Over the agent's rate (server_options::limits): true if the message waits (reading paused
+/// until the buckets have room: TCP holds the agent back) or was refused (NACK/ERROR rate_limited).
+bool session::over_rate(const codec::message& m, bool& go_on) {
+  const auto wait = rate_.admit(m.payload.size(), std::chrono::steady_clock::now());
+  if (wait == std::chrono::steady_clock::duration::zero()) return false;
+  core_.rate_limited.fetch_add(1, std::memory_order_relaxed);
+  if (core_.opt.limits.action == rate_limits::over::hold) {
+    flow_.over_rate(std::chrono::ceil<flow_control::us>(wait));
+    --unreported_in_; // counted again when it is tried again
+    next_in_ = m.sequence;
+    go_on = false;
+  } else {
+    refuse(m, actors::errc::rate_limited,
+           fmt::format("over the rate limit ({:g} msgs/s, {:g} bytes/s; 0: none)", core_.opt.limits.msgs_per_s,
+                       core_.opt.limits.bytes_per_s));
+    go_on = true;
+  }
+  return true;
 }
 
 /// The connection ends when its token does: ERROR token_expired, then the close.

@@ -27,6 +27,7 @@ enum class reason : std::uint16_t {
   auth_failed = 77,          ///< the token is malformed, of another algorithm, of an unknown key, or its signature fails
   token_expired = 78,        ///< the token expired (at REGISTER, or later: the node closes the connection then)
   id_not_permitted = 79,     ///< the token does not allow this agent id (or type)
+  connection_rate_limited = 80, ///< too many new connections from this address (server_options::limits): try again later
   routing_base = actors::wire_routing_base, ///< 96 + actors::errc: a message or subscription was refused
 };
 

@@ -23,6 +23,24 @@
 
 namespace flowbus::transport {
 
+/// Rate limits (docs/security.md, "Rate limits"). A rate of 0 is no limit; a burst of 0 is one
+/// second's worth.
+struct rate_limits {
+  /// Per agent: the data messages it sends (publish, unicast, broadcast, request, reply), and
+  /// their payload bytes. Both must have room.
+  double msgs_per_s = 0, burst_msgs = 0;
+  double bytes_per_s = 0, burst_bytes = 0;
+  /// What happens to a message over the rate: `hold` — the node stops reading the agent until
+  /// its buckets have room, then routes it (TCP holds the agent back: nothing is lost, the
+  /// agent's sends slow down or block); `refuse` — NACK (with a message id) or ERROR
+  /// rate_limited (96 + 18), the message is not routed, the connection stays.
+  enum class over : std::uint8_t { hold, refuse } action = over::hold;
+  /// Per source IP address: new connections. Over it a connection is `hold`: its handshake
+  /// waits until the bucket has room (at most the handshake timeout, else refused); `refuse`:
+  /// refused at once with ERROR connection_rate_limited (80) after the WebSocket handshake.
+  double connections_per_s = 0, burst_connections = 0;
+};
+
 struct server_options {
   std::string address = "127.0.0.1";
   std::uint16_t port = 8081; ///< 0: any free port (see server::port())
@@ -76,6 +94,7 @@ struct server_options {
   /// counted in tls_failed); optionally with client certificates naming the agent ids.
   /// Shared memory is not offered over TLS. (docs/security.md)
   tls_server_options tls;
+  rate_limits limits;
 };
 
 struct server_stats {
@@ -104,6 +123,9 @@ struct server_stats {
   std::uint64_t auth_refused = 0, tokens_expired = 0;
   /// Publishes and subscriptions refused by the agent's permissions (not_permitted).
   std::uint64_t not_permitted = 0;
+  /// Data messages over their agent's rate (held or refused), and connections over their source
+  /// address's rate (held or refused).
+  std::uint64_t rate_limited = 0, connections_limited = 0;
 };
 
 class server {
