@@ -8,7 +8,7 @@ PACKAGES=(
   libcaf-dev libboost-dev libnuma-dev libspdlog-dev libssl-dev
   doctest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
   clang libclang-rt-14-dev        # libFuzzer and the clang sanitizer runtimes
-  python3 python3-websockets      # protocol interop client
+  python3 python3-websockets python3-cryptography  # protocol interop client (Ed25519 agents)
   nats-server libnats-dev         # benchmarks: NATS side by side, its own C client too (scripts/bench-ws.sh)
 )
 

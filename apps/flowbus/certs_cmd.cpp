@@ -1,5 +1,6 @@
 #include "certs_cmd.hpp"
 
+#include <flowbus/transport/auth.hpp>
 #include <flowbus/transport/tls.hpp>
 
 #include <cstdio>
@@ -21,6 +22,19 @@ int run_certs(const certs_options& o) {
   for (const auto& c : o.clients)
     std::printf("  %s.pem, %s.key  a client certificate for agent id '%s'\n", c.c_str(), c.c_str(), c.c_str());
   std::printf("For development only: the CA's key is not kept, but anyone who trusts ca.pem trusts these.\n");
+  return 0;
+}
+
+int run_key(const key_options& o) {
+  try {
+    const transport::agent_identity id =
+        o.action == "gen" ? transport::agent_identity::generate() : transport::agent_identity::from_pem_file(o.file);
+    if (o.action == "gen") id.write_pem_file(o.file);
+    std::printf("%s\n", id.public_key().c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "flowbus key: %s\n", e.what());
+    return 2;
+  }
   return 0;
 }
 

@@ -112,10 +112,14 @@ int main(int argc, char** argv) {
                        "a browser page's origin allowed to connect, e.g. https://app.example:8443 (repeatable; "
                        "`*`: any page). Handshakes with another Origin are refused (403); programs send none");
   node_cmd->add_option("--auth", node.auth, "none: any agent registers as any free id; token: REGISTER needs a token "
-                       "signed by an --auth-key (docs/security.md)")
+                       "signed by an --auth-key (or a key of --auth-agent-keys); key: an Ed25519 signature by a key of "
+                       "--auth-agent-keys (docs/security.md)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "token"}));
+      ->check(CLI::IsMember({"none", "token", "key"}));
   node_cmd->add_option("--auth-key", node.auth_keys, "KID=FILE: a token signing key and its id (repeatable: rotation)");
+  node_cmd->add_option("--auth-agent-keys", node.auth_agent_keys, "public-key agents: a JSON file {\"agents\": "
+                       "[{\"public_key\": K, \"id\": \"worker-*\", \"role\": R}]} (with --auth key; or with --auth "
+                       "token, beside tokens)");
   node_cmd->add_option("--auth-roles", node.auth_roles, "a JSON file of roles: {\"default_role\": R, \"roles\": {R: "
                        "{\"publish\": {\"allow\": [...], \"deny\": [...]}, \"subscribe\": {...}}}} (docs/security.md)");
   node_cmd->add_option("--tls-cert", node.tls_cert, "wss://: the node's certificate chain (PEM; with --tls-key). "
@@ -234,6 +238,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   certs_cmd->add_option("--client", certs.clients, "also a client certificate for this agent id or pattern (repeatable)");
 
+  flowbus::app::key_options key;
+  CLI::App* key_cmd = app.add_subcommand("key", "an agent's Ed25519 key (a node with --auth key): gen writes one and "
+                                         "prints its public key; pub prints the public key of one");
+  key_cmd->add_option("action", key.action, "gen | pub")->capture_default_str()->check(CLI::IsMember({"gen", "pub"}));
+  key_cmd->add_option("--out,--key-file", key.file, "the private key file (PEM; gen writes it, owner-only)")->required();
+
   CLI::App* dlq_cmd = app.add_subcommand("dlq", "list, replay or purge the dead-letter queues of a --dlq-dir");
   dlq_cmd->add_option("action", dlq.action, "list | replay | purge")->required()->check(CLI::IsMember({"list", "replay", "purge"}));
   dlq_cmd->add_option("--dir", dlq.dir, "the node's --dlq-dir")->required();
@@ -255,6 +265,7 @@ int main(int argc, char** argv) {
   if (dlq_cmd->parsed()) return flowbus::app::run_dlq(dlq);
   if (token_cmd->parsed()) return flowbus::app::run_token(token);
   if (certs_cmd->parsed()) return flowbus::app::run_certs(certs);
+  if (key_cmd->parsed()) return flowbus::app::run_key(key);
   if (node_cmd->parsed()) return flowbus::app::run_node(node);
   if (demo_cmd->parsed()) return flowbus::app::run_demo(demo);
   if (bench_cmd->parsed()) return flowbus::app::run_bench(bench);

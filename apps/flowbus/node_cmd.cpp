@@ -40,8 +40,8 @@ void split_host_port(const std::string& s, std::string& host, std::uint16_t& por
 
 /// The token keys of --auth token (null for --auth none); throws std::runtime_error with the reason.
 std::shared_ptr<const transport::token_keys> auth_keys(const node_options& o) {
-  if (o.auth == "none") {
-    if (!o.auth_keys.empty()) throw std::runtime_error("--auth-key is given but --auth is none");
+  if (o.auth != "token") {
+    if (!o.auth_keys.empty()) throw std::runtime_error("--auth-key is given but --auth is not token");
     return nullptr;
   }
   auto keys = std::make_shared<transport::token_keys>();
@@ -56,6 +56,16 @@ std::shared_ptr<const transport::token_keys> auth_keys(const node_options& o) {
     }
   }
   if (keys->empty()) throw std::runtime_error("--auth token needs at least one --auth-key KID=FILE");
+  return keys;
+}
+
+/// The public keys of --auth-agent-keys (null without it); throws std::runtime_error with the reason.
+std::shared_ptr<const transport::agent_keys> agent_keys(const node_options& o) {
+  if (o.auth == "key" && o.auth_agent_keys.empty()) throw std::runtime_error("--auth key needs --auth-agent-keys FILE");
+  if (o.auth_agent_keys.empty()) return nullptr;
+  if (o.auth == "none") throw std::runtime_error("--auth-agent-keys is given but --auth is none");
+  auto keys = std::make_shared<const transport::agent_keys>(transport::read_agent_keys_file(o.auth_agent_keys));
+  if (keys->empty()) throw std::runtime_error("--auth-agent-keys " + o.auth_agent_keys + " lists no agent");
   return keys;
 }
 
@@ -84,8 +94,10 @@ int run_node(const node_options& o) {
   const std::uint64_t files = raise_file_limit();
   std::shared_ptr<const transport::token_keys> keys;
   std::shared_ptr<const transport::role_table> roles;
+  std::shared_ptr<const transport::agent_keys> public_keys;
   try {
     keys = auth_keys(o);
+    public_keys = agent_keys(o);
     roles = auth_roles(o);
     if (o.tls_cert.empty() != o.tls_key.empty()) throw std::runtime_error("--tls-cert and --tls-key go together");
     if (!o.tls_client_ca.empty() && o.tls_cert.empty()) throw std::runtime_error("--tls-client-ca needs --tls-cert");
@@ -93,7 +105,7 @@ int run_node(const node_options& o) {
     std::fprintf(stderr, "flowbus node: cannot start: %s\n", e.what());
     return 1;
   }
-  if (!keys && !loopback(o.address))
+  if (!keys && !public_keys && !loopback(o.address))
     spdlog::warn("flowbus node: LISTENING ON {} WITH --auth none: anyone who reaches this address can register as "
                  "any agent, read every topic and publish. Use --auth token, or a loopback address "
                  "(docs/security.md)",
@@ -143,6 +155,7 @@ int run_node(const node_options& o) {
   so.allowed_origins = o.allow_origin;
   so.auth = keys;
   so.roles = roles;
+  so.public_keys = public_keys;
   so.tls.cert_file = o.tls_cert;
   so.tls.key_file = o.tls_key;
   so.tls.client_ca_file = o.tls_client_ca;

@@ -26,6 +26,7 @@ struct node_options {
   std::vector<std::string> allow_origin; ///< browser page origins allowed to connect (`*`: any; docs/security.md)
   std::string auth = "none";             ///< none | token (docs/security.md)
   std::vector<std::string> auth_keys;    ///< KID=FILE, the token signing keys
+  std::string auth_agent_keys;           ///< a JSON file of agents' Ed25519 public keys (--auth key)
   std::string auth_roles;                ///< a JSON file of roles and their permissions (with --auth token)
   std::string tls_cert, tls_key;         ///< wss:// with this certificate and key (PEM)
   std::string tls_client_ca;

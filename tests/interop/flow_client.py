@@ -2,6 +2,7 @@
 varints, the string pool in both directions, BATCH unwrapping, and the node's WebSocket handshake.
 It exists to prove the protocol is implementable outside C++; tests/interop/interop_test.py runs it
 against a real `flowbus node`."""
+import base64
 import struct
 import time
 
@@ -12,7 +13,7 @@ HEADER = 40
 # §2 message types
 TASK_ASSIGNMENT, TASK_RESULT, COORDINATION, HEARTBEAT, BATCH = 0x01, 0x02, 0x03, 0x04, 0x05
 REGISTER, WELCOME, SUBSCRIBE, UNSUBSCRIBE, PUBLISH = 0x10, 0x11, 0x12, 0x13, 0x14
-REQUEST, REPLY, ACK, NACK, ERROR, CREDIT, GOODBYE = 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B
+REQUEST, REPLY, ACK, NACK, ERROR, CREDIT, GOODBYE, CHALLENGE = 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C
 # §3 flags
 ACK_REQUESTED, HAS_DEADLINE, REDELIVERY, BROADCAST = 0x01, 0x02, 0x04, 0x08
 # §5.1 fields: number -> (name, wire kind, repeated)
@@ -24,7 +25,8 @@ FIELDS = {
     10: ("queue_group", STRING, False), 11: ("error_code", VARINT, False), 12: ("credit", VARINT, False),
     13: ("agent_type", STRING, False), 14: ("capability", STRING, True), 15: ("heartbeat_ms", VARINT, False),
     16: ("attempt", VARINT, False), 17: ("subscription", STRING, True), 18: ("max_attempts", VARINT, False),
-    19: ("token", STRING, False),
+    19: ("token", STRING, False), 20: ("nonce", STRING, False), 21: ("public_key", STRING, False),
+    22: ("signature", STRING, False),
 }
 BY_NAME = {name: (num, kind, rep) for num, (name, kind, rep) in FIELDS.items()}
 POOL_ENTRIES, POOL_BYTES, POOLED_MAX = 1024, 65536, 255
@@ -235,9 +237,10 @@ class Agent:
     """An agent connected to a node over WebSocket (protocol.md §12)."""
 
     def __init__(self, uri, agent_id, agent_type="python", subscriptions=(), capabilities=(), heartbeat_ms=10000,
-                 window=0, token=None, origin=None, ssl=None):
+                 window=0, token=None, origin=None, ssl=None, key=None):
         self.uri, self.id = uri, agent_id
         self.ssl = ssl  # wss://: an ssl.SSLContext that trusts the node's CA (§12, "TLS")
+        self.key = key  # a public-key agent: an object with public_key() and sign(bytes) -> bytes (raw Ed25519)
         self.token = token  # credentials for a node with --auth token (§12, "Authentication")
         self.origin = origin  # an Origin header, as a browser page sends (§12: refused unless allowed)
         self.window = window  # receive window in data messages (0: none); grant more with CREDIT
@@ -259,6 +262,13 @@ class Agent:
             fields["capability"] = self.capabilities
         if self.window:
             fields["credit"] = self.window
+        if self.key:  # §12 "Public-key agents": sign the CHALLENGE's nonce, as sent
+            challenge = await self.next()
+            if challenge.type != CHALLENGE:
+                raise ProtocolError("expected CHALLENGE, got %r" % challenge, challenge)
+            b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+            fields["public_key"] = b64(self.key.public_key())
+            fields["signature"] = b64(self.key.sign(challenge.get("nonce").encode()))
         await self.send(Message(REGISTER, fields))
         welcome = await self.next()
         if welcome.type != WELCOME:

@@ -2,6 +2,7 @@
 """Interop: Python agents (flow_client.py, written from docs/protocol.md alone) against a real
 `flowbus node` process. Usage: interop_test.py PATH/TO/flowbus"""
 import asyncio
+import json
 import os
 import ssl
 import subprocess
@@ -260,6 +261,61 @@ async def tls_scenario(uri, certs):
         await ag.ws.close()
 
 
+class PemKey:
+    """A `flowbus key gen` key, read with Debian's python3-cryptography: what Agent(key=...) needs."""
+    def __init__(self, path):
+        from cryptography.hazmat.primitives import serialization
+        with open(path, "rb") as f:
+            self.k = serialization.load_pem_private_key(f.read(), password=None)
+        self.raw_public = self.k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def public_key(self):
+        return self.raw_public
+
+    def sign(self, data):
+        return self.k.sign(data)
+
+
+async def key_scenario(uri, keys):
+    """A node with --auth key: Python agents sign the CHALLENGE's nonce with keys of `flowbus key gen`;
+    an unknown key, a replayed signature and an id the key does not allow are refused, typed."""
+    worker, stranger = PemKey(keys["worker"]), PemKey(keys["stranger"])
+    a = fc.Agent(uri, "py-worker-1", subscriptions=["keys.>"], key=worker)
+    await a.connect()
+    check(True, "key: an agent signing the CHALLENGE with its Ed25519 key registers")
+
+    class Replay:  # signs nothing: returns a signature made for another connection's nonce
+        def __init__(self, key, sig):
+            self.key, self.sig = key, sig
+        def public_key(self):
+            return self.key.public_key()
+        def sign(self, _):
+            return self.sig
+    old = worker.sign(b"a nonce of another connection")
+    for what, agent, code in [
+            ("an unknown key", fc.Agent(uri, "py-worker-2", key=stranger), 77),
+            ("a replayed signature", fc.Agent(uri, "py-worker-3", key=Replay(worker, old)), 77),
+            ("no credentials", fc.Agent(uri, "py-worker-4"), 76),
+            ("an id the key does not allow", fc.Agent(uri, "py-admin", key=worker), 79)]:
+        try:
+            await agent.connect()
+            got = None
+        except fc.ProtocolError as e:
+            got = e.args[1] if len(e.args) > 1 else None
+        if got is not None and got.type == fc.CHALLENGE:  # (an agent without a key sent REGISTER at once)
+            got = await agent.next()
+        check(got is not None and got.type == fc.ERROR and got.get("error_code") == code,
+              "key: %s is refused with ERROR %d" % (what, code))
+    b = fc.Agent(uri, "py-worker-5", key=worker)
+    await b.connect()
+    await b.publish("keys.x", b"signed")
+    m = await a.next()
+    check(m.payload == b"signed" and m.get("source") == "py-worker-5", "key: the registered agents are served throughout")
+    for ag in (a, b):
+        await ag.send(fc.Message(fc.GOODBYE))
+        await ag.ws.close()
+
+
 def run_node_scenarios(exe, extra, *scenarios):
     node, uri = start_node(exe, *extra)
     try:
@@ -282,6 +338,16 @@ def main():
             f.write(os.urandom(32))
         run_node_scenarios(exe, ["--auth", "token", "--auth-key", "k1=" + key_file],
                            lambda uri: auth_scenario(uri, exe, key_file))
+    with tempfile.TemporaryDirectory() as d:
+        keys = {}
+        for name in ("worker", "stranger"):
+            keys[name] = os.path.join(d, name + ".key")
+            keys[name + ".pub"] = subprocess.run([exe, "key", "gen", "--out", keys[name]], check=True,
+                                                 stdout=subprocess.PIPE, text=True).stdout.strip()
+        agents = os.path.join(d, "agents.json")
+        with open(agents, "w") as f:
+            json.dump({"agents": [{"public_key": keys["worker.pub"], "id": "py-worker-*"}]}, f)
+        run_node_scenarios(exe, ["--auth", "key", "--auth-agent-keys", agents], lambda uri: key_scenario(uri, keys))
     with tempfile.TemporaryDirectory() as certs:
         subprocess.run([exe, "certs", "--dir", certs, "--client", "py-worker-*"], check=True, stdout=subprocess.DEVNULL)
         run_node_scenarios(exe, ["--tls-cert", os.path.join(certs, "node.pem"), "--tls-key", os.path.join(certs, "node.key"),

@@ -118,6 +118,7 @@ struct got_frame {
   std::string topic, source, target, payload, reason;
   std::uint64_t error_code = 0, message_id = 0, correlation_id = 0;
   std::uint64_t timestamp_ns = 0;
+  std::string nonce; ///< CHALLENGE's
 };
 
 /// A WebSocket peer driven step by step from the test thread, with deadlines.
@@ -278,9 +279,10 @@ private:
   static got_frame copy(const codec::message& m) {
     got_frame f{m.type, std::string(m.topic()), std::string(m.str(codec::field::source)),
                 std::string(m.str(codec::field::target)), std::string(m.payload.as_string()), {},
-                m.num(codec::field::error_code), m.message_id(), m.correlation_id(), m.timestamp_ns};
+                m.num(codec::field::error_code), m.message_id(), m.correlation_id(), m.timestamp_ns, {}};
     for (const auto& e : m.repeated)
       if (e.id == codec::field::header && e.key == "reason") f.reason = std::string(e.value);
+    f.nonce = std::string(m.str(codec::field::nonce));
     return f;
   }
   got_frame pop() {

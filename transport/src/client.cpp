@@ -9,7 +9,9 @@ using actors::errc;
 using clk = std::chrono::steady_clock;
 
 client::impl::impl(client_options o)
-    : opt(std::move(o)), tls(opt.tls.enabled ? detail::make_client_tls(opt.tls) : nullptr), batch(opt.max_message, opt.max_batch), receipts(opt.acks, opt.receive_window),
+    : opt(std::move(o)), tls(opt.tls.enabled ? detail::make_client_tls(opt.tls) : nullptr),
+      identity(opt.key_file.empty() ? std::nullopt : std::optional<agent_identity>(agent_identity::from_pem_file(opt.key_file))),
+      batch(opt.max_message, opt.max_batch), receipts(opt.acks, opt.receive_window),
       send_ring(std::max<std::size_t>(opt.send_buffer, 2 * scheduling::mpsc_byte_ring::record_bytes(opt.max_message))),
       direct_batch(opt.max_message, opt.max_batch), answers(clk::now()) {}
 

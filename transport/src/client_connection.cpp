@@ -109,15 +109,30 @@ void client::impl::on_open(std::uint64_t gen) {
   next_out = 0;
   writing = false;
   held.store(false, std::memory_order_relaxed); // a new connection: nobody holds us
+  receipts.connected();
+  if (!identity) return send_register(gen, {});
+  awaiting_challenge = true; // REGISTER signs the node's nonce: it comes first (client_receive.cpp)
+  read(gen);
+}
+
+/// REGISTER, with the public key and the signature of `nonce` if we have a key; then reading
+/// (unless already) and the shared-memory rings.
+void client::impl::send_register(std::uint64_t gen, std::string_view nonce) {
   codec::message r;
   r.type = codec::msg_type::register_agent;
   r.prio = opt.priority;
   r.timestamp_ns = codec::wall_clock_ns();
   r.set(codec::field::source, opt.id);
   if (!opt.token.empty()) r.set(codec::field::token, opt.token);
+  std::string key, signature; // (referenced by r until it is encoded)
+  if (identity && !nonce.empty()) {
+    key = identity->public_key();
+    signature = identity->sign(nonce);
+    r.set(codec::field::public_key, key);
+    r.set(codec::field::signature, signature);
+  }
   if (opt.acks) r.flags |= codec::flag::ack_requested; // we acknowledge what we receive
   if (opt.receive_window) r.set(codec::field::credit, opt.receive_window);
-  receipts.connected();
   if (!opt.type.empty()) r.set(codec::field::agent_type, opt.type);
   r.set(codec::field::heartbeat_ms, static_cast<std::uint64_t>(opt.heartbeat.count()));
   std::vector<codec::repeated_entry> rep;
@@ -133,7 +148,7 @@ void client::impl::on_open(std::uint64_t gen) {
   wire.clear();
   append_batch();
   write_wire(gen);
-  read(gen);
+  if (!identity) read(gen); // (with a key, reading began before the CHALLENGE)
   start_shm(gen); // from here our messages go through the rings, if we opened them
 }
 

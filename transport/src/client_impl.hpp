@@ -22,6 +22,7 @@
 #include <flowbus/scheduling/mpsc_byte_ring.hpp>
 
 #include <flowbus/codec/decoder.hpp>
+#include <flowbus/transport/auth.hpp>
 #include <flowbus/transport/client.hpp>
 #include <flowbus/transport/outbound.hpp>
 
@@ -53,6 +54,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   std::thread thread;
   detail::tcp::resolver resolver{ioc};
   std::unique_ptr<boost::asio::ssl::context> tls; ///< opt.tls made into a context (null: plain)
+  std::optional<agent_identity> identity; ///< opt.key_file's key (none: no public-key auth)
+  bool awaiting_challenge = false; ///< connected with a key: REGISTER waits for the node's nonce
   std::optional<detail::websocket::stream<detail::buffered_stream<detail::edge_stream>>> ws;
   detail::net::steady_timer heartbeat_timer{ioc}, sweep_timer{ioc}, retry_timer{ioc};
   detail::beast::flat_buffer in;
@@ -162,6 +165,7 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   void dial();
   void upgrade_ws(std::uint64_t gen);
   void on_open(std::uint64_t gen);
+  void send_register(std::uint64_t gen, std::string_view nonce);
   void read(std::uint64_t gen);
   void heartbeat(std::uint64_t gen);
   void sweep();

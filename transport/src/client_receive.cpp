@@ -56,6 +56,12 @@ void client::impl::dispatch(const codec::message& msg) {
   receipts.arrived(msg.type); // a data message: granted back once read() handled it
   switch (msg.type) {
     case t::welcome: return on_welcome();
+    case t::challenge: // a node with public-key agents: sign its nonce in REGISTER (else a token, or nothing)
+      if (awaiting_challenge) {
+        awaiting_challenge = false;
+        send_register(generation, msg.str(codec::field::nonce));
+      }
+      return;
     case t::ack:
     case t::nack: {
       const errc e = msg.type == t::ack ? errc::ok : to_errc(msg.num(codec::field::error_code));

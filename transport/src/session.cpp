@@ -162,6 +162,11 @@ void session::on_accept(beast::error_code ec) {
   socket().non_blocking(true, ec);
   keep_handshake_leftover();
   arm_idle();
+  if (core_.opt.public_keys && !refuse_) { // public-key agents sign this connection's nonce in REGISTER
+    nonce_ = new_nonce();
+    queue_control(codec::msg_type::challenge, [&](codec::message& c) { c.set(codec::field::nonce, nonce_); });
+    flush();
+  }
   if (refuse_ == reason::too_many_connections) {
     core_.refused.fetch_add(1, std::memory_order_relaxed);
     return fail(reason::too_many_connections, "the node's connection limit is reached",

@@ -251,6 +251,7 @@ private:
   codec::encoder enc_;
   std::string agent_id_;     ///< (before the units that name it in dead letters)
   std::string cert_id_;      ///< TLS with client certificates: the ids its common name allows
+  std::string nonce_;        ///< with agent keys: the CHALLENGE sent, to be signed in REGISTER
   // writing
   outbound_batch batch_;
   std::vector<unsigned char> wire_; ///< what the write in flight carries: WebSocket frames back to back

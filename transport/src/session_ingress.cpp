@@ -129,7 +129,8 @@ bool session::handle_one(codec::message& m) {
       fail(reason::already_registered, "REGISTER on a registered connection");
       return false;
     case t::batch:
-    case t::welcome: break;
+    case t::welcome:
+    case t::challenge: break;
   }
   fail(reason::unexpected_type, "a frame type only the node sends");
   return false;
@@ -237,7 +238,7 @@ void session::start_register(const codec::message& m) {
     fail(reason::id_not_permitted, "REGISTER as '" + spec.id + "' refused: the client certificate is for '" + cert_id_ + "'");
     return;
   }
-  if (core_.opt.auth && !admit(m, spec.id, spec.type)) return;
+  if ((core_.opt.auth || core_.opt.public_keys) && !admit(m, spec.id, spec.type)) return;
   if (const rate_limits& l = core_.opt.limits; l.msgs_per_s > 0 || l.bytes_per_s > 0)
     rate_ = scheduling::rate_limiter(l.msgs_per_s, l.burst_msgs, l.bytes_per_s, l.burst_bytes, std::chrono::steady_clock::now());
   agent_id_ = spec.id;
@@ -291,7 +292,11 @@ void session::start_register(const codec::message& m) {
 bool session::admit(const codec::message& m, const std::string& id, const std::string& type) {
   const std::int64_t now = static_cast<std::int64_t>(codec::wall_clock_ns() / 1000000000u);
   token_claims claims;
-  auth_errc e = core_.opt.auth->verify(m.str(codec::field::token), id, type, now, &claims);
+  // a public key (answering this connection's CHALLENGE), else a token
+  const bool by_key = core_.opt.public_keys && (m.has(codec::field::public_key) || !core_.opt.auth);
+  auth_errc e = by_key ? core_.opt.public_keys->verify(m.str(codec::field::public_key), m.str(codec::field::signature),
+                                                      nonce_, id, type, &claims)
+                       : core_.opt.auth->verify(m.str(codec::field::token), id, type, now, &claims);
   if (e == auth_errc::ok) {
     // the permissions: the token's own, else its role's, else the default role's (none: anything)
     const role_table* roles = core_.opt.roles.get();
@@ -313,7 +318,7 @@ bool session::admit(const codec::message& m, const std::string& id, const std::s
         fail(reason::registration_refused, "REGISTER refused: " + why);
         return false;
       }
-    arm_expiry(claims.expires);
+    if (claims.expires) arm_expiry(claims.expires); // (a key does not expire: it is removed)
     return true;
   }
   core_.auth_refused.fetch_add(1, std::memory_order_relaxed);
@@ -321,7 +326,7 @@ bool session::admit(const codec::message& m, const std::string& id, const std::s
                    : e == auth_errc::expired || e == auth_errc::not_yet_valid             ? reason::token_expired
                    : e == auth_errc::id_not_permitted || e == auth_errc::type_not_permitted ? reason::id_not_permitted
                                                                                           : reason::auth_failed;
-  fail(r, std::string("REGISTER as '") + id + "' refused: " + describe(e));
+  fail(r, std::string("REGISTER as '") + id + "' refused: " + (by_key ? describe_key(e) : describe(e)));
   return false;
 }
 

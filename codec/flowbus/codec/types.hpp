@@ -25,6 +25,7 @@ enum class msg_type : std::uint8_t {
   error = 0x19,           ///< protocol or routing error, with error_code; may precede a close
   credit = 0x1A,          ///< flow control: the receiver grants `credit` more messages
   goodbye = 0x1B,         ///< orderly end of a connection
+  challenge = 0x1C,       ///< node -> agent before REGISTER: a nonce for the agent's key to sign (docs/security.md)
 };
 
 /// Priority lanes (header byte 7). Lower value = more urgent.
@@ -69,8 +70,11 @@ enum class field : std::uint8_t {
   subscription = 17,  ///< string, repeated: REGISTER's initial subscriptions
   max_attempts = 18,  ///< varint: the sender's retry budget (deliveries before poison); 0: the recipient's
   token = 19,         ///< string: REGISTER's credentials (an HMAC-signed token; docs/security.md)
+  nonce = 20,         ///< string: CHALLENGE's nonce (base64url of 32 random bytes)
+  public_key = 21,    ///< string: REGISTER's Ed25519 public key (base64url of 32 bytes)
+  signature = 22,     ///< string: REGISTER's Ed25519 signature of the nonce (base64url of 64 bytes)
 };
-inline constexpr std::uint8_t max_field_number = 19;
+inline constexpr std::uint8_t max_field_number = 22;
 
 /// Where a known field lives in a decoded message.
 struct field_info {
@@ -79,7 +83,7 @@ struct field_info {
   std::uint8_t slot; ///< index into message's string or number slots (singular fields only)
   const char* name;
 };
-inline constexpr std::uint8_t string_slots = 7;
+inline constexpr std::uint8_t string_slots = 10;
 inline constexpr std::uint8_t number_slots = 9;
 
 namespace detail {
@@ -94,7 +98,8 @@ inline constexpr field_info field_table[max_field_number + 1] = {
     {wire_kind::string, false, 5, "agent_type"},   {wire_kind::string, true, 0, "capability"},
     {wire_kind::varint, false, 6, "heartbeat_ms"}, {wire_kind::varint, false, 7, "attempt"},
     {wire_kind::string, true, 0, "subscription"},  {wire_kind::varint, false, 8, "max_attempts"},
-    {wire_kind::string, false, 6, "token"},
+    {wire_kind::string, false, 6, "token"},        {wire_kind::string, false, 7, "nonce"},
+    {wire_kind::string, false, 8, "public_key"},   {wire_kind::string, false, 9, "signature"},
 };
 } // namespace detail
 
@@ -114,7 +119,7 @@ struct type_info {
 };
 
 namespace detail {
-inline constexpr std::uint8_t max_type = 0x1B;
+inline constexpr std::uint8_t max_type = 0x1C;
 inline constexpr type_info type_table[max_type + 1] = {
     {nullptr, 0, false},
     {"TASK_ASSIGNMENT", 0, true},
@@ -144,6 +149,7 @@ inline constexpr type_info type_table[max_type + 1] = {
     {"ERROR", bit(field::error_code), false},
     {"CREDIT", bit(field::credit), false},
     {"GOODBYE", 0, false},
+    {"CHALLENGE", bit(field::nonce), false},
 };
 } // namespace detail
 

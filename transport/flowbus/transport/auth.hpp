@@ -1,8 +1,13 @@
-// Who may register as whom (issue 20): signed tokens. A token is a JWT of the compact JWS form
+// Who may register as whom (issue 20): signed tokens, and public-key agents. A token is a JWT of the compact JWS form
 // (RFC 7519 / 7515) signed with HMAC-SHA256 — `base64url(header).base64url(claims).base64url(mac)`
 // — so the usual tools can read one; the node accepts exactly `"alg":"HS256"` with a `kid` it
 // knows (several keys: rotation), never `none` or anything else. OpenSSL does the cryptography;
 // the MAC is compared in constant time. docs/security.md describes the claims and their checks.
+//
+// Public-key agents (NATS nkeys style): the node knows Ed25519 public keys, each with the ids it
+// may register as; it sends a fresh nonce in CHALLENGE on every connection and the agent's
+// REGISTER carries its public key and its signature of that nonce. Nothing secret is on the
+// node, and a signature is good for its connection only (a replayed one fails).
 #pragma once
 
 #include <flowbus/transport/permissions.hpp>
@@ -30,6 +35,8 @@ enum class auth_errc : std::uint8_t {
   unknown_role,          ///< the token names a role the node does not have
 };
 const char* describe(auth_errc e) noexcept;
+/// The same for a public key's refusal (agent_keys::verify).
+const char* describe_key(auth_errc e) noexcept;
 
 /// What a token says. Claims: `sub` (required: an agent id, or a pattern where `*` stands for any
 /// run of characters, e.g. `worker-*`), `exp` (required: seconds since the Unix epoch), `nbf`,
@@ -71,6 +78,54 @@ public:
 
 private:
   std::map<std::string, std::string, std::less<>> keys_;
+};
+
+/// Public keys of agents (`--auth-agent-keys`), each with what it allows — the same as a token's
+/// claims: `id_pattern` (sub), `agent_type`, `role` or `perms`; no expiry (remove the key).
+/// @threadsafe const members (build it, then share it)
+class agent_keys {
+public:
+  /// Adds a key (base64url of its 32 bytes). Throws std::invalid_argument for a key that is not
+  /// 32 bytes of base64url, one already present, or an empty id pattern.
+  void add(const std::string& public_key, token_claims allows);
+  bool empty() const noexcept { return keys_.empty(); }
+  std::size_t size() const noexcept { return keys_.size(); }
+
+  /// Checks REGISTER's `public_key` and `signature` (of `nonce`, the CHALLENGE's field as sent)
+  /// for an agent registering as (`id`, `type`): the key must be known and the signature verify,
+  /// then the id and type must be allowed. With ok, `*out` holds what the key allows.
+  auth_errc verify(std::string_view public_key, std::string_view signature, std::string_view nonce, std::string_view id,
+                   std::string_view type, token_claims* out = nullptr) const;
+
+private:
+  std::map<std::string, token_claims, std::less<>> keys_; ///< by public key (base64url)
+};
+
+/// The agent keys of a JSON file: `{"agents": [{"public_key": "...", "id": "worker-*",
+/// "agent_type": "worker", "role": "worker"}, ...]}` (`agent_type` and `role` optional; or
+/// `permissions` in place of a role). Throws std::runtime_error naming the file and the entry.
+agent_keys read_agent_keys_file(const std::string& path);
+
+/// base64url of 32 random bytes (OpenSSL's RAND_bytes): a CHALLENGE's nonce.
+std::string new_nonce();
+
+/// An agent's Ed25519 key pair, to answer CHALLENGE (the client; `flowbus key gen`).
+class agent_identity {
+public:
+  /// A new key pair. Throws std::runtime_error if OpenSSL cannot make one.
+  static agent_identity generate();
+  /// The private key of a PEM file (`flowbus key gen` writes one). Throws std::runtime_error.
+  static agent_identity from_pem_file(const std::string& path);
+  /// Writes the private key as PEM (PKCS#8), readable by its owner only. Throws std::runtime_error.
+  void write_pem_file(const std::string& path) const;
+  std::string public_key() const; ///< base64url of its 32 bytes
+  std::string sign(std::string_view nonce) const; ///< base64url of the 64-byte signature
+
+  struct impl;
+
+private:
+  explicit agent_identity(std::shared_ptr<impl> p) : p_(std::move(p)) {}
+  std::shared_ptr<impl> p_;
 };
 
 /// A key file's secret: its bytes as they are (`head -c 32 /dev/urandom > k`), or, for a file that

@@ -46,6 +46,10 @@ struct client_options {
   /// that refuses them answers connect() with errc::unauthenticated, and the client does not
   /// reconnect with them (nor after the token expires and the node closes the connection).
   std::string token;
+  /// Or a public-key agent: an Ed25519 private key (PEM; `flowbus key gen`). The node's
+  /// CHALLENGE nonce is signed in REGISTER. Throws std::runtime_error from the constructor if the
+  /// file holds no such key. A node that refuses the key answers connect() with unauthenticated.
+  std::string key_file;
   std::vector<std::string> capabilities;
   std::vector<std::string> subscriptions; ///< at registration; their messages go to on_message
   std::chrono::milliseconds heartbeat{1000};

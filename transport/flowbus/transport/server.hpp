@@ -90,6 +90,11 @@ struct server_options {
   /// anything. A refused publish or subscription gets NACK/ERROR not_permitted and is counted; the
   /// connection stays. (docs/security.md)
   std::shared_ptr<const role_table> roles;
+  /// Public-key agents: with keys, the node sends CHALLENGE (a nonce) on every connection, and a
+  /// REGISTER with `public_key` must carry its Ed25519 `signature` of that nonce; the key's entry
+  /// says which ids (and type, role) it allows. Alone, or beside `auth` (tokens): a REGISTER with
+  /// `public_key` is checked by key, one without by token. (docs/security.md)
+  std::shared_ptr<const agent_keys> public_keys;
   /// wss://: with a certificate, every connection is TLS 1.2+ (a plain one fails its handshake,
   /// counted in tls_failed); optionally with client certificates naming the agent ids.
   /// Shared memory is not offered over TLS. (docs/security.md)
