@@ -39,10 +39,10 @@ double seconds_since(clk::time_point t) { return std::chrono::duration<double>(c
 TEST_SUITE("limits") {
   TEST_CASE("hold: over its rate an agent is slowed to it, and every message arrives in order") {
     edge e(limited(200, 20, rate_limits::over::hold));
+    inbox in; // (outlives the clients: their I/O threads deliver into it)
     transport::client sub(client_opts(e.port(), "sub")), pub(client_opts(e.port(), "pub"));
     REQUIRE(sub.connect() == errc::ok);
     REQUIRE(pub.connect() == errc::ok);
-    inbox in;
     REQUIRE(sub.subscribe("rate.>", in.handler()).get() == errc::ok);
     const auto t0 = clk::now();
     for (int i = 0; i < 300; ++i)
@@ -59,12 +59,12 @@ TEST_SUITE("limits") {
 
   TEST_CASE("hold: one agent over its rate does not slow another") {
     edge e(limited(100, 10, rate_limits::over::hold));
+    inbox flooded, calmed;
     transport::client sub(client_opts(e.port(), "sub")), flood(client_opts(e.port(), "flood")),
         calm(client_opts(e.port(), "calm"));
     REQUIRE(sub.connect() == errc::ok);
     REQUIRE(flood.connect() == errc::ok);
     REQUIRE(calm.connect() == errc::ok);
-    inbox flooded, calmed;
     REQUIRE(sub.subscribe("flood.x", flooded.handler()).get() == errc::ok);
     REQUIRE(sub.subscribe("calm.x", calmed.handler()).get() == errc::ok);
     for (int i = 0; i < 300; ++i) // 3 s of its rate
@@ -81,10 +81,10 @@ TEST_SUITE("limits") {
 
   TEST_CASE("refuse: what is over the rate gets NACK rate_limited and reaches nobody; the connection stays") {
     edge e(limited(50, 5, rate_limits::over::refuse));
+    inbox in;
     transport::client sub(client_opts(e.port(), "sub")), pub(client_opts(e.port(), "pub"));
     REQUIRE(sub.connect() == errc::ok);
     REQUIRE(pub.connect() == errc::ok);
-    inbox in;
     REQUIRE(sub.subscribe("rate.>", in.handler()).get() == errc::ok);
     std::vector<std::future<errc>> acks;
     for (int i = 0; i < 40; ++i)

@@ -9,6 +9,8 @@
 #include <flowbus/transport/permissions.hpp>
 #include <flowbus/transport/reasons.hpp>
 
+#include "transport/src/response_grants.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -176,5 +178,138 @@ TEST_SUITE("permissions") {
     CHECK(lost.connect(3s) == actors::errc::unauthenticated);
 
     CHECK(e.server.stats().not_permitted == 5); // 2 subscribes, 1 acked publish, 1 plain, 1 REGISTER
+  }
+
+  TEST_CASE("by id: unicast allow/deny of agent ids, broadcast off, parsed and refused") {
+    const permissions p = transport::parse_permissions(
+        R"({"unicast": {"allow": ["coordinator", "db-*"], "deny": ["db-admin"]}, "broadcast": false,
+            "allow_responses": {"max": 2, "expires_ms": 500}})");
+    CHECK(p.may_unicast("coordinator"));
+    CHECK(p.may_unicast("db-3"));
+    CHECK_FALSE(p.may_unicast("db-admin")); // deny wins
+    CHECK_FALSE(p.may_unicast("worker-1"));
+    CHECK_FALSE(p.broadcast);
+    CHECK(p.allow_responses.max == 2);
+    CHECK(p.allow_responses.expires == std::chrono::milliseconds(500));
+    CHECK(transport::parse_permissions(R"({"allow_responses": true})").allow_responses.max == 1);
+    CHECK(transport::parse_permissions(R"({})").broadcast);
+    CHECK(transport::parse_permissions(R"({})").may_unicast("anyone"));
+    CHECK_THROWS_AS(transport::parse_permissions(R"({"unicast": {"allow": [""]}})"), std::invalid_argument);
+    CHECK_THROWS_AS(transport::parse_permissions(R"({"broadcast": "no"})"), std::invalid_argument);
+    CHECK_THROWS_AS(transport::parse_permissions(R"({"allow_responses": {"max": -1}})"), std::invalid_argument);
+  }
+
+  TEST_CASE("allow_responses: as many replies as allowed, to a request received, within its expiry") {
+    using transport::detail::response_grants;
+    response_grants g;
+    const response_grants::clock::time_point t0{};
+    g.granted("client-1", 7, 2, std::chrono::milliseconds(100), t0);
+    CHECK_FALSE(g.use("client-2", 7, t0)); // another requester
+    CHECK_FALSE(g.use("client-1", 8, t0)); // another request
+    CHECK(g.use("client-1", 7, t0 + std::chrono::milliseconds(10)));
+    CHECK(g.use("client-1", 7, t0 + std::chrono::milliseconds(20)));
+    CHECK_FALSE(g.use("client-1", 7, t0 + std::chrono::milliseconds(30))); // max 2
+    g.granted("client-1", 9, 1, std::chrono::milliseconds(100), t0);
+    CHECK_FALSE(g.use("client-1", 9, t0 + std::chrono::milliseconds(101))); // expired
+    for (std::uint64_t i = 0; i < response_grants::capacity + 10; ++i)
+      g.granted("c", i, 1, std::chrono::milliseconds(0), t0);
+    CHECK(g.size() == response_grants::capacity);
+    CHECK_FALSE(g.use("c", 0, t0));                              // the oldest went
+    CHECK(g.use("c", response_grants::capacity + 9, t0 + std::chrono::hours(1))); // no expiry
+  }
+
+  TEST_CASE("through a node: unicast, broadcast and replies by permission; refusals typed, the connection stays") {
+    transport::server_options o;
+    auto keys = std::make_shared<transport::token_keys>();
+    keys->add("k1", std::string(32, 'k'));
+    o.auth = keys;
+    edge e(o);
+    const auto now = static_cast<std::int64_t>(codec::wall_clock_ns() / 1000000000u);
+    auto token = [&](const std::string& id, const std::string& perms) {
+      transport::token_claims c;
+      c.id_pattern = id;
+      c.expires = now + 3600;
+      c.key_id = "k1";
+      c.perms = std::make_shared<const permissions>(transport::parse_permissions(perms));
+      return keys->issue(c);
+    };
+    auto connect = [&](const std::string& id, const std::string& perms) {
+      transport::client_options co = client_opts(e.port(), id);
+      co.token = token(id, perms);
+      auto c = std::make_unique<transport::client>(co);
+      REQUIRE(c->connect(3s) == actors::errc::ok);
+      return c;
+    };
+    inbox to_boss;
+    auto boss = connect("coordinator", "{}");
+    boss->on_message(to_boss.handler());
+    auto client = connect("client-1", "{}");
+    raw_peer worker(e.port());
+    {
+      codec::message r;
+      r.type = codec::msg_type::register_agent;
+      r.set(codec::field::source, "worker-1");
+      const std::string t =
+          token("worker-1", R"({"unicast": {"allow": ["coordinator"]}, "broadcast": false, "allow_responses": true})");
+      r.set(codec::field::token, t);
+      worker.send(r);
+      const auto w = worker.next();
+      REQUIRE(w);
+      REQUIRE(w->type == codec::msg_type::welcome);
+    }
+    // a message by id (acknowledged when `id`), or a broadcast, or a REPLY with `correlation`
+    auto send = [&](codec::msg_type type, const std::string& to, std::uint64_t id, std::uint64_t correlation = 0) {
+      codec::message m;
+      m.type = type;
+      if (to.empty()) m.flags |= codec::flag::broadcast;
+      else m.set(codec::field::target, to);
+      if (id) {
+        m.flags |= codec::flag::ack_requested;
+        m.set(codec::field::message_id, id);
+      }
+      if (correlation) m.set(codec::field::correlation_id, correlation);
+      m.payload = codec::bytes_view(std::string_view("payload"));
+      worker.send(m);
+      return worker.next();
+    };
+    auto f = send(codec::msg_type::publish, "coordinator", 1); // allowed
+    REQUIRE(f);
+    CHECK(f->type == codec::msg_type::ack);
+    REQUIRE(eventually([&] { return to_boss.size() == 1; }));
+    f = send(codec::msg_type::publish, "client-1", 2); // not in its unicast allow list
+    REQUIRE(f);
+    CHECK(f->type == codec::msg_type::nack);
+    CHECK(f->error_code == transport::code_of(actors::errc::not_permitted));
+    f = send(codec::msg_type::publish, "", 3); // a broadcast
+    REQUIRE(f);
+    CHECK(f->type == codec::msg_type::nack);
+    CHECK(f->error_code == transport::code_of(actors::errc::not_permitted));
+
+    // a request from the client: the worker may answer it once, though it may not send to the client
+    auto pending = client->request(actors::destination::agent("worker-1"), "job", 3s);
+    const auto req = worker.next();
+    REQUIRE(req);
+    REQUIRE(req->type == codec::msg_type::request);
+    CHECK(req->source == "client-1");
+    f = send(codec::msg_type::reply, "client-1", 0, req->correlation_id + 1); // not a request it received
+    REQUIRE(f);
+    CHECK(f->type == codec::msg_type::error);
+    CHECK(f->reason.find("reply to 'client-1'") != std::string::npos);
+    codec::message answer;
+    answer.type = codec::msg_type::reply;
+    answer.set(codec::field::target, "client-1");
+    answer.set(codec::field::correlation_id, req->correlation_id);
+    answer.payload = codec::bytes_view(std::string_view("result"));
+    worker.send(answer);
+    const auto r = pending.get();
+    CHECK(r.code == actors::errc::ok);
+    CHECK(r.payload == "result");
+    f = send(codec::msg_type::reply, "client-1", 0, req->correlation_id); // a second answer: max 1
+    REQUIRE(f);
+    CHECK(f->type == codec::msg_type::error);
+    CHECK(f->error_code == transport::code_of(actors::errc::not_permitted));
+    CHECK_FALSE(worker.closed());
+    CHECK(e.server.stats().not_permitted == 4);
+    CHECK(to_boss.size() == 1);
   }
 }

@@ -50,10 +50,14 @@ struct dev_ca {
   }
 };
 
-/// `sub` receives what `pub` publishes on tls.test (both connected).
+/// `sub` receives what `pub` publishes on tls.test (both connected); unsubscribed again.
 void carries(transport::client& pub, transport::client& sub, int n = 200) {
   inbox in;
   REQUIRE(sub.subscribe("tls.test", in.handler()).get() == errc::ok);
+  struct unsubscribe { // (before `in` goes: its handler must not outlive it)
+    transport::client& c;
+    ~unsubscribe() { c.unsubscribe("tls.test").wait(); }
+  } later{sub};
   for (int i = 0; i < n; ++i)
     REQUIRE(pub.publish("tls.test", "m" + std::to_string(i)) == errc::ok);
   REQUIRE(eventually([&] { return in.size() == static_cast<std::size_t>(n); }));

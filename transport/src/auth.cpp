@@ -171,6 +171,10 @@ std::string token_keys::issue(const token_claims& c) const {
     };
     p["publish"] = list(c.perms->publish);
     p["subscribe"] = list(c.perms->subscribe);
+    if (!c.perms->unicast.allow.empty() || !c.perms->unicast.deny.empty()) p["unicast"] = list(c.perms->unicast);
+    if (!c.perms->broadcast) p["broadcast"] = false;
+    if (const auto& r = c.perms->allow_responses; r.max)
+      p["allow_responses"] = json{{"max", r.max}, {"expires_ms", r.expires.count()}};
     body["permissions"] = p;
   }
   const std::string signed_part = base64url(head.dump()) + "." + base64url(body.dump());

@@ -1,6 +1,7 @@
 #include <flowbus/transport/permissions.hpp>
 
 #include <flowbus/actors/topic_index.hpp> // pattern_matches, pattern_covers, patterns_intersect, validate_pattern
+#include <flowbus/transport/auth.hpp>      // id_matches
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,23 @@ bool any_matches(const std::vector<std::string>& patterns, std::string_view topi
   for (const std::string& p : patterns)
     if (actors::pattern_matches(p, topic)) return true;
   return false;
+}
+
+/// Agent id patterns (`*`): non-empty strings.
+permission_list parse_ids(const json& j, const char* what) {
+  permission_list l;
+  if (!j.is_object()) throw std::invalid_argument(std::string(what) + " is not an object");
+  for (const char* key : {"allow", "deny"}) {
+    const auto it = j.find(key);
+    if (it == j.end()) continue;
+    if (!it->is_array()) throw std::invalid_argument(std::string(what) + "." + key + " is not a list");
+    for (const json& p : *it) {
+      if (!p.is_string() || p.get_ref<const std::string&>().empty())
+        throw std::invalid_argument(std::string(what) + "." + key + " holds " + p.dump() + ", not an agent id pattern");
+      (key[0] == 'a' ? l.allow : l.deny).push_back(p.get<std::string>());
+    }
+  }
+  return l;
 }
 
 permission_list parse_list(const json& j, const char* what) {
@@ -40,6 +58,24 @@ permissions from_json(const json& j) {
   permissions p;
   if (const auto it = j.find("publish"); it != j.end()) p.publish = parse_list(*it, "publish");
   if (const auto it = j.find("subscribe"); it != j.end()) p.subscribe = parse_list(*it, "subscribe");
+  if (const auto it = j.find("unicast"); it != j.end()) p.unicast = parse_ids(*it, "unicast");
+  if (const auto it = j.find("broadcast"); it != j.end()) {
+    if (!it->is_boolean()) throw std::invalid_argument("broadcast is not true or false");
+    p.broadcast = it->get<bool>();
+  }
+  if (const auto it = j.find("allow_responses"); it != j.end()) {
+    if (it->is_boolean()) {
+      p.allow_responses.max = it->get<bool>() ? 1 : 0;
+    } else if (it->is_object()) {
+      const auto max = it->value("max", json(1)), expires = it->value("expires_ms", json(0));
+      if (!max.is_number_unsigned() || !expires.is_number_unsigned())
+        throw std::invalid_argument("allow_responses.max and .expires_ms are not whole numbers");
+      p.allow_responses.max = max.get<std::uint32_t>();
+      p.allow_responses.expires = std::chrono::milliseconds(expires.get<std::uint64_t>());
+    } else {
+      throw std::invalid_argument("allow_responses is not true, false or {\"max\": N, \"expires_ms\": T}");
+    }
+  }
   return p;
 }
 
@@ -56,6 +92,15 @@ bool permissions::may_subscribe(std::string_view pattern) const {
   if (subscribe.allow.empty()) return true;
   for (const std::string& a : subscribe.allow)
     if (actors::pattern_covers(a, pattern)) return true;
+  return false;
+}
+
+bool permissions::may_unicast(std::string_view id) const {
+  for (const std::string& d : unicast.deny)
+    if (id_matches(d, id)) return false;
+  if (unicast.allow.empty()) return true;
+  for (const std::string& a : unicast.allow)
+    if (id_matches(a, id)) return true;
   return false;
 }
 

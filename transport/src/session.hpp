@@ -19,6 +19,7 @@
 #include "edge_stream.hpp"
 #include "egress_queue.hpp"
 #include "flow_control.hpp"
+#include "response_grants.hpp"
 #include "shm_link.hpp"
 #include "ws_reader.hpp"
 
@@ -127,6 +128,10 @@ private:
   void arm_expiry(std::int64_t expires_s);
   /// With permissions: whether the agent may publish to `topic` (decided once per topic).
   bool may_publish(std::string_view topic);
+  /// With perms_: false (and refused) if `m` is a broadcast, or a message by id, they do not allow.
+  bool permitted_by_id(const codec::message& m);
+  /// A frame taken for the agent: a REQUEST grants it its REPLYs (allow_responses).
+  void note_request(const scheduling::buffer_ref& frame);
   /// A publish or subscription the permissions refuse: NACK (with a message id) or ERROR (with
   /// the request's correlation id, or alone), naming the permission; the connection stays.
   void refuse_permission(const codec::message& m, const char* what, std::string_view topic);
@@ -236,6 +241,9 @@ private:
   std::shared_ptr<const permissions> perms_;  ///< null: anything (no auth, or no role)
   std::unordered_map<std::string, bool> may_publish_; ///< perms_ decided per topic (bounded)
   scheduling::rate_limiter rate_; ///< the agent's data messages (server_options::limits; set at REGISTER)
+  /// perms_ restrict unicast and allow responses: the REQUESTs written to the agent, answerable
+  std::unique_ptr<response_grants> grants_;
+  std::unique_ptr<codec::decoder> grant_dec_; ///< reads those REQUESTs' requester and correlation id
   std::unique_ptr<upgrade> up_ = std::make_unique<upgrade>(); ///< until the handshake is done
   // reading (parse()): WebSocket frames parsed in place; none held while the connection is quiet
   unsigned char first_[256]; ///< a quiet connection's read: the next message (or its first bytes)

@@ -108,7 +108,10 @@ void session::admit_from_mailbox() {
   for (;;) {
     taken_.clear();
     const auto r = gw_->take(taken_, 256);
-    for (auto& f : taken_) egress_.admit(std::move(f));
+    for (auto& f : taken_) {
+      if (grants_) note_request(f);
+      egress_.admit(std::move(f));
+    }
     if (!r.more) break;
   }
   taken_.clear();

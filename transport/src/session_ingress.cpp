@@ -139,8 +139,13 @@ bool session::handle_one(codec::message& m) {
 /// Routes one message. False: the node has no frame buffer for it now (paused_ is set, and the
 /// message is taken back: it is counted again when retried).
 bool session::forward(const codec::message& m) {
-  if (perms_ && m.has(codec::field::topic) && !(m.flags & codec::flag::broadcast) && !may_publish(m.topic()))
-    return refuse_permission(m, "publish to", m.topic()), true;
+  if (perms_) {
+    if (m.has(codec::field::topic) && !(m.flags & codec::flag::broadcast)) {
+      if (!may_publish(m.topic())) return refuse_permission(m, "publish to", m.topic()), true;
+    } else if (!permitted_by_id(m)) {
+      return true;
+    }
+  }
   if (bool go_on; !rate_.unlimited() && over_rate(m, go_on)) return go_on;
   actors::send_options o;
   o.timestamp_ns = m.timestamp_ns; // the agent's send time travels on (protocol.md §2)
@@ -319,6 +324,12 @@ bool session::admit(const codec::message& m, const std::string& id, const std::s
         return false;
       }
     if (claims.expires) arm_expiry(claims.expires); // (a key does not expire: it is removed)
+    if (perms_ && perms_->allow_responses.max && (!perms_->unicast.allow.empty() || !perms_->unicast.deny.empty())) {
+      grants_ = std::make_unique<response_grants>();
+      codec::decoder_options o = codec::stored_frame_decoding(); // (a frame in the node: no checksum yet)
+      o.max_frame_size = core_.opt.max_message;
+      grant_dec_ = std::make_unique<codec::decoder>(o);
+    }
     return true;
   }
   core_.auth_refused.fetch_add(1, std::memory_order_relaxed);
@@ -335,6 +346,30 @@ bool session::may_publish(std::string_view topic) {
   if (const auto it = may_publish_.find(key_); it != may_publish_.end()) return it->second;
   if (may_publish_.size() >= 4096) may_publish_.clear(); // bounded; refills with what is hot
   return may_publish_.emplace(key_, perms_->may_publish(topic)).first->second;
+}
+
+bool session::permitted_by_id(const codec::message& m) {
+  if (m.flags & codec::flag::broadcast) {
+    if (perms_->broadcast) return true;
+    refuse_permission(m, "broadcast", m.has(codec::field::agent_type) ? m.str(codec::field::agent_type) : "*");
+    return false;
+  }
+  if (!m.has(codec::field::target)) return true; // (capability routing: not restricted)
+  const std::string_view to = m.str(codec::field::target);
+  if (perms_->may_unicast(to)) return true;
+  // allow_responses: the answer to a request this agent received
+  if (m.type == codec::msg_type::reply && grants_ && grants_->use(to, m.correlation_id(), std::chrono::steady_clock::now()))
+    return true;
+  refuse_permission(m, m.type == codec::msg_type::reply ? "reply to" : "send to agent", to);
+  return false;
+}
+
+void session::note_request(const scheduling::buffer_ref& frame) {
+  if (frame.size() <= 5 || frame.data()[5] != static_cast<unsigned char>(codec::msg_type::request)) return;
+  codec::message r;
+  if (!grant_dec_->decode(codec::bytes_view(frame.data(), frame.size()), r)) return;
+  const auto& a = perms_->allow_responses;
+  grants_->granted(r.str(codec::field::reply_to), r.correlation_id(), a.max, a.expires, std::chrono::steady_clock::now());
 }
 
 void session::refuse_permission(const codec::message& m, const char* what, std::string_view topic) {
