@@ -14,43 +14,6 @@
 using namespace flowbus;
 using namespace flowbus::test;
 
-namespace {
-
-struct handshake_result {
-  bool upgraded = false;
-  unsigned status = 0;
-  std::string body;
-};
-
-/// A WebSocket upgrade request to the node with `origin` (empty: no Origin header, as programs
-/// send), written by hand; the node's HTTP answer read whole.
-handshake_result handshake(std::uint16_t port, const std::string& origin) {
-  net::io_context ioc;
-  beast::tcp_stream s(ioc);
-  s.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
-  beast::http::request<beast::http::empty_body> req(beast::http::verb::get, "/", 11);
-  req.set(beast::http::field::host, "127.0.0.1:" + std::to_string(port));
-  req.set(beast::http::field::upgrade, "websocket");
-  req.set(beast::http::field::connection, "Upgrade");
-  req.set(beast::http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
-  req.set(beast::http::field::sec_websocket_version, "13");
-  if (!origin.empty()) req.set(beast::http::field::origin, origin);
-  beast::http::write(s, req);
-  beast::flat_buffer buf;
-  beast::http::response_parser<beast::http::string_body> p;
-  p.skip(false);
-  beast::error_code ec;
-  beast::http::read_header(s, buf, p, ec);
-  handshake_result r;
-  r.status = ec ? 0 : p.get().result_int();
-  r.upgraded = r.status == 101;
-  if (!ec && !r.upgraded) beast::http::read(s, buf, p, ec); // the refusal's body, up to its close
-  r.body = p.get().body();
-  return r;
-}
-
-} // namespace
-
 TEST_SUITE("origin") {
   TEST_CASE("origin_allowed: no Origin, a listed one (case, trailing '/'), '*'; nothing else") {
     using transport::detail::origin_allowed;
@@ -86,17 +49,17 @@ TEST_SUITE("origin") {
     raw_peer sub(e.port()); // a program (no Origin), connected before and after
     sub.join("sub", {"o.t"});
 
-    const handshake_result page = handshake(e.port(), "https://evil.example");
+    const handshake_result page = upgrade_with_origin(e.port(), "https://evil.example");
     CHECK_FALSE(page.upgraded);
     CHECK(page.status == 403);
     CHECK(page.body.find("cross-origin") != std::string::npos);
     CHECK(page.body.find("https://evil.example") != std::string::npos);
     CHECK(page.body.find("--allow-origin") != std::string::npos);
-    const handshake_result null_page = handshake(e.port(), "null");
+    const handshake_result null_page = upgrade_with_origin(e.port(), "null");
     CHECK(null_page.status == 403);
     CHECK(e.server.stats().origins_refused == 2);
 
-    CHECK(handshake(e.port(), "").upgraded); // a program still connects
+    CHECK(upgrade_with_origin(e.port(), "").upgraded); // a program still connects
     raw_peer pub(e.port());
     pub.join("pub");
     pub.send_publish("o.t", "still served");
@@ -110,15 +73,15 @@ TEST_SUITE("origin") {
     transport::server_options o;
     o.allowed_origins = {"https://app.example:8443"};
     edge e(o);
-    CHECK(handshake(e.port(), "https://app.example:8443").upgraded);
-    CHECK(handshake(e.port(), "https://App.Example:8443/").upgraded);
-    CHECK(handshake(e.port(), "https://other.example").status == 403);
+    CHECK(upgrade_with_origin(e.port(), "https://app.example:8443").upgraded);
+    CHECK(upgrade_with_origin(e.port(), "https://App.Example:8443/").upgraded);
+    CHECK(upgrade_with_origin(e.port(), "https://other.example").status == 403);
     CHECK(e.server.stats().origins_refused == 1);
 
     transport::server_options star;
     star.allowed_origins = {"*"};
     edge any(star);
-    CHECK(handshake(any.port(), "https://other.example").upgraded);
+    CHECK(upgrade_with_origin(any.port(), "https://other.example").upgraded);
     CHECK(any.server.stats().origins_refused == 0);
   }
 }

@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 
 #include <doctest/doctest.h>
@@ -111,6 +112,39 @@ struct edge {
   }
 };
 
+
+struct handshake_result {
+  bool upgraded = false;
+  unsigned status = 0;
+  std::string body;
+};
+
+/// A WebSocket upgrade request to the node with `origin` (empty: no Origin header, as programs
+/// send), written by hand; the node's HTTP answer read whole.
+inline handshake_result upgrade_with_origin(std::uint16_t port, const std::string& origin) {
+  net::io_context ioc;
+  beast::tcp_stream s(ioc);
+  s.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  beast::http::request<beast::http::empty_body> req(beast::http::verb::get, "/", 11);
+  req.set(beast::http::field::host, "127.0.0.1:" + std::to_string(port));
+  req.set(beast::http::field::upgrade, "websocket");
+  req.set(beast::http::field::connection, "Upgrade");
+  req.set(beast::http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
+  req.set(beast::http::field::sec_websocket_version, "13");
+  if (!origin.empty()) req.set(beast::http::field::origin, origin);
+  beast::http::write(s, req);
+  beast::flat_buffer buf;
+  beast::http::response_parser<beast::http::string_body> p;
+  p.skip(false);
+  beast::error_code ec;
+  beast::http::read_header(s, buf, p, ec);
+  handshake_result r;
+  r.status = ec ? 0 : p.get().result_int();
+  r.upgraded = r.status == 101;
+  if (!ec && !r.upgraded) beast::http::read(s, buf, p, ec); // the refusal's body, up to its close
+  r.body = p.get().body();
+  return r;
+}
 
 /// One frame the node sent (BATCHes unwrapped), copied out of the decoder's views.
 struct got_frame {
