@@ -191,6 +191,14 @@ TEST_SUITE("pubkeys") {
     co.key_file = other;
     transport::client refused(co);
     CHECK(refused.connect() == actors::errc::unauthenticated);
+    // a node without agent keys sends no CHALLENGE (its 101 says so): a client with a key registers at once
+    {
+      edge open;
+      co = client_opts(open.port(), "worker-11");
+      co.key_file = file;
+      transport::client plain(co);
+      CHECK(plain.connect(3s) == actors::errc::ok);
+    }
     // a key file that is not a key
     co.key_file = std::string(dir) + "/missing.key";
     CHECK_THROWS_AS(transport::client{co}, std::runtime_error);

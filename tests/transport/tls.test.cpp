@@ -66,30 +66,35 @@ void carries(transport::client& pub, transport::client& sub, int n = 200) {
     CHECK(got[static_cast<std::size_t>(i)] == "m" + std::to_string(i)); // in order, intact
 }
 
+/// A TLS node and two TLS agents on it, tls-a and tls-b, connected; tls-b answers requests "pong".
+struct tls_pair {
+  edge e;
+  transport::client a, b;
+  explicit tls_pair(const dev_ca& ca) : e(ca.server()), a(ca.client(e.port(), "tls-a")), b(ca.client(e.port(), "tls-b")) {
+    b.on_message([this](const transport::incoming& in) { (void)b.respond(in, "pong"); });
+    REQUIRE(a.connect() == errc::ok);
+    REQUIRE(b.connect() == errc::ok);
+  }
+};
+
 } // namespace
 
 TEST_SUITE("tls") {
   TEST_CASE("wss://: TLS clients that trust the node's CA exchange messages, in order, both ways") {
     const dev_ca ca;
-    edge e(ca.server());
-    transport::client a(ca.client(e.port(), "tls-a")), b(ca.client(e.port(), "tls-b"));
-    REQUIRE(a.connect() == errc::ok);
-    REQUIRE(b.connect() == errc::ok);
-    carries(a, b, 500);
+    tls_pair t(ca);
+    carries(t.a, t.b, 500);
     // a request across TLS and back
-    b.on_message([&](const transport::incoming& in) { (void)b.respond(in, "pong"); });
-    const auto r = a.request(actors::destination::agent("tls-b"), "ping", 3s).get();
+    const auto r = t.a.request(actors::destination::agent("tls-b"), "ping", 3s).get();
     CHECK(r.code == errc::ok);
     CHECK(r.payload == "pong");
-    CHECK(e.server.stats().tls_failed == 0);
+    CHECK(t.e.server.stats().tls_failed == 0);
   }
 
   TEST_CASE("every wrong TLS connection fails alone, counted; the TLS agents keep talking") {
     const dev_ca ca;
-    edge e(ca.server());
-    transport::client a(ca.client(e.port(), "tls-a")), b(ca.client(e.port(), "tls-b"));
-    REQUIRE(a.connect() == errc::ok);
-    REQUIRE(b.connect() == errc::ok);
+    tls_pair t(ca);
+    edge& e = t.e;
 
     SUBCASE("a plain WebSocket client") {
       transport::client plain(client_opts(e.port(), "plain"));
@@ -112,7 +117,7 @@ TEST_SUITE("tls") {
       CHECK_THROWS(raw_peer(e.port()));
     }
     REQUIRE(eventually([&] { return e.server.stats().tls_failed >= 1; }));
-    carries(a, b);
+    carries(t.a, t.b);
   }
 
   TEST_CASE("not checking the certificate is possible (a test bench), and is the client's choice") {

@@ -91,10 +91,13 @@ void client::impl::upgrade_ws(std::uint64_t gen) {
     self->on_open(gen);
   };
   const std::string host = opt.host + ":" + std::to_string(opt.port);
-  if (!opt.shared_memory || tls) return ws->async_handshake(host, "/", std::move(done)); // (no shm over TLS)
-  // ask for shared memory; the node's answer is a header of its 101 (client_shm.cpp)
-  ws->set_option(websocket::stream_base::decorator(
-      [](websocket::request_type& req) { req.set(detail::shm_header, "1"); }));
+  const bool ask_shm = opt.shared_memory && !tls; // (no shm over TLS)
+  if (!ask_shm && !identity) return ws->async_handshake(host, "/", std::move(done));
+  // ask for shared memory; the node's answer is a header of its 101 (client_shm.cpp), as is
+  // whether it sends CHALLENGE (a key's signature is asked for)
+  if (ask_shm)
+    ws->set_option(websocket::stream_base::decorator(
+        [](websocket::request_type& req) { req.set(detail::shm_header, "1"); }));
   upgrade.emplace();
   ws->async_handshake(*upgrade, host, "/", std::move(done));
 }
@@ -110,7 +113,8 @@ void client::impl::on_open(std::uint64_t gen) {
   writing = false;
   held.store(false, std::memory_order_relaxed); // a new connection: nobody holds us
   receipts.connected();
-  if (!identity) return send_register(gen, {});
+  if (!identity || !upgrade || upgrade->find(detail::challenge_header) == upgrade->end())
+    return send_register(gen, {}); // (a node without agent keys sends no CHALLENGE: nothing to sign)
   awaiting_challenge = true; // REGISTER signs the node's nonce: it comes first (client_receive.cpp)
   read(gen);
 }
@@ -148,7 +152,7 @@ void client::impl::send_register(std::uint64_t gen, std::string_view nonce) {
   wire.clear();
   append_batch();
   write_wire(gen);
-  if (!identity) read(gen); // (with a key, reading began before the CHALLENGE)
+  if (nonce.empty()) read(gen); // (with a key, reading began before the CHALLENGE)
   start_shm(gen); // from here our messages go through the rings, if we opened them
 }
 

@@ -25,7 +25,7 @@ std::vector<unsigned char> doorbell(std::mt19937_64& keys) {
 /// After the handshake: opens the channel the node offered, if it did (before REGISTER: the node
 /// looks for our attach when it reads it).
 void client::impl::open_shm() {
-  if (!upgrade) return;
+  if (!upgrade || !opt.shared_memory || tls) return; // (the 101 was kept for its challenge header only)
   const auto it = upgrade->find(detail::shm_header);
   if (it == upgrade->end()) {
     spdlog::info("flowbus client {}: the node offers no shared memory: WebSocket only", opt.id);

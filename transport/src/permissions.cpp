@@ -20,8 +20,8 @@ bool any_matches(const std::vector<std::string>& patterns, std::string_view topi
   return false;
 }
 
-/// Agent id patterns (`*`): non-empty strings.
-permission_list parse_ids(const json& j, const char* what) {
+/// `{"allow": [...], "deny": [...]}` of strings `valid` accepts (`kind` names them in errors).
+template <class Valid> permission_list parse_list(const json& j, const char* what, const char* kind, Valid valid) {
   permission_list l;
   if (!j.is_object()) throw std::invalid_argument(std::string(what) + " is not an object");
   for (const char* key : {"allow", "deny"}) {
@@ -29,35 +29,29 @@ permission_list parse_ids(const json& j, const char* what) {
     if (it == j.end()) continue;
     if (!it->is_array()) throw std::invalid_argument(std::string(what) + "." + key + " is not a list");
     for (const json& p : *it) {
-      if (!p.is_string() || p.get_ref<const std::string&>().empty())
-        throw std::invalid_argument(std::string(what) + "." + key + " holds " + p.dump() + ", not an agent id pattern");
+      if (!p.is_string() || !valid(p.get_ref<const std::string&>()))
+        throw std::invalid_argument(std::string(what) + "." + key + " holds " + p.dump() + ", not " + kind);
       (key[0] == 'a' ? l.allow : l.deny).push_back(p.get<std::string>());
     }
   }
   return l;
 }
 
-permission_list parse_list(const json& j, const char* what) {
-  permission_list l;
-  if (!j.is_object()) throw std::invalid_argument(std::string(what) + " is not an object");
-  for (const char* key : {"allow", "deny"}) {
-    const auto it = j.find(key);
-    if (it == j.end()) continue;
-    if (!it->is_array()) throw std::invalid_argument(std::string(what) + "." + key + " is not a list");
-    for (const json& p : *it) {
-      if (!p.is_string() || actors::validate_pattern(p.get_ref<const std::string&>()) != actors::topic_errc::ok)
-        throw std::invalid_argument(std::string(what) + "." + key + " holds " + p.dump() + ", not a topic pattern");
-      (key[0] == 'a' ? l.allow : l.deny).push_back(p.get<std::string>());
-    }
-  }
-  return l;
+permission_list parse_topics(const json& j, const char* what) {
+  return parse_list(j, what, "a topic pattern",
+                    [](const std::string& p) { return actors::validate_pattern(p) == actors::topic_errc::ok; });
+}
+
+/// Agent id patterns (`*`): non-empty strings.
+permission_list parse_ids(const json& j, const char* what) {
+  return parse_list(j, what, "an agent id pattern", [](const std::string& p) { return !p.empty(); });
 }
 
 permissions from_json(const json& j) {
   if (!j.is_object()) throw std::invalid_argument("permissions are not an object");
   permissions p;
-  if (const auto it = j.find("publish"); it != j.end()) p.publish = parse_list(*it, "publish");
-  if (const auto it = j.find("subscribe"); it != j.end()) p.subscribe = parse_list(*it, "subscribe");
+  if (const auto it = j.find("publish"); it != j.end()) p.publish = parse_topics(*it, "publish");
+  if (const auto it = j.find("subscribe"); it != j.end()) p.subscribe = parse_topics(*it, "subscribe");
   if (const auto it = j.find("unicast"); it != j.end()) p.unicast = parse_ids(*it, "unicast");
   if (const auto it = j.find("broadcast"); it != j.end()) {
     if (!it->is_boolean()) throw std::invalid_argument("broadcast is not true or false");

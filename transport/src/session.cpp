@@ -79,8 +79,10 @@ void session::begin() {
   ws_.binary(true);
   ws_.auto_fragment(false);
   ws_.next_layer().capacity(0); // the handshake reads straight; then parse() has its own buffer
-  ws_.set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) { res.set(beast::http::field::server, "flowbus"); }));
+  ws_.set_option(websocket::stream_base::decorator([challenge = core_.opt.public_keys != nullptr](websocket::response_type& res) {
+    res.set(beast::http::field::server, "flowbus");
+    if (challenge) res.set(challenge_header, "1");
+  }));
   beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true));
   if (core_.opt.notsent_lowat) {
     const int lowat = static_cast<int>(core_.opt.notsent_lowat);

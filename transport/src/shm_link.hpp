@@ -22,6 +22,9 @@ namespace flowbus::transport::detail {
 
 /// The handshake header: "1" in the agent's request, the channel's name in the node's response.
 inline constexpr char shm_header[] = "Flowbus-Shm";
+/// In the node's 101: it sends CHALLENGE next (public-key agents), so a client with a key waits
+/// for it before REGISTER — and one connecting to a node without keys registers at once.
+inline constexpr char challenge_header[] = "Flowbus-Challenge";
 
 class shm_link {
 public:
