@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
-  libcaf-dev libboost-dev libnuma-dev libspdlog-dev libssl-dev
+  libcaf-dev libboost-dev libnuma-dev libspdlog-dev libssl-dev libtoml11-dev
   doctest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
   clang libclang-rt-14-dev        # libFuzzer and the clang sanitizer runtimes
   python3 python3-websockets python3-cryptography  # protocol interop client (Ed25519 agents)

@@ -14,6 +14,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -311,5 +312,49 @@ TEST_SUITE("permissions") {
     CHECK_FALSE(worker.closed());
     CHECK(e.server.stats().not_permitted == 4);
     CHECK(to_boss.size() == 1);
+  }
+
+  TEST_CASE("a roles file in TOML says what the JSON one says; a bad one is refused naming the file") {
+    char dir[] = "/tmp/flowbus-roles-XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    const std::string toml_file = std::string(dir) + "/roles.toml", bad = std::string(dir) + "/bad.toml";
+    std::ofstream(toml_file) << R"(default_role = "reader"
+
+[roles.reader]
+publish = { deny = [">"] }
+subscribe = { allow = ["news.>"] }
+broadcast = false
+
+[roles.worker]
+publish = { allow = ["results.>"], deny = ["results.admin.>"] }
+unicast = { allow = ["coordinator"] }
+allow_responses = { max = 2, expires_ms = 60000 }
+)";
+    std::ofstream(bad) << "[roles.x]\npublish = { allow = [\"bad..pattern\"] }\n";
+    const transport::role_table t = transport::read_roles_file(toml_file);
+    CHECK(t.default_role == "reader");
+    REQUIRE(t.roles.count("reader") == 1);
+    REQUIRE(t.roles.count("worker") == 1);
+    const permissions& reader = t.roles.at("reader");
+    const permissions& worker = t.roles.at("worker");
+    CHECK_FALSE(reader.may_publish("news.x"));
+    CHECK(reader.may_subscribe("news.sport.*"));
+    CHECK_FALSE(reader.broadcast);
+    CHECK(worker.may_publish("results.7"));
+    CHECK_FALSE(worker.may_publish("results.admin.x"));
+    CHECK(worker.may_unicast("coordinator"));
+    CHECK_FALSE(worker.may_unicast("reader-1"));
+    CHECK(worker.allow_responses.max == 2);
+    CHECK(worker.allow_responses.expires == std::chrono::milliseconds(60000));
+    try {
+      transport::read_roles_file(bad);
+      FAIL("a bad pattern was accepted");
+    } catch (const std::runtime_error& e) {
+      CHECK(std::string(e.what()).find("bad.toml") != std::string::npos);
+      CHECK(std::string(e.what()).find("not a topic pattern") != std::string::npos);
+    }
+    std::ofstream(bad) << "[roles\n"; // not TOML
+    CHECK_THROWS_AS(transport::read_roles_file(bad), std::runtime_error);
+    std::filesystem::remove_all(dir);
   }
 }

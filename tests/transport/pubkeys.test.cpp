@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 using namespace flowbus;
@@ -97,6 +98,29 @@ TEST_SUITE("pubkeys") {
     CHECK(keys.verify("A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg", sig, nonce, "worker-3", "", nullptr) == auth_errc::ok);
     CHECK(keys.verify("A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg", sig, nonce.substr(1) + "A", "worker-3", "", nullptr) ==
           auth_errc::bad_signature);
+  }
+
+  TEST_CASE("the agent keys file, in JSON or TOML") {
+    const agent_identity a = agent_identity::generate();
+    char dir[] = "/tmp/flowbus-agents-XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    const std::string json_file = std::string(dir) + "/agents.json", toml_file = std::string(dir) + "/agents.toml";
+    std::ofstream(json_file) << R"({"agents": [{"public_key": ")" << a.public_key()
+                             << R"(", "id": "worker-*", "agent_type": "worker", "role": "worker"}]})";
+    std::ofstream(toml_file) << "[[agents]]\npublic_key = \"" << a.public_key()
+                             << "\"\nid = \"worker-*\"\nagent_type = \"worker\"\nrole = \"worker\"\n";
+    const std::string nonce = transport::new_nonce();
+    for (const std::string& f : {json_file, toml_file}) {
+      CAPTURE(f);
+      const transport::agent_keys k = transport::read_agent_keys_file(f);
+      transport::token_claims got;
+      CHECK(k.verify(a.public_key(), a.sign(nonce), nonce, "worker-1", "worker", &got) == auth_errc::ok);
+      CHECK(got.role == "worker");
+      CHECK(k.verify(a.public_key(), a.sign(nonce), nonce, "worker-1", "other", &got) == auth_errc::type_not_permitted);
+    }
+    std::ofstream(toml_file) << "[[agents]]\nid = \"x\"\n"; // no key
+    CHECK_THROWS_AS(transport::read_agent_keys_file(toml_file), std::runtime_error);
+    std::filesystem::remove_all(dir);
   }
 
   TEST_CASE("through a node: every wrong answer to CHALLENGE is typed and closes that connection only") {

@@ -3,10 +3,10 @@
 #include <flowbus/actors/topic_index.hpp> // pattern_matches, pattern_covers, patterns_intersect, validate_pattern
 #include <flowbus/transport/auth.hpp>      // id_matches
 
+#include "structured_file.hpp"
+
 #include <nlohmann/json.hpp>
 
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
 
 namespace flowbus::transport {
@@ -105,11 +105,8 @@ permissions parse_permissions(std::string_view json_text) {
 }
 
 role_table read_roles_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error("cannot read roles file " + path);
-  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const json j = json::parse(text, nullptr, false);
-  if (!j.is_object()) throw std::runtime_error("roles file " + path + ": not a JSON object");
+  const json j = detail::read_json_or_toml(path, "roles file");
+  if (!j.is_object()) throw std::runtime_error("roles file " + path + ": not an object");
   role_table t;
   try {
     if (const auto it = j.find("roles"); it != j.end()) {
