@@ -74,13 +74,13 @@ TEST_SUITE("limits") {
     for (int i = 0; i < 5; ++i)
       REQUIRE(calm.publish("calm.x", "c") == errc::ok);
     REQUIRE(eventually([&] { return calmed.size() == 5; }, 2s));
-    CHECK(seconds_since(t0) < 1.0); // within its own burst: not behind the flood
+    CHECK(seconds_since(t0) < 2.0); // within its own burst: not behind the flood (2.9 s of it)
     CHECK(flooded.size() < 300);    // the flood is still being held meanwhile
     REQUIRE(eventually([&] { return flooded.size() == 300; }, 10s));
   }
 
   TEST_CASE("refuse: what is over the rate gets NACK rate_limited and reaches nobody; the connection stays") {
-    edge e(limited(50, 5, rate_limits::over::refuse));
+    edge e(limited(10, 5, rate_limits::over::refuse)); // (slow refill: the counts hold under sanitizers)
     inbox in;
     transport::client sub(client_opts(e.port(), "sub")), pub(client_opts(e.port(), "pub"));
     REQUIRE(sub.connect() == errc::ok);
