@@ -79,10 +79,7 @@ void session::begin() {
   ws_.binary(true);
   ws_.auto_fragment(false);
   ws_.next_layer().capacity(0); // the handshake reads straight; then parse() has its own buffer
-  ws_.set_option(websocket::stream_base::decorator([challenge = core_.opt.public_keys != nullptr](websocket::response_type& res) {
-    res.set(beast::http::field::server, "flowbus");
-    if (challenge) res.set(challenge_header, "1");
-  }));
+  set_response_headers();
   beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true));
   if (core_.opt.notsent_lowat) {
     const int lowat = static_cast<int>(core_.opt.notsent_lowat);
@@ -98,6 +95,17 @@ void session::begin() {
   edge().use_tls(*core_.tls);
   edge().tls()->async_handshake(net::ssl::stream_base::server,
                                 bind([](session& s, beast::error_code ec) { s.on_tls_handshake(ec); }));
+}
+
+/// The headers of our 101: who we are, the shared-memory channel offered (if any), and whether
+/// CHALLENGE follows (public-key agents).
+void session::set_response_headers(std::string shm_name) {
+  ws_.set_option(websocket::stream_base::decorator(
+      [name = std::move(shm_name), challenge = core_.opt.public_keys != nullptr](websocket::response_type& res) {
+        res.set(beast::http::field::server, "flowbus");
+        if (!name.empty()) res.set(shm_header, name);
+        if (challenge) res.set(challenge_header, "1");
+      }));
 }
 
 /// wss://: the TLS handshake is done (within the handshake timeout), then the HTTP upgrade.

@@ -119,6 +119,7 @@ private:
 
   // session.cpp: the I/O skeleton; session_close.cpp: closing
   void begin();
+  void set_response_headers(std::string shm_name = {});
   void read_request();
   void on_tls_handshake(beast::error_code ec);
   void on_request(beast::error_code ec);

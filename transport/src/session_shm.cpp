@@ -26,12 +26,7 @@ void session::offer_shm() {
     spdlog::warn("flowbus: shared memory not offered: {}", sec.message());
     return;
   }
-  ws_.set_option(websocket::stream_base::decorator(
-      [name = shm_->name(), challenge = core_.opt.public_keys != nullptr](websocket::response_type& res) {
-        res.set(beast::http::field::server, "flowbus");
-        res.set(shm_header, name);
-        if (challenge) res.set(challenge_header, "1");
-      }));
+  set_response_headers(shm_->name());
 }
 
 /// At REGISTER: an agent that opened the channel (before sending REGISTER) talks through it from
