@@ -99,6 +99,7 @@ void handle(actor_ptr self, scheduling::buffer_ref&& frame, std::uint32_t attemp
   } catch (...) { // a handler that throws has failed this message: retry, keep serving the rest
     failed = true;
   }
+  p.core().handler_time.record(scheduling::steady_ns() - now);
   if (st.breaker) arm_breaker(self, st.breaker->record(failed, now));
   if (!failed) return;
   const scheduling::retry_policy& rp = st.boot->retry;

@@ -105,6 +105,14 @@ std::vector<dead_letter> dead_letters::take(std::size_t max) {
   return out;
 }
 
+std::vector<dead_letter> dead_letters::recent(std::size_t max) const {
+  std::lock_guard<std::mutex> g(m_);
+  std::vector<dead_letter> out;
+  for (auto it = entries_.rbegin(); it != entries_.rend() && out.size() < max; ++it)
+    out.push_back(*it);
+  return out;
+}
+
 std::size_t dead_letters::size() const {
   std::lock_guard<std::mutex> g(m_);
   return entries_.size();

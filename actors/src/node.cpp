@@ -233,6 +233,45 @@ expected<scheduling::breaker_state, errc> node::breaker(std::string_view agent_i
   });
 }
 
+routing_summary node::routing() const {
+  routing_summary r;
+  impl_->routes.read([&](const routing_table& t) {
+    r.agents = t.agent_count();
+    r.remote_agents = t.remote_agent_count();
+    r.subscriptions = t.subscription_count();
+    r.queue_groups = t.group_count();
+  });
+  r.route_lookups = impl_->route_lookups.load(std::memory_order_relaxed);
+  r.route_cache_hits = impl_->route_hits.load(std::memory_order_relaxed);
+  return r;
+}
+
+match_result node::match(std::string_view topic) const {
+  match_result out;
+  if (validate_topic(topic) != topic_errc::ok) return out;
+  route r;
+  routing_table::scratch scratch;
+  impl_->routes.read([&](const routing_table& t) { t.resolve(topic, scratch, r); });
+  auto name = [](const endpoint& ep) { return ep.remote() ? "node:" + std::to_string(ep.id()) : std::string(ep.agent_id()); };
+  for (const auto& ep : r.direct)
+    out.subscribers.push_back(name(*ep));
+  for (const member_set& g : r.groups) {
+    auto& members = out.groups.emplace_back();
+    for (const auto& ep : g.members)
+      members.push_back(name(*ep));
+  }
+  return out;
+}
+
+std::vector<std::string> node::interest_of(std::string_view agent_id) const {
+  return impl_->routes.read([&](const routing_table& t) {
+    const endpoint* ep = t.local_agent(agent_id);
+    return ep ? t.interest_of(ep->id()) : std::vector<std::string>{};
+  });
+}
+
+scheduling::bucket_snapshot node::handler_times() const { return impl_->handler_time.read(); }
+
 std::vector<std::string> node::topics() const {
   std::vector<std::string> out;
   if (impl_->stopping.load()) return out;

@@ -123,6 +123,9 @@ struct node::impl {
   remote_confirmations confirmations;
   std::atomic<std::uint64_t> cluster_acked{0}, cluster_in{0}, cluster_dead{0}, links_lost{0}, ///< cluster_totals
       duplicates_taken_down{0};
+  // the monitoring (node::routing, node::handler_times)
+  std::atomic<std::uint64_t> route_lookups{0}, route_hits{0}; ///< added by each port in steps
+  scheduling::bucket_histogram handler_time;
   std::mutex peers_m; ///< guards peers (written by the cluster actor, read by node::peers)
   std::map<std::string, peer_entry> peers;
 };

@@ -30,6 +30,7 @@ errc port::encode(const destination& to, std::string_view payload, const send_op
     return r.code == codec::errc::frame_too_large ? errc::too_large : errc::invalid_topic;
   }
   out.set_size(r.size);
+  out.set_stamp(opts.ingress_ns);
   return errc::ok;
 }
 
@@ -58,7 +59,12 @@ const route* port::resolve(std::string_view topic) {
     cache_generation_ = gen;
   }
   key_.assign(topic);
-  if (auto it = cache_.find(key_); it != cache_.end()) return it->second.get();
+  if (++lookups_ == 256) { // the monitoring's hit rate, without a shared write per lookup
+    core_->route_lookups.fetch_add(lookups_, std::memory_order_relaxed);
+    core_->route_hits.fetch_add(hits_, std::memory_order_relaxed);
+    lookups_ = hits_ = 0;
+  }
+  if (auto it = cache_.find(key_); it != cache_.end()) return ++hits_, it->second.get();
   if (validate_topic(topic) != topic_errc::ok) return nullptr;
   auto r = std::make_shared<route>();
   core_->routes.read([&](const routing_table& t) { t.resolve(topic, scratch_, *r); });

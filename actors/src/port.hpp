@@ -56,6 +56,7 @@ private:
   // route cache: topic -> recipients, valid while the routing table's generation is unchanged
   std::unordered_map<std::string, std::shared_ptr<const route>> cache_;
   std::uint64_t cache_generation_ = ~std::uint64_t{0};
+  std::uint32_t lookups_ = 0, hits_ = 0; ///< route lookups since they were last added to the node's counts
   std::string key_;
   std::vector<codec::repeated_entry> repeated_; ///< encode(): the capability and headers of the frame
   routing_table::scratch scratch_;

@@ -146,6 +146,16 @@ bool routing_table::unsubscribe(std::string_view pattern, std::string_view group
   return it != group_ids_.end() && leave_group(it->second, id);
 }
 
+std::vector<std::string> routing_table::interest_of(subscriber_id id) const {
+  std::vector<std::string> out = index_.patterns_of(id);
+  if (auto it = memberships_.find(id); it != memberships_.end())
+    for (subscriber_id gid : it->second)
+      if (auto g = groups_.find(gid); g != groups_.end())
+        out.push_back(g->second.pattern + ' ' + g->second.key.substr(g->second.key.find('\x1f') + 1));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 void routing_table::resolve(std::string_view topic, scratch& s, route& out) const {
   out.direct.clear();
   out.groups.clear();

@@ -178,6 +178,13 @@ bool topic_index::unsubscribe(std::string_view pattern, subscriber_id id) {
   return true;
 }
 
+std::vector<std::string> topic_index::patterns_of(subscriber_id id) const {
+  std::vector<std::string> out;
+  if (auto it = by_subscriber_.find(id); it != by_subscriber_.end()) out.assign(it->second.begin(), it->second.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::size_t topic_index::remove_subscriber(subscriber_id id) {
   const auto it = by_subscriber_.find(id);
   if (it == by_subscriber_.end()) return 0;

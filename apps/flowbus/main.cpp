@@ -3,6 +3,7 @@
 //   flowbus demo   in-process and WebSocket agents exchanging tasks, live latency (the README's main job)
 //   flowbus bench  a load generator against a running node, a node process it starts, or in process
 //   flowbus dlq    list, replay or purge the dead-letter queues a node keeps on disk
+//   flowbus top    a node's monitoring figures in a terminal (its --monitor-port)
 // Options may also come from a TOML/INI file: `flowbus --config flowbus.toml node` ([node] section,
 // and [cluster] for the node's cluster options: name, port, address, advertise, join, heartbeat-ms,
 // timeout-ms, tls-cert, tls-key, tls-ca).
@@ -12,6 +13,7 @@
 #include "certs_cmd.hpp"
 #include "demo.hpp"
 #include "dlq_cmd.hpp"
+#include "top_cmd.hpp"
 #include "token_cmd.hpp"
 #include "node_cmd.hpp"
 
@@ -146,6 +148,17 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--log-level", node.log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  node_cmd->add_option("--log-format", node.log_format, "text, or json: one JSON object per line for log shippers")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  node_cmd->add_option("--monitor-port", node.monitor_port, "serve the monitoring endpoints and the dashboard on this "
+                       "port (0: any free port, printed; default: none; docs/monitoring.md)")->check(CLI::Range(0, 65535));
+  node_cmd->add_option("--monitor-address", node.monitor_address, "the monitoring port's address (no authentication: "
+                       "keep it on loopback or a private network)")->capture_default_str();
+  node_cmd->add_flag("--monitor-per-agent", node.monitor_per_agent, "/metrics: also series labelled by agent id "
+                     "(one set per connection)");
+  node_cmd->add_option("--monitor-require-peer", node.monitor_required_peers, "/healthz answers 503 while the link to "
+                       "this node (by name) is down (repeatable)");
 
   flowbus::app::demo_options demo;
   CLI::App* demo_cmd = app.add_subcommand("demo", "run a node with agents exchanging tasks; print live latency");
@@ -216,6 +229,17 @@ int main(int argc, char** argv) {
                         "e.g. --node-arg=--idle-workers --node-arg=backoff)")->allow_extra_args(false);
   bench_cmd->add_option("--name", bench.name, "the JSON `bench` name");
 
+  flowbus::app::top_options top;
+  CLI::App* top_cmd = app.add_subcommand("top", "a node's monitoring figures in a terminal, redrawn every second");
+  top_cmd->add_option("--monitor", top.monitor, "host:port of the node's --monitor-port")->capture_default_str();
+  top_cmd->add_option("--sort", top.sort, "connections by: msgs_to, msgs_from, bytes_to, bytes_from, pending, subs, "
+                      "idle, uptime, cid")->capture_default_str()
+      ->check(CLI::IsMember({"cid", "start", "subs", "pending", "msgs_to", "msgs_from", "bytes_to", "bytes_from", "last",
+                             "idle", "uptime"}));
+  top_cmd->add_option("--rows", top.rows, "connections shown")->capture_default_str();
+  top_cmd->add_option("--interval", top.interval_s, "seconds between screens")->capture_default_str()->check(CLI::PositiveNumber);
+  top_cmd->add_flag("--once", top.once, "print one screen (no escape codes) and exit");
+
   flowbus::app::dlq_options dlq;
   flowbus::app::token_options token;
   CLI::App* token_cmd = app.add_subcommand("token", "issue a signed token for an agent (a node with --auth token)");
@@ -263,6 +287,7 @@ int main(int argc, char** argv) {
     }
   }
   if (dlq_cmd->parsed()) return flowbus::app::run_dlq(dlq);
+  if (top_cmd->parsed()) return flowbus::app::run_top(top);
   if (token_cmd->parsed()) return flowbus::app::run_token(token);
   if (certs_cmd->parsed()) return flowbus::app::run_certs(certs);
   if (key_cmd->parsed()) return flowbus::app::run_key(key);

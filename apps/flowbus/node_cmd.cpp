@@ -1,8 +1,11 @@
 #include "node_cmd.hpp"
 
 #include <flowbus/actors/node.hpp>
+#include <flowbus/transport/monitor.hpp>
 #include <flowbus/transport/server.hpp>
 
+#include <nlohmann/json.hpp>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
 #include <sys/prctl.h>
@@ -80,11 +83,71 @@ bool loopback(const std::string& address) {
   return address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
 }
 
+namespace {
+
+/// `%*` in the JSON log pattern: the message as the inside of a JSON string.
+class json_message_flag : public spdlog::custom_flag_formatter {
+public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const std::string quoted = nlohmann::json(std::string(msg.payload.data(), msg.payload.size()))
+                                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    dest.append(quoted.data() + 1, quoted.data() + quoted.size() - 1); // without its quotes
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<json_message_flag>(); }
+};
+
+} // namespace
+
+/// What /varz shows under "config": the options that shape the node (no secrets: key files are
+/// named, never read out).
+std::string config_json(const node_options& o) {
+  nlohmann::json j = {{"address", o.address},
+                      {"port", o.port},
+                      {"io_threads", o.io_threads},
+                      {"threads", o.threads},
+                      {"max_connections", o.max_connections},
+                      {"max_message", o.max_message},
+                      {"mailbox", o.mailbox},
+                      {"idle_timeout_ms", o.idle_timeout_ms},
+                      {"shared_memory", o.shared_memory},
+                      {"auth", o.auth},
+                      {"tls", !o.tls_cert.empty()},
+                      {"tls_client_ca", !o.tls_client_ca.empty()},
+                      {"allow_origin", o.allow_origin},
+                      {"limit_msgs_per_s", o.limit_msgs},
+                      {"limit_bytes_per_s", o.limit_bytes},
+                      {"limit_connections_per_s", o.limit_connections},
+                      {"limit_action", o.limit_action},
+                      {"dlq_dir", o.dlq_dir},
+                      {"lossless", o.lossless},
+                      {"max_subscriptions", o.max_subscriptions},
+                      {"name", o.name},
+                      {"cluster_port", o.cluster_port},
+                      {"join", o.join},
+                      {"monitor_port", o.monitor_port},
+                      {"log_level", o.log_level},
+                      {"log_format", o.log_format}};
+  return j.dump();
+}
+
+void set_log_format(const std::string& format) {
+  if (format == "json")
+    // %v is the message, %! the function: spdlog escapes neither, so the message goes through
+    // json_escaped below (a custom flag); the rest are fixed characters
+    spdlog::set_formatter([] {
+      auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+      f->add_flag<json_message_flag>('*');
+      f->set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","logger":"%n","thread":%t,"msg":"%*"})");
+      return f;
+    }());
+}
+
 int run_node(const node_options& o) {
   // sleeps and timed waits wake within 1 µs of their deadline, not Linux's default 50 µs: this
   // process's threads (and children) inherit it
   prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
   spdlog::set_level(spdlog::level::from_str(o.log_level));
+  set_log_format(o.log_format);
   // signals are taken by sigwait below: blocked in every thread, so block them before any starts
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -180,6 +243,23 @@ int run_node(const node_options& o) {
   std::printf("flowbus node: listening on %s://%s:%u (%s%zu scheduler threads, %zu I/O threads, open-file limit %llu)\n",
               o.tls_cert.empty() ? "ws" : "wss", o.address.c_str(), unsigned(server->port()), cluster.c_str(), n.workers(), o.io_threads,
               static_cast<unsigned long long>(files));
+  std::unique_ptr<transport::monitor> monitor;
+  if (o.monitor_port >= 0) {
+    transport::monitor_options mo;
+    mo.address = o.monitor_address;
+    mo.port = static_cast<std::uint16_t>(o.monitor_port);
+    mo.server_name = o.name;
+    mo.per_agent_metrics = o.monitor_per_agent;
+    mo.required_peers = o.monitor_required_peers;
+    mo.config_json = config_json(o);
+    try {
+      monitor = std::make_unique<transport::monitor>(n, server.get(), mo);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "flowbus node: cannot serve monitoring on %s:%d: %s\n", o.monitor_address.c_str(), o.monitor_port, e.what());
+      return 1;
+    }
+    std::printf("flowbus node: monitoring on http://%s:%u\n", o.monitor_address.c_str(), unsigned(monitor->port()));
+  }
   std::fflush(stdout);
 
   std::atomic<bool> done{false};
@@ -205,10 +285,12 @@ int run_node(const node_options& o) {
   int sig = 0;
   sigwait(&sigs, &sig);
   spdlog::info("flowbus node: signal {}: draining", sig);
+  if (monitor) monitor->set_draining(); // /healthz: 503 while the edge drains
   done = true;
   if (stats.joinable()) stats.join();
   server->stop(std::chrono::milliseconds(2000));
   const auto s = server->stats();
+  monitor.reset();
   server.reset();
   const actors::shutdown_report rep = n.shutdown();
   using ull = unsigned long long;

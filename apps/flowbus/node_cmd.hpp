@@ -21,6 +21,11 @@ struct node_options {
   std::uint32_t idle_timeout_ms = 30000;
   std::uint32_t stats_seconds = 0; ///< log a stats line this often (0: never)
   std::string log_level = "info";
+  std::string log_format = "text"; ///< text | json (one JSON object per line, for log shippers)
+  int monitor_port = -1;           ///< the monitoring port (docs/monitoring.md); -1: none, 0: any free port (printed)
+  std::string monitor_address = "127.0.0.1";
+  bool monitor_per_agent = false;  ///< /metrics: series per connected agent
+  std::vector<std::string> monitor_required_peers; ///< /healthz: 503 while a link to one of these is down
   bool shared_memory = true;     ///< offer same-host agents shared-memory rings (docs/protocol.md §13)
   std::uint32_t shm_spin_us = 0; ///< sessions busy-poll their agent's ring this long before parking
   std::vector<std::string> allow_origin; ///< browser page origins allowed to connect (`*`: any; docs/security.md)
@@ -51,6 +56,10 @@ struct node_options {
 
 /// Serves until a signal; 0 after a clean drain. Prints "flowbus node: listening on ws://A:P" (wss:// with TLS).
 int run_node(const node_options& options);
+
+/// Sets spdlog's default logger's pattern: "text" (the default) or "json" (one object per line:
+/// time, level, logger, msg; the message escaped as a JSON string).
+void set_log_format(const std::string& format);
 
 /// Raises the soft open-file limit to the hard one; returns the new soft limit.
 std::uint64_t raise_file_limit();

@@ -244,6 +244,7 @@ buffer_ref buffer_pool::try_acquire(std::size_t size) noexcept {
     if (detail::buffer_header* h = detail::take(c)) {
       h->refs.store(1, std::memory_order_relaxed); // sole owner: the pop's acquire already ordered us
       h->size = 0;
+      h->stamp_ns = 0;
       return buffer_ref(h);
     }
     c.exhausted.fetch_add(1, std::memory_order_relaxed);

@@ -6,11 +6,31 @@
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/frame_header.hpp>
 #include <flowbus/codec/types.hpp>
+#include <flowbus/scheduling/fixed_rate.hpp>
+
+#include <algorithm>
+#include <cstring>
 
 namespace flowbus::transport::detail {
 
-egress_queue::egress_queue(actors::dead_letters& dead, const std::string& agent, scheduling::lane_options lanes)
-    : dead_(dead), agent_(agent), lane_options_(lanes) {}
+egress_queue::egress_queue(actors::dead_letters& dead, const std::string& agent, scheduling::lane_options lanes,
+                           edge_metrics* metrics)
+    : dead_(dead), agent_(agent), lane_options_(lanes), metrics_(metrics) {}
+
+/// Records a data frame leaving: the time it waited in the node and its age (the clocks are read
+/// once per message gathered).
+void egress_queue::observe(const scheduling::buffer_ref& f, std::uint64_t& steady, std::uint64_t& wall) {
+  if (f.size() < codec::defaults::header_size) return;
+  if (!steady) {
+    steady = scheduling::steady_ns();
+    wall = codec::wall_clock_ns();
+  }
+  const std::size_t lane = std::min<std::size_t>(f.data()[codec::offset::priority], scheduling::lane_count - 1);
+  if (const std::uint64_t in = f.stamp(); in && steady > in) metrics_->queued[lane].record(steady - in);
+  std::uint64_t ts;
+  std::memcpy(&ts, f.data() + codec::offset::timestamp, sizeof ts); // little-endian on the wire, as here
+  if (ts && wall > ts) metrics_->age[lane].record(wall - ts);
+}
 
 void egress_queue::admit(scheduling::buffer_ref&& f) {
   const std::size_t lane = f.size() > codec::offset::priority ? f.data()[codec::offset::priority] : 2;
@@ -54,6 +74,7 @@ egress_queue::gathered egress_queue::gather(outbound_batch& batch, bool deliver,
   }
   control_.erase(control_.begin(), control_.begin() + static_cast<std::ptrdiff_t>(controls));
   sent_.clear();
+  std::uint64_t now_steady = 0, now_wall = 0; // read at the first data frame (observe)
   if (deliver && lanes_) {
     if (lanes_->earliest_deadline())
       lanes_->expire(wall_ns ? wall_ns : codec::wall_clock_ns(), [&](scheduling::buffer_ref&& f, std::size_t) {
@@ -69,6 +90,7 @@ egress_queue::gathered egress_queue::gather(outbound_batch& batch, bool deliver,
       }
       if (!batch.fits(held_.size())) break; // leads the next message
       batch.add(codec::bytes_view(held_.data(), held_.size()));
+      if (metrics_) observe(held_, now_steady, now_wall);
       if (codec::is_data(static_cast<codec::msg_type>(held_.data()[codec::offset::type]))) window_.wrote_data();
       if (acks) sent_.push_back(std::move(held_)); // kept until the agent acknowledges it
       held_ = {};

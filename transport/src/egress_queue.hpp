@@ -16,8 +16,10 @@
 #include <flowbus/codec/bytes.hpp>
 #include <flowbus/scheduling/buffer.hpp>
 #include <flowbus/scheduling/lanes.hpp>
+#include <flowbus/scheduling/metrics.hpp>
 #include <flowbus/transport/outbound.hpp>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -26,12 +28,19 @@
 
 namespace flowbus::transport::detail {
 
+/// The edge's latency histograms per priority lane (server::latency()): time a data frame waited
+/// in the node (from its buffer's stamp), and its age when written (from its timestamp field).
+struct edge_metrics {
+  std::array<scheduling::bucket_histogram, scheduling::lane_count> queued, age;
+};
+
 class delivery_tracker;
 
 class egress_queue {
 public:
   /// `agent`: the recipient named in dead letters (the agent's id, kept by the owner).
-  egress_queue(actors::dead_letters& dead, const std::string& agent, scheduling::lane_options lanes);
+  egress_queue(actors::dead_letters& dead, const std::string& agent, scheduling::lane_options lanes,
+               edge_metrics* metrics = nullptr);
 
   receive_window& window() noexcept { return window_; }
 
@@ -60,15 +69,20 @@ public:
   gathered gather(outbound_batch& batch, bool deliver, delivery_tracker* acks, std::uint64_t& next_sequence,
                   std::uint64_t wall_ns, std::uint64_t steady_ns);
 
+  /// Frames waiting in each lane (none before the first frame).
+  std::size_t lane_size(std::size_t lane) const noexcept { return lanes_ ? lanes_->size(lane) : 0; }
+  std::size_t size() const noexcept { return (lanes_ ? lanes_->size() : 0) + (held_ ? 1 : 0); }
   /// Dead-letters every data frame waiting (control frames stay); returns how many.
   std::size_t drop_all(actors::dead_reason why);
 
 private:
   std::optional<scheduling::buffer_ref> next_frame(std::size_t& window_waits);
+  void observe(const scheduling::buffer_ref& f, std::uint64_t& steady, std::uint64_t& wall);
 
   actors::dead_letters& dead_;
   const std::string& agent_;
   scheduling::lane_options lane_options_;
+  edge_metrics* metrics_;
   std::vector<std::vector<codec::byte>> control_; ///< few, and usually none (a deque costs 1 KiB per idle connection)
   /// made with the first frame (an idle connection has none)
   std::unique_ptr<scheduling::lane_scheduler<scheduling::buffer_ref>> lanes_;

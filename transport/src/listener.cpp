@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace flowbus::transport {
 
 using namespace detail; // beast, net, tcp (buffered_stream.hpp)
@@ -134,6 +136,52 @@ void server::stop(std::chrono::milliseconds drain) {
   c.gate->open = false; // from now on the node's callbacks find nobody to post to
 }
 
+const server_options& server::options() const noexcept { return core_->opt; }
+
+std::vector<connection_info> server::connections() const {
+  std::vector<connection_info> out;
+  auto v = [](const auto& a) { return a.load(std::memory_order_relaxed); };
+  std::lock_guard<std::mutex> g(core_->m); // a listed session lives until it is unlisted under m
+  out.reserve(core_->sessions.size());
+  for (const detail::session* s : core_->sessions) {
+    const detail::connection_record& r = s->record();
+    connection_info& c = out.emplace_back();
+    c.cid = r.cid;
+    c.ip = r.ip;
+    c.port = r.port;
+    {
+      std::lock_guard<std::mutex> rg(r.m);
+      c.agent_id = r.agent_id;
+      c.agent_type = r.agent_type;
+    }
+    c.state = detail::session::state_name(v(r.state));
+    c.tls = r.tls;
+    c.shared_memory = v(r.shm);
+    c.start_ns = r.start_ns;
+    c.last_activity_ns = v(r.last_ns);
+    c.msgs_in = v(r.msgs_in);
+    c.bytes_in = v(r.bytes_in);
+    c.msgs_out = v(r.msgs_out);
+    c.bytes_out = v(r.bytes_out);
+    for (std::size_t i = 0; i < c.lanes.size(); ++i)
+      c.lanes[i] = v(r.lanes[i]);
+    c.pending = v(r.pending);
+    c.window = v(r.window);
+    c.credit = v(r.credit);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.cid < b.cid; });
+  return out;
+}
+
+edge_latency server::latency() const {
+  edge_latency l;
+  for (std::size_t i = 0; i < l.queued.size(); ++i) {
+    l.queued[i] = core_->metrics.queued[i].read();
+    l.age[i] = core_->metrics.age[i].read();
+  }
+  return l;
+}
+
 server_stats server::stats() const {
   const core& c = *core_;
   auto v = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
@@ -143,6 +191,8 @@ server_stats server::stats() const {
   s.refused = v(c.refused);
   s.frames_in = v(c.frames_in);
   s.frames_out = v(c.frames_out);
+  s.bytes_in = v(c.bytes_in);
+  s.bytes_out = v(c.bytes_out);
   s.writes = v(c.writes);
   s.batches = v(c.batches);
   s.protocol_errors = v(c.protocol_errors);

@@ -41,7 +41,30 @@ session::session(tcp::socket&& s, server::core& c, std::optional<reason> refuse)
     : ws_(std::move(s)), core_(c), refuse_(refuse), timer_(ws_.get_executor()), write_timer_(ws_.get_executor()),
       idle_timer_(ws_.get_executor()),
       wsr_(c.opt.max_message), dec_(decoder_options(c.opt.max_message)), enc_(node_encoder()),
-      batch_(c.opt.max_message, c.opt.max_batch), egress_(c.node.dead(), agent_id_, c.lane_options()) {}
+      batch_(c.opt.max_message, c.opt.max_batch), egress_(c.node.dead(), agent_id_, c.lane_options(), &c.metrics) {
+  rec_.cid = c.next_cid.fetch_add(1, std::memory_order_relaxed) + 1;
+  beast::error_code ec;
+  const auto peer = socket().remote_endpoint(ec);
+  if (!ec) {
+    rec_.ip = peer.address().to_string();
+    rec_.port = peer.port();
+  }
+  rec_.tls = c.tls != nullptr;
+  rec_.start_ns = codec::wall_clock_ns();
+  rec_.last_ns.store(rec_.start_ns, std::memory_order_relaxed);
+}
+
+const char* session::state_name(std::uint8_t s) noexcept {
+  switch (static_cast<state>(s)) {
+    case state::handshake: return "handshake";
+    case state::awaiting_register:
+    case state::registering: return "registering";
+    case state::open: return "open";
+    case state::closing:
+    case state::closed: return "closing";
+  }
+  return "?";
+}
 
 session::~session() {
   if (registered_in_set_) {
@@ -165,7 +188,7 @@ void session::refuse_origin(const std::string& origin) {
 
 void session::on_accept(beast::error_code ec) {
   if (ec) return teardown("handshake: " + ec.message());
-  state_ = state::awaiting_register;
+  set_state(state::awaiting_register);
   // From here the session reads the socket itself (ws_reader.hpp) and keeps the connection
   // alive itself (arm_idle): Beast's timers and read buffers are done with.
   ws_.set_option(websocket::stream_base::timeout{websocket::stream_base::none(), websocket::stream_base::none(), false});
@@ -281,9 +304,15 @@ void session::resume() {
 
 /// Adds the messages counted since the last report to the server's frames_in.
 void session::report_in() {
-  if (!unreported_in_) return;
+  ingress_ns_ = 0; // the next pass reads the clock again
+  if (!unreported_in_ && !unreported_bytes_) return;
   core_.frames_in.fetch_add(unreported_in_, std::memory_order_relaxed);
+  core_.bytes_in.fetch_add(unreported_bytes_, std::memory_order_relaxed);
+  connection_record::add(rec_.msgs_in, unreported_in_);
+  connection_record::add(rec_.bytes_in, unreported_bytes_);
+  connection_record::set(rec_.last_ns, coarse_wall_ns());
   unreported_in_ = 0;
+  unreported_bytes_ = 0;
 }
 
 void session::parse_pass() {
@@ -325,6 +354,7 @@ void session::parse_pass() {
           continue;
         }
         msg_ = codec::bytes_view(r.data, r.size);
+        unreported_bytes_ += r.size;
         if (!on_message()) return; // it resumes parse() when it may go on
         if (pass_ >= pass_budget) return yield();
         continue;

@@ -17,6 +17,7 @@
 #include "buffered_stream.hpp"
 #include "delivery_tracker.hpp"
 #include "edge_stream.hpp"
+#include "connection_record.hpp"
 #include "egress_queue.hpp"
 #include "flow_control.hpp"
 #include "response_grants.hpp"
@@ -73,7 +74,10 @@ struct server::core {
   std::atomic<bool> stopping{false};
   /// New connections per source address (opt.limits); the acceptor's strand only.
   std::unordered_map<std::string, scheduling::token_bucket> connection_rates;
-  std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, writes{0}, batches{0},
+  std::atomic<std::uint64_t> next_cid{0};
+  /// The edge's latency histograms per lane (server::latency(); written in egress_queue::gather).
+  detail::edge_metrics metrics;
+  std::atomic<std::uint64_t> accepted{0}, active{0}, refused{0}, frames_in{0}, frames_out{0}, bytes_in{0}, bytes_out{0}, writes{0}, batches{0},
       protocol_errors{0}, slow_consumers{0}, gaps{0}, repeats{0}, paused{0}, holds{0}, acked{0},
       window_waits{0}, shm_attached{0}, shm_doorbells{0}, origins_refused{0}, tls_failed{0}, rate_limited{0}, connections_limited{0}, auth_refused{0}, tokens_expired{0}, not_permitted{0};
   std::shared_ptr<detail::post_gate> gate = std::make_shared<detail::post_gate>();
@@ -107,6 +111,17 @@ public:
 
 private:
   enum class state : std::uint8_t { handshake, awaiting_register, registering, open, closing, closed };
+  void set_state(state s) noexcept {
+    state_ = s;
+    connection_record::set(rec_.state, s);
+  }
+
+public:
+  /// Read by the monitoring (server::connections()) while the session is in core::sessions.
+  const connection_record& record() const noexcept { return rec_; }
+  static const char* state_name(std::uint8_t s) noexcept;
+
+private:
 
   /// Binds a member continuation to this session's lifetime and strand.
   template <class F> auto bind(F f) {
@@ -253,6 +268,9 @@ private:
   std::size_t need_ = 0;     ///< bytes the frame at rbeg_ needs in all (0: unknown yet)
   std::uint32_t pass_ = 0;   ///< messages handled in this pass of parse()
   std::uint32_t unreported_in_ = 0; ///< messages counted, not yet added to core_.frames_in
+  std::uint64_t unreported_bytes_ = 0; ///< their bytes, likewise for rec_
+  std::uint64_t ingress_ns_ = 0;    ///< this pass's steady clock, stamped on what it routes (0: not read yet)
+  connection_record rec_;
   ws_reader wsr_;
   codec::bytes_view msg_;    ///< the message being handled (in rbuf_; kept while paused)
   std::string close_reason_; ///< in our close frame

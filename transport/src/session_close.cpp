@@ -14,7 +14,7 @@ namespace flowbus::transport::detail {
 void session::on_peer_close(std::uint16_t code) {
   if (close_sent_) return teardown("closed");
   if (state_ < state::closing) {
-    state_ = state::closing;
+    set_state(state::closing);
     if (gw_) gw_->leave();
   }
   close_sent_ = true;
@@ -110,7 +110,7 @@ void session::fail_code(std::uint64_t code, const std::string& why, websocket::c
 void session::begin_close(websocket::close_code cc) {
   if (state_ >= state::closing) return;
   const bool accepted = state_ >= state::awaiting_register;
-  state_ = state::closing;
+  set_state(state::closing);
   close_code_ = cc;
   if (gw_) gw_->leave();
   if (!accepted) return teardown("closed before the handshake");
@@ -127,7 +127,7 @@ void session::begin_close(websocket::close_code cc) {
 
 void session::teardown(const std::string& why) {
   if (state_ == state::closed) return;
-  state_ = state::closed;
+  set_state(state::closed);
   spdlog::debug("flowbus: {} gone: {}", agent_id_, why);
   timer_.cancel();
   write_timer_.cancel();

@@ -4,6 +4,7 @@
 
 #include <flowbus/actors/agent_directory.hpp> // max_heartbeat_interval
 #include <flowbus/codec/clock.hpp>
+#include <flowbus/scheduling/fixed_rate.hpp>
 
 #include <boost/asio/post.hpp>
 
@@ -149,6 +150,8 @@ bool session::forward(const codec::message& m) {
   if (bool go_on; !rate_.unlimited() && over_rate(m, go_on)) return go_on;
   actors::send_options o;
   o.timestamp_ns = m.timestamp_ns; // the agent's send time travels on (protocol.md §2)
+  if (!ingress_ns_) ingress_ns_ = scheduling::steady_ns(); // once per pass (report_in clears it)
+  o.ingress_ns = ingress_ns_;
   o.type = m.type;
   o.prio = static_cast<codec::priority>(m.prio);
   o.correlation_id = m.correlation_id();
@@ -222,7 +225,7 @@ void session::maybe_heartbeat() {
 }
 
 void session::start_register(const codec::message& m) {
-  state_ = state::registering;
+  set_state(state::registering);
   actors::agent_spec spec(std::string(m.str(codec::field::source)), std::string(m.str(codec::field::agent_type)));
   for (const codec::repeated_entry& e : m.repeated) {
     if (e.id == codec::field::capability) spec.capabilities.emplace_back(e.key);
@@ -247,8 +250,15 @@ void session::start_register(const codec::message& m) {
   if (const rate_limits& l = core_.opt.limits; l.msgs_per_s > 0 || l.bytes_per_s > 0)
     rate_ = scheduling::rate_limiter(l.msgs_per_s, l.burst_msgs, l.bytes_per_s, l.burst_bytes, std::chrono::steady_clock::now());
   agent_id_ = spec.id;
+  {
+    std::lock_guard<std::mutex> g(rec_.m);
+    rec_.agent_id = spec.id;
+    rec_.agent_type = spec.type;
+  }
   // a receive window: at most this many data messages written and not yet granted back by CREDIT
   egress_.window().open(m.num(codec::field::credit));
+  connection_record::set(rec_.window, egress_.window().size());
+  connection_record::set(rec_.credit, egress_.window().credit());
   if (m.flags & codec::flag::ack_requested) { // this agent acknowledges what it receives
     delivery_options d;
     d.window = core_.lane_options().capacity; // at most a lanes' capacity written and not yet acknowledged
@@ -431,7 +441,7 @@ void session::on_attached(actors::expected<std::unique_ptr<actors::gateway>, act
   }
   gw_ = std::move(*r);
   if (state_ >= state::closing) return; // closed meanwhile: the gateway leaves with us
-  state_ = state::open;
+  set_state(state::open);
   timer_.cancel();
   last_beat_ = std::chrono::steady_clock::now();
   queue_control(codec::msg_type::welcome, [&](codec::message& w) { w.set(codec::field::target, agent_id_); });

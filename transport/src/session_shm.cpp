@@ -34,6 +34,7 @@ void session::offer_shm() {
 void session::attach_shm() {
   if (shm_->agent_attached()) {
     shm_on_ = true;
+    connection_record::set(rec_.shm, true);
     core_.shm_attached.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -63,6 +64,7 @@ void session::shm_drain() {
   while (pass_ < pass_budget && ring.next(shm_rec_, corrupt)) {
     ++n;
     msg_ = codec::bytes_view(shm_rec_.data, shm_rec_.size);
+    unreported_bytes_ += shm_rec_.size;
     shm_in_msg_ = true;
     go_on = on_message();
     if (msg_.empty()) {

@@ -111,6 +111,9 @@ struct send_options {
   /// When the message was first sent, ns since the Unix epoch (the frame's timestamp); 0: now.
   /// A node forwarding an agent's message keeps the agent's, so receivers see its age end to end.
   std::uint64_t timestamp_ns = 0;
+  /// When the node took the message in (steady clock, ns; 0: not stamped): kept with the frame
+  /// (buffer_ref::stamp) so the edge can measure how long it waited in the node.
+  std::uint64_t ingress_ns = 0;
   /// Application headers (field 8, key/value) carried to every recipient as they are; other
   /// repeated entries in it are ignored (so a received message's `repeated` can be passed on).
   /// The views must outlive the send.

@@ -63,6 +63,8 @@ public:
   /// Removes and returns up to `max` entries, oldest first.
   std::vector<dead_letter> take(std::size_t max = SIZE_MAX);
   std::size_t size() const;
+  /// Copies of the newest `max` entries still held, newest first (the frames are shared, not copied).
+  std::vector<dead_letter> recent(std::size_t max) const;
   /// Every message ever dead-lettered for `reason`, including evicted ones.
   std::uint64_t count(dead_reason reason) const;
   std::uint64_t total() const;

@@ -22,6 +22,7 @@
 #include <flowbus/actors/gateway.hpp>
 #include <flowbus/actors/thread_pinning.hpp>
 #include <flowbus/scheduling/buffer_pool.hpp>
+#include <flowbus/scheduling/metrics.hpp>
 
 #include <caf/actor.hpp>
 
@@ -103,6 +104,22 @@ struct agent_status {
   bool throttled;                    ///< its queue is above its high water mark (flow control)
 };
 
+/// The routing state at a moment, for the monitoring (node::routing()).
+struct routing_summary {
+  std::size_t agents = 0, remote_agents = 0;
+  std::size_t subscriptions = 0; ///< (pattern, subscriber) pairs: agents', queue groups', other nodes'
+  std::size_t queue_groups = 0;
+  /// Topics senders looked up, and how many their route caches answered (counted by each sender
+  /// in steps of 256 lookups: a quiet sender's last few are not in yet).
+  std::uint64_t route_lookups = 0, route_cache_hits = 0;
+};
+
+/// Who a message published to a topic would reach now (node::match()).
+struct match_result {
+  std::vector<std::string> subscribers; ///< plain subscribers' agent ids (other nodes: "node:<handle>")
+  std::vector<std::vector<std::string>> groups; ///< per matching queue group: its members (one is picked)
+};
+
 struct dlq_replay_result {
   std::size_t replayed = 0; ///< sent again and removed from the queue
   std::size_t failed = 0;   ///< could not be sent (corrupt frame, refused): still queued
@@ -143,6 +160,13 @@ public:
   std::vector<agent_status> agents() const;
   /// One agent's circuit breaker as senders see it; agent_unavailable if there is no such agent.
   expected<scheduling::breaker_state, errc> breaker(std::string_view agent_id) const;
+  routing_summary routing() const;
+  /// Who a publish to `topic` would reach now; empty for an invalid topic.
+  match_result match(std::string_view topic) const;
+  /// What the agent subscribed to (interest_of in routing_table.hpp); empty if there is no such agent.
+  std::vector<std::string> interest_of(std::string_view agent_id) const;
+  /// How long actor agents' handlers took, per message (steady clock; recorded for every message).
+  scheduling::bucket_snapshot handler_times() const;
   /// The subscription patterns that have a topic actor now (owning their subscriber sets), sorted.
   std::vector<std::string> topics() const;
   dead_letters& dead() noexcept;

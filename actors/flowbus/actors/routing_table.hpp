@@ -118,6 +118,9 @@ public:
     for (const auto& [id, p] : peers_)
       if (p.main) f(*p.ep);
   }
+  /// What `id` subscribed to, sorted: its plain patterns, and "pattern group" for each queue
+  /// group it is a member of (NATS's way of writing a queue subscription).
+  std::vector<std::string> interest_of(subscriber_id id) const;
   std::size_t agent_count() const noexcept { return agents_.size(); }
   std::size_t remote_agent_count() const noexcept { return remote_agents_.size(); }
   std::size_t subscription_count() const noexcept { return index_.subscription_count(); }

@@ -79,6 +79,8 @@ public:
   void collect(std::string_view topic, match_scratch& scratch, subscriber_list& out) const;
 
   std::size_t subscription_count() const noexcept { return count_; }
+  /// The patterns `id` subscribed to, sorted. @threadsafe with other const calls.
+  std::vector<std::string> patterns_of(subscriber_id id) const;
   /// Trie nodes in use (pruned as wildcard patterns go away): memory stays bounded under churn.
   std::size_t trie_nodes() const noexcept;
   struct cache_stats {

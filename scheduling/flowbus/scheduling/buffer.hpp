@@ -22,6 +22,7 @@ struct alignas(64) buffer_header {
   std::uint32_t size = 0;
   std::uint32_t index = 0;
   size_class* owner = nullptr; ///< nullptr: a heap buffer (buffer_ref::copy_of), freed by the last release
+  std::uint64_t stamp_ns = 0; ///< steady clock when the node took the frame in (0: not stamped)
   unsigned char* data() noexcept { return reinterpret_cast<unsigned char*>(this + 1); }
 };
 static_assert(sizeof(buffer_header) == 64, "header is one cache line; data starts line-aligned");
@@ -59,6 +60,10 @@ public:
   std::size_t capacity() const noexcept { return h_->capacity; }
   /// @pre n <= capacity() and this is the only reference.
   void set_size(std::size_t n) noexcept { h_->size = static_cast<std::uint32_t>(n); }
+  /// When the node took the frame in (steady clock, ns; 0: not stamped): the monitoring measures
+  /// how long it waits in the node from it. Written like the bytes: before sharing.
+  std::uint64_t stamp() const noexcept { return h_->stamp_ns; }
+  void set_stamp(std::uint64_t ns) noexcept { h_->stamp_ns = ns; }
   std::uint32_t use_count() const noexcept { return h_ ? h_->refs.load(std::memory_order_acquire) : 0; }
   /// Whether the buffer is pool memory (false: empty, or a heap copy).
   bool pooled() const noexcept { return h_ && h_->owner; }

@@ -105,6 +105,8 @@ struct server_options {
 struct server_stats {
   std::uint64_t accepted = 0, active = 0, refused = 0; ///< connections
   std::uint64_t frames_in = 0, frames_out = 0, writes = 0, batches = 0;
+  /// WebSocket payload bytes read from agents, and of every message written to them.
+  std::uint64_t bytes_in = 0, bytes_out = 0;
   std::uint64_t protocol_errors = 0, slow_consumers = 0;
   std::uint64_t sequence_gaps = 0, sequence_repeats = 0;
   /// Times a connection stopped reading because the node had no frame buffer for what it sent
@@ -133,6 +135,32 @@ struct server_stats {
   std::uint64_t rate_limited = 0, connections_limited = 0;
 };
 
+/// One connection as the monitoring sees it (server::connections(), /connz). Counters are read
+/// while the connection runs: each is exact at some moment of the read.
+struct connection_info {
+  std::uint64_t cid = 0;          ///< numbered from 1 in the order connections were accepted
+  std::string ip;
+  std::uint16_t port = 0;
+  std::string agent_id, agent_type; ///< empty until REGISTER is answered
+  std::string state;              ///< handshake, registering, open, closing
+  bool tls = false, shared_memory = false;
+  std::uint64_t start_ns = 0;         ///< wall clock, ns since the Unix epoch
+  std::uint64_t last_activity_ns = 0; ///< the last bytes from the agent, or written to it (±4 ms)
+  std::uint64_t msgs_in = 0, bytes_in = 0;   ///< FLOW messages from the agent (a BATCH's each), WebSocket payload bytes
+  std::uint64_t msgs_out = 0, bytes_out = 0; ///< its data frames written, and the bytes of every message written
+  std::array<std::uint32_t, 5> lanes{};      ///< frames waiting in each priority lane (CRITICAL first)
+  std::uint64_t pending = 0;                 ///< waiting in all (lanes + the gateway's mailbox)
+  std::uint32_t window = 0;                  ///< the agent's receive window (0: none)
+  std::int64_t credit = 0;                   ///< of it, what is left
+};
+
+/// The edge's latency histograms, per priority lane (CRITICAL first): how long a frame waited in
+/// the node (from the I/O thread that read it to the write that sends it on), and its age when
+/// written (from the sender's timestamp, so it includes the sender's side and clock offset).
+struct edge_latency {
+  std::array<scheduling::bucket_snapshot, 5> queued, age;
+};
+
 class server {
 public:
   /// Binds and listens; throws std::system_error if the address cannot be bound.
@@ -146,6 +174,10 @@ public:
   /// GOODBYE, closes, and joins the I/O threads. Idempotent.
   void stop(std::chrono::milliseconds drain = std::chrono::milliseconds(2000));
   server_stats stats() const;
+  /// Every connection past its TCP accept, in cid order.
+  std::vector<connection_info> connections() const;
+  edge_latency latency() const;
+  const server_options& options() const noexcept;
 
   struct core;
 

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# scripts/bench-monitor.sh [runs]: what monitoring costs (docs/benchmarks.md, "Monitoring on against
+# off"). The 1->1 throughput and the 10k/s latency of `flowbus bench`, each with the node's
+# monitoring off, then on (--monitor-port) and scraped every second (/metrics, /varz and /connz, as a
+# Prometheus server and the dashboard would), alternating, `runs` rounds (default 3). One JSON line
+# per result on stdout; `flowbus bench` prints them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3}
+preset=${PRESET:-relwithdebinfo}
+bash scripts/build.sh "$preset" flowbus >&2
+F=build/$preset/apps/flowbus/flowbus
+mport=18222
+scraper=
+scrape() { # every second until killed
+  while true; do
+    for p in /metrics /varz /connz; do curl -s -o /dev/null "http://127.0.0.1:$mport$p" || true; done
+    sleep 1
+  done
+}
+stop_scraper() { [ -n "$scraper" ] && kill "$scraper" 2>/dev/null; wait "$scraper" 2>/dev/null || true; scraper=; }
+trap stop_scraper EXIT
+on=(--node-arg=--monitor-port=$mport)
+for ((r = 1; r <= runs; r++)); do
+  echo "== round $r of $runs" >&2
+  $F bench throughput --messages 1000000 --size 128 --name ws_pubsub_1to1_monitor_off
+  scrape & scraper=$!
+  $F bench throughput --messages 1000000 --size 128 --name ws_pubsub_1to1_monitor_on "${on[@]}"
+  stop_scraper
+  $F bench latency --rate 10000 --seconds 10 --size 128 --name ws_latency_10k_monitor_off
+  scrape & scraper=$!
+  $F bench latency --rate 10000 --seconds 10 --size 128 --name ws_latency_10k_monitor_on "${on[@]}"
+  stop_scraper
+done

@@ -1,0 +1,271 @@
+// The monitoring port (issue 21): each endpoint over real HTTP against a node with agents, its
+// figures checked against what the test sent — connections and their counters, routing tests,
+// dead letters, the latency histograms per lane, /healthz's 503 — and bad requests answered.
+#include "transport/transport_support.hpp"
+
+#include <flowbus/transport/monitor.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+using namespace flowbus;
+using namespace flowbus::test;
+using actors::errc;
+using json = nlohmann::json;
+
+namespace {
+
+namespace http = beast::http;
+
+struct http_answer {
+  unsigned status = 0;
+  std::string content_type, body;
+  json j() const { return json::parse(body); }
+};
+
+/// One GET over a fresh connection, as curl would.
+http_answer get(std::uint16_t port, const std::string& target) {
+  net::io_context ioc;
+  beast::tcp_stream s(ioc);
+  s.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  http::request<http::empty_body> req(http::verb::get, target, 11);
+  req.set(http::field::host, "127.0.0.1");
+  http::write(s, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  return {res.result_int(), std::string(res[http::field::content_type]), res.body()};
+}
+
+struct monitored : edge {
+  transport::monitor mon;
+  monitored() : edge(), mon(node, &server, options()) {}
+  static transport::monitor_options options() {
+    transport::monitor_options o;
+    o.port = 0;
+    o.server_name = "test-node";
+    o.config_json = R"({"port": 0})";
+    return o;
+  }
+  http_answer get(const std::string& target) { return ::get(mon.port(), target); }
+};
+
+const json* connection_named(const json& connz, const std::string& name) {
+  for (const json& c : connz["connections"])
+    if (c["name"] == name) return &c;
+  return nullptr;
+}
+
+} // namespace
+
+TEST_SUITE("monitor") {
+  TEST_CASE("varz and connz count what the agents sent and received") {
+    monitored m;
+    inbox in;
+    transport::client sub(client_opts(m.port(), "mon-sub")), pub(client_opts(m.port(), "mon-pub"));
+    REQUIRE(sub.connect() == errc::ok);
+    REQUIRE(pub.connect() == errc::ok);
+    REQUIRE(sub.subscribe("mon.>", in.handler()).get() == errc::ok);
+    constexpr int n = 500;
+    for (int i = 0; i < n; ++i)
+      REQUIRE(pub.publish("mon.x", std::string(100, 'p')) == errc::ok);
+    REQUIRE(eventually([&] { return in.size() == n; }, 10s));
+    // the counters are added once per read pass or write: they settle as soon as the messages are through
+    REQUIRE(eventually([&] {
+      const json c = m.get("/connz").j();
+      const json* s = connection_named(c, "mon-sub");
+      return s && (*s)["out_msgs"] == n;
+    }, 5s));
+
+    const http_answer v = m.get("/varz");
+    CHECK(v.status == 200);
+    CHECK(v.content_type == "application/json");
+    const json varz = v.j();
+    CHECK(varz["server_name"] == "test-node");
+    CHECK(varz["connections"] == 2);
+    CHECK(varz["agents"] == 2);
+    CHECK(varz["subscriptions"] == 1);
+    CHECK(varz["out_msgs"] == n);
+    CHECK(varz["in_msgs"].get<std::uint64_t>() >= n); // (REGISTER, SUBSCRIBE and heartbeats too)
+    CHECK(varz["config"]["port"] == 0);
+    CHECK(varz["mem"].get<std::uint64_t>() > 1'000'000);
+    CHECK(varz["latency"]["age_at_delivery"]["count"] == n);
+    CHECK(varz["latency"]["queued_in_node"]["count"] == n);
+
+    const json connz = m.get("/connz?subs=1").j();
+    CHECK(connz["total"] == 2);
+    const json* s = connection_named(connz, "mon-sub");
+    const json* p = connection_named(connz, "mon-pub");
+    REQUIRE(s);
+    REQUIRE(p);
+    CHECK((*s)["agent_type"] == "test");
+    CHECK((*s)["state"] == "open");
+    CHECK((*s)["ip"] == "127.0.0.1");
+    CHECK((*s)["subscriptions"] == 1);
+    CHECK((*s)["subscriptions_list"] == json::array({"mon.>"}));
+    CHECK((*s)["out_bytes"].get<std::uint64_t>() > n * 100);
+    CHECK((*s)["breaker"] == "closed");
+    CHECK((*p)["in_msgs"].get<std::uint64_t>() >= n);
+    CHECK((*p)["in_bytes"].get<std::uint64_t>() > n * 100);
+    CHECK((*p)["out_msgs"] == 0);
+    CHECK((*p)["subscriptions"] == 0);
+    CHECK((*p)["cid"].get<std::uint64_t>() > (*s)["cid"].get<std::uint64_t>()); // connected second
+
+    // sort, limit, offset, as NATS's
+    const json top = m.get("/connz?sort=msgs_to&limit=1").j();
+    REQUIRE(top["connections"].size() == 1);
+    CHECK(top["connections"][0]["name"] == "mon-sub");
+    CHECK(top["total"] == 2);
+    const json second = m.get("/connz?sort=msgs_to&limit=1&offset=1").j();
+    REQUIRE(second["connections"].size() == 1);
+    CHECK(second["connections"][0]["name"] == "mon-pub");
+    CHECK(m.get("/connz?sort=bogus").status == 400);
+
+    sub.close();
+    REQUIRE(eventually([&] { return m.get("/varz").j()["connections"] == 1; }, 5s));
+  }
+
+  TEST_CASE("subsz tests a topic against the routing table, queue groups included") {
+    monitored m;
+    transport::client a(client_opts(m.port(), "sz-a")), b(client_opts(m.port(), "sz-b")), c(client_opts(m.port(), "sz-c"));
+    REQUIRE(a.connect() == errc::ok);
+    REQUIRE(b.connect() == errc::ok);
+    REQUIRE(c.connect() == errc::ok);
+    REQUIRE(a.subscribe("orders.*.created").get() == errc::ok);
+    REQUIRE(b.subscribe("orders.>", {}, "billing").get() == errc::ok);
+    REQUIRE(c.subscribe("orders.>", {}, "billing").get() == errc::ok);
+
+    const json hit = m.get("/subsz?topic=orders.eu.created").j();
+    CHECK(hit["num_subscriptions"].get<std::uint64_t>() >= 2);
+    CHECK(hit["num_queue_groups"] == 1);
+    CHECK(hit["test"]["valid"] == true);
+    CHECK(hit["test"]["subscribers"] == json::array({"sz-a"}));
+    REQUIRE(hit["test"]["queue_groups"].size() == 1);
+    CHECK(hit["test"]["queue_groups"][0] == json::array({"sz-b", "sz-c"}));
+    CHECK(hit["test"]["fanout"] == 2);
+
+    const json other = m.get("/subsz?test=orders.eu.paid").j(); // NATS's parameter name
+    CHECK(other["test"]["subscribers"].empty());
+    CHECK(other["test"]["fanout"] == 1);
+    const json bad = m.get("/subsz?topic=orders..x").j();
+    CHECK(bad["test"]["valid"] == false);
+    CHECK(bad["test"]["fanout"] == 0);
+
+    const json connz = m.get("/connz?subs=1").j();
+    const json* bc = connection_named(connz, "sz-b");
+    REQUIRE(bc);
+    CHECK((*bc)["subscriptions_list"] == json::array({"orders.> billing"}));
+    const json listed = m.get("/subsz?subs=1").j();
+    CHECK(listed["num_patterns"] == 2);
+    CHECK(listed["patterns"] == json::array({"orders.*.created", "orders.>"}));
+  }
+
+  TEST_CASE("dlqz shows dead letters by reason, newest first, with their route") {
+    monitored m;
+    transport::client a(client_opts(m.port(), "dl-a"));
+    REQUIRE(a.connect() == errc::ok);
+    for (int i = 0; i < 3; ++i)
+      a.send(actors::destination::agent("nobody-" + std::to_string(i)), "lost?");
+    REQUIRE(eventually([&] { return m.node.dead().count(actors::dead_reason::agent_unavailable) == 3; }, 5s));
+    const json d = m.get("/dlqz?limit=2").j();
+    CHECK(d["total"] == 3);
+    CHECK(d["by_reason"]["agent_unavailable"] == 3);
+    CHECK(d["by_reason"]["poison"] == 0);
+    REQUIRE(d["recent"].size() == 2);
+    CHECK(d["recent"][0]["recipient"] == "nobody-2");
+    CHECK(d["recent"][1]["recipient"] == "nobody-1");
+    CHECK(d["recent"][0]["reason"] == "agent_unavailable");
+    CHECK(d["recent"][0]["source"] == "dl-a");
+    CHECK(d["recent"][0]["payload_size"] == 5);
+    CHECK(m.get("/dlqz?reason=poison").j()["recent"].empty());
+    CHECK(m.get("/varz").j()["dead_letters"]["by_reason"]["agent_unavailable"] == 3);
+  }
+
+  TEST_CASE("latency histograms are kept per lane, in Prometheus's text format") {
+    monitored m;
+    inbox in;
+    transport::client sub(client_opts(m.port(), "lat-sub")), pub(client_opts(m.port(), "lat-pub"));
+    REQUIRE(sub.connect() == errc::ok);
+    REQUIRE(pub.connect() == errc::ok);
+    REQUIRE(sub.subscribe("lat.x", in.handler()).get() == errc::ok);
+    actors::send_options high;
+    high.prio = codec::priority::high;
+    for (int i = 0; i < 7; ++i)
+      REQUIRE(pub.publish("lat.x", "h", high) == errc::ok);
+    for (int i = 0; i < 5; ++i)
+      REQUIRE(pub.publish("lat.x", "n") == errc::ok);
+    REQUIRE(eventually([&] { return in.size() == 12; }, 5s));
+    const transport::edge_latency l = m.server.latency();
+    CHECK(l.queued[1].count == 7); // high
+    CHECK(l.queued[2].count == 5); // normal
+    CHECK(l.queued[0].count == 0);
+    CHECK(l.age[1].count == 7);
+
+    const http_answer metrics = m.get("/metrics");
+    CHECK(metrics.status == 200);
+    CHECK(metrics.content_type.rfind("text/plain; version=0.0.4", 0) == 0);
+    const std::string& t = metrics.body;
+    CHECK(t.find("# TYPE flowbus_queued_seconds histogram\n") != std::string::npos);
+    CHECK(t.find("flowbus_queued_seconds_count{lane=\"high\"} 7\n") != std::string::npos);
+    CHECK(t.find("flowbus_queued_seconds_bucket{lane=\"high\",le=\"+Inf\"} 7\n") != std::string::npos);
+    CHECK(t.find("flowbus_delivery_age_seconds_count{lane=\"normal\"} 5\n") != std::string::npos);
+    CHECK(t.find("flowbus_connections 2\n") != std::string::npos);
+    CHECK(t.find("flowbus_dead_letters_total{reason=\"poison\"} 0\n") != std::string::npos);
+    CHECK(t.back() == '\n');
+  }
+
+  TEST_CASE("healthz: ok, then 503 with the reason while draining; unknown paths and methods are refused") {
+    monitored m;
+    http_answer h = m.get("/healthz");
+    CHECK(h.status == 200);
+    CHECK(h.j()["status"] == "ok");
+    m.mon.set_draining();
+    h = m.get("/healthz");
+    CHECK(h.status == 503);
+    CHECK(h.j()["error"].get<std::string>().find("draining") != std::string::npos);
+    CHECK(m.get("/nope").status == 404);
+    const http_answer page = m.get("/");
+    CHECK(page.status == 200);
+    CHECK(page.content_type.rfind("text/html", 0) == 0);
+    CHECK(page.body.find("/varz") != std::string::npos); // the dashboard polls the JSON endpoints
+    CHECK(page.body.find("://") == std::string::npos); // nothing fetched from elsewhere (no CDN)
+    CHECK(m.get("/varz").j()["http_req_stats"]["/healthz"] == 2);
+  }
+
+  TEST_CASE("healthz: a required cluster peer that is not linked is a 503") {
+    actors::node n(small_node());
+    transport::monitor_options o;
+    o.port = 0;
+    o.required_peers = {"node-b"};
+    transport::monitor mon(n, nullptr, o);
+    const http_answer h = get(mon.port(), "/healthz");
+    CHECK(h.status == 503);
+    CHECK(h.j()["error"] == "cluster peer node-b is down");
+    CHECK(get(mon.port(), "/routez").j()["num_routes"] == 0);
+    CHECK(get(mon.port(), "/varz").j()["connections"] == 0); // no edge: zeros, not a failure
+  }
+
+  TEST_CASE("the sampler turns counters into rates") {
+    monitored m;
+    inbox in;
+    transport::client sub(client_opts(m.port(), "r-sub")), pub(client_opts(m.port(), "r-pub"));
+    REQUIRE(sub.connect() == errc::ok);
+    REQUIRE(pub.connect() == errc::ok);
+    REQUIRE(sub.subscribe("r.x", in.handler()).get() == errc::ok);
+    m.mon.sample();
+    for (int i = 0; i < 1000; ++i)
+      REQUIRE(pub.publish("r.x", "x") == errc::ok);
+    REQUIRE(eventually([&] { return in.size() == 1000; }, 5s));
+    std::this_thread::sleep_for(50ms);
+    m.mon.sample();
+    const json h = m.get("/historyz").j();
+    REQUIRE(h["samples"].size() >= 2);
+    const json last = h["samples"].back();
+    CHECK(last["out_msgs_per_s"].get<double>() > 0);
+    CHECK(last["connections"] == 2);
+    CHECK(m.get("/varz").j()["out_msgs_per_s"].get<double>() > 0);
+  }
+}
