@@ -25,6 +25,8 @@
 
 #include <flowbus/codec/clock.hpp>
 #include <flowbus/codec/encoder.hpp>
+#include <flowbus/codec/trace.hpp>
+#include <flowbus/scheduling/fixed_rate.hpp>
 #include <flowbus/scheduling/lanes.hpp>
 
 #include <caf/event_based_actor.hpp>
@@ -156,12 +158,14 @@ public:
       wire::batch_reader r(bytes);
       std::string_view f, g;
       std::uint32_t n = 0;
+      const std::uint64_t now = scheduling::steady_ns(); // their time in this node starts here
       while (r.next(f, g)) {
         scheduling::buffer_ref b = core_->pool.try_acquire(f.size());
         if (!b) b = core_->critical_pool.try_acquire(f.size());
         if (!b) break; // the sender dead-letters the rest (overflow, naming this node)
         std::memcpy(b.data(), f.data(), f.size());
         b.set_size(f.size());
+        b.set_stamp(now);
         deliver(std::move(b), g);
         ++n;
       }
@@ -306,6 +310,7 @@ private:
   void note_request(const scheduling::buffer_ref& f);
   void fail_open_requests();
   void deliver(scheduling::buffer_ref frame, std::string_view group);
+  void retrace(scheduling::buffer_ref& frame, codec::message& m);
 
   node::impl* const core_;
   const std::string peer_;
@@ -434,6 +439,23 @@ void link_data::fail_open_requests() {
 }
 
 /// Delivers one frame from the peer to this node's agents (never to another link). Under m_.
+/// A traced frame (codec/trace.hpp) gets this node's arrival as a hop: encoded again with it (a
+/// sampled frame is rare); `m` is decoded again from the new frame. Kept as it came if no buffer.
+void link_data::retrace(scheduling::buffer_ref& frame, codec::message& m) {
+  std::string t(m.str(codec::field::trace));
+  if (!codec::valid_trace(t)) t.clear();
+  codec::append_hop(t, codec::hop::cluster_in, codec::wall_clock_ns());
+  m.set(codec::field::trace, t);
+  scheduling::buffer_ref b = core_->pool.try_acquire(enc_.literal_size(m));
+  if (!b) return;
+  const codec::encode_result r = enc_.encode(m, b.data(), b.capacity());
+  if (!r) return;
+  b.set_size(r.size);
+  b.set_stamp(frame.stamp());
+  frame = std::move(b);
+  (void)dec_.decode(codec::bytes_view(frame.data(), frame.size()), m);
+}
+
 void link_data::deliver(scheduling::buffer_ref frame, std::string_view group) {
   codec::message m;
   if (dec_.decode(codec::bytes_view(frame.data(), frame.size()), m).code != codec::errc::ok) {
@@ -444,6 +466,7 @@ void link_data::deliver(scheduling::buffer_ref frame, std::string_view group) {
     core_->dead.add(dead_reason::expired, std::move(frame), node_recipient(core_->cfg.cluster.name));
     return;
   }
+  if (m.has(codec::field::trace)) retrace(frame, m);
   if (m.type == codec::msg_type::reply && !open_requests_.empty())
     open_requests_.erase({std::string(m.str(codec::field::target)), m.correlation_id()});
   detail::port& p = *port_;

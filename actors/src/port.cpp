@@ -230,6 +230,7 @@ delivery to_delivery(const codec::message& m) noexcept {
   d.deadline_ns = m.deadline_ns();
   d.max_attempts = max_attempts_of(m);
   d.error_code = m.num(codec::field::error_code);
+  d.trace = m.str(codec::field::trace);
   d.payload = m.payload.as_string();
   d.repeated = m.repeated;
   return d;
@@ -261,6 +262,7 @@ void data_message(codec::message& m, const message_route& route, std::string_vie
   if (opts.message_id) m.set(codec::field::message_id, opts.message_id);
   if (opts.deadline_ns) m.set(codec::field::deadline, opts.deadline_ns);
   if (opts.max_attempts) m.set(codec::field::max_attempts, opts.max_attempts);
+  if (!opts.trace.empty()) m.set(codec::field::trace, opts.trace);
   m.payload = codec::bytes_view(payload);
 }
 

@@ -157,6 +157,9 @@ int main(int argc, char** argv) {
                        "keep it on loopback or a private network)")->capture_default_str();
   node_cmd->add_flag("--monitor-per-agent", node.monitor_per_agent, "/metrics: also series labelled by agent id "
                      "(one set per connection)");
+  node_cmd->add_option("--trace-sample", node.trace_sample, "trace 1 in N data messages of each connection: per-hop "
+                       "times, kept for /tracez (0: none)")->capture_default_str();
+  node_cmd->add_option("--trace-keep", node.trace_keep, "traces kept for /tracez")->capture_default_str()->check(CLI::PositiveNumber);
   node_cmd->add_option("--monitor-require-peer", node.monitor_required_peers, "/healthz answers 503 while the link to "
                        "this node (by name) is down (repeatable)");
 

@@ -125,6 +125,7 @@ std::string config_json(const node_options& o) {
                       {"cluster_port", o.cluster_port},
                       {"join", o.join},
                       {"monitor_port", o.monitor_port},
+                      {"trace_sample", o.trace_sample},
                       {"log_level", o.log_level},
                       {"log_format", o.log_format}};
   return j.dump();
@@ -229,6 +230,9 @@ int run_node(const node_options& o) {
   so.limits.connections_per_s = o.limit_connections;
   so.limits.burst_connections = o.limit_burst_connections;
   so.limits.action = o.limit_action == "refuse" ? transport::rate_limits::over::refuse : transport::rate_limits::over::hold;
+  so.latency_metrics = o.monitor_port >= 0; // recorded for the monitoring port only: no clock reads without it
+  so.trace_sample = o.trace_sample;
+  so.trace_keep = o.trace_keep;
   std::unique_ptr<transport::server> server;
   try {
     server = std::make_unique<transport::server>(n, so);

@@ -26,6 +26,8 @@ struct node_options {
   std::string monitor_address = "127.0.0.1";
   bool monitor_per_agent = false;  ///< /metrics: series per connected agent
   std::vector<std::string> monitor_required_peers; ///< /healthz: 503 while a link to one of these is down
+  std::uint32_t trace_sample = 0;  ///< trace 1 in N data messages per connection (0: none; docs/monitoring.md)
+  std::size_t trace_keep = 256;    ///< traces kept for /tracez
   bool shared_memory = true;     ///< offer same-host agents shared-memory rings (docs/protocol.md §13)
   std::uint32_t shm_spin_us = 0; ///< sessions busy-poll their agent's ring this long before parking
   std::vector<std::string> allow_origin; ///< browser page origins allowed to connect (`*`: any; docs/security.md)

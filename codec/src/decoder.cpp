@@ -97,7 +97,8 @@ decode_status decoder::decode_body(const byte* frame, const frame_header& h, std
   if (decode_status s = parse_routing(routing, payload, base + hsize, out, has_capability); !s) return s;
 
   const std::uint32_t at_end = base + (h.total_size - h.payload_size); // where the section ended
-  if (((h.flags & flag::has_deadline) != 0) != out.has(field::deadline))
+  if (((h.flags & flag::has_deadline) != 0) != out.has(field::deadline) ||
+      ((h.flags & flag::traced) != 0) != out.has(field::trace))
     return {errc::flag_mismatch, base + static_cast<std::uint32_t>(offset::flags)};
   const type_info* t = describe(out.type);
   if ((out.present_mask() & t->required) != t->required) return {errc::missing_field, at_end};
@@ -144,6 +145,8 @@ decode_status decoder::parse_routing(const byte* begin, const byte* end, std::ui
       std::uint64_t len;
       if (errc e = read_varint(p, end, len); e != errc::ok) return fail(e, value_at);
       if (len > static_cast<std::uint64_t>(end - p)) return fail(errc::truncated, value_at);
+      if (fi && !fi->repeated && fi->kind == wire_kind::bytes)
+        out.set(id, std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(len)));
       p += len;
       break;
     }

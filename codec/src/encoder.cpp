@@ -37,7 +37,9 @@ std::size_t encoder::literal_size(const message& m) const noexcept {
   for_each_field(m.present_mask(), [&](field f) {
     const field_info* fi = describe(f);
     n += varint_size(key_of(f, fi->kind));
-    n += fi->kind == wire_kind::string ? literal_string_size(m.str(f)) : varint_size(m.num(f));
+    if (fi->kind == wire_kind::string) n += literal_string_size(m.str(f));
+    else if (fi->kind == wire_kind::bytes) n += varint_size(m.str(f).size()) + m.str(f).size();
+    else n += varint_size(m.num(f));
   });
   for (const repeated_entry& e : m.repeated) {
     const field_info* fi = describe(e.id);
@@ -105,7 +107,16 @@ byte* encoder::write_prefix(message& m, byte* out) {
   for_each_field(m.present_mask(), [&](field f) {
     const field_info* fi = describe(f);
     p = write_varint(p, key_of(f, fi->kind));
-    p = fi->kind == wire_kind::string ? write_string(p, m.str(f), true) : write_varint(p, m.num(f));
+    if (fi->kind == wire_kind::string) {
+      p = write_string(p, m.str(f), true);
+    } else if (fi->kind == wire_kind::bytes) {
+      const std::string_view b = m.str(f);
+      p = write_varint(p, b.size());
+      if (!b.empty()) std::memcpy(p, b.data(), b.size());
+      p += b.size();
+    } else {
+      p = write_varint(p, m.num(f));
+    }
   });
   for (const repeated_entry& e : m.repeated) {
     p = write_varint(p, key_of(e.id, describe(e.id)->kind));
@@ -114,6 +125,7 @@ byte* encoder::write_prefix(message& m, byte* out) {
   }
   m.sequence = next_seq_++;
   m.flags = m.has(field::deadline) ? (m.flags | flag::has_deadline) : (m.flags & ~flag::has_deadline);
+  m.flags = m.has(field::trace) ? (m.flags | flag::traced) : (m.flags & ~flag::traced);
   const auto routing = static_cast<std::uint32_t>(p - (out + hsize));
   frame_header h;
   h.type = static_cast<std::uint8_t>(m.type);

@@ -70,7 +70,7 @@ public:
     for (std::uint8_t n = 1; n <= max_field_number; ++n) {
       const field_info* fi = describe(n);
       if (fi->repeated || pick(3) != 0) continue;
-      if (fi->kind == wire_kind::string)
+      if (fi->kind != wire_kind::varint)
         m.set(static_cast<field>(n), word());
       else
         m.set(static_cast<field>(n), number());
@@ -87,7 +87,7 @@ public:
     for (std::uint8_t n = 1; n <= max_field_number; ++n) {
       const auto f = static_cast<field>(n);
       if ((t->required & bit(f)) && !m.has(f)) {
-        if (describe(f)->kind == wire_kind::string)
+        if (describe(f)->kind != wire_kind::varint)
           m.set(f, word());
         else
           m.set(f, number());
@@ -152,7 +152,7 @@ inline bool same_message(const message& a, const message& b) {
     const auto f = static_cast<field>(n);
     const field_info* fi = describe(f);
     if (fi->repeated || !a.has(f)) continue;
-    if (fi->kind == wire_kind::string ? a.str(f) != b.str(f) : a.num(f) != b.num(f)) return false;
+    if (fi->kind != wire_kind::varint ? a.str(f) != b.str(f) : a.num(f) != b.num(f)) return false;
   }
   auto i = a.repeated.begin();
   for (auto j = b.repeated.begin(); j != b.repeated.end(); ++i, ++j)

@@ -58,7 +58,7 @@ TEST_SUITE("frame_header") {
         {4, 2, errc::unsupported_version, 4}, {4, 0, errc::unsupported_version, 4},
         {5, 0x00, errc::unknown_type, 5},     {5, 0x06, errc::unknown_type, 5},
         {5, 0x1D, errc::unknown_type, 5},     {5, 0xFF, errc::unknown_type, 5},
-        {6, 0x10, errc::unknown_flags, 6},    {6, 0x80, errc::unknown_flags, 6},
+        {6, 0x20, errc::unknown_flags, 6},    {6, 0x80, errc::unknown_flags, 6},
         {7, 5, errc::bad_priority, 7},        {7, 0xFF, errc::bad_priority, 7},
         {36, 1, errc::reserved_nonzero, 36},  {39, 0x80, errc::reserved_nonzero, 36},
     };

@@ -3,6 +3,7 @@
 // encoder from the inputs the document states and (2) decoded back with its fields checked.
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
+#include <flowbus/codec/trace.hpp>
 
 #include "codec/codec_test_util.hpp"
 
@@ -202,6 +203,18 @@ std::vector<example> build_examples() {
   bye.type = msg_type::goodbye;
   bye.timestamp_ns = t0 + 10'000'000;
   add("goodbye", false, bye);
+
+  // the node writes a sampled PUBLISH to its subscriber: the agent's send time and the node's
+  // receive time 25 µs later in field 23 trace (§14), TRACED set
+  std::string hops;
+  append_hop(hops, hop::client_send, t0 + 11'000'000);
+  append_hop(hops, hop::node_in, t0 + 11'025'000);
+  message traced;
+  traced.type = msg_type::publish;
+  traced.timestamp_ns = t0 + 11'000'000;
+  traced.set_topic("jobs.done").set(field::source, "w-1").set(field::trace, hops);
+  traced.payload = bytes_view("ok", 2);
+  add("traced", true, traced);
   return out;
 }
 

@@ -292,6 +292,21 @@ TEST_SUITE("malformed") {
            return build({0x14, 0, 2, 0, cat({topic("a"), {0x10, 0x01}}), {}});
          },
          errc::flag_mismatch, 6},
+        {"TRACED without trace",
+         [] {
+           return build({0x14, flag::traced, 2, 0, topic("a"), {}});
+         },
+         errc::flag_mismatch, 6},
+        {"trace without TRACED",
+         [] {
+           return build({0x14, 0, 2, 0, cat({topic("a"), {0x5E, 0x09, 1, 0, 0, 0, 0, 0, 0, 0, 0}}), {}});
+         },
+         errc::flag_mismatch, 6},
+        {"trace sent as a string",
+         [] {
+           return build({0x14, flag::traced, 2, 0, cat({topic("a"), {0x5D, 0x04, 'x'}}), {}});
+         },
+         errc::bad_field, 43},
         {"bytes field past the end",
          [] {
            return build({0x14, 0, 2, 0, cat({topic("a"), {0x8E, 0x01, 0x05, 0x00}}), {}});

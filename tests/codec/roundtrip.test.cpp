@@ -3,6 +3,7 @@
 #include <flowbus/codec/crc32c.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/encoder.hpp>
+#include <flowbus/codec/trace.hpp>
 
 #include "codec/codec_test_util.hpp"
 
@@ -128,6 +129,36 @@ TEST_SUITE("roundtrip") {
     message d;
     REQUIRE(dec.decode(bytes_view(buf.data(), r.size), d));
     CHECK_FALSE(d.has(field::deadline));
+  }
+
+  TEST_CASE("a trace travels as raw bytes with TRACED set, and its hops read back") {
+    encoder enc;
+    decoder dec;
+    std::vector<byte> buf(256);
+    std::string t;
+    append_hop(t, hop::client_send, 1'700'000'000'000'000'001);
+    append_hop(t, hop::node_in, 1'700'000'000'000'020'002);
+    REQUIRE(valid_trace(t));
+    message m;
+    m.set_topic("t.trace");
+    m.set(field::trace, t);
+    const encode_result r = enc.encode(m, buf.data(), buf.size());
+    REQUIRE(r);
+    CHECK(r.size == enc.literal_size(m));
+    CHECK((m.flags & flag::traced) != 0);
+    message d;
+    REQUIRE(dec.decode(bytes_view(buf.data(), r.size), d));
+    CHECK((d.flags & flag::traced) != 0);
+    REQUIRE(d.str(field::trace) == t);
+    CHECK(hop_kind(d.str(field::trace), 1) == hop::node_in);
+    CHECK(hop_time(d.str(field::trace), 1) == 1'700'000'000'000'020'002);
+    CHECK(hop_time(d.str(field::trace), 0) == 1'700'000'000'000'000'001);
+    // bounded: a 17th hop is not added; malformed traces are recognised
+    for (int i = 0; i < 20; ++i)
+      append_hop(t, hop::cluster_in, 1);
+    CHECK(t.size() == max_trace_hops * trace_record_size);
+    CHECK_FALSE(valid_trace(std::string_view(t).substr(0, 10)));
+    CHECK_FALSE(valid_trace(std::string(9, '\x07')));
   }
 }
 

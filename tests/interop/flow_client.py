@@ -15,7 +15,7 @@ TASK_ASSIGNMENT, TASK_RESULT, COORDINATION, HEARTBEAT, BATCH = 0x01, 0x02, 0x03,
 REGISTER, WELCOME, SUBSCRIBE, UNSUBSCRIBE, PUBLISH = 0x10, 0x11, 0x12, 0x13, 0x14
 REQUEST, REPLY, ACK, NACK, ERROR, CREDIT, GOODBYE, CHALLENGE = 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C
 # §3 flags
-ACK_REQUESTED, HAS_DEADLINE, REDELIVERY, BROADCAST = 0x01, 0x02, 0x04, 0x08
+ACK_REQUESTED, HAS_DEADLINE, REDELIVERY, BROADCAST, TRACED = 0x01, 0x02, 0x04, 0x08, 0x10
 # §5.1 fields: number -> (name, wire kind, repeated)
 VARINT, STRING, BYTES, PAIR = 0, 1, 2, 3
 FIELDS = {
@@ -26,8 +26,19 @@ FIELDS = {
     13: ("agent_type", STRING, False), 14: ("capability", STRING, True), 15: ("heartbeat_ms", VARINT, False),
     16: ("attempt", VARINT, False), 17: ("subscription", STRING, True), 18: ("max_attempts", VARINT, False),
     19: ("token", STRING, False), 20: ("nonce", STRING, False), 21: ("public_key", STRING, False),
-    22: ("signature", STRING, False),
+    22: ("signature", STRING, False), 23: ("trace", BYTES, False),
 }
+# §14 trace hops
+CLIENT_SEND, NODE_IN, CLUSTER_IN, NODE_OUT = 1, 2, 3, 4
+
+
+def trace_hops(trace):
+    """§14: the (kind, ns) hops of a trace field's bytes."""
+    return [(trace[i], struct.unpack_from("<Q", trace, i + 1)[0]) for i in range(0, len(trace), 9)]
+
+
+def trace_hop(kind, ns):
+    return bytes([kind]) + struct.pack("<Q", ns)
 BY_NAME = {name: (num, kind, rep) for num, (name, kind, rep) in FIELDS.items()}
 POOL_ENTRIES, POOL_BYTES, POOLED_MAX = 1024, 65536, 255
 
@@ -138,9 +149,11 @@ class Encoder:
                     routing += put_varint(v)
                 elif kind == STRING:
                     routing += self._string(v, True)
+                elif kind == BYTES:
+                    routing += put_varint(len(v)) + bytes(v)
                 elif kind == PAIR:
                     routing += self._string(v[0], True) + self._string(v[1], False)
-        flags = m.flags | (HAS_DEADLINE if "deadline" in m.fields else 0)
+        flags = m.flags | (HAS_DEADLINE if "deadline" in m.fields else 0) | (TRACED if "trace" in m.fields else 0)
         total = HEADER + len(routing) + len(m.payload)
         header = bytearray(MAGIC + struct.pack("<BBBBIIQQII", 1, m.type, flags, m.priority, total,
                                                len(m.payload), time.time_ns(), self.sequence, 0, 0))

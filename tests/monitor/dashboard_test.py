@@ -60,7 +60,7 @@ class Page:
     async def figures(self):
         return await self.eval("""(() => {
           const ids = ["in_msgs_per_s", "out_msgs_per_s", "p50", "p95", "p99", "connections", "agents",
-                       "subscriptions", "dead_letters", "breakers_open", "status", "updated"];
+                       "subscriptions", "dead_letters", "breakers_open", "status", "updated", "slowest_hop"];
           const o = {refreshed: Number(document.body.dataset.refreshed || 0)};
           for (const id of ids) o[id] = document.getElementById(id).textContent;
           o.traffic_rows = document.querySelectorAll("#top_traffic tr").length - 1;
@@ -115,6 +115,10 @@ async def drive(node, dbg_port, screenshot):
         check(abs(rate - vrate) <= 0.5 * vrate, "msgs/s out shown (%s) within 50%% of /varz (%.0f)" % (rate, vrate))
         check(number(f["p50"]) <= number(f["p99"]), "p50 %s <= p99 %s" % (f["p50"], f["p99"]))
         check(f["traffic_rows"] == 2, "the top-traffic table lists the two bench agents")
+        tz = node.json("/tracez")
+        # (the slowest of two close segments may change between the page's refresh and this GET)
+        check(tz["slowest_hop"] is not None and any(f["slowest_hop"].startswith(g["segment"] + ",") for g in tz["segments"]),
+              "the slowest traced hop shown is one of /tracez's segments: %s" % f["slowest_hop"])
         # the figures move: the clock of the last update changes and the refresh count grows
         before = f
         await asyncio.sleep(2.5)
@@ -131,7 +135,7 @@ async def drive(node, dbg_port, screenshot):
 
 
 def main(exe, screenshot=None):
-    node = Node(exe, "--log-level", "warn")
+    node = Node(exe, "--log-level", "warn", "--trace-sample", "100")
     profile = tempfile.mkdtemp(prefix="flowbus-chromium-")
     dbg = free_port()
     browser = None

@@ -4,6 +4,7 @@ exposition parsed by Debian's prometheus_client (python3-prometheus-client), eve
 flowbus_*, counters ending in _total and never going back, histograms cumulative with +Inf equal
 to their count, every family documented in docs/monitoring.md, /varz agreeing with /metrics, and
 --log-format json writing one JSON object per line; `flowbus top --once` against it. Usage: metrics_test.py PATH/TO/flowbus"""
+import asyncio
 import json
 import os
 import subprocess
@@ -13,6 +14,9 @@ import time
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor_support import Node, check
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "interop"))
+import flow_client as fc  # noqa: E402  (the protocol client written from docs/protocol.md)
 
 DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "monitoring.md")
 
@@ -58,6 +62,23 @@ def check_families(families, docs):
                 check(ok, "histogram %s%s: cumulative, ends at +Inf == count (%s)" % (name, dict(key), h["count"]))
 
 
+async def traced_publish(node):
+    """protocol.md §14 from Python: an agent asks for a trace; the subscriber sees the node's hop."""
+    uri = "ws://127.0.0.1:%d/" % node.ws_port
+    a, b = fc.Agent(uri, "py-tr-a", subscriptions=["py.trace"]), fc.Agent(uri, "py-tr-b")
+    await a.connect()
+    await b.connect()
+    sent = time.time_ns()
+    await b.send(fc.Message(fc.PUBLISH, {"topic": "py.trace", "trace": fc.trace_hop(fc.CLIENT_SEND, sent)}, b"t"))
+    m = await a.next()
+    check(m.type == fc.PUBLISH and m.flags & fc.TRACED, "the subscriber gets the message with TRACED")
+    hops = fc.trace_hops(m.get("trace"))
+    check([k for k, _ in hops] == [fc.CLIENT_SEND, fc.NODE_IN], "its trace: client_send, then node_in")
+    check(hops[0][1] == sent and sent <= hops[1][1] <= time.time_ns(), "the hops' times are the sender's and the node's")
+    await a.close()
+    await b.close()
+
+
 def main(exe):
     with open(DOCS) as f:
         docs = f.read()
@@ -100,6 +121,11 @@ def main(exe):
         check(varz["out_msgs"] >= result["received"], "every delivered message is counted out")
         check(value(third, "flowbus_delivery_age_seconds_count", {"lane": "normal"}) >= result["received"],
               "every delivered message has its age recorded")
+        asyncio.run(traced_publish(node))
+        tz = node.json("/tracez")
+        mine = [t for t in tz["traces"] if t["recipient"] == "py-tr-a"]
+        check(len(mine) == 1 and [h["hop"] for h in mine[0]["hops"]] == ["client_send", "node_in", "node_out"],
+              "/tracez keeps the Python agent's trace with the node's write as its last hop")
         status, health = node.get("/healthz")
         check(status == 200 and health == {"status": "ok"}, "/healthz is ok")
     finally:

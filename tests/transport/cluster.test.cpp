@@ -6,6 +6,8 @@
 #include "transport/node_process.hpp"
 #include "transport/transport_support.hpp"
 
+#include <flowbus/codec/trace.hpp>
+
 #include <flowbus/transport/client.hpp>
 
 #include <signal.h>
@@ -431,6 +433,31 @@ TEST_CASE("a lossless topic's slow subscriber on another node holds the publishe
   CHECK(ea.node.cluster_stats().dead_lettered == 0);
   CHECK(eb.node.dead().count(actors::dead_reason::overflow) == 0);
   CHECK(eventually([&] { return !pub.held(); }));
+}
+
+TEST_CASE("a traced message across two nodes: the second adds its arrival, and keeps the whole trace") {
+  transport::server_options traced;
+  traced.trace_sample = 1; // every message
+  edge ea(traced, in_process_member(small_node(), "a", {}));
+  edge eb({}, in_process_member(small_node(), "b", {"127.0.0.1:" + std::to_string(ea.node.cluster_port())}));
+  inbox box;
+  transport::client sub(client_opts(eb.port(), "tsub")), pub(client_opts(ea.port(), "tpub"));
+  REQUIRE(sub.connect() == errc::ok);
+  REQUIRE(pub.connect() == errc::ok);
+  REQUIRE(sub.subscribe("trace.x", box.handler()).get() == errc::ok);
+  REQUIRE(arrives([&] { pub.publish("trace.x", "probe"); }, box));
+  REQUIRE(eventually([&] { return !eb.server.traces().empty(); }));
+  const transport::trace_record r = eb.server.traces().front();
+  CHECK(r.recipient == "tsub");
+  CHECK(r.source == "tpub");
+  REQUIRE(r.hops.size() == 4);
+  CHECK(r.hops[0].first == codec::hop::client_send);
+  CHECK(r.hops[1].first == codec::hop::node_in);    // a took it from tpub
+  CHECK(r.hops[2].first == codec::hop::cluster_in); // b took it from a's link
+  CHECK(r.hops[3].first == codec::hop::node_out);   // b wrote it to tsub
+  for (std::size_t i = 1; i < r.hops.size(); ++i)
+    CHECK(r.hops[i - 1].second <= r.hops[i].second);
+  CHECK(ea.server.traces().empty()); // a wrote it to nobody on its edge
 }
 
 TEST_CASE("a WebSocket agent whose id another node kept (both registered it before they linked) gets ERROR 72") {

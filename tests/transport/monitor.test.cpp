@@ -3,6 +3,8 @@
 // dead letters, the latency histograms per lane, /healthz's 503 — and bad requests answered.
 #include "transport/transport_support.hpp"
 
+#include <flowbus/codec/clock.hpp>
+#include <flowbus/codec/trace.hpp>
 #include <flowbus/transport/monitor.hpp>
 
 #include <nlohmann/json.hpp>
@@ -246,6 +248,84 @@ TEST_SUITE("monitor") {
     CHECK(h.j()["error"] == "cluster peer node-b is down");
     CHECK(get(mon.port(), "/routez").j()["num_routes"] == 0);
     CHECK(get(mon.port(), "/varz").j()["connections"] == 0); // no edge: zeros, not a failure
+  }
+
+  TEST_CASE("tracing: 1 in N messages carries its hops; the node keeps them, newest first, for /tracez") {
+    transport::server_options so;
+    so.trace_sample = 10;
+    so.trace_keep = 5;
+    edge e(so);
+    transport::monitor_options mo;
+    mo.port = 0;
+    transport::monitor mon(e.node, &e.server, mo);
+    struct traced_inbox {
+      std::mutex m;
+      std::vector<std::string> traces;
+    } got;
+    transport::client sub(client_opts(e.port(), "tr-sub")), pub(client_opts(e.port(), "tr-pub"));
+    REQUIRE(sub.connect() == errc::ok);
+    REQUIRE(pub.connect() == errc::ok);
+    REQUIRE(sub.subscribe("tr.x", [&](const transport::incoming& in) {
+                 std::lock_guard<std::mutex> g(got.m);
+                 got.traces.emplace_back(in.trace);
+               }).get() == errc::ok);
+    for (int i = 0; i < 30; ++i)
+      REQUIRE(pub.publish("tr.x", std::to_string(i)) == errc::ok);
+    REQUIRE(eventually([&] {
+      std::lock_guard<std::mutex> g(got.m);
+      return got.traces.size() == 30;
+    }, 5s));
+    {
+      std::lock_guard<std::mutex> g(got.m);
+      std::size_t traced = 0;
+      for (std::size_t i = 0; i < got.traces.size(); ++i)
+        if (!got.traces[i].empty()) {
+          ++traced;
+          CHECK(i % 10 == 9); // the 10th, 20th, 30th
+          // the recipient sees the hops so far: its sender's send time and the node's receive time
+          REQUIRE(got.traces[i].size() == 2 * codec::trace_record_size);
+          CHECK(codec::hop_kind(got.traces[i], 0) == codec::hop::client_send);
+          CHECK(codec::hop_kind(got.traces[i], 1) == codec::hop::node_in);
+        }
+      CHECK(traced == 3);
+    }
+    std::vector<transport::trace_record> t = e.server.traces();
+    REQUIRE(t.size() == 3);
+    for (const auto& r : t) {
+      CHECK(r.recipient == "tr-sub");
+      CHECK(r.source == "tr-pub");
+      CHECK(r.topic == "tr.x");
+      REQUIRE(r.hops.size() == 3);
+      CHECK(r.hops[0].first == codec::hop::client_send);
+      CHECK(r.hops[1].first == codec::hop::node_in);
+      CHECK(r.hops[2].first == codec::hop::node_out);
+      CHECK(r.hops[0].second <= r.hops[1].second); // one host, one wall clock
+      CHECK(r.hops[1].second <= r.hops[2].second);
+    }
+    CHECK(t[0].hops[2].second >= t[2].hops[2].second); // newest first
+
+    // an agent may ask for a trace itself: continued whatever the sampling, and bounded
+    actors::send_options o;
+    std::string mine;
+    codec::append_hop(mine, codec::hop::client_send, codec::wall_clock_ns());
+    o.trace = mine;
+    for (int i = 0; i < 4; ++i)
+      REQUIRE(pub.publish("tr.x", "asked", o) == errc::ok);
+    REQUIRE(eventually([&] { return e.server.traces().size() == 5; }, 5s)); // trace_keep
+    t = e.server.traces();
+    CHECK(t[0].hops.size() == 3);
+
+    const http_answer z = get(mon.port(), "/tracez?limit=2");
+    const json tz = z.j();
+    CHECK(tz["sample"] == 10);
+    CHECK(tz["kept"] == 5);
+    CHECK(tz["traces"].size() == 2);
+    CHECK(tz["traces"][0]["hops"][2]["hop"] == "node_out");
+    CHECK(tz["traces"][0]["recipient"] == "tr-sub");
+    REQUIRE(tz["segments"].size() == 2);
+    CHECK(tz["segments"][1]["segment"] == "node_in -> node_out");
+    CHECK(tz["segments"][1]["count"] == 5);
+    CHECK(tz["slowest_hop"]["segment"].is_string());
   }
 
   TEST_CASE("the sampler turns counters into rates") {

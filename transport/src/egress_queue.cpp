@@ -5,6 +5,7 @@
 #include <flowbus/codec/clock.hpp>
 #include <flowbus/codec/decoder.hpp>
 #include <flowbus/codec/frame_header.hpp>
+#include <flowbus/codec/trace.hpp>
 #include <flowbus/codec/types.hpp>
 #include <flowbus/scheduling/fixed_rate.hpp>
 
@@ -21,15 +22,42 @@ egress_queue::egress_queue(actors::dead_letters& dead, const std::string& agent,
 /// once per message gathered).
 void egress_queue::observe(const scheduling::buffer_ref& f, std::uint64_t& steady, std::uint64_t& wall) {
   if (f.size() < codec::defaults::header_size) return;
+  const bool traced = f.data()[codec::offset::flags] & codec::flag::traced;
+  if (!metrics_->latency && !traced) return;
   if (!steady) {
     steady = scheduling::steady_ns();
     wall = codec::wall_clock_ns();
   }
+  if (traced) keep_trace(f, wall);
+  if (!metrics_->latency) return;
   const std::size_t lane = std::min<std::size_t>(f.data()[codec::offset::priority], scheduling::lane_count - 1);
   if (const std::uint64_t in = f.stamp(); in && steady > in) metrics_->queued[lane].record(steady - in);
   std::uint64_t ts;
   std::memcpy(&ts, f.data() + codec::offset::timestamp, sizeof ts); // little-endian on the wire, as here
   if (ts && wall > ts) metrics_->age[lane].record(wall - ts);
+}
+
+/// A traced frame written now: its trace, with this write as the last hop, kept for /tracez.
+void egress_queue::keep_trace(const scheduling::buffer_ref& f, std::uint64_t wall) {
+  codec::decoder d(codec::stored_frame_decoding());
+  codec::message m;
+  if (!d.decode(codec::bytes_view(f.data(), f.size()), m)) return;
+  const std::string_view t = m.str(codec::field::trace);
+  if (!codec::valid_trace(t)) return;
+  trace_record r;
+  r.recipient = agent_;
+  r.source = m.str(codec::field::source);
+  r.topic = m.topic();
+  r.target = m.str(codec::field::target);
+  r.type = static_cast<std::uint8_t>(m.type);
+  r.priority = static_cast<std::uint8_t>(m.prio);
+  for (std::size_t i = 0; i < t.size() / codec::trace_record_size; ++i)
+    r.hops.emplace_back(codec::hop_kind(t, i), codec::hop_time(t, i));
+  r.hops.emplace_back(codec::hop::node_out, wall);
+  std::lock_guard<std::mutex> g(metrics_->trace_m);
+  metrics_->traces.push_back(std::move(r));
+  while (metrics_->traces.size() > metrics_->trace_keep)
+    metrics_->traces.pop_front();
 }
 
 void egress_queue::admit(scheduling::buffer_ref&& f) {

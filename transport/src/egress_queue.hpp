@@ -18,9 +18,12 @@
 #include <flowbus/scheduling/lanes.hpp>
 #include <flowbus/scheduling/metrics.hpp>
 #include <flowbus/transport/outbound.hpp>
+#include <flowbus/transport/server.hpp>
 
 #include <array>
 #include <cstdint>
+#include <deque>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,7 +34,12 @@ namespace flowbus::transport::detail {
 /// The edge's latency histograms per priority lane (server::latency()): time a data frame waited
 /// in the node (from its buffer's stamp), and its age when written (from its timestamp field).
 struct edge_metrics {
+  bool latency = true; ///< server_options::latency_metrics
   std::array<scheduling::bucket_histogram, scheduling::lane_count> queued, age;
+  // traced frames (rare: sampled) as written, newest last
+  std::size_t trace_keep = 256;
+  std::mutex trace_m;
+  std::deque<trace_record> traces;
 };
 
 class delivery_tracker;
@@ -78,6 +86,7 @@ public:
 private:
   std::optional<scheduling::buffer_ref> next_frame(std::size_t& window_waits);
   void observe(const scheduling::buffer_ref& f, std::uint64_t& steady, std::uint64_t& wall);
+  void keep_trace(const scheduling::buffer_ref& f, std::uint64_t wall);
 
   actors::dead_letters& dead_;
   const std::string& agent_;

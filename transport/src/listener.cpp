@@ -75,6 +75,8 @@ void server::core::accept() {
 
 server::server(actors::node& node, server_options options) : core_(std::make_shared<core>(node, std::move(options))) {
   core& c = *core_;
+  c.metrics.latency = c.opt.latency_metrics;
+  c.metrics.trace_keep = std::max<std::size_t>(c.opt.trace_keep, 1);
   if (c.opt.shared_memory)
     if (const std::size_t n = shm_link::remove_stale())
       spdlog::info("flowbus: removed {} shared-memory channels left by node processes that died", n);
@@ -180,6 +182,11 @@ edge_latency server::latency() const {
     l.age[i] = core_->metrics.age[i].read();
   }
   return l;
+}
+
+std::vector<trace_record> server::traces() const {
+  std::lock_guard<std::mutex> g(core_->metrics.trace_m);
+  return {core_->metrics.traces.rbegin(), core_->metrics.traces.rend()};
 }
 
 server_stats server::stats() const {

@@ -3,6 +3,7 @@
 
 #include <flowbus/codec/clock.hpp>
 #include <flowbus/codec/decoder.hpp>
+#include <flowbus/codec/trace.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -226,9 +227,10 @@ monitor_response monitor_state::render(std::string_view target) const {
   if (path == "/dlqz") return dlqz(q);
   if (path == "/routez") return routez();
   if (path == "/historyz") return historyz();
+  if (path == "/tracez") return tracez(q);
   if (path == "/metrics") return metrics();
   return error_response(404, "no such endpoint: " + path +
-                                 " (/healthz /varz /connz /subsz /dlqz /routez /historyz /metrics /)");
+                                 " (/healthz /varz /connz /subsz /dlqz /routez /historyz /tracez /metrics /)");
 }
 
 monitor_response monitor_state::healthz() const {
@@ -553,6 +555,60 @@ monitor_response monitor_state::historyz() const {
                     {"cpu", s.cpu_percent},
                     {"mem", s.rss_bytes}});
   return json_response({{"interval_ms", opt.sample_interval.count()}, {"samples", list}});
+}
+
+monitor_response monitor_state::tracez(const std::map<std::string, std::string>& q) const {
+  const std::vector<trace_record> all = edge ? edge->traces() : std::vector<trace_record>{};
+  const std::uint64_t limit = num(q, "limit", 50);
+  // per segment (from one hop kind to the next): how many, mean and max — the slowest hop is the
+  // segment with the largest mean
+  struct seg {
+    std::uint64_t n = 0;
+    double sum_us = 0, max_us = 0;
+  };
+  std::map<std::string, seg> segments;
+  json list = json::array();
+  for (const trace_record& t : all) {
+    json hops = json::array();
+    for (std::size_t i = 0; i < t.hops.size(); ++i) {
+      json h = {{"hop", codec::to_string(t.hops[i].first)}, {"time", iso_time(t.hops[i].second)}};
+      if (i) {
+        const double us = (static_cast<double>(t.hops[i].second) - static_cast<double>(t.hops[i - 1].second)) / 1e3;
+        h["after_us"] = us;
+        seg& s = segments[std::string(codec::to_string(t.hops[i - 1].first)) + " -> " + codec::to_string(t.hops[i].first)];
+        ++s.n;
+        s.sum_us += us;
+        s.max_us = std::max(s.max_us, us);
+      }
+      hops.push_back(std::move(h));
+    }
+    if (list.size() >= limit) continue;
+    const double total = t.hops.size() > 1 ? (static_cast<double>(t.hops.back().second) - static_cast<double>(t.hops.front().second)) / 1e3 : 0;
+    list.push_back({{"recipient", t.recipient},
+                    {"source", t.source},
+                    {"topic", t.topic},
+                    {"target", t.target},
+                    {"type", codec::to_string(static_cast<codec::msg_type>(t.type))},
+                    {"priority", lane_names[std::min<std::size_t>(t.priority, 4)]},
+                    {"total_us", total},
+                    {"hops", hops}});
+  }
+  json segs = json::array();
+  std::string slowest;
+  double slowest_mean = -1;
+  for (const auto& [name, s] : segments) {
+    const double mean = s.sum_us / static_cast<double>(s.n);
+    segs.push_back({{"segment", name}, {"count", s.n}, {"mean_us", mean}, {"max_us", s.max_us}});
+    if (mean > slowest_mean) {
+      slowest_mean = mean;
+      slowest = name;
+    }
+  }
+  return json_response({{"sample", edge ? edge->options().trace_sample : 0},
+                        {"kept", all.size()},
+                        {"segments", segs},
+                        {"slowest_hop", slowest.empty() ? json(nullptr) : json({{"segment", slowest}, {"mean_us", slowest_mean}})},
+                        {"traces", list}});
 }
 
 } // namespace flowbus::transport::detail

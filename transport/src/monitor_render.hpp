@@ -59,6 +59,7 @@ private:
   monitor_response dlqz(const std::map<std::string, std::string>& q) const;
   monitor_response routez() const;
   monitor_response historyz() const;
+  monitor_response tracez(const std::map<std::string, std::string>& q) const;
   monitor_response metrics() const; // monitor_metrics.cpp
   monitor_sample last_sample() const;
 

@@ -270,6 +270,8 @@ private:
   std::uint32_t unreported_in_ = 0; ///< messages counted, not yet added to core_.frames_in
   std::uint64_t unreported_bytes_ = 0; ///< their bytes, likewise for rec_
   std::uint64_t ingress_ns_ = 0;    ///< this pass's steady clock, stamped on what it routes (0: not read yet)
+  std::uint32_t untraced_ = 0;      ///< data messages since the last one traced (server_options::trace_sample)
+  std::string trace_;               ///< scratch: the trace of the message being routed
   connection_record rec_;
   ws_reader wsr_;
   codec::bytes_view msg_;    ///< the message being handled (in rbuf_; kept while paused)

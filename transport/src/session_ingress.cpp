@@ -4,6 +4,7 @@
 
 #include <flowbus/actors/agent_directory.hpp> // max_heartbeat_interval
 #include <flowbus/codec/clock.hpp>
+#include <flowbus/codec/trace.hpp>
 #include <flowbus/scheduling/fixed_rate.hpp>
 
 #include <boost/asio/post.hpp>
@@ -150,8 +151,19 @@ bool session::forward(const codec::message& m) {
   if (bool go_on; !rate_.unlimited() && over_rate(m, go_on)) return go_on;
   actors::send_options o;
   o.timestamp_ns = m.timestamp_ns; // the agent's send time travels on (protocol.md §2)
-  if (!ingress_ns_) ingress_ns_ = scheduling::steady_ns(); // once per pass (report_in clears it)
-  o.ingress_ns = ingress_ns_;
+  if (core_.opt.latency_metrics) {
+    if (!ingress_ns_) ingress_ns_ = scheduling::steady_ns(); // once per pass (report_in clears it)
+    o.ingress_ns = ingress_ns_;
+  }
+  if (m.has(codec::field::trace) || (core_.opt.trace_sample && ++untraced_ >= core_.opt.trace_sample)) {
+    // sampled (or traced by the agent): the agent's send time, then ours (codec/trace.hpp)
+    trace_.assign(m.str(codec::field::trace));
+    if (!codec::valid_trace(trace_)) trace_.clear();
+    if (trace_.empty()) codec::append_hop(trace_, codec::hop::client_send, m.timestamp_ns);
+    codec::append_hop(trace_, codec::hop::node_in, codec::wall_clock_ns());
+    o.trace = trace_;
+    untraced_ = 0;
+  }
   o.type = m.type;
   o.prio = static_cast<codec::priority>(m.prio);
   o.correlation_id = m.correlation_id();

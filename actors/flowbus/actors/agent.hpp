@@ -84,6 +84,8 @@ struct delivery {
   std::uint32_t max_attempts = 0; ///< the sender's retry budget for this message (0: the recipient's policy)
   std::uint64_t error_code = 0;   ///< ERROR: why (a request that cannot be answered: wire_code of its errc)
   std::string_view payload;
+  /// Sampled tracing: the message's hops so far (codec/trace.hpp; empty: not traced).
+  std::string_view trace;
   /// The repeated routing fields: application headers (field 8), capabilities... valid as the
   /// other views are. header() finds one header.
   codec::repeated_fields repeated;
@@ -114,6 +116,9 @@ struct send_options {
   /// When the node took the message in (steady clock, ns; 0: not stamped): kept with the frame
   /// (buffer_ref::stamp) so the edge can measure how long it waited in the node.
   std::uint64_t ingress_ns = 0;
+  /// The message's trace so far (codec/trace.hpp; field `trace`); empty: not traced. The view
+  /// must outlive the send.
+  std::string_view trace;
   /// Application headers (field 8, key/value) carried to every recipient as they are; other
   /// repeated entries in it are ignored (so a received message's `repeated` can be passed on).
   /// The views must outlive the send.

@@ -91,12 +91,12 @@ public:
   bool has(field f) const noexcept { return (present_ & bit(f)) != 0; }
   std::uint32_t present_mask() const noexcept { return present_; }
 
-  /// Value of a singular string field; empty if absent. @pre describe(f)->kind == wire_kind::string
+  /// Value of a singular string (or bytes) field; empty if absent. @pre describe(f)->kind is string or bytes
   std::string_view str(field f) const noexcept { return has(f) ? strs_[describe(f)->slot] : std::string_view{}; }
   /// Value of a singular varint field; 0 if absent. @pre describe(f)->kind == wire_kind::varint
   std::uint64_t num(field f) const noexcept { return has(f) ? nums_[describe(f)->slot] : 0; }
 
-  /// @pre f is a singular string field
+  /// @pre f is a singular string (or bytes) field
   message& set(field f, std::string_view v) noexcept {
     std::string_view& slot = strs_[describe(f)->slot];
     if (has(f)) str_bytes_ -= slot.size();
@@ -112,7 +112,7 @@ public:
     return *this;
   }
   message& unset(field f) noexcept {
-    if (has(f) && describe(f)->kind == wire_kind::string) str_bytes_ -= strs_[describe(f)->slot].size();
+    if (has(f) && describe(f)->kind != wire_kind::varint) str_bytes_ -= strs_[describe(f)->slot].size();
     present_ &= ~bit(f);
     return *this;
   }

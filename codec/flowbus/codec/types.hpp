@@ -38,7 +38,8 @@ inline constexpr std::uint8_t ack_requested = 0x01; ///< sender wants an ACK/NAC
 inline constexpr std::uint8_t has_deadline = 0x02;  ///< set if and only if the deadline field is present
 inline constexpr std::uint8_t redelivery = 0x04;    ///< may duplicate an earlier delivery
 inline constexpr std::uint8_t broadcast = 0x08;     ///< deliver to every agent (or every agent of agent_type)
-inline constexpr std::uint8_t known_mask = 0x0F;
+inline constexpr std::uint8_t traced = 0x10;        ///< set if and only if the trace field is present
+inline constexpr std::uint8_t known_mask = 0x1F;
 } // namespace flag
 
 /// How a routing field's value is laid out on the wire (low two bits of the field key).
@@ -73,8 +74,9 @@ enum class field : std::uint8_t {
   nonce = 20,         ///< string: CHALLENGE's nonce (base64url of 32 random bytes)
   public_key = 21,    ///< string: REGISTER's Ed25519 public key (base64url of 32 bytes)
   signature = 22,     ///< string: REGISTER's Ed25519 signature of the nonce (base64url of 64 bytes)
+  trace = 23,         ///< bytes: a sampled message's hops, 9 bytes each (hop kind, wall ns u64 LE; protocol.md §14)
 };
-inline constexpr std::uint8_t max_field_number = 22;
+inline constexpr std::uint8_t max_field_number = 23;
 
 /// Where a known field lives in a decoded message.
 struct field_info {
@@ -83,7 +85,7 @@ struct field_info {
   std::uint8_t slot; ///< index into message's string or number slots (singular fields only)
   const char* name;
 };
-inline constexpr std::uint8_t string_slots = 10;
+inline constexpr std::uint8_t string_slots = 11; ///< string and bytes fields
 inline constexpr std::uint8_t number_slots = 9;
 
 namespace detail {
@@ -100,6 +102,7 @@ inline constexpr field_info field_table[max_field_number + 1] = {
     {wire_kind::string, true, 0, "subscription"},  {wire_kind::varint, false, 8, "max_attempts"},
     {wire_kind::string, false, 6, "token"},        {wire_kind::string, false, 7, "nonce"},
     {wire_kind::string, false, 8, "public_key"},   {wire_kind::string, false, 9, "signature"},
+    {wire_kind::bytes, false, 10, "trace"},
 };
 } // namespace detail
 

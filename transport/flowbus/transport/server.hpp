@@ -8,6 +8,7 @@
 #pragma once
 
 #include <flowbus/actors/node.hpp>
+#include <flowbus/codec/trace.hpp>
 #include <flowbus/scheduling/circuit_breaker.hpp>
 #include <flowbus/scheduling/retry.hpp>
 #include <flowbus/transport/auth.hpp>
@@ -19,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace flowbus::transport {
@@ -100,6 +102,16 @@ struct server_options {
   /// Shared memory is not offered over TLS. (docs/security.md)
   tls_server_options tls;
   rate_limits limits;
+  /// The latency histograms of server::latency() (docs/monitoring.md): a clock read per read pass
+  /// and per write, two relaxed adds per frame written. false: not recorded (the histograms stay empty).
+  bool latency_metrics = true;
+  /// Sampled tracing (docs/monitoring.md, protocol.md §14): 1 in `trace_sample` data messages an
+  /// agent sends (per connection; 0: none) is traced — the node writes the agent's send time and
+  /// its own receive time into the message's `trace` field, other nodes add their arrival, and the
+  /// node that writes it to a recipient keeps the trace with its write time (server::traces()).
+  /// A message that arrives with a trace is always continued.
+  std::uint32_t trace_sample = 0;
+  std::size_t trace_keep = 256; ///< the most recent traces kept
 };
 
 struct server_stats {
@@ -161,6 +173,14 @@ struct edge_latency {
   std::array<scheduling::bucket_snapshot, 5> queued, age;
 };
 
+/// A traced message as written to one recipient (server::traces(), /tracez).
+struct trace_record {
+  std::string recipient;         ///< the agent it was written to
+  std::string source, topic, target;
+  std::uint8_t type = 0, priority = 0;
+  std::vector<std::pair<codec::hop, std::uint64_t>> hops; ///< in order; the last is node_out here
+};
+
 class server {
 public:
   /// Binds and listens; throws std::system_error if the address cannot be bound.
@@ -177,6 +197,8 @@ public:
   /// Every connection past its TCP accept, in cid order.
   std::vector<connection_info> connections() const;
   edge_latency latency() const;
+  /// The most recent traces (server_options::trace_keep), newest first.
+  std::vector<trace_record> traces() const;
   const server_options& options() const noexcept;
 
   struct core;
