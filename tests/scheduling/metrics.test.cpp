@@ -38,6 +38,27 @@ TEST_SUITE("metrics") {
     CHECK(s.counts[bucket_histogram::bucket_of(3'000'000)] == 2 * each);             // le 5 ms: 3 and 4
   }
 
+  TEST_CASE("a run recorder adds runs of one bucket at once, and loses nothing across histograms") {
+    bucket_histogram a, b;
+    run_recorder r;
+    for (int i = 0; i < 10; ++i)
+      r.record(a, 3'000); // one run (a, 5 µs bucket)
+    r.record(a, 30'000);  // another bucket
+    r.record(b, 30'000);  // another histogram
+    r.record(a, 3'000);
+    CHECK(a.read().count == 11); // each run is added when the next begins; the last one waits
+    CHECK(b.read().count == 1);
+    r.flush();
+    r.flush(); // (twice: nothing more)
+    const bucket_snapshot sa = a.read(), sb = b.read();
+    CHECK(sa.count == 12);
+    CHECK(sa.counts[bucket_histogram::bucket_of(3'000)] == 11);
+    CHECK(sa.counts[bucket_histogram::bucket_of(30'000)] == 1);
+    CHECK(sa.sum_ns == doctest::Approx(11 * 3'000 + 30'000));
+    CHECK(sb.count == 1);
+    CHECK(sb.sum_ns == doctest::Approx(30'000));
+  }
+
   TEST_CASE("quantiles interpolate inside the bucket, and merge adds") {
     bucket_histogram h;
     for (int i = 0; i < 100; ++i)

@@ -31,10 +31,10 @@ void egress_queue::observe(const scheduling::buffer_ref& f, std::uint64_t& stead
   if (traced) keep_trace(f, wall);
   if (!metrics_->latency) return;
   const std::size_t lane = std::min<std::size_t>(f.data()[codec::offset::priority], scheduling::lane_count - 1);
-  if (const std::uint64_t in = f.stamp(); in && steady > in) metrics_->queued[lane].record(steady - in);
+  if (const std::uint64_t in = f.stamp(); in && steady > in) queued_runs_.record(metrics_->queued[lane], steady - in);
   std::uint64_t ts;
   std::memcpy(&ts, f.data() + codec::offset::timestamp, sizeof ts); // little-endian on the wire, as here
-  if (ts && wall > ts) metrics_->age[lane].record(wall - ts);
+  if (ts && wall > ts) age_runs_.record(metrics_->age[lane], wall - ts);
 }
 
 /// A traced frame written now: its trace, with this write as the last hop, kept for /tracez.
@@ -124,6 +124,10 @@ egress_queue::gathered egress_queue::gather(outbound_batch& batch, bool deliver,
       held_ = {};
       ++g.data;
     }
+  }
+  if (now_steady) { // something was observed: its runs go into the shared histograms now
+    queued_runs_.flush();
+    age_runs_.flush();
   }
   if (batch.empty()) return g;
   const std::uint64_t first = next_sequence;

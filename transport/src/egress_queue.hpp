@@ -92,6 +92,7 @@ private:
   const std::string& agent_;
   scheduling::lane_options lane_options_;
   edge_metrics* metrics_;
+  scheduling::run_recorder queued_runs_, age_runs_; ///< flushed at the end of each gather()
   std::vector<std::vector<codec::byte>> control_; ///< few, and usually none (a deque costs 1 KiB per idle connection)
   /// made with the first frame (an idle connection has none)
   std::unique_ptr<scheduling::lane_scheduler<scheduling::buffer_ref>> lanes_;

@@ -41,10 +41,12 @@ public:
       ++i;
     return i;
   }
-  void record(std::uint64_t ns) noexcept {
+  void record(std::uint64_t ns) noexcept { record_n(bucket_of(ns), 1, ns); }
+  /// `n` values in `bucket` whose sum is `sum_ns` (a run_recorder's flush).
+  void record_n(std::size_t bucket, std::uint64_t n, std::uint64_t sum_ns) noexcept {
     shard& s = shards_[shard_index()];
-    s.counts[bucket_of(ns)].fetch_add(1, std::memory_order_relaxed);
-    s.sum.fetch_add(ns, std::memory_order_relaxed);
+    s.counts[bucket].fetch_add(n, std::memory_order_relaxed);
+    s.sum.fetch_add(sum_ns, std::memory_order_relaxed);
   }
   bucket_snapshot read() const noexcept;
 
@@ -56,6 +58,33 @@ private:
     std::atomic<std::uint64_t> sum{0};
   };
   std::array<shard, shard_count> shards_{};
+};
+
+/// Records values into histograms in runs: consecutive values for the same histogram and bucket
+/// cost one add to the shared counts when the run ends (flush()), not one each. A burst of frames
+/// written together mostly falls in one or two buckets of its lane.
+/// @threadsafe no: one per recording thread (or strand); the histograms themselves are shared
+class run_recorder {
+public:
+  void record(bucket_histogram& h, std::uint64_t ns) noexcept {
+    const std::size_t b = bucket_histogram::bucket_of(ns);
+    if (&h != h_ || b != bucket_) {
+      flush();
+      h_ = &h;
+      bucket_ = b;
+    }
+    ++n_;
+    sum_ += ns;
+  }
+  void flush() noexcept {
+    if (n_) h_->record_n(bucket_, n_, sum_);
+    n_ = sum_ = 0;
+  }
+
+private:
+  bucket_histogram* h_ = nullptr;
+  std::size_t bucket_ = 0;
+  std::uint64_t n_ = 0, sum_ = 0;
 };
 
 } // namespace flowbus::scheduling
