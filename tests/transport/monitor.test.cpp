@@ -130,6 +130,35 @@ TEST_SUITE("monitor") {
     REQUIRE(eventually([&] { return m.get("/varz").j()["connections"] == 1; }, 5s));
   }
 
+  TEST_CASE("connz shows a stalled consumer's backlog, by lane, and the window it used up") {
+    monitored m;
+    raw_peer slow(m.port());
+    slow.join("stalled", {"st.x"}, 5); // a window of 5 that it never grants back
+    transport::client pub(client_opts(m.port(), "st-pub"));
+    REQUIRE(pub.connect() == errc::ok);
+    actors::send_options low;
+    low.prio = codec::priority::low;
+    for (int i = 0; i < 20; ++i)
+      REQUIRE(pub.publish("st.x", "n") == errc::ok);
+    for (int i = 0; i < 10; ++i)
+      REQUIRE(pub.publish("st.x", "l", low) == errc::ok);
+    json c;
+    REQUIRE(eventually([&] {
+      c = m.get("/connz?sort=pending&limit=1").j();
+      return c["connections"][0]["pending"] == 25;
+    }, 5s));
+    const json& s = c["connections"][0];
+    CHECK(s["name"] == "stalled");
+    CHECK(s["out_msgs"] == 5);
+    CHECK(s["window"] == 5);
+    CHECK(s["credit"] == 0);
+    CHECK(s["lanes"]["normal"].get<int>() + s["lanes"]["low"].get<int>() == 25);
+    CHECK(s["lanes"]["low"].get<int>() >= 8); // (weighted round-robin: at most 2 LOW among the 5 written)
+    CHECK(m.get("/varz").j()["pending"] == 25);
+    const std::string depth = "flowbus_lane_depth{lane=\"low\"} " + std::to_string(s["lanes"]["low"].get<int>()) + "\n";
+    CHECK(m.get("/metrics").body.find(depth) != std::string::npos);
+  }
+
   TEST_CASE("subsz tests a topic against the routing table, queue groups included") {
     monitored m;
     transport::client a(client_opts(m.port(), "sz-a")), b(client_opts(m.port(), "sz-b")), c(client_opts(m.port(), "sz-c"));

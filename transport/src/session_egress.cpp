@@ -95,15 +95,16 @@ bool session::gather(bool delivering) {
     core_.frames_out.fetch_add(g.data, std::memory_order_relaxed);
     update_throttle();
   }
+  // what waits for the agent, also when nothing can go (a used-up window: a stalled consumer)
+  for (std::size_t i = 0; i < rec_.lanes.size(); ++i)
+    connection_record::set(rec_.lanes[i], egress_.lane_size(i));
+  connection_record::set(rec_.pending, egress_.size() + (gw_ ? gw_->backlog() : 0));
+  connection_record::set(rec_.credit, egress_.window().credit());
   if (g.message.empty()) return false;
   core_.bytes_out.fetch_add(g.message.size(), std::memory_order_relaxed);
   connection_record::add(rec_.msgs_out, g.data);
   connection_record::add(rec_.bytes_out, g.message.size());
   connection_record::set(rec_.last_ns, coarse_wall_ns());
-  for (std::size_t i = 0; i < rec_.lanes.size(); ++i)
-    connection_record::set(rec_.lanes[i], egress_.lane_size(i));
-  connection_record::set(rec_.pending, egress_.size() + (gw_ ? gw_->backlog() : 0));
-  connection_record::set(rec_.credit, egress_.window().credit());
   if (batch_.count() > 1) core_.batches.fetch_add(1, std::memory_order_relaxed);
   if (shm_on_) shm_->stage(g.message.data(), g.message.size());
   else append_frame(wire_, g.message.data(), g.message.size());
