@@ -11,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <string>
 
 using namespace flowbus;
@@ -213,6 +214,32 @@ TEST_SUITE("monitor") {
     CHECK(d["recent"][0]["payload_size"] == 5);
     CHECK(m.get("/dlqz?reason=poison").j()["recent"].empty());
     CHECK(m.get("/varz").j()["dead_letters"]["by_reason"]["agent_unavailable"] == 3);
+  }
+
+  TEST_CASE("dlqz?depth=1 counts the live entries of each queue file") {
+    char dir[] = "/tmp/flowbus-dlqz-XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    actors::node_config c = small_node();
+    c.dlq_directory = dir;
+    {
+      edge e({}, c);
+      transport::monitor_options mo;
+      mo.port = 0;
+      transport::monitor mon(e.node, &e.server, mo);
+      transport::client a(client_opts(e.port(), "dd-a"));
+      REQUIRE(a.connect() == errc::ok);
+      for (int i = 0; i < 4; ++i)
+        a.send(actors::destination::agent("gone-" + std::to_string(i)), "x");
+      REQUIRE(eventually([&] { return e.node.dead().total() == 4; }, 5s));
+      const json d = get(mon.port(), "/dlqz?depth=1").j();
+      CHECK(d["depth"]["agent_unavailable"] == 4);
+      CHECK(d["depth"]["poison"] == 0);
+      CHECK(d["directory"] == std::string(dir));
+      REQUIRE(e.node.dlq_purge(actors::dlq_kind::agent_unavailable) == std::error_code{});
+      CHECK(get(mon.port(), "/dlqz?depth=1").j()["depth"]["agent_unavailable"] == 0);
+      CHECK(get(mon.port(), "/dlqz").j()["depth"].is_null()); // not asked: the files are not read
+    }
+    std::filesystem::remove_all(dir); // once the node is gone
   }
 
   TEST_CASE("latency histograms are kept per lane, in Prometheus's text format") {

@@ -502,7 +502,18 @@ monitor_response monitor_state::dlqz(const std::map<std::string, std::string>& q
     }
     recent.push_back(std::move(x));
   }
+  json depth = nullptr;
+  if (flag(q, "depth") && !node.config().dlq_directory.empty()) { // reads the files: only when asked
+    depth = json::object();
+    std::vector<actors::dlq_entry> entries;
+    for (std::size_t i = 0; i < actors::dlq_kind_count; ++i) {
+      const auto k = static_cast<actors::dlq_kind>(i);
+      const std::error_code ec = node.dlq_list(k, entries);
+      depth[actors::to_string(k)] = ec ? json(ec.message()) : json(entries.size());
+    }
+  }
   return json_response({{"total", d.total()},
+                        {"depth", depth},
                         {"held", d.size()},
                         {"evicted", d.evicted()},
                         {"by_reason", by_reason},
