@@ -9,6 +9,7 @@
 #include <flowbus/codec/trace.hpp>
 
 #include <flowbus/transport/client.hpp>
+#include <flowbus/transport/monitor.hpp>
 
 #include <signal.h>
 #include <unistd.h>
@@ -458,6 +459,17 @@ TEST_CASE("a traced message across two nodes: the second adds its arrival, and k
   for (std::size_t i = 1; i < r.hops.size(); ++i)
     CHECK(r.hops[i - 1].second <= r.hops[i].second);
   CHECK(ea.server.traces().empty()); // a wrote it to nobody on its edge
+
+  // b's monitoring sees a: /routez, /metrics, and a /healthz that requires it
+  transport::monitor_options mo;
+  mo.port = 0;
+  mo.required_peers = {"a"};
+  transport::monitor mon(eb.node, &eb.server, mo);
+  REQUIRE(mon.render("/healthz").status == 200);
+  const std::string routez = mon.render("/routez").body;
+  CHECK(routez.find("\"remote_name\": \"a\"") != std::string::npos);
+  CHECK(routez.find("\"up\": true") != std::string::npos);
+  CHECK(mon.render("/metrics").body.find("flowbus_peer_up{peer=\"a\"} 1\n") != std::string::npos);
 }
 
 TEST_CASE("a WebSocket agent whose id another node kept (both registered it before they linked) gets ERROR 72") {

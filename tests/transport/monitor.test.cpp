@@ -11,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <string>
 
@@ -97,6 +98,9 @@ TEST_SUITE("monitor") {
     CHECK(varz["mem"].get<std::uint64_t>() > 1'000'000);
     CHECK(varz["latency"]["age_at_delivery"]["count"] == n);
     CHECK(varz["latency"]["queued_in_node"]["count"] == n);
+    // the publisher's route cache: one topic, so every lookup after the first is a hit (counted per 256)
+    CHECK(varz["route_cache"]["lookups"].get<std::uint64_t>() >= 256);
+    CHECK(varz["route_cache"]["hit_rate"].get<double>() > 0.99);
 
     const json connz = m.get("/connz?subs=1").j();
     CHECK(connz["total"] == 2);
@@ -291,6 +295,27 @@ TEST_SUITE("monitor") {
     CHECK(page.body.find("/varz") != std::string::npos); // the dashboard polls the JSON endpoints
     CHECK(page.body.find("://") == std::string::npos); // nothing fetched from elsewhere (no CDN)
     CHECK(m.get("/varz").j()["http_req_stats"]["/healthz"] == 2);
+  }
+
+  TEST_CASE("actor agents' handler times are recorded per message") {
+    monitored m;
+    std::atomic<int> handled{0};
+    actors::agent_spec spec("worker", "test");
+    spec.subscriptions = {"work.x"};
+    REQUIRE(m.node.spawn(spec, [&](actors::agent_context&, const actors::delivery&) {
+      std::this_thread::sleep_for(200us);
+      ++handled;
+    }));
+    transport::client pub(client_opts(m.port(), "h-pub"));
+    REQUIRE(pub.connect() == errc::ok);
+    for (int i = 0; i < 40; ++i)
+      REQUIRE(pub.publish("work.x", "job") == errc::ok);
+    REQUIRE(eventually([&] { return handled == 40; }, 5s));
+    REQUIRE(eventually([&] { return m.node.handler_times().count == 40; }, 2s)); // (recorded after the handler returns)
+    const scheduling::bucket_snapshot h = m.node.handler_times();
+    CHECK(h.sum_ns >= 40 * 200'000.0); // each slept 200 µs
+    CHECK(m.get("/metrics").body.find("flowbus_handler_seconds_count 40\n") != std::string::npos);
+    CHECK(m.get("/varz").j()["latency"]["handler"]["count"] == 40);
   }
 
   TEST_CASE("healthz: a required cluster peer that is not linked is a 503") {
