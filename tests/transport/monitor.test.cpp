@@ -409,6 +409,32 @@ TEST_SUITE("monitor") {
     CHECK(tz["slowest_hop"]["segment"].is_string());
   }
 
+  TEST_CASE("tracing: exactly 1 in N, also when the node runs out of buffers and messages are retried") {
+    actors::node_config c = small_node();
+    c.buffers = {{{256, 256}}, -1, false, false, 0}; // 256 frames in all: the publisher is paused often
+    transport::server_options so;
+    so.trace_sample = 10;
+    so.trace_keep = 10000;
+    edge e(so, c);
+    raw_peer sub(e.port(), 4096); // reads nothing until the end: the buffers run out
+    sub.join("tb-sub", {"tb.x"});
+    transport::client pub(client_opts(e.port(), "tb-pub"));
+    REQUIRE(pub.connect() == errc::ok);
+    constexpr int n = 5000;
+    int sent = 0;
+    while (sent < n)
+      if (pub.publish("tb.x", std::string(100, 'p')) == errc::ok) ++sent;
+      else std::this_thread::sleep_for(100us);
+    REQUIRE(eventually([&] { return e.server.stats().paused > 0; }));
+    int got = 0;
+    while (got < n && sub.next(5s))
+      ++got;
+    CHECK(got == n);
+    REQUIRE(eventually([&] { return e.server.traces().size() >= n / 10; }, 5s));
+    CHECK(e.server.traces().size() == n / 10); // a sampled message that waited for a buffer is traced when retried
+    CHECK(e.node.dead().total() == 0);
+  }
+
   TEST_CASE("the sampler turns counters into rates") {
     monitored m;
     inbox in;

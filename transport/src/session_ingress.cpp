@@ -155,6 +155,7 @@ bool session::forward(const codec::message& m) {
     if (!ingress_ns_) ingress_ns_ = scheduling::steady_ns(); // once per pass (report_in clears it)
     o.ingress_ns = ingress_ns_;
   }
+  const std::uint32_t untraced_before = untraced_; // (restored if the message must be tried again)
   if (m.has(codec::field::trace) || (core_.opt.trace_sample && ++untraced_ >= core_.opt.trace_sample)) {
     // sampled (or traced by the agent): the agent's send time, then ours (codec/trace.hpp)
     trace_.assign(m.str(codec::field::trace));
@@ -194,6 +195,7 @@ bool session::forward(const codec::message& m) {
     flow_.no_buffer();
     --unreported_in_; // counted again when it is retried
     next_in_ = m.sequence;
+    untraced_ = untraced_before; // its retry is sampled, or not, as this try was: 1 in N exactly
     return false;
   }
   // CRITICAL traffic is never held: emergency mode protects it
