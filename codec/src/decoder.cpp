@@ -145,7 +145,7 @@ decode_status decoder::parse_routing(const byte* begin, const byte* end, std::ui
       std::uint64_t len;
       if (errc e = read_varint(p, end, len); e != errc::ok) return fail(e, value_at);
       if (len > static_cast<std::uint64_t>(end - p)) return fail(errc::truncated, value_at);
-      if (fi && !fi->repeated && fi->kind == wire_kind::bytes)
+      if (fi && !fi->repeated) // (a known field's kind was checked above)
         out.set(id, std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(len)));
       p += len;
       break;

@@ -10,7 +10,6 @@
 #include <flowbus/scheduling/fixed_rate.hpp>
 
 #include <algorithm>
-#include <cstring>
 
 namespace flowbus::transport::detail {
 
@@ -32,8 +31,7 @@ void egress_queue::observe(const scheduling::buffer_ref& f, std::uint64_t& stead
   if (!metrics_->latency) return;
   const std::size_t lane = std::min<std::size_t>(f.data()[codec::offset::priority], scheduling::lane_count - 1);
   if (const std::uint64_t in = f.stamp(); in && steady > in) queued_runs_.record(metrics_->queued[lane], steady - in);
-  std::uint64_t ts;
-  std::memcpy(&ts, f.data() + codec::offset::timestamp, sizeof ts); // little-endian on the wire, as here
+  const auto ts = codec::load_le<std::uint64_t>(f.data() + codec::offset::timestamp);
   if (ts && wall > ts) age_runs_.record(metrics_->age[lane], wall - ts);
 }
 

@@ -6,9 +6,10 @@
 // records the whole trace with its write time (/tracez).
 #pragma once
 
+#include <flowbus/codec/bytes.hpp>
+
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -48,18 +49,14 @@ inline void append_hop(std::string& t, hop h, std::uint64_t ns) {
   if (t.size() / trace_record_size >= max_trace_hops) return;
   char rec[trace_record_size];
   rec[0] = static_cast<char>(h);
-  for (int i = 0; i < 8; ++i)
-    rec[1 + i] = static_cast<char>((ns >> (8 * i)) & 0xff);
+  store_le(reinterpret_cast<byte*>(rec + 1), ns);
   t.append(rec, sizeof rec);
 }
 
 /// The i-th hop of a valid trace.
 inline hop hop_kind(std::string_view t, std::size_t i) noexcept { return static_cast<hop>(t[i * trace_record_size]); }
 inline std::uint64_t hop_time(std::string_view t, std::size_t i) noexcept {
-  std::uint64_t ns = 0;
-  for (int b = 7; b >= 0; --b)
-    ns = (ns << 8) | static_cast<std::uint8_t>(t[i * trace_record_size + 1 + static_cast<std::size_t>(b)]);
-  return ns;
+  return load_le<std::uint64_t>(reinterpret_cast<const byte*>(t.data() + i * trace_record_size + 1));
 }
 
 } // namespace flowbus::codec
