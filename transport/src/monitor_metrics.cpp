@@ -10,15 +10,9 @@
 #include <string>
 #include <thread>
 
-#ifndef FLOWBUS_VERSION
-#define FLOWBUS_VERSION "0.0.0"
-#endif
-
 namespace flowbus::transport::detail {
 
 namespace {
-
-constexpr const char* lane_names[] = {"critical", "high", "normal", "low", "background"};
 
 class exposition {
 public:
@@ -149,27 +143,17 @@ monitor_response monitor_state::metrics() const {
   x.one("flowbus_tokens_expired_total", "counter", "Connections closed because their token expired.", d(st.tokens_expired));
   x.one("flowbus_not_permitted_total", "counter", "Publishes, subscriptions and sends refused by permissions.", d(st.not_permitted));
 
-  std::uint64_t open = 0, half = 0;
-  for (const actors::agent_status& a : node.agents()) {
-    if (a.breaker == scheduling::breaker_state::open) ++open;
-    if (a.breaker == scheduling::breaker_state::half_open) ++half;
-  }
+  const breaker_counts br = breaker_counts::of(node);
   x.family("flowbus_breakers", "gauge", "Agents' circuit breakers not closed, by state.");
-  x.sample("flowbus_breakers", exposition::label("state", "open"), d(open));
-  x.sample("flowbus_breakers", exposition::label("state", "half_open"), d(half));
+  x.sample("flowbus_breakers", exposition::label("state", "open"), d(br.open));
+  x.sample("flowbus_breakers", exposition::label("state", "half_open"), d(br.half_open));
 
-  std::vector<connection_info> conns = edge ? edge->connections() : std::vector<connection_info>{};
-  std::array<std::uint64_t, 5> lanes{};
-  std::uint64_t pending = 0;
-  for (const connection_info& c : conns) {
-    pending += c.pending;
-    for (std::size_t i = 0; i < lanes.size(); ++i)
-      lanes[i] += c.lanes[i];
-  }
-  x.one("flowbus_pending_messages", "gauge", "Messages waiting to be written to agents (lanes and mailboxes).", d(pending));
+  const std::vector<connection_info> conns = edge ? edge->connections() : std::vector<connection_info>{};
+  const backlog b = backlog::of(conns);
+  x.one("flowbus_pending_messages", "gauge", "Messages waiting to be written to agents (lanes and mailboxes).", d(b.pending));
   x.family("flowbus_lane_depth", "gauge", "Messages waiting in the edge's priority lanes, by lane.");
-  for (std::size_t i = 0; i < lanes.size(); ++i)
-    x.sample("flowbus_lane_depth", exposition::label("lane", lane_names[i]), d(lanes[i]));
+  for (std::size_t i = 0; i < b.lanes.size(); ++i)
+    x.sample("flowbus_lane_depth", exposition::label("lane", lane_names[i]), d(b.lanes[i]));
 
   if (edge) {
     const edge_latency l = edge->latency();

@@ -17,10 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifndef FLOWBUS_VERSION
-#define FLOWBUS_VERSION "0.0.0"
-#endif
-
 namespace flowbus::transport::detail {
 
 using json = nlohmann::json;
@@ -28,8 +24,6 @@ using json = nlohmann::json;
 extern const char* const dashboard_html; // dashboard_html.cpp, generated from dashboard.html
 
 namespace {
-
-constexpr const char* lane_names[] = {"critical", "high", "normal", "low", "background"};
 
 std::string iso_time(std::uint64_t ns) {
   const std::time_t s = static_cast<std::time_t>(ns / 1'000'000'000u);
@@ -90,6 +84,15 @@ json latency_json(const scheduling::bucket_snapshot& s) {
           {"mean_us", s.count ? s.sum_ns / static_cast<double>(s.count) / 1e3 : 0.0}};
 }
 
+json dead_by_reason(const actors::dead_letters& d) {
+  json j;
+  for (std::size_t i = 0; i < actors::dead_reason_count; ++i) {
+    const auto why = static_cast<actors::dead_reason>(i);
+    j[actors::to_string(why)] = d.count(why);
+  }
+  return j;
+}
+
 scheduling::bucket_snapshot all_lanes(const std::array<scheduling::bucket_snapshot, 5>& lanes) {
   scheduling::bucket_snapshot s;
   for (const auto& l : lanes)
@@ -127,6 +130,25 @@ std::map<std::string, std::string> parse_query(std::string_view query) {
     query.remove_prefix(amp + 1);
   }
   return out;
+}
+
+backlog backlog::of(const std::vector<connection_info>& conns) {
+  backlog b;
+  for (const connection_info& c : conns) {
+    b.pending += c.pending;
+    for (std::size_t i = 0; i < b.lanes.size(); ++i)
+      b.lanes[i] += c.lanes[i];
+  }
+  return b;
+}
+
+breaker_counts breaker_counts::of(const actors::node& n) {
+  breaker_counts b;
+  for (const actors::agent_status& a : n.agents()) {
+    if (a.breaker == scheduling::breaker_state::open) ++b.open;
+    if (a.breaker == scheduling::breaker_state::half_open) ++b.half_open;
+  }
+  return b;
 }
 
 process_usage process_usage::now() {
@@ -171,10 +193,7 @@ void monitor_state::take_sample() {
   const scheduling::bucket_snapshot age = edge ? all_lanes(edge->latency().age) : scheduling::bucket_snapshot{};
   const actors::routing_summary r = node.routing();
   const process_usage u = process_usage::now();
-  std::uint64_t pending = 0;
-  if (edge)
-    for (const connection_info& c : edge->connections())
-      pending += c.pending;
+  const std::uint64_t pending = edge ? backlog::of(edge->connections()).pending : 0;
   std::lock_guard<std::mutex> g(m_);
   const double dt = std::chrono::duration<double>(now - last_.at).count();
   monitor_sample s;
@@ -298,26 +317,14 @@ monitor_response monitor_state::varz() const {
   j["out_msgs_per_s"] = s.out_msgs_per_s;
   j["in_bytes_per_s"] = s.in_bytes_per_s;
   j["out_bytes_per_s"] = s.out_bytes_per_s;
-  std::array<std::uint64_t, 5> lanes{};
-  std::uint64_t pending = 0;
-  if (edge)
-    for (const connection_info& c : edge->connections()) {
-      pending += c.pending;
-      for (std::size_t i = 0; i < lanes.size(); ++i)
-        lanes[i] += c.lanes[i];
-    }
-  j["pending"] = pending;
+  const backlog b = edge ? backlog::of(edge->connections()) : backlog{};
+  j["pending"] = b.pending;
   json lane_json;
-  for (std::size_t i = 0; i < lanes.size(); ++i)
-    lane_json[lane_names[i]] = lanes[i];
+  for (std::size_t i = 0; i < b.lanes.size(); ++i)
+    lane_json[lane_names[i]] = b.lanes[i];
   j["lanes"] = lane_json;
   j["slow_consumers"] = st.slow_consumers;
-  json dead;
-  for (std::size_t i = 0; i < actors::dead_reason_count; ++i) {
-    const auto why = static_cast<actors::dead_reason>(i);
-    dead[actors::to_string(why)] = node.dead().count(why);
-  }
-  j["dead_letters"] = {{"total", node.dead().total()}, {"by_reason", dead}};
+  j["dead_letters"] = {{"total", node.dead().total()}, {"by_reason", dead_by_reason(node.dead())}};
   j["flow_control"] = {{"paused", st.paused},          {"publisher_holds", st.holds},
                        {"window_waits", st.window_waits}, {"slow_consumers", st.slow_consumers},
                        {"rate_limited", st.rate_limited}, {"connections_limited", st.connections_limited}};
@@ -329,12 +336,8 @@ monitor_response monitor_state::varz() const {
                {"origins_refused", st.origins_refused}, {"tls_failed", st.tls_failed},
                {"auth_refused", st.auth_refused}, {"tokens_expired", st.tokens_expired},
                {"not_permitted", st.not_permitted}};
-  std::size_t open = 0, half = 0;
-  for (const actors::agent_status& a : node.agents()) {
-    if (a.breaker == scheduling::breaker_state::open) ++open;
-    if (a.breaker == scheduling::breaker_state::half_open) ++half;
-  }
-  j["breakers"] = {{"open", open}, {"half_open", half}};
+  const breaker_counts br = breaker_counts::of(node);
+  j["breakers"] = {{"open", br.open}, {"half_open", br.half_open}};
   json lat;
   if (edge) {
     const edge_latency l = edge->latency();
@@ -472,11 +475,6 @@ monitor_response monitor_state::subsz(const std::map<std::string, std::string>& 
 
 monitor_response monitor_state::dlqz(const std::map<std::string, std::string>& q) const {
   actors::dead_letters& d = node.dead();
-  json by_reason;
-  for (std::size_t i = 0; i < actors::dead_reason_count; ++i) {
-    const auto why = static_cast<actors::dead_reason>(i);
-    by_reason[actors::to_string(why)] = d.count(why);
-  }
   json kinds;
   for (std::size_t i = 0; i < actors::dlq_kind_count; ++i)
     kinds[actors::to_string(static_cast<actors::dlq_kind>(i))] = d.persisted(static_cast<actors::dlq_kind>(i));
@@ -516,7 +514,7 @@ monitor_response monitor_state::dlqz(const std::map<std::string, std::string>& q
                         {"depth", depth},
                         {"held", d.size()},
                         {"evicted", d.evicted()},
-                        {"by_reason", by_reason},
+                        {"by_reason", dead_by_reason(d)},
                         {"directory", node.config().dlq_directory},
                         {"persisted_by_kind", kinds},
                         {"not_persisted", d.not_persisted()},

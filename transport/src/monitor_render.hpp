@@ -5,6 +5,7 @@
 
 #include <flowbus/transport/monitor.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace flowbus::transport::detail {
 
@@ -30,6 +32,26 @@ struct monitor_sample {
   std::uint64_t dead_letters = 0;
   /// Over the interval: age at delivery (all lanes), µs; 0 when nothing was delivered.
   double p50_us = 0, p95_us = 0, p99_us = 0;
+};
+
+#ifndef FLOWBUS_VERSION
+#define FLOWBUS_VERSION "0.0.0"
+#endif
+
+/// The priority lanes as the monitoring names them (labels, JSON keys), CRITICAL first.
+inline constexpr const char* lane_names[] = {"critical", "high", "normal", "low", "background"};
+
+/// What waits to be written to agents, summed over the connections.
+struct backlog {
+  std::uint64_t pending = 0;
+  std::array<std::uint64_t, 5> lanes{};
+  static backlog of(const std::vector<connection_info>& conns);
+};
+
+/// Agents whose circuit breaker is open, and half-open.
+struct breaker_counts {
+  std::uint64_t open = 0, half_open = 0;
+  static breaker_counts of(const actors::node& n);
 };
 
 /// Process figures from /proc/self.
