@@ -438,7 +438,6 @@ void link_data::fail_open_requests() {
   open_requests_.clear();
 }
 
-/// Delivers one frame from the peer to this node's agents (never to another link). Under m_.
 /// A traced frame (codec/trace.hpp) gets this node's arrival as a hop: encoded again with it (a
 /// sampled frame is rare); `m` is decoded again from the new frame. Kept as it came if no buffer.
 void link_data::retrace(scheduling::buffer_ref& frame, codec::message& m) {
@@ -456,6 +455,7 @@ void link_data::retrace(scheduling::buffer_ref& frame, codec::message& m) {
   (void)dec_.decode(codec::bytes_view(frame.data(), frame.size()), m);
 }
 
+/// Delivers one frame from the peer to this node's agents (never to another link). Under m_.
 void link_data::deliver(scheduling::buffer_ref frame, std::string_view group) {
   codec::message m;
   if (dec_.decode(codec::bytes_view(frame.data(), frame.size()), m).code != codec::errc::ok) {

@@ -9,8 +9,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include <spdlog/spdlog.h>
-
 #include <thread>
 
 namespace flowbus::transport {

@@ -8,7 +8,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <string>
-#include <thread>
 
 namespace flowbus::transport::detail {
 

@@ -14,7 +14,6 @@
 #include <thread>
 #include <unordered_map>
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 namespace flowbus::transport::detail {
