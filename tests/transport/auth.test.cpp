@@ -107,6 +107,12 @@ TEST_SUITE("auth") {
     typed.agent_type = "coordinator";
     token_claims early = claims("svc");
     early.not_before = now + 600;
+    // expiry relative to the `now` verify is given, not to the clock when issued: a second may tick
+    // between the two
+    token_claims past = claims("worker-*");
+    past.expires = now - 1;
+    token_claims at_now = claims("worker-*");
+    at_now.expires = now;
     token_keys other;
     other.add("k1", std::string(32, 'x')); // the same kid, another secret: a forger's key
     const std::string header_none = b64url(R"({"alg":"none","typ":"JWT","kid":"k1"})");
@@ -129,8 +135,8 @@ TEST_SUITE("auth") {
         {"tampered claims (sub widened to *)", with_part(good, 1, claims_admin), "admin", "", auth_errc::bad_signature},
         {"signed with another secret", other.issue(claims("worker-*")), "worker-1", "", auth_errc::bad_signature},
         {"signature cut short", good.substr(0, good.size() - 4), "worker-1", "", auth_errc::bad_signature},
-        {"expired", k.issue(claims("worker-*", -1)), "worker-1", "", auth_errc::expired},
-        {"expiring now", k.issue(claims("worker-*", 0)), "worker-1", "", auth_errc::expired},
+        {"expired", k.issue(past), "worker-1", "", auth_errc::expired},
+        {"expiring now", k.issue(at_now), "worker-1", "", auth_errc::expired},
         {"not yet valid", k.issue(early), "svc", "", auth_errc::not_yet_valid},
         {"another id (a takeover attempt)", good, "coordinator", "", auth_errc::id_not_permitted},
         {"the pattern's prefix only", good, "worker", "", auth_errc::id_not_permitted},
