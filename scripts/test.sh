@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/test.sh [PRESET]: set up, build and run the whole test suite through CTest.
-# PRESET: relwithdebinfo (default), debug, asan-ubsan, tsan.
+# PRESET: relwithdebinfo (default; then the install test, scripts/test-install.sh), debug, asan-ubsan, tsan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-relwithdebinfo}
@@ -10,3 +10,6 @@ if [ "$preset" = tsan ]; then
 fi
 bash scripts/build.sh "$preset"
 ctest --preset "$preset"
+if [ "$preset" = relwithdebinfo ]; then
+  bash scripts/test-install.sh "build/$preset" # cmake --install, then find_package(flowbus) from outside
+fi

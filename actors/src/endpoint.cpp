@@ -19,29 +19,4 @@ endpoint::~endpoint() {
              SIZE_MAX);
 }
 
-const char* to_string(errc e) noexcept {
-  switch (e) {
-    case errc::ok: return "ok";
-    case errc::agent_unavailable: return "agent_unavailable";
-    case errc::no_capable_agent: return "no_capable_agent";
-    case errc::no_responders: return "no_responders";
-    case errc::timeout: return "timeout";
-    case errc::mailbox_full: return "mailbox_full";
-    case errc::invalid_topic: return "invalid_topic";
-    case errc::invalid_pattern: return "invalid_pattern";
-    case errc::invalid_agent: return "invalid_agent";
-    case errc::duplicate_agent: return "duplicate_agent";
-    case errc::too_large: return "too_large";
-    case errc::no_buffer: return "no_buffer";
-    case errc::circuit_open: return "circuit_open";
-    case errc::node_stopped: return "node_stopped";
-    case errc::not_subscribed: return "not_subscribed";
-    case errc::too_many_subscriptions: return "too_many_subscriptions";
-    case errc::unauthenticated: return "unauthenticated";
-    case errc::not_permitted: return "not_permitted";
-    case errc::rate_limited: return "rate_limited";
-  }
-  return "invalid";
-}
-
 } // namespace flowbus::actors

@@ -68,7 +68,7 @@ TEST_SUITE("client_units") {
   TEST_CASE("pending_answers: an acknowledged publish is sent again after each ack_timeout once written, then given up") {
     const auto t0 = clk::now();
     pending_answers p(t0);
-    auto promise = std::make_shared<std::promise<actors::errc>>();
+    auto promise = std::make_shared<std::promise<transport::errc>>();
     auto f = promise->get_future();
     p.expect_ack(7, promise, t0 + 20ms);
     REQUIRE(p.attach_frame(7, frame_bytes("x"), 5)); // out once 5 frames are written
@@ -87,8 +87,8 @@ TEST_SUITE("client_units") {
     written = 6;
     d = p.advance(t0 + 60ms, written, 3, 20ms, resend);
     REQUIRE(d.gave_up.size() == 1); // three attempts spent, written or not
-    d.gave_up[0]->set_value(actors::errc::timeout);
-    CHECK(f.get() == actors::errc::timeout);
+    d.gave_up[0]->set_value(transport::errc::timeout);
+    CHECK(f.get() == transport::errc::timeout);
     CHECK(copies.size() == 1);
     CHECK_FALSE(static_cast<bool>(p.take_answer(7).p)); // a late ACK finds nobody
   }
@@ -96,8 +96,8 @@ TEST_SUITE("client_units") {
   TEST_CASE("pending_answers: ACK/NACK ids find a subscription or a publish; everything can be failed at once") {
     const auto t0 = clk::now();
     pending_answers p(t0);
-    auto s = std::make_shared<std::promise<actors::errc>>();
-    auto a = std::make_shared<std::promise<actors::errc>>();
+    auto s = std::make_shared<std::promise<transport::errc>>();
+    auto a = std::make_shared<std::promise<transport::errc>>();
     p.expect_subscription(1, s);
     p.expect_ack(2, a, t0 + 1s);
     const auto first = p.take_answer(1);

@@ -1,11 +1,11 @@
 // The C++ client's public API (client.hpp) over its state (client_impl.hpp, which lists the units).
 #include "client_impl.hpp"
 
-#include <flowbus/actors/topic_index.hpp> // validate_topic, validate_pattern
+#include <flowbus/codec/topic.hpp> // validate_topic, validate_pattern
 
 namespace flowbus::transport {
 
-using actors::errc;
+using scheduling::errc;
 using clk = std::chrono::steady_clock;
 
 client::impl::impl(client_options o)
@@ -40,7 +40,7 @@ void client::on_message(message_handler h) {
 }
 
 std::future<errc> client::subscribe(std::string pattern, message_handler h, std::string group) {
-  if (actors::validate_pattern(pattern) != actors::topic_errc::ok) {
+  if (codec::validate_pattern(pattern) != codec::topic_errc::ok) {
     std::promise<errc> refused;
     refused.set_value(errc::invalid_pattern);
     return refused.get_future();
@@ -52,15 +52,15 @@ std::future<errc> client::unsubscribe(std::string pattern, std::string group) {
   return impl_->change(codec::msg_type::unsubscribe, pattern, group);
 }
 
-errc client::publish(std::string_view topic, std::string_view payload, const actors::send_options& opts) {
-  if (actors::validate_topic(topic) != actors::topic_errc::ok) return errc::invalid_topic;
-  return impl_->send_data(actors::destination::topic(topic), false, {}, payload, opts);
+errc client::publish(std::string_view topic, std::string_view payload, const scheduling::send_options& opts) {
+  if (codec::validate_topic(topic) != codec::topic_errc::ok) return errc::invalid_topic;
+  return impl_->send_data(scheduling::destination::topic(topic), false, {}, payload, opts);
 }
 
-std::future<errc> client::publish_acked(std::string_view topic, std::string_view payload, actors::send_options opts) {
+std::future<errc> client::publish_acked(std::string_view topic, std::string_view payload, scheduling::send_options opts) {
   auto p = std::make_shared<std::promise<errc>>();
   auto f = p->get_future();
-  if (actors::validate_topic(topic) != actors::topic_errc::ok) {
+  if (codec::validate_topic(topic) != codec::topic_errc::ok) {
     p->set_value(errc::invalid_topic);
     return f;
   }
@@ -71,7 +71,7 @@ std::future<errc> client::publish_acked(std::string_view topic, std::string_view
     std::lock_guard<std::mutex> g(i.m); // registered before it can be answered
     i.answers.expect_ack(opts.message_id, p, clk::now() + i.opt.ack_timeout);
   }
-  const errc e = i.send_data(actors::destination::topic(topic), false, {}, payload, opts, {}, codec::flag::ack_requested,
+  const errc e = i.send_data(scheduling::destination::topic(topic), false, {}, payload, opts, {}, codec::flag::ack_requested,
                              &frame);
   std::lock_guard<std::mutex> g(i.m);
   if (e != errc::ok) {
@@ -83,19 +83,19 @@ std::future<errc> client::publish_acked(std::string_view topic, std::string_view
   return f;
 }
 
-errc client::send(const actors::destination& to, std::string_view payload, const actors::send_options& opts) {
-  if (to.what == actors::destination::kind::topic && actors::validate_topic(to.name) != actors::topic_errc::ok)
+errc client::send(const scheduling::destination& to, std::string_view payload, const scheduling::send_options& opts) {
+  if (to.what == scheduling::destination::kind::topic && codec::validate_topic(to.name) != codec::topic_errc::ok)
     return errc::invalid_topic;
   return impl_->send_data(to, false, {}, payload, opts);
 }
 
-errc client::broadcast(std::string_view payload, std::string_view agent_type, const actors::send_options& opts) {
-  return impl_->send_data(actors::destination::topic({}), true, agent_type, payload, opts);
+errc client::broadcast(std::string_view payload, std::string_view agent_type, const scheduling::send_options& opts) {
+  return impl_->send_data(scheduling::destination::topic({}), true, agent_type, payload, opts);
 }
 
-void client::request(const actors::destination& to, std::string_view payload, std::chrono::milliseconds timeout,
+void client::request(const scheduling::destination& to, std::string_view payload, std::chrono::milliseconds timeout,
                      std::function<void(reply_result)> done) {
-  actors::send_options o;
+  scheduling::send_options o;
   o.type = codec::msg_type::request;
   o.correlation_id = impl_->next_corr++;
   {
@@ -106,7 +106,7 @@ void client::request(const actors::destination& to, std::string_view payload, st
     impl_->complete(o.correlation_id, reply_result{e, {}, {}});
 }
 
-std::future<reply_result> client::request(const actors::destination& to, std::string_view payload,
+std::future<reply_result> client::request(const scheduling::destination& to, std::string_view payload,
                                           std::chrono::milliseconds timeout) {
   auto p = std::make_shared<std::promise<reply_result>>();
   auto f = p->get_future();
@@ -115,11 +115,11 @@ std::future<reply_result> client::request(const actors::destination& to, std::st
 }
 
 errc client::respond(const incoming& req, std::string_view payload) {
-  actors::send_options o;
+  scheduling::send_options o;
   o.type = codec::msg_type::reply;
   o.correlation_id = req.correlation_id;
   o.prio = req.prio;
-  return impl_->send_data(actors::destination::agent(req.reply_to), false, {}, payload, o);
+  return impl_->send_data(scheduling::destination::agent(req.reply_to), false, {}, payload, o);
 }
 
 void client::close() { impl_->shutdown(); }

@@ -13,7 +13,7 @@
 
 namespace flowbus::transport {
 
-using actors::errc;
+using scheduling::errc;
 using namespace detail; // beast, websocket, net, tcp
 using namespace std::chrono_literals;
 using clk = std::chrono::steady_clock;

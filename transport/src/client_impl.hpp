@@ -44,7 +44,7 @@
 namespace flowbus::transport {
 
 struct client::impl : std::enable_shared_from_this<client::impl> {
-  using errc = actors::errc;
+  using errc = scheduling::errc;
   using clk = std::chrono::steady_clock;
 
   client_options opt;
@@ -137,8 +137,8 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   bool direct_now(const codec::message& msg);
   bool write_now_locked();
   std::size_t take_ring(outbound_batch& b);
-  errc send_data(const actors::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,
-                 const actors::send_options& opts, std::string_view reply_to = {}, std::uint8_t flags = 0,
+  errc send_data(const scheduling::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,
+                 const scheduling::send_options& opts, std::string_view reply_to = {}, std::uint8_t flags = 0,
                  std::vector<codec::byte>* copy = nullptr);
   std::future<errc> change(codec::msg_type type, const std::string& pattern, const std::string& group,
                            message_handler h = {});

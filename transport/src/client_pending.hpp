@@ -8,7 +8,6 @@
 // @threadsafe no (under client::impl::m)
 #pragma once
 
-#include <flowbus/actors/errc.hpp>
 #include <flowbus/codec/bytes.hpp>
 #include <flowbus/scheduling/timing_wheel.hpp>
 #include <flowbus/transport/client.hpp>
@@ -27,7 +26,7 @@ namespace flowbus::transport::detail {
 class pending_answers {
 public:
   using clock = std::chrono::steady_clock;
-  using promise = std::shared_ptr<std::promise<actors::errc>>;
+  using promise = std::shared_ptr<std::promise<scheduling::errc>>;
 
   explicit pending_answers(clock::time_point epoch) : epoch_(epoch) {}
 

@@ -4,14 +4,13 @@
 // (client_receiver.hpp). Handlers run on the I/O thread.
 #include "client_impl.hpp"
 
-#include <flowbus/actors/agent.hpp> // to_delivery
 #include <flowbus/transport/reasons.hpp>
 
 #include <spdlog/spdlog.h>
 
 namespace flowbus::transport {
 
-using actors::errc;
+using scheduling::errc;
 
 /// One WebSocket message from the node. False: the connection is being dropped.
 bool client::impl::on_frame() {
@@ -110,7 +109,7 @@ void client::impl::dispatch(const codec::message& msg) {
     return;
   }
   received.fetch_add(1, std::memory_order_relaxed);
-  const incoming in_msg = actors::to_delivery(msg);
+  const incoming in_msg = scheduling::to_delivery(msg);
   // the table's generation read before the cache is asked: a subscription changed after it makes
   // the next message look again (as taking m per message did)
   const detail::handler_cache::shared_handler* h = handlers.find(in_msg.topic, subs.generation());
@@ -143,7 +142,7 @@ void client::impl::handler_failed(const codec::message& msg, const char* what) {
   send_control(n); // before this read's ACK, which then covers the frame as handled (failed)
 }
 
-actors::errc client::impl::to_errc(std::uint64_t code) {
+scheduling::errc client::impl::to_errc(std::uint64_t code) {
   return code >= code_of(reason::routing_base) ? static_cast<errc>(code - code_of(reason::routing_base))
                                                : errc::node_stopped;
 }

@@ -1,6 +1,6 @@
 #include "client_receiver.hpp"
 
-#include <flowbus/actors/topic_index.hpp> // pattern_matches
+#include <flowbus/codec/topic.hpp> // pattern_matches
 
 #include <algorithm>
 
@@ -29,7 +29,7 @@ void subscription_table::set_fallback(message_handler h) {
 subscription_table::shared_handler subscription_table::handler_for(std::string_view topic) const {
   if (!topic.empty())
     for (const subscription& s : subs_)
-      if (s.handler && actors::pattern_matches(s.pattern, topic)) return s.handler;
+      if (s.handler && codec::pattern_matches(s.pattern, topic)) return s.handler;
   return fallback_;
 }
 

@@ -11,7 +11,7 @@
 
 namespace flowbus::transport {
 
-using actors::errc;
+using scheduling::errc;
 using namespace detail; // beast, websocket, net, tcp
 
 /// Encodes `msg` on the calling thread straight into the send queue — a record of the ring,
@@ -155,14 +155,14 @@ std::size_t client::impl::take_ring(outbound_batch& b) {
 }
 
 /// A data message to a destination (or a broadcast), from this agent.
-errc client::impl::send_data(const actors::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,
-               const actors::send_options& opts, std::string_view reply_to, std::uint8_t flags,
+errc client::impl::send_data(const scheduling::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,
+               const scheduling::send_options& opts, std::string_view reply_to, std::uint8_t flags,
                std::vector<codec::byte>* copy) {
   codec::message msg;
   msg.flags = flags;
   // the capability and the headers; a sender's own (senders call from any thread), reused
   thread_local std::vector<codec::repeated_entry> repeated;
-  actors::data_message(msg, actors::message_route{&to, broadcast, agent_type, opt.id, reply_to}, payload, opts,
+  scheduling::data_message(msg, scheduling::message_route{&to, broadcast, agent_type, opt.id, reply_to}, payload, opts,
                        opt.priority, codec::wall_clock_ns(), repeated);
   if (copy && !detail::append_literal(msg, opt.max_message, *copy)) return errc::too_large;
   return enqueue(msg);

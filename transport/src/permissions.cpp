@@ -1,6 +1,6 @@
 #include <flowbus/transport/permissions.hpp>
 
-#include <flowbus/actors/topic_index.hpp> // pattern_matches, pattern_covers, patterns_intersect, validate_pattern
+#include <flowbus/codec/topic.hpp> // pattern_matches, pattern_covers, patterns_intersect, validate_pattern
 #include <flowbus/transport/auth.hpp>      // id_matches
 
 #include "structured_file.hpp"
@@ -16,7 +16,7 @@ using json = nlohmann::json;
 
 bool any_matches(const std::vector<std::string>& patterns, std::string_view topic) {
   for (const std::string& p : patterns)
-    if (actors::pattern_matches(p, topic)) return true;
+    if (codec::pattern_matches(p, topic)) return true;
   return false;
 }
 
@@ -39,7 +39,7 @@ template <class Valid> permission_list parse_list(const json& j, const char* wha
 
 permission_list parse_topics(const json& j, const char* what) {
   return parse_list(j, what, "a topic pattern",
-                    [](const std::string& p) { return actors::validate_pattern(p) == actors::topic_errc::ok; });
+                    [](const std::string& p) { return codec::validate_pattern(p) == codec::topic_errc::ok; });
 }
 
 /// Agent id patterns (`*`): non-empty strings.
@@ -82,10 +82,10 @@ bool permissions::may_publish(std::string_view topic) const {
 
 bool permissions::may_subscribe(std::string_view pattern) const {
   for (const std::string& d : subscribe.deny)
-    if (actors::patterns_intersect(d, pattern)) return false;
+    if (codec::patterns_intersect(d, pattern)) return false;
   if (subscribe.allow.empty()) return true;
   for (const std::string& a : subscribe.allow)
-    if (actors::pattern_covers(a, pattern)) return true;
+    if (codec::pattern_covers(a, pattern)) return true;
   return false;
 }
 

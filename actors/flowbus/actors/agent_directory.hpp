@@ -12,7 +12,8 @@
 // @threadsafe no — one owner.
 #pragma once
 
-#include <flowbus/actors/topic_index.hpp> // subscriber_id
+#include <flowbus/actors/topic_index.hpp>           // subscriber_id
+#include <flowbus/scheduling/agent_messages.hpp> // balance
 
 #include <chrono>
 #include <cstdint>
@@ -49,7 +50,7 @@ enum class directory_errc : std::uint8_t {
 };
 const char* to_string(directory_errc e) noexcept;
 
-enum class balance : std::uint8_t { round_robin, least_loaded };
+using scheduling::balance;
 
 class agent_directory {
 public:

@@ -1,14 +1,14 @@
-// Which subscribers a topic reaches. Topics are dot-separated tokens (agent.worker.7.status);
-// subscription patterns may use `*` for exactly one token and `>` (last only) for one or more
-// trailing tokens. Exact patterns resolve through a hash table in O(1); wildcard patterns through
-// a token trie (NATS's sublist shape: each level has literal children, a `*` child and a `>`
-// list). A subscriber with several overlapping patterns appears once in a result. Results are
+// Which subscribers a topic reaches (topics and patterns: codec/topic.hpp). Exact patterns resolve
+// through a hash table in O(1); wildcard patterns through a token trie (NATS's sublist shape: each
+// level has literal children, a `*` child and a `>` list). A subscriber with several overlapping patterns appears once in a result. Results are
 // cached per topic in a bounded cache, dropped whenever a subscription changes.
 //
 // Pure C++ (no CAF). In the node it lives inside routing_table (read concurrently through collect()).
 // Used alone, match() adds the bounded result cache.
 // @threadsafe const members (collect) with each other; match() and changes: one owner.
 #pragma once
+
+#include <flowbus/codec/topic.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -25,28 +25,16 @@ namespace flowbus::actors {
 using subscriber_id = std::uint32_t;
 using subscriber_list = std::vector<subscriber_id>; ///< ascending, no duplicates
 
-enum class topic_errc : std::uint8_t {
-  ok = 0,
-  empty,             ///< "" is neither a topic nor a pattern
-  empty_token,       ///< "a..b", ".a", "a."
-  wildcard_in_topic, ///< a published topic contains `*` or `>`
-  bad_wildcard,      ///< `*`/`>` not a whole token ("a.b*"), or `>` not last
-  too_long,          ///< over max_topic_bytes
-};
-const char* to_string(topic_errc e) noexcept;
-
-inline constexpr std::size_t max_topic_bytes = 255; ///< pooled-string bound of the wire format
-
-/// A topic agents publish to: tokens, no wildcards.
-topic_errc validate_topic(std::string_view topic) noexcept;
-/// A subscription pattern: tokens, `*` tokens, optionally a final `>`.
-topic_errc validate_pattern(std::string_view pattern) noexcept;
-/// Whether a valid `pattern` matches a valid `topic` (one pair; the index is for many patterns).
-bool pattern_matches(std::string_view pattern, std::string_view topic) noexcept;
-/// Whether every topic `inner` matches is matched by `outer` (both valid patterns).
-bool pattern_covers(std::string_view outer, std::string_view inner) noexcept;
-/// Whether some topic is matched by both valid patterns.
-bool patterns_intersect(std::string_view a, std::string_view b) noexcept;
+// The topic rules are the wire format's (codec/topic.hpp); the routing layer uses them as its own.
+using codec::for_each_token;
+using codec::max_topic_bytes;
+using codec::pattern_covers;
+using codec::pattern_matches;
+using codec::patterns_intersect;
+using codec::to_string;
+using codec::topic_errc;
+using codec::validate_pattern;
+using codec::validate_topic;
 
 class topic_index {
 public:

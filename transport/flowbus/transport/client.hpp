@@ -6,7 +6,7 @@
 //   c.connect();                                           // REGISTER, wait for WELCOME
 //   c.subscribe("tasks.>", [](const transport::incoming& m) { ... }).get();
 //   c.publish("agent.worker.1.status", "ready");
-//   auto r = c.request(actors::destination::capability("summarize"), "text", 500ms).get();
+//   auto r = c.request(transport::destination::capability("summarize"), "text", 500ms).get();
 //
 // One I/O thread per client runs the connection and calls the handlers (keep them short, or hand
 // the work to another thread). Sending is thread-safe, takes no lock and never blocks on the
@@ -21,8 +21,8 @@
 // is the reliability layer's).
 #pragma once
 
-#include <flowbus/actors/agent.hpp>
-#include <flowbus/actors/errc.hpp>
+#include <flowbus/scheduling/agent_messages.hpp>
+#include <flowbus/scheduling/errc.hpp>
 #include <flowbus/transport/tls.hpp>
 
 #include <chrono>
@@ -35,6 +35,15 @@
 #include <vector>
 
 namespace flowbus::transport {
+
+// What every agent shares with the node's actor agents (scheduling/agent_messages.hpp): the same
+// types as actors::errc, actors::destination, ... without the actors layer (CAF) being needed.
+using scheduling::balance;
+using scheduling::destination;
+using scheduling::errc;
+using scheduling::received;
+using scheduling::send_options;
+using scheduling::to_string;
 
 struct client_options {
   std::string host = "127.0.0.1";
@@ -114,11 +123,11 @@ struct client_options {
 
 /// A received message, the same as an in-process agent's delivery (frame unset). Views are valid
 /// during the handler call only.
-using incoming = actors::delivery;
+using incoming = scheduling::delivery;
 using message_handler = std::function<void(const incoming&)>;
 
 struct reply_result {
-  actors::errc code = actors::errc::ok; ///< ok, timeout, no_responders, agent_unavailable, ...
+  errc code = errc::ok; ///< ok, timeout, no_responders, agent_unavailable, ...
   std::string source;
   std::string payload;
 };
@@ -146,17 +155,17 @@ public:
 
   /// Connects and registers; returns once the node's WELCOME arrived (ok), the node refused the
   /// registration (its reason), or `timeout` passed (timeout; with reconnect on, it keeps trying).
-  actors::errc connect(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+  errc connect(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
   bool connected() const noexcept;
   /// For messages no subscription handler takes (unicast, broadcast, initial subscriptions).
   /// Set it before connect().
   void on_message(message_handler h);
 
   /// Subscribes (again after every reconnect); the future tells whether the node accepted.
-  std::future<actors::errc> subscribe(std::string pattern, message_handler h = {}, std::string group = {});
-  std::future<actors::errc> unsubscribe(std::string pattern, std::string group = {});
+  std::future<errc> subscribe(std::string pattern, message_handler h = {}, std::string group = {});
+  std::future<errc> unsubscribe(std::string pattern, std::string group = {});
 
-  actors::errc publish(std::string_view topic, std::string_view payload, const actors::send_options& opts = {});
+  errc publish(std::string_view topic, std::string_view payload, const send_options& opts = {});
   /// At least once: the node acknowledges once the message is in the queue of every current
   /// recipient (ok), or refuses it (its NACK's reason; refused copies are dead letters). Without
   /// an answer within ack_timeout it is sent again, same message id, up to ack_attempts (then
@@ -166,17 +175,17 @@ public:
   /// lost connection answers node_stopped at once. Receivers drop the duplicates this can make (a
   /// window of ids per source).
   /// opts.message_id is chosen by the client.
-  std::future<actors::errc> publish_acked(std::string_view topic, std::string_view payload,
-                                          actors::send_options opts = {});
-  actors::errc send(const actors::destination& to, std::string_view payload, const actors::send_options& opts = {});
-  actors::errc broadcast(std::string_view payload, std::string_view agent_type = {}, const actors::send_options& opts = {});
+  std::future<errc> publish_acked(std::string_view topic, std::string_view payload,
+                                          send_options opts = {});
+  errc send(const destination& to, std::string_view payload, const send_options& opts = {});
+  errc broadcast(std::string_view payload, std::string_view agent_type = {}, const send_options& opts = {});
   /// The reply, or a typed error: the node's refusal (no_responders, agent_unavailable, ...) or timeout.
-  std::future<reply_result> request(const actors::destination& to, std::string_view payload,
+  std::future<reply_result> request(const destination& to, std::string_view payload,
                                     std::chrono::milliseconds timeout);
-  void request(const actors::destination& to, std::string_view payload, std::chrono::milliseconds timeout,
+  void request(const destination& to, std::string_view payload, std::chrono::milliseconds timeout,
                std::function<void(reply_result)> done);
   /// Answers a REQUEST received in a handler.
-  actors::errc respond(const incoming& req, std::string_view payload);
+  errc respond(const incoming& req, std::string_view payload);
 
   /// Says GOODBYE, closes, stops reconnecting and joins the I/O thread. Idempotent.
   void close();

@@ -1,9 +1,9 @@
 // Why the node closes a connection or refuses one of its messages: the `error_code` of ERROR and
 // NACK frames. Codes below 64 are the codec's (a defective frame: protocol.md §9); these are the
-// node's own (§9: "codes from 64 up"). Routing refusals carry 96 + the broker's actors::errc.
+// node's own (§9: "codes from 64 up"). Routing refusals carry 96 + the broker's scheduling::errc.
 #pragma once
 
-#include <flowbus/actors/errc.hpp>
+#include <flowbus/scheduling/errc.hpp>
 
 #include <cstdint>
 
@@ -28,11 +28,11 @@ enum class reason : std::uint16_t {
   token_expired = 78,        ///< the token expired (at REGISTER, or later: the node closes the connection then)
   id_not_permitted = 79,     ///< the token does not allow this agent id (or type)
   connection_rate_limited = 80, ///< too many new connections from this address (server_options::limits): try again later
-  routing_base = actors::wire_routing_base, ///< 96 + actors::errc: a message or subscription was refused
+  routing_base = scheduling::wire_routing_base, ///< 96 + scheduling::errc: a message or subscription was refused
 };
 
 constexpr std::uint64_t code_of(reason r) noexcept { return static_cast<std::uint64_t>(r); }
-constexpr std::uint64_t code_of(actors::errc e) noexcept { return actors::wire_code(e); }
+constexpr std::uint64_t code_of(scheduling::errc e) noexcept { return scheduling::wire_code(e); }
 /// A short description of any error_code (codec, node or routing).
 const char* describe_code(std::uint64_t code) noexcept;
 

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# scripts/test-install.sh [BUILD_DIR]: installs a built flowbus into a temporary prefix, builds
+# tests/install against it with find_package(flowbus) — a client-only agent and an embedded node —
+# checks that the agent does not link CAF, and runs the two together. scripts/test.sh runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build/relwithdebinfo}
+tmp=$(mktemp -d)
+node_pid=
+cleanup() {
+  [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+quiet() { "$@" > "$tmp/log" 2>&1 || { cat "$tmp/log" >&2; echo "test-install: failed: $*" >&2; return 1; }; }
+quiet cmake --install "$build" --prefix "$tmp/prefix"
+quiet cmake -S tests/install -B "$tmp/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$tmp/prefix"
+quiet cmake --build "$tmp/build" -j2
+if ldd "$tmp/build/client_agent" | grep -q libcaf; then
+  echo "test-install: client_agent links CAF:" >&2
+  ldd "$tmp/build/client_agent" | grep libcaf >&2
+  exit 1
+fi
+ldd "$tmp/build/embedded_node" | grep -q libcaf_core || { echo "test-install: ldd shows no CAF in embedded_node either" >&2; exit 1; }
+mkfifo "$tmp/in" "$tmp/out"
+"$tmp/build/embedded_node" < "$tmp/in" > "$tmp/out" &
+node_pid=$!
+exec 3> "$tmp/in" # the node serves while this stays open
+exec 4< "$tmp/out"
+port=
+while read -r -u 4 line; do # the node's log lines (spdlog's default sink is stdout), then its port
+  case $line in port\ *) port=${line#port }; break ;; esac
+done
+[ -n "$port" ] || { echo "test-install: embedded_node printed no port" >&2; exit 1; }
+"$tmp/build/client_agent" "$port"
+"$tmp/prefix/bin/flowbus" --help >/dev/null
+exec 3>&-
+cat <&4 >/dev/null # until the node exits
+wait "$node_pid"
+node_pid=
+echo "test-install: installed, built with find_package(flowbus), client without CAF, node embedded: ok"
