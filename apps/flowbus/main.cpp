@@ -4,6 +4,7 @@
 //   flowbus bench  a load generator against a running node, a node process it starts, or in process
 //   flowbus dlq    list, replay or purge the dead-letter queues a node keeps on disk
 //   flowbus top    a node's monitoring figures in a terminal (its --monitor-port)
+//   flowbus pub / sub / req / reply / agents / topics   a running node from the shell (docs/cli.md)
 // Options may also come from a TOML/INI file: `flowbus --config flowbus.toml node` ([node] section,
 // and [cluster] for the node's cluster options: name, port, address, advertise, join, heartbeat-ms,
 // timeout-ms, tls-cert, tls-key, tls-ca).
@@ -11,6 +12,7 @@
 // logs go to standard error.
 #include "bench_cmd.hpp"
 #include "certs_cmd.hpp"
+#include "client_cmd.hpp"
 #include "demo.hpp"
 #include "dlq_cmd.hpp"
 #include "top_cmd.hpp"
@@ -280,7 +282,14 @@ int main(int argc, char** argv) {
   dlq_cmd->add_option("--connect", dlq.connect, "replay: host:port of the node to send them to")->capture_default_str();
   dlq_cmd->add_flag("--json", dlq.json, "list: one JSON object per entry");
 
-  CLI11_PARSE(app, argc, argv);
+  const flowbus::app::client_commands client_cmds(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : flowbus::app::exit_usage; // --help: 0; a usage error: 2, said on stderr
+  }
+  if (const std::optional<int> rc = client_cmds.run()) return *rc;
   if (node_cmd->parsed()) {
     try {
       apply_cluster_section(app, *node_cmd, node);

@@ -22,22 +22,6 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using json = nlohmann::json;
 
-json fetch(const std::string& host, std::uint16_t port, const std::string& target) {
-  net::io_context ioc;
-  net::ip::tcp::resolver resolver(ioc);
-  beast::tcp_stream s(ioc);
-  s.expires_after(std::chrono::seconds(5));
-  s.connect(resolver.resolve(host, std::to_string(port)));
-  http::request<http::empty_body> req(http::verb::get, target, 11);
-  req.set(http::field::host, host);
-  http::write(s, req);
-  beast::flat_buffer buf;
-  http::response<http::string_body> res;
-  http::read(s, buf, res);
-  if (res.result() != http::status::ok) throw std::runtime_error(target + ": HTTP " + std::to_string(res.result_int()));
-  return json::parse(res.body());
-}
-
 std::string si(double v) {
   char b[32];
   if (v >= 1e9) std::snprintf(b, sizeof b, "%.2fG", v / 1e9);
@@ -98,6 +82,22 @@ std::string screen(const json& v, const json& c, const std::string& sort) {
 }
 
 } // namespace
+
+nlohmann::json fetch(const std::string& host, std::uint16_t port, const std::string& target) {
+  net::io_context ioc;
+  net::ip::tcp::resolver resolver(ioc);
+  beast::tcp_stream s(ioc);
+  s.expires_after(std::chrono::seconds(5));
+  s.connect(resolver.resolve(host, std::to_string(port)));
+  http::request<http::empty_body> req(http::verb::get, target, 11);
+  req.set(http::field::host, host);
+  http::write(s, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res);
+  if (res.result() != http::status::ok) throw std::runtime_error(target + ": HTTP " + std::to_string(res.result_int()));
+  return nlohmann::json::parse(res.body());
+}
 
 int run_top(const top_options& o) {
   std::string host;

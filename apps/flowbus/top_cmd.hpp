@@ -1,7 +1,10 @@
 // `flowbus top`: a node's monitoring figures in a terminal, redrawn every second (docs/monitoring.md).
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace flowbus::app {
@@ -13,6 +16,9 @@ struct top_options {
   double interval_s = 1;
   bool once = false;                      ///< print one screen, no escape codes, and exit
 };
+
+/// GET `target` of a monitoring port, parsed; throws std::exception (unreachable, not 200, not JSON).
+nlohmann::json fetch(const std::string& host, std::uint16_t port, const std::string& target);
 
 /// 0, or 1 if the node cannot be reached (said on stderr).
 int run_top(const top_options& options);

@@ -199,6 +199,38 @@ TEST_SUITE("monitor") {
     CHECK(listed["patterns"] == json::array({"orders.*.created", "orders.>"}));
   }
 
+  TEST_CASE("agentz lists the directory: actor agents and connections, with capabilities and subscriptions") {
+    monitored m;
+    actors::agent_spec spec{"az-actor", "summarizer"};
+    spec.capabilities = {"summarize"};
+    spec.subscriptions = {"docs.>"};
+    REQUIRE(m.node.spawn(spec, [](actors::agent_context&, const actors::delivery&) {}));
+    transport::client ws(client_opts(m.port(), "az-ws"));
+    REQUIRE(ws.connect() == errc::ok);
+    REQUIRE(ws.subscribe("jobs.*", {}, "workers").get() == errc::ok);
+    json az;
+    const auto named = [&](const std::string& id) -> const json* {
+      for (const json& a : az["agents"])
+        if (a["id"] == id) return &a;
+      return nullptr;
+    };
+    REQUIRE(eventually([&] {
+      az = m.get("/agentz").j();
+      const json* a = named("az-actor");
+      return a && (*a)["subscriptions"].size() == 1;
+    }, 5s));
+    CHECK(az["num_agents"] == az["agents"].size());
+    const json* a = named("az-actor");
+    CHECK((*a)["type"] == "summarizer");
+    CHECK((*a)["capabilities"] == json::array({"summarize"}));
+    CHECK((*a)["subscriptions"] == json::array({"docs.>"}));
+    CHECK((*a)["breaker"] == "closed");
+    const json* w = named("az-ws");
+    REQUIRE(w);
+    CHECK((*w)["subscriptions"] == json::array({"jobs.* workers"}));
+    CHECK_FALSE(named("az-nobody"));
+  }
+
   TEST_CASE("dlqz shows dead letters by reason, newest first, with their route") {
     monitored m;
     transport::client a(client_opts(m.port(), "dl-a"));

@@ -242,13 +242,14 @@ monitor_response monitor_state::render(std::string_view target) const {
   if (path == "/varz") return varz();
   if (path == "/connz") return connz(q);
   if (path == "/subsz") return subsz(q);
+  if (path == "/agentz") return agentz();
   if (path == "/dlqz") return dlqz(q);
   if (path == "/routez") return routez();
   if (path == "/historyz") return historyz();
   if (path == "/tracez") return tracez(q);
   if (path == "/metrics") return metrics();
   return error_response(404, "no such endpoint: " + path +
-                                 " (/healthz /varz /connz /subsz /dlqz /routez /historyz /tracez /metrics /)");
+                                 " (/healthz /varz /connz /subsz /agentz /dlqz /routez /historyz /tracez /metrics /)");
 }
 
 monitor_response monitor_state::healthz() const {
@@ -470,6 +471,23 @@ monitor_response monitor_state::subsz(const std::map<std::string, std::string>& 
                  {"fanout", m.subscribers.size() + m.groups.size()}};
   }
   return json_response(j);
+}
+
+monitor_response monitor_state::agentz() const {
+  json list = json::array();
+  for (const actors::agent_status& a : node.agents())
+    list.push_back({{"id", a.id},
+                    {"type", a.type},
+                    {"capabilities", a.capabilities},
+                    {"in_flight", a.in_flight},
+                    {"handled", a.handled},
+                    {"breaker", scheduling::to_string(a.breaker)},
+                    {"throttled", a.throttled},
+                    {"subscriptions", node.interest_of(a.id)}});
+  return json_response({{"server_name", server_name_},
+                        {"now", iso_time(codec::wall_clock_ns())},
+                        {"num_agents", list.size()},
+                        {"agents", list}});
 }
 
 monitor_response monitor_state::dlqz(const std::map<std::string, std::string>& q) const {

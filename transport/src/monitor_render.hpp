@@ -78,6 +78,7 @@ private:
   monitor_response varz() const;
   monitor_response connz(const std::map<std::string, std::string>& q) const;
   monitor_response subsz(const std::map<std::string, std::string>& q) const;
+  monitor_response agentz() const;
   monitor_response dlqz(const std::map<std::string, std::string>& q) const;
   monitor_response routez() const;
   monitor_response historyz() const;
