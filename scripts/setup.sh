@@ -9,6 +9,8 @@ PACKAGES=(
   doctest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
   clang libclang-rt-14-dev        # libFuzzer and the clang sanitizer runtimes
   python3 python3-websockets python3-cryptography  # protocol interop client (Ed25519 agents)
+  python3-crc32c python3-venv python3-pip python3-setuptools  # the Python client package: fast CRC, pip install test
+  nodejs npm                      # the JavaScript client's tests (Node's test runner; `ws` from npm)
   python3-prometheus-client chromium  # monitoring tests: /metrics parsed, the dashboard in a real browser
   nats-server libnats-dev         # benchmarks: NATS side by side, its own C client too (scripts/bench-ws.sh)
 )

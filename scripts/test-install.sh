@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test-install.sh [BUILD_DIR]: installs a built flowbus into a temporary prefix, builds
 # tests/install against it with find_package(flowbus) — a client-only agent and an embedded node —
-# checks that the agent does not link CAF, and runs the two together. scripts/test.sh runs it.
+# checks that the agent does not link CAF, and runs the two together; then pip-installs the Python
+# client (clients/python) into a virtual environment and asks the node from it. scripts/test.sh runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build/relwithdebinfo}
@@ -12,16 +13,20 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
 quiet() { "$@" > "$tmp/log" 2>&1 || { cat "$tmp/log" >&2; echo "test-install: failed: $*" >&2; return 1; }; }
 quiet cmake --install "$build" --prefix "$tmp/prefix"
 quiet cmake -S tests/install -B "$tmp/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$tmp/prefix"
 quiet cmake --build "$tmp/build" -j2
-if ldd "$tmp/build/client_agent" | grep -q libcaf; then
+# (ldd's output kept first: with pipefail, grep -q leaving early would fail the pipe)
+agent_libs=$(ldd "$tmp/build/client_agent")
+node_libs=$(ldd "$tmp/build/embedded_node")
+if grep -q libcaf <<<"$agent_libs"; then
   echo "test-install: client_agent links CAF:" >&2
-  ldd "$tmp/build/client_agent" | grep libcaf >&2
+  grep libcaf <<<"$agent_libs" >&2
   exit 1
 fi
-ldd "$tmp/build/embedded_node" | grep -q libcaf_core || { echo "test-install: ldd shows no CAF in embedded_node either" >&2; exit 1; }
+grep -q libcaf_core <<<"$node_libs" || { echo "test-install: ldd shows no CAF in embedded_node either" >&2; exit 1; }
 mkfifo "$tmp/in" "$tmp/out"
 "$tmp/build/embedded_node" < "$tmp/in" > "$tmp/out" &
 node_pid=$!
@@ -33,6 +38,23 @@ while read -r -u 4 line; do # the node's log lines (spdlog's default sink is std
 done
 [ -n "$port" ] || { echo "test-install: embedded_node printed no port" >&2; exit 1; }
 "$tmp/build/client_agent" "$port"
+# the Python client as a user installs it: pip into a virtual environment (from a copy: pip builds in place)
+cp -r clients/python "$tmp/pyclient"
+quiet /usr/bin/python3 -m venv --system-site-packages "$tmp/venv"
+quiet "$tmp/venv/bin/pip" install --no-build-isolation --no-index "$tmp/pyclient"
+(cd "$tmp" && "$tmp/venv/bin/python" - "$port" <<'PY'
+import asyncio, sys
+import flowbus  # the installed package, not the tree's
+
+async def main(port):
+    async with flowbus.Client("ws://127.0.0.1:%s" % port, "install-python") as c:
+        r = await c.request("install.echo", "ping", timeout=5)
+        assert r.text == "echo: ping", r
+        print("python client (%s): reply from %s: %s" % (flowbus.__file__, r.source, r.text))
+
+asyncio.run(main(sys.argv[1]))
+PY
+)
 "$tmp/prefix/bin/flowbus" --help >/dev/null
 exec 3>&-
 cat <&4 >/dev/null # until the node exits

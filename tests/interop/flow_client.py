@@ -1,249 +1,26 @@
-"""A FLOW protocol client written from docs/protocol.md alone (no flowbus code): frames, CRC32C,
-varints, the string pool in both directions, BATCH unwrapping, and the node's WebSocket handshake.
-It exists to prove the protocol is implementable outside C++; tests/interop/interop_test.py runs it
+"""Raw FLOW agents for the interoperability tests: the wire format of the Python package
+(clients/python, written from docs/protocol.md alone, no flowbus code: frames, CRC32C, varints, the
+string pool in both directions, BATCH) driven frame by frame over the node's WebSocket handshake. It
+exists to prove the protocol is implementable outside C++; tests/interop/interop_test.py runs it
 against a real `flowbus node`."""
 import base64
-import struct
+import os
+import sys
 import time
 
 import websockets
 
-MAGIC = b"FLOW"
-HEADER = 40
-# §2 message types
-TASK_ASSIGNMENT, TASK_RESULT, COORDINATION, HEARTBEAT, BATCH = 0x01, 0x02, 0x03, 0x04, 0x05
-REGISTER, WELCOME, SUBSCRIBE, UNSUBSCRIBE, PUBLISH = 0x10, 0x11, 0x12, 0x13, 0x14
-REQUEST, REPLY, ACK, NACK, ERROR, CREDIT, GOODBYE, CHALLENGE = 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1B, 0x1C
-# §3 flags
-ACK_REQUESTED, HAS_DEADLINE, REDELIVERY, BROADCAST, TRACED = 0x01, 0x02, 0x04, 0x08, 0x10
-# §5.1 fields: number -> (name, wire kind, repeated)
-VARINT, STRING, BYTES, PAIR = 0, 1, 2, 3
-FIELDS = {
-    1: ("topic", STRING, False), 2: ("correlation_id", VARINT, False), 3: ("reply_to", STRING, False),
-    4: ("deadline", VARINT, False), 5: ("message_id", VARINT, False), 6: ("source", STRING, False),
-    7: ("hop_count", VARINT, False), 8: ("header", PAIR, True), 9: ("target", STRING, False),
-    10: ("queue_group", STRING, False), 11: ("error_code", VARINT, False), 12: ("credit", VARINT, False),
-    13: ("agent_type", STRING, False), 14: ("capability", STRING, True), 15: ("heartbeat_ms", VARINT, False),
-    16: ("attempt", VARINT, False), 17: ("subscription", STRING, True), 18: ("max_attempts", VARINT, False),
-    19: ("token", STRING, False), 20: ("nonce", STRING, False), 21: ("public_key", STRING, False),
-    22: ("signature", STRING, False), 23: ("trace", BYTES, False),
-}
-# §14 trace hops
-CLIENT_SEND, NODE_IN, CLUSTER_IN, NODE_OUT = 1, 2, 3, 4
+# The wire format is the Python package's (clients/python/flowbus/protocol.py), itself written from
+# docs/protocol.md alone; this module adds raw agents that drive the protocol frame by frame.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "python"))
+from flowbus.protocol import *  # noqa: E402,F401,F403
 
 
-def trace_hops(trace):
-    """§14: the (kind, ns) hops of a trace field's bytes."""
-    return [(trace[i], struct.unpack_from("<Q", trace, i + 1)[0]) for i in range(0, len(trace), 9)]
+class Refused(ProtocolError):  # noqa: F405
+    """Not the frame the handshake expects; args[1] is the node's frame (an ERROR, say)."""
 
-
-def trace_hop(kind, ns):
-    return bytes([kind]) + struct.pack("<Q", ns)
-BY_NAME = {name: (num, kind, rep) for num, (name, kind, rep) in FIELDS.items()}
-POOL_ENTRIES, POOL_BYTES, POOLED_MAX = 1024, 65536, 255
-
-
-class ProtocolError(Exception):
-    pass
-
-
-def _crc_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE = _crc_table()
-
-
-def crc32c(data):
-    """§4: reflected 0x82F63B78, init and final XOR 0xFFFFFFFF."""
-    c = 0xFFFFFFFF
-    for b in data:
-        c = _TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
-assert crc32c(b"123456789") == 0xE3069283
-
-
-def put_varint(v):
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def get_varint(buf, i):
-    v, shift = 0, 0
-    for n in range(10):
-        if i >= len(buf):
-            raise ProtocolError("truncated varint")
-        b = buf[i]
-        i += 1
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            if n > 0 and b == 0:
-                raise ProtocolError("overlong varint")
-            return v, i
-    raise ProtocolError("varint longer than 10 bytes")
-
-
-class Message:
-    def __init__(self, type_, fields=None, payload=b"", flags=0, priority=2):
-        self.type = type_
-        self.flags = flags
-        self.priority = priority
-        self.fields = dict(fields or {})  # singular: name -> value; repeated: name -> list
-        self.payload = payload
-        self.sequence = 0
-        self.timestamp = 0
-
-    def get(self, name, default=None):
-        return self.fields.get(name, default)
-
-    def __repr__(self):
-        return "Message(0x%02x, %r, %r)" % (self.type, self.fields, self.payload[:32])
-
-
-class Encoder:
-    """One direction of one connection: the send sequence and the send pool (§5.2, §7)."""
-
-    def __init__(self, pool=True):
-        self.sequence = 0
-        self.pool = {}
-        self.pool_bytes = 0
-        self.use_pool = pool
-
-    def _string(self, s, poolable):
-        b = s.encode() if isinstance(s, str) else bytes(s)
-        if self.use_pool and poolable:
-            if b in self.pool:
-                return put_varint(self.pool[b] << 2 | 2)  # reference
-            if (2 <= len(b) <= POOLED_MAX and len(self.pool) < POOL_ENTRIES
-                    and self.pool_bytes + len(b) <= POOL_BYTES):
-                self.pool[b] = len(self.pool)
-                self.pool_bytes += len(b)
-                return put_varint(len(b) << 2 | 1) + b  # define
-        return put_varint(len(b) << 2 | 0) + b  # literal
-
-    def encode(self, m):
-        routing = bytearray()
-        names = sorted(m.fields, key=lambda n: BY_NAME[n][0])
-        for name in names:
-            num, kind, rep = BY_NAME[name]
-            values = m.fields[name] if rep else [m.fields[name]]
-            for v in values:
-                routing += put_varint(num << 2 | kind)
-                if kind == VARINT:
-                    routing += put_varint(v)
-                elif kind == STRING:
-                    routing += self._string(v, True)
-                elif kind == BYTES:
-                    routing += put_varint(len(v)) + bytes(v)
-                elif kind == PAIR:
-                    routing += self._string(v[0], True) + self._string(v[1], False)
-        flags = m.flags | (HAS_DEADLINE if "deadline" in m.fields else 0) | (TRACED if "trace" in m.fields else 0)
-        total = HEADER + len(routing) + len(m.payload)
-        header = bytearray(MAGIC + struct.pack("<BBBBIIQQII", 1, m.type, flags, m.priority, total,
-                                               len(m.payload), time.time_ns(), self.sequence, 0, 0))
-        frame = header + routing + m.payload
-        struct.pack_into("<I", frame, 32, crc32c(frame))
-        self.sequence += 1
-        return bytes(frame)
-
-
-class Decoder:
-    """The other direction: the receive pool; checks what §9 says a receiver checks."""
-
-    def __init__(self):
-        self.pool = []
-
-    def _string(self, buf, i, pending):
-        h, i = get_varint(buf, i)
-        mode, n = h & 3, h >> 2
-        if mode in (0, 1):
-            if i + n > len(buf):
-                raise ProtocolError("truncated string")
-            s = bytes(buf[i:i + n])
-            if mode == 1:
-                pending.append(s)
-            return s.decode(), i + n
-        if mode == 2:
-            pool = self.pool + pending
-            if n >= len(pool):
-                raise ProtocolError("unknown pool id %d" % n)
-            return pool[n].decode(), i
-        raise ProtocolError("string mode 3")
-
-    def decode(self, frame):
-        if len(frame) < HEADER or frame[:4] != MAGIC:
-            raise ProtocolError("not a FLOW frame")
-        version, type_, flags, prio, total, psize, ts, seq, crc, reserved = struct.unpack_from("<BBBBIIQQII", frame, 4)
-        if version != 1 or total != len(frame) or psize > total - HEADER or reserved:
-            raise ProtocolError("bad header")
-        zeroed = bytearray(frame)
-        struct.pack_into("<I", zeroed, 32, 0)
-        if crc32c(zeroed) != crc:
-            raise ProtocolError("checksum mismatch")
-        return self._body(frame, type_, flags, prio, total, psize, ts, seq)
-
-    def _body(self, frame, type_, flags, prio, total, psize, ts, seq):
-        m = Message(type_, flags=flags, priority=prio)
-        m.sequence, m.timestamp = seq, ts
-        routing = frame[HEADER:total - psize]
-        m.payload = bytes(frame[total - psize:total])
-        pending, i = [], 0
-        while i < len(routing):
-            key, i = get_varint(routing, i)
-            num, kind = key >> 2, key & 3
-            if kind == VARINT:
-                v, i = get_varint(routing, i)
-            elif kind == STRING:
-                v, i = self._string(routing, i, pending)
-            elif kind == BYTES:
-                n, i = get_varint(routing, i)
-                v, i = bytes(routing[i:i + n]), i + n
-            else:
-                k, i = self._string(routing, i, pending)
-                val, i = self._string(routing, i, pending)
-                v = (k, val)
-            if num not in FIELDS:
-                continue  # unknown fields are skipped (their pool definitions still count)
-            name, want, rep = FIELDS[num]
-            if kind != want:
-                raise ProtocolError("bad field %d" % num)
-            if rep:
-                m.fields.setdefault(name, []).append(v)
-            else:
-                m.fields[name] = v
-        self.pool.extend(pending)
-        return m
-
-    def messages(self, frame):
-        """The messages in one WebSocket message: the frame, or a BATCH's inner frames (§6)."""
-        m = self.decode(frame)
-        if m.type != BATCH:
-            return [m]
-        out, p = [], m.payload
-        i = 0
-        while i < len(p):
-            version, type_, flags, prio, total, psize, ts, seq, crc, reserved = struct.unpack_from("<BBBBIIQQII", p, i + 4)
-            if p[i:i + 4] != MAGIC or crc != 0 or type_ == BATCH:
-                raise ProtocolError("bad inner message")
-            out.append(self._body(p[i:i + total], type_, flags, prio, total, psize, ts, seq))
-            i += total
-        return out
+    def __init__(self, *args):
+        Exception.__init__(self, *args)
 
 
 class Agent:
@@ -278,14 +55,14 @@ class Agent:
         if self.key:  # §12 "Public-key agents": sign the CHALLENGE's nonce, as sent
             challenge = await self.next()
             if challenge.type != CHALLENGE:
-                raise ProtocolError("expected CHALLENGE, got %r" % challenge, challenge)
+                raise Refused("expected CHALLENGE, got %r" % challenge, challenge)
             b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
             fields["public_key"] = b64(self.key.public_key())
             fields["signature"] = b64(self.key.sign(challenge.get("nonce").encode()))
         await self.send(Message(REGISTER, fields))
         welcome = await self.next()
         if welcome.type != WELCOME:
-            raise ProtocolError("expected WELCOME, got %r" % welcome, welcome)
+            raise Refused("expected WELCOME, got %r" % welcome, welcome)
         return welcome
 
     async def send(self, m):
