@@ -1,0 +1,203 @@
+// The JavaScript client against real `flowbus node` processes, under Node's test runner:
+//   FLOWBUS_EXE=build/relwithdebinfo/apps/flowbus/flowbus node --test clients/js/test/
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import * as flowbus from '../flowbus.js';
+import { Client, Priority, agent, capability } from '../flowbus.js';
+import * as p from '../protocol.js';
+
+const EXE = process.env.FLOWBUS_EXE ?? 'flowbus';
+
+function startNode(port = 0) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(EXE, ['node', '--port', String(port)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on ws:\/\/[^ ]+:(\d+)/);
+      if (m) resolve({ proc, port: Number(m[1]), url: `ws://127.0.0.1:${m[1]}` });
+    });
+    proc.on('exit', (code) => reject(new Error(`the node exited (${code}): ${out}`)));
+  });
+}
+const stopNode = (n) => new Promise((resolve) => { n.proc.removeAllListeners('exit'); n.proc.on('exit', resolve); n.proc.kill('SIGTERM'); });
+const freePort = () => new Promise((resolve) => {
+  const s = createServer().listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function eventually(pred, ms = 10000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (pred()) return true;
+    await sleep(20);
+  }
+  return pred();
+}
+
+let node;
+const clients = [];
+async function client(id, opts = {}) {
+  const c = await new Client({ url: node.url, id, ...opts }).connect();
+  clients.push(c);
+  return c;
+}
+before(async () => { node = await startNode(); });
+after(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  await stopNode(node);
+});
+
+test('protocol: CRC32C check value, a BATCH round trip, topic rules', () => {
+  assert.equal(p.crc32c(new TextEncoder().encode('123456789')), 0xe3069283);
+  const enc = new p.Encoder(), dec = new p.Decoder();
+  const msgs = [0, 1, 2].map((i) => new p.Message(p.PUBLISH, { topic: 'a.b', message_id: i, deadline: 1893456000000000000n },
+    new TextEncoder().encode(`x${i}`)));
+  const out = dec.messages(enc.encodeMany(msgs));
+  assert.deepEqual(out.map((m) => new TextDecoder().decode(m.payload)), ['x0', 'x1', 'x2']);
+  assert.deepEqual(out.map((m) => m.sequence), [0, 1, 2]);
+  assert.equal(out[2].fields.deadline, 1893456000000000000n);
+  assert.equal(enc.sequence, 3);
+  assert.equal(p.validateTopic('a..b'), 'empty_token');
+  assert.equal(p.validatePattern('a.>.b'), 'bad_wildcard');
+  assert.ok(p.patternMatches('a.>', 'a.b.c'));
+  assert.ok(!p.patternMatches('a.>', 'a'));
+  assert.ok(flowbus.errorFor(100) instanceof flowbus.Timeout);
+  assert.ok(flowbus.errorFor(78) instanceof flowbus.Unauthenticated);
+});
+
+test('publish and subscribe with wildcards, headers and priorities', async () => {
+  const sub = await client('js-sub'), pub = await client('js-pub');
+  const star = await sub.subscribe('js.ws.*.created');
+  const got = [];
+  await sub.subscribe('js.tail.>', (m) => got.push(m));
+  pub.publish('js.ws.eu.created', 'one', { headers: { k: 'v' }, priority: Priority.HIGH });
+  pub.publish('js.ws.eu.paid', 'not for us');
+  pub.publish('js.tail.a.b', new Uint8Array([0, 255, 7]));
+  const m = await star.next(5000);
+  assert.deepEqual([m.topic, m.text, m.source, m.headers, m.priority], ['js.ws.eu.created', 'one', 'js-pub', { k: 'v' }, Priority.HIGH]);
+  assert.ok(m.ageMs >= 0);
+  assert.ok(await eventually(() => got.length === 1));
+  assert.deepEqual([...got[0].payload], [0, 255, 7]);
+  await assert.rejects(star.next(300), flowbus.Timeout);
+});
+
+test('a queue group shares each message once', async () => {
+  const a = await client('js-qa'), b = await client('js-qb'), pub = await client('js-qp');
+  const seen = { a: 0, b: 0 };
+  await a.subscribe('js.jobs', () => { seen.a++; }, { queue: 'workers' });
+  await b.subscribe('js.jobs', () => { seen.b++; }, { queue: 'workers' });
+  for (let i = 0; i < 100; i++) pub.publish('js.jobs', String(i));
+  assert.ok(await eventually(() => seen.a + seen.b === 100));
+  await sleep(200);
+  assert.equal(seen.a + seen.b, 100);
+  assert.ok(seen.a > 0 && seen.b > 0);
+});
+
+test('request/reply to a topic, an agent and a capability; typed refusals', async () => {
+  const svc = await client('js-svc', { capabilities: ['upper'] }), req = await client('js-req');
+  await svc.subscribe('js.svc.upper', (m) => svc.respond(m, m.text.toUpperCase()));
+  svc.onMessage = (m) => svc.respond(m, `direct:${m.text}`);
+  const r = await req.request('js.svc.upper', 'hello', { timeoutMs: 5000 });
+  assert.deepEqual([r.text, r.source], ['HELLO', 'js-svc']);
+  assert.equal((await req.request(agent('js-svc'), 'x', { timeoutMs: 5000 })).text, 'direct:x');
+  assert.equal((await req.request(capability('upper'), 'y', { timeoutMs: 5000 })).text, 'direct:y');
+  await assert.rejects(req.request('js.svc.nobody', 'x'), (e) => e instanceof flowbus.NoResponders && e.code === 99);
+  await assert.rejects(req.request(agent('js-nobody'), 'x'), flowbus.AgentUnavailable);
+  await assert.rejects(req.request(capability('juggle'), 'x'), flowbus.NoCapableAgent);
+  await svc.subscribe('js.svc.silent', () => {});
+  const t0 = Date.now();
+  await assert.rejects(req.request('js.svc.silent', 'x', { timeoutMs: 300 }), flowbus.Timeout);
+  assert.ok(Date.now() - t0 >= 290);
+});
+
+test('unicast and broadcast reach the inbox', async () => {
+  const a = await client('js-ua', { type: 'alpha' }), b = await client('js-ub', { type: 'beta' });
+  a.send('js-ub', 'hi b');
+  let m = await b.messages().next(5000);
+  assert.deepEqual([m.text, m.source, m.target], ['hi b', 'js-ua', 'js-ub']);
+  a.broadcast('to betas', { agentType: 'beta' });
+  m = await b.messages().next(5000);
+  assert.deepEqual([m.text, m.type], ['to betas', flowbus.MessageType.COORDINATION]);
+});
+
+test('local refusals are typed', async () => {
+  const c = await client('js-bad');
+  assert.throws(() => c.publish('a..b', 'x'), flowbus.InvalidTopic);
+  assert.throws(() => c.publish('a.*', 'x'), flowbus.InvalidTopic);
+  await assert.rejects(c.subscribe('a.>.b'), flowbus.InvalidPattern);
+  assert.throws(() => c.publish('a.b', new Uint8Array(70000)), flowbus.TooLarge);
+  await assert.rejects(new Client({ url: node.url, id: 'js-bad', reconnect: false }).connect(), flowbus.DuplicateAgent);
+  const port = await freePort();
+  await assert.rejects(new Client({ url: `ws://127.0.0.1:${port}`, id: 'js-nowhere', reconnect: false }).connect(),
+    flowbus.ConnectionClosed);
+});
+
+test('acknowledged publishing', async () => {
+  const sub = await client('js-as'), pub = await client('js-ap');
+  const s = await sub.subscribe('js.acked');
+  await Promise.all(Array.from({ length: 200 }, (_, i) => pub.publishAcked('js.acked', String(i))));
+  assert.equal(pub.stats.acked, 200);
+  const got = [];
+  for (let i = 0; i < 200; i++) got.push(Number((await s.next(5000)).text));
+  assert.deepEqual(got.sort((x, y) => x - y), Array.from({ length: 200 }, (_, i) => i));
+  await assert.rejects(pub.publishAcked('js.acked.nobody', 'x'), flowbus.NoResponders);
+});
+
+test('an acking subscriber gets a failed message again', async () => {
+  const pub = await client('js-kp'), sub = await client('js-ks', { acks: true });
+  const tries = [];
+  await sub.subscribe('js.retry', (m) => {
+    tries.push(m.text);
+    if (tries.length === 1) throw new Error('fail the first delivery');
+  });
+  pub.publish('js.retry', 'again');
+  assert.ok(await eventually(() => tries.length >= 2));
+  assert.deepEqual(tries.slice(0, 2), ['again', 'again']);
+  assert.equal(sub.stats.handlerFailures, 1);
+});
+
+test('a receive window granted back, and bursts written as BATCH frames', async () => {
+  const sub = await client('js-ws', { receiveWindow: 64 }), pub = await client('js-wp');
+  const s = await sub.subscribe('js.window');
+  const n = 3000; // below the node's queue for one connection (4096): none shed while we do not read
+  for (let i = 0; i < n; i++) pub.publish('js.window', String(i));
+  await pub.flush();
+  assert.ok(pub.stats.batches > 0);
+  assert.ok(pub.stats.writes < n);
+  const got = [];
+  for (let i = 0; i < n; i++) got.push(Number((await s.next(10000)).text));
+  assert.deepEqual(got, Array.from({ length: n }, (_, i) => i));
+});
+
+test('a deadline already past is not delivered', async () => {
+  const sub = await client('js-ds'), pub = await client('js-dp');
+  const s = await sub.subscribe('js.deadline');
+  pub.publish('js.deadline', 'late', { deadlineMs: -1000 });
+  pub.publish('js.deadline', 'in time', { deadlineMs: 30000 });
+  const m = await s.next(5000);
+  assert.equal(m.text, 'in time');
+  assert.ok(m.deadlineNs > p.nowNs());
+});
+
+test('reconnects, subscribes again and sends what queued meanwhile', async () => {
+  const port = await freePort();
+  let n2 = await startNode(port);
+  const c = await new Client({ url: n2.url, id: 'js-re', backoffMs: [50, 200] }).connect();
+  const got = [];
+  await c.subscribe('js.re.>', (m) => got.push(m.text));
+  await stopNode(n2);
+  assert.ok(await eventually(() => !c.connected, 10000));
+  c.publish('js.re.queued', 'sent after the reconnect');
+  n2 = await startNode(port);
+  try {
+    assert.ok(await eventually(() => c.connected, 15000));
+    assert.ok(await eventually(() => got.length === 1, 10000));
+    assert.equal(got[0], 'sent after the reconnect');
+    assert.equal(c.stats.connects, 2);
+  } finally {
+    await c.close();
+    await stopNode(n2);
+  }
+});
