@@ -10,7 +10,7 @@ PACKAGES=(
   clang libclang-rt-14-dev        # libFuzzer and the clang sanitizer runtimes
   python3 python3-websockets python3-cryptography  # protocol interop client (Ed25519 agents)
   python3-crc32c python3-venv python3-pip python3-setuptools  # the Python client package: fast CRC, pip install test
-  nodejs npm                      # the JavaScript client's tests (Node's test runner; `ws` from npm)
+  nodejs                          # the JavaScript client's tests (Node's test runner; `ws` from npm, below)
   python3-prometheus-client chromium  # monitoring tests: /metrics parsed, the dashboard in a real browser
   nats-server libnats-dev         # benchmarks: NATS side by side, its own C client too (scripts/bench-ws.sh)
 )
@@ -19,6 +19,8 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm: Debian's package, unless the installed nodejs brings its own (NodeSource's conflicts with it)
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""
