@@ -26,6 +26,23 @@ export const MessageType = Object.freeze({
   PUBLISH: p.PUBLISH, REQUEST: p.REQUEST, REPLY: p.REPLY,
 });
 const DATA = new Set(Object.values(MessageType));
+
+/** A FIFO with O(1) shift (Array.prototype.shift moves every element: quadratic on a long queue). */
+class Fifo {
+  constructor() { this.items = []; this.head = 0; }
+  get length() { return this.items.length - this.head; }
+  push(x) { this.items.push(x); }
+  peek() { return this.items[this.head]; }
+  shift() {
+    const x = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return x;
+  }
+}
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 
@@ -125,8 +142,8 @@ export class Client {
     this.onMessage = this.o.onMessage;
     this.stats = { sent: 0, received: 0, writes: 0, batches: 0, connects: 0, acked: 0, redelivered: 0, duplicates: 0,
       handlerFailures: 0, holds: 0 };
-    this.queue = [];     // data, in order
-    this.control = [];   // ACK, CREDIT, SUBSCRIBE...: before data
+    this.queue = new Fifo();   // data, in order
+    this.control = new Fifo(); // ACK, CREDIT, SUBSCRIBE...: before data
     this.subs = [];
     this.inbox = new Subscription(this, '', undefined, undefined); // what no subscription takes
     this.ids = 1;
@@ -291,14 +308,14 @@ export class Client {
       setTimeout(() => this.scheduleFlush(), 1);
       return;
     }
-    while (this.control.length || (this.queue.length && this.maySend(this.queue[0])) || this.ackOwed >= 0) {
+    while (this.control.length || (this.queue.length && this.maySend(this.queue.peek())) || this.ackOwed >= 0) {
       const batch = [];
       let size = p.HEADER;
       const room = this.o.maxBatch - 1; // a slot for the ACK owed
       while (this.control.length && batch.length < room) batch.push(this.control.shift());
-      while (this.queue.length && batch.length < room && this.maySend(this.queue[0])) {
-        const m = this.queue[0];
-        const est = p.HEADER + 64 + m.payload.length + JSON.stringify(m.fields, (k, v) => typeof v === 'bigint' ? 0 : v).length;
+      while (this.queue.length && batch.length < room && this.maySend(this.queue.peek())) {
+        const m = this.queue.peek();
+        const est = p.HEADER + 64 + m.payload.length + (m.fields.topic?.length ?? 0) + (m.fields.header?.length ?? 0) * 64;
         if (batch.length && size + est > this.o.maxMessage) break;
         size += est;
         batch.push(this.queue.shift());

@@ -40,17 +40,30 @@ for (let i = 0; i < 256; i++) {
 for (let i = 0; i < 256; i++)
   for (let t = 1; t < 4; t++) T[t * 256 + i] = (T[(t - 1) * 256 + i] >>> 8) ^ T[T[(t - 1) * 256 + i] & 0xff];
 
-/** CRC32C of bytes (a Uint8Array). */
-export function crc32c(b) {
-  let c = 0xffffffff, i = 0;
-  const n4 = b.length & ~3;
+/** CRC32C continued over b[start, end) from a running value (start: 0xffffffff; finish: ^ 0xffffffff). */
+function crcUpdate(c, b, start, end) {
+  let i = start;
+  const n4 = start + ((end - start) & ~3);
   for (; i < n4; i += 4) {
     c ^= b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24);
     c = T[768 + (c & 0xff)] ^ T[512 + ((c >>> 8) & 0xff)] ^ T[256 + ((c >>> 16) & 0xff)] ^ T[c >>> 24];
   }
-  for (; i < b.length; i++) c = T[(c ^ b[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
+  for (; i < end; i++) c = T[(c ^ b[i]) & 0xff] ^ (c >>> 8);
+  return c;
 }
+
+/** CRC32C of bytes (a Uint8Array). */
+export function crc32c(b) {
+  return (crcUpdate(0xffffffff, b, 0, b.length) ^ 0xffffffff) >>> 0;
+}
+
+/** The checksum of a frame whose checksum field (offset 32) counts as zero (§4). */
+function frameCrc(b) {
+  let c = crcUpdate(0xffffffff, b, 0, 32);
+  c = crcUpdate(c, ZERO4, 0, 4);
+  return (crcUpdate(c, b, 36, b.length) ^ 0xffffffff) >>> 0;
+}
+const ZERO4 = new Uint8Array(4);
 
 /** Appends a varint (a Number or a BigInt) to `out` (an array of bytes). */
 export function putVarint(out, v) {
@@ -72,15 +85,26 @@ export function putVarint(out, v) {
 
 /** [value, next offset]; a Number, or a BigInt above 2^53. */
 export function getVarint(b, i, end) {
-  let v = 0n, shift = 0n;
-  for (let n = 0; n < 10; n++) {
+  let v = 0, mul = 1;
+  for (let n = 0; n < 7; n++) { // up to 49 bits as a Number
     if (i >= end) throw new ProtocolError('truncated varint', 12);
     const x = b[i++];
-    v |= BigInt(x & 0x7f) << shift;
-    shift += 7n;
+    v += (x & 0x7f) * mul;
     if (!(x & 0x80)) {
       if (n > 0 && x === 0) throw new ProtocolError('overlong varint', 13);
-      return [v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v, i];
+      return [v, i];
+    }
+    mul *= 128;
+  }
+  let big = BigInt(v), shift = 49n;
+  for (let n = 7; n < 10; n++) {
+    if (i >= end) throw new ProtocolError('truncated varint', 12);
+    const x = b[i++];
+    big |= BigInt(x & 0x7f) << shift;
+    shift += 7n;
+    if (!(x & 0x80)) {
+      if (x === 0) throw new ProtocolError('overlong varint', 13);
+      return [big <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(big) : big, i];
     }
   }
   throw new ProtocolError('varint longer than 10 bytes', 14);
@@ -108,11 +132,13 @@ export class Encoder {
   }
 
   #string(out, s, poolable) {
-    const b = typeof s === 'string' ? utf8.encode(s) : s;
+    const key = typeof s === 'string' ? s : fromUtf8.decode(s);
     if (poolable) {
-      const key = typeof s === 'string' ? s : fromUtf8.decode(s);
       const id = this.pool.get(key);
       if (id !== undefined) return putVarint(out, (id << 2) | 2); // reference
+    }
+    const b = typeof s === 'string' ? utf8.encode(s) : s;
+    if (poolable) {
       if (b.length >= 2 && b.length <= POOLED_MAX && this.pool.size < POOL_ENTRIES &&
           this.poolBytes + b.length <= POOL_BYTES) {
         this.pool.set(key, this.pool.size);
@@ -162,7 +188,7 @@ export class Encoder {
     d.setBigUint64(24, BigInt(this.sequence++), true);
     frame.set(routing, HEADER);
     frame.set(m.payload, HEADER + routing.length);
-    if (!inner) d.setUint32(32, crc32c(frame), true);
+    if (!inner) d.setUint32(32, frameCrc(frame), true);
     return frame;
   }
 
@@ -187,7 +213,7 @@ export class Encoder {
       frame.set(f, at);
       at += f.length;
     }
-    d.setUint32(32, crc32c(frame), true);
+    d.setUint32(32, frameCrc(frame), true);
     return frame;
   }
 }
@@ -261,9 +287,7 @@ export class Decoder {
     if (magic !== MAGIC) throw new ProtocolError('not a FLOW frame', 2);
     if (version !== 1 || total !== b.length || psize > total - HEADER || reserved)
       throw new ProtocolError('bad header', 10);
-    const zeroed = b.slice();
-    zeroed.fill(0, 32, 36);
-    if (crc32c(zeroed) !== crc) throw new ProtocolError('checksum mismatch', 11);
+    if (frameCrc(b) !== crc) throw new ProtocolError('checksum mismatch', 11);
     if (type !== BATCH) return [this.#body(b, 0, type, flags, prio, total, psize, ts, seq)];
     const out = [];
     for (let at = HEADER; at < b.length;) {
