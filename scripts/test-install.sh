@@ -2,7 +2,8 @@
 # scripts/test-install.sh [BUILD_DIR]: installs a built flowbus into a temporary prefix, builds
 # tests/install against it with find_package(flowbus) — a client-only agent and an embedded node —
 # checks that the agent does not link CAF, and runs the two together; then pip-installs the Python
-# client (clients/python) into a virtual environment and asks the node from it. scripts/test.sh runs it.
+# client (clients/python) into a virtual environment and asks the node from it; then builds the
+# Debian package (cpack) and starts its flowbus from its own node.toml. scripts/test.sh runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build/relwithdebinfo}
@@ -56,8 +57,29 @@ asyncio.run(main(sys.argv[1]))
 PY
 )
 "$tmp/prefix/bin/flowbus" --help >/dev/null
+# the Debian package: its files, its Depends, and its flowbus starting from its own configuration
+(cd "$build" && quiet cpack -G DEB -B "$tmp/deb")
+deb=$(ls "$tmp"/deb/flowbus_*.deb)
+contents=$(dpkg-deb -c "$deb")
+for f in ./usr/bin/flowbus ./usr/lib/systemd/system/flowbus.service ./usr/share/flowbus/node.toml \
+         ./usr/lib/cmake/flowbus/flowbusConfig.cmake ./usr/include/flowbus/transport/client.hpp; do
+  grep -q " $f\$" <<<"$contents" || { echo "test-install: the .deb has no $f" >&2; exit 1; }
+done
+grep -q "libcaf-core" <<<"$(dpkg-deb -f "$deb" Depends)" || { echo "test-install: the .deb does not depend on CAF" >&2; exit 1; }
+dpkg-deb -x "$deb" "$tmp/root"
+sed 's|/var/lib/flowbus/dlq|'"$tmp"'/dlq|; s|^port = 8081|port = 0|; s|^monitor-port = 8222|monitor-port = 0|' \
+  "$tmp/root/usr/share/flowbus/node.toml" > "$tmp/node.toml"
+"$tmp/root/usr/bin/flowbus" --config "$tmp/node.toml" node > "$tmp/deb-node.out" 2>/dev/null &
+deb_node=$!
+for _ in $(seq 100); do grep -q "monitoring on" "$tmp/deb-node.out" && break; sleep 0.1; done
+kill -TERM "$deb_node"
+wait "$deb_node" || { echo "test-install: the packaged node did not drain and exit 0" >&2; exit 1; }
+grep -q "listening on" "$tmp/deb-node.out" && grep -q "monitoring on" "$tmp/deb-node.out" ||
+  { echo "test-install: the packaged node did not start from its node.toml" >&2; cat "$tmp/deb-node.out" >&2; exit 1; }
+grep -q "^ExecStart=/usr/bin/flowbus --config /etc/flowbus/node.toml node$" "$tmp/root/usr/lib/systemd/system/flowbus.service" ||
+  { echo "test-install: the unit does not start the packaged flowbus with its configuration" >&2; exit 1; }
 exec 3>&-
 cat <&4 >/dev/null # until the node exits
 wait "$node_pid"
 node_pid=
-echo "test-install: installed, built with find_package(flowbus), client without CAF, node embedded: ok"
+echo "test-install: installed, built with find_package(flowbus), client without CAF, node embedded, pip install, .deb: ok"
