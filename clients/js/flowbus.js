@@ -57,6 +57,23 @@ async function webSocketClass() {
   return mod.WebSocket ?? mod.default;
 }
 
+/** Settles through map.get(key).resolve/reject (the reader calls them), or rejects with Timeout
+ * after timeoutMs; either way the entry leaves the map. */
+function awaitAnswer(map, key, timeoutMs, what) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      map.delete(key);
+      reject(new Timeout(what));
+    }, timeoutMs);
+    const done = (f) => (v) => {
+      clearTimeout(timer);
+      map.delete(key);
+      f(v);
+    };
+    map.set(key, { resolve: done(resolve), reject: done(reject) });
+  });
+}
+
 /** A message from the node. */
 export class Received {
   constructor(m) {
@@ -413,23 +430,13 @@ export class Client {
     const m = this.data(p.REQUEST, to, payload, opts);
     const cid = this.ids++;
     m.fields.correlation_id = cid;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.requests.delete(cid);
-        reject(new Timeout(`no reply from ${JSON.stringify(to)} in ${timeoutMs} ms`));
-      }, timeoutMs);
-      const done = (f) => (v) => {
-        clearTimeout(timer);
-        this.requests.delete(cid);
-        f(v);
-      };
-      this.requests.set(cid, { resolve: done(resolve), reject: done(reject) });
-      try {
-        this.enqueue(m);
-      } catch (e) {
-        done(reject)(e);
-      }
-    });
+    const reply = awaitAnswer(this.requests, cid, timeoutMs, `no reply from ${JSON.stringify(to)} in ${timeoutMs} ms`);
+    try {
+      this.enqueue(m);
+    } catch (e) {
+      this.requests.get(cid).reject(e);
+    }
+    return reply;
   }
 
   /** Answers a request (to its replyTo, with its correlation id and priority). */
@@ -449,20 +456,9 @@ export class Client {
   }
 
   answered(m, timeoutMs) {
-    const mid = m.fields.message_id;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.answers.delete(mid);
-        reject(new Timeout(`no answer from the node in ${timeoutMs} ms`));
-      }, timeoutMs);
-      const done = (f) => (v) => {
-        clearTimeout(timer);
-        this.answers.delete(mid);
-        f(v);
-      };
-      this.answers.set(mid, { resolve: done(resolve), reject: done(reject) });
-      this.enqueue(m, true);
-    });
+    const answer = awaitAnswer(this.answers, m.fields.message_id, timeoutMs, `no answer from the node in ${timeoutMs} ms`);
+    this.enqueue(m, true);
+    return answer;
   }
 
   /** Subscribes (again after every reconnect) once the node accepted; rejects with its refusal
