@@ -527,8 +527,8 @@ export class Client {
       else this.scheduleFlush();
     } else if (DATA.has(m.type)) {
       const r = new Received(m);
-      if (m.type === p.REPLY && this.requests.has(r.correlationId)) {
-        this.requests.get(r.correlationId).resolve(r);
+      if (m.type === p.REPLY) { // to a request of ours; one that timed out is dropped
+        this.requests.get(r.correlationId)?.resolve(r);
         this._handled(r);
         return;
       }

@@ -615,9 +615,9 @@ class Client:
             raise ConnectionClosed("the node said GOODBYE")
         elif t in _DATA_TYPES:
             r = Received(m)
-            if t == p.REPLY and r.correlation_id in self._requests:
-                fut = self._requests[r.correlation_id]
-                if not fut.done():
+            if t == p.REPLY:  # to a request of ours; one that timed out is dropped
+                fut = self._requests.get(r.correlation_id)
+                if fut is not None and not fut.done():
                     fut.set_result(r)
                 self._handled(r)
                 return
