@@ -23,8 +23,15 @@ def run(*args, stdin=None, timeout=30):
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
 
+STARTED = []
+
+
 def background(*args):
-    return subprocess.Popen([EXE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """A command left running (killed at the end whatever happens: a failed check must not leave
+    a sub or reply reconnecting forever)."""
+    p = subprocess.Popen([EXE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    STARTED.append(p)
+    return p
 
 
 def wait_listening(proc, what):
@@ -144,6 +151,10 @@ def main():
         rc, _, err = run("agents", "--monitor", "127.0.0.1:1")
         check(rc == 1 and "--monitor-port" in err, "agents without a monitoring port exits 1 and says why")
     finally:
+        for p in STARTED:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         node.stop()
     print("cli: all checks passed")
 
