@@ -9,6 +9,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -214,18 +216,20 @@ TEST_SUITE("node") {
                         results->push_back(std::move(s));
                         if (results->size() == 3) p->set_value(*results);
                       };
-                      ctx.request(destination::agent("echo"), "ping", 1s,
+                      ctx.request(destination::agent("echo"), "ping", 5s, // (a loaded machine: only mute2's may time out)
                                   [done](reply&& r) { done(r ? std::string(r.response.msg.payload) : to_string(r.code)); });
                       ctx.request(destination::agent("mute2"), "hello?", 30ms,
                                   [done](reply&& r) { done(to_string(r.code)); });
-                      ctx.request(destination::agent("ghost"), "boo", 1s, [done](reply&& r) { done(to_string(r.code)); });
+                      ctx.request(destination::agent("ghost"), "boo", 5s, [done](reply&& r) { done(to_string(r.code)); });
                     })
                 .has_value());
-    REQUIRE(fut.wait_for(5s) == std::future_status::ready);
-    std::multiset<std::string> got;
-    for (auto& s : fut.get())
-      got.insert(s);
-    CHECK(got == std::multiset<std::string>{"ping", "timeout", "agent_unavailable"});
+    REQUIRE(fut.wait_for(10s) == std::future_status::ready);
+    std::vector<std::string> got = fut.get();
+    std::sort(got.begin(), got.end());
+    std::string joined; // printed by doctest when it differs
+    for (const auto& s : got)
+      joined += s + " ";
+    CHECK(joined == "agent_unavailable ping timeout ");
   }
 
   TEST_CASE("queue group: each message to one member, round-robin exactly even; plain subscribers get all") {
