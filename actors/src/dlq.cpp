@@ -1,5 +1,7 @@
 #include <flowbus/actors/dlq.hpp>
 
+#include "record_file.hpp"
+
 #include <flowbus/codec/bytes.hpp>
 #include <flowbus/codec/crc32c.hpp>
 #include <flowbus/codec/decoder.hpp>
@@ -21,13 +23,11 @@
 namespace flowbus::actors {
 
 namespace {
+using namespace detail;                            // record files: record_file.hpp
 constexpr std::uint32_t record_magic = 0x514C4446; // "FDLQ" little-endian
-constexpr std::size_t record_head = 12;            // magic, body length, CRC
 constexpr std::uint8_t rec_entry = 1, rec_tombstone = 2;
 constexpr std::array<const char*, dlq_kind_count> kind_names{"network_timeout", "agent_unavailable", "corruption",
                                                              "circuit_open",    "poison",            "unknown"};
-
-std::error_code last_error() { return {errno, std::generic_category()}; }
 
 // An open, flock'ed file descriptor; closes (and unlocks) on scope exit.
 class locked_fd {
@@ -59,109 +59,6 @@ private:
   std::error_code ec_;
 };
 
-std::error_code write_all(int fd, const std::string& data) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return last_error();
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  return {};
-}
-
-// fsync a directory, so an entry created or removed in it survives a crash.
-std::error_code sync_directory(const std::filesystem::path& dir) {
-  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return last_error();
-  const int rc = ::fsync(fd);
-  const std::error_code ec = rc != 0 ? last_error() : std::error_code{};
-  ::close(fd);
-  return ec;
-}
-
-// create_directories, fsyncing the parent of each directory it creates.
-std::error_code make_directories(const std::filesystem::path& dir) {
-  std::error_code ec;
-  if (dir.empty() || std::filesystem::is_directory(dir, ec)) return {};
-  if (std::filesystem::exists(dir, ec)) return std::make_error_code(std::errc::not_a_directory);
-  if (auto e = make_directories(dir.parent_path())) return e;
-  if (!std::filesystem::create_directory(dir, ec) && ec) return ec;
-  return sync_directory(dir.parent_path()); // "" is the working directory
-}
-
-// Reads [from, end of file) of an open descriptor.
-std::error_code read_from(int fd, std::uint64_t from, std::string& out) {
-  out.clear();
-  char buf[65536];
-  for (auto at = static_cast<off_t>(from);;) {
-    const ssize_t n = ::pread(fd, buf, sizeof buf, at);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return last_error();
-    }
-    if (n == 0) return {};
-    out.append(buf, static_cast<std::size_t>(n));
-    at += n;
-  }
-}
-
-// The body length of the whole record at `at`, if one is there (magic, length and CRC all good).
-std::optional<std::uint32_t> whole_record_at(const codec::byte* base, std::size_t size, std::size_t at) {
-  if (size - at < record_head) return std::nullopt;
-  const auto* h = base + at;
-  if (codec::load_le<std::uint32_t>(h) != record_magic) return std::nullopt;
-  const auto len = codec::load_le<std::uint32_t>(h + 4);
-  if (size - at - record_head < len) return std::nullopt;
-  if (codec::crc32c(h + record_head, len) != codec::load_le<std::uint32_t>(h + 8)) return std::nullopt;
-  return len;
-}
-
-struct scan_result {
-  std::size_t whole_end = 0; // end of the last whole record (relative to the scanned data)
-  std::uint64_t damaged_bytes = 0, damaged_regions = 0;
-};
-
-// Walks the records of `data`, calling on_record(offset, body, length) for each whole
-// one; a stretch that is not a whole record followed by one is damage (skipped, counted), one
-// that runs to the end is the torn tail (size - whole_end). on_record returns false for a record
-// whose body does not parse: counted as damage too.
-template <class F> scan_result scan_records(const std::string& data, F&& on_record) {
-  const auto* base = reinterpret_cast<const codec::byte*>(data.data());
-  const std::size_t size = data.size();
-  scan_result r;
-  std::size_t at = 0;
-  while (at < size) {
-    if (auto len = whole_record_at(base, size, at)) {
-      if (!on_record(at, base + at + record_head, *len)) {
-        r.damaged_bytes += record_head + *len;
-        ++r.damaged_regions;
-      }
-      at += record_head + *len;
-      r.whole_end = at;
-      continue;
-    }
-    // resynchronise: the next offset where a whole record starts
-    std::size_t next = at + 1;
-    for (; next < size; ++next) {
-      const void* f = std::memchr(data.data() + next, static_cast<int>(record_magic & 0xFF), size - next);
-      if (!f) {
-        next = size;
-        break;
-      }
-      next = static_cast<std::size_t>(static_cast<const char*>(f) - data.data());
-      if (whole_record_at(base, size, next)) break;
-    }
-    if (next >= size) break; // nothing whole after it: the torn tail
-    r.damaged_bytes += next - at;
-    ++r.damaged_regions;
-    at = next;
-  }
-  return r;
-}
-
 // Opens (creating if needed, with the directory fsynced) and flocks a queue file for appending.
 locked_fd open_for_append(const std::filesystem::path& p) {
   {
@@ -185,7 +82,7 @@ std::error_code cut_torn_tail(int fd, std::uint64_t& verified, std::uint64_t& tr
   if (size == verified) return {};
   std::string data;
   if (auto ec = read_from(fd, verified, data)) return ec;
-  const scan_result r = scan_records(data, [](std::size_t, const codec::byte*, std::uint32_t) { return true; });
+  const scan_result r = scan_records(data, record_magic, [](std::size_t, const codec::byte*, std::uint32_t) { return true; });
   if (damaged) *damaged += r.damaged_bytes;
   const std::uint64_t end = verified + r.whole_end;
   if (end < size) {
@@ -194,19 +91,6 @@ std::error_code cut_torn_tail(int fd, std::uint64_t& verified, std::uint64_t& tr
   }
   verified = end;
   return {};
-}
-
-template <class T> void put(std::string& out, T v) {
-  char b[sizeof(T)];
-  codec::store_le(reinterpret_cast<codec::byte*>(b), v);
-  out.append(b, sizeof(T));
-}
-
-void put_record(std::string& out, const std::string& body) {
-  put<std::uint32_t>(out, record_magic);
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(body.size()));
-  put<std::uint32_t>(out, codec::crc32c(body.data(), body.size()));
-  out += body;
 }
 
 std::string entry_body(const dlq_entry& e) {
@@ -307,7 +191,7 @@ std::error_code dlq_file::append(std::vector<dlq_entry>& entries) {
     std::string out;
     for (auto& e : entries) {
       e.id = offset + out.size();
-      put_record(out, entry_body(e));
+      put_record(out, record_magic, entry_body(e));
     }
     return out;
   });
@@ -336,7 +220,7 @@ std::error_code dlq_file::load(contents& out) const {
   if (rec) return rec;
   std::vector<dlq_entry> entries;
   std::unordered_set<std::uint64_t> removed;
-  const scan_result r = scan_records(data, [&](std::size_t at, const codec::byte* body, std::uint32_t len) {
+  const scan_result r = scan_records(data, record_magic, [&](std::size_t at, const codec::byte* body, std::uint32_t len) {
     reader rd{body, body + len};
     const auto type = rd.get<std::uint8_t>();
     if (type == rec_entry) {
@@ -379,7 +263,7 @@ std::error_code dlq_file::remove(const std::vector<std::uint64_t>& ids) {
     for (auto id : ids) {
       std::string body(1, static_cast<char>(rec_tombstone));
       put<std::uint64_t>(body, id);
-      put_record(out, body);
+      put_record(out, record_magic, body);
     }
     return out;
   });
