@@ -1,0 +1,105 @@
+// A stream's log: an append-only sequence of FLOW frames kept in segment files, the store behind
+// durable streams (issue 23). Records are those of the dead-letter files (record_file.hpp): magic
+// "FSEG", body length, CRC32C, then the body — the stream sequence number (u64), the time it was
+// appended (u64 ns since the Unix epoch) and the frame exactly as received. A segment is named
+// after its first sequence number (`00000000000000000001.seg`); a new one starts when the active
+// one passes `segment_bytes`.
+//
+// Durability is the policy's (`commit()`): `always` fdatasyncs every commit — a committed record
+// survives a power failure; `group` fdatasyncs once `group_interval` has passed since the last sync
+// (a crash of the process loses nothing written, a power failure up to the interval); `never`
+// leaves it to the kernel (a process crash loses nothing written; a power failure, what the
+// kernel had not written back). `durable()` says up to which sequence number the policy's promise
+// holds, so acknowledgements wait for it.
+//
+// Opening recovers: every segment is scanned, a torn tail of the last one (a record cut short by
+// a crash) is truncated and counted, damage elsewhere is skipped and counted; the index of
+// sequence numbers and times is rebuilt in memory.
+// @threadsafe no: one owner (a stream's actor).
+#pragma once
+
+#include <flowbus/codec/bytes.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace flowbus::actors {
+
+enum class fsync_policy : std::uint8_t { always, group, never };
+const char* to_string(fsync_policy p) noexcept;
+
+struct log_options {
+  std::uint64_t segment_bytes = 64ull << 20; ///< a new segment starts once the active one is this large
+  fsync_policy sync = fsync_policy::group;
+  std::chrono::milliseconds group_interval{5}; ///< group: at most this long between a write and its sync
+  /// Retention (0: no limit): whole oldest segments go once the log holds more bytes or records
+  /// than this, or their newest record is older than max_age. The active segment stays.
+  std::uint64_t max_bytes = 0, max_records = 0;
+  std::chrono::seconds max_age{0};
+};
+
+/// What opening the log found.
+struct log_recovery {
+  std::uint64_t segments = 0, records = 0;
+  std::uint64_t torn_bytes = 0;    ///< cut off the last segment's end (a crash mid-append)
+  std::uint64_t damaged_bytes = 0; ///< skipped between whole records
+  std::uint64_t damaged_regions = 0;
+};
+
+/// One stored record; views valid until the next call on the log.
+struct log_record {
+  std::uint64_t seq = 0;
+  std::uint64_t time_ns = 0;
+  codec::bytes_view frame;
+};
+
+class segment_log {
+public:
+  /// Opens (creating `dir` if needed) and recovers. Throws std::system_error if the directory
+  /// cannot be created or a segment cannot be read or repaired.
+  segment_log(std::filesystem::path dir, log_options options);
+  ~segment_log();
+  segment_log(const segment_log&) = delete;
+  segment_log& operator=(const segment_log&) = delete;
+
+  /// Writes one record (not yet synced: see commit()); returns its sequence number. Throws
+  /// std::system_error when the write fails (a full disk): nothing of the record stays.
+  std::uint64_t append(codec::bytes_view frame, std::uint64_t time_ns);
+  /// Applies the policy to what was appended: returns the highest sequence number now as durable
+  /// as the policy promises (always: all; group: all if the interval has passed since the last
+  /// sync, else what the last sync covered — call again by the interval; never: all).
+  std::uint64_t commit(std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+  /// fdatasyncs the active segment now, whatever the policy.
+  void sync();
+  std::uint64_t durable() const noexcept;
+
+  std::uint64_t first() const noexcept; ///< the oldest sequence number kept (last() + 1 when empty)
+  std::uint64_t last() const noexcept;  ///< the newest (0: none yet)
+  std::uint64_t records() const noexcept;
+  std::uint64_t bytes() const noexcept; ///< of all segments
+  std::size_t segments() const noexcept;
+  const log_recovery& recovered() const noexcept;
+
+  /// Calls f(record) for records from `from` (or the first kept) on, in order, up to `max`;
+  /// f returns false to stop. Returns how many it gave.
+  std::size_t read(std::uint64_t from, std::size_t max, const std::function<bool(const log_record&)>& f) const;
+  /// The first sequence number appended at or after `time_ns` (last() + 1 if none).
+  std::uint64_t seq_at_time(std::uint64_t time_ns) const;
+  /// Drops whole oldest segments past the retention limits (now: wall clock, ns). Returns how
+  /// many records went.
+  std::uint64_t enforce_retention(std::uint64_t now_ns);
+
+  struct impl;
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace flowbus::actors

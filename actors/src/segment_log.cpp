@@ -1,0 +1,326 @@
+#include <flowbus/actors/segment_log.hpp>
+
+#include "record_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <deque>
+
+namespace flowbus::actors {
+
+using namespace detail;
+
+namespace {
+
+constexpr std::uint32_t segment_magic = 0x47455346; // "FSEG" little-endian
+constexpr std::size_t body_head = 16;               // seq, time
+constexpr std::uint64_t index_every = 64;           // a sparse index entry every this many records
+constexpr std::size_t read_chunk = 1 << 20;
+
+[[noreturn]] void fail(std::error_code ec, const std::string& what) { throw std::system_error(ec, what); }
+
+std::string segment_name(std::uint64_t first_seq) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%020" PRIu64 ".seg", first_seq);
+  return b;
+}
+
+} // namespace
+
+const char* to_string(fsync_policy p) noexcept {
+  switch (p) {
+    case fsync_policy::always: return "always";
+    case fsync_policy::group: return "group";
+    case fsync_policy::never: return "never";
+  }
+  return "?";
+}
+
+struct segment_log::impl {
+  struct mark { // a sparse index entry: where record `seq` starts
+    std::uint64_t seq, offset, time_ns;
+  };
+  struct segment {
+    std::uint64_t base = 0; ///< from the file name: the first sequence number it was opened for
+    std::filesystem::path path;
+    std::uint64_t size = 0, records = 0, first_seq = 0, last_seq = 0, first_time = 0, last_time = 0;
+    std::vector<mark> index;
+  };
+
+  std::filesystem::path dir;
+  log_options opt;
+  std::deque<segment> segs;
+  int fd = -1; ///< the active (last) segment, for appending
+  std::uint64_t next_seq = 1, written = 0, synced = 0, total_bytes = 0, total_records = 0;
+  std::chrono::steady_clock::time_point last_sync{};
+  log_recovery rec;
+
+  ~impl() {
+    if (fd >= 0) ::close(fd);
+  }
+
+  /// The records of `data` (bytes from `offset` of `s`): each whole one's (seq, time, frame, offset).
+  template <class F> scan_result parse(const std::string& data, F&& on) const {
+    return scan_records(data, segment_magic, [&](std::size_t at, const codec::byte* body, std::uint32_t len) {
+      if (len < body_head) return false;
+      log_record r{codec::load_le<std::uint64_t>(body), codec::load_le<std::uint64_t>(body + 8),
+                   codec::bytes_view(body + body_head, len - body_head)};
+      on(r, at);
+      return true;
+    });
+  }
+
+  void note(segment& s, std::uint64_t seq, std::uint64_t time, std::uint64_t offset) {
+    if (s.records == 0) {
+      s.first_seq = seq;
+      s.first_time = time;
+    }
+    if (s.records % index_every == 0) s.index.push_back({seq, offset, time});
+    ++s.records;
+    s.last_seq = seq;
+    s.last_time = time;
+  }
+
+  void load(segment& s, bool last) {
+    const int f = ::open(s.path.c_str(), O_RDWR | O_CLOEXEC);
+    if (f < 0) fail(last_error(), "open " + s.path.string());
+    std::string data;
+    if (auto ec = read_from(f, 0, data)) {
+      ::close(f);
+      fail(ec, "read " + s.path.string());
+    }
+    const scan_result r = parse(data, [&](const log_record& lr, std::size_t at) { note(s, lr.seq, lr.time_ns, at); });
+    rec.damaged_bytes += r.damaged_bytes;
+    rec.damaged_regions += r.damaged_regions;
+    s.size = data.size();
+    if (r.whole_end < data.size()) {
+      if (last) { // a torn tail: cut it off, durably
+        rec.torn_bytes += data.size() - r.whole_end;
+        if (::ftruncate(f, static_cast<off_t>(r.whole_end)) != 0 || ::fdatasync(f) != 0) {
+          const auto ec = last_error();
+          ::close(f);
+          fail(ec, "truncate " + s.path.string());
+        }
+        s.size = r.whole_end;
+      } else {
+        rec.damaged_bytes += data.size() - r.whole_end;
+        ++rec.damaged_regions;
+      }
+    }
+    ::close(f);
+    rec.records += s.records;
+  }
+
+  void open_active() {
+    segment& s = segs.back();
+    fd = ::open(s.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) fail(last_error(), "open " + s.path.string());
+  }
+
+  void new_segment() {
+    segment s;
+    s.base = next_seq;
+    s.path = dir / segment_name(next_seq);
+    if (fd >= 0) {
+      if (written > synced && opt.sync != fsync_policy::never) sync_now(); // a closed segment is synced
+      ::close(fd);
+      fd = -1;
+    }
+    segs.push_back(std::move(s));
+    open_active();
+    if (auto ec = sync_directory(dir)) fail(ec, "fsync " + dir.string());
+  }
+
+  void sync_now() {
+    if (fd >= 0 && ::fdatasync(fd) != 0) fail(last_error(), "fdatasync " + segs.back().path.string());
+    synced = written;
+    last_sync = std::chrono::steady_clock::now();
+  }
+
+  /// The offset in `s` to start reading for `from` (a sparse index entry at or before it).
+  std::uint64_t start_offset(const segment& s, std::uint64_t from) const {
+    auto it = std::upper_bound(s.index.begin(), s.index.end(), from, [](std::uint64_t v, const mark& m) { return v < m.seq; });
+    return it == s.index.begin() ? 0 : std::prev(it)->offset;
+  }
+
+  /// Reads `s` from `offset` on in chunks, calling on(record) for each whole record until it returns false.
+  template <class F> void walk(const segment& s, std::uint64_t offset, F&& on) const {
+    const int f = ::open(s.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (f < 0) fail(last_error(), "open " + s.path.string());
+    std::string data;
+    bool go = true;
+    std::size_t chunk = read_chunk;
+    while (go && offset < s.size) {
+      data.resize(static_cast<std::size_t>(std::min<std::uint64_t>(chunk, s.size - offset)));
+      std::size_t got = 0;
+      while (got < data.size()) {
+        const ssize_t n = ::pread(f, data.data() + got, data.size() - got, static_cast<off_t>(offset + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+      }
+      data.resize(got);
+      const scan_result r = parse(data, [&](const log_record& lr, std::size_t) {
+        if (go) go = on(lr);
+      });
+      if (r.whole_end == 0) { // one record larger than the chunk
+        if (data.size() < chunk || chunk >= (64u << 20)) break;
+        chunk *= 2;
+        continue;
+      }
+      offset += r.whole_end;
+    }
+    ::close(f);
+  }
+};
+
+segment_log::segment_log(std::filesystem::path dir, log_options options) : impl_(std::make_unique<impl>()) {
+  impl& m = *impl_;
+  m.dir = std::move(dir);
+  m.opt = options;
+  if (auto ec = make_directories(m.dir)) fail(ec, "create " + m.dir.string());
+  std::vector<std::filesystem::path> files;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(m.dir, ec))
+    if (e.path().extension() == ".seg") files.push_back(e.path());
+  if (ec) fail(ec, "list " + m.dir.string());
+  std::sort(files.begin(), files.end()); // zero-padded first sequence numbers sort as numbers
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    impl::segment s;
+    s.path = files[i];
+    s.base = std::strtoull(files[i].stem().c_str(), nullptr, 10);
+    m.load(s, i + 1 == files.size());
+    m.total_bytes += s.size;
+    m.total_records += s.records;
+    if (s.records) m.next_seq = std::max(m.next_seq, s.last_seq + 1);
+    m.next_seq = std::max(m.next_seq, s.base);
+    m.segs.push_back(std::move(s));
+  }
+  m.rec.segments = m.segs.size();
+  m.written = m.synced = m.next_seq - 1; // what recovery found is on disk
+  if (m.segs.empty())
+    m.new_segment();
+  else
+    m.open_active();
+}
+
+segment_log::~segment_log() = default;
+
+std::uint64_t segment_log::append(codec::bytes_view frame, std::uint64_t time_ns) {
+  impl& m = *impl_;
+  if (m.segs.back().size >= m.opt.segment_bytes && m.segs.back().records > 0) m.new_segment();
+  impl::segment& s = m.segs.back();
+  const std::uint64_t seq = m.next_seq;
+  std::string body;
+  body.reserve(body_head + frame.size());
+  put<std::uint64_t>(body, seq);
+  put<std::uint64_t>(body, time_ns);
+  body.append(reinterpret_cast<const char*>(frame.data()), frame.size());
+  std::string record;
+  record.reserve(record_head + body.size());
+  put_record(record, segment_magic, body);
+  if (auto ec = write_all(m.fd, record)) {
+    if (::ftruncate(m.fd, static_cast<off_t>(s.size)) != 0) { /* the next open's recovery cuts it */
+    }
+    fail(ec, "append to " + s.path.string());
+  }
+  m.note(s, seq, time_ns, s.size);
+  s.size += record.size();
+  m.total_bytes += record.size();
+  ++m.total_records;
+  m.next_seq = seq + 1;
+  m.written = seq;
+  return seq;
+}
+
+std::uint64_t segment_log::commit(std::chrono::steady_clock::time_point now) {
+  impl& m = *impl_;
+  if (m.written == m.synced) return m.synced;
+  switch (m.opt.sync) {
+    case fsync_policy::always: m.sync_now(); break;
+    case fsync_policy::group:
+      if (now - m.last_sync >= m.opt.group_interval) m.sync_now();
+      break;
+    case fsync_policy::never: m.synced = m.written; break;
+  }
+  return m.synced;
+}
+
+void segment_log::sync() { impl_->sync_now(); }
+std::uint64_t segment_log::durable() const noexcept { return impl_->synced; }
+std::uint64_t segment_log::first() const noexcept {
+  for (const auto& s : impl_->segs)
+    if (s.records) return s.first_seq;
+  return impl_->next_seq;
+}
+std::uint64_t segment_log::last() const noexcept { return impl_->next_seq - 1; }
+std::uint64_t segment_log::records() const noexcept { return impl_->total_records; }
+std::uint64_t segment_log::bytes() const noexcept { return impl_->total_bytes; }
+std::size_t segment_log::segments() const noexcept { return impl_->segs.size(); }
+const log_recovery& segment_log::recovered() const noexcept { return impl_->rec; }
+
+std::size_t segment_log::read(std::uint64_t from, std::size_t max, const std::function<bool(const log_record&)>& f) const {
+  const impl& m = *impl_;
+  std::size_t given = 0;
+  for (const auto& s : m.segs) {
+    if (given >= max) break;
+    if (s.records == 0 || s.last_seq < from) continue;
+    bool go = true;
+    m.walk(s, m.start_offset(s, from), [&](const log_record& r) {
+      if (r.seq < from) return true;
+      go = f(r) && ++given < max;
+      return go;
+    });
+    if (!go) break;
+  }
+  return given;
+}
+
+std::uint64_t segment_log::seq_at_time(std::uint64_t time_ns) const {
+  const impl& m = *impl_;
+  for (const auto& s : m.segs) {
+    if (s.records == 0 || s.last_time < time_ns) continue;
+    if (s.first_time >= time_ns) return s.first_seq;
+    auto it = std::lower_bound(s.index.begin(), s.index.end(), time_ns,
+                               [](const impl::mark& mk, std::uint64_t t) { return mk.time_ns < t; });
+    const std::uint64_t offset = it == s.index.begin() ? 0 : std::prev(it)->offset;
+    std::uint64_t found = s.last_seq;
+    m.walk(s, offset, [&](const log_record& r) {
+      if (r.time_ns < time_ns) return true;
+      found = r.seq;
+      return false;
+    });
+    return found;
+  }
+  return m.next_seq;
+}
+
+std::uint64_t segment_log::enforce_retention(std::uint64_t now_ns) {
+  impl& m = *impl_;
+  const auto max_age_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(m.opt.max_age).count());
+  std::uint64_t dropped = 0;
+  while (m.segs.size() > 1) {
+    const impl::segment& s = m.segs.front();
+    const bool over = (m.opt.max_bytes && m.total_bytes > m.opt.max_bytes) ||
+                      (m.opt.max_records && m.total_records > m.opt.max_records) ||
+                      (max_age_ns && now_ns > s.last_time && now_ns - s.last_time > max_age_ns);
+    if (!over) break;
+    std::error_code ec;
+    std::filesystem::remove(s.path, ec);
+    if (ec) fail(ec, "remove " + s.path.string());
+    m.total_bytes -= s.size;
+    m.total_records -= s.records;
+    dropped += s.records;
+    m.segs.pop_front();
+  }
+  if (dropped)
+    if (auto ec = sync_directory(m.dir)) fail(ec, "fsync " + m.dir.string());
+  return dropped;
+}
+
+} // namespace flowbus::actors
