@@ -56,7 +56,10 @@ struct segment_log::impl {
   log_options opt;
   std::deque<segment> segs;
   int fd = -1; ///< the active (last) segment, for appending
-  std::uint64_t next_seq = 1, written = 0, synced = 0, total_bytes = 0, total_records = 0;
+  std::uint64_t next_seq = 1, written = 0, synced = 0, total_bytes = 0, total_records = 0, syncs = 0;
+  std::string pending;            ///< records appended since the last write (one write() per commit)
+  std::uint64_t pending_last = 0; ///< the last sequence number in it
+  std::uint64_t file_size = 0;    ///< of the active segment on disk (its `size` counts `pending` too)
   std::chrono::steady_clock::time_point last_sync{};
   log_recovery rec;
 
@@ -120,6 +123,40 @@ struct segment_log::impl {
     segment& s = segs.back();
     fd = ::open(s.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) fail(last_error(), "open " + s.path.string());
+    file_size = s.size;
+  }
+
+  /// Writes what was appended since the last write, in one write(). On an error nothing of it
+  /// stays in the file (and the records are gone from the log).
+  void write_pending() {
+    if (pending.empty()) return;
+    segment& s = segs.back();
+    if (auto ec = write_all(fd, pending)) {
+      if (::ftruncate(fd, static_cast<off_t>(file_size)) != 0) { /* the next open's recovery cuts it */
+      }
+      drop_pending();
+      fail(ec, "append to " + s.path.string());
+    }
+    file_size += pending.size();
+    written = pending_last;
+    pending.clear();
+  }
+
+  /// Forgets the records not yet written (a failed write): the log ends where the file does.
+  void drop_pending() {
+    segment& s = segs.back();
+    const std::uint64_t lost_bytes = s.size - file_size;
+    std::uint64_t lost = 0;
+    while (!s.index.empty() && s.index.back().offset >= file_size)
+      s.index.pop_back();
+    lost = pending_last - written;
+    s.size = file_size;
+    s.records -= lost;
+    s.last_seq = written; // (its time is no longer exact: only lookups by time use it)
+    total_bytes -= lost_bytes;
+    total_records -= lost;
+    next_seq = written + 1;
+    pending.clear();
   }
 
   void new_segment() {
@@ -127,6 +164,7 @@ struct segment_log::impl {
     s.base = next_seq;
     s.path = dir / segment_name(next_seq);
     if (fd >= 0) {
+      write_pending();
       if (written > synced && opt.sync != fsync_policy::never) sync_now(); // a closed segment is synced
       ::close(fd);
       fd = -1;
@@ -137,7 +175,9 @@ struct segment_log::impl {
   }
 
   void sync_now() {
+    write_pending();
     if (fd >= 0 && ::fdatasync(fd) != 0) fail(last_error(), "fdatasync " + segs.back().path.string());
+    ++syncs;
     synced = written;
     last_sync = std::chrono::steady_clock::now();
   }
@@ -209,37 +249,44 @@ segment_log::segment_log(std::filesystem::path dir, log_options options) : impl_
     m.open_active();
 }
 
-segment_log::~segment_log() = default;
+segment_log::~segment_log() {
+  try {
+    impl_->write_pending(); // appended and never committed: written, as a process exit would leave it
+  } catch (const std::system_error&) {
+  }
+}
 
 std::uint64_t segment_log::append(codec::bytes_view frame, std::uint64_t time_ns) {
   impl& m = *impl_;
   if (m.segs.back().size >= m.opt.segment_bytes && m.segs.back().records > 0) m.new_segment();
   impl::segment& s = m.segs.back();
   const std::uint64_t seq = m.next_seq;
-  std::string body;
-  body.reserve(body_head + frame.size());
-  put<std::uint64_t>(body, seq);
-  put<std::uint64_t>(body, time_ns);
-  body.append(reinterpret_cast<const char*>(frame.data()), frame.size());
-  std::string record;
-  record.reserve(record_head + body.size());
-  put_record(record, segment_magic, body);
-  if (auto ec = write_all(m.fd, record)) {
-    if (::ftruncate(m.fd, static_cast<off_t>(s.size)) != 0) { /* the next open's recovery cuts it */
-    }
-    fail(ec, "append to " + s.path.string());
-  }
+  // the record straight into the pending writes: head, then the body (seq, time, frame)
+  char head[body_head];
+  codec::store_le(reinterpret_cast<codec::byte*>(head), seq);
+  codec::store_le(reinterpret_cast<codec::byte*>(head + 8), time_ns);
+  const auto len = static_cast<std::uint32_t>(body_head + frame.size());
+  const std::uint32_t crc = codec::crc32c_extend(codec::crc32c(head, body_head), frame.data(), frame.size());
+  const std::size_t before = m.pending.size();
+  put<std::uint32_t>(m.pending, segment_magic);
+  put<std::uint32_t>(m.pending, len);
+  put<std::uint32_t>(m.pending, crc);
+  m.pending.append(head, body_head);
+  m.pending.append(reinterpret_cast<const char*>(frame.data()), frame.size());
+  const std::uint64_t size = m.pending.size() - before;
+  m.pending_last = seq;
   m.note(s, seq, time_ns, s.size);
-  s.size += record.size();
-  m.total_bytes += record.size();
+  s.size += size;
+  m.total_bytes += size;
   ++m.total_records;
   m.next_seq = seq + 1;
-  m.written = seq;
+  if (m.pending.size() >= read_chunk) m.write_pending(); // bounded memory between commits
   return seq;
 }
 
 std::uint64_t segment_log::commit(std::chrono::steady_clock::time_point now) {
   impl& m = *impl_;
+  m.write_pending();
   if (m.written == m.synced) return m.synced;
   switch (m.opt.sync) {
     case fsync_policy::always: m.sync_now(); break;
@@ -253,6 +300,7 @@ std::uint64_t segment_log::commit(std::chrono::steady_clock::time_point now) {
 
 void segment_log::sync() { impl_->sync_now(); }
 std::uint64_t segment_log::durable() const noexcept { return impl_->synced; }
+std::uint64_t segment_log::syncs() const noexcept { return impl_->syncs; }
 std::uint64_t segment_log::first() const noexcept {
   for (const auto& s : impl_->segs)
     if (s.records) return s.first_seq;
@@ -265,7 +313,8 @@ std::size_t segment_log::segments() const noexcept { return impl_->segs.size(); 
 const log_recovery& segment_log::recovered() const noexcept { return impl_->rec; }
 
 std::size_t segment_log::read(std::uint64_t from, std::size_t max, const std::function<bool(const log_record&)>& f) const {
-  const impl& m = *impl_;
+  impl& m = *impl_;
+  m.write_pending(); // what was appended is readable before its commit
   std::size_t given = 0;
   for (const auto& s : m.segs) {
     if (given >= max) break;
@@ -282,7 +331,8 @@ std::size_t segment_log::read(std::uint64_t from, std::size_t max, const std::fu
 }
 
 std::uint64_t segment_log::seq_at_time(std::uint64_t time_ns) const {
-  const impl& m = *impl_;
+  impl& m = *impl_;
+  m.write_pending();
   for (const auto& s : m.segs) {
     if (s.records == 0 || s.last_time < time_ns) continue;
     if (s.first_time >= time_ns) return s.first_seq;

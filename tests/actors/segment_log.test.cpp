@@ -175,13 +175,17 @@ TEST_SUITE("segment_log") {
       CHECK(log.commit(t0 + 10ms) == 1); // within the interval: waits for the group
       log.append(view(frame_of(3)), 3);
       CHECK(log.commit(t0 + 20ms) == 1);
+      const std::uint64_t before = log.syncs();
       CHECK(log.commit(std::chrono::steady_clock::now() + 60ms) == 3); // one fdatasync for both
+      CHECK(log.syncs() == before + 1);
     }
     o.sync = fsync_policy::never;
     {
       segment_log log(fs::path(d.path) / "never", o);
       log.append(view(frame_of(1)), 1);
+      const std::uint64_t before = log.syncs();
       CHECK(log.commit() == 1);
+      CHECK(log.syncs() == before); // durable as the policy promises: no fdatasync
     }
   }
 

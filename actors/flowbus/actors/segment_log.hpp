@@ -5,12 +5,14 @@
 // after its first sequence number (`00000000000000000001.seg`); a new one starts when the active
 // one passes `segment_bytes`.
 //
-// Durability is the policy's (`commit()`): `always` fdatasyncs every commit — a committed record
-// survives a power failure; `group` fdatasyncs once `group_interval` has passed since the last sync
-// (a crash of the process loses nothing written, a power failure up to the interval); `never`
-// leaves it to the kernel (a process crash loses nothing written; a power failure, what the
-// kernel had not written back). `durable()` says up to which sequence number the policy's promise
-// holds, so acknowledgements wait for it.
+// `append()` adds a record to a buffer; `commit()` writes what was appended in one write() (a
+// batch: one connection's read pass, say) and then applies the durability policy: `always`
+// fdatasyncs every commit — a committed record survives a power failure; `group` fdatasyncs once
+// `group_interval` has passed since the last sync (a crash of the process loses nothing committed,
+// a power failure up to the interval); `never` leaves it to the kernel (a process crash loses
+// nothing committed; a power failure, what the kernel had not written back). What was appended
+// and not committed is lost with the process. `durable()` says up to which sequence number the
+// policy's promise holds, so acknowledgements wait for it.
 //
 // Opening recovers: every segment is scanned, a torn tail of the last one (a record cut short by
 // a crash) is truncated and counted, damage elsewhere is skipped and counted; the index of
@@ -38,7 +40,9 @@ const char* to_string(fsync_policy p) noexcept;
 struct log_options {
   std::uint64_t segment_bytes = 64ull << 20; ///< a new segment starts once the active one is this large
   fsync_policy sync = fsync_policy::group;
-  std::chrono::milliseconds group_interval{5}; ///< group: at most this long between a write and its sync
+  /// group: an fdatasync at most this often (from the end of the last one), so a committed record
+  /// waits up to this long, plus the sync itself, to be durable
+  std::chrono::milliseconds group_interval{5};
   /// Retention (0: no limit): whole oldest segments go once the log holds more bytes or records
   /// than this, or their newest record is older than max_age. The active segment stays.
   std::uint64_t max_bytes = 0, max_records = 0;
@@ -69,16 +73,19 @@ public:
   segment_log(const segment_log&) = delete;
   segment_log& operator=(const segment_log&) = delete;
 
-  /// Writes one record (not yet synced: see commit()); returns its sequence number. Throws
-  /// std::system_error when the write fails (a full disk): nothing of the record stays.
+  /// Adds one record (buffered: see commit()); returns its sequence number. Buffers hold at most
+  /// 1 MiB: beyond, append() writes them. Throws std::system_error when a write fails (a full
+  /// disk): the records not yet written are gone from the log, and nothing of them stays in the file.
   std::uint64_t append(codec::bytes_view frame, std::uint64_t time_ns);
-  /// Applies the policy to what was appended: returns the highest sequence number now as durable
-  /// as the policy promises (always: all; group: all if the interval has passed since the last
-  /// sync, else what the last sync covered — call again by the interval; never: all).
+  /// Writes what was appended and applies the policy: returns the highest sequence number now as
+  /// durable as the policy promises (always: all; group: all if the interval has passed since the
+  /// last sync, else what the last sync covered — call again by the interval; never: all).
+  /// Throws std::system_error as append() does.
   std::uint64_t commit(std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
   /// fdatasyncs the active segment now, whatever the policy.
   void sync();
   std::uint64_t durable() const noexcept;
+  std::uint64_t syncs() const noexcept; ///< fdatasyncs so far (commits, sync(), segment rolls)
 
   std::uint64_t first() const noexcept; ///< the oldest sequence number kept (last() + 1 when empty)
   std::uint64_t last() const noexcept;  ///< the newest (0: none yet)
