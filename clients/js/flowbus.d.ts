@@ -46,12 +46,18 @@ export declare class Subscription implements AsyncIterable<Received> {
   [Symbol.asyncIterator](): AsyncIterator<Received>;
 }
 
+export interface Ed25519Signer { publicKey: Uint8Array; sign(bytes: Uint8Array): Promise<Uint8Array> | Uint8Array; }
+/** Node.js: a signer from a PEM of `flowbus key gen`. */
+export declare function ed25519Key(pem: string): Promise<Ed25519Signer>;
+
 export interface ClientOptions {
   url?: string;
   id?: string;
   type?: string;
   capabilities?: string[];
   token?: string;
+  /** a public-key agent (a node with --auth key): signs the node's CHALLENGE */
+  key?: Ed25519Signer;
   priority?: number;
   heartbeatMs?: number;
   reconnect?: boolean;

@@ -51,6 +51,20 @@ export const agent = (id) => ({ agent: id });
 /** A destination: one live agent having the capability (the node picks, round robin). */
 export const capability = (name) => ({ capability: name });
 
+const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+/** A public-key agent's key for Node.js (a PEM of `flowbus key gen`): the `key` option. In a
+ * browser, give any { publicKey: 32 raw bytes, sign: async (bytes) => 64 bytes } instead. */
+export async function ed25519Key(pem) {
+  const crypto = await import('node:crypto');
+  const priv = crypto.createPrivateKey(pem);
+  const spki = crypto.createPublicKey(priv).export({ format: 'der', type: 'spki' });
+  return {
+    publicKey: new Uint8Array(spki.subarray(spki.length - 32)), // the raw key ends the SPKI
+    sign: async (bytes) => new Uint8Array(crypto.sign(null, bytes, priv)),
+  };
+}
+
 async function webSocketClass() {
   if (typeof globalThis.WebSocket === 'function') return globalThis.WebSocket;
   const mod = await import('ws'); // Node.js before 22
@@ -146,7 +160,7 @@ export class Subscription {
 }
 
 const defaults = {
-  url: 'ws://127.0.0.1:8081', id: undefined, type: 'javascript', capabilities: [], token: undefined,
+  url: 'ws://127.0.0.1:8081', id: undefined, type: 'javascript', capabilities: [], token: undefined, key: undefined,
   priority: Priority.NORMAL, heartbeatMs: 1000, reconnect: true, backoffMs: [50, 2000], receiveWindow: 1024,
   acks: false, ackTimeoutMs: 1000, ackAttempts: 5, maxBatch: 32, maxQueued: 65536, maxMessage: 65536,
   onMessage: undefined, WebSocket: undefined, wsOptions: undefined,
@@ -236,18 +250,29 @@ export class Client {
         if (registered && Date.now() - this.lastWrite >= this.o.heartbeatMs * 0.9) this.enqueue(new p.Message(p.HEARTBEAT), true);
         this.scheduleFlush(); // data held back for the re-subscriptions goes once their time is up
       }, this.o.heartbeatMs);
-      ws.onopen = () => {
-        const f = { source: this.id, agent_type: this.o.type, heartbeat_ms: this.o.heartbeatMs };
+      let challenged = false;
+      const register = (extra = {}) => {
+        const f = { source: this.id, agent_type: this.o.type, heartbeat_ms: this.o.heartbeatMs, ...extra };
         if (this.o.capabilities.length) f.capability = [...this.o.capabilities];
         if (this.o.token) f.token = this.o.token;
         if (this.o.receiveWindow) f.credit = this.o.receiveWindow;
         ws.send(this.enc.encode(new p.Message(p.REGISTER, f, new Uint8Array(0), this.o.acks ? p.ACK_REQUESTED : 0,
           this.o.priority)));
       };
+      ws.onopen = () => { if (!this.o.key) register(); }; // with a key: after the node's CHALLENGE
       ws.onmessage = (ev) => {
         try {
           if (typeof ev.data === 'string') throw new ProtocolError('a text message from the node');
           const msgs = this.dec.messages(ev.data);
+          if (this.o.key && !challenged) { // §12 "Public-key agents": sign the nonce as sent
+            const c = msgs.find((m) => m.type === p.CHALLENGE);
+            if (!c) throw new ProtocolError('a key was given, but the node sent no CHALLENGE (it has no --auth key)');
+            challenged = true;
+            Promise.resolve(this.o.key.sign(utf8.encode(c.fields.nonce))).then(
+              (sig) => register({ public_key: b64url(this.o.key.publicKey), signature: b64url(sig) }),
+              (e) => { failure = e; ws.close(); });
+            return;
+          }
           if (!registered) {
             const e = msgs.find((m) => m.type === p.ERROR);
             if (e) throw errorFor(e.fields.error_code ?? 0, Object.fromEntries(e.fields.header ?? []).reason);

@@ -2,17 +2,20 @@
 //   FLOWBUS_EXE=build/relwithdebinfo/apps/flowbus/flowbus node --test clients/js/test/
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import * as flowbus from '../flowbus.js';
-import { Client, Priority, agent, capability } from '../flowbus.js';
+import { Client, Priority, agent, capability, ed25519Key } from '../flowbus.js';
 import * as p from '../protocol.js';
 
 const EXE = process.env.FLOWBUS_EXE ?? 'flowbus';
 
-function startNode(port = 0) {
+function startNode(port = 0, ...extra) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(EXE, ['node', '--port', String(port)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const proc = spawn(EXE, ['node', '--port', String(port), ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     proc.stdout.on('data', (d) => {
       out += d;
@@ -199,5 +202,31 @@ test('reconnects, subscribes again and sends what queued meanwhile', async () =>
   } finally {
     await c.close();
     await stopNode(n2);
+  }
+});
+
+test('a public-key agent signs the CHALLENGE; another key, another id, no key are refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowbus-js-keys-'));
+  const good = join(dir, 'good.pem'), other = join(dir, 'other.pem');
+  const pub = execFileSync(EXE, ['key', 'gen', '--out', good], { encoding: 'utf8' }).trim();
+  execFileSync(EXE, ['key', 'gen', '--out', other]);
+  writeFileSync(join(dir, 'agents.json'), JSON.stringify({ agents: [{ public_key: pub, id: 'js-key-*' }] }));
+  const n3 = await startNode(0, '--auth', 'key', '--auth-agent-keys', join(dir, 'agents.json'));
+  try {
+    const key = await ed25519Key(readFileSync(good, 'utf8'));
+    const c = await new Client({ url: n3.url, id: 'js-key-1', key, reconnect: false }).connect();
+    const s = await c.subscribe('js.key.>');
+    c.publish('js.key.x', 'signed in');
+    assert.equal((await s.next(5000)).text, 'signed in');
+    await c.close();
+    await assert.rejects(new Client({ url: n3.url, id: 'js-key-2', reconnect: false,
+      key: await ed25519Key(readFileSync(other, 'utf8')) }).connect(), (e) => e instanceof flowbus.Unauthenticated && e.code === 77);
+    await assert.rejects(new Client({ url: n3.url, id: 'js-admin', key, reconnect: false }).connect(),
+      (e) => e instanceof flowbus.Unauthenticated && e.code === 79);
+    await assert.rejects(new Client({ url: n3.url, id: 'js-key-3', reconnect: false }).connect(),
+      (e) => e instanceof flowbus.Unauthenticated && e.code === 76);
+  } finally {
+    await stopNode(n3);
+    rmSync(dir, { recursive: true, force: true });
   }
 });

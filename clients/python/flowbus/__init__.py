@@ -11,7 +11,7 @@
 
     asyncio.run(main())
 """
-from .client import Agent, Capability, Client, Priority, Received, Stats, Subscription
+from .client import Agent, Capability, Client, Ed25519Key, Priority, Received, Stats, Subscription
 from .errors import (AgentUnavailable, CircuitOpen, ConnectionClosed, DuplicateAgent, FlowbusError, InvalidAgent,
                      InvalidPattern, InvalidTopic, MailboxFull, NoBuffer, NoCapableAgent, NodeError, NodeStopped,
                      NoResponders, NotPermitted, NotSubscribed, ProtocolError, RateLimited, RoutingError, Timeout,
@@ -21,7 +21,7 @@ from .protocol import (COORDINATION, PUBLISH, REPLY, REQUEST, TASK_ASSIGNMENT, T
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "Subscription", "Received", "Priority", "Agent", "Capability", "Stats", "FlowbusError",
+__all__ = ["Client", "Ed25519Key", "Subscription", "Received", "Priority", "Agent", "Capability", "Stats", "FlowbusError",
            "ProtocolError", "ConnectionClosed", "NodeError", "RoutingError", "AgentUnavailable", "NoCapableAgent",
            "NoResponders", "Timeout", "MailboxFull", "InvalidTopic", "InvalidPattern", "InvalidAgent", "DuplicateAgent",
            "TooLarge", "NoBuffer", "NodeStopped", "NotSubscribed", "CircuitOpen", "TooManySubscriptions",

@@ -27,7 +27,7 @@ from . import protocol as p
 from .errors import (ConnectionClosed, FlowbusError, InvalidPattern, InvalidTopic, MailboxFull, NodeError,
                      ProtocolError, RoutingError, Timeout, TooLarge, Unauthenticated, error_for)
 
-__all__ = ["Client", "Subscription", "Received", "Priority", "Agent", "Capability", "Stats"]
+__all__ = ["Client", "Subscription", "Received", "Priority", "Agent", "Capability", "Stats", "Ed25519Key"]
 
 Payload = Union[bytes, bytearray, memoryview, str]
 
@@ -49,6 +49,34 @@ class Capability:
 
 
 Destination = Union[str, Agent, Capability]  # a str is a topic
+
+
+class Ed25519Key:
+    """A public-key agent's key (`flowbus key gen`, a node with --auth key): signs the node's
+    CHALLENGE. Needs the `cryptography` package (Debian's python3-cryptography)."""
+
+    def __init__(self, private_key):
+        from cryptography.hazmat.primitives import serialization
+        self._k = private_key
+        self._public = private_key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                             serialization.PublicFormat.Raw)
+
+    @classmethod
+    def from_file(cls, path: str) -> "Ed25519Key":
+        from cryptography.hazmat.primitives import serialization
+        with open(path, "rb") as f:
+            return cls(serialization.load_pem_private_key(f.read(), password=None))
+
+    def public_key(self) -> bytes:
+        return self._public
+
+    def sign(self, data: bytes) -> bytes:
+        return self._k.sign(data)
+
+
+def _b64url(b: bytes) -> str:
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 _DATA_TYPES = frozenset({p.TASK_ASSIGNMENT, p.TASK_RESULT, p.COORDINATION, p.PUBLISH, p.REQUEST, p.REPLY})
 _TYPE_NAMES = {p.TASK_ASSIGNMENT: "task_assignment", p.TASK_RESULT: "task_result", p.COORDINATION: "coordination",
@@ -176,7 +204,7 @@ class Client:
     """An agent connected to a node. Every method runs on the event loop of connect()."""
 
     def __init__(self, url: str = "ws://127.0.0.1:8081", agent_id: Optional[str] = None, agent_type: str = "python", *,
-                 capabilities: Iterable[str] = (), token: Optional[str] = None, ssl: Any = None,
+                 capabilities: Iterable[str] = (), token: Optional[str] = None, key: Any = None, ssl: Any = None,
                  priority: int = Priority.NORMAL, heartbeat: float = 1.0, reconnect: bool = True,
                  backoff: Tuple[float, float] = (0.05, 2.0), receive_window: int = 1024, acks: bool = False,
                  ack_timeout: float = 1.0, ack_attempts: int = 5, max_batch: int = 32, max_queued: int = 65536,
@@ -186,6 +214,9 @@ class Client:
         self.type = agent_type
         self.capabilities = list(capabilities)
         self.token, self.ssl, self.priority = token, ssl, priority
+        # a public-key agent: an Ed25519Key (or a path to its PEM), or any object with
+        # public_key() -> 32 raw bytes and sign(bytes) -> 64 bytes
+        self.key = Ed25519Key.from_file(key) if isinstance(key, str) else key
         self.heartbeat, self.reconnect, self.backoff = heartbeat, reconnect, backoff
         self.receive_window, self.acks = receive_window, acks
         self.ack_timeout, self.ack_attempts = ack_timeout, ack_attempts
@@ -324,6 +355,13 @@ class Client:
                 fields["token"] = self.token
             if self.receive_window:
                 fields["credit"] = self.receive_window
+            if self.key is not None:  # §12 "Public-key agents": sign the CHALLENGE's nonce as sent
+                first = self._dec.messages(await asyncio.wait_for(ws.recv(), 10))
+                challenge = next((m for m in first if m.type == p.CHALLENGE), None)
+                if challenge is None:
+                    raise ProtocolError("a key was given, but the node sent no CHALLENGE (it has no --auth key)")
+                fields["public_key"] = _b64url(self.key.public_key())
+                fields["signature"] = _b64url(self.key.sign(challenge.get("nonce").encode()))
             await ws.send(self._enc.encode(p.Message(p.REGISTER, fields, flags=p.ACK_REQUESTED if self.acks else 0,
                                                      priority=self.priority)))
             while True:  # WELCOME, or the refusal's ERRORs

@@ -224,6 +224,40 @@ class ReconnectTest(unittest.IsolatedAsyncioTestCase):
             node.stop()
 
 
+class PublicKeyTest(unittest.IsolatedAsyncioTestCase):
+    async def test_a_key_of_flowbus_key_gen_registers_and_others_are_refused(self):
+        import json
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            good, other = os.path.join(d, "good.pem"), os.path.join(d, "other.pem")
+            public = subprocess.run([EXE, "key", "gen", "--out", good], capture_output=True, text=True,
+                                    check=True).stdout.strip()
+            subprocess.run([EXE, "key", "gen", "--out", other], capture_output=True, check=True)
+            agents = os.path.join(d, "agents.json")
+            with open(agents, "w") as f:
+                json.dump({"agents": [{"public_key": public, "id": "py-key-*"}]}, f)
+            node = Node(0, "--auth", "key", "--auth-agent-keys", agents)
+            try:
+                c = flowbus.Client(node.url, "py-key-1", key=good, reconnect=False)
+                await c.connect()
+                self.assertTrue(c.connected)
+                got = await c.subscribe("py.key.>")
+                c.publish("py.key.x", "signed in")
+                self.assertEqual((await got.next(timeout=5)).text, "signed in")
+                await c.close()
+                with self.assertRaises(flowbus.Unauthenticated) as e:
+                    await flowbus.Client(node.url, "py-key-2", key=other, reconnect=False).connect()
+                self.assertEqual(e.exception.code, 77)  # a key the node does not have
+                with self.assertRaises(flowbus.Unauthenticated) as e:
+                    await flowbus.Client(node.url, "py-admin", key=good, reconnect=False).connect()
+                self.assertEqual(e.exception.code, 79)  # an id the key does not allow
+                with self.assertRaises(flowbus.Unauthenticated) as e:
+                    await flowbus.Client(node.url, "py-key-3", reconnect=False).connect()
+                self.assertEqual(e.exception.code, 76)  # no key at all
+            finally:
+                node.stop()
+
+
 class ProtocolTest(unittest.TestCase):
     def test_crc_and_batch_roundtrip(self):
         self.assertEqual(protocol.crc32c(b"123456789"), 0xE3069283)
