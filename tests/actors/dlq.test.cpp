@@ -4,6 +4,8 @@
 #include <flowbus/actors/node.hpp>
 #include <flowbus/codec/encoder.hpp>
 
+#include "actors/actors_support.hpp"
+
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -21,19 +23,8 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-// A fresh directory per test, removed afterwards.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() / ("flowbus-dlq-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
+struct temp_dir : flowbus::test::temp_dir {
+  temp_dir() : flowbus::test::temp_dir("dlq") {}
 };
 
 dlq_entry entry(std::string recipient, std::string frame, dead_reason r = dead_reason::agent_unavailable) {

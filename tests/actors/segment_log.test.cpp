@@ -5,6 +5,8 @@
 // the log after reopening, with its frame intact.
 #include <flowbus/actors/segment_log.hpp>
 
+#include "actors/actors_support.hpp"
+
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -25,14 +27,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    static int n = 0;
-    path = fs::temp_directory_path() / ("flowbus-seglog-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::remove_all(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
+struct temp_dir : flowbus::test::temp_dir {
+  temp_dir() : flowbus::test::temp_dir("seglog") { fs::remove_all(path); } // the log creates it
 };
 
 std::string frame_of(std::uint64_t i) { return "frame-" + std::to_string(i) + std::string(i % 50, 'x'); }
