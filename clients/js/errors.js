@@ -26,7 +26,7 @@ const routing = [
   [9, 'DuplicateAgent', 'duplicate_agent'], [10, 'TooLarge', 'too_large'], [11, 'NoBuffer', 'no_buffer'],
   [12, 'NodeStopped', 'node_stopped'], [13, 'NotSubscribed', 'not_subscribed'], [14, 'CircuitOpen', 'circuit_open'],
   [15, 'TooManySubscriptions', 'too_many_subscriptions'], [16, 'Unauthenticated', 'unauthenticated'],
-  [17, 'NotPermitted', 'not_permitted'], [18, 'RateLimited', 'rate_limited'],
+  [17, 'NotPermitted', 'not_permitted'], [18, 'RateLimited', 'rate_limited'], [19, 'StoreFailed', 'store_failed'],
 ];
 const byN = new Map();
 function define(n, name, wire) {
@@ -54,6 +54,7 @@ export const TooManySubscriptions = define(...routing[14]);
 export const Unauthenticated = define(...routing[15]);
 export const NotPermitted = define(...routing[16]);
 export const RateLimited = define(...routing[17]);
+export const StoreFailed = define(...routing[18]);
 
 const nodeReasons = {
   64: 'expected REGISTER', 65: 'already registered', 66: 'registration refused', 67: 'text message',

@@ -124,6 +124,7 @@ export declare class TooManySubscriptions extends RoutingError {}
 export declare class Unauthenticated extends RoutingError {}
 export declare class NotPermitted extends RoutingError {}
 export declare class RateLimited extends RoutingError {}
+export declare class StoreFailed extends RoutingError {}
 export declare function errorFor(code: number, reason?: string): FlowbusError;
 export declare function validateTopic(topic: string): string | null;
 export declare function validatePattern(pattern: string): string | null;

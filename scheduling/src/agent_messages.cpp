@@ -27,6 +27,7 @@ const char* to_string(errc e) noexcept {
     case errc::unauthenticated: return "unauthenticated";
     case errc::not_permitted: return "not_permitted";
     case errc::rate_limited: return "rate_limited";
+    case errc::store_failed: return "store_failed";
   }
   return "invalid";
 }

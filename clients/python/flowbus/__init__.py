@@ -14,8 +14,8 @@
 from .client import Agent, Capability, Client, Ed25519Key, Priority, Received, Stats, Subscription
 from .errors import (AgentUnavailable, CircuitOpen, ConnectionClosed, DuplicateAgent, FlowbusError, InvalidAgent,
                      InvalidPattern, InvalidTopic, MailboxFull, NoBuffer, NoCapableAgent, NodeError, NodeStopped,
-                     NoResponders, NotPermitted, NotSubscribed, ProtocolError, RateLimited, RoutingError, Timeout,
-                     TooLarge, TooManySubscriptions, Unauthenticated, error_for)
+                     NoResponders, NotPermitted, NotSubscribed, ProtocolError, RateLimited, RoutingError, StoreFailed,
+                     Timeout, TooLarge, TooManySubscriptions, Unauthenticated, error_for)
 from .protocol import (COORDINATION, PUBLISH, REPLY, REQUEST, TASK_ASSIGNMENT, TASK_RESULT, pattern_matches,
                        validate_pattern, validate_topic)
 
@@ -25,5 +25,5 @@ __all__ = ["Client", "Ed25519Key", "Subscription", "Received", "Priority", "Agen
            "ProtocolError", "ConnectionClosed", "NodeError", "RoutingError", "AgentUnavailable", "NoCapableAgent",
            "NoResponders", "Timeout", "MailboxFull", "InvalidTopic", "InvalidPattern", "InvalidAgent", "DuplicateAgent",
            "TooLarge", "NoBuffer", "NodeStopped", "NotSubscribed", "CircuitOpen", "TooManySubscriptions",
-           "Unauthenticated", "NotPermitted", "RateLimited", "error_for", "validate_topic", "validate_pattern",
+           "Unauthenticated", "NotPermitted", "RateLimited", "StoreFailed", "error_for", "validate_topic", "validate_pattern",
            "pattern_matches", "PUBLISH", "REQUEST", "REPLY", "TASK_ASSIGNMENT", "TASK_RESULT", "COORDINATION"]

@@ -5,7 +5,8 @@ codec's (below 64) have theirs."""
 __all__ = ["FlowbusError", "ProtocolError", "ConnectionClosed", "NodeError", "RoutingError", "AgentUnavailable",
            "NoCapableAgent", "NoResponders", "Timeout", "MailboxFull", "InvalidTopic", "InvalidPattern", "InvalidAgent",
            "DuplicateAgent", "TooLarge", "NoBuffer", "NodeStopped", "NotSubscribed", "CircuitOpen",
-           "TooManySubscriptions", "Unauthenticated", "NotPermitted", "RateLimited", "error_for", "ROUTING_BASE"]
+           "TooManySubscriptions", "Unauthenticated", "NotPermitted", "RateLimited", "StoreFailed", "error_for",
+           "ROUTING_BASE"]
 
 ROUTING_BASE = 96
 
@@ -68,14 +69,16 @@ Unauthenticated = _routing(16, "Unauthenticated", "Credentials refused: none, in
                                                   "(the node's 76-79; `code` says which).")
 NotPermitted = _routing(17, "NotPermitted", "The agent's permissions refuse this publish or subscription.")
 RateLimited = _routing(18, "RateLimited", "The agent sends above its rate limit.")
+StoreFailed = _routing(19, "StoreFailed", "A stream among the recipients could not store the message (its disk).")
 
 _BY_N = {c.n: c for c in (AgentUnavailable, NoCapableAgent, NoResponders, Timeout, MailboxFull, InvalidTopic,
                           InvalidPattern, InvalidAgent, DuplicateAgent, TooLarge, NoBuffer, NodeStopped, NotSubscribed,
-                          CircuitOpen, TooManySubscriptions, Unauthenticated, NotPermitted, RateLimited)}
+                          CircuitOpen, TooManySubscriptions, Unauthenticated, NotPermitted, RateLimited, StoreFailed)}
 _NAMES = {1: "agent_unavailable", 2: "no_capable_agent", 3: "no_responders", 4: "timeout", 5: "mailbox_full",
           6: "invalid_topic", 7: "invalid_pattern", 8: "invalid_agent", 9: "duplicate_agent", 10: "too_large",
           11: "no_buffer", 12: "node_stopped", 13: "not_subscribed", 14: "circuit_open",
-          15: "too_many_subscriptions", 16: "unauthenticated", 17: "not_permitted", 18: "rate_limited"}
+          15: "too_many_subscriptions", 16: "unauthenticated", 17: "not_permitted", 18: "rate_limited",
+          19: "store_failed"}
 _NODE = {64: "expected REGISTER", 65: "already registered", 66: "registration refused", 67: "text message",
          68: "unexpected type", 69: "slow consumer", 70: "too many connections", 72: "agent down",
          73: "message too large", 74: "handler failed", 75: "shared memory damaged", 76: "authentication required",

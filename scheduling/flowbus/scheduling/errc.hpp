@@ -27,6 +27,7 @@ enum class errc : std::uint8_t {
   unauthenticated,    ///< registration refused for its credentials: none, invalid or expired (docs/security.md)
   not_permitted,      ///< the agent's permissions do not allow this publish or subscription (docs/security.md)
   rate_limited,       ///< the agent sends above its rate limit, and the node refuses what is over (docs/security.md)
+  store_failed,       ///< a stream among the recipients could not write the message (its disk: docs/streams.md)
 };
 
 const char* to_string(errc e) noexcept;
@@ -36,7 +37,7 @@ inline constexpr std::uint64_t wire_routing_base = 96;
 constexpr std::uint64_t wire_code(errc e) noexcept { return wire_routing_base + static_cast<std::uint64_t>(e); }
 /// The errc of a routing error_code; timeout for a code that is not one.
 constexpr errc from_wire_code(std::uint64_t code) noexcept {
-  return code >= wire_routing_base && code <= wire_routing_base + static_cast<std::uint64_t>(errc::rate_limited)
+  return code >= wire_routing_base && code <= wire_routing_base + static_cast<std::uint64_t>(errc::store_failed)
              ? static_cast<errc>(code - wire_routing_base)
              : errc::timeout;
 }
