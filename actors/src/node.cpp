@@ -1,5 +1,6 @@
 #include "port.hpp"
 #include "cluster_impl.hpp"
+#include "stream_writer.hpp"
 
 #include <flowbus/actors/dlq.hpp>
 
@@ -27,6 +28,8 @@ node::impl::impl(node_config c)
     if (validate_pattern(p) != topic_errc::ok)
       throw std::system_error(std::make_error_code(std::errc::invalid_argument), "lossless topic pattern '" + p + "'");
   open_dlq(this); // before any thread starts: an unusable directory refuses the node
+  for (const stream_config& s : cfg.streams) // likewise a stream whose log cannot be opened
+    streams.push_back(open_stream(*this, s));
   // spdlog's registry is a function-local static: created here, before the actors that log run on
   // several threads at once (libspdlog is not instrumented, so TSan would not see its guard)
   spdlog::default_logger_raw();
@@ -127,7 +130,10 @@ node::impl::~impl() {
 }
 
 node::node() : node(node_config{}) {}
-node::node(node_config config) : impl_(std::make_shared<impl>(std::move(config))) {}
+node::node(node_config config) : impl_(std::make_shared<impl>(std::move(config))) {
+  for (auto& w : impl_->streams)
+    start_stream(impl_, *w);
+}
 
 node::~node() {
   shutdown();
@@ -202,6 +208,11 @@ shutdown_report node::shutdown() {
     last = now;
   }
   rep.handled = last.second;
+  { // the streams store what reached them, sync, and confirm it before anything else stops
+    std::lock_guard<std::mutex> g(impl_->streams_m);
+    for (auto& w : impl_->streams)
+      w->stop();
+  }
   stop_cluster(impl_.get()); // the links go first: what is queued for other nodes is dead-lettered (shutdown)
   caf::anon_send(impl_->dir, stop_atom::value);
   impl_->sys->await_all_actors_done();
@@ -211,6 +222,48 @@ shutdown_report node::shutdown() {
   impl_->stopped.store(true, std::memory_order_release);
   rep.dead_lettered = impl_->dead.count(dead_reason::shutdown) - dead_before;
   return rep;
+}
+
+std::unique_ptr<stream_writer> open_stream(node::impl& core, const stream_config& s) {
+  if (!valid_stream_name(s.name))
+    throw std::invalid_argument("stream name '" + s.name + "': 1-64 letters, digits, '_' or '-'");
+  if (s.subjects.empty()) throw std::invalid_argument("stream " + s.name + ": no subjects");
+  for (const std::string& p : s.subjects)
+    if (validate_pattern(p) != topic_errc::ok)
+      throw std::invalid_argument("stream " + s.name + ": subject '" + p + "': " + to_string(validate_pattern(p)));
+  for (const auto& w : core.streams)
+    if (w->config().name == s.name) throw std::invalid_argument("stream " + s.name + " exists");
+  return std::make_unique<stream_writer>(&core, s);
+}
+
+void start_stream(const std::shared_ptr<node::impl>& keep, stream_writer& w) {
+  node::impl& core = *keep;
+  agent_spec spec{"$stream." + w.config().name, "stream"};
+  spec.heartbeat_interval = std::chrono::milliseconds(60000); // its thread may wait on the disk
+  auto waiter = std::make_shared<client_waiter>();
+  registered r = register_agent(core, registration{std::move(spec), nullptr, waiter, &client_waiter::ring});
+  if (r.code != errc::ok)
+    throw std::invalid_argument("stream " + w.config().name + ": its agent: " + to_string(r.code));
+  core.has_streams.store(true, std::memory_order_release); // before any frame can reach it
+  auto ep = r.ep;
+  auto p = std::make_unique<detail::port>(&core, keep, std::move(r.ep), codec::priority::normal);
+  w.start(std::make_unique<client>(std::move(p), std::move(waiter), std::chrono::milliseconds(60000)), std::move(ep));
+}
+
+void node::add_stream(stream_config config) {
+  if (impl_->stopping.load()) throw std::invalid_argument("the node is stopping");
+  std::lock_guard<std::mutex> g(impl_->streams_m);
+  auto w = open_stream(*impl_, config);
+  start_stream(impl_, *w);
+  impl_->streams.push_back(std::move(w));
+}
+
+std::vector<stream_status> node::streams() const {
+  std::vector<stream_status> out;
+  std::lock_guard<std::mutex> g(impl_->streams_m);
+  for (const auto& w : impl_->streams)
+    out.push_back(w->status());
+  return out;
 }
 
 std::vector<agent_status> node::agents() const {

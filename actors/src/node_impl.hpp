@@ -90,6 +90,8 @@ private:
   std::atomic<std::size_t> open_{0};
 };
 
+class stream_writer;
+
 struct node::impl {
   explicit impl(node_config c);
   ~impl();
@@ -121,6 +123,10 @@ struct node::impl {
     std::shared_ptr<struct link_stats> stats;
   };
   remote_confirmations confirmations;
+  // durable streams (stream.cpp)
+  std::mutex streams_m; ///< guards streams
+  std::vector<std::unique_ptr<stream_writer>> streams;
+  std::atomic<bool> has_streams{false}; ///< acknowledged sends then track confirmations without a cluster
   std::atomic<std::uint64_t> cluster_acked{0}, cluster_in{0}, cluster_dead{0}, links_lost{0}, ///< cluster_totals
       duplicates_taken_down{0};
   // the monitoring (node::routing, node::handler_times)

@@ -37,7 +37,8 @@ errc port::encode(const destination& to, std::string_view payload, const send_op
 errc port::push(endpoint& ep, const scheduling::buffer_ref& frame) {
   switch (ep.push(frame)) {
     case endpoint::push_status::ok:
-      if (ep.remote()) ++remote_pushes_; // another node: it confirms the frame when its link's batch is answered
+      // another node (it confirms the frame when its link's batch is answered), or a stream (once stored)
+      if (ep.remote() || ep.confirms()) ++remote_pushes_;
       return errc::ok;
     case endpoint::push_status::closed:
       core_->dead.add(dead_reason::agent_unavailable, frame, ep.agent_id());
@@ -115,8 +116,8 @@ send_result port::send(const destination& to, std::string_view payload, const se
 
 template <class Route>
 send_result port::confirming(const send_options& opts, const scheduling::buffer_ref& frame, Route&& route) {
-  if (!opts.confirm || !core_->cluster) return route();
-  // acknowledged, in a cluster: other nodes among the recipients confirm it later (their links)
+  if (!opts.confirm || (!core_->cluster && !core_->has_streams.load(std::memory_order_acquire))) return route();
+  // acknowledged, with other nodes or streams: those among the recipients confirm it later
   core_->confirmations.open(frame.data()); // before any push: a link may confirm at once
   remote_pushes_ = 0;
   send_result res = route();

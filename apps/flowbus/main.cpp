@@ -85,6 +85,21 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--dlq-dir", node.dlq_dir, "keep the dead-letter queues on disk in this directory");
   node_cmd->add_option("--lossless", node.lossless,
                        "topic pattern whose slow subscribers hold the publisher instead of being isolated (repeatable)");
+  node_cmd->add_option("--stream", node.streams, "a durable stream NAME=PATTERN[,PATTERN...]: the messages of those "
+                       "topics kept in a log under --stream-dir; acknowledged publishes to it are ACKed once stored "
+                       "(repeatable; docs/streams.md)");
+  node_cmd->add_option("--stream-dir", node.stream_dir, "the streams' directory (one sub-directory per stream)");
+  node_cmd->add_option("--stream-fsync", node.stream_fsync, "always (an fdatasync per batch: survives power loss), "
+                       "group (every --stream-group-ms) or never (the kernel's write-back)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"always", "group", "never"}));
+  node_cmd->add_option("--stream-group-ms", node.stream_group_ms, "group commit: at most this long between syncs")
+      ->capture_default_str()->check(CLI::Range(1, 10000));
+  node_cmd->add_option("--stream-segment-mb", node.stream_segment_mb, "a stream's segment files' size")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
+  node_cmd->add_option("--stream-max-bytes", node.stream_max_bytes, "retention: bytes kept per stream (0: no limit)");
+  node_cmd->add_option("--stream-max-records", node.stream_max_records, "retention: records kept per stream (0: no limit)");
+  node_cmd->add_option("--stream-max-age-s", node.stream_max_age_s, "retention: seconds kept (0: no limit)");
   node_cmd->add_option("--max-subscriptions", node.max_subscriptions,
                        "subscriptions one agent may hold; beyond: refused (too_many_subscriptions)")->capture_default_str();
   node_cmd->add_option("--idle-workers", node.idle_workers,

@@ -120,6 +120,9 @@ std::string config_json(const node_options& o) {
                       {"limit_action", o.limit_action},
                       {"dlq_dir", o.dlq_dir},
                       {"lossless", o.lossless},
+                      {"streams", o.streams},
+                      {"stream_dir", o.stream_dir},
+                      {"stream_fsync", o.stream_fsync},
                       {"max_subscriptions", o.max_subscriptions},
                       {"name", o.name},
                       {"cluster_port", o.cluster_port},
@@ -186,6 +189,30 @@ int run_node(const node_options& o) {
   cfg.dlq_directory = o.dlq_dir;
   cfg.max_subscriptions = o.max_subscriptions;
   cfg.lossless_topics = o.lossless;
+  for (const std::string& s : o.streams) { // NAME=PATTERN[,PATTERN...]
+    const std::size_t eq = s.find('=');
+    if (eq == std::string::npos || o.stream_dir.empty()) {
+      std::fprintf(stderr, "flowbus node: --stream %s: NAME=PATTERN[,PATTERN...], with --stream-dir\n", s.c_str());
+      return 2;
+    }
+    actors::stream_config sc;
+    sc.name = s.substr(0, eq);
+    for (std::size_t at = eq + 1; at <= s.size();) {
+      const std::size_t comma = std::min(s.find(',', at), s.size());
+      sc.subjects.push_back(s.substr(at, comma - at));
+      at = comma + 1;
+    }
+    sc.directory = o.stream_dir;
+    sc.log.sync = o.stream_fsync == "always" ? actors::fsync_policy::always
+                  : o.stream_fsync == "never" ? actors::fsync_policy::never
+                                              : actors::fsync_policy::group;
+    sc.log.group_interval = std::chrono::milliseconds(o.stream_group_ms);
+    sc.log.segment_bytes = o.stream_segment_mb << 20;
+    sc.log.max_bytes = o.stream_max_bytes;
+    sc.log.max_records = o.stream_max_records;
+    sc.log.max_age = std::chrono::seconds(o.stream_max_age_s);
+    cfg.streams.push_back(std::move(sc));
+  }
   cfg.park_idle_workers = o.idle_workers == "park"; // the edge's traffic bypasses CAF: no polling workers
   cfg.cluster.port = o.cluster_port;
   cfg.cluster.name = o.name;
@@ -203,7 +230,13 @@ int run_node(const node_options& o) {
   } catch (const std::system_error& e) { // e.g. --dlq-dir not a writable directory
     std::fprintf(stderr, "flowbus node: cannot start: %s\n", e.what()); // what() ends with the code's message
     return 1;
+  } catch (const std::invalid_argument& e) { // e.g. a stream's bad name or subject
+    std::fprintf(stderr, "flowbus node: cannot start: %s\n", e.what());
+    return 2;
   }
+  for (const actors::stream_status& s : node->streams())
+    spdlog::info("flowbus node: stream {} ({} records, {} bytes, sequence {}..{}; recovery cut {} torn bytes)", s.name,
+                 s.records, s.bytes, s.first, s.last, s.recovered.torn_bytes);
   actors::node& n = *node;
   transport::server_options so;
   so.address = o.address;

@@ -45,6 +45,12 @@ struct node_options {
   std::string idle_workers = "park"; ///< CAF's idle workers: "park" (sleep at once) or "backoff" (CAF's polling)
   std::size_t max_subscriptions = 100000;  ///< per agent
   std::vector<std::string> lossless;       ///< topic patterns whose slow subscribers hold publishers
+  // durable streams (docs/streams.md)
+  std::vector<std::string> streams;        ///< NAME=PATTERN[,PATTERN...]
+  std::string stream_dir;                  ///< where their logs go (required with --stream)
+  std::string stream_fsync = "group";      ///< always | group | never
+  std::uint32_t stream_group_ms = 5;
+  std::uint64_t stream_segment_mb = 64, stream_max_bytes = 0, stream_max_records = 0, stream_max_age_s = 0;
   // the cluster (docs/cluster.md): on with --cluster-port
   std::string name;                        ///< this node's name in the cluster
   int cluster_port = -1;                   ///< -1: no cluster; 0: any free port (printed)

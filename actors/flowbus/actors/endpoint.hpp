@@ -78,6 +78,10 @@ public:
   /// handed to one (one hop). Set before the endpoint is routable.
   void set_remote() noexcept { remote_ = true; }
   bool remote() const noexcept { return remote_; }
+  /// A stream: it confirms each frame once it is stored (remote_confirmations::settle), so an
+  /// acknowledged send that reaches it waits for that, as for another node.
+  void set_confirms() noexcept { confirms_.store(true, std::memory_order_release); }
+  bool confirms() const noexcept { return confirms_.load(std::memory_order_acquire); }
   /// The consumer is itself held as a publisher and waits for its own agent (a used-up receive
   /// window): a publisher held by this endpoint may then be read on for its own CREDIT and ACKs —
   /// holding it until this endpoint drains could be a cycle that never ends.
@@ -135,6 +139,7 @@ private:
   std::size_t capacity_;
   std::uint64_t high_mark_ = 0, low_mark_ = 0; ///< water_marks(); set before the endpoint is routable
   bool remote_ = false;                        ///< set_remote(); likewise
+  std::atomic<bool> confirms_{false};          ///< set_confirms()
   std::atomic<bool> open_{true};
   std::atomic<bool> stalled_{false};
   std::atomic<bool> throttled_{false}; ///< read by senders with open_, written on transitions only

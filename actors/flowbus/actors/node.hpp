@@ -13,6 +13,7 @@
 // Users who know CAF reach the actors: system(), directory(), and agent_handle::actor.
 #pragma once
 
+#include <flowbus/actors/stream.hpp>
 #include <flowbus/actors/agent.hpp>
 #include <flowbus/actors/client.hpp>
 #include <flowbus/actors/cluster.hpp>
@@ -73,6 +74,8 @@ struct node_config {
   /// holds the publisher instead (lossless, at the pace of the slowest subscriber).
   /// Unicast, capability routing, queue groups and broadcasts always hold (lossless).
   std::vector<std::string> lossless_topics;
+  /// Durable streams (stream.hpp, docs/streams.md), opened and recovered as the node starts.
+  std::vector<stream_config> streams;
   /// Topic actors: each owns the subscriber sets of the patterns that hash to it (topic_actor.cpp).
   std::size_t topic_shards = 16;
   /// Patterns one agent may be subscribed to at once (plain or in queue groups); a subscription
@@ -138,6 +141,8 @@ public:
   /// Throws std::system_error if config.dlq_directory is set but unusable (not a directory, not
   /// writable, a queue file that does not open): a node that would fail at its first dead letter
   /// refuses to start instead. Torn tails of the queue files are cut here (dlq.hpp, recovery).
+  /// Also throws std::system_error if a stream's log cannot be opened, std::invalid_argument for
+  /// a stream's bad name or subject.
   explicit node(node_config config);
   ~node(); ///< shutdown()
   node(const node&) = delete;
@@ -158,6 +163,10 @@ public:
   shutdown_report shutdown();
 
   std::vector<agent_status> agents() const;
+  /// Adds a durable stream at run time (as node_config::streams at start). Throws as the
+  /// constructor does; a second stream of the same name is std::invalid_argument.
+  void add_stream(stream_config config);
+  std::vector<stream_status> streams() const;
   /// One agent's circuit breaker as senders see it; agent_unavailable if there is no such agent.
   expected<scheduling::breaker_state, errc> breaker(std::string_view agent_id) const;
   routing_summary routing() const;
