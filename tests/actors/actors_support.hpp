@@ -3,31 +3,16 @@
 
 #include <flowbus/actors/node.hpp>
 
+#include "test_support.hpp"
+
 #include <doctest/doctest.h>
 
 #include <chrono>
-#include <filesystem>
 #include <memory>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace flowbus::test {
-
-/// A fresh directory per test (`what` names it), created, and removed afterwards.
-struct temp_dir {
-  std::filesystem::path path;
-  explicit temp_dir(const std::string& what = "test") {
-    static int counter = 0;
-    path = std::filesystem::temp_directory_path() /
-           ("flowbus-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-};
 
 inline actors::agent_spec spec(std::string id, std::vector<std::string> subs = {}, std::string type = "test") {
   actors::agent_spec s;

@@ -54,18 +54,7 @@ void append_bytes(const fs::path& p, const std::string& bytes) {
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-// A full disk, in process: RLIMIT_FSIZE makes writes past `bytes` fail with EFBIG (SIGXFSZ ignored).
-struct file_size_limit {
-  rlimit old{};
-  explicit file_size_limit(std::uint64_t bytes) {
-    std::signal(SIGXFSZ, SIG_IGN);
-    ::getrlimit(RLIMIT_FSIZE, &old);
-    rlimit l = old;
-    l.rlim_cur = bytes;
-    ::setrlimit(RLIMIT_FSIZE, &l);
-  }
-  ~file_size_limit() { ::setrlimit(RLIMIT_FSIZE, &old); }
-};
+using flowbus::test::file_size_limit;
 
 // A unicast FLOW frame to `target` from "pub", as a DLQ entry keeps it.
 std::string unicast_frame(const std::string& target, const std::string& payload) {

@@ -10,10 +10,8 @@
 
 #include <doctest/doctest.h>
 
-#include <csignal>
 #include <filesystem>
 #include <string>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <vector>
 
@@ -25,15 +23,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct stream_dir {
-  fs::path path = fs::temp_directory_path() / ("flowbus-streams-" + std::to_string(::getpid()) + "-" +
-                                                 std::to_string(counter()++));
-  stream_dir() { fs::remove_all(path); }
-  ~stream_dir() { fs::remove_all(path); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
+struct stream_dir : temp_dir {
+  stream_dir() : temp_dir("streams") { fs::remove_all(path); } // the node creates it
 };
 
 actors::node_config with_stream(const fs::path& dir, actors::fsync_policy sync, std::vector<std::string> subjects) {
@@ -59,19 +50,6 @@ std::vector<std::string> stored_payloads(const fs::path& dir) {
   });
   return out;
 }
-
-// A full disk, in process: RLIMIT_FSIZE makes writes past `bytes` fail with EFBIG (SIGXFSZ ignored).
-struct file_size_limit {
-  rlimit old{};
-  explicit file_size_limit(std::uint64_t bytes) {
-    std::signal(SIGXFSZ, SIG_IGN);
-    ::getrlimit(RLIMIT_FSIZE, &old);
-    rlimit l = old;
-    l.rlim_cur = bytes;
-    ::setrlimit(RLIMIT_FSIZE, &l);
-  }
-  ~file_size_limit() { ::setrlimit(RLIMIT_FSIZE, &old); }
-};
 
 } // namespace
 
