@@ -67,9 +67,13 @@ void stream_writer::run() {
   std::vector<scheduling::buffer_ref> batch; // taken, not yet appended: failed with the rest on an error
   for (;;) {
     const bool last_round = stopping_.load(std::memory_order_acquire);
-    // wait for a message, or only briefly while a group waits for its sync
-    const auto wait = last_round || !waiting_.empty() ? std::chrono::milliseconds(1) : std::chrono::milliseconds(20);
-    std::optional<received> r = agent_->receive(std::min(wait, std::max(cfg_.log.group_interval, std::chrono::milliseconds(1))));
+    // wait for a message (the doorbell wakes it); while a group waits for its sync, no longer
+    // than the group interval; idle, up to 100 ms (how long stop() may wait)
+    using ms = std::chrono::milliseconds;
+    const ms wait = last_round ? ms(1)
+                    : waiting_.empty() ? ms(100)
+                                       : std::clamp(cfg_.log.group_interval, ms(1), ms(100));
+    std::optional<received> r = agent_->receive(wait);
     bool more = false;
     try {
       std::lock_guard<std::mutex> g(m_);
