@@ -146,10 +146,9 @@ struct segment_log::impl {
   void drop_pending() {
     segment& s = segs.back();
     const std::uint64_t lost_bytes = s.size - file_size;
-    std::uint64_t lost = 0;
+    const std::uint64_t lost = pending_last - written;
     while (!s.index.empty() && s.index.back().offset >= file_size)
       s.index.pop_back();
-    lost = pending_last - written;
     s.size = file_size;
     s.records -= lost;
     s.last_seq = written; // (its time is no longer exact: only lookups by time use it)
