@@ -64,6 +64,11 @@ std::optional<received> client::receive(std::chrono::milliseconds timeout) {
   return r;
 }
 
+send_result client::post_request(const destination& to, std::string_view payload, send_options opts) {
+  opts.type = codec::msg_type::request;
+  return port_->send(to, payload, opts, id());
+}
+
 reply client::request(const destination& to, std::string_view payload, std::chrono::milliseconds timeout,
                       send_options opts) {
   maybe_heartbeat();

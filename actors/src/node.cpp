@@ -1,5 +1,6 @@
 #include "port.hpp"
 #include "cluster_impl.hpp"
+#include "stream_json.hpp"
 #include "stream_writer.hpp"
 
 #include <flowbus/actors/dlq.hpp>
@@ -29,6 +30,8 @@ node::impl::impl(node_config c)
       throw std::system_error(std::make_error_code(std::errc::invalid_argument), "lossless topic pattern '" + p + "'");
   open_dlq(this); // before any thread starts: an unusable directory refuses the node
   for (const stream_config& s : cfg.streams) // likewise a stream whose log cannot be opened
+    streams.push_back(open_stream(*this, s));
+  for (const stream_config& s : saved_streams(cfg.stream_directory, cfg.streams)) // those added at run time before
     streams.push_back(open_stream(*this, s));
   // spdlog's registry is a function-local static: created here, before the actors that log run on
   // several threads at once (libspdlog is not instrumented, so TSan would not see its guard)
@@ -133,6 +136,14 @@ node::node() : node(node_config{}) {}
 node::node(node_config config) : impl_(std::make_shared<impl>(std::move(config))) {
   for (auto& w : impl_->streams)
     start_stream(impl_, *w);
+  if (!impl_->cfg.stream_directory.empty()) {
+    impl_->stream_api = std::make_unique<stream_admin>(impl_);
+    agent_spec spec{"$streams", "stream"};
+    spec.heartbeat_interval = std::chrono::milliseconds(60000);
+    auto c = connect(std::move(spec));
+    if (!c) throw std::invalid_argument(std::string("the agent $streams: ") + to_string(c.error()));
+    impl_->stream_api->start(std::move(*c));
+  }
 }
 
 node::~node() {
@@ -208,6 +219,7 @@ shutdown_report node::shutdown() {
     last = now;
   }
   rep.handled = last.second;
+  if (impl_->stream_api) impl_->stream_api->stop();
   { // the streams store what reached them, sync, and confirm it before anything else stops
     std::lock_guard<std::mutex> g(impl_->streams_m);
     for (auto& w : impl_->streams)
@@ -233,7 +245,9 @@ std::unique_ptr<stream_writer> open_stream(node::impl& core, const stream_config
       throw std::invalid_argument("stream " + s.name + ": subject '" + p + "': " + to_string(validate_pattern(p)));
   for (const auto& w : core.streams)
     if (w->config().name == s.name) throw std::invalid_argument("stream " + s.name + " exists");
-  return std::make_unique<stream_writer>(&core, s);
+  auto w = std::make_unique<stream_writer>(&core, s);
+  write_file_atomically(s.directory / s.name / "stream.json", to_json(s).dump(2) + "\n"); // it reopens by itself
+  return w;
 }
 
 void start_stream(const std::shared_ptr<node::impl>& keep, stream_writer& w) {
@@ -250,13 +264,35 @@ void start_stream(const std::shared_ptr<node::impl>& keep, stream_writer& w) {
   w.start(std::make_unique<client>(std::move(p), std::move(waiter), std::chrono::milliseconds(60000)), std::move(ep));
 }
 
-void node::add_stream(stream_config config) {
-  if (impl_->stopping.load()) throw std::invalid_argument("the node is stopping");
-  std::lock_guard<std::mutex> g(impl_->streams_m);
-  auto w = open_stream(*impl_, config);
-  start_stream(impl_, *w);
-  impl_->streams.push_back(std::move(w));
+void add_stream(const std::shared_ptr<node::impl>& core, const stream_config& c) {
+  if (core->stopping.load()) throw std::invalid_argument("the node is stopping");
+  std::lock_guard<std::mutex> g(core->streams_m);
+  auto w = open_stream(*core, c);
+  start_stream(core, *w);
+  core->streams.push_back(std::move(w));
 }
+
+bool remove_stream(node::impl& core, std::string_view name) {
+  std::unique_ptr<stream_writer> w;
+  {
+    std::lock_guard<std::mutex> g(core.streams_m);
+    const auto it = std::find_if(core.streams.begin(), core.streams.end(),
+                                 [&](const auto& s) { return s->config().name == name; });
+    if (it == core.streams.end()) return false;
+    w = std::move(*it);
+    core.streams.erase(it);
+  }
+  w->stop(); // what reached it is stored and confirmed; then its files go
+  const std::filesystem::path dir = w->config().directory / w->config().name;
+  w.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) spdlog::error("flowbus: stream {} removed, but not its directory {}: {}", name, dir.string(), ec.message());
+  return true;
+}
+
+void node::add_stream(stream_config config) { actors::add_stream(impl_, config); }
+bool node::remove_stream(std::string_view name) { return actors::remove_stream(*impl_, name); }
 
 std::vector<stream_status> node::streams() const {
   std::vector<stream_status> out;

@@ -91,6 +91,7 @@ private:
 };
 
 class stream_writer;
+class stream_admin;
 
 struct node::impl {
   explicit impl(node_config c);
@@ -126,6 +127,7 @@ struct node::impl {
   // durable streams (stream.cpp)
   std::mutex streams_m; ///< guards streams
   std::vector<std::unique_ptr<stream_writer>> streams;
+  std::unique_ptr<stream_admin> stream_api; ///< the agent $streams (node_config::stream_directory)
   std::atomic<bool> has_streams{false}; ///< acknowledged sends then track confirmations without a cluster
   std::atomic<std::uint64_t> cluster_acked{0}, cluster_in{0}, cluster_dead{0}, links_lost{0}, ///< cluster_totals
       duplicates_taken_down{0};

@@ -4,12 +4,16 @@
 #include <flowbus/actors/endpoint.hpp>
 #include <flowbus/codec/clock.hpp>
 
+#include <flowbus/codec/topic.hpp>
+
 #include "node_impl.hpp"
+#include "record_file.hpp"
 #include "stream_writer.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 
 namespace flowbus::actors {
 
@@ -20,7 +24,16 @@ bool valid_stream_name(const std::string& name) noexcept {
 }
 
 stream_writer::stream_writer(node::impl* core, stream_config cfg)
-    : core_(core), cfg_(std::move(cfg)), log_(cfg_.directory / cfg_.name, cfg_.log) {
+    : core_(core), cfg_(std::move(cfg)), log_(cfg_.directory / cfg_.name, cfg_.log),
+      consumers_(cfg_.directory / cfg_.name / "consumers"), dec_(codec::stored_frame_decoding()) {
+  if (const std::error_code e = detail::make_directories(cfg_.directory / cfg_.name / "consumers"))
+    throw std::system_error(e, "stream " + cfg_.name + ": its consumers' directory");
+  consumers_.load(log_);
+  io_.deliver = [this](const consumer_config& c, const log_record& r, std::uint64_t token, std::uint32_t n) {
+    return deliver(c, r, token, n);
+  };
+  io_.has_interest = [this](const consumer_config& c) { return has_interest(c); };
+  io_.poison = [this](const consumer_config& c, const log_record& r, std::uint32_t n) { poison(c, r, n); };
   if (log_.recovered().torn_bytes || log_.recovered().damaged_bytes)
     spdlog::warn("flowbus: stream {}: recovered {} records; cut a torn tail of {} bytes, skipped {} damaged bytes",
                  cfg_.name, log_.recovered().records, log_.recovered().torn_bytes, log_.recovered().damaged_bytes);
@@ -63,26 +76,40 @@ void stream_writer::fail_all(const std::exception& e, std::vector<scheduling::bu
   waiting_.clear();
 }
 
+void stream_writer::take(received& r, std::uint64_t now_ns, std::vector<scheduling::buffer_ref>& batch) {
+  if (!r.msg.target.empty() && r.msg.target == agent_->id()) { // to the stream itself, not captured
+    if (!core_->confirmations.idle()) core_->confirmations.settle(r.frame.data(), errc::ok);
+    if (r.msg.type == codec::msg_type::reply) { // a consumer's ack (or NAK, WPI, TERM)
+      consumers_.on_reply(r.msg.correlation_id, r.msg.payload, log_, io_, std::chrono::steady_clock::now());
+    } else if (r.msg.is_request()) {
+      agent_->respond(r.msg, R"({"error":{"code":"bad_request","description":"streams are managed through the agent $streams"}})");
+    }
+    return;
+  }
+  batch.push_back(std::move(r.frame));
+  const std::uint64_t seq = log_.append(codec::bytes_view(batch.back().data(), batch.back().size()), now_ns);
+  waiting_.emplace_back(seq, std::move(batch.back()));
+  batch.pop_back();
+}
+
 void stream_writer::run() {
   std::vector<scheduling::buffer_ref> batch; // taken, not yet appended: failed with the rest on an error
   for (;;) {
     const bool last_round = stopping_.load(std::memory_order_acquire);
     // wait for a message (the doorbell wakes it); while a group waits for its sync, no longer
-    // than the group interval; idle, up to 100 ms (how long stop() may wait)
+    // than the group interval; idle, up to 100 ms (how long stop() may wait), or until a
+    // consumer's redelivery or ack deadline
     using ms = std::chrono::milliseconds;
-    const ms wait = last_round ? ms(1)
-                    : waiting_.empty() ? ms(100)
-                                       : std::clamp(cfg_.log.group_interval, ms(1), ms(100));
+    ms wait = last_round ? ms(1) : waiting_.empty() ? ms(100) : std::clamp(cfg_.log.group_interval, ms(1), ms(100));
+    if (next_due_ != std::chrono::steady_clock::time_point::max())
+      wait = std::clamp(std::chrono::duration_cast<ms>(next_due_ - std::chrono::steady_clock::now()) + ms(1), ms(0), wait);
     std::optional<received> r = agent_->receive(wait);
     bool more = false;
     try {
       std::lock_guard<std::mutex> g(m_);
       const std::uint64_t now_ns = codec::wall_clock_ns();
       for (std::size_t n = 0; r; r = agent_->try_receive()) { // what the mailbox holds: one write, one commit
-        batch.push_back(std::move(r->frame));
-        const std::uint64_t seq = log_.append(codec::bytes_view(batch.back().data(), batch.back().size()), now_ns);
-        waiting_.emplace_back(seq, std::move(batch.back()));
-        batch.pop_back();
+        take(*r, now_ns, batch);
         if (++n == 4096) {
           more = true;
           break;
@@ -95,6 +122,11 @@ void stream_writer::run() {
         last_retention_ = now;
         log_.enforce_retention(now_ns);
       }
+      if (consumers_.size()) {
+        next_due_ = last_round ? std::chrono::steady_clock::time_point::max()
+                               : consumers_.pump(log_, log_.durable(), io_, now);
+        consumers_.persist(last_round, now);
+      }
     } catch (const std::exception& e) {
       fail_all(e, batch);
     }
@@ -103,10 +135,83 @@ void stream_writer::run() {
   agent_->leave();
 }
 
+consumer_io::outcome stream_writer::deliver(const consumer_config& c, const log_record& r, std::uint64_t token,
+                                            std::uint32_t deliveries) {
+  codec::message m;
+  if (!dec_.decode(r.frame, m)) {
+    spdlog::error("flowbus: stream {}: record {} does not decode: not delivered", cfg_.name, r.seq);
+    return consumer_io::outcome::filtered;
+  }
+  const delivery v = to_delivery(m);
+  if (!c.filter.empty() && !codec::pattern_matches(c.filter, v.topic)) return consumer_io::outcome::filtered;
+  headers_.clear();
+  for (const codec::repeated_entry& e : m.repeated)
+    if (e.id == codec::field::header) headers_.push_back(e);
+  const std::string seq = std::to_string(r.seq), time = std::to_string(r.time_ns), n = std::to_string(deliveries);
+  const codec::field h = codec::field::header;
+  headers_.push_back({h, "stream", cfg_.name});
+  headers_.push_back({h, "stream-seq", seq});
+  headers_.push_back({h, "stream-time", time});
+  headers_.push_back({h, "stream-topic", v.topic});
+  headers_.push_back({h, "stream-source", v.source});
+  headers_.push_back({h, "stream-consumer", c.name});
+  headers_.push_back({h, "stream-deliveries", n});
+  send_options o;
+  o.prio = m.prio;
+  o.correlation_id = token;
+  o.timestamp_ns = v.timestamp_ns; // its age is counted from when it was first published
+  o.headers = codec::repeated_fields(headers_.data(), headers_.size());
+  const bool to_agent = c.deliver_to.rfind("agent:", 0) == 0;
+  const destination d = to_agent ? destination::agent(std::string_view(c.deliver_to).substr(6))
+                                 : destination::topic(c.deliver_to);
+  const send_result s = agent_->post_request(d, v.payload, o);
+  return s.delivered ? consumer_io::outcome::sent : consumer_io::outcome::refused;
+}
+
+bool stream_writer::has_interest(const consumer_config& c) {
+  if (c.deliver_to.rfind("agent:", 0) == 0)
+    return core_->routes.read(
+        [&](const routing_table& t) { return t.agent(std::string_view(c.deliver_to).substr(6)) != nullptr; });
+  route rt;
+  core_->routes.read([&](const routing_table& t) { t.resolve(c.deliver_to, scratch_, rt); });
+  return !rt.empty();
+}
+
+void stream_writer::poison(const consumer_config& c, const log_record& r, std::uint32_t deliveries) {
+  scheduling::buffer_ref b = core_->pool.try_acquire(r.frame.size());
+  if (!b) {
+    spdlog::error("flowbus: stream {}: record {} is poison for consumer {} but no buffer is free to dead-letter it",
+                  cfg_.name, r.seq, c.name);
+    return;
+  }
+  std::memcpy(b.data(), r.frame.data(), r.frame.size());
+  b.set_size(r.frame.size());
+  core_->dead.add(dead_reason::poison, std::move(b), "$stream." + cfg_.name + "/" + c.name, deliveries);
+}
+
+consumer_status stream_writer::add_consumer(consumer_config c) {
+  if (c.deliver_to.rfind("agent:", 0) != 0)
+    for (const std::string& s : cfg_.subjects)
+      if (codec::pattern_matches(s, c.deliver_to))
+        throw std::invalid_argument("'deliver_to': " + c.deliver_to + " is captured by the stream itself (" + s + ")");
+  std::lock_guard<std::mutex> g(m_);
+  return consumers_.add(std::move(c), log_, std::chrono::steady_clock::now());
+}
+
+bool stream_writer::remove_consumer(std::string_view name) {
+  std::lock_guard<std::mutex> g(m_);
+  return consumers_.remove(name);
+}
+
+std::optional<consumer_status> stream_writer::consumer(std::string_view name) const {
+  std::lock_guard<std::mutex> g(m_);
+  return consumers_.status(name);
+}
+
 stream_status stream_writer::status() const {
   std::lock_guard<std::mutex> g(m_);
-  return {cfg_.name,     cfg_.subjects, log_.first(),  log_.last(), log_.records(),
-          log_.bytes(),  log_.durable(), log_.syncs(), failures_,  log_.recovered()};
+  return {cfg_.name,    cfg_.subjects,    log_.first(), log_.last(), log_.records(), log_.bytes(),
+          log_.durable(), log_.syncs(), failures_,    log_.recovered(), cfg_.log.sync, consumers_.all()};
 }
 
 } // namespace flowbus::actors

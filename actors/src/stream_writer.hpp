@@ -1,11 +1,17 @@
 // The thread behind one durable stream (stream.hpp): it drains the stream agent's mailbox into
 // the segment_log, commits by the stream's policy, and settles each frame's confirmation once the
-// log says it is durable (node_impl.hpp, remote_confirmations). Internal to the actors layer.
+// log says it is durable (node_impl.hpp, remote_confirmations). Then it serves the stream's
+// consumers (stream_consumers.hpp): it sends what is durable and due, and takes the REPLYs that
+// acknowledge it. Internal to the actors layer.
 #pragma once
 
 #include <flowbus/actors/node.hpp>
+#include <flowbus/actors/routing_table.hpp>
 #include <flowbus/actors/stream.hpp>
+#include <flowbus/codec/decoder.hpp>
 #include <flowbus/scheduling/buffer.hpp>
+
+#include "stream_consumers.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -13,6 +19,8 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -35,9 +43,19 @@ public:
   stream_status status() const;
   const stream_config& config() const noexcept { return cfg_; }
   client& agent() noexcept { return *agent_; }
+  /// Adds (or rebinds) a consumer: throws std::invalid_argument as consumer_set::add, and for a
+  /// deliver_to this stream captures (it would store its own deliveries).
+  consumer_status add_consumer(consumer_config c);
+  bool remove_consumer(std::string_view name);
+  std::optional<consumer_status> consumer(std::string_view name) const;
 
 private:
   void run();
+  void take(received& r, std::uint64_t now_ns, std::vector<scheduling::buffer_ref>& batch);
+  consumer_io::outcome deliver(const consumer_config& c, const log_record& r, std::uint64_t token,
+                               std::uint32_t deliveries);
+  bool has_interest(const consumer_config& c);
+  void poison(const consumer_config& c, const log_record& r, std::uint32_t deliveries);
   void settle_durable(std::uint64_t durable);
   void fail_all(const std::exception& e, std::vector<scheduling::buffer_ref>& batch);
 
@@ -46,6 +64,12 @@ private:
   mutable std::mutex m_; ///< guards log_ and failures_ (status() from other threads)
   segment_log log_;
   std::uint64_t failures_ = 0;
+  consumer_set consumers_; ///< guarded by m_
+  consumer_io io_;
+  std::chrono::steady_clock::time_point next_due_ = std::chrono::steady_clock::time_point::max();
+  codec::decoder dec_;                       ///< the stored frames (the thread's)
+  std::vector<codec::repeated_entry> headers_;
+  routing_table::scratch scratch_;
   std::chrono::steady_clock::time_point last_retention_{};
   std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>> waiting_; ///< stored, not yet durable (seq, frame)
   std::unique_ptr<client> agent_;
@@ -53,6 +77,30 @@ private:
   std::atomic<bool> stopping_{false};
 };
 
+/// The agent `$streams`: its thread answers the stream API's requests (docs/streams.md, "The
+/// stream API") — streams and consumers added, removed, listed — with JSON.
+class stream_admin {
+public:
+  explicit stream_admin(std::weak_ptr<node::impl> core) : core_(std::move(core)) {}
+  ~stream_admin();
+  void start(std::unique_ptr<client> agent);
+  void stop(); ///< idempotent; lets go of the agent (it holds the node)
+
+private:
+  void run();
+  std::string answer(std::string_view request);
+  std::weak_ptr<node::impl> core_;
+  std::unique_ptr<client> agent_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+};
+
+/// Adds a stream to a running node (node::add_stream, the stream API), writing its stream.json.
+void add_stream(const std::shared_ptr<node::impl>& core, const stream_config& c);
+bool remove_stream(node::impl& core, std::string_view name);
+/// The streams kept in `directory` (subdirectories with a stream.json) but not in `configured`
+/// (the configuration names those). One whose stream.json does not parse is logged and skipped.
+std::vector<stream_config> saved_streams(const std::string& directory, const std::vector<stream_config>& configured);
 /// Checks a stream's config (name, subjects, not a duplicate) and opens its log (node.cpp).
 std::unique_ptr<stream_writer> open_stream(node::impl& core, const stream_config& s);
 /// Registers the stream's agent, marks it confirming, subscribes it and starts its thread.

@@ -1,4 +1,5 @@
 #include "client_cmd.hpp"
+#include "client_session.hpp"
 
 #include "node_cmd.hpp" // split_host_port
 #include "top_cmd.hpp"  // fetch
@@ -41,30 +42,7 @@ using json = nlohmann::json;
 using clk = std::chrono::steady_clock;
 using transport::errc;
 
-std::atomic<bool> interrupted{false};
-void on_interrupt(int) { interrupted.store(true); }
 
-/// SIGINT and SIGTERM end a sub or reply (exit 0) and a pub between two messages.
-void catch_interrupts() {
-  struct sigaction sa {};
-  sa.sa_handler = on_interrupt;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-}
-
-/// The exit code of an outcome (docs/cli.md).
-int exit_for(errc e) {
-  switch (e) {
-    case errc::ok: return exit_ok;
-    case errc::timeout: return exit_timeout;
-    case errc::no_responders:
-    case errc::no_capable_agent:
-    case errc::agent_unavailable: return exit_no_responders;
-    case errc::node_stopped: return exit_not_connected;
-    default: return exit_refused;
-  }
-}
 
 const std::map<std::string, codec::priority> priorities = {{"critical", codec::priority::critical},
                                                            {"high", codec::priority::high},
@@ -83,64 +61,11 @@ codec::repeated_fields headers_of(const std::vector<std::string>& given, std::ve
   return codec::repeated_fields(store.data(), store.size());
 }
 
-std::string lower(std::string s) {
-  for (char& ch : s)
-    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
-}
 
 std::string read_all(std::istream& in) { return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()}; }
 
-std::string base64(std::string_view s) {
-  std::string out(4 * ((s.size() + 2) / 3), '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
 
-/// A connected client, or the exit code saying why not (said on stderr).
-struct session {
-  std::unique_ptr<transport::client> client;
-  int rc = exit_ok;
-};
 
-/// `direct`: for what comes to this agent's id (unicast, requests to agent:ID), set before REGISTER.
-session open_session(const connection_options& c, const std::string& command, bool reconnect, bool acks,
-                     transport::message_handler direct = {}) {
-  transport::client_options o;
-  split_host_port(c.connect, o.host, o.port, 8081);
-  o.id = c.id.empty() ? "flowbus-" + command + "-" + std::to_string(getpid()) : c.id;
-  o.type = c.type;
-  o.token = c.token;
-  o.key_file = c.key_file;
-  if (!c.tls_ca.empty() || !c.tls_server_name.empty()) {
-    o.tls.enabled = true;
-    o.tls.ca_file = c.tls_ca;
-    o.tls.server_name = c.tls_server_name;
-  }
-  o.reconnect = reconnect;
-  o.acks = acks;
-  o.max_block = 30s; // a publisher faster than the node waits instead of being refused
-  session s;
-  try {
-    s.client = std::make_unique<transport::client>(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "flowbus %s: %s\n", command.c_str(), e.what());
-    s.rc = exit_usage;
-    return s;
-  }
-  if (direct) s.client->on_message(std::move(direct));
-  const errc e = s.client->connect(std::chrono::milliseconds(static_cast<long>(c.connect_timeout_s * 1000)));
-  if (e != errc::ok) {
-    std::fprintf(stderr, "flowbus %s: cannot connect to %s as %s: %s\n", command.c_str(), c.connect.c_str(),
-                 o.id.c_str(),
-                 e == errc::node_stopped || e == errc::timeout ? "no node answers there" : transport::to_string(e));
-    s.client.reset();
-    s.rc = exit_not_connected;
-  }
-  return s;
-}
 
 /// `pub --count` runs that last: a line on stderr every second (rewritten in place on a terminal).
 class progress {
@@ -240,67 +165,7 @@ int run_pub(const connection_options& conn, const pub_options& p) {
   return exit_ok;
 }
 
-/// One received message on standard output, as `sub` prints it.
-void print_message(const transport::incoming& m, std::uint64_t n, const sub_options& s) {
-  if (s.raw) {
-    std::fwrite(m.payload.data(), 1, m.payload.size(), stdout);
-    std::fputc('\n', stdout);
-    std::fflush(stdout);
-    return;
-  }
-  const std::uint64_t now = codec::wall_clock_ns();
-  const double age_us = m.timestamp_ns && now > m.timestamp_ns ? static_cast<double>(now - m.timestamp_ns) / 1e3 : 0.0;
-  if (s.json) {
-    json j = {{"n", n},
-              {"type", lower(codec::to_string(m.type))},
-              {"topic", m.topic},
-              {"source", m.source},
-              {"priority", lower(codec::to_string(m.prio))},
-              {"age_us", age_us},
-              {"timestamp_ns", m.timestamp_ns}};
-    if (!m.target.empty()) j["target"] = m.target;
-    if (!m.reply_to.empty()) j["reply_to"] = m.reply_to;
-    if (m.correlation_id) j["correlation_id"] = m.correlation_id;
-    if (m.message_id) j["message_id"] = m.message_id;
-    json headers = json::object();
-    for (const codec::repeated_entry& e : m.repeated)
-      if (e.id == codec::field::header) headers[std::string(e.key)] = e.value;
-    if (!headers.empty()) j["headers"] = headers;
-    std::string line;
-    try {
-      j["payload"] = m.payload;
-      line = j.dump();
-    } catch (const json::exception&) { // not UTF-8
-      j.erase("payload");
-      j["payload_base64"] = base64(m.payload);
-      line = j.dump();
-    }
-    std::printf("%s\n", line.c_str());
-    std::fflush(stdout);
-    return;
-  }
-  std::printf("[#%llu] %s %.*s from %.*s (%s, %.3f ms old)\n", static_cast<unsigned long long>(n),
-              codec::to_string(m.type), static_cast<int>(m.topic.empty() ? m.target.size() : m.topic.size()),
-              m.topic.empty() ? m.target.data() : m.topic.data(), static_cast<int>(m.source.size()), m.source.data(),
-              lower(codec::to_string(m.prio)).c_str(), age_us / 1e3);
-  for (const codec::repeated_entry& e : m.repeated)
-    if (e.id == codec::field::header)
-      std::printf("  %.*s: %.*s\n", static_cast<int>(e.key.size()), e.key.data(), static_cast<int>(e.value.size()),
-                  e.value.data());
-  std::fwrite(m.payload.data(), 1, m.payload.size(), stdout);
-  std::fputs("\n\n", stdout);
-  std::fflush(stdout);
-}
 
-/// Waits until interrupted, `done()`, or `timeout_s` (0: none) passed; false on the timeout.
-template <class Done> bool wait_until_done(Done&& done, double timeout_s) {
-  const auto until = clk::now() + std::chrono::duration_cast<clk::duration>(std::chrono::duration<double>(timeout_s));
-  while (!interrupted.load() && !done()) {
-    if (timeout_s > 0 && clk::now() >= until) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
-}
 
 int run_sub(const connection_options& conn, const sub_options& s) {
   std::mutex out;
@@ -310,7 +175,7 @@ int run_sub(const connection_options& conn, const sub_options& s) {
     const std::uint64_t n = seen.load() + 1;
     if (s.count && n > s.count) return;
     seen.store(n);
-    print_message(m, n, s);
+    print_message(m, n, s.raw, s.json);
   };
   session ses = open_session(conn, "sub", true, s.acks, handler); // and what is sent to its id
   if (!ses.client) return ses.rc;
@@ -534,16 +399,6 @@ int run_directory(const directory_options& d, bool topics) {
   return exit_ok;
 }
 
-void add_connection_options(CLI::App& cmd, connection_options& c) {
-  cmd.add_option("--connect,-s", c.connect, "host:port of the node")->capture_default_str()->envname("FLOWBUS_CONNECT");
-  cmd.add_option("--id", c.id, "the agent id to register as (default: flowbus-<command>-<pid>)");
-  cmd.add_option("--type", c.type, "the agent type to register as")->capture_default_str();
-  cmd.add_option("--token", c.token, "a token for a node with --auth token (flowbus token issue)")->envname("FLOWBUS_TOKEN");
-  cmd.add_option("--key-file", c.key_file, "an Ed25519 private key for a node with --auth key (flowbus key gen)");
-  cmd.add_option("--tls-ca", c.tls_ca, "connect with TLS (wss://), trusting this CA (PEM)");
-  cmd.add_option("--tls-server-name", c.tls_server_name, "with TLS: the name the node's certificate must carry");
-  cmd.add_option("--connect-timeout", c.connect_timeout_s, "seconds to connect and register")->capture_default_str();
-}
 
 std::vector<std::string> priority_names() {
   std::vector<std::string> names;

@@ -13,6 +13,7 @@
 #include "bench_cmd.hpp"
 #include "certs_cmd.hpp"
 #include "client_cmd.hpp"
+#include "stream_cmd.hpp"
 #include "demo.hpp"
 #include "dlq_cmd.hpp"
 #include "top_cmd.hpp"
@@ -88,7 +89,8 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--stream", node.streams, "a durable stream NAME=PATTERN[,PATTERN...]: the messages of those "
                        "topics kept in a log under --stream-dir; acknowledged publishes to it are ACKed once stored "
                        "(repeatable; docs/streams.md)");
-  node_cmd->add_option("--stream-dir", node.stream_dir, "the streams' directory (one sub-directory per stream)");
+  node_cmd->add_option("--stream-dir", node.stream_dir, "the streams' directory (one sub-directory per "
+                       "stream): the streams kept there reopen, and agents may add streams through $streams");
   node_cmd->add_option("--stream-fsync", node.stream_fsync, "always (an fdatasync per batch: survives power loss), "
                        "group (every --stream-group-ms) or never (the kernel's write-back)")
       ->capture_default_str()
@@ -298,6 +300,7 @@ int main(int argc, char** argv) {
   dlq_cmd->add_flag("--json", dlq.json, "list: one JSON object per entry");
 
   const flowbus::app::client_commands client_cmds(app);
+  const flowbus::app::stream_commands stream_cmds(app);
 
   try {
     app.parse(argc, argv);
@@ -305,6 +308,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : flowbus::app::exit_usage; // --help: 0; a usage error: 2, said on stderr
   }
   if (const std::optional<int> rc = client_cmds.run()) return *rc;
+  if (const std::optional<int> rc = stream_cmds.run()) return *rc;
   if (node_cmd->parsed()) {
     try {
       apply_cluster_section(app, *node_cmd, node);

@@ -189,6 +189,7 @@ int run_node(const node_options& o) {
   cfg.dlq_directory = o.dlq_dir;
   cfg.max_subscriptions = o.max_subscriptions;
   cfg.lossless_topics = o.lossless;
+  cfg.stream_directory = o.stream_dir; // streams created by agents ($streams), and those kept there, reopen
   for (const std::string& s : o.streams) { // NAME=PATTERN[,PATTERN...]
     const std::size_t eq = s.find('=');
     if (eq == std::string::npos || o.stream_dir.empty()) {

@@ -215,6 +215,40 @@ std::vector<example> build_examples() {
   traced.set_topic("jobs.done").set(field::source, "w-1").set(field::trace, hops);
   traced.payload = bytes_view("ok", 2);
   add("traced", true, traced);
+
+  // the stream API (§15): a REQUEST to the agent $streams, JSON in the payload
+  message sadd;
+  sadd.type = msg_type::request;
+  sadd.timestamp_ns = t0 + 12'000'000;
+  sadd.set(field::target, "$streams").set(field::correlation_id, std::uint64_t{90}).set(field::source, "agent-7");
+  static const char add_json[] = R"({"op":"stream.add","name":"jobs","subjects":["jobs.>"],"fsync":"always"})";
+  sadd.payload = bytes_view(add_json, sizeof add_json - 1);
+  add("stream_add", false, sadd);
+
+  // a consumer's delivery as the node writes it: a REQUEST from $stream.jobs to the consumer's
+  // deliver_to topic, the record's first publish time, its place in the stream in headers, and a
+  // correlation id that is the delivery's token (consumer 1, sequence 1)
+  static const repeated_entry delivery_headers[] = {
+      {field::header, "stream", "jobs"},          {field::header, "stream-seq", "1"},
+      {field::header, "stream-time", "1700000000013000000"},
+      {field::header, "stream-topic", "jobs.b"},  {field::header, "stream-source", "agent-7"},
+      {field::header, "stream-consumer", "proc"}, {field::header, "stream-deliveries", "1"}};
+  message sdel;
+  sdel.type = msg_type::request;
+  sdel.timestamp_ns = t0 + 13'000'000;
+  sdel.set_topic("work.jobs").set(field::correlation_id, (std::uint64_t{1} << 48) | 1);
+  sdel.set(field::reply_to, "$stream.jobs").set(field::source, "$stream.jobs");
+  sdel.repeated = repeated_fields(delivery_headers, 7);
+  sdel.payload = bytes_view("job-0", 5);
+  add("stream_delivery", true, sdel);
+
+  // the worker's ack: an empty REPLY with the delivery's correlation id
+  message sack;
+  sack.type = msg_type::reply;
+  sack.timestamp_ns = t0 + 14'000'000;
+  sack.set(field::target, "$stream.jobs").set(field::correlation_id, (std::uint64_t{1} << 48) | 1);
+  sack.set(field::source, "agent-7");
+  add("stream_ack", false, sack);
   return out;
 }
 

@@ -9,8 +9,12 @@
 #include "transport/transport_support.hpp"
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -51,9 +55,125 @@ std::vector<std::string> stored_payloads(const fs::path& dir) {
   return out;
 }
 
+/// Asks the node's stream API ($streams) and parses its answer.
+nlohmann::json ask(transport::client& c, const nlohmann::json& request) {
+  const transport::reply_result r =
+      c.request(transport::destination::agent("$streams"), request.dump(), std::chrono::milliseconds(5000)).get();
+  REQUIRE_MESSAGE(r.code == errc::ok, "the stream API did not answer: ", actors::to_string(r.code));
+  return nlohmann::json::parse(r.payload);
+}
+
+/// Workers in one queue group on a consumer's deliver topic: each acks what it gets, and the
+/// stream sequence numbers (header stream-seq) are kept per worker.
+struct workers {
+  std::mutex m;
+  std::map<std::string, std::vector<std::uint64_t>> got; ///< worker -> sequence numbers
+  std::map<std::uint64_t, std::string> topics;           ///< sequence -> header stream-topic
+  std::vector<std::unique_ptr<transport::client>> clients;
+  workers(std::uint16_t port, int n, const std::string& deliver) {
+    for (int i = 0; i < n; ++i) {
+      const std::string id = "st-worker-" + std::to_string(i);
+      auto& c = *clients.emplace_back(std::make_unique<transport::client>(client_opts(port, id)));
+      REQUIRE(c.connect() == errc::ok);
+      REQUIRE(c.subscribe(deliver, [this, &c, id](const transport::incoming& in) {
+                   {
+                     std::lock_guard<std::mutex> g(m);
+                     const std::uint64_t seq = std::stoull(std::string(in.header("stream-seq")));
+                     got[id].push_back(seq);
+                     topics[seq] = std::string(in.header("stream-topic"));
+                   }
+                   c.respond(in, ""); // the ack
+                 }, "workers").get() == errc::ok);
+    }
+  }
+  std::set<std::uint64_t> all() {
+    std::lock_guard<std::mutex> g(m);
+    std::set<std::uint64_t> out;
+    for (const auto& [w, seqs] : got)
+      out.insert(seqs.begin(), seqs.end());
+    return out;
+  }
+  std::size_t deliveries() {
+    std::lock_guard<std::mutex> g(m);
+    std::size_t n = 0;
+    for (const auto& [w, seqs] : got)
+      n += seqs.size();
+    return n;
+  }
+};
+
 } // namespace
 
 TEST_SUITE("streams") {
+  TEST_CASE("the stream API: an agent adds a stream and a consumer; a queue group shares it; all survives a restart") {
+    stream_dir d;
+    actors::node_config cfg = small_node();
+    cfg.stream_directory = d.path.string();
+    {
+      edge e({}, cfg);
+      transport::client admin(client_opts(e.port(), "st-admin"));
+      REQUIRE(admin.connect() == errc::ok);
+      const auto added = ask(admin, {{"op", "stream.add"}, {"name", "jobs"}, {"subjects", {"jobs.>"}}, {"fsync", "always"}});
+      REQUIRE_MESSAGE(added.contains("stream"), added.dump());
+      CHECK(added["stream"]["fsync"] == "always");
+      CHECK(ask(admin, {{"op", "stream.add"}, {"name", "jobs"}, {"subjects", {"other.>"}}})["error"]["code"] == "exists");
+      CHECK(ask(admin, {{"op", "stream.add"}, {"name", "bad/name"}, {"subjects", {"x"}}})["error"]["code"] == "bad_request");
+      CHECK(ask(admin, {{"op", "nonsense"}})["error"]["code"] == "bad_request");
+      CHECK(ask(admin, {{"op", "stream.info"}, {"name", "none"}})["error"]["code"] == "not_found");
+      // a consumer may not deliver into the stream it reads (it would store its own deliveries)
+      CHECK(ask(admin, {{"op", "consumer.add"}, {"stream", "jobs"},
+                        {"consumer", {{"name", "loop"}, {"deliver_to", "jobs.again"}}}})["error"]["code"] == "bad_request");
+
+      transport::client pub(client_opts(e.port(), "st-pub"));
+      REQUIRE(pub.connect() == errc::ok);
+      std::vector<std::future<errc>> acks;
+      for (int i = 0; i < 100; ++i)
+        acks.push_back(pub.publish_acked(i % 2 ? "jobs.a" : "jobs.b", "job-" + std::to_string(i)));
+      for (auto& a : acks)
+        REQUIRE(a.get() == errc::ok);
+
+      workers w(e.port(), 2, "work.jobs");
+      const auto c = ask(admin, {{"op", "consumer.add"}, {"stream", "jobs"},
+                                 {"consumer", {{"name", "proc"}, {"deliver_to", "work.jobs"}, {"max_in_flight", 16}}}});
+      REQUIRE_MESSAGE(c.contains("consumer"), c.dump());
+      REQUIRE(eventually([&] { return w.all().size() == 100; }, 10s));
+      CHECK(w.all() == [] { std::set<std::uint64_t> s; for (std::uint64_t i = 1; i <= 100; ++i) s.insert(i); return s; }());
+      CHECK(w.topics[1] == "jobs.b");
+      CHECK(w.topics[2] == "jobs.a");
+      CHECK(w.got.size() == 2); // both workers took a share
+      REQUIRE(eventually([&] {
+        const auto info = ask(admin, {{"op", "consumer.info"}, {"stream", "jobs"}, {"name", "proc"}});
+        return info["consumer"]["acked"] == 100 && info["consumer"]["pending"] == 0;
+      }, 5s));
+      CHECK(w.deliveries() == 100); // each once: every ack arrived within its wait
+      const auto ls = ask(admin, {{"op", "stream.ls"}});
+      REQUIRE(ls["streams"].size() == 1);
+      CHECK(ls["streams"][0]["records"] == 100);
+      CHECK(ls["streams"][0]["consumers"][0]["ack_floor"] == 100);
+      e.server.stop();
+      e.node.shutdown();
+    }
+    // started again on the directory alone: the stream and its consumer's position are back
+    edge e({}, cfg);
+    REQUIRE(e.node.streams().size() == 1);
+    CHECK(e.node.streams()[0].records == 100);
+    REQUIRE(e.node.streams()[0].consumers.size() == 1);
+    CHECK(e.node.streams()[0].consumers[0].next == 101);
+    workers w(e.port(), 1, "work.jobs");
+    transport::client pub(client_opts(e.port(), "st-pub"));
+    REQUIRE(pub.connect() == errc::ok);
+    for (int i = 0; i < 10; ++i)
+      REQUIRE(pub.publish_acked("jobs.c", "late-" + std::to_string(i)).get() == errc::ok);
+    REQUIRE(eventually([&] { return w.deliveries() >= 10; }, 10s));
+    std::this_thread::sleep_for(200ms);
+    CHECK(w.all() == [] { std::set<std::uint64_t> s; for (std::uint64_t i = 101; i <= 110; ++i) s.insert(i); return s; }());
+    transport::client admin(client_opts(e.port(), "st-admin"));
+    REQUIRE(admin.connect() == errc::ok);
+    CHECK(ask(admin, {{"op", "stream.rm"}, {"name", "jobs"}})["ok"] == true);
+    CHECK_FALSE(fs::exists(d.path / "jobs"));
+    CHECK(e.node.streams().empty());
+  }
+
   TEST_CASE("a stream stores its topics' messages; acked publishes are ACKed once stored; they survive a restart") {
     stream_dir d;
     {

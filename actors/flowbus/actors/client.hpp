@@ -26,6 +26,9 @@ public:
   /// Sends a request and waits for its reply (or a typed error) at most `timeout`.
   reply request(const destination& to, std::string_view payload, std::chrono::milliseconds timeout,
                 send_options opts = {});
+  /// Sends a request without waiting: its replies (type reply, its correlation id) and errors come
+  /// through receive() like any message. opts.correlation_id is the caller's to choose.
+  send_result post_request(const destination& to, std::string_view payload, send_options opts);
   /// Subscription changes: blocking, in the routing table when they return ok.
   errc subscribe(std::string_view pattern);
   errc subscribe_group(std::string_view pattern, std::string_view group);

@@ -76,6 +76,10 @@ struct node_config {
   std::vector<std::string> lossless_topics;
   /// Durable streams (stream.hpp, docs/streams.md), opened and recovered as the node starts.
   std::vector<stream_config> streams;
+  /// Where streams created at run time keep their logs; the streams found in it (a directory with
+  /// a stream.json) reopen as the node starts. Set, the agent `$streams` serves the stream API
+  /// (docs/streams.md); empty: no such agent, only `streams` above.
+  std::string stream_directory;
   /// Topic actors: each owns the subscriber sets of the patterns that hash to it (topic_actor.cpp).
   std::size_t topic_shards = 16;
   /// Patterns one agent may be subscribed to at once (plain or in queue groups); a subscription
@@ -166,6 +170,9 @@ public:
   /// Adds a durable stream at run time (as node_config::streams at start). Throws as the
   /// constructor does; a second stream of the same name is std::invalid_argument.
   void add_stream(stream_config config);
+  /// Stops a stream (what reached it is stored and confirmed first) and deletes its log; false if
+  /// there is no such stream.
+  bool remove_stream(std::string_view name);
   std::vector<stream_status> streams() const;
   /// One agent's circuit breaker as senders see it; agent_unavailable if there is no such agent.
   expected<scheduling::breaker_state, errc> breaker(std::string_view agent_id) const;

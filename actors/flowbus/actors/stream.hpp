@@ -9,6 +9,7 @@
 
 #include <flowbus/actors/segment_log.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -23,12 +24,45 @@ struct stream_config {
   log_options log;
 };
 
+/// A consumer reads a stream from a position on: its stream sends it each record, as a REQUEST
+/// whose REPLY acknowledges it (docs/streams.md, "Consumers"). A durable consumer has a name and
+/// keeps its position across restarts; an ephemeral one goes once nobody has listened for
+/// `inactive`.
+struct consumer_config {
+  enum class start_at : std::uint8_t { first, last, new_only, sequence, time };
+  std::string name;       ///< 1-64 of [A-Za-z0-9_-]; ephemeral: empty, the stream names it
+  bool durable = true;
+  std::string deliver_to; ///< a topic (queue groups share it), or "agent:ID"
+  std::string filter;     ///< a topic pattern: only the records it matches (empty: all)
+  start_at start = start_at::first;
+  std::uint64_t start_seq = 0;     ///< start_at::sequence
+  std::uint64_t start_time_ns = 0; ///< start_at::time: the first record appended at or after it
+  std::chrono::milliseconds ack_wait{5000}; ///< a delivery not acked by then is sent again
+  std::uint32_t max_in_flight = 256;        ///< deliveries not yet acked, at most
+  std::uint32_t max_deliver = 5;            ///< deliveries of one record before it is poison (0: no limit)
+  /// Before a redelivery (after an ack timeout or a NAK), a full-jitter wait whose ceiling starts
+  /// at backoff and doubles each time, up to backoff_max.
+  std::chrono::milliseconds backoff{100}, backoff_max{10000};
+  std::chrono::milliseconds inactive{5000}; ///< ephemeral: removed after no interest this long
+};
+
+struct consumer_status {
+  consumer_config config;
+  std::uint64_t next = 0;      ///< the next sequence number it has never been given
+  std::uint64_t ack_floor = 0; ///< every record up to it is acknowledged (or not for it)
+  std::uint64_t pending = 0;   ///< delivered, not acknowledged
+  std::uint64_t delivered = 0, redelivered = 0, acked = 0, naked = 0, dead = 0;
+  bool interest = false;       ///< someone listens at deliver_to
+};
+
 struct stream_status {
   std::string name;
   std::vector<std::string> subjects;
   std::uint64_t first = 0, last = 0, records = 0, bytes = 0, durable = 0, syncs = 0;
   std::uint64_t failures = 0; ///< messages it could not write (their senders got store_failed)
   log_recovery recovered;
+  fsync_policy sync = fsync_policy::group;
+  std::vector<consumer_status> consumers;
 };
 
 /// Whether `name` may name a stream (and its directory).
