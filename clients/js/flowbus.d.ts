@@ -97,11 +97,41 @@ export declare class Client {
   publishAcked(topic: string, payload: Payload, options?: SendOptions): Promise<void>;
   request(to: Destination, payload: Payload, options?: SendOptions & { timeoutMs?: number }): Promise<Received>;
   respond(request: Received, payload: Payload, options?: SendOptions): void;
+  /** The node's stream API (docs/streams.md). */
+  readonly streams: Streams;
+  /** A stream consumer's record: acknowledged / again after the backoff / still working / never again. */
+  ack(msg: Received): void;
+  nak(msg: Received): void;
+  inProgress(msg: Received): void;
+  term(msg: Received): void;
   subscribe(pattern: string, handler?: Handler | null, options?: { queue?: string; timeoutMs?: number }): Promise<Subscription>;
   messages(): Subscription;
 }
 
+export interface StreamSettings {
+  fsync?: 'always' | 'group' | 'never'; groupMs?: number; segmentMb?: number;
+  maxBytes?: number; maxRecords?: number; maxAgeS?: number;
+}
+export interface ConsumerSettings {
+  deliverTo: string; durable?: boolean; filter?: string; start?: 'first' | 'last' | 'new' | 'sequence' | 'time';
+  startSeq?: number; startTimeNs?: number | bigint; ackWaitMs?: number; maxInFlight?: number; maxDeliver?: number;
+  backoffMs?: number; backoffMaxMs?: number; inactiveMs?: number;
+}
+/** Descriptions as the node answers them (docs/streams.md, "The stream API"). */
+export type StreamInfo = Record<string, any>;
+export type ConsumerInfo = Record<string, any>;
+export declare class Streams {
+  add(name: string, subjects: string[], settings?: StreamSettings): Promise<StreamInfo>;
+  info(name: string): Promise<StreamInfo>;
+  list(): Promise<StreamInfo[]>;
+  remove(name: string): Promise<void>;
+  addConsumer(stream: string, name: string | undefined, settings: ConsumerSettings): Promise<ConsumerInfo>;
+  consumerInfo(stream: string, name: string): Promise<ConsumerInfo>;
+  removeConsumer(stream: string, name: string): Promise<void>;
+}
+
 export declare class FlowbusError extends Error { code?: number; reason?: string; }
+export declare class StreamError extends FlowbusError { code: any; description: string; }
 export declare class ProtocolError extends FlowbusError {}
 export declare class ConnectionClosed extends FlowbusError {}
 export declare class NodeError extends FlowbusError {}

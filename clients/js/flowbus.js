@@ -88,6 +88,48 @@ function awaitAnswer(map, key, timeoutMs, what) {
   });
 }
 
+/** The stream API's refusal: `code` is bad_request, not_found, exists, store_failed or unavailable. */
+export class StreamError extends FlowbusError {
+  constructor(code, description) {
+    super(`${code}: ${description}`);
+    this.code = code;
+    this.description = description;
+  }
+}
+
+const defined = (o) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+
+/** `client.streams`: JSON requests to the agent $streams of the node the client is connected to. */
+export class Streams {
+  constructor(client) { this.client = client; }
+  async ask(request, timeoutMs = 5000) {
+    const r = await this.client.request(agent('$streams'), JSON.stringify(request), { timeoutMs });
+    const answer = JSON.parse(r.text);
+    if (answer.error) throw new StreamError(answer.error.code, answer.error.description ?? '');
+    return answer;
+  }
+  /** Adds a stream (the same settings again: unchanged); its description. */
+  async add(name, subjects, { fsync, groupMs, segmentMb, maxBytes, maxRecords, maxAgeS } = {}) {
+    const req = defined({ op: 'stream.add', name, subjects, fsync, group_ms: groupMs, segment_mb: segmentMb,
+      max_bytes: maxBytes, max_records: maxRecords, max_age_s: maxAgeS });
+    return (await this.ask(req)).stream;
+  }
+  async info(name) { return (await this.ask({ op: 'stream.info', name })).stream; }
+  async list() { return (await this.ask({ op: 'stream.ls' })).streams; }
+  async remove(name) { await this.ask({ op: 'stream.rm', name }); }
+  /** A durable consumer (with a name) or an ephemeral one (durable: false); its description.
+   *  deliverTo: a topic (a queue group on it shares the records) or "agent:ID". */
+  async addConsumer(stream, name, { deliverTo, durable, filter, start, startSeq, startTimeNs, ackWaitMs, maxInFlight,
+    maxDeliver, backoffMs, backoffMaxMs, inactiveMs } = {}) {
+    const consumer = defined({ name, durable, deliver_to: deliverTo, filter, start, start_seq: startSeq,
+      start_time_ns: startTimeNs, ack_wait_ms: ackWaitMs, max_in_flight: maxInFlight, max_deliver: maxDeliver,
+      backoff_ms: backoffMs, backoff_max_ms: backoffMaxMs, inactive_ms: inactiveMs });
+    return (await this.ask({ op: 'consumer.add', stream, consumer })).consumer;
+  }
+  async consumerInfo(stream, name) { return (await this.ask({ op: 'consumer.info', stream, name })).consumer; }
+  async removeConsumer(stream, name) { await this.ask({ op: 'consumer.rm', stream, name }); }
+}
+
 /** A message from the node. */
 export class Received {
   constructor(m) {
@@ -471,6 +513,19 @@ export class Client {
     m.fields.correlation_id = req.correlationId;
     this.enqueue(m);
   }
+
+  // ---- durable streams (docs/streams.md) -------------------------------------------------------
+
+  /** The node's stream API (the agent $streams): add, info, list, remove; addConsumer... */
+  get streams() { return new Streams(this); }
+  /** Acknowledges a stream consumer's record: it is not sent again. */
+  ack(msg) { this.respond(msg, ''); }
+  /** Asks for a stream consumer's record again, after the consumer's backoff. */
+  nak(msg) { this.respond(msg, '-NAK'); }
+  /** Still working on a stream consumer's record: its ack wait starts again. */
+  inProgress(msg) { this.respond(msg, '+WPI'); }
+  /** Never again: the record goes to the node's poison dead-letter queue. */
+  term(msg) { this.respond(msg, '+TERM'); }
 
   // ---- subscribing ------------------------------------------------------------------------
 

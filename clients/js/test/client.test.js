@@ -161,6 +161,44 @@ test('an acking subscriber gets a failed message again', async () => {
   assert.equal(sub.stats.handlerFailures, 1);
 });
 
+test('streams: the API, a consumer\'s deliveries, ack and NAK', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowbus-js-streams-'));
+  const node = await startNode(0, '--stream-dir', dir);
+  const c = new Client({ url: node.url, id: 'js-streams' });
+  await c.connect();
+  try {
+    const info = await c.streams.add('orders', ['js.orders.>'], { fsync: 'always' });
+    assert.equal(info.records, 0);
+    await assert.rejects(c.streams.add('orders', ['other.>']), (e) => e instanceof flowbus.StreamError && e.code === 'exists');
+    for (let i = 0; i < 3; i++) await c.publishAcked('js.orders.eu', `order-${i}`);
+    const sub = await c.subscribe('js.work.orders');
+    await c.streams.addConsumer('orders', 'proc', { deliverTo: 'js.work.orders', backoffMs: 0 });
+    const first = await sub.next(5000);
+    assert.equal(first.text, 'order-0');
+    assert.equal(first.headers['stream-seq'], '1');
+    assert.equal(first.headers['stream-topic'], 'js.orders.eu');
+    assert.equal(first.replyTo, '$stream.orders');
+    c.nak(first);
+    const rest = [await sub.next(5000), await sub.next(5000), await sub.next(5000)];
+    const again = rest.find((m) => m.text === 'order-0');
+    assert.equal(again.headers['stream-deliveries'], '2');
+    for (const m of rest) c.ack(m);
+    let ci;
+    for (let i = 0; i < 100; i++) {
+      ci = await c.streams.consumerInfo('orders', 'proc');
+      if (ci.pending === 0) break;
+      await sleep(20);
+    }
+    assert.deepEqual([ci.ack_floor, ci.acked, ci.naked], [3, 3, 1]);
+    await c.streams.remove('orders');
+    assert.deepEqual(await c.streams.list(), []);
+  } finally {
+    await c.close();
+    await stopNode(node);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a receive window granted back, and bursts written as BATCH frames', async () => {
   const sub = await client('js-ws', { receiveWindow: 64 }), pub = await client('js-wp');
   const s = await sub.subscribe('js.window');

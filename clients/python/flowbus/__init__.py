@@ -16,6 +16,7 @@ from .errors import (AgentUnavailable, CircuitOpen, ConnectionClosed, DuplicateA
                      InvalidPattern, InvalidTopic, MailboxFull, NoBuffer, NoCapableAgent, NodeError, NodeStopped,
                      NoResponders, NotPermitted, NotSubscribed, ProtocolError, RateLimited, RoutingError, StoreFailed,
                      Timeout, TooLarge, TooManySubscriptions, Unauthenticated, error_for)
+from .streams import StreamError, Streams
 from .protocol import (COORDINATION, PUBLISH, REPLY, REQUEST, TASK_ASSIGNMENT, TASK_RESULT, pattern_matches,
                        validate_pattern, validate_topic)
 
@@ -26,4 +27,4 @@ __all__ = ["Client", "Ed25519Key", "Subscription", "Received", "Priority", "Agen
            "NoResponders", "Timeout", "MailboxFull", "InvalidTopic", "InvalidPattern", "InvalidAgent", "DuplicateAgent",
            "TooLarge", "NoBuffer", "NodeStopped", "NotSubscribed", "CircuitOpen", "TooManySubscriptions",
            "Unauthenticated", "NotPermitted", "RateLimited", "StoreFailed", "error_for", "validate_topic", "validate_pattern",
-           "pattern_matches", "PUBLISH", "REQUEST", "REPLY", "TASK_ASSIGNMENT", "TASK_RESULT", "COORDINATION"]
+           "pattern_matches", "Streams", "StreamError", "PUBLISH", "REQUEST", "REPLY", "TASK_ASSIGNMENT", "TASK_RESULT", "COORDINATION"]

@@ -24,6 +24,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Iterable, List
 import websockets
 
 from . import protocol as p
+from .streams import Streams
 from .errors import (ConnectionClosed, FlowbusError, InvalidPattern, InvalidTopic, MailboxFull, NodeError,
                      ProtocolError, RoutingError, Timeout, TooLarge, Unauthenticated, error_for)
 
@@ -555,6 +556,29 @@ class Client:
         m = self._data(p.REPLY, Agent(req.reply_to), payload, req.priority, headers, None)
         m.fields["correlation_id"] = req.correlation_id
         self._enqueue(m)
+
+    # ---- durable streams (docs/streams.md) ------------------------------------------------------
+
+    @property
+    def streams(self) -> Streams:
+        """The node's stream API: add, info, list, remove streams; add_consumer and so on."""
+        return Streams(self)
+
+    def ack(self, msg: Received) -> None:
+        """Acknowledges a stream consumer's record: it is not sent again."""
+        self.respond(msg, b"")
+
+    def nak(self, msg: Received) -> None:
+        """Asks for a stream consumer's record again, after the consumer's backoff."""
+        self.respond(msg, b"-NAK")
+
+    def in_progress(self, msg: Received) -> None:
+        """Still working on a stream consumer's record: its ack wait starts again."""
+        self.respond(msg, b"+WPI")
+
+    def term(self, msg: Received) -> None:
+        """Never again: the record goes to the node's poison dead-letter queue."""
+        self.respond(msg, b"+TERM")
 
     # ---- subscribing -------------------------------------------------------------------------
 

@@ -258,6 +258,58 @@ class PublicKeyTest(unittest.IsolatedAsyncioTestCase):
                 node.stop()
 
 
+class StreamTest(unittest.IsolatedAsyncioTestCase):
+    async def test_streams_consumers_acks_naks_and_redelivery(self):
+        import tempfile
+        d = tempfile.TemporaryDirectory()
+        self.addCleanup(d.cleanup)
+        node = Node(0, "--stream-dir", d.name)
+        self.addCleanup(node.stop)
+        c = flowbus.Client(node.url, "py-streams")
+        await c.connect()
+        self.addAsyncCleanup(c.close)
+        info = await c.streams.add("orders", ["py.orders.>"], fsync="always")
+        self.assertEqual((info["name"], info["records"], info["fsync"]), ("orders", 0, "always"))
+        with self.assertRaises(flowbus.StreamError) as e:
+            await c.streams.add("orders", ["other.>"])
+        self.assertEqual(e.exception.code, "exists")
+        with self.assertRaises(flowbus.StreamError) as e:
+            await c.streams.info("none")
+        self.assertEqual(e.exception.code, "not_found")
+        for i in range(5):
+            await c.publish_acked("py.orders.eu", "order-%d" % i, headers={"k": "v"})
+        self.assertEqual((await c.streams.list())[0]["records"], 5)
+
+        sub = await c.subscribe("py.work.orders")
+        await c.streams.add_consumer("orders", "proc", deliver_to="py.work.orders", ack_wait_ms=300, backoff_ms=0)
+        first = await sub.next(timeout=5)
+        self.assertTrue(first.is_request)
+        self.assertEqual((first.text, first.headers["stream"], first.headers["stream-seq"], first.headers["stream-topic"],
+                          first.headers["stream-deliveries"], first.headers["k"], first.source, first.reply_to),
+                         ("order-0", "orders", "1", "py.orders.eu", "1", "v", "$stream.orders", "$stream.orders"))
+        c.ack(first)
+        second = await sub.next(timeout=5)
+        c.nak(second)  # sent again at once (backoff 0)
+        others = [await sub.next(timeout=5) for _ in range(3)]
+        for m in others:
+            c.ack(m)
+        again = await sub.next(timeout=5)
+        self.assertEqual((again.text, again.headers["stream-deliveries"]), ("order-1", "2"))
+        # not acked: sent a third time after the 300 ms ack wait
+        third = await sub.next(timeout=5)
+        self.assertEqual((third.text, third.headers["stream-deliveries"]), ("order-1", "3"))
+        c.ack(third)
+        for _ in range(100):  # the ack reaches the stream's thread, the question $streams: not ordered
+            ci = await c.streams.consumer_info("orders", "proc")
+            if ci["pending"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        self.assertEqual((ci["ack_floor"], ci["pending"], ci["acked"], ci["naked"]), (5, 0, 5, 1))
+        await c.streams.remove_consumer("orders", "proc")
+        await c.streams.remove("orders")
+        self.assertEqual(await c.streams.list(), [])
+
+
 class ProtocolTest(unittest.TestCase):
     def test_crc_and_batch_roundtrip(self):
         self.assertEqual(protocol.crc32c(b"123456789"), 0xE3069283)
