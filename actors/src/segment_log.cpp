@@ -50,6 +50,7 @@ struct segment_log::impl {
     std::filesystem::path path;
     std::uint64_t size = 0, records = 0, first_seq = 0, last_seq = 0, first_time = 0, last_time = 0;
     std::vector<mark> index;
+    std::string mem; ///< in_memory: the segment's bytes
   };
 
   std::filesystem::path dir;
@@ -120,6 +121,7 @@ struct segment_log::impl {
   }
 
   void open_active() {
+    if (opt.in_memory) return;
     segment& s = segs.back();
     fd = ::open(s.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) fail(last_error(), "open " + s.path.string());
@@ -131,6 +133,13 @@ struct segment_log::impl {
   void write_pending() {
     if (pending.empty()) return;
     segment& s = segs.back();
+    if (opt.in_memory) {
+      s.mem += pending;
+      file_size += pending.size();
+      written = pending_last;
+      pending.clear();
+      return;
+    }
     if (auto ec = write_all(fd, pending)) {
       if (::ftruncate(fd, static_cast<off_t>(file_size)) != 0) { /* the next open's recovery cuts it */
       }
@@ -168,6 +177,13 @@ struct segment_log::impl {
       ::close(fd);
       fd = -1;
     }
+    if (opt.in_memory) {
+      write_pending();
+      synced = written;
+      segs.push_back(std::move(s));
+      file_size = 0;
+      return;
+    }
     segs.push_back(std::move(s));
     open_active();
     if (auto ec = sync_directory(dir)) fail(ec, "fsync " + dir.string());
@@ -175,7 +191,7 @@ struct segment_log::impl {
 
   void sync_now() {
     write_pending();
-    if (fd >= 0 && ::fdatasync(fd) != 0) fail(last_error(), "fdatasync " + segs.back().path.string());
+    if (!opt.in_memory && fd >= 0 && ::fdatasync(fd) != 0) fail(last_error(), "fdatasync " + segs.back().path.string());
     ++syncs;
     synced = written;
     last_sync = std::chrono::steady_clock::now();
@@ -189,6 +205,18 @@ struct segment_log::impl {
 
   /// Reads `s` from `offset` on in chunks, calling on(record) for each whole record until it returns false.
   template <class F> void walk(const segment& s, std::uint64_t offset, F&& on) const {
+    if (opt.in_memory) {
+      bool go = true;
+      const auto* base = reinterpret_cast<const codec::byte*>(s.mem.data());
+      for (std::size_t at = static_cast<std::size_t>(offset); go && at + record_head <= s.mem.size();) {
+        const std::uint32_t len = codec::load_le<std::uint32_t>(base + at + 4); // written here: whole
+        const codec::byte* body = base + at + record_head;
+        go = on(log_record{codec::load_le<std::uint64_t>(body), codec::load_le<std::uint64_t>(body + 8),
+                           codec::bytes_view(body + body_head, len - body_head)});
+        at += record_head + len;
+      }
+      return;
+    }
     const int f = ::open(s.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (f < 0) fail(last_error(), "open " + s.path.string());
     std::string data;
@@ -222,6 +250,10 @@ segment_log::segment_log(std::filesystem::path dir, log_options options) : impl_
   impl& m = *impl_;
   m.dir = std::move(dir);
   m.opt = options;
+  if (m.opt.in_memory) {
+    m.new_segment();
+    return;
+  }
   if (auto ec = make_directories(m.dir)) fail(ec, "create " + m.dir.string());
   std::vector<std::filesystem::path> files;
   std::error_code ec;
@@ -286,7 +318,7 @@ std::uint64_t segment_log::append(codec::bytes_view frame, std::uint64_t time_ns
 std::uint64_t segment_log::commit(std::chrono::steady_clock::time_point now) {
   impl& m = *impl_;
   m.write_pending();
-  if (m.written == m.synced) return m.synced;
+  if (m.written == m.synced || m.opt.in_memory) return m.synced = m.written; // (memory: nothing to sync)
   switch (m.opt.sync) {
     case fsync_policy::always: m.sync_now(); break;
     case fsync_policy::group:
@@ -359,15 +391,17 @@ std::uint64_t segment_log::enforce_retention(std::uint64_t now_ns) {
                       (m.opt.max_records && m.total_records > m.opt.max_records) ||
                       (max_age_ns && now_ns > s.last_time && now_ns - s.last_time > max_age_ns);
     if (!over) break;
-    std::error_code ec;
-    std::filesystem::remove(s.path, ec);
-    if (ec) fail(ec, "remove " + s.path.string());
+    if (!m.opt.in_memory) {
+      std::error_code ec;
+      std::filesystem::remove(s.path, ec);
+      if (ec) fail(ec, "remove " + s.path.string());
+    }
     m.total_bytes -= s.size;
     m.total_records -= s.records;
     dropped += s.records;
     m.segs.pop_front();
   }
-  if (dropped)
+  if (dropped && !m.opt.in_memory)
     if (auto ec = sync_directory(m.dir)) fail(ec, "fsync " + m.dir.string());
   return dropped;
 }

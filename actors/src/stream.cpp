@@ -25,9 +25,11 @@ bool valid_stream_name(const std::string& name) noexcept {
 
 stream_writer::stream_writer(node::impl* core, stream_config cfg)
     : core_(core), cfg_(std::move(cfg)), log_(cfg_.directory / cfg_.name, cfg_.log),
-      consumers_(cfg_.directory / cfg_.name / "consumers"), dec_(codec::stored_frame_decoding()) {
-  if (const std::error_code e = detail::make_directories(cfg_.directory / cfg_.name / "consumers"))
-    throw std::system_error(e, "stream " + cfg_.name + ": its consumers' directory");
+      // a memory stream starts empty after a restart: its consumers' positions would mean nothing
+      consumers_(cfg_.log.in_memory ? std::filesystem::path() : cfg_.directory / cfg_.name / "consumers"),
+      dec_(codec::stored_frame_decoding()) {
+  if (const std::error_code e = detail::make_directories(cfg_.directory / cfg_.name))
+    throw std::system_error(e, "stream " + cfg_.name + ": its directory");
   consumers_.load(log_);
   io_.deliver = [this](const consumer_config& c, const log_record& r, std::uint64_t token, std::uint32_t n) {
     return deliver(c, r, token, n);
@@ -82,7 +84,8 @@ void stream_writer::take(received& r, std::uint64_t now_ns, std::vector<scheduli
     if (r.msg.type == codec::msg_type::reply) { // a consumer's ack (or NAK, WPI, TERM)
       consumers_.on_reply(r.msg.correlation_id, r.msg.payload, log_, io_, std::chrono::steady_clock::now());
     } else if (r.msg.is_request()) {
-      agent_->respond(r.msg, R"({"error":{"code":"bad_request","description":"streams are managed through the agent $streams"}})");
+      agent_->respond(
+          r.msg, R"({"error":{"code":"bad_request","description":"streams are managed through the agent $streams"}})");
     }
     return;
   }
@@ -102,7 +105,8 @@ void stream_writer::run() {
     using ms = std::chrono::milliseconds;
     ms wait = last_round ? ms(1) : waiting_.empty() ? ms(100) : std::clamp(cfg_.log.group_interval, ms(1), ms(100));
     if (next_due_ != std::chrono::steady_clock::time_point::max())
-      wait = std::clamp(std::chrono::duration_cast<ms>(next_due_ - std::chrono::steady_clock::now()) + ms(1), ms(0), wait);
+      wait =
+          std::clamp(std::chrono::duration_cast<ms>(next_due_ - std::chrono::steady_clock::now()) + ms(1), ms(0), wait);
     std::optional<received> r = agent_->receive(wait);
     bool more = false;
     try {
@@ -123,8 +127,8 @@ void stream_writer::run() {
         log_.enforce_retention(now_ns);
       }
       if (consumers_.size()) {
-        next_due_ = last_round ? std::chrono::steady_clock::time_point::max()
-                               : consumers_.pump(log_, log_.durable(), io_, now);
+        next_due_ =
+            last_round ? std::chrono::steady_clock::time_point::max() : consumers_.pump(log_, log_.durable(), io_, now);
         consumers_.persist(last_round, now);
       }
     } catch (const std::exception& e) {
@@ -162,8 +166,8 @@ consumer_io::outcome stream_writer::deliver(const consumer_config& c, const log_
   o.timestamp_ns = v.timestamp_ns; // its age is counted from when it was first published
   o.headers = codec::repeated_fields(headers_.data(), headers_.size());
   const bool to_agent = c.deliver_to.rfind("agent:", 0) == 0;
-  const destination d = to_agent ? destination::agent(std::string_view(c.deliver_to).substr(6))
-                                 : destination::topic(c.deliver_to);
+  const destination d =
+      to_agent ? destination::agent(std::string_view(c.deliver_to).substr(6)) : destination::topic(c.deliver_to);
   const send_result s = agent_->post_request(d, v.payload, o);
   return s.delivered ? consumer_io::outcome::sent : consumer_io::outcome::refused;
 }
@@ -210,8 +214,9 @@ std::optional<consumer_status> stream_writer::consumer(std::string_view name) co
 
 stream_status stream_writer::status() const {
   std::lock_guard<std::mutex> g(m_);
-  return {cfg_.name,    cfg_.subjects,    log_.first(), log_.last(), log_.records(), log_.bytes(),
-          log_.durable(), log_.syncs(), failures_,    log_.recovered(), cfg_.log.sync, consumers_.all()};
+  return {cfg_.name,     cfg_.subjects,      log_.first(),    log_.last(), log_.records(),
+          log_.bytes(),  log_.durable(),     log_.syncs(),    failures_,   log_.recovered(),
+          cfg_.log.sync, cfg_.log.in_memory, consumers_.all()};
 }
 
 } // namespace flowbus::actors

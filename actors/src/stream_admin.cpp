@@ -84,9 +84,7 @@ template <class F> json with_stream(node::impl& core, const std::string& name, F
   return failure("not_found", "no stream " + name);
 }
 
-bool same_stream(const stream_config& a, const stream_config& b) {
-  return to_json(a) == to_json(b);
-}
+bool same_stream(const stream_config& a, const stream_config& b) { return to_json(a) == to_json(b); }
 
 } // namespace
 
@@ -119,23 +117,30 @@ std::string stream_admin::answer(std::string_view request) {
       return json{{"streams", std::move(list)}}.dump();
     }
     if (op == "stream.info")
-      return with_stream(*core, required(j, "name"), [](stream_writer& w) {
-               return json{{"stream", to_json(w.status())}};
-             }).dump();
+      return with_stream(*core, required(j, "name"),
+                         [](stream_writer& w) {
+                           return json{{"stream", to_json(w.status())}};
+                         })
+          .dump();
     if (op == "consumer.add") {
       consumer_config c = parse_consumer_config(j.value("consumer", json::object()));
-      return with_stream(*core, required(j, "stream"), [&](stream_writer& w) {
-               return json{{"consumer", to_json(w.add_consumer(std::move(c)))}};
-             }).dump();
+      return with_stream(*core, required(j, "stream"),
+                         [&](stream_writer& w) {
+                           return json{{"consumer", to_json(w.add_consumer(std::move(c)))}};
+                         })
+          .dump();
     }
     if (op == "consumer.rm" || op == "consumer.info") {
       const std::string name = required(j, "name");
-      return with_stream(*core, required(j, "stream"), [&](stream_writer& w) {
-               if (op == "consumer.rm")
-                 return w.remove_consumer(name) ? json{{"ok", true}} : failure("not_found", "no consumer " + name);
-               const auto s = w.consumer(name);
-               return s ? json{{"consumer", to_json(*s)}} : failure("not_found", "no consumer " + name);
-             }).dump();
+      return with_stream(
+                 *core, required(j, "stream"),
+                 [&](stream_writer& w) {
+                   if (op == "consumer.rm")
+                     return w.remove_consumer(name) ? json{{"ok", true}} : failure("not_found", "no consumer " + name);
+                   const auto s = w.consumer(name);
+                   return s ? json{{"consumer", to_json(*s)}} : failure("not_found", "no consumer " + name);
+                 })
+          .dump();
     }
     return failure("bad_request", "unknown op '" + op + "'").dump();
   } catch (const json::exception& e) {

@@ -25,7 +25,7 @@ std::uint64_t token_of(std::uint16_t id, std::uint64_t seq) noexcept {
 struct consumer_set::consumer {
   struct entry {
     std::uint32_t deliveries = 0;
-    clock::time_point due{};  ///< in flight: its ack deadline; else: when it is sent again
+    clock::time_point due{}; ///< in flight: its ack deadline; else: when it is sent again
     bool in_flight = false;
   };
   consumer_config cfg;
@@ -106,10 +106,13 @@ consumer_status consumer_set::add(consumer_config c, const segment_log& log, clo
   }
   if (!c.filter.empty() && codec::validate_pattern(c.filter) != codec::topic_errc::ok)
     throw std::invalid_argument("'filter': '" + c.filter + "' is not a topic pattern");
-  if (c.durable && !valid_consumer_name(c.name)) throw std::invalid_argument("'name': 1-64 letters, digits, '_' or '-'");
+  if (c.durable && !valid_consumer_name(c.name))
+    throw std::invalid_argument("'name': 1-64 letters, digits, '_' or '-'");
   if (!c.durable) {
-    if (c.name.empty()) c.name = "ephemeral-" + std::to_string(next_ephemeral_++);
-    else if (!valid_consumer_name(c.name)) throw std::invalid_argument("'name': 1-64 letters, digits, '_' or '-'");
+    if (c.name.empty())
+      c.name = "ephemeral-" + std::to_string(next_ephemeral_++);
+    else if (!valid_consumer_name(c.name))
+      throw std::invalid_argument("'name': 1-64 letters, digits, '_' or '-'");
   }
   if (auto it = consumers_.find(c.name); it != consumers_.end()) {
     consumer& old = *it->second;
@@ -129,11 +132,21 @@ consumer_status consumer_set::add(consumer_config c, const segment_log& log, clo
   auto n = std::make_unique<consumer>();
   n->cfg = std::move(c);
   switch (n->cfg.start) {
-    case consumer_config::start_at::first: n->next = log.first(); break;
-    case consumer_config::start_at::last: n->next = log.last() ? log.last() : 1; break;
-    case consumer_config::start_at::new_only: n->next = log.last() + 1; break;
-    case consumer_config::start_at::sequence: n->next = std::max({n->cfg.start_seq, log.first(), std::uint64_t{1}}); break;
-    case consumer_config::start_at::time: n->next = log.seq_at_time(n->cfg.start_time_ns); break;
+  case consumer_config::start_at::first:
+    n->next = log.first();
+    break;
+  case consumer_config::start_at::last:
+    n->next = log.last() ? log.last() : 1;
+    break;
+  case consumer_config::start_at::new_only:
+    n->next = log.last() + 1;
+    break;
+  case consumer_config::start_at::sequence:
+    n->next = std::max({n->cfg.start_seq, log.first(), std::uint64_t{1}});
+    break;
+  case consumer_config::start_at::time:
+    n->next = log.seq_at_time(n->cfg.start_time_ns);
+    break;
   }
   for (bool used = true; used;) { // an id no consumer has: the high bits of its delivery tokens
     if (next_id_ == 0) next_id_ = 1;

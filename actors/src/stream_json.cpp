@@ -38,11 +38,16 @@ std::string text(const json& j, const char* field, const std::string& fallback =
 
 const char* start_name(consumer_config::start_at s) noexcept {
   switch (s) {
-    case consumer_config::start_at::first: return "first";
-    case consumer_config::start_at::last: return "last";
-    case consumer_config::start_at::new_only: return "new";
-    case consumer_config::start_at::sequence: return "sequence";
-    case consumer_config::start_at::time: return "time";
+  case consumer_config::start_at::first:
+    return "first";
+  case consumer_config::start_at::last:
+    return "last";
+  case consumer_config::start_at::new_only:
+    return "new";
+  case consumer_config::start_at::sequence:
+    return "sequence";
+  case consumer_config::start_at::time:
+    return "time";
   }
   return "first";
 }
@@ -60,12 +65,18 @@ consumer_config parse_consumer_config(const json& j) {
   c.start_seq = number<std::uint64_t>(j, "start_seq", 0);
   c.start_time_ns = number<std::uint64_t>(j, "start_time_ns", 0);
   const std::string start = text(j, "start", c.start_seq ? "sequence" : c.start_time_ns ? "time" : "first");
-  if (start == "first" || start == "all") c.start = consumer_config::start_at::first;
-  else if (start == "last") c.start = consumer_config::start_at::last;
-  else if (start == "new") c.start = consumer_config::start_at::new_only;
-  else if (start == "sequence") c.start = consumer_config::start_at::sequence;
-  else if (start == "time") c.start = consumer_config::start_at::time;
-  else bad("start", "first, last, new, sequence or time");
+  if (start == "first" || start == "all")
+    c.start = consumer_config::start_at::first;
+  else if (start == "last")
+    c.start = consumer_config::start_at::last;
+  else if (start == "new")
+    c.start = consumer_config::start_at::new_only;
+  else if (start == "sequence")
+    c.start = consumer_config::start_at::sequence;
+  else if (start == "time")
+    c.start = consumer_config::start_at::time;
+  else
+    bad("start", "first, last, new, sequence or time");
   c.ack_wait = std::chrono::milliseconds(number<std::uint32_t>(j, "ack_wait_ms", 5000, 1));
   c.max_in_flight = number<std::uint32_t>(j, "max_in_flight", 256, 1);
   c.max_deliver = number<std::uint32_t>(j, "max_deliver", 5);
@@ -93,9 +104,15 @@ json to_json(const consumer_config& c) {
 }
 
 json to_json(const consumer_status& s) {
-  return json{{"config", to_json(s.config)}, {"next", s.next},         {"ack_floor", s.ack_floor},
-              {"pending", s.pending},        {"delivered", s.delivered}, {"redelivered", s.redelivered},
-              {"acked", s.acked},            {"naked", s.naked},       {"dead", s.dead},
+  return json{{"config", to_json(s.config)},
+              {"next", s.next},
+              {"ack_floor", s.ack_floor},
+              {"pending", s.pending},
+              {"delivered", s.delivered},
+              {"redelivered", s.redelivered},
+              {"acked", s.acked},
+              {"naked", s.naked},
+              {"dead", s.dead},
               {"interest", s.interest}};
 }
 
@@ -112,10 +129,17 @@ stream_config parse_stream_config(const json& j, const std::filesystem::path& di
   }
   c.directory = directory;
   const std::string sync = text(j, "fsync", "group");
-  if (sync == "always") c.log.sync = fsync_policy::always;
-  else if (sync == "group") c.log.sync = fsync_policy::group;
-  else if (sync == "never") c.log.sync = fsync_policy::never;
-  else bad("fsync", "always, group or never");
+  if (sync == "always")
+    c.log.sync = fsync_policy::always;
+  else if (sync == "group")
+    c.log.sync = fsync_policy::group;
+  else if (sync == "never")
+    c.log.sync = fsync_policy::never;
+  else
+    bad("fsync", "always, group or never");
+  const std::string storage = text(j, "storage", "file");
+  if (storage != "file" && storage != "memory") bad("storage", "file or memory");
+  c.log.in_memory = storage == "memory";
   c.log.group_interval = std::chrono::milliseconds(number<std::uint32_t>(j, "group_ms", 5, 1));
   c.log.segment_bytes = number<std::uint64_t>(j, "segment_mb", 64, 1) << 20;
   c.log.max_bytes = number<std::uint64_t>(j, "max_bytes", 0);
@@ -127,6 +151,7 @@ stream_config parse_stream_config(const json& j, const std::filesystem::path& di
 json to_json(const stream_config& c) {
   return json{{"name", c.name},
               {"subjects", c.subjects},
+              {"storage", c.log.in_memory ? "memory" : "file"},
               {"fsync", to_string(c.log.sync)},
               {"group_ms", c.log.group_interval.count()},
               {"segment_mb", c.log.segment_bytes >> 20},
@@ -141,6 +166,7 @@ json to_json(const stream_status& s) {
     consumers.push_back(to_json(c));
   return json{{"name", s.name},
               {"subjects", s.subjects},
+              {"storage", s.in_memory ? "memory" : "file"},
               {"fsync", to_string(s.sync)},
               {"first", s.first},
               {"last", s.last},
@@ -149,10 +175,11 @@ json to_json(const stream_status& s) {
               {"durable", s.durable},
               {"syncs", s.syncs},
               {"failures", s.failures},
-              {"recovered", {{"segments", s.recovered.segments},
-                             {"records", s.recovered.records},
-                             {"torn_bytes", s.recovered.torn_bytes},
-                             {"damaged_bytes", s.recovered.damaged_bytes}}},
+              {"recovered",
+               {{"segments", s.recovered.segments},
+                {"records", s.recovered.records},
+                {"torn_bytes", s.recovered.torn_bytes},
+                {"damaged_bytes", s.recovered.damaged_bytes}}},
               {"consumers", std::move(consumers)}};
 }
 

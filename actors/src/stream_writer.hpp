@@ -67,7 +67,7 @@ private:
   consumer_set consumers_; ///< guarded by m_
   consumer_io io_;
   std::chrono::steady_clock::time_point next_due_ = std::chrono::steady_clock::time_point::max();
-  codec::decoder dec_;                       ///< the stored frames (the thread's)
+  codec::decoder dec_; ///< the stored frames (the thread's)
   std::vector<codec::repeated_entry> headers_;
   routing_table::scratch scratch_;
   std::chrono::steady_clock::time_point last_retention_{};

@@ -31,13 +31,18 @@ void catch_interrupts() {
 
 int exit_for(errc e) {
   switch (e) {
-    case errc::ok: return exit_ok;
-    case errc::timeout: return exit_timeout;
-    case errc::no_responders:
-    case errc::no_capable_agent:
-    case errc::agent_unavailable: return exit_no_responders;
-    case errc::node_stopped: return exit_not_connected;
-    default: return exit_refused;
+  case errc::ok:
+    return exit_ok;
+  case errc::timeout:
+    return exit_timeout;
+  case errc::no_responders:
+  case errc::no_capable_agent:
+  case errc::agent_unavailable:
+    return exit_no_responders;
+  case errc::node_stopped:
+    return exit_not_connected;
+  default:
+    return exit_refused;
   }
 }
 
@@ -95,7 +100,8 @@ void add_connection_options(CLI::App& cmd, connection_options& c) {
   cmd.add_option("--connect,-s", c.connect, "host:port of the node")->capture_default_str()->envname("FLOWBUS_CONNECT");
   cmd.add_option("--id", c.id, "the agent id to register as (default: flowbus-<command>-<pid>)");
   cmd.add_option("--type", c.type, "the agent type to register as")->capture_default_str();
-  cmd.add_option("--token", c.token, "a token for a node with --auth token (flowbus token issue)")->envname("FLOWBUS_TOKEN");
+  cmd.add_option("--token", c.token, "a token for a node with --auth token (flowbus token issue)")
+      ->envname("FLOWBUS_TOKEN");
   cmd.add_option("--key-file", c.key_file, "an Ed25519 private key for a node with --auth key (flowbus key gen)");
   cmd.add_option("--tls-ca", c.tls_ca, "connect with TLS (wss://), trusting this CA (PEM)");
   cmd.add_option("--tls-server-name", c.tls_server_name, "with TLS: the name the node's certificate must carry");

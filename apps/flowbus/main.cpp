@@ -95,6 +95,10 @@ int main(int argc, char** argv) {
                        "group (every --stream-group-ms) or never (the kernel's write-back)")
       ->capture_default_str()
       ->check(CLI::IsMember({"always", "group", "never"}));
+  node_cmd->add_option("--stream-storage", node.stream_storage, "file (a log on disk) or memory (lost with the "
+                       "process, nothing synced)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"file", "memory"}));
   node_cmd->add_option("--stream-group-ms", node.stream_group_ms, "group commit: at most this long between syncs")
       ->capture_default_str()->check(CLI::Range(1, 10000));
   node_cmd->add_option("--stream-segment-mb", node.stream_segment_mb, "a stream's segment files' size")

@@ -123,6 +123,7 @@ std::string config_json(const node_options& o) {
                       {"streams", o.streams},
                       {"stream_dir", o.stream_dir},
                       {"stream_fsync", o.stream_fsync},
+                      {"stream_storage", o.stream_storage},
                       {"max_subscriptions", o.max_subscriptions},
                       {"name", o.name},
                       {"cluster_port", o.cluster_port},
@@ -207,6 +208,7 @@ int run_node(const node_options& o) {
     sc.log.sync = o.stream_fsync == "always" ? actors::fsync_policy::always
                   : o.stream_fsync == "never" ? actors::fsync_policy::never
                                               : actors::fsync_policy::group;
+    sc.log.in_memory = o.stream_storage == "memory";
     sc.log.group_interval = std::chrono::milliseconds(o.stream_group_ms);
     sc.log.segment_bytes = o.stream_segment_mb << 20;
     sc.log.max_bytes = o.stream_max_bytes;

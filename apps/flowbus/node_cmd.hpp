@@ -49,6 +49,7 @@ struct node_options {
   std::vector<std::string> streams;        ///< NAME=PATTERN[,PATTERN...]
   std::string stream_dir;                  ///< where their logs go (required with --stream)
   std::string stream_fsync = "group";      ///< always | group | never
+  std::string stream_storage = "file";     ///< file | memory
   std::uint32_t stream_group_ms = 5;
   std::uint64_t stream_segment_mb = 64, stream_max_bytes = 0, stream_max_records = 0, stream_max_age_s = 0;
   // the cluster (docs/cluster.md): on with --cluster-port

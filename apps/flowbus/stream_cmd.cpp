@@ -60,8 +60,10 @@ template <class Show> int ask_once(const connection_options& conn, const json& r
   const answer a = ask(*s.client, request);
   s.client->close();
   if (a.rc != exit_ok) return a.rc;
-  if (as_json) std::printf("%s\n", a.body.dump(2).c_str());
-  else show(a.body);
+  if (as_json)
+    std::printf("%s\n", a.body.dump(2).c_str());
+  else
+    show(a.body);
   return exit_ok;
 }
 
@@ -69,17 +71,19 @@ void show_stream(const json& s) {
   std::string subjects;
   for (const auto& p : s["subjects"])
     subjects += (subjects.empty() ? "" : ",") + p.get<std::string>();
-  std::printf("stream %s: %s, fsync %s; %llu records (%llu..%llu), %llu bytes, %zu consumers\n",
-              s["name"].get<std::string>().c_str(), subjects.c_str(), s["fsync"].get<std::string>().c_str(),
-              s["records"].get<unsigned long long>(), s["first"].get<unsigned long long>(),
-              s["last"].get<unsigned long long>(), s["bytes"].get<unsigned long long>(), s["consumers"].size());
+  std::printf("stream %s: %s, %s, fsync %s; %llu records (%llu..%llu), %llu bytes, %zu consumers\n",
+              s["name"].get<std::string>().c_str(), subjects.c_str(), s["storage"].get<std::string>().c_str(),
+              s["fsync"].get<std::string>().c_str(), s["records"].get<unsigned long long>(),
+              s["first"].get<unsigned long long>(), s["last"].get<unsigned long long>(),
+              s["bytes"].get<unsigned long long>(), s["consumers"].size());
   for (const auto& c : s["consumers"])
-    std::printf("  consumer %s -> %s: next %llu, ack floor %llu, %llu pending, %llu acked, %llu redelivered, %llu dead%s\n",
-                c["config"]["name"].get<std::string>().c_str(), c["config"]["deliver_to"].get<std::string>().c_str(),
-                c["next"].get<unsigned long long>(), c["ack_floor"].get<unsigned long long>(),
-                c["pending"].get<unsigned long long>(), c["acked"].get<unsigned long long>(),
-                c["redelivered"].get<unsigned long long>(), c["dead"].get<unsigned long long>(),
-                c["interest"].get<bool>() ? "" : " (nobody listening)");
+    std::printf(
+        "  consumer %s -> %s: next %llu, ack floor %llu, %llu pending, %llu acked, %llu redelivered, %llu dead%s\n",
+        c["config"]["name"].get<std::string>().c_str(), c["config"]["deliver_to"].get<std::string>().c_str(),
+        c["next"].get<unsigned long long>(), c["ack_floor"].get<unsigned long long>(),
+        c["pending"].get<unsigned long long>(), c["acked"].get<unsigned long long>(),
+        c["redelivered"].get<unsigned long long>(), c["dead"].get<unsigned long long>(),
+        c["interest"].get<bool>() ? "" : " (nobody listening)");
 }
 
 /// A record as a consumer received it, copied out of the handler's views.
@@ -103,8 +107,8 @@ errc ack(transport::client& c, const record& r) {
 /// An ephemeral consumer of `o.name` delivering to this session's agent, from the position the
 /// options say, up to the newest record when it started (or `until`). Calls `each` for each record
 /// in order, on this thread; `each` returns false to stop. Returns the exit code.
-template <class Each> int read_stream(const connection_options& conn, const stream_read_options& o,
-                                      const std::string& command, Each&& each) {
+template <class Each>
+int read_stream(const connection_options& conn, const stream_read_options& o, const std::string& command, Each&& each) {
   std::mutex m;
   std::condition_variable cv;
   std::deque<record> got;
@@ -141,11 +145,13 @@ template <class Each> int read_stream(const connection_options& conn, const stre
   }
   const std::uint64_t last = info.body["stream"]["last"].get<std::uint64_t>();
   const std::string name = "cli-" + std::to_string(getpid());
-  json consumer{{"name", name},        {"durable", false},        {"deliver_to", "agent:" + c.options().id},
-                {"max_in_flight", 256}, {"ack_wait_ms", 30000},   {"inactive_ms", 2000}};
+  json consumer{{"name", name},         {"durable", false},     {"deliver_to", "agent:" + c.options().id},
+                {"max_in_flight", 256}, {"ack_wait_ms", 30000}, {"inactive_ms", 2000}};
   if (!o.filter.empty()) consumer["filter"] = o.filter;
-  if (o.from_seq) consumer["start_seq"] = o.from_seq;
-  else if (since) consumer["start_time_ns"] = *since;
+  if (o.from_seq)
+    consumer["start_seq"] = o.from_seq;
+  else if (since)
+    consumer["start_time_ns"] = *since;
   const answer added = ask(c, {{"op", "consumer.add"}, {"stream", o.name}, {"consumer", consumer}});
   if (added.rc != exit_ok) return added.rc;
   std::uint64_t n = 0;
@@ -293,7 +299,11 @@ stream_commands::stream_commands(CLI::App& app) {
   add_cmd_->add_option("--fsync", add_.fsync, "always, group or never")
       ->capture_default_str()
       ->check(CLI::IsMember({"always", "group", "never"}));
-  add_cmd_->add_option("--group-ms", add_.group_ms, "group commit: at most this long between syncs")->capture_default_str();
+  add_cmd_->add_option("--storage", add_.storage, "file, or memory (lost when the node stops)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"file", "memory"}));
+  add_cmd_->add_option("--group-ms", add_.group_ms, "group commit: at most this long between syncs")
+      ->capture_default_str();
   add_cmd_->add_option("--segment-mb", add_.segment_mb, "segment files' size")->capture_default_str();
   add_cmd_->add_option("--max-bytes", add_.max_bytes, "retention: bytes kept (0: no limit)");
   add_cmd_->add_option("--max-records", add_.max_records, "retention: records kept (0: no limit)");
@@ -304,10 +314,12 @@ stream_commands::stream_commands(CLI::App& app) {
   rm_cmd_ = stream_cmd_->add_subcommand("rm", "remove a stream and delete its log");
   rm_cmd_->add_option("name", name_, "the stream")->required();
 
-  cadd_cmd_ = stream_cmd_->add_subcommand("consumer-add", "add a durable consumer (or rebind one: it keeps its position)");
+  cadd_cmd_ =
+      stream_cmd_->add_subcommand("consumer-add", "add a durable consumer (or rebind one: it keeps its position)");
   cadd_cmd_->add_option("stream", consumer_.stream, "the stream")->required();
   cadd_cmd_->add_option("name", consumer_.name, "the consumer's name")->required();
-  cadd_cmd_->add_option("--deliver-to", consumer_.deliver_to, "a topic (a queue group on it shares the work) or agent:ID")
+  cadd_cmd_
+      ->add_option("--deliver-to", consumer_.deliver_to, "a topic (a queue group on it shares the work) or agent:ID")
       ->required();
   cadd_cmd_->add_option("--filter", consumer_.filter, "only records whose topic matches this pattern");
   cadd_cmd_->add_option("--start", consumer_.start, "first, last or new")
@@ -315,8 +327,10 @@ stream_commands::stream_commands(CLI::App& app) {
       ->check(CLI::IsMember({"first", "last", "new"}));
   cadd_cmd_->add_option("--from-seq", consumer_.start_seq, "start at this sequence number");
   cadd_cmd_->add_option("--since", consumer_.since, "start at this time: Unix seconds, or -Ns, -Nm, -Nh");
-  cadd_cmd_->add_option("--ack-wait-ms", consumer_.ack_wait_ms, "redelivered if not acknowledged by then")->capture_default_str();
-  cadd_cmd_->add_option("--max-in-flight", consumer_.max_in_flight, "unacknowledged deliveries, at most")->capture_default_str();
+  cadd_cmd_->add_option("--ack-wait-ms", consumer_.ack_wait_ms, "redelivered if not acknowledged by then")
+      ->capture_default_str();
+  cadd_cmd_->add_option("--max-in-flight", consumer_.max_in_flight, "unacknowledged deliveries, at most")
+      ->capture_default_str();
   cadd_cmd_->add_option("--max-deliver", consumer_.max_deliver, "deliveries before the poison DLQ (0: no limit)")
       ->capture_default_str();
   crm_cmd_ = stream_cmd_->add_subcommand("consumer-rm", "remove a consumer");
@@ -338,7 +352,8 @@ stream_commands::stream_commands(CLI::App& app) {
   view_cmd_->add_flag("--json", read_.json, "one JSON object per record")->excludes(raw);
   replay_cmd_->add_option("--to-topic", read_.to_topic, "publish to this topic ({topic}: the record's own topic)")
       ->required();
-  replay_cmd_->add_option("--speed", read_.speed, "1x (the original timing), 10x, 0.5x... or max")->capture_default_str();
+  replay_cmd_->add_option("--speed", read_.speed, "1x (the original timing), 10x, 0.5x... or max")
+      ->capture_default_str();
   for (CLI::App* cmd : {add_cmd_, ls_cmd_, info_cmd_, rm_cmd_, cadd_cmd_, crm_cmd_})
     cmd->add_flag("--json", json_, "print the node's JSON answer");
   for (CLI::App* cmd : {add_cmd_, ls_cmd_, info_cmd_, rm_cmd_, cadd_cmd_, crm_cmd_, view_cmd_, replay_cmd_})
@@ -349,9 +364,16 @@ std::optional<int> stream_commands::run() const {
   if (!stream_cmd_->parsed()) return std::nullopt;
   catch_interrupts();
   if (add_cmd_->parsed()) {
-    const json req{{"op", "stream.add"}, {"name", add_.name},           {"subjects", add_.subjects},
-                   {"fsync", add_.fsync}, {"group_ms", add_.group_ms}, {"segment_mb", add_.segment_mb},
-                   {"max_bytes", add_.max_bytes}, {"max_records", add_.max_records}, {"max_age_s", add_.max_age_s}};
+    const json req{{"op", "stream.add"},
+                   {"name", add_.name},
+                   {"subjects", add_.subjects},
+                   {"storage", add_.storage},
+                   {"fsync", add_.fsync},
+                   {"group_ms", add_.group_ms},
+                   {"segment_mb", add_.segment_mb},
+                   {"max_bytes", add_.max_bytes},
+                   {"max_records", add_.max_records},
+                   {"max_age_s", add_.max_age_s}};
     return ask_once(conn_, req, json_, [](const json& a) { show_stream(a["stream"]); });
   }
   if (ls_cmd_->parsed())
@@ -361,7 +383,8 @@ std::optional<int> stream_commands::run() const {
         show_stream(s);
     });
   if (info_cmd_->parsed())
-    return ask_once(conn_, {{"op", "stream.info"}, {"name", name_}}, json_, [](const json& a) { show_stream(a["stream"]); });
+    return ask_once(conn_, {{"op", "stream.info"}, {"name", name_}}, json_,
+                    [](const json& a) { show_stream(a["stream"]); });
   if (rm_cmd_->parsed())
     return ask_once(conn_, {{"op", "stream.rm"}, {"name", name_}}, json_,
                     [&](const json&) { std::printf("stream %s removed\n", name_.c_str()); });
@@ -384,12 +407,12 @@ std::optional<int> stream_commands::run() const {
       c["start_time_ns"] = *t;
       c["start"] = "time";
     }
-    return ask_once(conn_, {{"op", "consumer.add"}, {"stream", consumer_.stream}, {"consumer", c}}, json_,
-                    [](const json& a) {
-                      std::printf("consumer %s -> %s: next %llu\n", a["consumer"]["config"]["name"].get<std::string>().c_str(),
-                                  a["consumer"]["config"]["deliver_to"].get<std::string>().c_str(),
-                                  a["consumer"]["next"].get<unsigned long long>());
-                    });
+    return ask_once(
+        conn_, {{"op", "consumer.add"}, {"stream", consumer_.stream}, {"consumer", c}}, json_, [](const json& a) {
+          std::printf("consumer %s -> %s: next %llu\n", a["consumer"]["config"]["name"].get<std::string>().c_str(),
+                      a["consumer"]["config"]["deliver_to"].get<std::string>().c_str(),
+                      a["consumer"]["next"].get<unsigned long long>());
+        });
   }
   if (crm_cmd_->parsed())
     return ask_once(conn_, {{"op", "consumer.rm"}, {"stream", consumer_.stream}, {"name", consumer_.name}}, json_,

@@ -21,6 +21,7 @@ struct stream_add_options {
   std::string name;
   std::vector<std::string> subjects;
   std::string fsync = "group";
+  std::string storage = "file";
   std::uint32_t group_ms = 5, segment_mb = 64;
   std::uint64_t max_bytes = 0, max_records = 0, max_age_s = 0;
 };

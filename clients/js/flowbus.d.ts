@@ -109,7 +109,7 @@ export declare class Client {
 }
 
 export interface StreamSettings {
-  fsync?: 'always' | 'group' | 'never'; groupMs?: number; segmentMb?: number;
+  storage?: 'file' | 'memory'; fsync?: 'always' | 'group' | 'never'; groupMs?: number; segmentMb?: number;
   maxBytes?: number; maxRecords?: number; maxAgeS?: number;
 }
 export interface ConsumerSettings {

@@ -109,8 +109,8 @@ export class Streams {
     return answer;
   }
   /** Adds a stream (the same settings again: unchanged); its description. */
-  async add(name, subjects, { fsync, groupMs, segmentMb, maxBytes, maxRecords, maxAgeS } = {}) {
-    const req = defined({ op: 'stream.add', name, subjects, fsync, group_ms: groupMs, segment_mb: segmentMb,
+  async add(name, subjects, { storage, fsync, groupMs, segmentMb, maxBytes, maxRecords, maxAgeS } = {}) {
+    const req = defined({ op: 'stream.add', name, subjects, storage, fsync, group_ms: groupMs, segment_mb: segmentMb,
       max_bytes: maxBytes, max_records: maxRecords, max_age_s: maxAgeS });
     return (await this.ask(req)).stream;
   }

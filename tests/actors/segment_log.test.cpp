@@ -219,6 +219,41 @@ TEST_SUITE("segment_log") {
     CHECK(oldest_time >= 260'000'000'000ull); // kept: segments holding a record newer than 290 s (each spans ~25 s)
   }
 
+  TEST_CASE("in memory: the same records, segments, lookups and retention, and nothing on disk") {
+    temp_dir d;
+    log_options o;
+    o.in_memory = true;
+    o.segment_bytes = 4096;
+    o.sync = fsync_policy::always;
+    o.max_records = 300;
+    {
+      segment_log log(d.path, o);
+      for (std::uint64_t i = 1; i <= 500; ++i) {
+        CHECK(log.append(view(frame_of(i)), i * 10) == i);
+        if (i % 7 == 0) CHECK(log.commit() == i); // durable at once: there is nothing to sync
+      }
+      CHECK(log.commit() == 500);
+      CHECK(log.syncs() == 0);
+      CHECK(log.segments() > 3);
+      std::vector<std::string> frames;
+      const auto recs = all(log, frames, 123);
+      REQUIRE(recs.size() == 378);
+      CHECK(recs.front().seq == 123);
+      CHECK(frames.front() == frame_of(123));
+      CHECK(frames.back() == frame_of(500));
+      CHECK(log.seq_at_time(2005) == 201);
+      CHECK(log.enforce_retention(0) > 0); // whole oldest segments past 300 records
+      CHECK(log.records() <= 300 + 100);
+      CHECK(log.first() > 1);
+      all(log, frames);
+      CHECK(frames.back() == frame_of(500));
+    }
+    CHECK_FALSE(fs::exists(d.path)); // not even its directory
+    segment_log again(d.path, o);
+    CHECK(again.records() == 0); // nothing survives the process
+    CHECK(again.last() == 0);
+  }
+
   TEST_CASE("lookup by time: the first record appended at or after it") {
     temp_dir d;
     log_options o;

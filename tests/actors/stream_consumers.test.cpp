@@ -190,7 +190,7 @@ TEST_SUITE("stream_consumers") {
     CHECK(r.sent[3].seq == 1);
     CHECK(r.sent[3].deliveries == 2);
     CHECK(set.on_reply(r.sent[3].token, "", f.log, r.io, now + 300ms)); // acked at last
-    set.pump(f.log, 3, r.io, now + 1500ms); // 2's wait restarted at +900 ms: not yet due
+    set.pump(f.log, 3, r.io, now + 1500ms);                             // 2's wait restarted at +900 ms: not yet due
     CHECK(r.sent.size() == 4);
     set.pump(f.log, 3, r.io, now + 1901ms); // its wait is over: sent again within the backoff
     set.pump(f.log, 3, r.io, now + 1901ms + 201ms);

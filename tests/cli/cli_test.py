@@ -170,7 +170,7 @@ def stream_checks(directory):
     at = ["-s", "127.0.0.1:%d" % node.ws_port]
     try:
         rc, out, _ = run("stream", "add", "jobs", "--subject", "jobs.>", "--fsync", "always", *at)
-        check(rc == 0 and b"stream jobs: jobs.>, fsync always; 0 records" in out, "stream add: %r" % out)
+        check(rc == 0 and b"stream jobs: jobs.>, file, fsync always; 0 records" in out, "stream add: %r" % out)
         rc, _, err = run("stream", "add", "jobs", "--subject", "other.>", *at)
         check(rc == 3 and "exists" in err, "stream add with other settings exits 3: " + err.strip())
         rc, _, err = run("stream", "info", "none", *at)

@@ -23,7 +23,8 @@ using namespace flowbus::test;
 using actors::errc;
 
 TEST_SUITE("stream_crash") {
-  TEST_CASE("kill -9 during acknowledged publishes into an fsync-always stream: every ACKed message is kept, none twice") {
+  TEST_CASE(
+      "kill -9 during acknowledged publishes into an fsync-always stream: every ACKed message is kept, none twice") {
 #ifdef FLOWBUS_SANITIZED
     constexpr std::uint64_t per_run = 20000;
 #else
@@ -66,7 +67,9 @@ TEST_SUITE("stream_crash") {
         const std::uint64_t id = acked.size();
         acked.push_back(false);
         in_flight.emplace_back(id, pub.publish_acked("crash.m", std::to_string(id)));
-        while (in_flight.size() >= 1024 || (!in_flight.empty() && in_flight.front().second.wait_for(std::chrono::seconds(0)) == std::future_status::ready))
+        while (in_flight.size() >= 1024 ||
+               (!in_flight.empty() &&
+                in_flight.front().second.wait_for(std::chrono::seconds(0)) == std::future_status::ready))
           settle_front();
       }
       while (!in_flight.empty())
@@ -85,9 +88,12 @@ TEST_SUITE("stream_crash") {
     log.read(0, SIZE_MAX, [&](const actors::log_record& r) {
       ++records;
       codec::message m;
-      const std::uint64_t id = dec.decode(r.frame, m) ? std::strtoull(std::string(m.payload.as_string()).c_str(), nullptr, 10) : ~0ull;
-      if (id < stored.size()) ++stored[id];
-      else ++foreign;
+      const std::uint64_t id =
+          dec.decode(r.frame, m) ? std::strtoull(std::string(m.payload.as_string()).c_str(), nullptr, 10) : ~0ull;
+      if (id < stored.size())
+        ++stored[id];
+      else
+        ++foreign;
       return true;
     });
     std::uint64_t missing = 0, doubled = 0;

@@ -210,6 +210,37 @@ TEST_SUITE("streams") {
     CHECK(again.node.streams()[0].last == 301);
   }
 
+  TEST_CASE("a memory stream: acked, consumed, nothing on disk, empty again after a restart") {
+    stream_dir d;
+    actors::node_config cfg = small_node();
+    cfg.stream_directory = d.path.string();
+    {
+      edge e({}, cfg);
+      transport::client c(client_opts(e.port(), "st-mem"));
+      REQUIRE(c.connect() == errc::ok);
+      const auto added = ask(c, {{"op", "stream.add"}, {"name", "ram"}, {"subjects", {"ram.>"}}, {"storage", "memory"}});
+      REQUIRE_MESSAGE(added.contains("stream"), added.dump());
+      CHECK(added["stream"]["storage"] == "memory");
+      for (int i = 0; i < 50; ++i)
+        REQUIRE(c.publish_acked("ram.x", "m" + std::to_string(i)).get() == errc::ok);
+      workers w(e.port(), 1, "work.ram");
+      ask(c, {{"op", "consumer.add"}, {"stream", "ram"}, {"consumer", {{"name", "all"}, {"deliver_to", "work.ram"}}}});
+      REQUIRE(eventually([&] { return w.all().size() == 50; }, 10s));
+      CHECK(e.node.streams()[0].syncs == 0);
+      std::size_t files = 0;
+      for (const auto& f : fs::recursive_directory_iterator(d.path))
+        files += f.is_regular_file() && f.path().filename() != "stream.json";
+      CHECK(files == 0); // only its settings are on disk
+      e.server.stop();
+      e.node.shutdown();
+    }
+    edge e({}, cfg);
+    REQUIRE(e.node.streams().size() == 1); // the stream is back, empty, and without consumers
+    CHECK(e.node.streams()[0].records == 0);
+    CHECK(e.node.streams()[0].in_memory);
+    CHECK(e.node.streams()[0].consumers.empty());
+  }
+
   TEST_CASE("with group commit an ACK waits for the group's sync") {
     stream_dir d;
     auto cfg = with_stream(d.path, actors::fsync_policy::group, {"orders.>"});

@@ -14,6 +14,9 @@
 // and not committed is lost with the process. `durable()` says up to which sequence number the
 // policy's promise holds, so acknowledgements wait for it.
 //
+// With log_options::in_memory the segments are strings in memory instead of files: the same
+// records, reads, lookups and retention, and nothing on disk.
+//
 // Opening recovers: every segment is scanned, a torn tail of the last one (a record cut short by
 // a crash) is truncated and counted, damage elsewhere is skipped and counted; the index of
 // sequence numbers and times is rebuilt in memory.
@@ -47,6 +50,9 @@ struct log_options {
   /// than this, or their newest record is older than max_age. The active segment stays.
   std::uint64_t max_bytes = 0, max_records = 0;
   std::chrono::seconds max_age{0};
+  /// Kept in memory, not on disk (the seed's "RAM store"): nothing survives the process, nothing
+  /// is synced, a commit is durable at once. The directory is not used.
+  bool in_memory = false;
 };
 
 /// What opening the log found.

@@ -62,6 +62,7 @@ struct stream_status {
   std::uint64_t failures = 0; ///< messages it could not write (their senders got store_failed)
   log_recovery recovered;
   fsync_policy sync = fsync_policy::group;
+  bool in_memory = false;
   std::vector<consumer_status> consumers;
 };
 

@@ -45,11 +45,11 @@ class Streams:
             raise StreamError(answer["error"].get("code", "error"), answer["error"].get("description", ""))
         return answer
 
-    async def add(self, name: str, subjects: List[str], *, fsync: Optional[str] = None, group_ms: Optional[int] = None,
+    async def add(self, name: str, subjects: List[str], *, storage: Optional[str] = None, fsync: Optional[str] = None, group_ms: Optional[int] = None,
                   segment_mb: Optional[int] = None, max_bytes: Optional[int] = None, max_records: Optional[int] = None,
                   max_age_s: Optional[int] = None) -> Dict[str, Any]:
         """Adds a stream (the same settings again: its description, unchanged); its description."""
-        req = _settings(op="stream.add", name=name, subjects=list(subjects), fsync=fsync, group_ms=group_ms,
+        req = _settings(op="stream.add", name=name, subjects=list(subjects), storage=storage, fsync=fsync, group_ms=group_ms,
                         segment_mb=segment_mb, max_bytes=max_bytes, max_records=max_records, max_age_s=max_age_s)
         return (await self._ask(req))["stream"]
 
