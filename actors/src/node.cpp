@@ -254,6 +254,8 @@ void start_stream(const std::shared_ptr<node::impl>& keep, stream_writer& w) {
   node::impl& core = *keep;
   agent_spec spec{"$stream." + w.config().name, "stream"};
   spec.heartbeat_interval = std::chrono::milliseconds(60000); // its thread may wait on the disk
+  // room for a burst while its publishers are held back (its water marks, stream_writer::start)
+  spec.mailbox_capacity = std::max<std::size_t>(core.cfg.mailbox_capacity, 65536);
   auto waiter = std::make_shared<client_waiter>();
   registered r = register_agent(core, registration{std::move(spec), nullptr, waiter, &client_waiter::ring});
   if (r.code != errc::ok)

@@ -88,7 +88,9 @@ send_result port::deliver_route(std::string_view topic, const route& r, const sc
   };
   for (const auto& ep : r.direct) {
     note(push(*ep, frame));
-    if (r.lossless) res.note_throttle(*ep); // else isolated: a slow subscriber does not hold us
+    // a stream always holds its publishers (it is the store); a slow plain subscriber does only
+    // on a lossless topic, else it is isolated: it does not hold us
+    if (r.lossless || ep->confirms()) res.note_throttle(*ep);
   }
   for (const member_set& g : r.groups) {
     if (endpoint* ep = pick(g)) {

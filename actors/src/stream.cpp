@@ -46,6 +46,11 @@ stream_writer::~stream_writer() { stop(); }
 void stream_writer::start(std::unique_ptr<client> agent, std::shared_ptr<endpoint> ep) {
   agent_ = std::move(agent);
   ep->set_confirms(); // before it is routable: every frame it gets is confirmed by this thread
+  // a stream holds its publishers when it falls behind (port.cpp): from 8 192 queued frames (well
+  // before the node's buffer pool runs dry) until 4 096, so what is published to it is not shed as
+  // a slow subscriber's would be; the rest of its mailbox is room for what is in flight meanwhile
+  ep->water_marks(std::min<std::uint64_t>(ep->capacity() / 2, 8192), std::min<std::uint64_t>(ep->capacity() / 4, 4096));
+  ep_ = ep;
   for (const std::string& s : cfg_.subjects)
     if (const errc e = agent_->subscribe(s); e != errc::ok)
       throw std::invalid_argument("stream " + cfg_.name + ": subject '" + s + "': " + to_string(e));
@@ -56,6 +61,7 @@ void stream_writer::stop() {
   stopping_.store(true, std::memory_order_release);
   if (thread_.joinable()) thread_.join();
   agent_.reset(); // its port holds the node: let go, or the node would hold itself
+  ep_.reset();
 }
 
 void stream_writer::settle_durable(std::uint64_t durable) {
@@ -119,6 +125,7 @@ void stream_writer::run() {
           break;
         }
       }
+      ep_->catch_up(); // drained: held publishers go on once it is down to its low mark
       if (last_round) log_.sync();
       const auto now = std::chrono::steady_clock::now();
       settle_durable(last_round ? log_.durable() : log_.commit(now));

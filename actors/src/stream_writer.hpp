@@ -73,6 +73,7 @@ private:
   std::chrono::steady_clock::time_point last_retention_{};
   std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>> waiting_; ///< stored, not yet durable (seq, frame)
   std::unique_ptr<client> agent_;
+  std::shared_ptr<endpoint> ep_; ///< the agent's: its water marks
   std::thread thread_;
   std::atomic<bool> stopping_{false};
 };

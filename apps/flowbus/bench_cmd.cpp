@@ -37,6 +37,7 @@
 #include <cstring>
 #include <future>
 #include <memory>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -52,6 +53,7 @@ using clk = std::chrono::steady_clock;
 using scheduling::histogram;
 using namespace std::chrono_literals;
 constexpr const char* topic = "bench.ws.data";
+constexpr const char* stream_out = "bench.stream.out"; ///< --through-stream: the consumer's deliver_to
 
 struct stamp {
   std::uint64_t seq, intended_ns;
@@ -84,6 +86,11 @@ struct node_process {
                                      "--mailbox", mailbox, "--io-threads", io,
                                      "--max-subscriptions", std::to_string(std::max<std::size_t>(o.subscriptions, 100000))};
     if (holds_publisher(o)) args.insert(args.end(), {"--lossless", topic});
+    if (!o.through_stream.empty()) {
+      args.insert(args.end(), {"--stream-dir", o.stream_dir, "--stream", std::string("bench=") + topic});
+      if (o.through_stream == "memory") args.insert(args.end(), {"--stream-storage", "memory"});
+      else args.insert(args.end(), {"--stream-fsync", o.through_stream});
+    }
     if (o.shm) args.insert(args.end(), {"--shm-spin-us", std::to_string(o.shm_spin_us)});
     args.insert(args.end(), cluster.begin(), cluster.end());
     args.insert(args.end(), o.node_args.begin(), o.node_args.end());
@@ -171,14 +178,17 @@ public:
     for (std::size_t i = 0; i < count; ++i) {
       transport::client_options co =
           bench_client(host, ports[i % ports.size()], "bench-sub-" + std::to_string(getpid()) + "-" + std::to_string(i), o);
-      co.subscriptions = {topic};
+      co.subscriptions = {o.through_stream.empty() ? topic : stream_out};
       co.max_queued = 1 << 20;
       co.receive_buffer = o.receive_buffer;
       co.receive_window = o.receive_window;
       clients_.push_back(std::make_unique<transport::client>(co));
       box& b = boxes_[i];
-      clients_.back()->on_message([&b, this](const transport::incoming& in) {
+      transport::client* self = clients_.back().get();
+      const bool ack = !o.through_stream.empty();
+      clients_.back()->on_message([&b, this, self, ack](const transport::incoming& in) {
         const std::uint64_t now = scheduling::steady_ns();
+        if (ack) self->respond(in, ""); // a stream consumer's record: acknowledged
         stamp s{};
         if (in.payload.size() >= sizeof s) std::memcpy(&s, in.payload.data(), sizeof s);
         if (s.seq & bulk_bit) { // load traffic (priority bench): counted, not measured
@@ -198,6 +208,19 @@ public:
   bool connect() {
     for (auto& c : clients_)
       if (c->connect(10s) != actors::errc::ok) return false;
+    return true;
+  }
+
+  /// --through-stream: the consumer of the node's stream `bench` that delivers to the subscribers
+  /// (a queue group would share; here every subscriber is on the topic: one subscriber).
+  bool start_consumer() {
+    const std::string req = std::string(R"({"op":"consumer.add","stream":"bench","consumer":{"name":"bench",)") +
+                            R"("deliver_to":")" + stream_out + R"(","max_in_flight":4096,"ack_wait_ms":30000}})";
+    const auto r = clients_[0]->request(transport::destination::agent("$streams"), req, 5s).get();
+    if (r.code != actors::errc::ok || r.payload.find("\"error\"") != std::string::npos) {
+      std::fprintf(stderr, "bench: the stream's consumer: %s %s\n", actors::to_string(r.code), r.payload.c_str());
+      return false;
+    }
     return true;
   }
 
@@ -351,14 +374,30 @@ bool start_nodes(const bench_options& o, std::vector<std::unique_ptr<node_proces
 }
 
 /// latency and throughput: subscribers in a child process (or this one), the publisher here.
-int run_pubsub(const bench_options& o) {
+int run_pubsub(const bench_options& given) {
+  bench_options o = given;
+  struct remove_dir {
+    std::string path;
+    ~remove_dir() {
+      if (!path.empty()) std::filesystem::remove_all(path);
+    }
+  } stream_dir;
+  if (!o.through_stream.empty()) {
+    if (!o.connect.empty() || o.embedded || o.cluster_nodes > 1 || (o.catch_up && o.scenario != "throughput"))
+      return std::fprintf(stderr, "bench: --through-stream needs the started node (one), and --catch-up throughput\n"), 2;
+    char tmpl[] = "/tmp/flowbus-bench-stream-XXXXXX";
+    if (!mkdtemp(tmpl)) return 1;
+    o.stream_dir = stream_dir.path = tmpl;
+  }
   const bool latency = o.scenario == "latency";
   const std::uint64_t count = latency ? static_cast<std::uint64_t>(o.rate * o.seconds) : o.messages;
   const std::size_t nsubs = latency ? 1 : o.subscribers;
   const std::string unbatched = std::string(o.shm ? "_shm" : "") + (o.shm && o.shm_spin_us ? "_spin" : "") +
                                 (o.client_batch == 1 ? "_unbatched" : "") + (o.clients_together ? "_2proc" : "") +
                                 (!latency && o.publisher_threads > 1 ? "_" + std::to_string(o.publisher_threads) + "threads" : "") +
-                                (o.cluster_nodes > 1 ? "_cluster" + std::to_string(o.cluster_nodes) : "");
+                                (o.cluster_nodes > 1 ? "_cluster" + std::to_string(o.cluster_nodes) : "") +
+                                (o.through_stream.empty() ? "" : "_stream_" + o.through_stream) +
+                                (o.catch_up ? "_catch_up" : "");
   const std::string name = !o.name.empty() ? o.name
                            : latency ? "ws_latency_" + std::to_string(static_cast<long>(o.rate)) + unbatched
                            : nsubs == 1 ? "ws_pubsub_1to1" + unbatched
@@ -403,6 +442,7 @@ int run_pubsub(const bench_options& o) {
   if (o.embedded || o.clients_together) { // subscribers and publisher here
     subscribers subs(host, sub_ports, nsubs, count, o);
     if (!subs.connect()) return std::fprintf(stderr, "bench: subscribers cannot connect\n"), 1;
+    if (!o.through_stream.empty() && !subs.start_consumer()) return 1;
     settle();
     std::thread pub([&] { publish(o, host, port, count); });
     subs.wait(clk::now() + std::chrono::duration_cast<clk::duration>(deadline_after), latency);
@@ -413,28 +453,38 @@ int run_pubsub(const bench_options& o) {
   }
 
   // subscribers in a child forked before this process starts any thread
-  int ready[2];
-  if (pipe(ready) != 0) return 1;
+  int ready[2], published[2]; // the child says it is ready; --catch-up: the parent, that all is published
+  if (pipe(ready) != 0 || pipe(published) != 0) return 1;
   const pid_t child = fork();
   if (child == 0) {
     close(ready[0]);
+    close(published[1]);
     subscribers subs(host, sub_ports, nsubs, count, o);
-    const bool ok = subs.connect();
+    const bool ok = subs.connect() && (o.through_stream.empty() || o.catch_up || subs.start_consumer());
     const char r = ok ? 'R' : 'F';
     (void)!write(ready[1], &r, 1);
     close(ready[1]);
     if (!ok) _exit(1);
+    if (o.catch_up) { // the stream holds everything: now a consumer reads it from the first
+      char p = 0;
+      if (read(published[0], &p, 1) != 1 || !subs.start_consumer()) _exit(1);
+    }
+    close(published[0]);
     subs.wait(clk::now() + std::chrono::duration_cast<clk::duration>(deadline_after), latency);
     print_result(o, name, subs, latency ? o.rate : 0);
     subs.close();
     _exit(subs.received() == subs.expected() ? 0 : 3);
   }
   close(ready[1]);
+  close(published[0]);
   char r = 0;
   const bool up = read(ready[0], &r, 1) == 1 && r == 'R';
   close(ready[0]);
   if (up) settle();
   int rc = up ? publish(o, host, port, count) : 1;
+  if (o.catch_up && rc == 0) std::this_thread::sleep_for(500ms); // the last batch stored
+  (void)!write(published[1], "P", 1);
+  close(published[1]);
   int st = 0;
   waitpid(child, &st, 0);
   if (!up) std::fprintf(stderr, "bench: the subscribers could not connect\n");
@@ -454,7 +504,9 @@ int run_request(const bench_options& o) {
   const std::string name = !o.name.empty() ? o.name
                                            : "ws_request_reply_" + std::to_string(static_cast<long>(o.rate)) +
                                                  (o.shm ? (o.shm_spin_us ? "_shm_spin" : "_shm") : "") +
-                                                 (o.cluster_nodes > 1 ? "_cluster" + std::to_string(o.cluster_nodes) : "");
+                                                 (o.cluster_nodes > 1 ? "_cluster" + std::to_string(o.cluster_nodes) : "") +
+                                (o.through_stream.empty() ? "" : "_stream_" + o.through_stream) +
+                                (o.catch_up ? "_catch_up" : "");
   std::vector<std::unique_ptr<node_process>> nodes;
   if (!start_nodes(o, nodes)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
   const std::uint16_t req_port = nodes.front()->port, resp_port = nodes.back()->port;

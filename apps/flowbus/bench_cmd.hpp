@@ -45,6 +45,12 @@ struct bench_options {
   std::size_t cluster_nodes = 1;
   std::vector<std::string> node_args; ///< more options for the started node processes (e.g. --idle-workers backoff)
   std::string name;                 ///< the JSON `bench` name (default from the scenario)
+  /// latency, throughput: through a durable stream (docs/streams.md) with this policy (always,
+  /// group, never, or memory): the node stores what is published, and the subscribers get it from
+  /// a consumer of the stream, acknowledging each. Empty: straight from the topic.
+  std::string through_stream;
+  bool catch_up = false; ///< throughput through a stream: the consumer starts once all is published
+  std::string stream_dir; ///< (set by the bench: the started node's --stream-dir)
 };
 
 int run_bench(const bench_options& options);

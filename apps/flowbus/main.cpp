@@ -218,6 +218,11 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--messages", bench.messages, "throughput: messages published")->capture_default_str();
   bench_cmd->add_option("--connections", bench.connections, "connections: how many to open")->capture_default_str();
   bench_cmd->add_option("--stall-at", bench.stall_at, "stall: when the last subscriber stops reading, s")->capture_default_str();
+  bench_cmd->add_option("--through-stream", bench.through_stream, "latency, throughput: through a durable stream "
+                        "with this fsync policy (or memory): subscribers read a consumer of it, acking each")
+      ->check(CLI::IsMember({"always", "group", "never", "memory"}));
+  bench_cmd->add_flag("--catch-up", bench.catch_up, "throughput --through-stream: the consumer starts once all is "
+                      "stored (its catch-up rate)");
   bench_cmd->add_flag("--lossless", bench.lossless, "the started node holds publishers for slow subscribers instead of isolating them");
   bench_cmd->add_option("--subscriptions", bench.subscriptions, "subscriptions: distinct topics one connection holds")
       ->capture_default_str();

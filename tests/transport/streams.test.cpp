@@ -258,6 +258,35 @@ TEST_SUITE("streams") {
     CHECK(e.node.streams()[0].records == 2);
   }
 
+  TEST_CASE("a stream holds its publisher when it falls behind: a burst far beyond its mailbox is all stored") {
+    stream_dir d;
+    edge e({}, with_stream(d.path, actors::fsync_policy::always, {"burst.>"})); // slower than the publisher
+    auto o = client_opts(e.port(), "st-burst");
+    o.max_block = 30s; // a held publisher waits instead of being refused
+    transport::client pub(o);
+    REQUIRE(pub.connect() == errc::ok);
+    constexpr int n = 200000; // its mailbox holds 65 536
+    for (int i = 0; i < n; ++i)
+      REQUIRE(pub.publish("burst.x", std::to_string(i)) == errc::ok);
+    REQUIRE(eventually([&] { return e.node.streams()[0].records == n; }, 60s));
+    CHECK(dead_letters_for(e.node, "$stream.orders") == 0);
+
+    // the signal itself: a sender faster than the stream is told to hold (send_result::throttled)
+    // once the stream's backlog passes half its mailbox, on a topic that is not --lossless
+    auto fast = e.node.connect({"st-burst-inproc", "bench"});
+    REQUIRE(fast);
+    std::uint64_t sent = 0, throttled = 0;
+    while (!throttled && sent < 5'000'000) {
+      const auto r = (*fast)->publish("burst.y", "x");
+      REQUIRE_MESSAGE(r.code == errc::ok, std::string(actors::to_string(r.code)), " after ", sent);
+      ++sent;
+      throttled += r.throttled;
+    }
+    CHECK(throttled > 0);
+    REQUIRE(eventually([&] { return e.node.streams()[0].records == n + sent; }, 60s));
+    CHECK(dead_letters_for(e.node, "$stream.orders") == 0);
+  }
+
   TEST_CASE("subscribers get the messages as before: the stream is one more recipient") {
     stream_dir d;
     edge e({}, with_stream(d.path, actors::fsync_policy::group, {"orders.*"}));
