@@ -134,8 +134,9 @@ void stream_writer::run() {
         log_.enforce_retention(now_ns);
       }
       if (consumers_.size()) {
-        next_due_ =
-            last_round ? std::chrono::steady_clock::time_point::max() : consumers_.pump(log_, log_.durable(), io_, now);
+        next_due_ = last_round
+                        ? std::chrono::steady_clock::time_point::max()
+                        : consumers_.pump(log_, log_.last(), io_, now); // what is written (not yet synced, maybe)
         consumers_.persist(last_round, now);
       }
     } catch (const std::exception& e) {
