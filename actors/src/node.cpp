@@ -246,7 +246,7 @@ std::unique_ptr<stream_writer> open_stream(node::impl& core, const stream_config
   for (const auto& w : core.streams)
     if (w->config().name == s.name) throw std::invalid_argument("stream " + s.name + " exists");
   auto w = std::make_unique<stream_writer>(&core, s);
-  write_file_atomically(s.directory / s.name / "stream.json", to_json(s).dump(2) + "\n"); // it reopens by itself
+  detail::write_file_atomically(s.directory / s.name / "stream.json", to_json(s).dump(2) + "\n"); // it reopens by itself
   return w;
 }
 

@@ -73,4 +73,20 @@ void put_record(std::string& out, std::uint32_t magic, const std::string& body) 
   out += body;
 }
 
+void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::system_error(last_error(), "create " + tmp.string());
+  std::error_code e = write_all(fd, text);
+  if (!e && ::fdatasync(fd) != 0) e = last_error();
+  ::close(fd);
+  if (!e && ::rename(tmp.c_str(), path.c_str()) != 0) e = last_error();
+  if (!e) e = sync_directory(path.parent_path());
+  if (e) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw std::system_error(e, "write " + path.string());
+  }
+}
+
 } // namespace flowbus::actors::detail

@@ -27,6 +27,9 @@ std::error_code write_all(int fd, const std::string& data);
 std::error_code sync_directory(const std::filesystem::path& dir);
 /// create_directories, fsyncing the parent of each directory it creates.
 std::error_code make_directories(const std::filesystem::path& dir);
+/// Writes `text` to `path` through a temporary file, fdatasync and rename (and an fsync of the
+/// directory), so a crash leaves the old file or the new one. Throws std::system_error.
+void write_file_atomically(const std::filesystem::path& path, const std::string& text);
 /// Reads [from, end of file) of an open descriptor.
 std::error_code read_from(int fd, std::uint64_t from, std::string& out);
 /// The body length of the whole record at `at`, if one is there (magic, length and CRC all good).

@@ -18,6 +18,7 @@ using namespace detail;
 namespace {
 
 constexpr std::uint32_t segment_magic = 0x47455346; // "FSEG" little-endian
+constexpr std::uint32_t index_magic = 0x58444946;   // "FIDX": a closed segment's index file
 constexpr std::size_t body_head = 16;               // seq, time
 constexpr std::uint64_t index_every = 64;           // a sparse index entry every this many records
 constexpr std::size_t read_chunk = 1 << 20;
@@ -30,13 +31,20 @@ std::string segment_name(std::uint64_t first_seq) {
   return b;
 }
 
+std::filesystem::path index_path(const std::filesystem::path& segment) {
+  return std::filesystem::path(segment).replace_extension(".idx");
+}
+
 } // namespace
 
 const char* to_string(fsync_policy p) noexcept {
   switch (p) {
-    case fsync_policy::always: return "always";
-    case fsync_policy::group: return "group";
-    case fsync_policy::never: return "never";
+  case fsync_policy::always:
+    return "always";
+  case fsync_policy::group:
+    return "group";
+  case fsync_policy::never:
+    return "never";
   }
   return "?";
 }
@@ -90,7 +98,57 @@ struct segment_log::impl {
     s.last_time = time;
   }
 
+  /// A closed segment's index file: its totals, the damage its scan found, its sparse index.
+  void save_index(const segment& s, std::uint64_t damaged_bytes, std::uint64_t damaged_regions) const {
+    std::string body;
+    for (std::uint64_t v : {s.size, s.records, s.first_seq, s.last_seq, s.first_time, s.last_time, damaged_bytes,
+                            damaged_regions, static_cast<std::uint64_t>(s.index.size())})
+      put<std::uint64_t>(body, v);
+    for (const mark& m : s.index) {
+      put<std::uint64_t>(body, m.seq);
+      put<std::uint64_t>(body, m.offset);
+      put<std::uint64_t>(body, m.time_ns);
+    }
+    std::string out;
+    put_record(out, index_magic, body);
+    write_file_atomically(index_path(s.path), out);
+  }
+
+  /// Fills `s` from its index file if there is one that checks against the segment's size.
+  bool load_index(segment& s) {
+    const int f = ::open(index_path(s.path).c_str(), O_RDONLY | O_CLOEXEC);
+    if (f < 0) return false;
+    std::string data;
+    const std::error_code ec = read_from(f, 0, data);
+    ::close(f);
+    struct stat st {};
+    if (ec || ::stat(s.path.c_str(), &st) != 0) return false;
+    const auto* base = reinterpret_cast<const codec::byte*>(data.data());
+    const auto len = whole_record_at(base, data.size(), 0, index_magic);
+    if (!len || *len < 9 * 8) return false;
+    const codec::byte* b = base + record_head;
+    auto at = [&](std::size_t i) { return codec::load_le<std::uint64_t>(b + 8 * i); };
+    const std::uint64_t marks = at(8);
+    if (at(0) != static_cast<std::uint64_t>(st.st_size) || *len != 9 * 8 + marks * 24) return false;
+    s.size = at(0);
+    s.records = at(1);
+    s.first_seq = at(2);
+    s.last_seq = at(3);
+    s.first_time = at(4);
+    s.last_time = at(5);
+    rec.damaged_bytes += at(6);
+    rec.damaged_regions += at(7);
+    s.index.clear();
+    for (std::uint64_t i = 0; i < marks; ++i)
+      s.index.push_back({at(9 + 3 * i), at(10 + 3 * i), at(11 + 3 * i)});
+    rec.records += s.records;
+    ++rec.indexed;
+    return true;
+  }
+
   void load(segment& s, bool last) {
+    if (!last && load_index(s)) return;
+    const std::uint64_t damaged_before = rec.damaged_bytes, regions_before = rec.damaged_regions;
     const int f = ::open(s.path.c_str(), O_RDWR | O_CLOEXEC);
     if (f < 0) fail(last_error(), "open " + s.path.string());
     std::string data;
@@ -118,6 +176,12 @@ struct segment_log::impl {
     }
     ::close(f);
     rec.records += s.records;
+    if (!last) { // closed: next time from its index (a segment that cannot have one is scanned again)
+      try {
+        save_index(s, rec.damaged_bytes - damaged_before, rec.damaged_regions - regions_before);
+      } catch (const std::system_error&) {
+      }
+    }
   }
 
   void open_active() {
@@ -176,6 +240,10 @@ struct segment_log::impl {
       if (written > synced && opt.sync != fsync_policy::never) sync_now(); // a closed segment is synced
       ::close(fd);
       fd = -1;
+      try { // an optimisation of the next start: without it, that segment is scanned
+        save_index(segs.back(), 0, 0);
+      } catch (const std::system_error&) {
+      }
     }
     if (opt.in_memory) {
       write_pending();
@@ -199,7 +267,8 @@ struct segment_log::impl {
 
   /// The offset in `s` to start reading for `from` (a sparse index entry at or before it).
   std::uint64_t start_offset(const segment& s, std::uint64_t from) const {
-    auto it = std::upper_bound(s.index.begin(), s.index.end(), from, [](std::uint64_t v, const mark& m) { return v < m.seq; });
+    auto it = std::upper_bound(s.index.begin(), s.index.end(), from,
+                               [](std::uint64_t v, const mark& m) { return v < m.seq; });
     return it == s.index.begin() ? 0 : std::prev(it)->offset;
   }
 
@@ -320,11 +389,15 @@ std::uint64_t segment_log::commit(std::chrono::steady_clock::time_point now) {
   m.write_pending();
   if (m.written == m.synced || m.opt.in_memory) return m.synced = m.written; // (memory: nothing to sync)
   switch (m.opt.sync) {
-    case fsync_policy::always: m.sync_now(); break;
-    case fsync_policy::group:
-      if (now - m.last_sync >= m.opt.group_interval) m.sync_now();
-      break;
-    case fsync_policy::never: m.synced = m.written; break;
+  case fsync_policy::always:
+    m.sync_now();
+    break;
+  case fsync_policy::group:
+    if (now - m.last_sync >= m.opt.group_interval) m.sync_now();
+    break;
+  case fsync_policy::never:
+    m.synced = m.written;
+    break;
   }
   return m.synced;
 }
@@ -343,7 +416,8 @@ std::uint64_t segment_log::bytes() const noexcept { return impl_->total_bytes; }
 std::size_t segment_log::segments() const noexcept { return impl_->segs.size(); }
 const log_recovery& segment_log::recovered() const noexcept { return impl_->rec; }
 
-std::size_t segment_log::read(std::uint64_t from, std::size_t max, const std::function<bool(const log_record&)>& f) const {
+std::size_t segment_log::read(std::uint64_t from, std::size_t max,
+                              const std::function<bool(const log_record&)>& f) const {
   impl& m = *impl_;
   m.write_pending(); // what was appended is readable before its commit
   std::size_t given = 0;
@@ -393,6 +467,7 @@ std::uint64_t segment_log::enforce_retention(std::uint64_t now_ns) {
     if (!over) break;
     if (!m.opt.in_memory) {
       std::error_code ec;
+      std::filesystem::remove(index_path(s.path), ec); // first: an index never outlives its segment
       std::filesystem::remove(s.path, ec);
       if (ec) fail(ec, "remove " + s.path.string());
     }

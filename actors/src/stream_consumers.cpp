@@ -64,7 +64,7 @@ void consumer_set::save(const consumer& c) const {
   for (const auto& [seq, e] : c.pending)
     pending.push_back({seq, e.deliveries});
   const nlohmann::json j{{"config", to_json(c.cfg)}, {"next", c.next}, {"pending", std::move(pending)}};
-  write_file_atomically(dir_ / (c.cfg.name + ".json"), j.dump());
+  detail::write_file_atomically(dir_ / (c.cfg.name + ".json"), j.dump());
 }
 
 void consumer_set::load(const segment_log& log) {

@@ -1,10 +1,5 @@
 #include "stream_json.hpp"
 
-#include "record_file.hpp"
-
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <stdexcept>
 #include <system_error>
 
@@ -179,24 +174,9 @@ json to_json(const stream_status& s) {
                {{"segments", s.recovered.segments},
                 {"records", s.recovered.records},
                 {"torn_bytes", s.recovered.torn_bytes},
-                {"damaged_bytes", s.recovered.damaged_bytes}}},
+                {"damaged_bytes", s.recovered.damaged_bytes},
+                {"indexed", s.recovered.indexed}}},
               {"consumers", std::move(consumers)}};
-}
-
-void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::system_error(detail::last_error(), "create " + tmp.string());
-  std::error_code e = detail::write_all(fd, text);
-  if (!e && ::fdatasync(fd) != 0) e = detail::last_error();
-  ::close(fd);
-  if (!e && ::rename(tmp.c_str(), path.c_str()) != 0) e = detail::last_error();
-  if (!e) e = detail::sync_directory(path.parent_path());
-  if (e) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw std::system_error(e, "write " + path.string());
-  }
 }
 
 } // namespace flowbus::actors

@@ -5,6 +5,8 @@
 
 #include <flowbus/actors/stream.hpp>
 
+#include "record_file.hpp" // write_file_atomically
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -23,8 +25,5 @@ stream_config parse_stream_config(const nlohmann::json& j, const std::filesystem
 nlohmann::json to_json(const stream_config& c);
 nlohmann::json to_json(const stream_status& s);
 
-/// Writes `text` to `path` through a temporary file, fdatasync and rename, so a crash leaves the
-/// old file or the new one. Throws std::system_error.
-void write_file_atomically(const std::filesystem::path& path, const std::string& text);
 
 } // namespace flowbus::actors

@@ -89,6 +89,59 @@ TEST_SUITE("segment_log") {
     CHECK(log.append(view(frame_of(1001)), 1001000) == 1001); // numbering goes on
   }
 
+  TEST_CASE("closed segments reopen from their index files; an index that does not check is scanned past") {
+    temp_dir d;
+    log_options o;
+    o.segment_bytes = 4096;
+    std::size_t segments = 0;
+    {
+      segment_log log(d.path, o);
+      for (std::uint64_t i = 1; i <= 1000; ++i)
+        log.append(view(frame_of(i)), 1000 * i);
+      log.commit();
+      segments = log.segments();
+    }
+    std::vector<fs::path> indexes;
+    for (const auto& e : fs::directory_iterator(d.path))
+      if (e.path().extension() == ".idx") indexes.push_back(e.path());
+    std::sort(indexes.begin(), indexes.end());
+    REQUIRE(indexes.size() == segments - 1); // every closed segment, not the active one
+    auto check_all = [&](const segment_log& log) {
+      std::vector<std::string> frames;
+      const auto rs = all(log, frames);
+      REQUIRE(rs.size() == 1000);
+      for (std::uint64_t i = 0; i < 1000; ++i)
+        CHECK(frames[i] == frame_of(i + 1));
+      std::vector<std::uint64_t> seqs;
+      log.read(700, 3, [&](const log_record& r) { seqs.push_back(r.seq); return true; });
+      CHECK(seqs == std::vector<std::uint64_t>{700, 701, 702});
+      CHECK(log.seq_at_time(500500) == 501);
+      CHECK(log.first() == 1);
+      CHECK(log.last() == 1000);
+    };
+    {
+      segment_log log(d.path, o);
+      CHECK(log.recovered().indexed == segments - 1);
+      CHECK(log.recovered().records == 1000);
+      check_all(log);
+    }
+    { // one index damaged, another naming a size its segment no longer has
+      std::fstream f(indexes[0], std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(20);
+      f.put('\x7f');
+    }
+    fs::resize_file(indexes[1], fs::file_size(indexes[1]) - 1);
+    {
+      segment_log log(d.path, o);
+      CHECK(log.recovered().indexed == segments - 3); // those two scanned
+      CHECK(log.recovered().records == 1000);
+      check_all(log);
+    }
+    segment_log log(d.path, o); // and written again by that scan
+    CHECK(log.recovered().indexed == segments - 1);
+    CHECK(log.enforce_retention(0) == 0);
+  }
+
   TEST_CASE("a torn tail is cut off on opening, and appends go on after the last whole record") {
     temp_dir d;
     log_options o;

@@ -17,6 +17,11 @@
 // With log_options::in_memory the segments are strings in memory instead of files: the same
 // records, reads, lookups and retention, and nothing on disk.
 //
+// A segment that is closed (a newer one started) gets an index file beside it, `<first>.idx`: its
+// sparse index and totals in one checksummed record. Opening reads a closed segment's index
+// instead of scanning the segment when the index checks (its checksum, and the segment's size it
+// names); otherwise it scans and writes the index again. The active segment is always scanned.
+//
 // Opening recovers: every segment is scanned, a torn tail of the last one (a record cut short by
 // a crash) is truncated and counted, damage elsewhere is skipped and counted; the index of
 // sequence numbers and times is rebuilt in memory.
@@ -61,6 +66,7 @@ struct log_recovery {
   std::uint64_t torn_bytes = 0;    ///< cut off the last segment's end (a crash mid-append)
   std::uint64_t damaged_bytes = 0; ///< skipped between whole records
   std::uint64_t damaged_regions = 0;
+  std::uint64_t indexed = 0; ///< segments read from their index file instead of scanned
 };
 
 /// One stored record; views valid until the next call on the log.
