@@ -7,9 +7,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cinttypes>
+#include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <mutex>
+#include <thread>
 
 namespace flowbus::actors {
 
@@ -72,8 +76,80 @@ struct segment_log::impl {
   std::chrono::steady_clock::time_point last_sync{};
   log_recovery rec;
 
+  // background_sync: the syncer thread, and what it shares with the owner (under sm)
+  std::thread syncer;
+  std::mutex sm;
+  std::condition_variable scv;
+  bool stopping = false, busy = false;
+  int sync_fd = -1;              ///< a dup of the active segment's, handed to the syncer
+  std::uint64_t sync_target = 0; ///< what that sync covers
+  std::uint64_t bg_synced = 0, bg_syncs = 0;
+  std::error_code bg_error;
+  std::chrono::steady_clock::time_point bg_end{};
+
   ~impl() {
+    if (syncer.joinable()) {
+      {
+        std::lock_guard<std::mutex> g(sm);
+        stopping = true;
+      }
+      scv.notify_all();
+      syncer.join();
+    }
     if (fd >= 0) ::close(fd);
+  }
+
+  void run_syncer() {
+    std::unique_lock<std::mutex> g(sm);
+    for (;;) {
+      scv.wait(g, [&] { return stopping || sync_fd >= 0; });
+      if (sync_fd < 0) return;
+      const int f = sync_fd;
+      const std::uint64_t target = sync_target;
+      sync_fd = -1;
+      g.unlock();
+      const std::error_code ec = ::fdatasync(f) == 0 ? std::error_code{} : last_error();
+      ::close(f);
+      g.lock();
+      if (ec)
+        bg_error = ec;
+      else
+        bg_synced = std::max(bg_synced, target), ++bg_syncs;
+      bg_end = std::chrono::steady_clock::now();
+      busy = false;
+      scv.notify_all();
+    }
+  }
+
+  /// background_sync: takes in what finished syncs covered; throws a failed one's error.
+  void collect() {
+    std::lock_guard<std::mutex> g(sm);
+    if (bg_error) {
+      const std::error_code ec = bg_error;
+      bg_error = {};
+      fail(ec, "fdatasync " + segs.back().path.string());
+    }
+    synced = std::max(synced, std::min(bg_synced, written));
+    if (bg_end > last_sync) last_sync = bg_end;
+  }
+
+  /// background_sync: hands the syncer a sync of what is written, unless one is in flight.
+  void start_sync() {
+    std::lock_guard<std::mutex> g(sm);
+    if (busy) return;
+    const int f = ::dup(fd);
+    if (f < 0) fail(last_error(), "dup " + segs.back().path.string());
+    sync_fd = f;
+    sync_target = written;
+    busy = true;
+    if (!syncer.joinable()) syncer = std::thread([this] { run_syncer(); });
+    scv.notify_all();
+  }
+
+  /// background_sync: waits until no sync is in flight.
+  void wait_sync() {
+    std::unique_lock<std::mutex> g(sm);
+    scv.wait(g, [&] { return !busy; });
   }
 
   /// The records of `data` (bytes from `offset` of `s`): each whole one's (seq, time, frame, offset).
@@ -258,6 +334,10 @@ struct segment_log::impl {
   }
 
   void sync_now() {
+    if (opt.background_sync) {
+      wait_sync();
+      collect();
+    }
     write_pending();
     if (!opt.in_memory && fd >= 0 && ::fdatasync(fd) != 0) fail(last_error(), "fdatasync " + segs.back().path.string());
     ++syncs;
@@ -388,6 +468,12 @@ std::uint64_t segment_log::commit(std::chrono::steady_clock::time_point now) {
   impl& m = *impl_;
   m.write_pending();
   if (m.written == m.synced || m.opt.in_memory) return m.synced = m.written; // (memory: nothing to sync)
+  if (m.opt.background_sync && m.opt.sync != fsync_policy::never) {
+    m.collect();
+    if (m.written > m.synced && (m.opt.sync == fsync_policy::always || now - m.last_sync >= m.opt.group_interval))
+      m.start_sync();
+    return m.synced;
+  }
   switch (m.opt.sync) {
   case fsync_policy::always:
     m.sync_now();
@@ -404,7 +490,10 @@ std::uint64_t segment_log::commit(std::chrono::steady_clock::time_point now) {
 
 void segment_log::sync() { impl_->sync_now(); }
 std::uint64_t segment_log::durable() const noexcept { return impl_->synced; }
-std::uint64_t segment_log::syncs() const noexcept { return impl_->syncs; }
+std::uint64_t segment_log::syncs() const noexcept {
+  std::lock_guard<std::mutex> g(impl_->sm);
+  return impl_->syncs + impl_->bg_syncs;
+}
 std::uint64_t segment_log::first() const noexcept {
   for (const auto& s : impl_->segs)
     if (s.records) return s.first_seq;

@@ -23,8 +23,15 @@ bool valid_stream_name(const std::string& name) noexcept {
   });
 }
 
+/// A stream's log syncs on its own thread: the stream's thread goes on storing and delivering
+/// while an fdatasync runs (a consumer is not held up by the disk's sync, only ACKs wait for it).
+static log_options with_background_sync(log_options o) {
+  o.background_sync = true;
+  return o;
+}
+
 stream_writer::stream_writer(node::impl* core, stream_config cfg)
-    : core_(core), cfg_(std::move(cfg)), log_(cfg_.directory / cfg_.name, cfg_.log),
+    : core_(core), cfg_(std::move(cfg)), log_(cfg_.directory / cfg_.name, with_background_sync(cfg_.log)),
       // a memory stream starts empty after a restart: its consumers' positions would mean nothing
       consumers_(cfg_.log.in_memory ? std::filesystem::path() : cfg_.directory / cfg_.name / "consumers"),
       dec_(codec::stored_frame_decoding()) {
@@ -105,11 +112,11 @@ void stream_writer::run() {
   std::vector<scheduling::buffer_ref> batch; // taken, not yet appended: failed with the rest on an error
   for (;;) {
     const bool last_round = stopping_.load(std::memory_order_acquire);
-    // wait for a message (the doorbell wakes it); while a group waits for its sync, no longer
-    // than the group interval; idle, up to 100 ms (how long stop() may wait), or until a
-    // consumer's redelivery or ack deadline
+    // wait for a message (the doorbell wakes it); while a batch waits for its sync (on the log's
+    // thread), 1 ms, to ACK soon after it; idle, up to 100 ms (how long stop() may wait), or until
+    // a consumer's redelivery or ack deadline
     using ms = std::chrono::milliseconds;
-    ms wait = last_round ? ms(1) : waiting_.empty() ? ms(100) : std::clamp(cfg_.log.group_interval, ms(1), ms(100));
+    ms wait = last_round ? ms(1) : waiting_.empty() ? ms(100) : ms(1);
     if (next_due_ != std::chrono::steady_clock::time_point::max())
       wait =
           std::clamp(std::chrono::duration_cast<ms>(next_due_ - std::chrono::steady_clock::now()) + ms(1), ms(0), wait);

@@ -238,6 +238,39 @@ TEST_SUITE("segment_log") {
     }
   }
 
+  TEST_CASE("background sync: commit() starts a sync and goes on; a later commit reports what it covered") {
+    temp_dir d;
+    for (const fsync_policy p : {fsync_policy::always, fsync_policy::group}) {
+      const std::string policy = to_string(p);
+      CAPTURE(policy);
+      log_options o;
+      o.sync = p;
+      o.group_interval = std::chrono::milliseconds(1);
+      o.background_sync = true;
+      o.segment_bytes = 16 * 1024;
+      segment_log log(d.path / to_string(p), o);
+      std::uint64_t durable = 0;
+      for (std::uint64_t i = 1; i <= 2000; ++i) {
+        log.append(view(frame_of(i)), i);
+        const std::uint64_t now = log.commit();
+        CHECK(now >= durable); // never backwards
+        CHECK(now <= i);       // never ahead of what is written
+        durable = now;
+      }
+      for (int k = 0; k < 1000 && durable < 2000; ++k) { // the last sync finishes on its own
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        durable = log.commit();
+      }
+      CHECK(durable == 2000);
+      CHECK(log.durable() == 2000);
+      CHECK(log.syncs() >= 2);
+      CHECK(log.segments() > 2); // rolls in between wait for the sync in flight
+      log.append(view(frame_of(2001)), 2001);
+      log.sync();
+      CHECK(log.durable() == 2001);
+    }
+  }
+
   TEST_CASE("retention drops whole oldest segments; the active one stays") {
     temp_dir d;
     log_options o;

@@ -58,6 +58,11 @@ struct log_options {
   /// Kept in memory, not on disk (the seed's "RAM store"): nothing survives the process, nothing
   /// is synced, a commit is durable at once. The directory is not used.
   bool in_memory = false;
+  /// always and group: the fdatasync runs on the log's own thread, on a duplicate of the segment's
+  /// descriptor, while the owner goes on appending (and reading what is written). commit() starts
+  /// one when the policy says (one at a time) and returns what the last finished one covered: call
+  /// it again to learn more. A failed background sync throws from the next commit().
+  bool background_sync = false;
 };
 
 /// What opening the log found.
@@ -94,7 +99,7 @@ public:
   /// last sync, else what the last sync covered — call again by the interval; never: all).
   /// Throws std::system_error as append() does.
   std::uint64_t commit(std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
-  /// fdatasyncs the active segment now, whatever the policy.
+  /// fdatasyncs the active segment now, whatever the policy (after a background sync in flight).
   void sync();
   std::uint64_t durable() const noexcept;
   std::uint64_t syncs() const noexcept; ///< fdatasyncs so far (commits, sync(), segment rolls)
