@@ -53,8 +53,8 @@ consumer_config parse_consumer_config(const json& j) {
   if (!j.is_object()) throw std::invalid_argument("a consumer is a JSON object");
   consumer_config c;
   c.name = text(j, "name");
-  c.durable = j.value("durable", !c.name.empty());
   if (j.contains("durable") && !j["durable"].is_boolean()) bad("durable", "not true or false");
+  c.durable = j.value("durable", !c.name.empty());
   c.deliver_to = text(j, "deliver_to");
   c.filter = text(j, "filter");
   c.start_seq = number<std::uint64_t>(j, "start_seq", 0);
