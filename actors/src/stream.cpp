@@ -145,6 +145,8 @@ void stream_writer::run() {
                         ? std::chrono::steady_clock::time_point::max()
                         : consumers_.pump(log_, log_.last(), io_, now); // what is written (not yet synced, maybe)
         consumers_.persist(last_round, now);
+      } else {
+        next_due_ = std::chrono::steady_clock::time_point::max(); // (the last one may have just gone)
       }
     } catch (const std::exception& e) {
       fail_all(e, batch);
