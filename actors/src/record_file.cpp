@@ -55,6 +55,14 @@ std::error_code read_from(int fd, std::uint64_t from, std::string& out) {
   }
 }
 
+std::error_code read_file(const std::filesystem::path& path, std::string& out) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return last_error();
+  const std::error_code e = read_from(fd, 0, out);
+  ::close(fd);
+  return e;
+}
+
 std::optional<std::uint32_t> whole_record_at(const codec::byte* base, std::size_t size, std::size_t at,
                                              std::uint32_t magic) {
   if (size - at < record_head) return std::nullopt;

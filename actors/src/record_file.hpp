@@ -30,6 +30,8 @@ std::error_code make_directories(const std::filesystem::path& dir);
 /// Writes `text` to `path` through a temporary file, fdatasync and rename (and an fsync of the
 /// directory), so a crash leaves the old file or the new one. Throws std::system_error.
 void write_file_atomically(const std::filesystem::path& path, const std::string& text);
+/// Reads a whole file into `out`.
+std::error_code read_file(const std::filesystem::path& path, std::string& out);
 /// Reads [from, end of file) of an open descriptor.
 std::error_code read_from(int fd, std::uint64_t from, std::string& out);
 /// The body length of the whole record at `at`, if one is there (magic, length and CRC all good).

@@ -182,19 +182,16 @@ consumer_io::outcome stream_writer::deliver(const consumer_config& c, const log_
   o.correlation_id = token;
   o.timestamp_ns = v.timestamp_ns; // its age is counted from when it was first published
   o.headers = codec::repeated_fields(headers_.data(), headers_.size());
-  const bool to_agent = c.deliver_to.rfind("agent:", 0) == 0;
-  const destination d =
-      to_agent ? destination::agent(std::string_view(c.deliver_to).substr(6)) : destination::topic(c.deliver_to);
-  const send_result s = agent_->post_request(d, v.payload, o);
+  const send_result s = agent_->post_request(deliver_destination(c), v.payload, o);
   return s.delivered ? consumer_io::outcome::sent : consumer_io::outcome::refused;
 }
 
 bool stream_writer::has_interest(const consumer_config& c) {
-  if (c.deliver_to.rfind("agent:", 0) == 0)
-    return core_->routes.read(
-        [&](const routing_table& t) { return t.agent(std::string_view(c.deliver_to).substr(6)) != nullptr; });
+  const destination to = deliver_destination(c);
+  if (to.what == destination::kind::agent)
+    return core_->routes.read([&](const routing_table& t) { return t.agent(to.name) != nullptr; });
   route rt;
-  core_->routes.read([&](const routing_table& t) { t.resolve(c.deliver_to, scratch_, rt); });
+  core_->routes.read([&](const routing_table& t) { t.resolve(to.name, scratch_, rt); });
   return !rt.empty();
 }
 
@@ -211,7 +208,7 @@ void stream_writer::poison(const consumer_config& c, const log_record& r, std::u
 }
 
 consumer_status stream_writer::add_consumer(consumer_config c) {
-  if (c.deliver_to.rfind("agent:", 0) != 0)
+  if (deliver_destination(c).what == destination::kind::topic)
     for (const std::string& s : cfg_.subjects)
       if (codec::pattern_matches(s, c.deliver_to))
         throw std::invalid_argument("'deliver_to': " + c.deliver_to + " is captured by the stream itself (" + s + ")");

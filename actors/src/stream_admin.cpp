@@ -8,9 +8,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <fstream>
-#include <sstream>
-
 namespace flowbus::actors {
 
 using nlohmann::json;
@@ -28,10 +25,9 @@ std::vector<stream_config> saved_streams(const std::string& directory, const std
     if (std::any_of(configured.begin(), configured.end(), [&](const stream_config& c) { return c.name == name; }))
       continue; // the configuration says what it is now
     try {
-      std::ifstream in(d / "stream.json");
-      std::stringstream text;
-      text << in.rdbuf();
-      stream_config c = parse_stream_config(json::parse(text.str()), directory);
+      std::string text;
+      if (const std::error_code e = detail::read_file(d / "stream.json", text)) throw std::system_error(e, "read");
+      stream_config c = parse_stream_config(json::parse(text), directory);
       if (c.name != name) throw std::invalid_argument("it names stream " + c.name);
       out.push_back(std::move(c));
     } catch (const std::exception& e) {

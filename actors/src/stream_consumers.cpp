@@ -9,8 +9,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 
 namespace flowbus::actors {
@@ -54,6 +52,11 @@ struct consumer_set::consumer {
 
 bool valid_consumer_name(const std::string& name) noexcept { return valid_stream_name(name); }
 
+scheduling::destination deliver_destination(const consumer_config& c) noexcept {
+  const std::string_view to = c.deliver_to;
+  return to.rfind("agent:", 0) == 0 ? scheduling::destination::agent(to.substr(6)) : scheduling::destination::topic(to);
+}
+
 consumer_set::consumer_set(std::filesystem::path dir) : dir_(std::move(dir)) {}
 consumer_set::~consumer_set() = default;
 
@@ -74,10 +77,9 @@ void consumer_set::load(const segment_log& log) {
   for (const auto& f : std::filesystem::directory_iterator(dir_, ec)) {
     if (f.path().extension() != ".json") continue;
     try {
-      std::ifstream in(f.path());
-      std::stringstream text;
-      text << in.rdbuf();
-      const nlohmann::json j = nlohmann::json::parse(text.str());
+      std::string text;
+      if (const std::error_code e = detail::read_file(f.path(), text)) throw std::system_error(e, "read");
+      const nlohmann::json j = nlohmann::json::parse(text);
       consumer_config cfg = parse_consumer_config(j.at("config"));
       if (!valid_consumer_name(cfg.name) || !cfg.durable) throw std::invalid_argument("not a durable consumer");
       auto c = std::make_unique<consumer>();
@@ -99,8 +101,8 @@ void consumer_set::load(const segment_log& log) {
 
 consumer_status consumer_set::add(consumer_config c, const segment_log& log, clock::time_point now) {
   if (c.deliver_to.empty()) throw std::invalid_argument("'deliver_to': a topic or agent:ID");
-  if (c.deliver_to.rfind("agent:", 0) == 0) {
-    if (c.deliver_to.size() == 6) throw std::invalid_argument("'deliver_to': agent: names no agent");
+  if (const scheduling::destination to = deliver_destination(c); to.what == scheduling::destination::kind::agent) {
+    if (to.name.empty()) throw std::invalid_argument("'deliver_to': agent: names no agent");
   } else if (codec::validate_topic(c.deliver_to) != codec::topic_errc::ok) {
     throw std::invalid_argument("'deliver_to': '" + c.deliver_to + "' is not a topic (no wildcards) or agent:ID");
   }
@@ -185,22 +187,14 @@ std::vector<consumer_status> consumer_set::all() const {
 }
 
 namespace {
-/// Sends one record that is pending again; false if the log no longer has it (retention).
-std::optional<consumer_io::outcome> resend(const segment_log& log, consumer_io& io, const consumer_config& cfg,
-                                           std::uint64_t seq, std::uint64_t token, std::uint32_t deliveries) {
-  std::optional<consumer_io::outcome> o;
+/// Calls f(record) with record `seq` if the log still has it (retention may have taken it).
+template <class F> bool with_record(const segment_log& log, std::uint64_t seq, F&& f) {
+  bool found = false;
   log.read(seq, 1, [&](const log_record& r) {
-    if (r.seq == seq) o = io.deliver(cfg, r, token, deliveries);
+    if (r.seq == seq) found = true, f(r);
     return false;
   });
-  return o;
-}
-void to_poison(const segment_log& log, consumer_io& io, const consumer_config& cfg, std::uint64_t seq,
-               std::uint32_t deliveries) {
-  log.read(seq, 1, [&](const log_record& r) {
-    if (r.seq == seq) io.poison(cfg, r, deliveries);
-    return false;
-  });
+  return found;
 }
 } // namespace
 
@@ -224,7 +218,7 @@ bool consumer_set::on_reply(std::uint64_t token, std::string_view payload, const
       return true;
     }
     if (payload.rfind("+TERM", 0) == 0) { // never again: the poison DLQ keeps it
-      to_poison(log, io, c->cfg, seq, e.deliveries);
+      with_record(log, seq, [&](const log_record& r) { io.poison(c->cfg, r, e.deliveries); });
       ++c->dead;
     } else {
       ++c->acked; // "", "+ACK", or anything else
@@ -265,7 +259,7 @@ consumer_set::clock::time_point consumer_set::pump(const segment_log& log, std::
       if (e.in_flight) { // its ack wait has passed
         e.in_flight = false;
         if (c.cfg.max_deliver && e.deliveries >= c.cfg.max_deliver) {
-          to_poison(log, io, c.cfg, it->first, e.deliveries);
+          with_record(log, it->first, [&](const log_record& r) { io.poison(c.cfg, r, e.deliveries); });
           ++c.dead;
           c.dirty = true;
           it = c.pending.erase(it);
@@ -278,13 +272,15 @@ consumer_set::clock::time_point consumer_set::pump(const segment_log& log, std::
           continue;
         }
       }
-      const auto o = resend(log, io, c.cfg, it->first, token_of(c.id, it->first), e.deliveries + 1);
-      if (!o || *o == consumer_io::outcome::filtered) { // retention took it
+      consumer_io::outcome o = consumer_io::outcome::filtered; // (if retention took it)
+      with_record(log, it->first,
+                  [&](const log_record& r) { o = io.deliver(c.cfg, r, token_of(c.id, it->first), e.deliveries + 1); });
+      if (o == consumer_io::outcome::filtered) { // gone, or no longer for this consumer
         c.dirty = true;
         it = c.pending.erase(it);
         continue;
       }
-      if (*o == consumer_io::outcome::refused) {
+      if (o == consumer_io::outcome::refused) {
         refused = true;
         break;
       }

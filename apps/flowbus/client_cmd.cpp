@@ -307,12 +307,7 @@ int run_reply(const connection_options& conn, const reply_options& r) {
         jobs.pop_front();
       }
       const std::string answer = r.message ? *r.message : r.command.empty() ? j.payload : run_command(r.command, j.payload);
-      transport::incoming req; // the fields respond() answers by, copied out of the handler's views
-      req.type = codec::msg_type::request;
-      req.reply_to = j.reply_to;
-      req.correlation_id = j.correlation_id;
-      req.prio = j.prio;
-      const errc e = c.respond(req, answer);
+      const errc e = respond_later(c, j.reply_to, j.correlation_id, j.prio, answer);
       const std::uint64_t n = answered.fetch_add(1) + 1;
       std::fprintf(stderr, "flowbus reply: [#%llu] answered %s%s%s\n", static_cast<unsigned long long>(n),
                    j.source.c_str(), e == errc::ok ? "" : ": ", e == errc::ok ? "" : transport::to_string(e));

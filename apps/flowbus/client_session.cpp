@@ -108,6 +108,16 @@ void add_connection_options(CLI::App& cmd, connection_options& c) {
   cmd.add_option("--connect-timeout", c.connect_timeout_s, "seconds to connect and register")->capture_default_str();
 }
 
+errc respond_later(transport::client& c, const std::string& reply_to, std::uint64_t correlation_id,
+                   codec::priority prio, std::string_view payload) {
+  transport::incoming req;
+  req.type = codec::msg_type::request;
+  req.reply_to = reply_to;
+  req.correlation_id = correlation_id;
+  req.prio = prio;
+  return c.respond(req, payload);
+}
+
 void print_message(const transport::incoming& m, std::uint64_t n, bool raw, bool as_json) {
   if (raw) {
     std::fwrite(m.payload.data(), 1, m.payload.size(), stdout);

@@ -36,6 +36,11 @@ session open_session(const connection_options& c, const std::string& command, bo
                      transport::message_handler direct = {});
 void add_connection_options(CLI::App& cmd, connection_options& c);
 
+/// Answers a request after its handler returned (on another thread, or later), from the fields
+/// respond() answers by, copied out of the handler's views.
+transport::errc respond_later(transport::client& c, const std::string& reply_to, std::uint64_t correlation_id,
+                              codec::priority prio, std::string_view payload);
+
 /// One received message on standard output, as `sub` prints it: the payload alone (raw), one JSON
 /// object, or a header line, its application headers and the payload.
 void print_message(const transport::incoming& m, std::uint64_t n, bool raw, bool as_json);

@@ -94,16 +94,6 @@ struct record {
   std::vector<std::pair<std::string, std::string>> headers; ///< the record's own (not stream-*)
 };
 
-/// Acknowledges a delivery from outside its handler (respond() answers by these fields).
-errc ack(transport::client& c, const record& r) {
-  transport::incoming req;
-  req.type = codec::msg_type::request;
-  req.reply_to = r.reply_to;
-  req.correlation_id = r.correlation_id;
-  req.prio = r.prio;
-  return c.respond(req, "");
-}
-
 /// An ephemeral consumer of `o.name` delivering to this session's agent, from the position the
 /// options say, up to the newest record when it started (or `until`). Calls `each` for each record
 /// in order, on this thread; `each` returns false to stop. Returns the exit code.
@@ -178,7 +168,7 @@ int read_stream(const connection_options& conn, const stream_read_options& o, co
       if (!each(c, r)) break;
       ++n;
     }
-    ack(c, r);
+    respond_later(c, r.reply_to, r.correlation_id, r.prio, ""); // the ack
     done = r.seq >= last || (o.count && n >= o.count);
   }
   ask(c, {{"op", "consumer.rm"}, {"stream", o.name}, {"name", name}});

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <flowbus/actors/segment_log.hpp>
+#include <flowbus/scheduling/agent_messages.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -30,13 +31,13 @@ struct stream_config {
 /// `inactive`.
 struct consumer_config {
   enum class start_at : std::uint8_t { first, last, new_only, sequence, time };
-  std::string name;       ///< 1-64 of [A-Za-z0-9_-]; ephemeral: empty, the stream names it
+  std::string name; ///< 1-64 of [A-Za-z0-9_-]; ephemeral: empty, the stream names it
   bool durable = true;
   std::string deliver_to; ///< a topic (queue groups share it), or "agent:ID"
   std::string filter;     ///< a topic pattern: only the records it matches (empty: all)
   start_at start = start_at::first;
-  std::uint64_t start_seq = 0;     ///< start_at::sequence
-  std::uint64_t start_time_ns = 0; ///< start_at::time: the first record appended at or after it
+  std::uint64_t start_seq = 0;              ///< start_at::sequence
+  std::uint64_t start_time_ns = 0;          ///< start_at::time: the first record appended at or after it
   std::chrono::milliseconds ack_wait{5000}; ///< a delivery not acked by then is sent again
   std::uint32_t max_in_flight = 256;        ///< deliveries not yet acked, at most
   std::uint32_t max_deliver = 5;            ///< deliveries of one record before it is poison (0: no limit)
@@ -46,13 +47,16 @@ struct consumer_config {
   std::chrono::milliseconds inactive{5000}; ///< ephemeral: removed after no interest this long
 };
 
+/// A consumer's deliver_to as a destination: `agent:ID` an agent, else a topic (views into `c`).
+scheduling::destination deliver_destination(const consumer_config& c) noexcept;
+
 struct consumer_status {
   consumer_config config;
   std::uint64_t next = 0;      ///< the next sequence number it has never been given
   std::uint64_t ack_floor = 0; ///< every record up to it is acknowledged (or not for it)
   std::uint64_t pending = 0;   ///< delivered, not acknowledged
   std::uint64_t delivered = 0, redelivered = 0, acked = 0, naked = 0, dead = 0;
-  bool interest = false;       ///< someone listens at deliver_to
+  bool interest = false; ///< someone listens at deliver_to
 };
 
 struct stream_status {
