@@ -425,6 +425,11 @@ std::optional<errc> remote_confirmations::arm(const void* frame, std::uint32_t l
   return std::nullopt;
 }
 
+bool remote_confirmations::tracks(const void* frame) {
+  std::lock_guard<std::mutex> g(m_);
+  return entries_.count(frame) != 0;
+}
+
 void remote_confirmations::settle(const void* frame, errc r) {
   std::function<void(std::uint64_t, errc)> done;
   errc result = errc::ok;

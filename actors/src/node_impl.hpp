@@ -76,6 +76,9 @@ public:
   /// A link took the frame (ok) or could not carry it (its reason).
   void settle(const void* frame, errc e);
   bool idle() const noexcept { return open_.load(std::memory_order_acquire) == 0; }
+  /// Whether the frame has an entry (an acknowledged send waits for it): opened before any
+  /// recipient could see the frame, so a recipient asking finds it.
+  bool tracks(const void* frame);
 
 private:
   struct entry {

@@ -73,7 +73,7 @@ void stream_writer::stop() {
 
 void stream_writer::settle_durable(std::uint64_t durable) {
   while (!waiting_.empty() && waiting_.front().first <= durable) {
-    if (!core_->confirmations.idle()) core_->confirmations.settle(waiting_.front().second.data(), errc::ok);
+    if (waiting_.front().second) core_->confirmations.settle(waiting_.front().second.data(), errc::ok);
     waiting_.pop_front();
   }
 }
@@ -86,7 +86,7 @@ void stream_writer::fail_all(const std::exception& e, std::vector<scheduling::bu
   for (const auto& f : batch)
     core_->confirmations.settle(f.data(), errc::store_failed);
   for (const auto& w : waiting_)
-    core_->confirmations.settle(w.second.data(), errc::store_failed);
+    if (w.second) core_->confirmations.settle(w.second.data(), errc::store_failed);
   batch.clear();
   waiting_.clear();
 }
@@ -104,7 +104,11 @@ void stream_writer::take(received& r, std::uint64_t now_ns, std::vector<scheduli
   }
   batch.push_back(std::move(r.frame));
   const std::uint64_t seq = log_.append(codec::bytes_view(batch.back().data(), batch.back().size()), now_ns);
-  waiting_.emplace_back(seq, std::move(batch.back()));
+  // the frame's buffer is kept until the record is durable only if a sender waits for it (its
+  // address is the confirmation's key); else it goes back to the pool now — while a sync runs,
+  // a stream may have a great many records waiting, and their buffers are the node's
+  const bool confirmed = !core_->confirmations.idle() && core_->confirmations.tracks(batch.back().data());
+  waiting_.emplace_back(seq, confirmed ? std::move(batch.back()) : scheduling::buffer_ref());
   batch.pop_back();
 }
 

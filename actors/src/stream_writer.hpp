@@ -71,7 +71,8 @@ private:
   std::vector<codec::repeated_entry> headers_;
   routing_table::scratch scratch_;
   std::chrono::steady_clock::time_point last_retention_{};
-  std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>> waiting_; ///< stored, not yet durable (seq, frame)
+  /// stored, not yet durable: (seq, the frame if a sender waits for its confirmation, else empty)
+  std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>> waiting_;
   std::unique_ptr<client> agent_;
   std::shared_ptr<endpoint> ep_; ///< the agent's: its water marks
   std::thread thread_;
