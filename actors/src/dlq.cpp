@@ -1,4 +1,5 @@
 #include <flowbus/actors/dlq.hpp>
+#include <flowbus/actors/segment_log.hpp>
 
 #include "record_file.hpp"
 
@@ -24,7 +25,7 @@ namespace flowbus::actors {
 
 namespace {
 using namespace detail;                            // record files: record_file.hpp
-constexpr std::uint32_t record_magic = 0x514C4446; // "FDLQ" little-endian
+constexpr std::uint32_t legacy_magic = 0x514C4446; // "FDLQ" little-endian: a `<kind>.dlq` file (before logs)
 constexpr std::uint8_t rec_entry = 1, rec_tombstone = 2;
 constexpr std::array<const char*, dlq_kind_count> kind_names{"network_timeout", "agent_unavailable", "corruption",
                                                              "circuit_open",    "poison",            "unknown"};
@@ -44,14 +45,11 @@ public:
         return;
       }
   }
-  explicit locked_fd(std::error_code ec) : ec_(ec) {}
-  locked_fd(locked_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)), ec_(o.ec_) {}
+  locked_fd(const locked_fd&) = delete;
+  locked_fd& operator=(const locked_fd&) = delete;
   ~locked_fd() {
     if (fd_ >= 0) ::close(fd_); // releases the lock
   }
-  locked_fd(const locked_fd&) = delete;
-  locked_fd& operator=(const locked_fd&) = delete;
-  int fd() const noexcept { return fd_; }
   std::error_code error() const noexcept { return ec_; }
 
 private:
@@ -59,38 +57,13 @@ private:
   std::error_code ec_;
 };
 
-// Opens (creating if needed, with the directory fsynced) and flocks a queue file for appending.
-locked_fd open_for_append(const std::filesystem::path& p) {
-  {
-    locked_fd f(p, O_RDWR | O_APPEND);
-    if (!f.error() || f.error().value() != ENOENT) return f;
-  }
-  if (auto ec = make_directories(p.parent_path())) return locked_fd(ec);
-  locked_fd f(p, O_RDWR | O_APPEND | O_CREAT);
-  if (f.error()) return f;
-  if (auto ec = sync_directory(p.parent_path())) return locked_fd(ec);
-  return f;
-}
-
-// Under the file's lock: finds where the last whole record ends, scanning only from `verified`
-// (a known whole-record end, or 0), and cuts any torn tail after it (fdatasync'ed).
-std::error_code cut_torn_tail(int fd, std::uint64_t& verified, std::uint64_t& truncated, std::uint64_t* damaged) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return last_error();
-  const auto size = static_cast<std::uint64_t>(st.st_size);
-  if (size < verified) verified = 0; // purged or replaced since
-  if (size == verified) return {};
-  std::string data;
-  if (auto ec = read_from(fd, verified, data)) return ec;
-  const scan_result r = scan_records(data, record_magic, [](std::size_t, const codec::byte*, std::uint32_t) { return true; });
-  if (damaged) *damaged += r.damaged_bytes;
-  const std::uint64_t end = verified + r.whole_end;
-  if (end < size) {
-    if (::ftruncate(fd, static_cast<off_t>(end)) != 0 || ::fdatasync(fd) != 0) return last_error();
-    truncated += size - end;
-  }
-  verified = end;
-  return {};
+// A queue's log: every append is one commit, fdatasynced; segments small enough that opening one
+// (the active one is scanned) costs a few milliseconds
+log_options queue_log_options() {
+  log_options o;
+  o.sync = fsync_policy::always;
+  o.segment_bytes = 8u << 20;
+  return o;
 }
 
 std::string entry_body(const dlq_entry& e) {
@@ -164,117 +137,127 @@ dlq_kind kind_of(dead_reason r) noexcept {
 }
 
 dlq_file::dlq_file(std::filesystem::path dir, dlq_kind kind)
-    : path_(std::move(dir) / (std::string(to_string(kind)) + ".dlq")), kind_(kind) {}
+    : dir_(std::move(dir)), path_(dir_ / to_string(kind)), kind_(kind) {}
 
-// Appends the records build(offset) returns at the end of the last whole record, all or nothing.
-template <class Build>
-std::error_code append_records(const std::filesystem::path& path, std::uint64_t& verified, std::uint64_t& truncated,
-                               Build&& build) {
-  locked_fd f = open_for_append(path);
-  if (f.error()) return f.error();
-  if (auto ec = cut_torn_tail(f.fd(), verified, truncated, nullptr)) return ec;
-  const std::uint64_t start = verified;
-  const std::string out = build(start);
-  std::error_code ec = write_all(f.fd(), out);
-  if (!ec && ::fdatasync(f.fd()) != 0) ec = last_error();
-  if (ec) { // undo: a batch is on disk whole or not at all (a crash here is the torn tail case)
-    if (::ftruncate(f.fd(), static_cast<off_t>(start)) == 0) (void)::fdatasync(f.fd());
-    return ec;
-  }
-  verified = start + out.size();
+// The entry a record of the log holds (its id is the record's sequence number).
+static bool parse_entry(codec::bytes_view body, dlq_entry& e) {
+  reader rd{body.data(), body.data() + body.size()};
+  if (rd.get<std::uint8_t>() != rec_entry) return false;
+  e.reason = static_cast<dead_reason>(rd.get<std::uint8_t>());
+  e.attempts = rd.get<std::uint32_t>();
+  e.first_ns = rd.get<std::uint64_t>();
+  e.last_ns = rd.get<std::uint64_t>();
+  e.source = rd.bytes(rd.get<std::uint16_t>());
+  e.recipient = rd.bytes(rd.get<std::uint16_t>());
+  e.frame = rd.bytes(rd.get<std::uint32_t>());
+  return rd.ok;
+}
+
+// A `<kind>.dlq` file of the format before queues were logs: its live entries, oldest first
+// (records FDLQ: an entry, or a tombstone naming an entry by its offset).
+static std::error_code read_legacy(const std::filesystem::path& file, std::vector<dlq_entry>& out) {
+  std::string data;
+  if (auto ec = read_file(file, data)) return ec;
+  std::vector<std::pair<std::uint64_t, dlq_entry>> entries;
+  std::unordered_set<std::uint64_t> removed;
+  scan_records(data, legacy_magic, [&](std::size_t at, const codec::byte* body, std::uint32_t len) {
+    if (len && body[0] == rec_tombstone && len == 9) {
+      removed.insert(codec::load_le<std::uint64_t>(body + 1));
+      return true;
+    }
+    dlq_entry e;
+    if (!parse_entry(codec::bytes_view(body, len), e)) return false;
+    entries.emplace_back(at, std::move(e));
+    return true;
+  });
+  for (auto& [at, e] : entries)
+    if (!removed.count(at)) out.push_back(std::move(e));
   return {};
+}
+
+template <class F> std::error_code dlq_file::with_log(bool create, F&& f) const {
+  const auto legacy = dir_ / (std::string(to_string(kind_)) + ".dlq");
+  std::error_code ec;
+  if (!create && !std::filesystem::exists(path_, ec) && !std::filesystem::exists(legacy, ec)) return ec;
+  if ((ec = make_directories(path_))) return ec;
+  locked_fd lock(path_ / ".lock", O_RDWR | O_CREAT); // other processes: flowbus dlq next to a node
+  if (lock.error()) return lock.error();
+  try {
+    segment_log log(path_, queue_log_options());
+    truncated_ += log.recovered().torn_bytes;
+    if (std::filesystem::exists(legacy, ec)) { // once: its live entries move into the log
+      std::vector<dlq_entry> old;
+      if ((ec = read_legacy(legacy, old))) return ec;
+      for (const dlq_entry& e : old)
+        log.append(codec::bytes_view(std::string_view(entry_body(e))), e.last_ns);
+      log.commit();
+      auto moved = legacy;
+      std::filesystem::rename(legacy, moved.replace_extension(".dlq.imported"));
+      if ((ec = sync_directory(dir_))) return ec;
+    }
+    return f(log);
+  } catch (const std::system_error& e) { // (filesystem_error too)
+    return e.code();
+  }
 }
 
 std::error_code dlq_file::append(std::vector<dlq_entry>& entries) {
   if (entries.empty()) return {};
-  return append_records(path_, verified_end_, truncated_, [&](std::uint64_t offset) {
-    std::string out;
-    for (auto& e : entries) {
-      e.id = offset + out.size();
-      put_record(out, record_magic, entry_body(e));
-    }
-    return out;
+  return with_log(true, [&](segment_log& log) {
+    for (auto& e : entries)
+      e.id = log.append(codec::bytes_view(std::string_view(entry_body(e))), e.last_ns);
+    log.commit(); // fdatasync'ed (a failed write takes back the whole batch: it is one write below 1 MiB)
+    return std::error_code{};
   });
 }
 
 std::error_code dlq_file::recover(recovery& out) {
   out = {};
-  locked_fd f(path_, O_RDWR);
-  if (f.error()) return f.error().value() == ENOENT ? std::error_code{} : f.error();
-  std::uint64_t verified = 0, truncated = 0;
-  if (auto ec = cut_torn_tail(f.fd(), verified, truncated, &out.damaged_bytes)) return ec;
-  out.whole_end = verified;
-  out.truncated_bytes = truncated;
-  truncated_ += truncated;
-  verified_end_ = verified;
-  return {};
+  const std::uint64_t cut_before = truncated_;
+  return with_log(false, [&](segment_log& log) {
+    out.bytes = log.bytes();
+    out.truncated_bytes = truncated_ - cut_before;
+    out.damaged_bytes = log.recovered().damaged_bytes;
+    return std::error_code{};
+  });
 }
 
 std::error_code dlq_file::load(contents& out) const {
   out = {};
-  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT ? std::error_code{} : last_error();
-  std::string data;
-  const std::error_code rec = read_from(fd, 0, data);
-  ::close(fd);
-  if (rec) return rec;
-  std::vector<dlq_entry> entries;
-  std::unordered_set<std::uint64_t> removed;
-  const scan_result r = scan_records(data, record_magic, [&](std::size_t at, const codec::byte* body, std::uint32_t len) {
-    reader rd{body, body + len};
-    const auto type = rd.get<std::uint8_t>();
-    if (type == rec_entry) {
+  const std::uint64_t cut_before = truncated_;
+  return with_log(false, [&](segment_log& log) {
+    out.deleted = log.deleted();
+    out.torn_bytes = truncated_ - cut_before;
+    out.damaged_bytes = log.recovered().damaged_bytes;
+    out.damaged_regions = log.recovered().damaged_regions;
+    log.read(0, SIZE_MAX, [&](const log_record& r) {
       dlq_entry e;
-      e.id = at;
-      e.reason = static_cast<dead_reason>(rd.get<std::uint8_t>());
-      e.attempts = rd.get<std::uint32_t>();
-      e.first_ns = rd.get<std::uint64_t>();
-      e.last_ns = rd.get<std::uint64_t>();
-      e.source = rd.bytes(rd.get<std::uint16_t>());
-      e.recipient = rd.bytes(rd.get<std::uint16_t>());
-      e.frame = rd.bytes(rd.get<std::uint32_t>());
-      if (!rd.ok) return false;
-      entries.push_back(std::move(e));
+      if (parse_entry(r.frame, e)) {
+        e.id = r.seq;
+        out.entries.push_back(std::move(e));
+      } else { // whole, checksummed, and not an entry: written by something else
+        out.damaged_bytes += r.frame.size();
+        ++out.damaged_regions;
+      }
       return true;
-    }
-    if (type == rec_tombstone) {
-      const auto id = rd.get<std::uint64_t>();
-      if (!rd.ok) return false;
-      removed.insert(id);
-      ++out.tombstones;
-      return true;
-    }
-    return false;
+    });
+    return std::error_code{};
   });
-  out.torn_bytes = data.size() - r.whole_end;
-  out.damaged_bytes = r.damaged_bytes;
-  out.damaged_regions = r.damaged_regions;
-  for (auto& e : entries)
-    if (!removed.count(e.id)) out.entries.push_back(std::move(e));
-  return {};
 }
 
 std::error_code dlq_file::remove(const std::vector<std::uint64_t>& ids) {
   if (ids.empty()) return {};
-  std::error_code exists;
-  if (!std::filesystem::exists(path_, exists)) return {};
-  return append_records(path_, verified_end_, truncated_, [&](std::uint64_t) {
-    std::string out;
-    for (auto id : ids) {
-      std::string body(1, static_cast<char>(rec_tombstone));
-      put<std::uint64_t>(body, id);
-      put_record(out, record_magic, body);
-    }
-    return out;
+  return with_log(false, [&](segment_log& log) {
+    log.remove(ids);
+    return std::error_code{};
   });
 }
 
 std::error_code dlq_file::purge() {
-  locked_fd f(path_, O_WRONLY);
-  if (f.error()) return f.error().value() == ENOENT ? std::error_code{} : f.error();
-  if (::ftruncate(f.fd(), 0) != 0 || ::fdatasync(f.fd()) != 0) return last_error();
-  verified_end_ = 0;
-  return {};
+  return with_log(false, [&](segment_log& log) {
+    log.purge();
+    return std::error_code{};
+  });
 }
 
 std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string& what, std::vector<dlq_file>& files,

@@ -61,7 +61,7 @@ void open_dlq(node::impl* core) {
   for (std::size_t i = 0; i < dlq_kind_count; ++i) {
     if (rec[i].truncated_bytes)
       spdlog::warn("flowbus dlq {}: cut a torn tail of {} bytes (a crash or a full disk mid-append); {} whole bytes kept",
-                   to_string(static_cast<dlq_kind>(i)), rec[i].truncated_bytes, rec[i].whole_end);
+                   to_string(static_cast<dlq_kind>(i)), rec[i].truncated_bytes, rec[i].bytes);
     if (rec[i].damaged_bytes)
       spdlog::warn("flowbus dlq {}: {} damaged bytes between whole records (readers skip them)",
                    to_string(static_cast<dlq_kind>(i)), rec[i].damaged_bytes);

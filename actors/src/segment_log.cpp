@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace flowbus::actors {
@@ -23,6 +24,7 @@ namespace {
 
 constexpr std::uint32_t segment_magic = 0x47455346; // "FSEG" little-endian
 constexpr std::uint32_t index_magic = 0x58444946;   // "FIDX": a closed segment's index file
+constexpr std::uint32_t delete_magic = 0x4C454446;  // "FDEL": deletion markers (the file `deleted`)
 constexpr std::size_t body_head = 16;               // seq, time
 constexpr std::uint64_t index_every = 64;           // a sparse index entry every this many records
 constexpr std::size_t read_chunk = 1 << 20;
@@ -75,6 +77,8 @@ struct segment_log::impl {
   std::uint64_t file_size = 0;    ///< of the active segment on disk (its `size` counts `pending` too)
   std::chrono::steady_clock::time_point last_sync{};
   log_recovery rec;
+  std::set<std::uint64_t> del;        ///< deleted records still inside kept segments
+  std::uint64_t del_file_markers = 0; ///< markers in the file `deleted`, stale ones included
 
   // background_sync: the syncer thread, and what it shares with the owner (under sm)
   std::thread syncer;
@@ -260,6 +264,130 @@ struct segment_log::impl {
     }
   }
 
+  std::filesystem::path deleted_path() const { return dir / "deleted"; }
+
+  /// The kept segment that holds `seq` (nullptr: none; a damaged record's number may be inside one).
+  const segment* segment_of(std::uint64_t seq) const {
+    for (const segment& s : segs)
+      if (s.records && seq >= s.first_seq && seq <= s.last_seq) return &s;
+    return nullptr;
+  }
+  std::uint64_t deleted_in(const segment& s) const {
+    if (!s.records || del.empty()) return 0;
+    return static_cast<std::uint64_t>(std::distance(del.lower_bound(s.first_seq), del.upper_bound(s.last_seq)));
+  }
+  std::uint64_t live() const noexcept { return total_records - std::min<std::uint64_t>(del.size(), total_records); }
+
+  /// Removes a segment that is not the active one (files, totals, its deletion markers).
+  std::deque<segment>::iterator drop(std::deque<segment>::iterator it) {
+    if (!opt.in_memory) {
+      std::error_code ec;
+      std::filesystem::remove(index_path(it->path), ec); // first: an index never outlives its segment
+      std::filesystem::remove(it->path, ec);
+      if (ec) fail(ec, "remove " + it->path.string());
+    }
+    if (it->records) del.erase(del.lower_bound(it->first_seq), del.upper_bound(it->last_seq));
+    total_bytes -= it->size;
+    total_records -= it->records;
+    return segs.erase(it);
+  }
+
+  /// Rewrites the file `deleted` with the live markers only (removes it when there are none).
+  void save_deleted() {
+    if (opt.in_memory) return;
+    if (del.empty()) {
+      std::error_code ec;
+      if (std::filesystem::remove(deleted_path(), ec))
+        if (auto e = sync_directory(dir)) fail(e, "fsync " + dir.string());
+    } else {
+      std::string out, body;
+      for (auto it = del.begin(); it != del.end();) {
+        body.clear();
+        for (std::size_t n = 0; it != del.end() && n < 8192; ++it, ++n)
+          put<std::uint64_t>(body, *it);
+        put_record(out, delete_magic, body);
+      }
+      write_file_atomically(deleted_path(), out);
+    }
+    del_file_markers = del.size();
+  }
+
+  /// Appends deletion markers to the file `deleted` and fdatasyncs; nothing of them stays on an error.
+  void append_markers(const std::vector<std::uint64_t>& seqs) {
+    std::string body, out;
+    for (std::uint64_t q : seqs)
+      put<std::uint64_t>(body, q);
+    put_record(out, delete_magic, body);
+    const auto path = deleted_path();
+    const bool created = !std::filesystem::exists(path);
+    const int f = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0) fail(last_error(), "open " + path.string());
+    struct stat st {};
+    std::error_code ec = ::fstat(f, &st) == 0 ? write_all(f, out) : last_error();
+    if (!ec && ::fdatasync(f) != 0) ec = last_error();
+    if (ec && ::ftruncate(f, st.st_size) == 0) (void)::fdatasync(f);
+    ::close(f);
+    if (ec) fail(ec, "append to " + path.string());
+    if (created)
+      if (auto e = sync_directory(dir)) fail(e, "fsync " + dir.string());
+    del_file_markers += seqs.size();
+  }
+
+  /// Opening: the markers of the file `deleted` for records still kept; the file is rewritten when
+  /// it holds others (stale, or a torn tail).
+  void load_deleted() {
+    std::string data;
+    if (auto ec = read_file(deleted_path(), data)) {
+      if (ec.value() == ENOENT) return;
+      fail(ec, "read " + deleted_path().string());
+    }
+    std::uint64_t markers = 0;
+    const scan_result r =
+        scan_records(data, delete_magic, [&](std::size_t, const codec::byte* body, std::uint32_t len) {
+          if (len % 8) return false;
+          for (std::uint32_t i = 0; i < len; i += 8, ++markers)
+            if (const std::uint64_t q = codec::load_le<std::uint64_t>(body + i); segment_of(q)) del.insert(q);
+          return true;
+        });
+    rec.damaged_bytes += r.damaged_bytes;
+    rec.damaged_regions += r.damaged_regions;
+    rec.torn_bytes += data.size() - r.whole_end;
+    del_file_markers = markers;
+    if (markers != del.size() || r.whole_end != data.size() || r.damaged_bytes) save_deleted();
+  }
+
+  /// Removes the closed segments whose records are all deleted.
+  void compact() {
+    bool dropped = false;
+    for (auto it = segs.begin(); it != segs.end() && std::next(it) != segs.end();)
+      if (it->records && deleted_in(*it) >= it->records) {
+        it = drop(it);
+        dropped = true;
+      } else {
+        ++it;
+      }
+    if (!dropped || opt.in_memory) return;
+    if (auto ec = sync_directory(dir)) fail(ec, "fsync " + dir.string());
+    if (del_file_markers > 2 * del.size()) save_deleted();
+  }
+
+  std::uint64_t purge_all() {
+    const std::uint64_t n = live();
+    write_pending();
+    const segment& b = segs.back();
+    if (b.records || b.base != next_seq) new_segment(); // empty, named after the next sequence number
+    const bool any = segs.size() > 1;
+    while (segs.size() > 1)
+      drop(segs.begin());
+    del.clear();
+    if (!opt.in_memory) {
+      if (any)
+        if (auto ec = sync_directory(dir)) fail(ec, "fsync " + dir.string());
+      save_deleted();
+    }
+    return n;
+  }
+
   void open_active() {
     if (opt.in_memory) return;
     segment& s = segs.back();
@@ -427,6 +555,8 @@ segment_log::segment_log(std::filesystem::path dir, log_options options) : impl_
     m.new_segment();
   else
     m.open_active();
+  m.load_deleted();
+  m.compact();
 }
 
 segment_log::~segment_log() {
@@ -495,12 +625,19 @@ std::uint64_t segment_log::syncs() const noexcept {
   return impl_->syncs + impl_->bg_syncs;
 }
 std::uint64_t segment_log::first() const noexcept {
-  for (const auto& s : impl_->segs)
-    if (s.records) return s.first_seq;
-  return impl_->next_seq;
+  const impl& m = *impl_;
+  for (const auto& s : m.segs) {
+    if (!s.records) continue;
+    std::uint64_t q = s.first_seq; // past the deleted ones at its start
+    for (auto it = m.del.lower_bound(q); it != m.del.end() && *it == q && q <= s.last_seq; ++it)
+      ++q;
+    if (q <= s.last_seq) return q;
+  }
+  return m.next_seq;
 }
 std::uint64_t segment_log::last() const noexcept { return impl_->next_seq - 1; }
-std::uint64_t segment_log::records() const noexcept { return impl_->total_records; }
+std::uint64_t segment_log::records() const noexcept { return impl_->live(); }
+std::uint64_t segment_log::deleted() const noexcept { return impl_->del.size(); }
 std::uint64_t segment_log::bytes() const noexcept { return impl_->total_bytes; }
 std::size_t segment_log::segments() const noexcept { return impl_->segs.size(); }
 const log_recovery& segment_log::recovered() const noexcept { return impl_->rec; }
@@ -515,7 +652,7 @@ std::size_t segment_log::read(std::uint64_t from, std::size_t max,
     if (s.records == 0 || s.last_seq < from) continue;
     bool go = true;
     m.walk(s, m.start_offset(s, from), [&](const log_record& r) {
-      if (r.seq < from) return true;
+      if (r.seq < from || (!m.del.empty() && m.del.count(r.seq))) return true;
       go = f(r) && ++given < max;
       return go;
     });
@@ -551,23 +688,37 @@ std::uint64_t segment_log::enforce_retention(std::uint64_t now_ns) {
   while (m.segs.size() > 1) {
     const impl::segment& s = m.segs.front();
     const bool over = (m.opt.max_bytes && m.total_bytes > m.opt.max_bytes) ||
-                      (m.opt.max_records && m.total_records > m.opt.max_records) ||
+                      (m.opt.max_records && m.live() > m.opt.max_records) ||
                       (max_age_ns && now_ns > s.last_time && now_ns - s.last_time > max_age_ns);
     if (!over) break;
-    if (!m.opt.in_memory) {
-      std::error_code ec;
-      std::filesystem::remove(index_path(s.path), ec); // first: an index never outlives its segment
-      std::filesystem::remove(s.path, ec);
-      if (ec) fail(ec, "remove " + s.path.string());
-    }
-    m.total_bytes -= s.size;
-    m.total_records -= s.records;
-    dropped += s.records;
-    m.segs.pop_front();
+    dropped += s.records - m.deleted_in(s);
+    m.drop(m.segs.begin());
   }
-  if (dropped && !m.opt.in_memory)
+  if (dropped && !m.opt.in_memory) {
     if (auto ec = sync_directory(m.dir)) fail(ec, "fsync " + m.dir.string());
+    if (m.del_file_markers > 2 * m.del.size()) m.save_deleted();
+  }
   return dropped;
 }
+
+std::uint64_t segment_log::remove(const std::vector<std::uint64_t>& seqs) {
+  impl& m = *impl_;
+  m.write_pending(); // what was appended can be deleted too
+  std::vector<std::uint64_t> fresh;
+  for (std::uint64_t q : seqs)
+    if (!m.del.count(q) && m.segment_of(q)) fresh.push_back(q);
+  std::sort(fresh.begin(), fresh.end());
+  fresh.erase(std::unique(fresh.begin(), fresh.end()), fresh.end());
+  if (fresh.empty()) return 0;
+  if (!m.opt.in_memory) m.append_markers(fresh);
+  m.del.insert(fresh.begin(), fresh.end());
+  if (m.live() == 0)
+    m.purge_all(); // nothing left: no segment nor marker needs to stay
+  else
+    m.compact();
+  return fresh.size();
+}
+
+std::uint64_t segment_log::purge() { return impl_->purge_all(); }
 
 } // namespace flowbus::actors

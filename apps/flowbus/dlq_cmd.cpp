@@ -40,7 +40,7 @@ int list(const dlq_options& o) {
         std::printf("  %llu damaged bytes in %llu places skipped (whole records after them are listed)\n",
                     static_cast<unsigned long long>(c.damaged_bytes), static_cast<unsigned long long>(c.damaged_regions));
       if (c.torn_bytes)
-        std::printf("  a torn record of %llu bytes at the end is ignored (a node cuts it before appending)\n",
+        std::printf("  a torn record of %llu bytes at the end was cut off (a crash mid-append)\n",
                     static_cast<unsigned long long>(c.torn_bytes));
     } else if (c.damaged_bytes || c.torn_bytes) { // stdout stays one entry per line
       std::fprintf(stderr, "flowbus dlq: %s: %llu damaged bytes in %llu places skipped, %llu torn bytes at the end\n",

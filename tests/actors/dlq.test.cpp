@@ -1,13 +1,16 @@
-// Dead-letter queues on disk: the file format (append, load, tombstones, purge, a torn tail) and
+// Dead-letter queues on disk: each queue a segment log (append, load, removal, purge, a torn tail,
+// the import of the format before) and
 // the node's DLQ actors (dead letters persisted by kind, surviving a restart, replayed).
 #include <flowbus/actors/dlq.hpp>
 #include <flowbus/actors/node.hpp>
+#include <flowbus/codec/crc32c.hpp>
 #include <flowbus/codec/encoder.hpp>
 
 #include "actors/actors_support.hpp"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -56,6 +59,46 @@ void append_bytes(const fs::path& p, const std::string& bytes) {
 
 using flowbus::test::file_size_limit;
 
+fs::path last_segment(const fs::path& dir) {
+  std::vector<fs::path> segs;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".seg") segs.push_back(e.path());
+  REQUIRE(!segs.empty());
+  std::sort(segs.begin(), segs.end());
+  return segs.back();
+}
+
+void append_u64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+void append_u32(std::string& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+
+// The record format of the queue files before they were logs (dlq.hpp): "FDLQ", length, CRC32C, body.
+void put_legacy(std::string& file, const std::string& body) {
+  file += "FDLQ";
+  append_u32(file, static_cast<std::uint32_t>(body.size()));
+  append_u32(file, flowbus::codec::crc32c(body.data(), body.size()));
+  file += body;
+}
+std::string legacy_entry(const dlq_entry& e) {
+  std::string b(1, '\1');
+  b.push_back(static_cast<char>(e.reason));
+  append_u32(b, e.attempts);
+  append_u64(b, e.first_ns);
+  append_u64(b, e.last_ns);
+  b.push_back(static_cast<char>(e.source.size()));
+  b.push_back('\0');
+  b += e.source;
+  b.push_back(static_cast<char>(e.recipient.size()));
+  b.push_back('\0');
+  b += e.recipient;
+  append_u32(b, static_cast<std::uint32_t>(e.frame.size()));
+  b += e.frame;
+  return b;
+}
+
 // A unicast FLOW frame to `target` from "pub", as a DLQ entry keeps it.
 std::string unicast_frame(const std::string& target, const std::string& payload) {
   flowbus::codec::encoder enc;
@@ -81,116 +124,119 @@ node_config with_dlq(const fs::path& dir) {
 
 TEST_SUITE("dlq") {
 
-  TEST_CASE("file: append is read back field by field; ids are offsets; tombstones remove; purge empties") {
+  TEST_CASE("queue: append is read back field by field; ids are sequence numbers; removal and purge persist; ids go on") {
     temp_dir d;
-    dlq_file f(d.path, dlq_kind::poison);
-    CHECK(f.path().filename() == "poison.dlq");
-    std::vector<dlq_entry> batch{entry("a", std::string("\0\1\2frame", 8)), entry("b", "xyz", dead_reason::poison)};
-    REQUIRE_FALSE(f.append(batch));
-    CHECK(batch[0].id == 0);
-    CHECK(batch[1].id > 0);
-    std::vector<dlq_entry> more{entry("c", "")};
-    REQUIRE_FALSE(f.append(more));
+    {
+      dlq_file f(d.path, dlq_kind::poison);
+      CHECK(f.path() == d.path / "poison");
+      std::vector<dlq_entry> batch{entry("a", std::string("\0\1\2frame", 8)), entry("b", "xyz", dead_reason::poison)};
+      REQUIRE_FALSE(f.append(batch));
+      CHECK(batch[0].id == 1);
+      CHECK(batch[1].id == 2);
+      std::vector<dlq_entry> more{entry("c", "")};
+      REQUIRE_FALSE(f.append(more));
+      CHECK(more[0].id == 3);
+      CHECK(fs::exists(last_segment(f.path())));
 
+      dlq_file::contents c;
+      REQUIRE_FALSE(f.load(c));
+      REQUIRE(c.entries.size() == 3);
+      CHECK(c.entries[0].recipient == "a");
+      CHECK(c.entries[0].frame == std::string("\0\1\2frame", 8));
+      CHECK(c.entries[0].attempts == 2);
+      CHECK(c.entries[0].first_ns == 1000);
+      CHECK(c.entries[0].last_ns == 2000);
+      CHECK(c.entries[0].source == "src");
+      CHECK(c.entries[1].reason == dead_reason::poison);
+      CHECK(c.entries[2].id == 3);
+      CHECK(c.torn_bytes == 0);
+      REQUIRE_FALSE(f.remove({batch[1].id, 77}));
+    }
+    dlq_file f(d.path, dlq_kind::poison); // another process, or a restarted node
     dlq_file::contents c;
-    REQUIRE_FALSE(f.load(c));
-    REQUIRE(c.entries.size() == 3);
-    CHECK(c.entries[0].recipient == "a");
-    CHECK(c.entries[0].frame == std::string("\0\1\2frame", 8));
-    CHECK(c.entries[0].attempts == 2);
-    CHECK(c.entries[0].first_ns == 1000);
-    CHECK(c.entries[0].last_ns == 2000);
-    CHECK(c.entries[0].source == "src");
-    CHECK(c.entries[1].reason == dead_reason::poison);
-    CHECK(c.entries[2].id == more[0].id);
-    CHECK(c.torn_bytes == 0);
-
-    REQUIRE_FALSE(f.remove({batch[1].id}));
     REQUIRE_FALSE(f.load(c));
     REQUIRE(c.entries.size() == 2);
     CHECK(c.entries[1].recipient == "c");
-    CHECK(c.tombstones == 1);
-
+    CHECK(c.deleted == 1);
     REQUIRE_FALSE(f.purge());
     REQUIRE_FALSE(f.load(c));
     CHECK(c.entries.empty());
-  }
-
-  TEST_CASE("file: a missing file is empty; a torn tail is reported by the reader") {
-    temp_dir d;
-    dlq_file f(d.path, dlq_kind::unknown);
-    dlq_file::contents c;
-    REQUIRE_FALSE(f.load(c)); // no file yet
+    std::vector<dlq_entry> after{entry("d", "dd")};
+    REQUIRE_FALSE(f.append(after));
+    CHECK(after[0].id == 4); // an id is never given twice
+    dlq_file missing(d.path, dlq_kind::unknown);
+    REQUIRE_FALSE(missing.load(c));
     CHECK(c.entries.empty());
-    std::vector<dlq_entry> batch{entry("a", "one"), entry("b", "two")};
-    REQUIRE_FALSE(f.append(batch));
-    append_bytes(f.path(), std::string("FDLQ\x40\0\0\0\1\2", 10)); // a crash in the middle of a third append
-    REQUIRE_FALSE(f.load(c));
-    CHECK(c.entries.size() == 2);
-    CHECK(c.torn_bytes == 10);
-    CHECK(c.damaged_bytes == 0);
+    CHECK_FALSE(fs::exists(missing.path())); // reading does not create a queue
   }
 
   // Regression (issue 17.1): the reader stopped at the first bad record and a restarted node
-  // appended after it, so everything written later was invisible. Cut the file at every byte
-  // offset of its last two records: a new writer cuts the torn tail and appends after the last
-  // whole record; every whole record before the cut and every new one is listed.
-  TEST_CASE("file: cut at every byte of the last records, a new writer truncates the torn tail and appends after it") {
+  // appended after it, so everything written later was invisible. Cut the active segment at every
+  // byte offset of its last two records: a new writer cuts the torn tail and appends after the
+  // last whole record; every whole record before the cut and every new one is listed.
+  TEST_CASE("queue: cut at every byte of the last records, a new writer truncates the torn tail and appends after it") {
     temp_dir d;
     std::vector<dlq_entry> first{entry("a", "alpha"), entry("b", "bravo"), entry("c", "charlie")};
-    std::vector<dlq_entry> last{entry("d", "delta-delta"), entry("e", std::string(40, 'e'))};
+    std::vector<dlq_entry> d_only{entry("d", "delta-delta")}, e_only{entry("e", std::string(40, 'e'))};
     std::string full;
+    std::uint64_t start_d = 0, end_d = 0;
+    fs::path seg;
     {
       dlq_file f(d.path, dlq_kind::poison);
       REQUIRE_FALSE(f.append(first));
-      REQUIRE_FALSE(f.append(last));
-      full = read_all(f.path());
+      seg = last_segment(f.path());
+      start_d = fs::file_size(seg);
+      REQUIRE_FALSE(f.append(d_only));
+      end_d = fs::file_size(seg);
+      REQUIRE_FALSE(f.append(e_only));
+      full = read_all(seg);
     }
-    const std::uint64_t end_d = last[1].id;
     std::size_t cuts = 0;
-    for (std::uint64_t cut = last[0].id; cut < full.size(); ++cut) {
+    for (std::uint64_t cut = start_d; cut < full.size(); ++cut) {
       CAPTURE(cut);
-      write_file(d.path / "poison.dlq", full.substr(0, cut));
+      write_file(seg, full.substr(0, cut));
+      fs::remove(seg.parent_path() / "deleted"); // the last round's removal
       dlq_file f(d.path, dlq_kind::poison); // a restarted node's writer
       std::vector<dlq_entry> more{entry("f", "foxtrot")};
       REQUIRE_FALSE(f.append(more));
-      const std::uint64_t whole = cut >= end_d ? end_d : last[0].id;
-      CHECK(more[0].id == whole);
-      CHECK(f.truncated_bytes() == cut - whole);
+      const bool d_whole = cut >= end_d;
+      CHECK(more[0].id == (d_whole ? 5u : 4u));
+      CHECK(f.truncated_bytes() == cut - (d_whole ? end_d : start_d));
       dlq_file::contents c;
       REQUIRE_FALSE(f.load(c));
       std::vector<std::string> got;
       for (const auto& e : c.entries) got.push_back(e.recipient);
       std::vector<std::string> want{"a", "b", "c"};
-      if (cut >= end_d) want.push_back("d");
+      if (d_whole) want.push_back("d");
       want.push_back("f");
       CHECK(got == want);
       CHECK(c.torn_bytes == 0);
       CHECK(c.damaged_bytes == 0);
-      // tombstones land where readers see them: a removal is not lost behind the damage
+      // a removal is not lost behind the damage
       REQUIRE_FALSE(f.remove({c.entries.front().id}));
       REQUIRE_FALSE(f.load(c));
       CHECK(c.entries.size() == want.size() - 1);
       ++cuts;
     }
-    CHECK(cuts == full.size() - last[0].id);
+    CHECK(cuts == full.size() - start_d);
   }
 
-  TEST_CASE("file: garbage or a zero-filled tail is cut by recover(); nothing whole is lost") {
+  TEST_CASE("queue: garbage or a zero-filled tail is cut by recover(); nothing whole is lost") {
     temp_dir d;
     dlq_file f(d.path, dlq_kind::corruption);
     std::vector<dlq_entry> batch{entry("a", "one"), entry("b", "two")};
     REQUIRE_FALSE(f.append(batch));
-    const auto size = fs::file_size(f.path());
-    for (const std::string& tail : {std::string(4096, '\0'), std::string("garbage that is not a record, FDLQ inside it"),
-                                    std::string("FDLQ")}) {
-      append_bytes(f.path(), tail);
+    const fs::path seg = last_segment(f.path());
+    const auto size = fs::file_size(seg);
+    for (const std::string& tail : {std::string(4096, '\0'), std::string("garbage that is not a record, FSEG inside it"),
+                                    std::string("FSEG")}) {
+      append_bytes(seg, tail);
       dlq_file fresh(d.path, dlq_kind::corruption);
       dlq_file::recovery r;
       REQUIRE_FALSE(fresh.recover(r));
       CHECK(r.truncated_bytes == tail.size());
-      CHECK(r.whole_end == size);
-      CHECK(fs::file_size(f.path()) == size);
+      CHECK(r.bytes == size);
+      CHECK(fs::file_size(seg) == size);
       dlq_file::contents c;
       REQUIRE_FALSE(fresh.load(c));
       CHECK(c.entries.size() == 2);
@@ -198,32 +244,28 @@ TEST_SUITE("dlq") {
     }
     dlq_file missing(d.path, dlq_kind::poison);
     dlq_file::recovery r;
-    REQUIRE_FALSE(missing.recover(r)); // a missing file stays missing
+    REQUIRE_FALSE(missing.recover(r)); // a missing queue stays missing
     CHECK_FALSE(fs::exists(missing.path()));
   }
 
-  TEST_CASE("file: the reader resynchronises past a damaged record in the middle and counts it") {
+  TEST_CASE("queue: the reader resynchronises past a damaged record in the middle and counts it") {
     temp_dir d;
     dlq_file f(d.path, dlq_kind::unknown);
-    std::vector<dlq_entry> batch{entry("a", "one"), entry("b", "two"), entry("c", "three"), entry("d", "four")};
-    REQUIRE_FALSE(f.append(batch));
-    const std::string full = read_all(f.path());
-    const std::uint64_t b_size = batch[2].id - batch[1].id;
-    SUBCASE("a flipped byte in b's body") {
-      std::string bad = full;
-      bad[batch[1].id + 20] ^= 0x40;
-      write_file(f.path(), bad);
+    std::vector<std::uint64_t> ends; // where each record ends in the segment
+    fs::path seg;
+    for (const char* who : {"a", "b", "c", "d"}) {
+      std::vector<dlq_entry> one{entry(who, std::string("payload of ") + who)};
+      REQUIRE_FALSE(f.append(one));
+      seg = last_segment(f.path());
+      ends.push_back(fs::file_size(seg));
     }
-    SUBCASE("b's magic overwritten") {
-      std::string bad = full;
-      bad[batch[1].id] = 'X';
-      write_file(f.path(), bad);
-    }
-    SUBCASE("b's length made huge") {
-      std::string bad = full;
-      bad[batch[1].id + 7] = '\x7f';
-      write_file(f.path(), bad);
-    }
+    const std::string full = read_all(seg);
+    const std::uint64_t b_at = ends[0], b_size = ends[1] - ends[0];
+    std::string bad = full;
+    SUBCASE("a flipped byte in b's body") { bad[b_at + 20] ^= 0x40; }
+    SUBCASE("b's magic overwritten") { bad[b_at] = 'X'; }
+    SUBCASE("b's length made huge") { bad[b_at + 7] = '\x7f'; }
+    write_file(seg, bad);
     dlq_file::contents c;
     REQUIRE_FALSE(f.load(c));
     std::vector<std::string> got;
@@ -235,32 +277,59 @@ TEST_SUITE("dlq") {
     // a writer keeps the damage in the middle (readers skip it) and appends after the last record
     std::vector<dlq_entry> more{entry("e", "five")};
     REQUIRE_FALSE(f.append(more));
-    CHECK(more[0].id == full.size());
+    CHECK(more[0].id == 5);
     REQUIRE_FALSE(f.load(c));
     CHECK(c.entries.size() == 4);
   }
 
   // Regression (issue 17.2's disk side): a write the disk refuses (here: the file-size limit,
   // EFBIG, as a full disk gives ENOSPC) leaves nothing of the batch behind.
-  TEST_CASE("file: an append the disk refuses is undone; the next append succeeds after the whole records") {
+  TEST_CASE("queue: an append the disk refuses is undone; the next append succeeds after the whole records") {
     temp_dir d;
     dlq_file f(d.path, dlq_kind::poison);
     std::vector<dlq_entry> batch{entry("a", "one")};
     REQUIRE_FALSE(f.append(batch));
-    const auto size = fs::file_size(f.path());
+    const fs::path seg = last_segment(f.path());
+    const auto size = fs::file_size(seg);
     std::vector<dlq_entry> big;
     for (int i = 0; i < 20; ++i) big.push_back(entry("big" + std::to_string(i), std::string(100, 'x')));
     {
       file_size_limit limit(size + 300); // room for two or three of them, not twenty
       CHECK(f.append(big));
     }
-    CHECK(fs::file_size(f.path()) == size);
+    CHECK(fs::file_size(seg) == size);
     std::vector<dlq_entry> more{entry("b", "two")};
     REQUIRE_FALSE(f.append(more));
+    CHECK(more[0].id == 2);
     dlq_file::contents c;
     REQUIRE_FALSE(f.load(c));
     REQUIRE(c.entries.size() == 2);
     CHECK(c.entries[1].recipient == "b");
+  }
+
+  TEST_CASE("queue: a file of the format before logs (<kind>.dlq) is imported once, its removed entries left out") {
+    temp_dir d;
+    std::string file; // three entries, the second removed by a tombstone (by its offset)
+    std::vector<std::uint64_t> offsets;
+    for (const char* who : {"x", "y", "z"}) {
+      offsets.push_back(file.size());
+      put_legacy(file, legacy_entry(entry(who, std::string("frame ") + who)));
+    }
+    std::string tomb(1, '\2');
+    append_u64(tomb, offsets[1]);
+    put_legacy(file, tomb);
+    write_file(d.path / "circuit_open.dlq", file);
+    dlq_file f(d.path, dlq_kind::circuit_open);
+    dlq_file::contents c;
+    REQUIRE_FALSE(f.load(c));
+    std::vector<std::string> got;
+    for (const auto& e : c.entries) got.push_back(e.recipient + "/" + e.frame);
+    CHECK(got == std::vector<std::string>{"x/frame x", "z/frame z"});
+    CHECK(c.entries[0].first_ns == 1000);
+    CHECK_FALSE(fs::exists(d.path / "circuit_open.dlq"));
+    CHECK(fs::exists(d.path / "circuit_open.dlq.imported"));
+    REQUIRE_FALSE(f.load(c)); // not twice
+    CHECK(c.entries.size() == 2);
   }
 
   TEST_CASE("directory: not a directory, under a file, or not writable is refused with the path; the node refuses to start") {
@@ -292,7 +361,7 @@ TEST_SUITE("dlq") {
         batch.push_back(std::move(e));
       }
       REQUIRE_FALSE(f.append(batch));
-      append_bytes(f.path(), std::string("FDLQ\x40\0\0\0torn", 12));
+      append_bytes(last_segment(f.path()), std::string("FSEG\x40\0\0\0torn", 12));
     }
     node n(with_dlq(d.path));
     CHECK(n.dead().torn_cut() == 12);

@@ -1,5 +1,6 @@
 // A stream's segment log (issue 23): records kept across segments and reopenings, a torn tail cut
 // off and damage skipped on recovery, the fsync policies' durable marks, retention, lookup by time,
+// deletion and purge (what the dead-letter queues use),
 // and a crash test: a child appends with fsync on every commit and reports each committed
 // sequence number; it is killed with SIGKILL at random moments, and every number it reported is in
 // the log after reopening, with its frame intact.
@@ -9,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -48,7 +50,7 @@ std::vector<log_record> all(const segment_log& log, std::vector<std::string>& fr
 fs::path last_segment(const fs::path& dir) {
   std::vector<fs::path> segs;
   for (const auto& e : fs::directory_iterator(dir))
-    segs.push_back(e.path());
+    if (e.path().extension() == ".seg") segs.push_back(e.path());
   std::sort(segs.begin(), segs.end());
   return segs.back();
 }
@@ -303,6 +305,128 @@ TEST_SUITE("segment_log") {
     std::uint64_t oldest_time = 0;
     old.read(0, 1, [&](const log_record& r) { oldest_time = r.time_ns; return true; });
     CHECK(oldest_time >= 260'000'000'000ull); // kept: segments holding a record newer than 290 s (each spans ~25 s)
+  }
+
+  TEST_CASE("deletion: removed records are skipped and stay removed after reopening; a closed segment all deleted goes; removing the rest purges") {
+    temp_dir d;
+    log_options o;
+    o.segment_bytes = 2048;
+    std::vector<std::string> frames;
+    auto seqs_of = [&](const segment_log& log) {
+      std::vector<std::uint64_t> out;
+      for (const auto& r : all(log, frames)) out.push_back(r.seq);
+      return out;
+    };
+    auto range = [](std::uint64_t from, std::uint64_t to) {
+      std::vector<std::uint64_t> v;
+      for (std::uint64_t i = from; i <= to; ++i) v.push_back(i);
+      return v;
+    };
+    {
+      segment_log log(d.path, o);
+      for (std::uint64_t i = 1; i <= 300; ++i) log.append(view(frame_of(i)), i);
+      log.commit();
+      REQUIRE(log.segments() > 3);
+      CHECK(log.remove({2, 4, 4, 999, 0}) == 2); // a duplicate and numbers not in the log are ignored
+      CHECK(log.remove({2}) == 0);
+      CHECK(log.records() == 298);
+      CHECK(log.deleted() == 2);
+      const auto got = seqs_of(log);
+      CHECK(got.size() == 298);
+      CHECK(std::find(got.begin(), got.end(), 2) == got.end());
+      CHECK(std::find(got.begin(), got.end(), 4) == got.end());
+      CHECK(log.remove({1}) == 1);
+      CHECK(log.first() == 3);
+    }
+    segment_log log(d.path, o);
+    CHECK(log.records() == 297);
+    CHECK(log.first() == 3);
+    CHECK(seqs_of(log).front() == 3);
+    const std::size_t before = log.segments();
+    CHECK(log.remove(range(1, 100)) == 97);
+    CHECK(log.segments() < before); // closed segments whose records are all deleted are gone
+    CHECK(log.deleted() < 100);      // and the markers for them
+    CHECK(log.first() == 101);
+    CHECK(log.records() == 200);
+    CHECK(seqs_of(log) == range(101, 300));
+    {
+      segment_log again(d.path, o);
+      CHECK(again.records() == 200);
+      CHECK(seqs_of(again) == range(101, 300));
+    }
+    CHECK(log.remove(range(101, 300)) == 200); // nothing left: purged
+    CHECK(log.records() == 0);
+    CHECK(log.segments() == 1);
+    CHECK(log.deleted() == 0);
+    CHECK_FALSE(fs::exists(d.path / "deleted"));
+    CHECK(log.append(view(frame_of(301)), 301) == 301); // numbers never go back
+    log.commit();
+    segment_log reopened(d.path, o);
+    CHECK(reopened.first() == 301);
+    CHECK(reopened.last() == 301);
+    CHECK(seqs_of(reopened) == range(301, 301));
+  }
+
+  TEST_CASE("purge: every record goes, numbering goes on, after reopening too; in memory likewise") {
+    for (const bool memory : {false, true}) {
+      CAPTURE(memory);
+      temp_dir d;
+      log_options o;
+      o.segment_bytes = 2048;
+      o.in_memory = memory;
+      segment_log log(d.path, o);
+      for (std::uint64_t i = 1; i <= 300; ++i) log.append(view(frame_of(i)), i);
+      log.commit();
+      CHECK(log.remove({7}) == 1);
+      CHECK(log.purge() == 299);
+      CHECK(log.records() == 0);
+      CHECK(log.deleted() == 0);
+      CHECK(log.segments() == 1);
+      CHECK(log.first() == 301);
+      CHECK(log.last() == 300);
+      CHECK(log.purge() == 0);
+      CHECK(log.append(view(frame_of(301)), 301) == 301);
+      log.commit();
+      std::vector<std::string> frames;
+      const auto rs = all(log, frames);
+      REQUIRE(rs.size() == 1);
+      CHECK(frames[0] == frame_of(301));
+      if (memory) continue;
+      std::size_t seg_files = 0;
+      for (const auto& e : fs::directory_iterator(d.path)) seg_files += e.path().extension() == ".seg";
+      CHECK(seg_files == 1);
+      segment_log reopened(d.path, o);
+      CHECK(reopened.first() == 301);
+      CHECK(reopened.last() == 301);
+      CHECK(reopened.records() == 1);
+    }
+  }
+
+  TEST_CASE("a torn deletion file: the whole markers count, the torn one is cut and the file rewritten") {
+    temp_dir d;
+    log_options o;
+    {
+      segment_log log(d.path, o);
+      for (std::uint64_t i = 1; i <= 10; ++i) log.append(view(frame_of(i)), i);
+      log.commit();
+      CHECK(log.remove({3}) == 1);
+      CHECK(log.remove({5}) == 1);
+    }
+    {
+      std::ofstream out(d.path / "deleted", std::ios::binary | std::ios::app);
+      out << std::string("FDEL\x08\0\0\0xx", 10); // a marker cut short by a crash
+    }
+    std::vector<std::string> frames;
+    {
+      segment_log log(d.path, o);
+      CHECK(log.recovered().torn_bytes == 10);
+      CHECK(log.records() == 8);
+      CHECK(all(log, frames).size() == 8);
+    }
+    segment_log log(d.path, o);
+    CHECK(log.recovered().torn_bytes == 0); // rewritten whole
+    CHECK(log.deleted() == 2);
+    for (const auto& r : all(log, frames)) CHECK((r.seq != 3 && r.seq != 5));
   }
 
   TEST_CASE("in memory: the same records, segments, lookups and retention, and nothing on disk") {

@@ -1,25 +1,19 @@
 // Dead-letter queues on disk: six typed queues (network timeout, agent unavailable, corruption,
-// circuit breaker, poison, unknown), one append-only file each under a directory, so a restart
-// keeps them. The node's DLQ actors append what `dead_letters` receives (group commit: one
+// circuit breaker, poison, unknown), each a log of the streams' store (segment_log.hpp) in
+// `<dir>/<kind>/`, so a restart keeps them and one implementation of the log, its recovery and its
+// tests serves both. The node's DLQ actors append what `dead_letters` receives (group commit: one
 // write + fdatasync per batch, off the data path); `flowbus dlq` and node::dlq_*() list, replay
-// and purge them. Several processes may use one directory: every change holds an flock.
+// and purge them. Several processes may use one directory: every operation holds the queue's
+// flock (`<dir>/<kind>/.lock`) and opens the log for its duration.
 //
-// File `<dir>/<kind>.dlq`: records of
-//   u32 magic "FDLQ" · u32 body length · u32 CRC32C(body) · body
-// body: u8 record type (1 entry, 2 tombstone), then for an entry
-//   u8 reason · u32 attempts · u64 first_ns · u64 last_ns (wall clock) · u16 + source ·
+// A record's bytes (the log's "frame") are an entry:
+//   u8 1 · u8 reason · u32 attempts · u64 first_ns · u64 last_ns (wall clock) · u16 + source ·
 //   u16 + recipient · u32 + frame (the original FLOW frame, as sent)
-// and for a tombstone the u64 id of the entry it removes. An entry's id is its record's offset in
-// the file.
-//
-// Recovery, as a write-ahead log does it: a crash or a full disk can leave a partial record at the
-// end. Before it appends (and when the node opens its directory) a writer finds the end of the
-// last whole record (magic, length and CRC all good), truncates the torn tail after it, fdatasyncs,
-// and appends there, so what it writes next is never hidden behind the damage. A reader that meets
-// a damaged record in the middle resynchronises on the next whole record (magic + length + CRC)
-// and counts the damaged bytes; it never silently stops. A failed append is undone (the file is cut
-// back to where it started), so a batch is on disk whole or not at all. Creating a file fsyncs the
-// directory, so the file itself survives a crash.
+// An entry's id is its record's sequence number; replay removes entries with the log's deletion
+// markers, purge empties the log (ids go on from where they were). Recovery is the log's: a torn
+// tail is cut when the queue is opened, a damaged record in the middle is skipped and counted.
+// A queue directory from before (`<dir>/<kind>.dlq`, records "FDLQ" with tombstones) is imported
+// into the log the first time the queue is opened, and renamed `<kind>.dlq.imported`.
 #pragma once
 
 #include <flowbus/actors/agent.hpp>
@@ -50,56 +44,54 @@ struct dlq_entry {
   std::string frame;     ///< the original FLOW frame
 };
 
-/// One kind's file. @threadsafe one object per thread; processes coordinate through flock.
+/// One kind's queue. @threadsafe one object per thread; processes coordinate through flock.
 class dlq_file {
 public:
   dlq_file(std::filesystem::path dir, dlq_kind kind);
 
   dlq_kind kind() const noexcept { return kind_; }
-  const std::filesystem::path& path() const noexcept { return path_; }
+  const std::filesystem::path& path() const noexcept { return path_; } ///< the queue's log directory
 
   /// Appends the entries (setting their ids) and fdatasyncs once: on return they are on disk.
-  /// A torn tail left by an earlier writer is truncated first (see recover()). On an error nothing
-  /// of the batch stays in the file.
+  /// On an error nothing of the batch stays in the log (a batch is one write below 1 MiB).
   std::error_code append(std::vector<dlq_entry>& entries);
   struct contents {
     std::vector<dlq_entry> entries; ///< live entries, oldest first
-    std::uint64_t tombstones = 0;
-    std::uint64_t torn_bytes = 0;      ///< after the last whole record (a crash mid-append)
-    std::uint64_t damaged_bytes = 0;   ///< skipped between whole records (resynchronised)
+    std::uint64_t deleted = 0;         ///< removed entries whose segment is still kept
+    std::uint64_t torn_bytes = 0;      ///< cut off the end when this read opened it (a crash mid-append)
+    std::uint64_t damaged_bytes = 0;   ///< skipped between whole records
     std::uint64_t damaged_regions = 0; ///< how many such stretches
   };
-  /// Reads the live entries (a missing file is empty).
+  /// Reads the live entries (a missing queue is empty).
   std::error_code load(contents& out) const;
   /// What recover() found.
   struct recovery {
-    std::uint64_t whole_end = 0;       ///< where the last whole record ends: the file's size after
+    std::uint64_t bytes = 0;           ///< of the log's segments, after
     std::uint64_t truncated_bytes = 0; ///< the torn tail cut off
     std::uint64_t damaged_bytes = 0;   ///< damage between whole records, left for readers to skip
   };
-  /// Truncates a torn tail (everything after the last whole record) and fdatasyncs; a missing file
-  /// is left missing. Holds the file's flock.
+  /// Opens the log (cutting a torn tail, importing a legacy file); a missing queue stays missing.
   std::error_code recover(recovery& out);
-  /// Torn-tail bytes this object has cut off, by recover() and before appends.
+  /// Torn-tail bytes this object's openings have cut off.
   std::uint64_t truncated_bytes() const noexcept { return truncated_; }
-  /// Removes entries by id (appends tombstones; unknown ids are ignored).
+  /// Removes entries by id (unknown ids are ignored).
   std::error_code remove(const std::vector<std::uint64_t>& ids);
-  /// Empties the file.
+  /// Empties the queue.
   std::error_code purge();
 
 private:
-  std::filesystem::path path_;
+  /// Locks the queue, opens its log and calls f(log) (create: make it if missing; else a missing
+  /// queue is left alone and f is not called).
+  template <class F> std::error_code with_log(bool create, F&& f) const;
+  std::filesystem::path dir_, path_;
   dlq_kind kind_;
-  /// Where this object last saw the file end on a whole record (appends check only what follows).
-  std::uint64_t verified_end_ = 0;
-  std::uint64_t truncated_ = 0;
+  mutable std::uint64_t truncated_ = 0;
 };
 
 /// Makes `dir` usable as a DLQ directory: creates it if missing (fsyncing its parent), checks it is
-/// a directory this process can create files in (a probe file), that every existing queue file
-/// opens for appending, and recovers each (recover()). Returns the first problem, with `what` set
-/// to the path it concerns; `files` gets each kind's file, recovered (appends through it, or a
-/// copy, check only what is added after), `recovered` each kind's recovery.
+/// a directory this process can create files in (a probe file), and recovers every existing queue
+/// (recover()). Returns the first problem, with `what` set to the path it concerns; `files` gets
+/// each kind's queue, `recovered` each kind's recovery.
 std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string& what, std::vector<dlq_file>& files,
                                    std::array<dlq_file::recovery, dlq_kind_count>& recovered);
 

@@ -22,6 +22,15 @@
 // instead of scanning the segment when the index checks (its checksum, and the segment's size it
 // names); otherwise it scans and writes the index again. The active segment is always scanned.
 //
+// Records can be deleted one by one (`remove()`, what a dead-letter queue's replay does) or all at
+// once (`purge()`); sequence numbers never go back. A deletion is a marker appended to the file
+// `deleted` beside the segments (records of magic "FDEL": u64 sequence numbers), fdatasynced
+// before remove() returns; readers skip what it names. A closed segment whose records are all
+// deleted is removed with its index, and the markers for it go (the file is rewritten, atomically,
+// when it holds more stale markers than live ones). When nothing is left, remove() purges. A purge
+// starts an empty segment named after the next sequence number, then removes every older one, so
+// a crash part way leaves a shorter log, never an older record after a newer one.
+//
 // Opening recovers: every segment is scanned, a torn tail of the last one (a record cut short by
 // a crash) is truncated and counted, damage elsewhere is skipped and counted; the index of
 // sequence numbers and times is rebuilt in memory.
@@ -104,10 +113,10 @@ public:
   std::uint64_t durable() const noexcept;
   std::uint64_t syncs() const noexcept; ///< fdatasyncs so far (commits, sync(), segment rolls)
 
-  std::uint64_t first() const noexcept; ///< the oldest sequence number kept (last() + 1 when empty)
-  std::uint64_t last() const noexcept;  ///< the newest (0: none yet)
-  std::uint64_t records() const noexcept;
-  std::uint64_t bytes() const noexcept; ///< of all segments
+  std::uint64_t first() const noexcept;   ///< the oldest record kept, not deleted (last() + 1 when none)
+  std::uint64_t last() const noexcept;    ///< the newest (0: none yet)
+  std::uint64_t records() const noexcept; ///< kept, not deleted
+  std::uint64_t bytes() const noexcept;   ///< of all segments
   std::size_t segments() const noexcept;
   const log_recovery& recovered() const noexcept;
 
@@ -116,6 +125,15 @@ public:
   std::size_t read(std::uint64_t from, std::size_t max, const std::function<bool(const log_record&)>& f) const;
   /// The first sequence number appended at or after `time_ns` (last() + 1 if none).
   std::uint64_t seq_at_time(std::uint64_t time_ns) const;
+  /// Deletes the records with these sequence numbers (others — not in the log, deleted already —
+  /// are ignored) and returns how many it deleted; on disk once it returns (the markers are
+  /// fdatasynced, whatever the policy). Throws std::system_error.
+  std::uint64_t remove(const std::vector<std::uint64_t>& seqs);
+  /// Deletes every record (sequence numbers go on from last() + 1); returns how many went.
+  /// Throws std::system_error.
+  std::uint64_t purge();
+  /// Deletion markers held: records deleted, still inside a segment that is kept.
+  std::uint64_t deleted() const noexcept;
   /// Drops whole oldest segments past the retention limits (now: wall clock, ns). Returns how
   /// many records went.
   std::uint64_t enforce_retention(std::uint64_t now_ns);
