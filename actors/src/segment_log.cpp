@@ -28,6 +28,7 @@ constexpr std::uint32_t delete_magic = 0x4C454446;  // "FDEL": deletion markers 
 constexpr std::size_t body_head = 16;               // seq, time
 constexpr std::uint64_t index_every = 64;           // a sparse index entry every this many records
 constexpr std::size_t read_chunk = 1 << 20;
+constexpr std::size_t tail_keep = 4u << 20; // the active segment's newest bytes kept in memory, at most
 
 [[noreturn]] void fail(std::error_code ec, const std::string& what) { throw std::system_error(ec, what); }
 
@@ -75,6 +76,10 @@ struct segment_log::impl {
   std::string pending;            ///< records appended since the last write (one write() per commit)
   std::uint64_t pending_last = 0; ///< the last sequence number in it
   std::uint64_t file_size = 0;    ///< of the active segment on disk (its `size` counts `pending` too)
+  /// The active segment's newest written bytes, [tail_base, file_size), kept so that consumers
+  /// reading what was just appended are served from memory, not by open/pread/close
+  std::string tail;
+  std::uint64_t tail_base = 0;
   std::chrono::steady_clock::time_point last_sync{};
   log_recovery rec;
   std::set<std::uint64_t> del;        ///< deleted records still inside kept segments
@@ -394,6 +399,8 @@ struct segment_log::impl {
     fd = ::open(s.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) fail(last_error(), "open " + s.path.string());
     file_size = s.size;
+    tail.clear();
+    tail_base = file_size;
   }
 
   /// Writes what was appended since the last write, in one write(). On an error nothing of it
@@ -409,6 +416,8 @@ struct segment_log::impl {
       return;
     }
     if (auto ec = write_all(fd, pending)) {
+      tail.clear(); // (what it held stays true, but the file ends at file_size again: start afresh)
+      tail_base = file_size;
       if (::ftruncate(fd, static_cast<off_t>(file_size)) != 0) { /* the next open's recovery cuts it */
       }
       drop_pending();
@@ -416,6 +425,12 @@ struct segment_log::impl {
     }
     file_size += pending.size();
     written = pending_last;
+    tail += pending;
+    if (tail.size() > tail_keep) { // the older half goes
+      const std::size_t cut = tail.size() - tail_keep / 2;
+      tail.erase(0, cut);
+      tail_base += cut;
+    }
     pending.clear();
   }
 
@@ -452,6 +467,9 @@ struct segment_log::impl {
     if (opt.in_memory) {
       write_pending();
       synced = written;
+      // its whole size at once (pages are only taken as it fills): growing the string would copy
+      // the segment, tens of MiB, while a message waits
+      s.mem.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(opt.segment_bytes, 1ull << 30)) + (1u << 20));
       segs.push_back(std::move(s));
       file_size = 0;
       return;
@@ -482,10 +500,13 @@ struct segment_log::impl {
 
   /// Reads `s` from `offset` on in chunks, calling on(record) for each whole record until it returns false.
   template <class F> void walk(const segment& s, std::uint64_t offset, F&& on) const {
-    if (opt.in_memory) {
+    const bool from_tail = !opt.in_memory && &s == &segs.back() && offset >= tail_base;
+    if (opt.in_memory || from_tail) { // records written here, whole
+      const std::string& mem = from_tail ? tail : s.mem;
+      if (from_tail) offset -= tail_base;
       bool go = true;
-      const auto* base = reinterpret_cast<const codec::byte*>(s.mem.data());
-      for (std::size_t at = static_cast<std::size_t>(offset); go && at + record_head <= s.mem.size();) {
+      const auto* base = reinterpret_cast<const codec::byte*>(mem.data());
+      for (std::size_t at = static_cast<std::size_t>(offset); go && at + record_head <= mem.size();) {
         const std::uint32_t len = codec::load_le<std::uint32_t>(base + at + 4); // written here: whole
         const codec::byte* body = base + at + record_head;
         go = on(log_record{codec::load_le<std::uint64_t>(body), codec::load_le<std::uint64_t>(body + 8),
