@@ -51,6 +51,14 @@ bool client::next(received& out, std::chrono::steady_clock::time_point until) {
   }
 }
 
+void client::await(std::chrono::steady_clock::time_point until) {
+  maybe_heartbeat();
+  auto* w = static_cast<client_waiter*>(waiter_.get());
+  std::unique_lock<std::mutex> g(w->m);
+  w->cv.wait_until(g, until, [&] { return w->rung; });
+  w->rung = false;
+}
+
 std::optional<received> client::receive(std::chrono::milliseconds timeout) {
   maybe_heartbeat();
   if (!held_.empty()) {

@@ -257,6 +257,10 @@ void start_stream(const std::shared_ptr<node::impl>& keep, stream_writer& w) {
   // room for a burst while its publishers are held back (its water marks, stream_writer::start)
   spec.mailbox_capacity = std::max<std::size_t>(core.cfg.mailbox_capacity, 65536);
   auto waiter = std::make_shared<client_waiter>();
+  if (w.config().log.in_memory) { // sparse pushes are served on the pushing thread (stream_writer.hpp)
+    waiter->try_inline = &stream_writer::ring_inline;
+    waiter->inline_context = w.gate();
+  }
   registered r = register_agent(core, registration{std::move(spec), nullptr, waiter, &client_waiter::ring});
   if (r.code != errc::ok)
     throw std::invalid_argument("stream " + w.config().name + ": its agent: " + to_string(r.code));

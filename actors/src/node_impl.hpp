@@ -181,8 +181,13 @@ struct client_waiter {
   std::mutex m;
   std::condition_variable cv;
   bool rung = false;
+  /// A stream's (stream_writer::ring_inline, set before the endpoint is registered): tried first,
+  /// true when the ringing thread served what it pushed, so there is no thread to wake.
+  bool (*try_inline)(void* context) noexcept = nullptr;
+  std::shared_ptr<void> inline_context;
   static void ring(void* self) noexcept {
     auto* w = static_cast<client_waiter*>(self);
+    if (w->try_inline && w->try_inline(w->inline_context.get())) return;
     {
       std::lock_guard<std::mutex> g(w->m);
       w->rung = true;

@@ -38,6 +38,7 @@ stream_writer::stream_writer(node::impl* core, stream_config cfg)
   if (const std::error_code e = detail::make_directories(cfg_.directory / cfg_.name))
     throw std::system_error(e, "stream " + cfg_.name + ": its directory");
   consumers_.load(log_);
+  appended_ = settled_ = log_.last(); // what recovery found is on disk
   io_.deliver = [this](const consumer_config& c, const log_record& r, std::uint64_t token, std::uint32_t n) {
     return deliver(c, r, token, n);
   };
@@ -62,33 +63,41 @@ void stream_writer::start(std::unique_ptr<client> agent, std::shared_ptr<endpoin
     if (const errc e = agent_->subscribe(s); e != errc::ok)
       throw std::invalid_argument("stream " + cfg_.name + ": subject '" + s + "': " + to_string(e));
   thread_ = std::thread([this] { run(); });
+  std::lock_guard<std::mutex> g(gate_->m);
+  gate_->w = this; // pushes may now be served inline
 }
 
 void stream_writer::stop() {
   stopping_.store(true, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> g(gate_->m); // waits for an inline step in progress
+    gate_->w = nullptr;
+  }
   if (thread_.joinable()) thread_.join();
   agent_.reset(); // its port holds the node: let go, or the node would hold itself
   ep_.reset();
 }
 
 void stream_writer::settle_durable(std::uint64_t durable) {
+  settled_ = std::max(settled_, durable);
   while (!waiting_.empty() && waiting_.front().first <= durable) {
-    if (waiting_.front().second) core_->confirmations.settle(waiting_.front().second.data(), errc::ok);
+    core_->confirmations.settle(waiting_.front().second.data(), errc::ok);
     waiting_.pop_front();
   }
 }
 
-void stream_writer::fail_all(const std::exception& e, std::vector<scheduling::buffer_ref>& batch) {
-  std::lock_guard<std::mutex> g(m_);
-  failures_ += batch.size() + waiting_.size();
+void stream_writer::fail_all(const std::exception& e, std::vector<scheduling::buffer_ref>& batch) { // under m_
+  const std::uint64_t unsettled = appended_ > settled_ ? appended_ - settled_ : 0;
+  failures_ += batch.size() + unsettled;
   spdlog::error("flowbus: stream {}: {} ({} messages not stored: their senders get store_failed)", cfg_.name, e.what(),
-                batch.size() + waiting_.size());
+                batch.size() + unsettled);
   for (const auto& f : batch)
     core_->confirmations.settle(f.data(), errc::store_failed);
   for (const auto& w : waiting_)
-    if (w.second) core_->confirmations.settle(w.second.data(), errc::store_failed);
+    core_->confirmations.settle(w.second.data(), errc::store_failed);
   batch.clear();
   waiting_.clear();
+  settled_ = appended_;
 }
 
 void stream_writer::take(received& r, std::uint64_t now_ns, std::vector<scheduling::buffer_ref>& batch) {
@@ -108,56 +117,122 @@ void stream_writer::take(received& r, std::uint64_t now_ns, std::vector<scheduli
   // address is the confirmation's key); else it goes back to the pool now — while a sync runs,
   // a stream may have a great many records waiting, and their buffers are the node's
   const bool confirmed = !core_->confirmations.idle() && core_->confirmations.tracks(batch.back().data());
-  waiting_.emplace_back(seq, confirmed ? std::move(batch.back()) : scheduling::buffer_ref());
+  if (confirmed) waiting_.emplace_back(seq, std::move(batch.back()));
   batch.pop_back();
+  appended_ = seq;
+}
+
+namespace {
+/// Whether this thread is inside a stream's step: a delivery it makes into another stream is not
+/// served inline (one stream's lock at a time per thread).
+thread_local bool in_stream_step = false;
+/// An inline step only after a quiet spell this long: pushes this sparse would each wake the thread.
+constexpr auto inline_gap = std::chrono::microseconds(5);
+} // namespace
+
+bool stream_writer::step(bool last_round, std::size_t cap, bool housekeeping) {
+  const bool outer = in_stream_step;
+  in_stream_step = true;
+  bool more = false;
+  try {
+    const std::uint64_t now_ns = codec::wall_clock_ns();
+    for (std::size_t n = 0;;) { // what the mailbox holds: one write, one commit
+      std::optional<received> r = agent_->try_receive();
+      if (!r) break;
+      take(*r, now_ns, batch_);
+      if (++n == cap) {
+        more = true;
+        break;
+      }
+    }
+    ep_->catch_up(); // drained: held publishers go on once it is down to its low mark
+    if (last_round) log_.sync();
+    const auto now = std::chrono::steady_clock::now();
+    settle_durable(last_round ? log_.durable() : log_.commit(now));
+    if (housekeeping && now - last_retention_ >= std::chrono::seconds(1)) { // whole old segments past the limits go
+      last_retention_ = now;
+      log_.enforce_retention(now_ns);
+    }
+    if (consumers_.size()) {
+      next_due_ = last_round ? std::chrono::steady_clock::time_point::max()
+                             : consumers_.pump(log_, log_.last(), io_, now); // what is written (not yet synced, maybe)
+      if (housekeeping) to_save_ = consumers_.changed(last_round, now); // written by run(), unlocked
+    } else {
+      next_due_ = std::chrono::steady_clock::time_point::max(); // (the last one may have just gone)
+    }
+  } catch (const std::exception& e) {
+    fail_all(e, batch_);
+  }
+  in_stream_step = outer;
+  return more;
+}
+
+std::chrono::steady_clock::time_point stream_writer::wake_time(std::chrono::steady_clock::time_point now) const {
+  // while a sender waits for a sync (on the log's thread), 1 ms, to ACK soon after it; while
+  // records are not synced, by the policy's interval, to start the sync that traffic would have
+  // started (inline steps commit too); idle, up to 100 ms (how long stop() may wait); or until a
+  // consumer's redelivery or ack deadline
+  using ms = std::chrono::milliseconds;
+  const ms unsynced = cfg_.log.sync == fsync_policy::group ? std::max(ms(1), cfg_.log.group_interval) : ms(1);
+  auto t = now + (!waiting_.empty() ? ms(1) : settled_ < appended_ ? unsynced : ms(100));
+  if (next_due_ != std::chrono::steady_clock::time_point::max()) t = std::min(t, next_due_ + ms(1));
+  return t;
 }
 
 void stream_writer::run() {
-  std::vector<scheduling::buffer_ref> batch; // taken, not yet appended: failed with the rest on an error
   for (;;) {
     const bool last_round = stopping_.load(std::memory_order_acquire);
-    // wait for a message (the doorbell wakes it); while a batch waits for its sync (on the log's
-    // thread), 1 ms, to ACK soon after it; idle, up to 100 ms (how long stop() may wait), or until
-    // a consumer's redelivery or ack deadline
-    using ms = std::chrono::milliseconds;
-    ms wait = last_round ? ms(1) : waiting_.empty() ? ms(100) : ms(1);
-    if (next_due_ != std::chrono::steady_clock::time_point::max())
-      wait =
-          std::clamp(std::chrono::duration_cast<ms>(next_due_ - std::chrono::steady_clock::now()) + ms(1), ms(0), wait);
-    std::optional<received> r = agent_->receive(wait);
     bool more = false;
-    try {
+    std::chrono::steady_clock::time_point until;
+    {
       std::lock_guard<std::mutex> g(m_);
-      const std::uint64_t now_ns = codec::wall_clock_ns();
-      for (std::size_t n = 0; r; r = agent_->try_receive()) { // what the mailbox holds: one write, one commit
-        take(*r, now_ns, batch);
-        if (++n == 4096) {
-          more = true;
-          break;
-        }
-      }
-      ep_->catch_up(); // drained: held publishers go on once it is down to its low mark
-      if (last_round) log_.sync();
+      more = step(last_round, 4096, true);
       const auto now = std::chrono::steady_clock::now();
-      settle_durable(last_round ? log_.durable() : log_.commit(now));
-      if (now - last_retention_ >= std::chrono::seconds(1)) { // whole old segments past the limits go
-        last_retention_ = now;
-        log_.enforce_retention(now_ns);
-      }
-      if (consumers_.size()) {
-        next_due_ = last_round
-                        ? std::chrono::steady_clock::time_point::max()
-                        : consumers_.pump(log_, log_.last(), io_, now); // what is written (not yet synced, maybe)
-        consumers_.persist(last_round, now);
-      } else {
-        next_due_ = std::chrono::steady_clock::time_point::max(); // (the last one may have just gone)
-      }
-    } catch (const std::exception& e) {
-      fail_all(e, batch);
+      until = more ? now : wake_time(now);
+      planned_wake_ = until;
     }
+    if (!to_save_.empty()) save_positions();
     if (last_round && !more) break;
+    if (!more) agent_->await(until); // its doorbell, an inline step that needs it sooner, or the time
   }
   agent_->leave();
+}
+
+void stream_writer::save_positions() {
+  // outside m_: each write fdatasyncs, and inline steps go on meanwhile (the thread is the only
+  // writer, so the files are written in order)
+  for (const consumer_set::state_file& f : to_save_)
+    consumer_set::write(f);
+  std::lock_guard<std::mutex> g(m_);
+  for (const consumer_set::state_file& f : to_save_)
+    if (!consumers_.has(f.consumer)) { // removed meanwhile: its file must not come back
+      std::error_code ec;
+      std::filesystem::remove(f.path, ec);
+    }
+  to_save_.clear();
+}
+
+bool stream_writer::step_inline() noexcept {
+  if (stopping_.load(std::memory_order_acquire) || !m_.try_lock()) return false;
+  std::lock_guard<std::mutex> g(m_, std::adopt_lock);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_inline_ < inline_gap) return false; // a flood: the thread takes it
+  const bool more = step(false, 256, false);
+  ++inline_steps_;
+  last_inline_ = std::chrono::steady_clock::now();
+  if (more) return false; // the thread goes on with the rest
+  const auto want = wake_time(last_inline_);
+  if (want >= planned_wake_) return true;
+  planned_wake_ = want; // the thread must look sooner (a sync to settle, a deadline): ring it
+  return false;
+}
+
+bool stream_writer::ring_inline(void* context) noexcept {
+  if (in_stream_step) return false;
+  auto* gate = static_cast<stream_gate*>(context);
+  if (!gate->m.try_lock()) return false;
+  std::lock_guard<std::mutex> g(gate->m, std::adopt_lock);
+  return gate->w && gate->w->step_inline();
 }
 
 consumer_io::outcome stream_writer::deliver(const consumer_config& c, const log_record& r, std::uint64_t token,
@@ -232,9 +307,9 @@ std::optional<consumer_status> stream_writer::consumer(std::string_view name) co
 
 stream_status stream_writer::status() const {
   std::lock_guard<std::mutex> g(m_);
-  return {cfg_.name,     cfg_.subjects,      log_.first(),    log_.last(), log_.records(),
-          log_.bytes(),  log_.durable(),     log_.syncs(),    failures_,   log_.recovered(),
-          cfg_.log.sync, cfg_.log.in_memory, consumers_.all()};
+  return {cfg_.name,        cfg_.subjects, log_.first(),   log_.last(),        log_.records(),
+          log_.bytes(),     log_.durable(), log_.syncs(),   failures_,          inline_steps_,
+          log_.recovered(), cfg_.log.sync,  cfg_.log.in_memory, consumers_.all()};
 }
 
 } // namespace flowbus::actors

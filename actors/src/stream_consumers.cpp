@@ -60,14 +60,41 @@ scheduling::destination deliver_destination(const consumer_config& c) noexcept {
 consumer_set::consumer_set(std::filesystem::path dir) : dir_(std::move(dir)) {}
 consumer_set::~consumer_set() = default;
 
-void consumer_set::save(const consumer& c) const {
-  if (dir_.empty() || !c.cfg.durable) return;
-  if (const std::error_code e = detail::make_directories(dir_)) throw std::system_error(e, dir_.string());
+std::optional<consumer_set::state_file> consumer_set::state_of(const consumer& c) const {
+  if (dir_.empty() || !c.cfg.durable) return std::nullopt;
   nlohmann::json pending = nlohmann::json::array();
   for (const auto& [seq, e] : c.pending)
     pending.push_back({seq, e.deliveries});
   const nlohmann::json j{{"config", to_json(c.cfg)}, {"next", c.next}, {"pending", std::move(pending)}};
-  detail::write_file_atomically(dir_ / (c.cfg.name + ".json"), j.dump());
+  return state_file{c.cfg.name, dir_ / (c.cfg.name + ".json"), j.dump()};
+}
+
+void consumer_set::save(const consumer& c) const {
+  const auto f = state_of(c);
+  if (!f) return;
+  if (const std::error_code e = detail::make_directories(dir_)) throw std::system_error(e, dir_.string());
+  detail::write_file_atomically(f->path, f->text);
+}
+
+std::vector<consumer_set::state_file> consumer_set::changed(bool force, clock::time_point now) {
+  std::vector<state_file> out;
+  if (!force && now - last_persist_ < std::chrono::milliseconds(100)) return out;
+  last_persist_ = now;
+  for (auto& [name, c] : consumers_) {
+    if (!c->dirty) continue;
+    c->dirty = false;
+    if (auto f = state_of(*c)) out.push_back(std::move(*f));
+  }
+  return out;
+}
+
+void consumer_set::write(const state_file& f) noexcept {
+  try {
+    if (const std::error_code e = detail::make_directories(f.path.parent_path())) throw std::system_error(e, "mkdir");
+    detail::write_file_atomically(f.path, f.text);
+  } catch (const std::exception& e) {
+    spdlog::error("flowbus: consumer {}: its position is not saved: {}", f.consumer, e.what());
+  }
 }
 
 void consumer_set::load(const segment_log& log) {
@@ -320,17 +347,8 @@ consumer_set::clock::time_point consumer_set::pump(const segment_log& log, std::
 }
 
 void consumer_set::persist(bool force, clock::time_point now) {
-  if (!force && now - last_persist_ < std::chrono::milliseconds(100)) return;
-  last_persist_ = now;
-  for (auto& [name, c] : consumers_) {
-    if (!c->dirty) continue;
-    try {
-      save(*c);
-      c->dirty = false;
-    } catch (const std::exception& e) {
-      spdlog::error("flowbus: consumer {}: its position is not saved: {}", name, e.what());
-    }
-  }
+  for (const state_file& f : changed(force, now))
+    write(f);
 }
 
 } // namespace flowbus::actors

@@ -65,11 +65,23 @@ public:
   clock::time_point pump(const segment_log& log, std::uint64_t durable, consumer_io& io, clock::time_point now);
   /// Writes the durable consumers whose state changed (at most every 100 ms unless `force`).
   void persist(bool force, clock::time_point now);
+  /// A durable consumer's state file, to write.
+  struct state_file {
+    std::string consumer;
+    std::filesystem::path path;
+    std::string text;
+  };
+  /// persist() in two halves, so that the writes (each fdatasyncs) can run outside the stream's
+  /// lock: the changed consumers' files (at most every 100 ms unless `force`), then write() each.
+  std::vector<state_file> changed(bool force, clock::time_point now);
+  static void write(const state_file& f) noexcept; ///< (a failure is logged)
+  bool has(std::string_view name) const { return consumers_.find(name) != consumers_.end(); }
 
   struct consumer;
 
 private:
   void save(const consumer& c) const;
+  std::optional<state_file> state_of(const consumer& c) const;
   std::filesystem::path dir_;
   std::map<std::string, std::unique_ptr<consumer>, std::less<>> consumers_;
   std::uint16_t next_id_ = 1;

@@ -1,8 +1,18 @@
 // The thread behind one durable stream (stream.hpp): it drains the stream agent's mailbox into
 // the segment_log, commits by the stream's policy, and settles each frame's confirmation once the
 // log says it is durable (node_impl.hpp, remote_confirmations). Then it serves the stream's
-// consumers (stream_consumers.hpp): it sends what is durable and due, and takes the REPLYs that
+// consumers (stream_consumers.hpp): it sends what is written and due, and takes the REPLYs that
 // acknowledge it. Internal to the actors layer.
+//
+// A memory stream serves sparse pushes inline: when a push rings the stream's doorbell (its
+// mailbox was idle) and the last inline step ended at least `inline_gap` before, the pushing
+// thread (a connection's I/O thread, say) takes the stream's lock and does the step itself —
+// append, commit, deliveries — instead of waking the stream's thread, a wake-up that was most of
+// what such a stream added to a message's latency (docs/benchmarks.md). Under a flood the thread
+// does the work, so publishers go on in parallel and are held when it falls behind. An inline
+// step never persists positions nor enforces retention: the thread does, woken when a step leaves
+// it something to do sooner than it planned. File streams do not: their write() could block the
+// I/O thread, and every connection on it, on the disk (measured: no gain at 10 000 msgs/s).
 #pragma once
 
 #include <flowbus/actors/node.hpp>
@@ -29,6 +39,14 @@ namespace flowbus::actors {
 
 class client;
 class endpoint;
+class stream_writer;
+
+/// What a stream's doorbell reaches the writer through: the writer goes (w = nullptr, under m)
+/// before the endpoint, which the routing table and publishers' caches may keep longer.
+struct stream_gate {
+  std::mutex m;
+  stream_writer* w = nullptr;
+};
 
 class stream_writer {
 public:
@@ -48,9 +66,19 @@ public:
   consumer_status add_consumer(consumer_config c);
   bool remove_consumer(std::string_view name);
   std::optional<consumer_status> consumer(std::string_view name) const;
+  /// The doorbell hook (client_waiter::try_inline); `context` is the gate().
+  static bool ring_inline(void* context) noexcept;
+  std::shared_ptr<stream_gate> gate() const { return gate_; }
 
 private:
   void run();
+  /// One round under m_: drains up to `cap` messages, appends, commits, settles, delivers; with
+  /// `housekeeping`, also retention and the consumers' positions. Returns whether more wait.
+  bool step(bool last_round, std::size_t cap, bool housekeeping);
+  bool step_inline() noexcept;
+  void save_positions(); ///< the consumers' state files step() took, written outside m_
+  /// When the thread must next look: a consumer's deadline, 1 ms while records wait for a sync.
+  std::chrono::steady_clock::time_point wake_time(std::chrono::steady_clock::time_point now) const;
   void take(received& r, std::uint64_t now_ns, std::vector<scheduling::buffer_ref>& batch);
   consumer_io::outcome deliver(const consumer_config& c, const log_record& r, std::uint64_t token,
                                std::uint32_t deliveries);
@@ -71,12 +99,20 @@ private:
   std::vector<codec::repeated_entry> headers_;
   routing_table::scratch scratch_;
   std::chrono::steady_clock::time_point last_retention_{};
-  /// stored, not yet durable: (seq, the frame if a sender waits for its confirmation, else empty)
+  /// stored, not yet durable, and a sender waits for its confirmation: (seq, the frame)
   std::deque<std::pair<std::uint64_t, scheduling::buffer_ref>> waiting_;
+  std::uint64_t appended_ = 0, settled_ = 0; ///< the last record appended; the durable mark seen
   std::unique_ptr<client> agent_;
   std::shared_ptr<endpoint> ep_; ///< the agent's: its water marks
   std::thread thread_;
   std::atomic<bool> stopping_{false};
+  std::shared_ptr<stream_gate> gate_ = std::make_shared<stream_gate>();
+  std::vector<scheduling::buffer_ref> batch_; ///< taken, not yet appended (failed with the rest on an error)
+  std::vector<consumer_set::state_file> to_save_;
+  /// when the thread will look next (it waits until then, or its doorbell); under m_
+  std::chrono::steady_clock::time_point planned_wake_{};
+  std::chrono::steady_clock::time_point last_inline_{}; ///< the end of the last inline step; under m_
+  std::uint64_t inline_steps_ = 0;                     ///< under m_
 };
 
 /// The agent `$streams`: its thread answers the stream API's requests (docs/streams.md, "The

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -191,6 +192,7 @@ TEST_SUITE("streams") {
       CHECK(st[0].name == "orders");
       CHECK(st[0].durable >= 300); // every ACKed message is durable in the log by then
       CHECK(st[0].syncs >= 1);
+      CHECK(st[0].inline_steps == 0); // a file stream's write() stays off the I/O threads
       e.server.stop();
       e.node.shutdown();
       CHECK(e.node.streams()[0].records == 300);
@@ -227,6 +229,7 @@ TEST_SUITE("streams") {
       ask(c, {{"op", "consumer.add"}, {"stream", "ram"}, {"consumer", {{"name", "all"}, {"deliver_to", "work.ram"}}}});
       REQUIRE(eventually([&] { return w.all().size() == 50; }, 10s));
       CHECK(e.node.streams()[0].syncs == 0);
+      CHECK(e.node.streams()[0].inline_steps > 0); // sparse pushes: served on the pushing thread
       std::size_t files = 0;
       for (const auto& f : fs::recursive_directory_iterator(d.path))
         files += f.is_regular_file() && f.path().filename() != "stream.json";
@@ -285,6 +288,32 @@ TEST_SUITE("streams") {
     CHECK(throttled > 0);
     REQUIRE(eventually([&] { return e.node.streams()[0].records == n + sent; }, 60s));
     CHECK(dead_letters_for(e.node, "$stream.orders") == 0);
+  }
+
+  TEST_CASE("a memory stream serves sparse pushes inline, and still holds a sender faster than it") {
+    stream_dir d;
+    auto cfg = with_stream(d.path, actors::fsync_policy::never, {"ram.>"});
+    cfg.streams[0].log.in_memory = true;
+    edge e({}, cfg);
+    auto fast = e.node.connect({"st-ram-inproc", "bench"});
+    REQUIRE(fast);
+    std::uint64_t sent = 0, throttled = 0;
+    while (!throttled && sent < 5'000'000) { // a flood: the stream's thread takes it, and falls behind
+      const auto r = (*fast)->publish("ram.y", "x");
+      REQUIRE_MESSAGE(r.code == errc::ok, std::string(actors::to_string(r.code)), " after ", sent);
+      ++sent;
+      throttled += r.throttled;
+    }
+    CHECK(throttled > 0);
+    REQUIRE(eventually([&] { return e.node.streams()[0].records == sent; }, 60s));
+    CHECK(dead_letters_for(e.node, "$stream.orders") == 0);
+    const std::uint64_t inline_before = e.node.streams()[0].inline_steps;
+    for (int i = 0; i < 20; ++i) { // sparse: each push finds the stream idle
+      REQUIRE((*fast)->publish("ram.z", "sparse").code == errc::ok);
+      std::this_thread::sleep_for(2ms);
+    }
+    REQUIRE(eventually([&] { return e.node.streams()[0].records == sent + 20; }, 10s));
+    CHECK(e.node.streams()[0].inline_steps > inline_before);
   }
 
   TEST_CASE("subscribers get the messages as before: the stream is one more recipient") {

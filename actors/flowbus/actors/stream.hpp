@@ -64,6 +64,8 @@ struct stream_status {
   std::vector<std::string> subjects;
   std::uint64_t first = 0, last = 0, records = 0, bytes = 0, durable = 0, syncs = 0;
   std::uint64_t failures = 0; ///< messages it could not write (their senders got store_failed)
+  /// rounds served on a pushing thread instead of the stream's (a memory stream's sparse pushes)
+  std::uint64_t inline_steps = 0;
   log_recovery recovered;
   fsync_policy sync = fsync_policy::group;
   bool in_memory = false;
