@@ -52,7 +52,8 @@ bool client::next(received& out, std::chrono::steady_clock::time_point until) {
 }
 
 void client::await(std::chrono::steady_clock::time_point until) {
-  maybe_heartbeat();
+  // no heartbeat here: the owner's try_receive() sends them, maybe on another thread under the
+  // owner's lock (a stream's inline rounds), and this waits outside it
   auto* w = static_cast<client_waiter*>(waiter_.get());
   std::unique_lock<std::mutex> g(w->m);
   w->cv.wait_until(g, until, [&] { return w->rung; });

@@ -168,13 +168,11 @@ bool stream_writer::step(bool last_round, std::size_t cap, bool housekeeping) {
 }
 
 std::chrono::steady_clock::time_point stream_writer::wake_time(std::chrono::steady_clock::time_point now) const {
-  // while a sender waits for a sync (on the log's thread), 1 ms, to ACK soon after it; while
-  // records are not synced, by the policy's interval, to start the sync that traffic would have
-  // started (inline steps commit too); idle, up to 100 ms (how long stop() may wait); or until a
-  // consumer's redelivery or ack deadline
+  // while records wait for a sync (on the log's thread), 1 ms: to start the sync the policy
+  // wants once its interval has passed, and to ACK soon after it; idle, up to 100 ms (how long
+  // stop() may wait); or until a consumer's redelivery or ack deadline
   using ms = std::chrono::milliseconds;
-  const ms unsynced = cfg_.log.sync == fsync_policy::group ? std::max(ms(1), cfg_.log.group_interval) : ms(1);
-  auto t = now + (!waiting_.empty() ? ms(1) : settled_ < appended_ ? unsynced : ms(100));
+  auto t = now + (!waiting_.empty() || settled_ < appended_ ? ms(1) : ms(100));
   if (next_due_ != std::chrono::steady_clock::time_point::max()) t = std::min(t, next_due_ + ms(1));
   return t;
 }

@@ -24,7 +24,8 @@ public:
   std::optional<received> receive(std::chrono::milliseconds timeout);
   std::optional<received> try_receive() { return receive(std::chrono::milliseconds(0)); }
   /// Waits until the doorbell rings (something may have arrived) or `until` passes, taking
-  /// nothing: for an owner that drains with try_receive() (a stream's thread, stream_writer).
+  /// nothing and sending no heartbeat: for an owner that drains with try_receive(), which sends
+  /// them (a stream's thread, stream_writer).
   void await(std::chrono::steady_clock::time_point until);
   /// Sends a request and waits for its reply (or a typed error) at most `timeout`.
   reply request(const destination& to, std::string_view payload, std::chrono::milliseconds timeout,
