@@ -84,7 +84,9 @@ def main(exe):
         docs = f.read()
     node = Node(exe, "--log-format", "json", "--log-level", "info", "--stats-seconds", "1")
     try:
-        load = node.load(2000, 3)
+        # long enough to outlast the scrapes and `flowbus top` below under ASan on a busy machine
+        # (3 s did not once: top found the bench gone)
+        load = node.load(2000, 8)
         node.wait_for(lambda: node.json("/varz")["connections"] == 2, what="the bench's two connections")
         node.wait_for(lambda: node.json("/varz")["out_msgs"] > 500, what="traffic")
         _, first = scrape(node)
