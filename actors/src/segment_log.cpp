@@ -297,13 +297,24 @@ struct segment_log::impl {
     return segs.erase(it);
   }
 
+  void sync_dir() const {
+    if (auto ec = sync_directory(dir)) fail(ec, "fsync " + dir.string());
+  }
+
+  /// After drop(): the removals made durable, and the file `deleted` rewritten once it holds more
+  /// stale markers than live ones.
+  void dropped_segments() {
+    if (opt.in_memory) return;
+    sync_dir();
+    if (del_file_markers > 2 * del.size()) save_deleted();
+  }
+
   /// Rewrites the file `deleted` with the live markers only (removes it when there are none).
   void save_deleted() {
     if (opt.in_memory) return;
     if (del.empty()) {
       std::error_code ec;
-      if (std::filesystem::remove(deleted_path(), ec))
-        if (auto e = sync_directory(dir)) fail(e, "fsync " + dir.string());
+      if (std::filesystem::remove(deleted_path(), ec)) sync_dir();
     } else {
       std::string out, body;
       for (auto it = del.begin(); it != del.end();) {
@@ -333,8 +344,7 @@ struct segment_log::impl {
     if (ec && ::ftruncate(f, st.st_size) == 0) (void)::fdatasync(f);
     ::close(f);
     if (ec) fail(ec, "append to " + path.string());
-    if (created)
-      if (auto e = sync_directory(dir)) fail(e, "fsync " + dir.string());
+    if (created) sync_dir();
     del_file_markers += seqs.size();
   }
 
@@ -371,9 +381,7 @@ struct segment_log::impl {
       } else {
         ++it;
       }
-    if (!dropped || opt.in_memory) return;
-    if (auto ec = sync_directory(dir)) fail(ec, "fsync " + dir.string());
-    if (del_file_markers > 2 * del.size()) save_deleted();
+    if (dropped) dropped_segments();
   }
 
   std::uint64_t purge_all() {
@@ -386,8 +394,7 @@ struct segment_log::impl {
       drop(segs.begin());
     del.clear();
     if (!opt.in_memory) {
-      if (any)
-        if (auto ec = sync_directory(dir)) fail(ec, "fsync " + dir.string());
+      if (any) sync_dir();
       save_deleted();
     }
     return n;
@@ -476,7 +483,7 @@ struct segment_log::impl {
     }
     segs.push_back(std::move(s));
     open_active();
-    if (auto ec = sync_directory(dir)) fail(ec, "fsync " + dir.string());
+    sync_dir();
   }
 
   void sync_now() {
@@ -706,6 +713,7 @@ std::uint64_t segment_log::enforce_retention(std::uint64_t now_ns) {
   impl& m = *impl_;
   const auto max_age_ns = static_cast<std::uint64_t>(std::chrono::nanoseconds(m.opt.max_age).count());
   std::uint64_t dropped = 0;
+  bool any = false;
   while (m.segs.size() > 1) {
     const impl::segment& s = m.segs.front();
     const bool over = (m.opt.max_bytes && m.total_bytes > m.opt.max_bytes) ||
@@ -714,11 +722,9 @@ std::uint64_t segment_log::enforce_retention(std::uint64_t now_ns) {
     if (!over) break;
     dropped += s.records - m.deleted_in(s);
     m.drop(m.segs.begin());
+    any = true;
   }
-  if (dropped && !m.opt.in_memory) {
-    if (auto ec = sync_directory(m.dir)) fail(ec, "fsync " + m.dir.string());
-    if (m.del_file_markers > 2 * m.del.size()) m.save_deleted();
-  }
+  if (any) m.dropped_segments();
   return dropped;
 }
 
