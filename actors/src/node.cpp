@@ -257,17 +257,15 @@ void start_stream(const std::shared_ptr<node::impl>& keep, stream_writer& w) {
   // room for a burst while its publishers are held back (its water marks, stream_writer::start)
   spec.mailbox_capacity = std::max<std::size_t>(core.cfg.mailbox_capacity, 65536);
   auto waiter = std::make_shared<client_waiter>();
-  if (w.config().log.in_memory) { // sparse pushes are served on the pushing thread (stream_writer.hpp)
-    waiter->try_inline = &stream_writer::ring_inline;
-    waiter->inline_context = w.gate();
-  }
+  waiter->try_inline = &stream_writer::ring_inline; // sparse pushes: on the pushing thread (stream_writer.hpp)
+  waiter->inline_context = w.gate();
   registered r = register_agent(core, registration{std::move(spec), nullptr, waiter, &client_waiter::ring});
   if (r.code != errc::ok)
     throw std::invalid_argument("stream " + w.config().name + ": its agent: " + to_string(r.code));
   core.has_streams.store(true, std::memory_order_release); // before any frame can reach it
   auto ep = r.ep;
   auto p = std::make_unique<detail::port>(&core, keep, std::move(r.ep), codec::priority::normal);
-  w.start(std::make_unique<client>(std::move(p), std::move(waiter), std::chrono::milliseconds(60000)), std::move(ep));
+  w.start(std::make_unique<client>(std::move(p), waiter, std::chrono::milliseconds(60000)), std::move(ep), waiter);
 }
 
 void add_stream(const std::shared_ptr<node::impl>& core, const stream_config& c) {

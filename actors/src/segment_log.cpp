@@ -28,7 +28,8 @@ constexpr std::uint32_t delete_magic = 0x4C454446;  // "FDEL": deletion markers 
 constexpr std::size_t body_head = 16;               // seq, time
 constexpr std::uint64_t index_every = 64;           // a sparse index entry every this many records
 constexpr std::size_t read_chunk = 1 << 20;
-constexpr std::size_t tail_keep = 4u << 20; // the active segment's newest bytes kept in memory, at most
+constexpr std::size_t tail_keep = 4u << 20; // the active segment's newest bytes kept in memory (more while unwritten)
+constexpr std::uint64_t io_queue_limit = 2u << 20; // background_io: bytes handed and not yet written, at most
 
 [[noreturn]] void fail(std::error_code ec, const std::string& what) { throw std::system_error(ec, what); }
 
@@ -75,9 +76,11 @@ struct segment_log::impl {
   std::uint64_t next_seq = 1, written = 0, synced = 0, total_bytes = 0, total_records = 0, syncs = 0;
   std::string pending;            ///< records appended since the last write (one write() per commit)
   std::uint64_t pending_last = 0; ///< the last sequence number in it
-  std::uint64_t file_size = 0;    ///< of the active segment on disk (its `size` counts `pending` too)
-  /// The active segment's newest written bytes, [tail_base, file_size), kept so that consumers
-  /// reading what was just appended are served from memory, not by open/pread/close
+  std::uint64_t file_size = 0;    ///< of the active segment, known written (its `size` counts `pending` too)
+  std::uint64_t handed = 0;       ///< of the active segment, written or (background_io) handed to be
+  /// The active segment's newest bytes, [tail_base, handed), kept so that consumers reading what
+  /// was just appended are served from memory, not by open/pread/close; it holds every byte not
+  /// yet known written
   std::string tail;
   std::uint64_t tail_base = 0;
   std::chrono::steady_clock::time_point last_sync{};
@@ -85,54 +88,139 @@ struct segment_log::impl {
   std::set<std::uint64_t> del;        ///< deleted records still inside kept segments
   std::uint64_t del_file_markers = 0; ///< markers in the file `deleted`, stale ones included
 
-  // background_sync: the syncer thread, and what it shares with the owner (under sm)
-  std::thread syncer;
+  // background_io: the log's I/O thread, and what it shares with the owner (under sm). The owner
+  // hands it the bytes each commit wrote (jobs, in order) and asks it for an fdatasync; it writes
+  // them to the active segment (io_fd: changed only while it is idle) and syncs. The owner keeps
+  // every byte not yet written in `tail`, so reads never wait for it.
+  struct job {
+    std::string bytes;
+    std::uint64_t last_seq = 0, end = 0; ///< its last record; the segment's size once it is written
+  };
+  std::thread io;
   std::mutex sm;
   std::condition_variable scv;
-  bool stopping = false, busy = false;
-  int sync_fd = -1;              ///< a dup of the active segment's, handed to the syncer
-  std::uint64_t sync_target = 0; ///< what that sync covers
+  std::deque<job> jobs;
+  std::uint64_t queued_bytes = 0; ///< handed, not yet written (the owner waits above io_queue_limit)
+  bool stopping = false, busy = false, sync_wanted = false;
+  int io_fd = -1;
+  std::uint64_t bg_written_seq = 0, bg_written_end = 0; ///< what is in the file
   std::uint64_t bg_synced = 0, bg_syncs = 0;
-  std::error_code bg_error;
+  std::error_code bg_error; ///< a failed sync
+  /// A failed write: the file was cut back to `bg_good_end` (the records up to bg_good_seq), and
+  /// what was handed since is dropped until the owner has rolled the log back (collect()).
+  std::error_code bg_write_error;
+  std::uint64_t bg_good_end = 0, bg_good_seq = 0;
   std::chrono::steady_clock::time_point bg_end{};
+  bool roll_next = false; ///< a background write failed: the next append starts a new segment
+  bool io_held = false;   ///< hold_io(): jobs wait for release before the I/O thread is woken
+
+  bool background() const noexcept { return opt.background_io && !opt.in_memory; }
 
   ~impl() {
-    if (syncer.joinable()) {
+    if (io.joinable()) {
       {
         std::lock_guard<std::mutex> g(sm);
         stopping = true;
       }
       scv.notify_all();
-      syncer.join();
+      io.join();
     }
     if (fd >= 0) ::close(fd);
   }
 
-  void run_syncer() {
+  /// The I/O thread: writes what is handed over, in order, and applies the policy itself (always:
+  /// an fdatasync after each pass of writes; group: once the interval has passed since the last
+  /// one ended, waiting for it if need be; never: only when sync() asks).
+  void run_io() {
+    using clock = std::chrono::steady_clock;
     std::unique_lock<std::mutex> g(sm);
+    auto unsynced = [&] {
+      return !bg_write_error && io_fd >= 0 && opt.sync != fsync_policy::never && bg_written_seq > bg_synced;
+    };
+    auto sync_due = [&] {
+      return unsynced() && (opt.sync == fsync_policy::always || clock::now() - bg_end >= opt.group_interval);
+    };
+    auto ready = [&] { return stopping || !jobs.empty() || sync_wanted || sync_due(); };
     for (;;) {
-      scv.wait(g, [&] { return stopping || sync_fd >= 0; });
-      if (sync_fd < 0) return;
-      const int f = sync_fd;
-      const std::uint64_t target = sync_target;
-      sync_fd = -1;
-      g.unlock();
-      const std::error_code ec = ::fdatasync(f) == 0 ? std::error_code{} : last_error();
-      ::close(f);
-      g.lock();
-      if (ec)
-        bg_error = ec;
+      if (unsynced())
+        scv.wait_until(g, bg_end + opt.group_interval, ready);
       else
-        bg_synced = std::max(bg_synced, target), ++bg_syncs;
-      bg_end = std::chrono::steady_clock::now();
+        scv.wait(g, ready);
+      if (bg_write_error) { // until the owner rolls back, what it hands goes nowhere
+        jobs.clear();
+        queued_bytes = 0;
+        sync_wanted = false;
+        scv.notify_all();
+        if (stopping) return;
+        continue;
+      }
+      if (!ready()) continue;                                  // the wait timed out just before the interval
+      if (jobs.empty() && !sync_wanted && !sync_due()) return; // stopping, and all done
+      std::deque<job> todo;
+      todo.swap(jobs);
+      bool sync = sync_wanted;
+      sync_wanted = false;
+      busy = true;
+      const int f = io_fd;
+      const auto last_end = bg_end;
+      const std::uint64_t synced_before = bg_synced;
+      std::uint64_t seq = bg_written_seq, end = bg_written_end, bytes = 0;
+      g.unlock();
+      std::error_code wrote, synced_ec;
+      for (const job& j : todo) {
+        bytes += j.bytes.size();
+        if ((wrote = write_all(f, j.bytes))) { // nothing of it stays (the next open's recovery cuts what does)
+          if (::ftruncate(f, static_cast<off_t>(end)) != 0) {
+          }
+          break;
+        }
+        seq = j.last_seq;
+        end = j.end;
+      }
+      sync = sync || (opt.sync != fsync_policy::never && seq > synced_before &&
+                      (opt.sync == fsync_policy::always || clock::now() - last_end >= opt.group_interval));
+      if (!wrote && sync && f >= 0 && ::fdatasync(f) != 0) synced_ec = last_error();
+      g.lock();
+      const bool progress = seq != bg_written_seq || (sync && !wrote);
+      bg_written_seq = seq;
+      bg_written_end = end;
+      queued_bytes -= std::min(queued_bytes, bytes);
+      if (wrote) {
+        bg_write_error = wrote;
+        bg_good_end = end;
+        bg_good_seq = seq;
+        jobs.clear();
+        queued_bytes = 0;
+      } else if (sync) {
+        if (synced_ec)
+          bg_error = synced_ec;
+        else
+          bg_synced = std::max(bg_synced, seq), ++bg_syncs;
+        bg_end = clock::now(); // (a failed sync is tried again an interval later)
+      }
+      if ((progress || wrote) && opt.on_io) { // the owner may learn more from commit() now
+        g.unlock();
+        opt.on_io(); // (while busy: a drain() returns after it)
+        g.lock();
+      }
       busy = false;
       scv.notify_all();
     }
   }
 
-  /// background_sync: takes in what finished syncs covered; throws a failed one's error.
+  /// background_io: takes in what the I/O thread wrote and synced; after a failed write, rolls the
+  /// log back to what the file holds and throws; throws a failed sync's error.
   void collect() {
-    std::lock_guard<std::mutex> g(sm);
+    std::unique_lock<std::mutex> g(sm);
+    if (bg_write_error) {
+      const std::error_code ec = bg_write_error;
+      lose_after(bg_good_end, bg_good_seq);
+      bg_write_error = {};
+      g.unlock();
+      fail(ec, "append to " + segs.back().path.string());
+    }
+    file_size = bg_written_end;
+    written = bg_written_seq;
     if (bg_error) {
       const std::error_code ec = bg_error;
       bg_error = {};
@@ -142,23 +230,49 @@ struct segment_log::impl {
     if (bg_end > last_sync) last_sync = bg_end;
   }
 
-  /// background_sync: hands the syncer a sync of what is written, unless one is in flight.
-  void start_sync() {
-    std::lock_guard<std::mutex> g(sm);
-    if (busy) return;
-    const int f = ::dup(fd);
-    if (f < 0) fail(last_error(), "dup " + segs.back().path.string());
-    sync_fd = f;
-    sync_target = written;
-    busy = true;
-    if (!syncer.joinable()) syncer = std::thread([this] { run_syncer(); });
-    scv.notify_all();
+  void start_io(bool even_held = false) { // under sm
+    if (!io.joinable()) io = std::thread([this] { run_io(); });
+    if (!io_held || even_held) scv.notify_all();
   }
 
-  /// background_sync: waits until no sync is in flight.
-  void wait_sync() {
-    std::unique_lock<std::mutex> g(sm);
-    scv.wait(g, [&] { return !busy; });
+  /// background_io: hands over what was appended, waits until all of it is written (and, with
+  /// `sync`, fdatasynced), takes in the outcome (throwing as collect() does).
+  void drain(bool sync) {
+    write_pending();
+    {
+      std::unique_lock<std::mutex> g(sm);
+      sync_wanted = sync_wanted || sync;
+      if (!jobs.empty() || sync_wanted) start_io(true);
+      scv.wait(g, [&] { return jobs.empty() && !busy && !sync_wanted; });
+    }
+    collect();
+  }
+
+  /// The log ends at `good_end` of the active segment, its record `good_seq` (a failed write):
+  /// what came after is gone, its sequence numbers are not given again.
+  void lose_after(std::uint64_t good_end, std::uint64_t good_seq) {
+    segment& s = segs.back();
+    const std::uint64_t lost =
+        s.records && s.last_seq > good_seq ? s.last_seq - std::max(good_seq, s.first_seq - 1) : 0;
+    const std::uint64_t lost_bytes = s.size > good_end ? s.size - good_end : 0;
+    while (!s.index.empty() && s.index.back().offset >= good_end)
+      s.index.pop_back();
+    s.size -= lost_bytes;
+    s.records -= lost;
+    if (s.records) s.last_seq = good_seq; // (its time is no longer exact: only lookups by time use it)
+    total_bytes -= lost_bytes;
+    total_records -= lost;
+    del.erase(del.upper_bound(good_seq), del.end());
+    if (good_end >= tail_base) {
+      tail.resize(std::min<std::size_t>(tail.size(), static_cast<std::size_t>(good_end - tail_base)));
+    } else {
+      tail.clear();
+      tail_base = good_end;
+    }
+    pending.clear();
+    handed = file_size = good_end;
+    written = good_seq;
+    roll_next = true;
   }
 
   /// The records of `data` (bytes from `offset` of `s`): each whole one's (seq, time, frame, offset).
@@ -405,13 +519,18 @@ struct segment_log::impl {
     segment& s = segs.back();
     fd = ::open(s.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) fail(last_error(), "open " + s.path.string());
-    file_size = s.size;
+    handed = file_size = s.size;
     tail.clear();
     tail_base = file_size;
+    std::lock_guard<std::mutex> g(sm); // (the I/O thread is idle)
+    io_fd = fd;
+    bg_written_end = file_size;
+    bg_written_seq = written;
   }
 
-  /// Writes what was appended since the last write, in one write(). On an error nothing of it
-  /// stays in the file (and the records are gone from the log).
+  /// Writes what was appended since the last write, in one write() (background_io: hands it to
+  /// the I/O thread, waiting while io_queue_limit bytes are already queued). On an error nothing of
+  /// it stays in the file (and the records are gone from the log).
   void write_pending() {
     if (pending.empty()) return;
     segment& s = segs.back();
@@ -422,39 +541,43 @@ struct segment_log::impl {
       pending.clear();
       return;
     }
-    if (auto ec = write_all(fd, pending)) {
-      tail.clear(); // (what it held stays true, but the file ends at file_size again: start afresh)
-      tail_base = file_size;
-      if (::ftruncate(fd, static_cast<off_t>(file_size)) != 0) { /* the next open's recovery cuts it */
+    const std::uint64_t size = pending.size();
+    if (background()) {
+      tail += pending;
+      std::unique_lock<std::mutex> g(sm);
+      if (queued_bytes >= io_queue_limit) start_io(true);
+      scv.wait(g, [&] { return queued_bytes < io_queue_limit || bg_write_error; });
+      queued_bytes += size;
+      jobs.push_back({std::move(pending), pending_last, handed + size});
+      start_io();
+    } else {
+      if (auto ec = write_all(fd, pending)) {
+        if (::ftruncate(fd, static_cast<off_t>(file_size)) != 0) { /* the next open's recovery cuts it */
+        }
+        drop_pending();
+        fail(ec, "append to " + s.path.string());
       }
-      drop_pending();
-      fail(ec, "append to " + s.path.string());
+      tail += pending;
+      file_size += size;
+      written = pending_last;
     }
-    file_size += pending.size();
-    written = pending_last;
-    tail += pending;
-    if (tail.size() > tail_keep) { // the older half goes
-      const std::size_t cut = tail.size() - tail_keep / 2;
+    handed += size;
+    if (tail.size() > tail_keep) { // the older half goes, but never a byte not known written
+      const std::size_t cut =
+          std::min<std::size_t>(tail.size() - tail_keep / 2, static_cast<std::size_t>(file_size - tail_base));
       tail.erase(0, cut);
       tail_base += cut;
     }
     pending.clear();
   }
 
-  /// Forgets the records not yet written (a failed write): the log ends where the file does.
+  /// Forgets the records not yet written (a failed write): the log ends where the file does, and
+  /// their numbers are given again (no one read them).
   void drop_pending() {
-    segment& s = segs.back();
-    const std::uint64_t lost_bytes = s.size - file_size;
-    const std::uint64_t lost = pending_last - written;
-    while (!s.index.empty() && s.index.back().offset >= file_size)
-      s.index.pop_back();
-    s.size = file_size;
-    s.records -= lost;
-    s.last_seq = written; // (its time is no longer exact: only lookups by time use it)
-    total_bytes -= lost_bytes;
-    total_records -= lost;
-    next_seq = written + 1;
-    pending.clear();
+    const std::uint64_t good = written;
+    lose_after(file_size, good);
+    roll_next = false;
+    next_seq = good + 1;
   }
 
   void new_segment() {
@@ -462,8 +585,14 @@ struct segment_log::impl {
     s.base = next_seq;
     s.path = dir / segment_name(next_seq);
     if (fd >= 0) {
-      write_pending();
-      if (written > synced && opt.sync != fsync_policy::never) sync_now(); // a closed segment is synced
+      if (background()) {
+        drain(opt.sync != fsync_policy::never); // a closed segment is synced
+        std::lock_guard<std::mutex> g(sm);
+        io_fd = -1; // (open_active gives the I/O thread the next one)
+      } else {
+        write_pending();
+        if (written > synced && opt.sync != fsync_policy::never) sync_now(); // a closed segment is synced
+      }
       ::close(fd);
       fd = -1;
       try { // an optimisation of the next start: without it, that segment is scanned
@@ -482,15 +611,18 @@ struct segment_log::impl {
       return;
     }
     segs.push_back(std::move(s));
-    open_active();
+    try {
+      open_active();
+    } catch (const std::system_error&) {
+      segs.pop_back(); // the next append tries again
+      throw;
+    }
+    roll_next = false;
     sync_dir();
   }
 
   void sync_now() {
-    if (opt.background_sync) {
-      wait_sync();
-      collect();
-    }
+    if (background()) return drain(true);
     write_pending();
     if (!opt.in_memory && fd >= 0 && ::fdatasync(fd) != 0) fail(last_error(), "fdatasync " + segs.back().path.string());
     ++syncs;
@@ -522,13 +654,16 @@ struct segment_log::impl {
       }
       return;
     }
+    // the file up to what is known written; the active segment's newer bytes are in the tail
+    const bool active = &s == &segs.back();
+    const std::uint64_t end = active ? std::min(s.size, file_size) : s.size;
     const int f = ::open(s.path.c_str(), O_RDONLY | O_CLOEXEC);
     if (f < 0) fail(last_error(), "open " + s.path.string());
     std::string data;
     bool go = true;
     std::size_t chunk = read_chunk;
-    while (go && offset < s.size) {
-      data.resize(static_cast<std::size_t>(std::min<std::uint64_t>(chunk, s.size - offset)));
+    while (go && offset < end) {
+      data.resize(static_cast<std::size_t>(std::min<std::uint64_t>(chunk, end - offset)));
       std::size_t got = 0;
       while (got < data.size()) {
         const ssize_t n = ::pread(f, data.data() + got, data.size() - got, static_cast<off_t>(offset + got));
@@ -548,6 +683,7 @@ struct segment_log::impl {
       offset += r.whole_end;
     }
     ::close(f);
+    if (go && active && offset == end && end < s.size && offset >= tail_base) walk(s, offset, on); // on in the tail
   }
 };
 
@@ -588,15 +724,20 @@ segment_log::segment_log(std::filesystem::path dir, log_options options) : impl_
 }
 
 segment_log::~segment_log() {
-  try {
-    impl_->write_pending(); // appended and never committed: written, as a process exit would leave it
+  try { // appended and never committed: written, as a process exit would leave it
+    if (impl_->background())
+      impl_->drain(false);
+    else
+      impl_->write_pending();
   } catch (const std::system_error&) {
   }
 }
 
 std::uint64_t segment_log::append(codec::bytes_view frame, std::uint64_t time_ns) {
   impl& m = *impl_;
-  if (m.segs.back().size >= m.opt.segment_bytes && m.segs.back().records > 0) m.new_segment();
+  if ((m.segs.back().size >= m.opt.segment_bytes && m.segs.back().records > 0) || m.roll_next ||
+      (!m.opt.in_memory && m.fd < 0))
+    m.new_segment();
   impl::segment& s = m.segs.back();
   const std::uint64_t seq = m.next_seq;
   // the record straight into the pending writes: head, then the body (seq, time, frame)
@@ -625,13 +766,11 @@ std::uint64_t segment_log::append(codec::bytes_view frame, std::uint64_t time_ns
 std::uint64_t segment_log::commit(std::chrono::steady_clock::time_point now) {
   impl& m = *impl_;
   m.write_pending();
-  if (m.written == m.synced || m.opt.in_memory) return m.synced = m.written; // (memory: nothing to sync)
-  if (m.opt.background_sync && m.opt.sync != fsync_policy::never) {
+  if (m.background()) { // the I/O thread applies the policy
     m.collect();
-    if (m.written > m.synced && (m.opt.sync == fsync_policy::always || now - m.last_sync >= m.opt.group_interval))
-      m.start_sync();
-    return m.synced;
+    return m.opt.sync == fsync_policy::never ? m.synced = m.written : m.synced;
   }
+  if (m.written == m.synced || m.opt.in_memory) return m.synced = m.written; // (memory: nothing to sync)
   switch (m.opt.sync) {
   case fsync_policy::always:
     m.sync_now();
@@ -647,6 +786,21 @@ std::uint64_t segment_log::commit(std::chrono::steady_clock::time_point now) {
 }
 
 void segment_log::sync() { impl_->sync_now(); }
+void segment_log::hold_io(bool hold) {
+  impl& m = *impl_;
+  std::lock_guard<std::mutex> g(m.sm);
+  m.io_held = hold;
+  if (!hold && (!m.jobs.empty() || m.sync_wanted)) m.start_io();
+}
+bool segment_log::may_block() const noexcept {
+  impl& m = *impl_;
+  if (m.opt.in_memory) return false;
+  if (!m.background() || m.roll_next || m.fd < 0 ||
+      (m.segs.back().size >= m.opt.segment_bytes && m.segs.back().records > 0))
+    return true;
+  std::lock_guard<std::mutex> g(m.sm);
+  return m.queued_bytes >= io_queue_limit;
+}
 std::uint64_t segment_log::durable() const noexcept { return impl_->synced; }
 std::uint64_t segment_log::syncs() const noexcept {
   std::lock_guard<std::mutex> g(impl_->sm);

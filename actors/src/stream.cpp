@@ -23,15 +23,17 @@ bool valid_stream_name(const std::string& name) noexcept {
   });
 }
 
-/// A stream's log syncs on its own thread: the stream's thread goes on storing and delivering
-/// while an fdatasync runs (a consumer is not held up by the disk's sync, only ACKs wait for it).
-static log_options with_background_sync(log_options o) {
-  o.background_sync = true;
+/// A stream's log writes and syncs on its own thread: the stream's thread (or an inline round) goes
+/// on storing and delivering while a write() or an fdatasync runs — consumers are served from the
+/// log's memory, not held up by the disk; only ACKs wait for it.
+static log_options with_background_io(log_options o, std::function<void()> on_io) {
+  o.background_io = true;
+  o.on_io = std::move(on_io);
   return o;
 }
 
 stream_writer::stream_writer(node::impl* core, stream_config cfg)
-    : core_(core), cfg_(std::move(cfg)), log_(cfg_.directory / cfg_.name, with_background_sync(cfg_.log)),
+    : core_(core), cfg_(std::move(cfg)), log_(cfg_.directory / cfg_.name, with_background_io(cfg_.log, [this] { on_io(); })),
       // a memory stream starts empty after a restart: its consumers' positions would mean nothing
       consumers_(cfg_.log.in_memory ? std::filesystem::path() : cfg_.directory / cfg_.name / "consumers"),
       dec_(codec::stored_frame_decoding()) {
@@ -51,8 +53,10 @@ stream_writer::stream_writer(node::impl* core, stream_config cfg)
 
 stream_writer::~stream_writer() { stop(); }
 
-void stream_writer::start(std::unique_ptr<client> agent, std::shared_ptr<endpoint> ep) {
+void stream_writer::start(std::unique_ptr<client> agent, std::shared_ptr<endpoint> ep,
+                          std::shared_ptr<client_waiter> waiter) {
   agent_ = std::move(agent);
+  waiter_ = std::move(waiter);
   ep->set_confirms(); // before it is routable: every frame it gets is confirmed by this thread
   // a stream holds its publishers when it falls behind (port.cpp): from 8 192 queued frames (well
   // before the node's buffer pool runs dry) until 4 096, so what is published to it is not shed as
@@ -84,6 +88,18 @@ void stream_writer::settle_durable(std::uint64_t durable) {
     core_->confirmations.settle(waiting_.front().second.data(), errc::ok);
     waiting_.pop_front();
   }
+  if (waiting_.empty()) acks_waiting_.store(false, std::memory_order_relaxed);
+}
+
+void stream_writer::on_io() {
+  // on the log's I/O thread: a write or sync finished. Senders waiting for a confirmation learn
+  // it from the next commit(): wake the thread for it (not an inline round: this thread is the disk's)
+  if (!acks_waiting_.load(std::memory_order_relaxed) || !waiter_) return;
+  {
+    std::lock_guard<std::mutex> g(waiter_->m);
+    waiter_->rung = true;
+  }
+  waiter_->cv.notify_one();
 }
 
 void stream_writer::fail_all(const std::exception& e, std::vector<scheduling::buffer_ref>& batch) { // under m_
@@ -97,6 +113,7 @@ void stream_writer::fail_all(const std::exception& e, std::vector<scheduling::bu
     core_->confirmations.settle(w.second.data(), errc::store_failed);
   batch.clear();
   waiting_.clear();
+  acks_waiting_.store(false, std::memory_order_relaxed);
   settled_ = appended_;
 }
 
@@ -117,7 +134,10 @@ void stream_writer::take(received& r, std::uint64_t now_ns, std::vector<scheduli
   // address is the confirmation's key); else it goes back to the pool now — while a sync runs,
   // a stream may have a great many records waiting, and their buffers are the node's
   const bool confirmed = !core_->confirmations.idle() && core_->confirmations.tracks(batch.back().data());
-  if (confirmed) waiting_.emplace_back(seq, std::move(batch.back()));
+  if (confirmed) {
+    acks_waiting_.store(true, std::memory_order_relaxed); // before the record is handed to the log's thread
+    waiting_.emplace_back(seq, std::move(batch.back()));
+  }
   batch.pop_back();
   appended_ = seq;
 }
@@ -134,6 +154,7 @@ bool stream_writer::step(bool last_round, std::size_t cap, bool housekeeping) {
   const bool outer = in_stream_step;
   in_stream_step = true;
   bool more = false;
+  log_.hold_io(true); // the log's I/O thread is woken once the round has delivered
   try {
     const std::uint64_t now_ns = codec::wall_clock_ns();
     for (std::size_t n = 0;;) { // what the mailbox holds: one write, one commit
@@ -163,16 +184,17 @@ bool stream_writer::step(bool last_round, std::size_t cap, bool housekeeping) {
   } catch (const std::exception& e) {
     fail_all(e, batch_);
   }
+  log_.hold_io(false);
   in_stream_step = outer;
   return more;
 }
 
 std::chrono::steady_clock::time_point stream_writer::wake_time(std::chrono::steady_clock::time_point now) const {
-  // while records wait for a sync (on the log's thread), 1 ms: to start the sync the policy
-  // wants once its interval has passed, and to ACK soon after it; idle, up to 100 ms (how long
-  // stop() may wait); or until a consumer's redelivery or ack deadline
+  // the log's I/O thread rings when a write or sync finishes that a waiting sender needs (on_io);
+  // meanwhile every 10 ms all the same; idle, up to 100 ms (how long stop() may wait); or until a
+  // consumer's redelivery or ack deadline
   using ms = std::chrono::milliseconds;
-  auto t = now + (!waiting_.empty() || settled_ < appended_ ? ms(1) : ms(100));
+  auto t = now + (!waiting_.empty() ? ms(10) : ms(100));
   if (next_due_ != std::chrono::steady_clock::time_point::max()) t = std::min(t, next_due_ + ms(1));
   return t;
 }
@@ -215,6 +237,7 @@ bool stream_writer::step_inline() noexcept {
   std::lock_guard<std::mutex> g(m_, std::adopt_lock);
   const auto now = std::chrono::steady_clock::now();
   if (now - last_inline_ < inline_gap) return false; // a flood: the thread takes it
+  if (log_.may_block()) return false;                 // a segment to roll, the disk behind: the thread waits
   const bool more = step(false, 256, false);
   ++inline_steps_;
   last_inline_ = std::chrono::steady_clock::now();

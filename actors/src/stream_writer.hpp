@@ -4,15 +4,17 @@
 // consumers (stream_consumers.hpp): it sends what is written and due, and takes the REPLYs that
 // acknowledge it. Internal to the actors layer.
 //
-// A memory stream serves sparse pushes inline: when a push rings the stream's doorbell (its
+// A stream serves sparse pushes inline: when a push rings the stream's doorbell (its
 // mailbox was idle) and the last inline step ended at least `inline_gap` before, the pushing
 // thread (a connection's I/O thread, say) takes the stream's lock and does the step itself —
 // append, commit, deliveries — instead of waking the stream's thread, a wake-up that was most of
 // what such a stream added to a message's latency (docs/benchmarks.md). Under a flood the thread
 // does the work, so publishers go on in parallel and are held when it falls behind. An inline
 // step never persists positions nor enforces retention: the thread does, woken when a step leaves
-// it something to do sooner than it planned. File streams do not: their write() could block the
-// I/O thread, and every connection on it, on the disk (measured: no gain at 10 000 msgs/s).
+// it something to do sooner than it planned. For a file stream this is possible because its log
+// writes on its own thread (log_options::background_io): an inline step hands the bytes over and
+// never waits for the disk — when the log says it may (a segment to roll, the disk 2 MiB behind),
+// the push wakes the thread instead.
 #pragma once
 
 #include <flowbus/actors/node.hpp>
@@ -39,6 +41,7 @@ namespace flowbus::actors {
 
 class client;
 class endpoint;
+struct client_waiter;
 class stream_writer;
 
 /// What a stream's doorbell reaches the writer through: the writer goes (w = nullptr, under m)
@@ -53,9 +56,9 @@ public:
   /// Opens (and recovers) the log; throws std::system_error if it cannot.
   stream_writer(node::impl* core, stream_config cfg);
   ~stream_writer();
-  /// Takes the stream's agent (registered, not yet subscribed) and its endpoint, marks the
-  /// endpoint as confirming, and starts the thread.
-  void start(std::unique_ptr<client> agent, std::shared_ptr<endpoint> ep);
+  /// Takes the stream's agent (registered, not yet subscribed), its endpoint and its doorbell,
+  /// marks the endpoint as confirming, and starts the thread.
+  void start(std::unique_ptr<client> agent, std::shared_ptr<endpoint> ep, std::shared_ptr<client_waiter> waiter);
   /// Stores what the mailbox still holds, syncs, confirms, leaves. Idempotent.
   void stop(); ///< (and lets go of the agent: it holds the node)
   stream_status status() const;
@@ -85,11 +88,15 @@ private:
   bool has_interest(const consumer_config& c);
   void poison(const consumer_config& c, const log_record& r, std::uint32_t deliveries);
   void settle_durable(std::uint64_t durable);
+  void on_io(); ///< log_options::on_io
   void fail_all(const std::exception& e, std::vector<scheduling::buffer_ref>& batch);
 
   node::impl* core_;
   stream_config cfg_;
   mutable std::mutex m_; ///< guards log_ and failures_ (status() from other threads)
+  // before log_: its I/O thread calls on_io until the log is gone
+  std::shared_ptr<client_waiter> waiter_; ///< the agent's doorbell (on_io rings it)
+  std::atomic<bool> acks_waiting_{false}; ///< waiting_ is not empty (read by on_io)
   segment_log log_;
   std::uint64_t failures_ = 0;
   consumer_set consumers_; ///< guarded by m_

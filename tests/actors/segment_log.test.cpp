@@ -240,7 +240,7 @@ TEST_SUITE("segment_log") {
     }
   }
 
-  TEST_CASE("background sync: commit() starts a sync and goes on; a later commit reports what it covered") {
+  TEST_CASE("background I/O: commit() starts a sync and goes on; a later commit reports what it covered") {
     temp_dir d;
     for (const fsync_policy p : {fsync_policy::always, fsync_policy::group}) {
       const std::string policy = to_string(p);
@@ -248,7 +248,7 @@ TEST_SUITE("segment_log") {
       log_options o;
       o.sync = p;
       o.group_interval = std::chrono::milliseconds(1);
-      o.background_sync = true;
+      o.background_io = true;
       o.segment_bytes = 16 * 1024;
       segment_log log(d.path / to_string(p), o);
       std::uint64_t durable = 0;
@@ -271,6 +271,103 @@ TEST_SUITE("segment_log") {
       log.sync();
       CHECK(log.durable() == 2001);
     }
+  }
+
+  TEST_CASE("background I/O: what is not yet written is read from memory, a record larger than the kept tail too") {
+    temp_dir d;
+    log_options o;
+    o.sync = fsync_policy::never;
+    o.background_io = true;
+    o.segment_bytes = 1 << 20;
+    std::vector<std::string> frames;
+    const std::string big(6u << 20, 'b'); // more than the 4 MiB of the active segment kept in memory
+    {
+      segment_log log(d.path, o);
+      bool whole = true;
+      for (std::uint64_t i = 1; i <= 400; ++i) {
+        log.append(view(i == 200 ? big : frame_of(i)), i);
+        if (i % 7 == 0 || i == 200) {
+          log.commit();
+          const auto rs = all(log, frames); // at once: whether the I/O thread wrote them yet or not
+          whole = whole && rs.size() == i && rs.back().seq == i && frames.back() == (i == 200 ? big : frame_of(i));
+        }
+      }
+      CHECK(whole);
+      CHECK(log.segments() > 1);
+      std::uint64_t durable = log.commit(); // never: durable once written
+      for (int k = 0; k < 2000 && durable < 400; ++k) {
+        std::this_thread::sleep_for(1ms);
+        durable = log.commit();
+      }
+      CHECK(durable == 400);
+    }
+    segment_log log(d.path, log_options{}); // and all of it is in the files
+    const auto rs = all(log, frames);
+    REQUIRE(rs.size() == 400);
+    bool same = true;
+    for (std::uint64_t i = 1; i <= 400; ++i)
+      same = same && rs[i - 1].seq == i && frames[i - 1] == (i == 200 ? big : frame_of(i));
+    CHECK(same);
+  }
+
+  TEST_CASE("background I/O: a failed write rolls the log back to what the file holds; its numbers are not given again") {
+    temp_dir d;
+    log_options o;
+    o.sync = fsync_policy::group;
+    o.background_io = true;
+    std::uint64_t kept = 0, last = 0;
+    {
+      segment_log log(d.path, o);
+      for (std::uint64_t i = 1; i <= 100; ++i)
+        log.append(view(frame_of(i)), i);
+      log.sync();
+      REQUIRE(log.durable() == 100);
+      bool threw = false;
+      {
+        flowbus::test::file_size_limit full(fs::file_size(last_segment(d.path)) + 1000); // a few more records fit
+        for (std::uint64_t i = 101; i <= 200 && !threw; ++i) { // (a new segment would have room again)
+          last = log.append(view(frame_of(i)), i);
+          if (i % 5 == 0) try {
+              log.commit();
+            } catch (const std::system_error&) {
+              threw = true;
+            }
+        }
+        for (int k = 0; k < 2000 && !threw; ++k) try { // the I/O thread's failure shows in a later commit
+            std::this_thread::sleep_for(1ms);
+            log.commit();
+          } catch (const std::system_error&) {
+            threw = true;
+          }
+      }
+      REQUIRE(threw);
+      kept = log.records();
+      CAPTURE(kept);
+      CAPTURE(last);
+      CHECK(kept >= 100);
+      CHECK(kept < last);
+      CHECK((kept - 100) % 5 == 0); // whole commits, in order, up to the one that did not fit
+      CHECK(log.last() == last);    // the numbers of those lost are spent
+      CHECK(log.may_block());       // a new segment is due
+      std::vector<std::string> frames;
+      const auto rs = all(log, frames);
+      REQUIRE(rs.size() == kept);
+      CHECK(rs.back().seq == kept);
+      CHECK(frames.back() == frame_of(kept));
+      CHECK(log.append(view(frame_of(last + 1)), last + 1) == last + 1); // in a new segment
+      log.sync();
+      CHECK(log.segments() == 2);
+      CHECK(log.durable() == last + 1);
+    }
+    segment_log log(d.path, o);
+    std::vector<std::string> frames;
+    const auto rs = all(log, frames);
+    REQUIRE(rs.size() == kept + 1);
+    CHECK(rs[kept - 1].seq == kept);
+    CHECK(rs[kept].seq == last + 1);
+    CHECK(frames[kept] == frame_of(last + 1));
+    CHECK(log.recovered().torn_bytes == 0); // the failed write left nothing in the file
+    CHECK(log.append(view(frame_of(last + 2)), last + 2) == last + 2);
   }
 
   TEST_CASE("retention drops whole oldest segments; the active one stays") {

@@ -20,6 +20,12 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
+log_options never_synced() {
+  log_options o;
+  o.sync = fsync_policy::never;
+  return o;
+}
+
 struct sent_record {
   std::uint64_t seq, token;
   std::uint32_t deliveries;
@@ -52,7 +58,7 @@ struct recorder {
 
 struct fixture {
   flowbus::test::temp_dir dir{"consumers"};
-  segment_log log{dir.path / "log", log_options{64ull << 20, fsync_policy::never}};
+  segment_log log{dir.path / "log", never_synced()};
   void append(int n, std::uint64_t time_ns = 1000) {
     for (int i = 0; i < n; ++i)
       log.append(flowbus::codec::bytes_view(std::string_view("frame")), time_ns);

@@ -12,7 +12,8 @@
 // a power failure up to the interval); `never` leaves it to the kernel (a process crash loses
 // nothing committed; a power failure, what the kernel had not written back). What was appended
 // and not committed is lost with the process. `durable()` says up to which sequence number the
-// policy's promise holds, so acknowledgements wait for it.
+// policy's promise holds, so acknowledgements wait for it. With log_options::background_io the
+// write() too happens on the log's own thread (the promises then hold from durable() on).
 //
 // With log_options::in_memory the segments are strings in memory instead of files: the same
 // records, reads, lookups and retention, and nothing on disk.
@@ -67,11 +68,19 @@ struct log_options {
   /// Kept in memory, not on disk (the seed's "RAM store"): nothing survives the process, nothing
   /// is synced, a commit is durable at once. The directory is not used.
   bool in_memory = false;
-  /// always and group: the fdatasync runs on the log's own thread, on a duplicate of the segment's
-  /// descriptor, while the owner goes on appending (and reading what is written). commit() starts
-  /// one when the policy says (one at a time) and returns what the last finished one covered: call
-  /// it again to learn more. A failed background sync throws from the next commit().
-  bool background_sync = false;
+  /// Files: write() and fdatasync run on the log's own thread while the owner goes on appending,
+  /// committing and reading (what is not yet written is read from memory). That thread applies
+  /// the policy (always: a sync after each pass of writes; group: once the interval has passed
+  /// since the last sync ended). commit() hands over what was appended (waiting only while 2 MiB
+  /// are still unwritten) and returns what the I/O thread has made durable so far (never: written),
+  /// so call it again to learn more — on_io says when. A failed sync throws from a later commit().
+  /// A failed write too, after the log was rolled back to what the file holds: the records after
+  /// it are gone (though readers may have had them), their sequence numbers are not given again
+  /// (the next append starts a new segment, named after the next number).
+  bool background_io = false;
+  /// background_io: called on the I/O thread after it wrote or synced (or failed to), so that
+  /// the owner can commit() again to learn it. Must not call the log.
+  std::function<void()> on_io;
 };
 
 /// What opening the log found.
@@ -108,8 +117,15 @@ public:
   /// last sync, else what the last sync covered — call again by the interval; never: all).
   /// Throws std::system_error as append() does.
   std::uint64_t commit(std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
-  /// fdatasyncs the active segment now, whatever the policy (after a background sync in flight).
+  /// fdatasyncs the active segment now, whatever the policy (after background writes and a sync in flight).
   void sync();
+  /// background_io: while held, what commits hand over waits to wake the I/O thread until
+  /// hold_io(false) — an owner that delivers what it appended does so first, rather than have the
+  /// I/O thread's wake-up take the CPU from it (a wait for room or a sync wakes it all the same).
+  void hold_io(bool hold);
+  /// Whether the next append or commit may wait for the disk: a file log without background_io
+  /// always may; with it, when a new segment is due or the I/O thread is 2 MiB behind.
+  bool may_block() const noexcept;
   std::uint64_t durable() const noexcept;
   std::uint64_t syncs() const noexcept; ///< fdatasyncs so far (commits, sync(), segment rolls)
 
