@@ -215,6 +215,11 @@ struct segment_log::impl {
     if (bg_write_error) {
       const std::error_code ec = bg_write_error;
       lose_after(bg_good_end, bg_good_seq);
+      // what was handed after the failed write, the I/O thread may not have dropped yet: it must
+      // never be written (its records are gone from the log, the file ends at bg_good_end)
+      jobs.clear();
+      queued_bytes = 0;
+      sync_wanted = false;
       bg_write_error = {};
       g.unlock();
       fail(ec, "append to " + segs.back().path.string());
