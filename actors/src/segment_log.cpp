@@ -30,6 +30,7 @@ constexpr std::uint64_t index_every = 64;           // a sparse index entry ever
 constexpr std::size_t read_chunk = 1 << 20;
 constexpr std::size_t tail_keep = 4u << 20; // the active segment's newest bytes kept in memory (more while unwritten)
 constexpr std::uint64_t io_queue_limit = 2u << 20; // background_io: bytes handed and not yet written, at most
+constexpr std::uint64_t io_coalesce = 1u << 20; // background_io, group: written before the sync is due from this much
 
 [[noreturn]] void fail(std::error_code ec, const std::string& what) { throw std::system_error(ec, what); }
 
@@ -102,6 +103,8 @@ struct segment_log::impl {
   std::deque<job> jobs;
   std::uint64_t queued_bytes = 0; ///< handed, not yet written (the owner waits above io_queue_limit)
   bool stopping = false, busy = false, sync_wanted = false;
+  bool flush = false;   ///< write what is handed now (a drain), whatever the policy would wait for
+  bool io_idle = false; ///< the I/O thread waits with no deadline: a job must wake it
   int io_fd = -1;
   std::uint64_t bg_written_seq = 0, bg_written_end = 0; ///< what is in the file
   std::uint64_t bg_synced = 0, bg_syncs = 0;
@@ -130,7 +133,9 @@ struct segment_log::impl {
 
   /// The I/O thread: writes what is handed over, in order, and applies the policy itself (always:
   /// an fdatasync after each pass of writes; group: once the interval has passed since the last
-  /// one ended, waiting for it if need be; never: only when sync() asks).
+  /// one ended, waiting for it if need be; never: only when sync() asks). With group, the writes
+  /// wait for the sync too (unless 1 MiB is waiting): one wake-up, one write() and one fdatasync
+  /// per interval, rather than a wake-up and a write() per commit that no ACK waits for.
   void run_io() {
     using clock = std::chrono::steady_clock;
     std::unique_lock<std::mutex> g(sm);
@@ -140,24 +145,32 @@ struct segment_log::impl {
     auto sync_due = [&] {
       return unsynced() && (opt.sync == fsync_policy::always || clock::now() - bg_end >= opt.group_interval);
     };
-    auto ready = [&] { return stopping || !jobs.empty() || sync_wanted || sync_due(); };
+    auto write_due = [&] {
+      return !jobs.empty() && (opt.sync != fsync_policy::group || flush || sync_wanted || stopping ||
+                               queued_bytes >= io_coalesce || clock::now() - bg_end >= opt.group_interval);
+    };
+    auto ready = [&] { return stopping || sync_wanted || write_due() || sync_due(); };
     for (;;) {
-      if (unsynced())
-        scv.wait_until(g, bg_end + opt.group_interval, ready);
-      else
-        scv.wait(g, ready);
       if (bg_write_error) { // until the owner rolls back, what it hands goes nowhere
         jobs.clear();
         queued_bytes = 0;
-        sync_wanted = false;
+        sync_wanted = flush = false;
         scv.notify_all();
         if (stopping) return;
+      }
+      if (bg_write_error || !ready()) { // wait for a job, or (group) for the interval's end
+        io_idle = bg_write_error || !(unsynced() || (opt.sync == fsync_policy::group && !jobs.empty()));
+        if (io_idle)
+          scv.wait(g);
+        else
+          scv.wait_until(g, bg_end + opt.group_interval);
+        io_idle = false;
         continue;
       }
-      if (!ready()) continue;                                  // the wait timed out just before the interval
       if (jobs.empty() && !sync_wanted && !sync_due()) return; // stopping, and all done
       std::deque<job> todo;
       todo.swap(jobs);
+      flush = false;
       bool sync = sync_wanted;
       sync_wanted = false;
       busy = true;
@@ -235,9 +248,12 @@ struct segment_log::impl {
     if (bg_end > last_sync) last_sync = bg_end;
   }
 
+  /// Wakes the I/O thread if it has something to do now (even_held: whatever hold_io says).
   void start_io(bool even_held = false) { // under sm
     if (!io.joinable()) io = std::thread([this] { run_io(); });
-    if (!io_held || even_held) scv.notify_all();
+    // with group, a thread waiting for the interval's end takes the jobs then, unwoken
+    const bool now = even_held || io_idle || opt.sync != fsync_policy::group || queued_bytes >= io_coalesce;
+    if (now && (!io_held || even_held)) scv.notify_all();
   }
 
   /// background_io: hands over what was appended, waits until all of it is written (and, with
@@ -247,6 +263,7 @@ struct segment_log::impl {
     {
       std::unique_lock<std::mutex> g(sm);
       sync_wanted = sync_wanted || sync;
+      flush = !jobs.empty();
       if (!jobs.empty() || sync_wanted) start_io(true);
       scv.wait(g, [&] { return jobs.empty() && !busy && !sync_wanted; });
     }

@@ -71,12 +71,12 @@ struct log_options {
   /// Files: write() and fdatasync run on the log's own thread while the owner goes on appending,
   /// committing and reading (what is not yet written is read from memory). That thread applies
   /// the policy (always: a sync after each pass of writes; group: once the interval has passed
-  /// since the last sync ended). commit() hands over what was appended (waiting only while 2 MiB
-  /// are still unwritten) and returns what the I/O thread has made durable so far (never: written),
-  /// so call it again to learn more — on_io says when. A failed sync throws from a later commit().
-  /// A failed write too, after the log was rolled back to what the file holds: the records after
-  /// it are gone (though readers may have had them), their sequence numbers are not given again
-  /// (the next append starts a new segment, named after the next number).
+  /// since the last sync ended, with the writes just before it unless 1 MiB waits). commit() hands over what was
+  /// appended (waiting only while 2 MiB are still unwritten) and returns what the I/O thread has made durable so far
+  /// (never: written), so call it again to learn more — on_io says when. A failed sync throws from a later commit(). A
+  /// failed write too, after the log was rolled back to what the file holds: the records after it are gone (though
+  /// readers may have had them), their sequence numbers are not given again (the next append starts a new segment,
+  /// named after the next number).
   bool background_io = false;
   /// background_io: called on the I/O thread after it wrote or synced (or failed to), so that
   /// the owner can commit() again to learn it. Must not call the log.
