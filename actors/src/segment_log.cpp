@@ -78,10 +78,9 @@ struct segment_log::impl {
   std::string pending;            ///< records appended since the last write (one write() per commit)
   std::uint64_t pending_last = 0; ///< the last sequence number in it
   std::uint64_t file_size = 0;    ///< of the active segment, known written (its `size` counts `pending` too)
-  std::uint64_t handed = 0;       ///< of the active segment, written or (background_io) handed to be
-  /// The active segment's newest bytes, [tail_base, handed), kept so that consumers reading what
-  /// was just appended are served from memory, not by open/pread/close; it holds every byte not
-  /// yet known written
+  /// The active segment's newest bytes, [tail_base, its size - pending), kept so that consumers
+  /// reading what was just appended are served from memory, not by open/pread/close; it holds
+  /// every byte not yet known written
   std::string tail;
   std::uint64_t tail_base = 0;
   std::chrono::steady_clock::time_point last_sync{};
@@ -109,10 +108,9 @@ struct segment_log::impl {
   std::uint64_t bg_written_seq = 0, bg_written_end = 0; ///< what is in the file
   std::uint64_t bg_synced = 0, bg_syncs = 0;
   std::error_code bg_error; ///< a failed sync
-  /// A failed write: the file was cut back to `bg_good_end` (the records up to bg_good_seq), and
-  /// what was handed since is dropped until the owner has rolled the log back (collect()).
+  /// A failed write: the file was cut back to bg_written_end (the records up to bg_written_seq),
+  /// and what was handed since is dropped until the owner has rolled the log back (collect()).
   std::error_code bg_write_error;
-  std::uint64_t bg_good_end = 0, bg_good_seq = 0;
   std::chrono::steady_clock::time_point bg_end{};
   bool roll_next = false; ///< a background write failed: the next append starts a new segment
   bool io_held = false;   ///< hold_io(): jobs wait for release before the I/O thread is woken
@@ -152,9 +150,7 @@ struct segment_log::impl {
     auto ready = [&] { return stopping || sync_wanted || write_due() || sync_due(); };
     for (;;) {
       if (bg_write_error) { // until the owner rolls back, what it hands goes nowhere
-        jobs.clear();
-        queued_bytes = 0;
-        sync_wanted = flush = false;
+        drop_jobs();
         scv.notify_all();
         if (stopping) return;
       }
@@ -199,11 +195,7 @@ struct segment_log::impl {
       bg_written_end = end;
       queued_bytes -= std::min(queued_bytes, bytes);
       if (wrote) {
-        bg_write_error = wrote;
-        bg_good_end = end;
-        bg_good_seq = seq;
-        jobs.clear();
-        queued_bytes = 0;
+        bg_write_error = wrote; // (what was handed since goes at the loop's top)
       } else if (sync) {
         if (synced_ec)
           bg_error = synced_ec;
@@ -227,12 +219,10 @@ struct segment_log::impl {
     std::unique_lock<std::mutex> g(sm);
     if (bg_write_error) {
       const std::error_code ec = bg_write_error;
-      lose_after(bg_good_end, bg_good_seq);
+      lose_after(bg_written_end, bg_written_seq);
       // what was handed after the failed write, the I/O thread may not have dropped yet: it must
-      // never be written (its records are gone from the log, the file ends at bg_good_end)
-      jobs.clear();
-      queued_bytes = 0;
-      sync_wanted = false;
+      // never be written (its records are gone from the log, the file ends at bg_written_end)
+      drop_jobs();
       bg_write_error = {};
       g.unlock();
       fail(ec, "append to " + segs.back().path.string());
@@ -245,7 +235,12 @@ struct segment_log::impl {
       fail(ec, "fdatasync " + segs.back().path.string());
     }
     synced = std::max(synced, std::min(bg_synced, written));
-    if (bg_end > last_sync) last_sync = bg_end;
+  }
+
+  void drop_jobs() { // under sm
+    jobs.clear();
+    queued_bytes = 0;
+    sync_wanted = flush = false;
   }
 
   /// Wakes the I/O thread if it has something to do now (even_held: whatever hold_io says).
@@ -292,7 +287,7 @@ struct segment_log::impl {
       tail_base = good_end;
     }
     pending.clear();
-    handed = file_size = good_end;
+    file_size = good_end;
     written = good_seq;
     roll_next = true;
   }
@@ -541,7 +536,7 @@ struct segment_log::impl {
     segment& s = segs.back();
     fd = ::open(s.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) fail(last_error(), "open " + s.path.string());
-    handed = file_size = s.size;
+    file_size = s.size;
     tail.clear();
     tail_base = file_size;
     std::lock_guard<std::mutex> g(sm); // (the I/O thread is idle)
@@ -570,7 +565,7 @@ struct segment_log::impl {
       if (queued_bytes >= io_queue_limit) start_io(true);
       scv.wait(g, [&] { return queued_bytes < io_queue_limit || bg_write_error; });
       queued_bytes += size;
-      jobs.push_back({std::move(pending), pending_last, handed + size});
+      jobs.push_back({std::move(pending), pending_last, s.size}); // (its size counts pending)
       start_io();
     } else {
       if (auto ec = write_all(fd, pending)) {
@@ -583,7 +578,6 @@ struct segment_log::impl {
       file_size += size;
       written = pending_last;
     }
-    handed += size;
     if (tail.size() > tail_keep) { // the older half goes, but never a byte not known written
       const std::size_t cut =
           std::min<std::size_t>(tail.size() - tail_keep / 2, static_cast<std::size_t>(file_size - tail_base));
