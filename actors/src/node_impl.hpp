@@ -185,14 +185,18 @@ struct client_waiter {
   /// true when the ringing thread served what it pushed, so there is no thread to wake.
   bool (*try_inline)(void* context) noexcept = nullptr;
   std::shared_ptr<void> inline_context;
+  /// Wakes the thread that waits on it (never an inline round).
+  void wake() noexcept {
+    {
+      std::lock_guard<std::mutex> g(m);
+      rung = true;
+    }
+    cv.notify_one();
+  }
   static void ring(void* self) noexcept {
     auto* w = static_cast<client_waiter*>(self);
     if (w->try_inline && w->try_inline(w->inline_context.get())) return;
-    {
-      std::lock_guard<std::mutex> g(w->m);
-      w->rung = true;
-    }
-    w->cv.notify_one();
+    w->wake();
   }
 };
 /// An actor's doorbell (an actor agent's, a cluster link's): a drain_atom. Weak: the endpoint

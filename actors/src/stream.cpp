@@ -94,12 +94,7 @@ void stream_writer::settle_durable(std::uint64_t durable) {
 void stream_writer::on_io() {
   // on the log's I/O thread: a write or sync finished. Senders waiting for a confirmation learn
   // it from the next commit(): wake the thread for it (not an inline round: this thread is the disk's)
-  if (!acks_waiting_.load(std::memory_order_relaxed) || !waiter_) return;
-  {
-    std::lock_guard<std::mutex> g(waiter_->m);
-    waiter_->rung = true;
-  }
-  waiter_->cv.notify_one();
+  if (acks_waiting_.load(std::memory_order_relaxed) && waiter_) waiter_->wake();
 }
 
 void stream_writer::fail_all(const std::exception& e, std::vector<scheduling::buffer_ref>& batch) { // under m_
