@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -43,6 +44,97 @@ std::string segment_name(std::uint64_t first_seq) {
 std::filesystem::path index_path(const std::filesystem::path& segment) {
   return std::filesystem::path(segment).replace_extension(".idx");
 }
+
+/// Calls on(record) for each record of `mem` (whole records, as this process wrote them) from
+/// `at` on, until it returns false; returns whether it went to the end.
+template <class F> bool walk_records(const std::string& mem, std::size_t at, F&& on) {
+  const auto* base = reinterpret_cast<const codec::byte*>(mem.data());
+  while (at + record_head <= mem.size()) {
+    const std::uint32_t len = codec::load_le<std::uint32_t>(base + at + 4);
+    const codec::byte* body = base + at + record_head;
+    if (!on(log_record{codec::load_le<std::uint64_t>(body), codec::load_le<std::uint64_t>(body + 8),
+                       codec::bytes_view(body + body_head, len - body_head)}))
+      return false;
+    at += record_head + len;
+  }
+  return true;
+}
+
+/// The newest bytes of a segment, kept in memory in chunks of whole records: appending never
+/// moves what is kept and dropping the oldest never copies (a std::string that grew by doubling
+/// and erased its older half took up to 10-20 ms per copy here, into freshly faulted pages,
+/// holding up the stream's round). A dropped chunk's buffer is kept for the next one, its pages
+/// already mapped.
+class tail_chunks {
+public:
+  static constexpr std::size_t chunk_bytes = 1u << 20;
+
+  std::uint64_t base() const noexcept { return base_; } ///< its first byte's offset in the segment
+  std::uint64_t end() const noexcept {
+    return chunks_.empty() ? base_ : chunks_.back().base + chunks_.back().bytes.size();
+  }
+
+  /// Empty, the next byte appended being at `at`.
+  void reset(std::uint64_t at) {
+    while (!chunks_.empty())
+      drop_front();
+    base_ = at;
+  }
+  /// Appends whole records (they stay in one chunk).
+  void append(const std::string& records) {
+    if (chunks_.empty() || chunks_.back().bytes.size() + records.size() > chunks_.back().bytes.capacity()) {
+      const std::uint64_t at = end();
+      std::string b;
+      b.swap(spare_);
+      b.reserve(std::max(chunk_bytes, records.size()));
+      chunks_.push_back({at, std::move(b)});
+    }
+    chunks_.back().bytes += records;
+  }
+  /// Drops the oldest chunks while `keep` bytes stay without them, but none that ends past `written`.
+  void trim(std::uint64_t keep, std::uint64_t written) {
+    while (chunks_.size() > 1 && end() - chunks_[1].base >= keep &&
+           chunks_.front().base + chunks_.front().bytes.size() <= written)
+      drop_front();
+  }
+  /// The bytes from `at` on are gone (at >= base(): cut there; else all, the next byte at `at`).
+  void cut(std::uint64_t at) {
+    if (at < base_) return reset(at);
+    while (!chunks_.empty() && chunks_.back().base >= at && chunks_.size() > 1)
+      chunks_.pop_back();
+    if (!chunks_.empty())
+      chunks_.back().bytes.resize(
+          static_cast<std::size_t>(std::min<std::uint64_t>(at - chunks_.back().base, chunks_.back().bytes.size())));
+  }
+  /// Calls on(chunk bytes, offset in them) from the record at `offset` (>= base()) on, chunk after
+  /// chunk, while it returns true.
+  template <class F> void walk(std::uint64_t offset, F&& on) const {
+    for (const chunk& c : chunks_) {
+      const std::uint64_t c_end = c.base + c.bytes.size();
+      if (offset >= c_end) continue;
+      if (!on(c.bytes, static_cast<std::size_t>(offset > c.base ? offset - c.base : 0))) return;
+    }
+  }
+
+private:
+  struct chunk {
+    std::uint64_t base;
+    std::string bytes;
+  };
+  void drop_front() {
+    chunk& c = chunks_.front();
+    base_ = c.base + c.bytes.size();
+    if (c.bytes.capacity() > spare_.capacity()) {
+      c.bytes.clear();
+      spare_.swap(c.bytes);
+    }
+    chunks_.pop_front();
+    if (!chunks_.empty()) base_ = chunks_.front().base;
+  }
+  std::deque<chunk> chunks_;
+  std::uint64_t base_ = 0;
+  std::string spare_;
+};
 
 } // namespace
 
@@ -78,20 +170,20 @@ struct segment_log::impl {
   std::string pending;            ///< records appended since the last write (one write() per commit)
   std::uint64_t pending_last = 0; ///< the last sequence number in it
   std::uint64_t file_size = 0;    ///< of the active segment, known written (its `size` counts `pending` too)
-  /// The active segment's newest bytes, [tail_base, its size - pending), kept so that consumers
+  /// The active segment's newest bytes, [tail.base(), its size - pending), kept so that consumers
   /// reading what was just appended are served from memory, not by open/pread/close; it holds
   /// every byte not yet known written
-  std::string tail;
-  std::uint64_t tail_base = 0;
+  tail_chunks tail;
   std::chrono::steady_clock::time_point last_sync{};
   log_recovery rec;
   std::set<std::uint64_t> del;        ///< deleted records still inside kept segments
   std::uint64_t del_file_markers = 0; ///< markers in the file `deleted`, stale ones included
 
   // background_io: the log's I/O thread, and what it shares with the owner (under sm). The owner
-  // hands it the bytes each commit wrote (jobs, in order) and asks it for an fdatasync; it writes
-  // them to the active segment (io_fd: changed only while it is idle) and syncs. The owner keeps
-  // every byte not yet written in `tail`, so reads never wait for it.
+  // hands it the bytes each commit wrote (joining the job it has not taken yet: one write() per
+  // pass) and asks it for an fdatasync; it writes them to the active segment (io_fd: changed only
+  // while it is idle) and syncs. The owner keeps every byte not yet written in `tail`, so reads
+  // never wait for it.
   struct job {
     std::string bytes;
     std::uint64_t last_seq = 0, end = 0; ///< its last record; the segment's size once it is written
@@ -99,7 +191,8 @@ struct segment_log::impl {
   std::thread io;
   std::mutex sm;
   std::condition_variable scv;
-  std::deque<job> jobs;
+  std::optional<job> handed;      ///< not yet taken by the I/O thread
+  std::string spare;              ///< a written job's buffer, for the next job (no commit allocates)
   std::uint64_t queued_bytes = 0; ///< handed, not yet written (the owner waits above io_queue_limit)
   bool stopping = false, busy = false, sync_wanted = false;
   bool flush = false;   ///< write what is handed now (a drain), whatever the policy would wait for
@@ -113,7 +206,7 @@ struct segment_log::impl {
   std::error_code bg_write_error;
   std::chrono::steady_clock::time_point bg_end{};
   bool roll_next = false; ///< a background write failed: the next append starts a new segment
-  bool io_held = false;   ///< hold_io(): jobs wait for release before the I/O thread is woken
+  bool io_held = false;   ///< hold_io(): a job waits for release before the I/O thread is woken
 
   bool background() const noexcept { return opt.background_io && !opt.in_memory; }
 
@@ -144,18 +237,18 @@ struct segment_log::impl {
       return unsynced() && (opt.sync == fsync_policy::always || clock::now() - bg_end >= opt.group_interval);
     };
     auto write_due = [&] {
-      return !jobs.empty() && (opt.sync != fsync_policy::group || flush || sync_wanted || stopping ||
-                               queued_bytes >= io_coalesce || clock::now() - bg_end >= opt.group_interval);
+      return handed && (opt.sync != fsync_policy::group || flush || sync_wanted || stopping ||
+                        queued_bytes >= io_coalesce || clock::now() - bg_end >= opt.group_interval);
     };
     auto ready = [&] { return stopping || sync_wanted || write_due() || sync_due(); };
     for (;;) {
       if (bg_write_error) { // until the owner rolls back, what it hands goes nowhere
-        drop_jobs();
+        drop_handed();
         scv.notify_all();
         if (stopping) return;
       }
       if (bg_write_error || !ready()) { // wait for a job, or (group) for the interval's end
-        io_idle = bg_write_error || !(unsynced() || (opt.sync == fsync_policy::group && !jobs.empty()));
+        io_idle = bg_write_error || !(unsynced() || (opt.sync == fsync_policy::group && handed));
         if (io_idle)
           scv.wait(g);
         else
@@ -163,9 +256,9 @@ struct segment_log::impl {
         io_idle = false;
         continue;
       }
-      if (jobs.empty() && !sync_wanted && !sync_due()) return; // stopping, and all done
-      std::deque<job> todo;
-      todo.swap(jobs);
+      if (!handed && !sync_wanted && !sync_due()) return; // stopping, and all done
+      std::optional<job> todo;
+      todo.swap(handed);
       flush = false;
       bool sync = sync_wanted;
       sync_wanted = false;
@@ -176,20 +269,24 @@ struct segment_log::impl {
       std::uint64_t seq = bg_written_seq, end = bg_written_end, bytes = 0;
       g.unlock();
       std::error_code wrote, synced_ec;
-      for (const job& j : todo) {
-        bytes += j.bytes.size();
-        if ((wrote = write_all(f, j.bytes))) { // nothing of it stays (the next open's recovery cuts what does)
+      if (todo) {
+        bytes = todo->bytes.size();
+        if ((wrote = write_all(f, todo->bytes))) { // nothing of it stays (the next open's recovery cuts what does)
           if (::ftruncate(f, static_cast<off_t>(end)) != 0) {
           }
-          break;
+        } else {
+          seq = todo->last_seq;
+          end = todo->end;
         }
-        seq = j.last_seq;
-        end = j.end;
       }
       sync = sync || (opt.sync != fsync_policy::never && seq > synced_before &&
                       (opt.sync == fsync_policy::always || clock::now() - last_end >= opt.group_interval));
       if (!wrote && sync && f >= 0 && ::fdatasync(f) != 0) synced_ec = last_error();
+      std::string reuse; // the job's buffer goes back for the next one
+      if (todo) reuse.swap(todo->bytes);
+      reuse.clear();
       g.lock();
+      if (reuse.capacity() > spare.capacity()) spare.swap(reuse);
       const bool progress = seq != bg_written_seq || (sync && !wrote);
       bg_written_seq = seq;
       bg_written_end = end;
@@ -222,7 +319,7 @@ struct segment_log::impl {
       lose_after(bg_written_end, bg_written_seq);
       // what was handed after the failed write, the I/O thread may not have dropped yet: it must
       // never be written (its records are gone from the log, the file ends at bg_written_end)
-      drop_jobs();
+      drop_handed();
       bg_write_error = {};
       g.unlock();
       fail(ec, "append to " + segs.back().path.string());
@@ -237,8 +334,8 @@ struct segment_log::impl {
     synced = std::max(synced, std::min(bg_synced, written));
   }
 
-  void drop_jobs() { // under sm
-    jobs.clear();
+  void drop_handed() { // under sm
+    handed.reset();
     queued_bytes = 0;
     sync_wanted = flush = false;
   }
@@ -246,7 +343,7 @@ struct segment_log::impl {
   /// Wakes the I/O thread if it has something to do now (even_held: whatever hold_io says).
   void start_io(bool even_held = false) { // under sm
     if (!io.joinable()) io = std::thread([this] { run_io(); });
-    // with group, a thread waiting for the interval's end takes the jobs then, unwoken
+    // with group, a thread waiting for the interval's end takes the job then, unwoken
     const bool now = even_held || io_idle || opt.sync != fsync_policy::group || queued_bytes >= io_coalesce;
     if (now && (!io_held || even_held)) scv.notify_all();
   }
@@ -258,9 +355,9 @@ struct segment_log::impl {
     {
       std::unique_lock<std::mutex> g(sm);
       sync_wanted = sync_wanted || sync;
-      flush = !jobs.empty();
-      if (!jobs.empty() || sync_wanted) start_io(true);
-      scv.wait(g, [&] { return jobs.empty() && !busy && !sync_wanted; });
+      flush = handed.has_value();
+      if (handed || sync_wanted) start_io(true);
+      scv.wait(g, [&] { return !handed && !busy && !sync_wanted; });
     }
     collect();
   }
@@ -280,12 +377,7 @@ struct segment_log::impl {
     total_bytes -= lost_bytes;
     total_records -= lost;
     del.erase(del.upper_bound(good_seq), del.end());
-    if (good_end >= tail_base) {
-      tail.resize(std::min<std::size_t>(tail.size(), static_cast<std::size_t>(good_end - tail_base)));
-    } else {
-      tail.clear();
-      tail_base = good_end;
-    }
+    tail.cut(good_end);
     pending.clear();
     file_size = good_end;
     written = good_seq;
@@ -537,8 +629,7 @@ struct segment_log::impl {
     fd = ::open(s.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) fail(last_error(), "open " + s.path.string());
     file_size = s.size;
-    tail.clear();
-    tail_base = file_size;
+    tail.reset(file_size);
     std::lock_guard<std::mutex> g(sm); // (the I/O thread is idle)
     io_fd = fd;
     bg_written_end = file_size;
@@ -560,12 +651,18 @@ struct segment_log::impl {
     }
     const std::uint64_t size = pending.size();
     if (background()) {
-      tail += pending;
+      tail.append(pending);
       std::unique_lock<std::mutex> g(sm);
       if (queued_bytes >= io_queue_limit) start_io(true);
       scv.wait(g, [&] { return queued_bytes < io_queue_limit || bg_write_error; });
       queued_bytes += size;
-      jobs.push_back({std::move(pending), pending_last, s.size}); // (its size counts pending)
+      if (!handed) { // (pending keeps its buffer, a job takes the spare one: no commit allocates)
+        handed.emplace();
+        handed->bytes.swap(spare);
+      }
+      handed->bytes += pending;
+      handed->last_seq = pending_last;
+      handed->end = s.size; // (its size counts pending)
       start_io();
     } else {
       if (auto ec = write_all(fd, pending)) {
@@ -574,16 +671,11 @@ struct segment_log::impl {
         drop_pending();
         fail(ec, "append to " + s.path.string());
       }
-      tail += pending;
+      tail.append(pending);
       file_size += size;
       written = pending_last;
     }
-    if (tail.size() > tail_keep) { // the older half goes, but never a byte not known written
-      const std::size_t cut =
-          std::min<std::size_t>(tail.size() - tail_keep / 2, static_cast<std::size_t>(file_size - tail_base));
-      tail.erase(0, cut);
-      tail_base += cut;
-    }
+    tail.trim(tail_keep, file_size); // never a byte not known written
     pending.clear();
   }
 
@@ -655,19 +747,12 @@ struct segment_log::impl {
 
   /// Reads `s` from `offset` on in chunks, calling on(record) for each whole record until it returns false.
   template <class F> void walk(const segment& s, std::uint64_t offset, F&& on) const {
-    const bool from_tail = !opt.in_memory && &s == &segs.back() && offset >= tail_base;
-    if (opt.in_memory || from_tail) { // records written here, whole
-      const std::string& mem = from_tail ? tail : s.mem;
-      if (from_tail) offset -= tail_base;
-      bool go = true;
-      const auto* base = reinterpret_cast<const codec::byte*>(mem.data());
-      for (std::size_t at = static_cast<std::size_t>(offset); go && at + record_head <= mem.size();) {
-        const std::uint32_t len = codec::load_le<std::uint32_t>(base + at + 4); // written here: whole
-        const codec::byte* body = base + at + record_head;
-        go = on(log_record{codec::load_le<std::uint64_t>(body), codec::load_le<std::uint64_t>(body + 8),
-                           codec::bytes_view(body + body_head, len - body_head)});
-        at += record_head + len;
-      }
+    if (opt.in_memory) {
+      walk_records(s.mem, static_cast<std::size_t>(offset), on);
+      return;
+    }
+    if (&s == &segs.back() && offset >= tail.base()) {
+      tail.walk(offset, [&](const std::string& mem, std::size_t at) { return walk_records(mem, at, on); });
       return;
     }
     // the file up to what is known written; the active segment's newer bytes are in the tail
@@ -699,7 +784,7 @@ struct segment_log::impl {
       offset += r.whole_end;
     }
     ::close(f);
-    if (go && active && offset == end && end < s.size && offset >= tail_base) walk(s, offset, on); // on in the tail
+    if (go && active && offset == end && end < s.size && offset >= tail.base()) walk(s, offset, on); // on in the tail
   }
 };
 
@@ -806,7 +891,7 @@ void segment_log::hold_io(bool hold) {
   impl& m = *impl_;
   std::lock_guard<std::mutex> g(m.sm);
   m.io_held = hold;
-  if (!hold && (!m.jobs.empty() || m.sync_wanted)) m.start_io();
+  if (!hold && (m.handed || m.sync_wanted)) m.start_io();
 }
 bool segment_log::may_block() const noexcept {
   impl& m = *impl_;

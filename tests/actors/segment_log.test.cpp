@@ -310,6 +310,52 @@ TEST_SUITE("segment_log") {
     CHECK(same);
   }
 
+  TEST_CASE("a long active segment: reads from anywhere cross the file, the kept tail's chunks and what is not yet written") {
+    // ~14 MiB in one segment: the tail kept in memory (4 MiB and more, in 1 MiB chunks) drops its
+    // oldest chunks many times over; a read may start in the file and go on in the tail, or start
+    // in any chunk, and each record must come back whole and in order — written or not yet
+    for (const bool background : {true, false}) {
+      CAPTURE(background);
+      temp_dir d;
+      log_options o;
+      o.sync = fsync_policy::never;
+      o.background_io = background;
+      o.segment_bytes = 64u << 20;
+      auto frame = [](std::uint64_t i) { return std::to_string(i) + std::string(300 + (i * 7919) % 4000, char('a' + i % 26)); };
+      segment_log log(d.path, o);
+      bool good = true;
+      std::uint64_t reads = 0;
+      for (std::uint64_t i = 1; i <= 6000 && good; ++i) {
+        log.append(view(frame(i)), i);
+        if (i % 11 != 0) continue;
+        log.commit();
+        for (const std::uint64_t back : {0u, 5u, 64u, 700u, 1900u, 2600u, 4000u}) { // records of 0.3-4.3 KiB
+          if (back >= i) continue;
+          const std::uint64_t from = i - back;
+          std::uint64_t next = from;
+          log.read(from, 150, [&](const log_record& r) {
+            good = good && r.seq == next && r.time_ns == next &&
+                   std::string(reinterpret_cast<const char*>(r.frame.data()), r.frame.size()) == frame(next);
+            ++next;
+            return true;
+          });
+          good = good && next == std::min(i + 1, from + 150);
+          ++reads;
+        }
+      }
+      CHECK(good);
+      CHECK(reads > 2500);
+      CHECK(log.segments() == 1);
+      std::vector<std::string> frames;
+      const auto rs = all(log, frames);
+      REQUIRE(rs.size() == 6000);
+      bool same = true;
+      for (std::uint64_t i = 1; i <= 6000; ++i)
+        same = same && rs[i - 1].seq == i && frames[i - 1] == frame(i);
+      CHECK(same);
+    }
+  }
+
   TEST_CASE("background I/O: a failed write rolls the log back to what the file holds; its numbers are not given again") {
     temp_dir d;
     log_options o;
