@@ -77,7 +77,15 @@ void stream_writer::stop() {
     std::lock_guard<std::mutex> g(gate_->m); // waits for an inline step in progress
     gate_->w = nullptr;
   }
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) thread_.join(); // (its last round hands the last positions)
+  if (pos_thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> g(pm_);
+      pos_stop_ = true;
+    }
+    pcv_.notify_one();
+    pos_thread_.join(); // once all are written
+  }
   agent_.reset(); // its port holds the node: let go, or the node would hold itself
   ep_.reset();
 }
@@ -172,7 +180,7 @@ bool stream_writer::step(bool last_round, std::size_t cap, bool housekeeping) {
     if (consumers_.size()) {
       next_due_ = last_round ? std::chrono::steady_clock::time_point::max()
                              : consumers_.pump(log_, log_.last(), io_, now); // what is written (not yet synced, maybe)
-      if (housekeeping) to_save_ = consumers_.changed(last_round, now); // written by run(), unlocked
+      if (housekeeping) to_save_ = consumers_.changed(last_round, now); // run() hands them to be written
     } else {
       next_due_ = std::chrono::steady_clock::time_point::max(); // (the last one may have just gone)
     }
@@ -206,25 +214,50 @@ void stream_writer::run() {
       until = more ? now : wake_time(now);
       planned_wake_ = until;
     }
-    if (!to_save_.empty()) save_positions();
+    if (!to_save_.empty()) hand_positions();
     if (last_round && !more) break;
     if (!more) agent_->await(until); // its doorbell, an inline step that needs it sooner, or the time
   }
   agent_->leave();
 }
 
-void stream_writer::save_positions() {
-  // outside m_: each write fdatasyncs, and inline steps go on meanwhile (the thread is the only
-  // writer, so the files are written in order)
-  for (const consumer_set::state_file& f : to_save_)
-    consumer_set::write(f);
-  std::lock_guard<std::mutex> g(m_);
-  for (const consumer_set::state_file& f : to_save_)
-    if (!consumers_.has(f.consumer)) { // removed meanwhile: its file must not come back
-      std::error_code ec;
-      std::filesystem::remove(f.path, ec);
+void stream_writer::hand_positions() {
+  {
+    std::lock_guard<std::mutex> g(pm_);
+    for (consumer_set::state_file& f : to_save_) {
+      auto same = std::find_if(pos_queue_.begin(), pos_queue_.end(),
+                               [&](const consumer_set::state_file& q) { return q.consumer == f.consumer; });
+      if (same != pos_queue_.end())
+        *same = std::move(f); // not yet written: only the newest state counts
+      else
+        pos_queue_.push_back(std::move(f));
     }
+  }
   to_save_.clear();
+  if (!pos_thread_.joinable()) pos_thread_ = std::thread([this] { write_positions(); });
+  pcv_.notify_one();
+}
+
+void stream_writer::write_positions() {
+  std::unique_lock<std::mutex> g(pm_);
+  for (;;) {
+    pcv_.wait(g, [&] { return pos_stop_ || !pos_queue_.empty(); });
+    if (pos_queue_.empty()) return; // stopping, all written
+    std::vector<consumer_set::state_file> todo;
+    todo.swap(pos_queue_);
+    g.unlock();
+    for (const consumer_set::state_file& f : todo) // each fdatasyncs (one thread: in order)
+      consumer_set::write(f);
+    {
+      std::lock_guard<std::mutex> l(m_);
+      for (const consumer_set::state_file& f : todo)
+        if (!consumers_.has(f.consumer)) { // removed meanwhile: its file must not come back
+          std::error_code ec;
+          std::filesystem::remove(f.path, ec);
+        }
+    }
+    g.lock();
+  }
 }
 
 bool stream_writer::step_inline() noexcept {

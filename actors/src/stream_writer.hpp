@@ -10,8 +10,9 @@
 // append, commit, deliveries — instead of waking the stream's thread, a wake-up that was most of
 // what such a stream added to a message's latency (docs/benchmarks.md). Under a flood the thread
 // does the work, so publishers go on in parallel and are held when it falls behind. An inline
-// step never persists positions nor enforces retention: the thread does, woken when a step leaves
-// it something to do sooner than it planned. For a file stream this is possible because its log
+// step never persists positions nor enforces retention: the thread does (the position files are
+// written by a thread of their own), woken when a step leaves it something to do sooner than it
+// planned. For a file stream this is possible because its log
 // writes on its own thread (log_options::background_io): an inline step hands the bytes over and
 // never waits for the disk — when the log says it may (a segment to roll, the disk 2 MiB behind),
 // the push wakes the thread instead.
@@ -27,6 +28,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <exception>
 #include <memory>
@@ -79,7 +81,9 @@ private:
   /// `housekeeping`, also retention and the consumers' positions. Returns whether more wait.
   bool step(bool last_round, std::size_t cap, bool housekeeping);
   bool step_inline() noexcept;
-  void save_positions(); ///< the consumers' state files step() took, written outside m_
+  /// Hands the consumers' state files step() took to the positions' thread (started on first use).
+  void hand_positions();
+  void write_positions(); ///< the positions' thread
   /// When the thread must next look: a consumer's deadline, 1 ms while records wait for a sync.
   std::chrono::steady_clock::time_point wake_time(std::chrono::steady_clock::time_point now) const;
   void take(received& r, std::uint64_t now_ns, std::vector<scheduling::buffer_ref>& batch);
@@ -115,7 +119,15 @@ private:
   std::atomic<bool> stopping_{false};
   std::shared_ptr<stream_gate> gate_ = std::make_shared<stream_gate>();
   std::vector<scheduling::buffer_ref> batch_; ///< taken, not yet appended (failed with the rest on an error)
-  std::vector<consumer_set::state_file> to_save_;
+  std::vector<consumer_set::state_file> to_save_; ///< the thread's, taken by step(), handed by run()
+  // The consumers' position files are written on a thread of their own: an fsync that waits for
+  // the file system's journal (207 ms, seen here) must not keep the stream's thread from its
+  // rounds — while it is busy, pushes do not ring it, so nothing inline takes them either.
+  std::mutex pm_;
+  std::condition_variable pcv_;
+  std::vector<consumer_set::state_file> pos_queue_; ///< the newest state of each consumer; under pm_
+  bool pos_stop_ = false;                           ///< under pm_
+  std::thread pos_thread_;
   /// when the thread will look next (it waits until then, or its doorbell); under m_
   std::chrono::steady_clock::time_point planned_wake_{};
   std::chrono::steady_clock::time_point last_inline_{}; ///< the end of the last inline step; under m_
