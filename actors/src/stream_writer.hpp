@@ -122,7 +122,8 @@ private:
   std::vector<consumer_set::state_file> to_save_; ///< the thread's, taken by step(), handed by run()
   // The consumers' position files are written on a thread of their own: an fsync that waits for
   // the file system's journal (207 ms, seen here) must not keep the stream's thread from its
-  // rounds — while it is busy, pushes do not ring it, so nothing inline takes them either.
+  // rounds: once one push could not be served inline, the mailbox waits for the thread to drain
+  // it (it rings once per idle spell), and nothing inline takes what comes meanwhile.
   std::mutex pm_;
   std::condition_variable pcv_;
   std::vector<consumer_set::state_file> pos_queue_; ///< the newest state of each consumer; under pm_
