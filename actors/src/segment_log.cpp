@@ -889,6 +889,7 @@ std::uint64_t segment_log::commit(std::chrono::steady_clock::time_point now) {
 void segment_log::sync() { impl_->sync_now(); }
 void segment_log::hold_io(bool hold) {
   impl& m = *impl_;
+  if (!m.background()) return; // no I/O thread (a memory stream's log, say): nothing to hold
   std::lock_guard<std::mutex> g(m.sm);
   m.io_held = hold;
   if (!hold && (m.handed || m.sync_wanted)) m.start_io();
