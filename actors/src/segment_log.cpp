@@ -209,6 +209,12 @@ struct segment_log::impl {
   bool io_held = false;   ///< hold_io(): a job waits for release before the I/O thread is woken
 
   bool background() const noexcept { return opt.background_io && !opt.in_memory; }
+  /// The next append starts a new segment: the active one is full, a background write failed, or
+  /// a file log has no active segment open (a roll that failed is tried again).
+  bool roll_due() const noexcept {
+    return (segs.back().size >= opt.segment_bytes && segs.back().records > 0) || roll_next ||
+           (!opt.in_memory && fd < 0);
+  }
 
   ~impl() {
     if (io.joinable()) {
@@ -836,9 +842,7 @@ segment_log::~segment_log() {
 
 std::uint64_t segment_log::append(codec::bytes_view frame, std::uint64_t time_ns) {
   impl& m = *impl_;
-  if ((m.segs.back().size >= m.opt.segment_bytes && m.segs.back().records > 0) || m.roll_next ||
-      (!m.opt.in_memory && m.fd < 0))
-    m.new_segment();
+  if (m.roll_due()) m.new_segment();
   impl::segment& s = m.segs.back();
   const std::uint64_t seq = m.next_seq;
   // the record straight into the pending writes: head, then the body (seq, time, frame)
@@ -897,9 +901,7 @@ void segment_log::hold_io(bool hold) {
 bool segment_log::may_block() const noexcept {
   impl& m = *impl_;
   if (m.opt.in_memory) return false;
-  if (!m.background() || m.roll_next || m.fd < 0 ||
-      (m.segs.back().size >= m.opt.segment_bytes && m.segs.back().records > 0))
-    return true;
+  if (!m.background() || m.roll_due()) return true;
   std::lock_guard<std::mutex> g(m.sm);
   return m.queued_bytes >= io_queue_limit;
 }

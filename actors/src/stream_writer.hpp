@@ -84,7 +84,8 @@ private:
   /// Hands the consumers' state files step() took to the positions' thread (started on first use).
   void hand_positions();
   void write_positions(); ///< the positions' thread
-  /// When the thread must next look: a consumer's deadline, 1 ms while records wait for a sync.
+  /// When the thread must next look: a consumer's deadline; 10 ms while a sender waits for its
+  /// record's sync (on_io rings sooner), else 100 ms.
   std::chrono::steady_clock::time_point wake_time(std::chrono::steady_clock::time_point now) const;
   void take(received& r, std::uint64_t now_ns, std::vector<scheduling::buffer_ref>& batch);
   consumer_io::outcome deliver(const consumer_config& c, const log_record& r, std::uint64_t token,
