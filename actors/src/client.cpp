@@ -38,6 +38,12 @@ bool client::next(received& out, std::chrono::steady_clock::time_point until) {
       out.msg.frame = &out.frame;
       return true;
     }
+    // Nothing to wait for (try_receive): no condition variable. Waiting on it with a deadline
+    // already past still costs a futex wait that times out, and the unlock after it a futex wake
+    // (glibc marks the mutex contended when a wait returns): two system calls each time a stream's
+    // round found its mailbox empty, most of a busy stream's cost on its pushers' threads
+    // (docs/benchmarks.md, "Streams at 10 000 msgs/s").
+    if (std::chrono::steady_clock::now() >= until) return false;
     // idle now: the next push rings the waiter. A long wait still heartbeats (else the node would
     // take a thread blocked in receive() for three intervals as gone)
     std::unique_lock<std::mutex> g(w->m);
