@@ -171,21 +171,23 @@ transport::client_options bench_client(const std::string& host, std::uint16_t po
 /// The subscribing side: `count` clients on `topic`, each with its own connection.
 class subscribers {
 public:
-  /// Subscriber i connects to ports[i % ports.size()].
+  /// Subscriber i connects to ports[i % ports.size()]. `via_stream`: they read the consumer of
+  /// --through-stream's stream (acking each record); else they subscribe to the topic itself.
   subscribers(std::string host, const std::vector<std::uint16_t>& ports, std::size_t count, std::uint64_t expected_each,
-              const bench_options& o)
+              const bench_options& o, bool via_stream)
       : expected_(expected_each * count), boxes_(count) {
     for (std::size_t i = 0; i < count; ++i) {
-      transport::client_options co =
-          bench_client(host, ports[i % ports.size()], "bench-sub-" + std::to_string(getpid()) + "-" + std::to_string(i), o);
-      co.subscriptions = {o.through_stream.empty() ? topic : stream_out};
+      const std::string id = std::string(via_stream || o.through_stream.empty() ? "bench-sub-" : "bench-direct-") +
+                             std::to_string(getpid()) + "-" + std::to_string(i);
+      transport::client_options co = bench_client(host, ports[i % ports.size()], id, o);
+      co.subscriptions = {via_stream ? stream_out : topic};
       co.max_queued = 1 << 20;
       co.receive_buffer = o.receive_buffer;
       co.receive_window = o.receive_window;
       clients_.push_back(std::make_unique<transport::client>(co));
       box& b = boxes_[i];
       transport::client* self = clients_.back().get();
-      const bool ack = !o.through_stream.empty();
+      const bool ack = via_stream;
       clients_.back()->on_message([&b, this, self, ack](const transport::incoming& in) {
         const std::uint64_t now = scheduling::steady_ns();
         if (ack) self->respond(in, ""); // a stream consumer's record: acknowledged
@@ -299,17 +301,57 @@ private:
   histogram all_;
 };
 
-void print_result(const bench_options& o, const std::string& name, subscribers& subs, double offered_rate) {
+/// `extra`: more fields (each with its leading comma).
+void print_result(const bench_options& o, const std::string& name, subscribers& subs, double offered_rate,
+                  const std::string& extra = {}) {
   const histogram& h = subs.all();
   std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"processes\":%zu,\"nodes\":%zu,\"payload_bytes\":%zu,"
               "\"subscribers\":%zu,\"offered_per_s\":%.0f,\"received\":%" PRIu64 ",\"expected\":%" PRIu64
-              ",\"msgs_per_s\":%.0f,\"p50_first_s_us\":%.3f,\"p50_last_s_us\":%.3f,%s}\n",
+              ",\"msgs_per_s\":%.0f,\"p50_first_s_us\":%.3f,\"p50_last_s_us\":%.3f,%s%s}\n",
               name.c_str(), o.embedded ? std::size_t{1} : (o.clients_together ? 1 : 2) + o.cluster_nodes, o.cluster_nodes, o.size,
               o.scenario == "latency" ? std::size_t{1} : o.subscribers, offered_rate,
               subs.received(), subs.expected(), subs.rate(), subs.first_second_p50() / 1e3, subs.last_second_p50() / 1e3,
-              h.json_fields("us", 1e3).c_str());
+              h.json_fields("us", 1e3).c_str(), extra.c_str());
   std::fflush(stdout);
 }
+
+/// latency --through-stream: a second subscriber on the topic itself, in the same run (so under
+/// the same load, the same disk syncs), is what the stream's latency is compared with.
+struct subscriber_sides {
+  subscribers main;
+  std::unique_ptr<subscribers> direct; ///< latency --through-stream only
+
+  subscriber_sides(const std::string& host, const std::vector<std::uint16_t>& ports, std::size_t n, std::uint64_t count,
+                   const bench_options& o)
+      : main(host, ports, n, count, o, !o.through_stream.empty()) {
+    if (o.scenario == "latency" && !o.through_stream.empty())
+      direct = std::make_unique<subscribers>(host, ports, 1, count, o, false);
+  }
+  bool connect() { return main.connect() && (!direct || direct->connect()); }
+  void wait(clk::time_point deadline, bool latency_lines) {
+    main.wait(deadline, latency_lines);
+    if (direct) direct->wait(deadline, false);
+  }
+  /// The stream's line says its p99 against the direct one's, the direct one's line comes first.
+  void print(const bench_options& o, const std::string& name, const std::string& direct_name, double offered_rate) {
+    std::string extra;
+    if (direct) {
+      print_result(o, direct_name, *direct, offered_rate, ",\"beside\":\"" + name + "\"");
+      const double d99 = direct->all().percentile(99), s99 = main.all().percentile(99);
+      char buf[160];
+      std::snprintf(buf, sizeof buf, ",\"direct_p99_us\":%.3f,\"p99_to_direct\":%.2f", d99 / 1e3, d99 > 0 ? s99 / d99 : 0.0);
+      extra = buf;
+    }
+    print_result(o, name, main, offered_rate, extra);
+  }
+  bool complete() const {
+    return main.received() == main.expected() && (!direct || direct->received() == direct->expected());
+  }
+  void close() {
+    main.close();
+    if (direct) direct->close();
+  }
+};
 
 /// Publishes: at fixed intervals (latency) or as fast as the client takes them (throughput).
 int publish(const bench_options& o, const std::string& host, std::uint16_t port, std::uint64_t count,
@@ -402,6 +444,7 @@ int run_pubsub(const bench_options& given) {
                            : latency ? "ws_latency_" + std::to_string(static_cast<long>(o.rate)) + unbatched
                            : nsubs == 1 ? "ws_pubsub_1to1" + unbatched
                                         : "ws_fanout_1to" + std::to_string(nsubs) + unbatched;
+  const std::string direct_name = name + "_direct"; ///< latency --through-stream: the topic's own subscriber
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;
   std::vector<std::uint16_t> sub_ports; // where the subscribers connect (default: the publisher's node)
@@ -440,16 +483,16 @@ int run_pubsub(const bench_options& given) {
     if (o.cluster_nodes > 1) std::this_thread::sleep_for(1s);
   };
   if (o.embedded || o.clients_together) { // subscribers and publisher here
-    subscribers subs(host, sub_ports, nsubs, count, o);
+    subscriber_sides subs(host, sub_ports, nsubs, count, o);
     if (!subs.connect()) return std::fprintf(stderr, "bench: subscribers cannot connect\n"), 1;
-    if (!o.through_stream.empty() && !subs.start_consumer()) return 1;
+    if (!o.through_stream.empty() && !subs.main.start_consumer()) return 1;
     settle();
     std::thread pub([&] { publish(o, host, port, count); });
     subs.wait(clk::now() + std::chrono::duration_cast<clk::duration>(deadline_after), latency);
     pub.join();
-    print_result(o, name, subs, latency ? o.rate : 0);
+    subs.print(o, name, direct_name, latency ? o.rate : 0);
     subs.close();
-    return subs.received() == subs.expected() ? 0 : 1;
+    return subs.complete() ? 0 : 1;
   }
 
   // subscribers in a child forked before this process starts any thread
@@ -459,21 +502,21 @@ int run_pubsub(const bench_options& given) {
   if (child == 0) {
     close(ready[0]);
     close(published[1]);
-    subscribers subs(host, sub_ports, nsubs, count, o);
-    const bool ok = subs.connect() && (o.through_stream.empty() || o.catch_up || subs.start_consumer());
+    subscriber_sides subs(host, sub_ports, nsubs, count, o);
+    const bool ok = subs.connect() && (o.through_stream.empty() || o.catch_up || subs.main.start_consumer());
     const char r = ok ? 'R' : 'F';
     (void)!write(ready[1], &r, 1);
     close(ready[1]);
     if (!ok) _exit(1);
     if (o.catch_up) { // the stream holds everything: now a consumer reads it from the first
       char p = 0;
-      if (read(published[0], &p, 1) != 1 || !subs.start_consumer()) _exit(1);
+      if (read(published[0], &p, 1) != 1 || !subs.main.start_consumer()) _exit(1);
     }
     close(published[0]);
     subs.wait(clk::now() + std::chrono::duration_cast<clk::duration>(deadline_after), latency);
-    print_result(o, name, subs, latency ? o.rate : 0);
+    subs.print(o, name, direct_name, latency ? o.rate : 0);
     subs.close();
-    _exit(subs.received() == subs.expected() ? 0 : 3);
+    _exit(subs.complete() ? 0 : 3);
   }
   close(ready[1]);
   close(published[0]);
@@ -617,7 +660,7 @@ int run_priority(const bench_options& o) {
     if (child == 0) {
       close(fds[0]);
       close(ready[0]);
-      subscribers subs("127.0.0.1", {port}, 1, count, o);
+      subscribers subs("127.0.0.1", {port}, 1, count, o, false);
       const bool ok = subs.connect();
       const char r = ok ? 'R' : 'F';
       (void)!write(ready[1], &r, 1);

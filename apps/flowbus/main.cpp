@@ -219,7 +219,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--connections", bench.connections, "connections: how many to open")->capture_default_str();
   bench_cmd->add_option("--stall-at", bench.stall_at, "stall: when the last subscriber stops reading, s")->capture_default_str();
   bench_cmd->add_option("--through-stream", bench.through_stream, "latency, throughput: through a durable stream "
-                        "with this fsync policy (or memory): subscribers read a consumer of it, acking each")
+                        "with this fsync policy (or memory): subscribers read a consumer of it, acking each; "
+                        "latency: a second subscriber on the topic itself, in the same run, is the line *_direct")
       ->check(CLI::IsMember({"always", "group", "never", "memory"}));
   bench_cmd->add_flag("--catch-up", bench.catch_up, "throughput --through-stream: the consumer starts once all is "
                       "stored (its catch-up rate)");

@@ -155,6 +155,7 @@ def main():
         check(rc == 5 and "--stream-dir" in err, "stream commands on a node without --stream-dir exit 5: " + err.strip())
         with tempfile.TemporaryDirectory() as d:
             stream_checks(d)
+        bench_checks()
     finally:
         for p in STARTED:
             if p.poll() is None:
@@ -216,6 +217,24 @@ def stream_checks(directory):
         check(rc == 0 and not os.path.exists(os.path.join(directory, "jobs")), "stream rm deletes the log")
     finally:
         node.stop()
+
+
+def bench_checks():
+    """`flowbus bench latency --through-stream`: the stream's line and, from the same run, the
+    topic's own subscriber's, which the stream's p99 is compared with (docs/benchmarks.md)."""
+    rc, out, err = run("bench", "latency", "--rate", "2000", "--seconds", "1", "--through-stream", "memory", timeout=60)
+    check(rc == 0, "bench latency --through-stream exits 0: " + err[-300:])
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    names = [d["bench"] for d in lines]
+    check(names == ["ws_latency_2000_stream_memory_direct", "ws_latency_2000_stream_memory"],
+          "one line for the direct subscriber, then the stream's: %r" % names)
+    direct, stream = lines
+    check(direct["received"] == direct["expected"] == 2000 and stream["received"] == stream["expected"] == 2000,
+          "both got every message: %d and %d" % (direct["received"], stream["received"]))
+    check(stream["direct_p99_us"] == direct["p99_us"] and direct["beside"] == stream["bench"],
+          "the stream's line names the direct p99 of its run")
+    check(abs(stream["p99_to_direct"] - stream["p99_us"] / direct["p99_us"]) < 0.01,
+          "p99_to_direct is the ratio: %r" % stream["p99_to_direct"])
 
 
 if __name__ == "__main__":
