@@ -6,6 +6,8 @@
 
 #include <flowbus/transport/client.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <future>
 #include <mutex>
@@ -134,6 +136,48 @@ TEST_SUITE("acks") {
     sub.close();
     pub.close();
     CHECK(e.node.dead().total() == 0); // nobody listened: nothing to deliver (as a NATS publish), the publisher was told
+  }
+
+  TEST_CASE("publish_acked with a callback: each answered once, on the client's thread; a callback may publish again") {
+    edge e;
+    std::atomic<int> got{0};
+    transport::client sub(acking_sub(e.port(), "sub", "jobs"));
+    sub.on_message([&](const transport::incoming&) { ++got; });
+    REQUIRE(sub.connect() == actors::errc::ok);
+    transport::client pub(client_for(e.port(), "pub"));
+    REQUIRE(pub.connect() == actors::errc::ok);
+    std::mutex m;
+    std::vector<actors::errc> answers;
+    std::atomic<int> chained{0};
+    for (int i = 0; i < 200; ++i)
+      pub.publish_acked("jobs", "x", {}, [&](actors::errc r) {
+        std::lock_guard<std::mutex> g(m);
+        answers.push_back(r);
+      });
+    // from inside a callback (outside the client's lock): publishes again without deadlock
+    pub.publish_acked("jobs", "first", {}, [&](actors::errc) {
+      pub.publish_acked("jobs", "second", {}, [&](actors::errc r) { chained.store(r == actors::errc::ok ? 1 : -1); });
+    });
+    CHECK(eventually([&] {
+      std::lock_guard<std::mutex> g(m);
+      return answers.size() == 200;
+    }));
+    CHECK(eventually([&] { return chained.load() != 0; }));
+    CHECK(chained.load() == 1);
+    {
+      std::lock_guard<std::mutex> g(m);
+      CHECK(std::count(answers.begin(), answers.end(), actors::errc::ok) == 200);
+    }
+    actors::errc bad = actors::errc::ok;
+    pub.publish_acked("not..a topic", "x", {}, [&](actors::errc r) { bad = r; }); // refused at once, on this thread
+    CHECK(bad == actors::errc::invalid_topic);
+    std::atomic<int> none{0};
+    pub.publish_acked("nobody.listens", "x", {}, [&](actors::errc r) { none.store(static_cast<int>(r)); });
+    CHECK(eventually([&] { return none.load() == static_cast<int>(actors::errc::no_responders); }));
+    CHECK(eventually([&] { return got.load() == 202; }));
+    CHECK(pub.stats().acked == 202);
+    sub.close();
+    pub.close();
   }
 
   // Regression (issue 17.3): with the node gone, publish_acked stayed pending for ever (12 s and

@@ -60,27 +60,35 @@ errc client::publish(std::string_view topic, std::string_view payload, const sch
 std::future<errc> client::publish_acked(std::string_view topic, std::string_view payload, scheduling::send_options opts) {
   auto p = std::make_shared<std::promise<errc>>();
   auto f = p->get_future();
-  if (codec::validate_topic(topic) != codec::topic_errc::ok) {
-    p->set_value(errc::invalid_topic);
-    return f;
-  }
-  impl& i = *impl_;
-  opts.message_id = i.next_token++; // the same id space as subscription tokens: one ACK lookup
+  impl_->publish_acked(topic, payload, std::move(opts), detail::answer_to(std::move(p)));
+  return f;
+}
+
+void client::publish_acked(std::string_view topic, std::string_view payload, scheduling::send_options opts,
+                           std::function<void(errc)> done) {
+  impl_->publish_acked(topic, payload, std::move(opts), detail::answer_to(std::move(done)));
+}
+
+void client::impl::publish_acked(std::string_view topic, std::string_view payload, scheduling::send_options opts,
+                                 detail::answer_to done) {
+  if (codec::validate_topic(topic) != codec::topic_errc::ok) return done.set_value(errc::invalid_topic);
+  opts.message_id = next_token++; // the same id space as subscription tokens: one ACK lookup
   std::vector<codec::byte> frame;
   {
-    std::lock_guard<std::mutex> g(i.m); // registered before it can be answered
-    i.answers.expect_ack(opts.message_id, p, clk::now() + i.opt.ack_timeout);
+    std::lock_guard<std::mutex> g(m); // registered before it can be answered
+    answers.expect_ack(opts.message_id, std::move(done), clk::now() + opt.ack_timeout);
   }
-  const errc e = i.send_data(scheduling::destination::topic(topic), false, {}, payload, opts, {}, codec::flag::ack_requested,
-                             &frame);
-  std::lock_guard<std::mutex> g(i.m);
-  if (e != errc::ok) {
-    if (auto waiting = i.answers.forget_ack(opts.message_id)) waiting->set_value(e); // (else answered already)
-  } else {
-    i.answers.attach_frame(opts.message_id, std::move(frame),
-                           i.sent.load(std::memory_order_relaxed) + i.queued.load(std::memory_order_relaxed));
+  const errc e = send_data(scheduling::destination::topic(topic), false, {}, payload, opts, {}, codec::flag::ack_requested,
+                           &frame);
+  detail::answer_to turned_down;
+  {
+    std::lock_guard<std::mutex> g(m);
+    if (e != errc::ok)
+      turned_down = answers.forget_ack(opts.message_id); // (none: answered already)
+    else
+      answers.attach_frame(opts.message_id, std::move(frame), sent.load(std::memory_order_relaxed) + queued.load(std::memory_order_relaxed));
   }
-  return f;
+  if (turned_down) turned_down.set_value(e);
 }
 
 errc client::send(const scheduling::destination& to, std::string_view payload, const scheduling::send_options& opts) {

@@ -140,6 +140,9 @@ struct client::impl : std::enable_shared_from_this<client::impl> {
   errc send_data(const scheduling::destination& to, bool broadcast, std::string_view agent_type, std::string_view payload,
                  const scheduling::send_options& opts, std::string_view reply_to = {}, std::uint8_t flags = 0,
                  std::vector<codec::byte>* copy = nullptr);
+  /// Both forms of client::publish_acked: `done` answered once the node does (or at once if refused).
+  void publish_acked(std::string_view topic, std::string_view payload, scheduling::send_options opts,
+                     detail::answer_to done);
   std::future<errc> change(codec::msg_type type, const std::string& pattern, const std::string& group,
                            message_handler h = {});
   static codec::message subscription_frame(codec::msg_type type, std::string_view pattern, std::string_view group,

@@ -23,10 +23,30 @@
 
 namespace flowbus::transport::detail {
 
+/// Who waits for an answer: the promise behind a future the caller holds, or a callback
+/// (publish_acked's callback form: no promise, no std::call_once and its futex wake, per message).
+class answer_to {
+public:
+  answer_to() = default;
+  answer_to(std::shared_ptr<std::promise<scheduling::errc>> p) : p_(std::move(p)) {} // NOLINT: implicit
+  explicit answer_to(std::function<void(scheduling::errc)> f) : f_(std::move(f)) {}
+  explicit operator bool() const noexcept { return p_ || f_; }
+  answer_to* operator->() noexcept { return this; } ///< (reads as the shared_ptr it replaces)
+  /// Answers (never under the client's lock: a callback may call back into the client).
+  void set_value(scheduling::errc e) {
+    if (p_) p_->set_value(e);
+    else if (f_) f_(e);
+  }
+
+private:
+  std::shared_ptr<std::promise<scheduling::errc>> p_;
+  std::function<void(scheduling::errc)> f_;
+};
+
 class pending_answers {
 public:
   using clock = std::chrono::steady_clock;
-  using promise = std::shared_ptr<std::promise<scheduling::errc>>;
+  using promise = answer_to;
 
   explicit pending_answers(clock::time_point epoch) : epoch_(epoch) {}
 

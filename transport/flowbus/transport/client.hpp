@@ -177,6 +177,12 @@ public:
   /// opts.message_id is chosen by the client.
   std::future<errc> publish_acked(std::string_view topic, std::string_view payload,
                                           send_options opts = {});
+  /// publish_acked answering `done` instead of a future, for publishers with many in flight: a
+  /// future costs a std::promise per message, whose set_value (std::call_once) makes a system
+  /// call. `done` runs on the client's I/O thread (on this one if the message is refused at once),
+  /// outside the client's lock: it may publish again, it must not block.
+  void publish_acked(std::string_view topic, std::string_view payload, send_options opts,
+                     std::function<void(errc)> done);
   errc send(const destination& to, std::string_view payload, const send_options& opts = {});
   errc broadcast(std::string_view payload, std::string_view agent_type = {}, const send_options& opts = {});
   /// The reply, or a typed error: the node's refusal (no_responders, agent_unavailable, ...) or timeout.
