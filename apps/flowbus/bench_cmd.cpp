@@ -20,6 +20,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <sys/prctl.h>
@@ -34,7 +35,9 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <future>
 #include <memory>
 #include <filesystem>
@@ -415,21 +418,32 @@ bool start_nodes(const bench_options& o, std::vector<std::unique_ptr<node_proces
   return true;
 }
 
+/// --through-stream: the started node's --stream-dir, a fresh directory removed at the end.
+struct stream_directory {
+  std::string path;
+  stream_directory() = default;
+  stream_directory(const stream_directory&) = delete;
+  stream_directory& operator=(const stream_directory&) = delete;
+  ~stream_directory() {
+    if (!path.empty()) std::filesystem::remove_all(path);
+  }
+  /// Makes it and names it in o.stream_dir; false if it cannot.
+  bool make(bench_options& o) {
+    char tmpl[] = "/tmp/flowbus-bench-stream-XXXXXX";
+    if (!mkdtemp(tmpl)) return false;
+    o.stream_dir = path = tmpl;
+    return true;
+  }
+};
+
 /// latency and throughput: subscribers in a child process (or this one), the publisher here.
 int run_pubsub(const bench_options& given) {
   bench_options o = given;
-  struct remove_dir {
-    std::string path;
-    ~remove_dir() {
-      if (!path.empty()) std::filesystem::remove_all(path);
-    }
-  } stream_dir;
+  stream_directory stream_dir;
   if (!o.through_stream.empty()) {
     if (!o.connect.empty() || o.embedded || o.cluster_nodes > 1 || (o.catch_up && o.scenario != "throughput"))
       return std::fprintf(stderr, "bench: --through-stream needs the started node (one), and --catch-up throughput\n"), 2;
-    char tmpl[] = "/tmp/flowbus-bench-stream-XXXXXX";
-    if (!mkdtemp(tmpl)) return 1;
-    o.stream_dir = stream_dir.path = tmpl;
+    if (!stream_dir.make(o)) return 1;
   }
   const bool latency = o.scenario == "latency";
   const std::uint64_t count = latency ? static_cast<std::uint64_t>(o.rate * o.seconds) : o.messages;
@@ -536,6 +550,104 @@ int run_pubsub(const bench_options& given) {
     rc = rc ? rc : 1;
   }
   return rc;
+}
+
+/// The stream `bench`'s status from the stream API (stream.info): null if it did not answer.
+nlohmann::json stream_info(transport::client& c) {
+  const auto r = c.request(transport::destination::agent("$streams"), R"({"op":"stream.info","name":"bench"})", 5s).get();
+  if (r.code != actors::errc::ok) return nullptr;
+  nlohmann::json j = nlohmann::json::parse(r.payload, nullptr, false);
+  return j.is_object() && j.contains("stream") && j["stream"].contains("durable") ? j["stream"] : nlohmann::json(nullptr);
+}
+
+/// store: publishes into the started node's stream (--through-stream P), nobody subscribing, one
+/// publisher as fast as it is let. Acknowledged (the default): the node ACKs each once its record
+/// is as durable as P says (docs/streams.md), --in-flight unconfirmed at once, and the rate is of
+/// ACKs. --unacked: plain publishes, and the rate is up to the moment the stream says the last one
+/// is durable (its stream.info, asked every 2 ms).
+int run_store(const bench_options& given) {
+  bench_options o = given;
+  if (o.through_stream.empty() || !o.connect.empty() || o.embedded || o.cluster_nodes > 1)
+    return std::fprintf(stderr, "bench store: needs --through-stream POLICY and the started node (one)\n"), 2;
+  stream_directory stream_dir;
+  if (!stream_dir.make(o)) return 1;
+  std::vector<std::unique_ptr<node_process>> nodes;
+  if (!start_nodes(o, nodes)) return std::fprintf(stderr, "bench: cannot start a node process\n"), 1;
+  const std::string name = !o.name.empty() ? o.name
+                                           : std::string(o.unacked ? "ws_store_" : "ws_store_acked_") + "stream_" + o.through_stream;
+  transport::client_options co = bench_client("127.0.0.1", nodes[0]->port, "bench-store-" + std::to_string(getpid()), o);
+  co.max_block = std::chrono::milliseconds(100);
+  co.max_batch = o.client_batch;
+  co.ack_timeout = std::chrono::seconds(30); // a slow sync is waited for, not answered by a second copy
+  co.ack_attempts = 1;
+  transport::client pub(co);
+  if (pub.connect(10s) != actors::errc::ok) return std::fprintf(stderr, "bench: the publisher cannot connect\n"), 1;
+  std::fprintf(stderr, "bench %s: %" PRIu64 " %s messages of %zu bytes into a %s stream\n", name.c_str(), o.messages,
+               o.unacked ? "plain" : ("acknowledged (" + std::to_string(o.in_flight) + " in flight)").c_str(), o.size,
+               o.through_stream.c_str());
+  const std::string payload(o.size, 's');
+  // acknowledged: the callback form (no promise per message), at most in_flight unanswered
+  std::mutex m;
+  std::condition_variable room;
+  std::atomic<std::uint64_t> answered{0}, acked_n{0};
+  std::atomic<bool> waiting{false};
+  std::uint64_t failed = 0, retried = 0;      // failed: under m
+  actors::errc first_failure = actors::errc::ok; // under m
+  const auto on_answer = [&](actors::errc e) {
+    if (e == actors::errc::ok) {
+      acked_n.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      std::lock_guard<std::mutex> g(m);
+      if (failed++ == 0) first_failure = e;
+    }
+    answered.fetch_add(1);
+    if (waiting.load()) { // the publisher sleeps (or is about to, holding m): wake it
+      std::lock_guard<std::mutex> g(m);
+      room.notify_one();
+    }
+  };
+  const auto wait_until_answered = [&](auto&& enough) {
+    if (enough()) return;
+    std::unique_lock<std::mutex> g(m);
+    waiting.store(true);
+    room.wait(g, enough);
+    waiting.store(false);
+  };
+  const auto t0 = clk::now();
+  for (std::uint64_t i = 0; i < o.messages; ++i) {
+    if (o.unacked) {
+      while (pub.publish(topic, payload) != actors::errc::ok) // still full after max_block: the node holds us
+        ++retried;
+      continue;
+    }
+    wait_until_answered([&] { return i - answered.load() < o.in_flight; });
+    pub.publish_acked(topic, payload, {}, on_answer);
+  }
+  if (!o.unacked) wait_until_answered([&] { return answered.load() == o.messages; });
+  std::uint64_t acked = acked_n.load();
+  nlohmann::json info = stream_info(pub);
+  if (o.unacked) { // until the stream has the last one, durable
+    const auto give_up = clk::now() + 60s;
+    while (!info.is_null() && info["durable"].get<std::uint64_t>() < o.messages && clk::now() < give_up) {
+      std::this_thread::sleep_for(2ms);
+      info = stream_info(pub);
+    }
+    acked = info.is_null() ? 0 : std::min<std::uint64_t>(info["durable"].get<std::uint64_t>(), o.messages);
+    failed = o.messages - acked;
+  }
+  const double secs = std::chrono::duration<double>(clk::now() - t0).count();
+  const std::uint64_t syncs = info.is_null() ? 0 : info["syncs"].get<std::uint64_t>();
+  pub.close();
+  if (failed && !o.unacked)
+    std::fprintf(stderr, "bench: %" PRIu64 " not acknowledged (the first: %s)\n", failed, actors::to_string(first_failure));
+  if (failed && o.unacked) std::fprintf(stderr, "bench: %" PRIu64 " not durable in the stream\n", failed);
+  std::printf("{\"bench\":\"%s\",\"transport\":\"websocket\",\"payload_bytes\":%zu,\"policy\":\"%s\",\"in_flight\":%zu,"
+              "\"messages\":%" PRIu64 ",\"%s\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"syncs\":%" PRIu64
+              ",\"held\":%" PRIu64 ",\"seconds\":%.3f,\"msgs_per_s\":%.0f}\n",
+              name.c_str(), o.size, o.through_stream.c_str(), o.unacked ? std::size_t{0} : o.in_flight, o.messages,
+              o.unacked ? "durable" : "acked", acked, failed, syncs, retried, secs, static_cast<double>(acked) / secs);
+  std::fflush(stdout);
+  return failed ? 1 : 0;
 }
 
 /// request: request/reply latency at a fixed rate. A responder (its own process) answers on the
@@ -982,6 +1094,7 @@ int run_bench(const bench_options& o) {
   if (o.scenario == "request") return run_request(o);
   if (o.scenario == "subscriptions") return run_subscriptions(o);
   if (o.scenario == "stall") return run_stall(o);
+  if (o.scenario == "store") return run_store(o);
   std::fprintf(stderr, "bench: unknown scenario %s (latency, throughput, request, connections, priority, subscriptions, stall)\n",
                o.scenario.c_str());
   return 2;

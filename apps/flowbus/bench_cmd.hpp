@@ -15,7 +15,7 @@
 namespace flowbus::app {
 
 struct bench_options {
-  std::string scenario = "latency"; ///< latency | throughput | request | connections | priority | subscriptions | stall
+  std::string scenario = "latency"; ///< latency | throughput | request | connections | priority | subscriptions | stall | store
   std::string connect;              ///< host:port of a running node; empty: start one
   bool embedded = false;            ///< node, publisher and subscribers in this process
   bool clients_together = false;    ///< publisher and subscribers in this process, the node in its own (as NATS's latency tests run)
@@ -50,6 +50,8 @@ struct bench_options {
   /// a consumer of the stream, acknowledging each. Empty: straight from the topic.
   std::string through_stream;
   bool catch_up = false; ///< throughput through a stream: the consumer starts once all is published
+  std::size_t in_flight = 4096; ///< store: acknowledged publishes not yet confirmed, at most
+  bool unacked = false;         ///< store: plain publishes, timed until the stream has the last one durable
   std::string stream_dir; ///< (set by the bench: the started node's --stream-dir)
 };
 

@@ -198,10 +198,10 @@ int main(int argc, char** argv) {
   flowbus::app::bench_options bench;
   bench.receive_window = flowbus::transport::client_options{}.receive_window;
   bench.direct_write_gap_us = flowbus::transport::client_options{}.direct_write_gap.count();
-  CLI::App* bench_cmd = app.add_subcommand("bench", "load generator: latency at a fixed rate, throughput, idle connections");
-  bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | request | connections | priority | subscriptions | stall")
+  CLI::App* bench_cmd = app.add_subcommand("bench", "load generator: latency at a fixed rate, throughput, idle connections, stream stores");
+  bench_cmd->add_option("scenario", bench.scenario, "latency | throughput | request | connections | priority | subscriptions | stall | store")
       ->capture_default_str()
-      ->check(CLI::IsMember({"latency", "throughput", "request", "connections", "priority", "subscriptions", "stall"}));
+      ->check(CLI::IsMember({"latency", "throughput", "request", "connections", "priority", "subscriptions", "stall", "store"}));
   bench_cmd->add_option("--connect", bench.connect, "host:port of a running node (default: start a node process)");
   bench_cmd->add_option("--token", bench.token, "every client registers with this token (a node with --auth token: "
                         "its sub must allow bench-*; pass the node's --auth options with --node-arg)");
@@ -215,10 +215,14 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--seconds", bench.seconds, "latency, request: how long")->capture_default_str()->check(CLI::PositiveNumber);
   bench_cmd->add_option("--size", bench.size, "payload bytes")->capture_default_str()->check(CLI::Range(16, 60000));
   bench_cmd->add_option("--subscribers", bench.subscribers, "throughput: subscriber connections")->capture_default_str()->check(CLI::Range(1, 1000));
-  bench_cmd->add_option("--messages", bench.messages, "throughput: messages published")->capture_default_str();
+  bench_cmd->add_option("--messages", bench.messages, "throughput, store: messages published")->capture_default_str();
+  bench_cmd->add_option("--in-flight", bench.in_flight, "store: acknowledged publishes not yet confirmed, at most")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  bench_cmd->add_flag("--unacked", bench.unacked, "store: plain publishes, timed until the stream says the last one is durable");
   bench_cmd->add_option("--connections", bench.connections, "connections: how many to open")->capture_default_str();
   bench_cmd->add_option("--stall-at", bench.stall_at, "stall: when the last subscriber stops reading, s")->capture_default_str();
-  bench_cmd->add_option("--through-stream", bench.through_stream, "latency, throughput: through a durable stream "
+  bench_cmd->add_option("--through-stream", bench.through_stream, "latency, throughput, store: through a durable stream "
                         "with this fsync policy (or memory): subscribers read a consumer of it, acking each; "
                         "latency: a second subscriber on the topic itself, in the same run, is the line *_direct")
       ->check(CLI::IsMember({"always", "group", "never", "memory"}));

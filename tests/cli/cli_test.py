@@ -235,6 +235,16 @@ def bench_checks():
           "the stream's line names the direct p99 of its run")
     check(abs(stream["p99_to_direct"] - stream["p99_us"] / direct["p99_us"]) < 0.01,
           "p99_to_direct is the ratio: %r" % stream["p99_to_direct"])
+    # store: acknowledged publishes into a stream that syncs before each ACK
+    rc, out, err = run("bench", "store", "--through-stream", "always", "--messages", "3000", "--in-flight", "64",
+                       timeout=60)
+    check(rc == 0, "bench store exits 0: " + err[-300:])
+    d = json.loads(out.decode().splitlines()[-1])
+    check(d["bench"] == "ws_store_acked_stream_always" and d["acked"] == 3000 and d["failed"] == 0,
+          "every publish acknowledged: %r" % d)
+    # 64 unconfirmed at most: no fdatasync can cover more than 64 ACKs, so at least 3000 / 64 of them
+    check(3000 // 64 <= d["syncs"] <= 3000 and d["msgs_per_s"] > 0,
+          "an fdatasync before each batch of ACKs (%d for 3000, at most 64 in flight)" % d["syncs"])
 
 
 if __name__ == "__main__":
