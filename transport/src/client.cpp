@@ -86,7 +86,8 @@ void client::impl::publish_acked(std::string_view topic, std::string_view payloa
     if (e != errc::ok)
       turned_down = answers.forget_ack(opts.message_id); // (none: answered already)
     else
-      answers.attach_frame(opts.message_id, std::move(frame), sent.load(std::memory_order_relaxed) + queued.load(std::memory_order_relaxed));
+      answers.attach_frame(opts.message_id, std::move(frame),
+                           sent.load(std::memory_order_relaxed) + queued.load(std::memory_order_relaxed));
   }
   if (turned_down) turned_down.set_value(e);
 }

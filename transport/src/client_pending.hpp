@@ -34,8 +34,10 @@ public:
   answer_to* operator->() noexcept { return this; } ///< (reads as the shared_ptr it replaces)
   /// Answers (never under the client's lock: a callback may call back into the client).
   void set_value(scheduling::errc e) {
-    if (p_) p_->set_value(e);
-    else if (f_) f_(e);
+    if (p_)
+      p_->set_value(e);
+    else if (f_)
+      f_(e);
   }
 
 private:
