@@ -42,6 +42,19 @@ transport::server_options retrying_server() {
   o.breaker_enabled = false;
   return o;
 }
+
+/// A node, an acking subscriber on "jobs" counting what it gets, and a publisher, both connected.
+struct jobs_edge {
+  edge e;
+  std::atomic<int> got{0};
+  transport::client sub{acking_sub(e.port(), "sub", "jobs")};
+  transport::client pub{client_for(e.port(), "pub")};
+  jobs_edge() {
+    sub.on_message([this](const transport::incoming&) { ++got; });
+    REQUIRE(sub.connect() == actors::errc::ok);
+    REQUIRE(pub.connect() == actors::errc::ok);
+  }
+};
 } // namespace
 
 TEST_SUITE("acks") {
@@ -114,13 +127,8 @@ TEST_SUITE("acks") {
   }
 
   TEST_CASE("publish_acked: ok once the subscriber has it queued, no_responders without one") {
-    edge e;
-    std::atomic<int> got{0};
-    transport::client sub(acking_sub(e.port(), "sub", "jobs"));
-    sub.on_message([&](const transport::incoming&) { ++got; });
-    REQUIRE(sub.connect() == actors::errc::ok);
-    transport::client pub(client_for(e.port(), "pub"));
-    REQUIRE(pub.connect() == actors::errc::ok);
+    jobs_edge j;
+    auto& [e, got, sub, pub] = j;
     std::vector<std::future<actors::errc>> fs;
     for (int i = 0; i < 100; ++i) fs.push_back(pub.publish_acked("jobs", "x"));
     for (auto& f : fs) {
@@ -139,13 +147,8 @@ TEST_SUITE("acks") {
   }
 
   TEST_CASE("publish_acked with a callback: each answered once, on the client's thread; a callback may publish again") {
-    edge e;
-    std::atomic<int> got{0};
-    transport::client sub(acking_sub(e.port(), "sub", "jobs"));
-    sub.on_message([&](const transport::incoming&) { ++got; });
-    REQUIRE(sub.connect() == actors::errc::ok);
-    transport::client pub(client_for(e.port(), "pub"));
-    REQUIRE(pub.connect() == actors::errc::ok);
+    jobs_edge j;
+    auto& [e, got, sub, pub] = j;
     std::mutex m;
     std::vector<actors::errc> answers;
     std::atomic<int> chained{0};
