@@ -123,13 +123,12 @@ private:
   };
   void drop_front() {
     chunk& c = chunks_.front();
-    base_ = c.base + c.bytes.size();
+    base_ = c.base + c.bytes.size(); // (the next chunk's base: they are contiguous)
     if (c.bytes.capacity() > spare_.capacity()) {
       c.bytes.clear();
       spare_.swap(c.bytes);
     }
     chunks_.pop_front();
-    if (!chunks_.empty()) base_ = chunks_.front().base;
   }
   std::deque<chunk> chunks_;
   std::uint64_t base_ = 0;
