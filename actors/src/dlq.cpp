@@ -139,8 +139,7 @@ dlq_kind kind_of(dead_reason r) noexcept {
 dlq_file::dlq_file(std::filesystem::path dir, dlq_kind kind)
     : dir_(std::move(dir)), path_(dir_ / to_string(kind)), kind_(kind) {}
 
-// The entry a record of the log holds (its id is the record's sequence number).
-static bool parse_entry(codec::bytes_view body, dlq_entry& e) {
+bool parse_dlq_entry(codec::bytes_view body, dlq_entry& e) {
   reader rd{body.data(), body.data() + body.size()};
   if (rd.get<std::uint8_t>() != rec_entry) return false;
   e.reason = static_cast<dead_reason>(rd.get<std::uint8_t>());
@@ -166,7 +165,7 @@ static std::error_code read_legacy(const std::filesystem::path& file, std::vecto
       return true;
     }
     dlq_entry e;
-    if (!parse_entry(codec::bytes_view(body, len), e)) return false;
+    if (!parse_dlq_entry(codec::bytes_view(body, len), e)) return false;
     entries.emplace_back(at, std::move(e));
     return true;
   });
@@ -211,6 +210,13 @@ std::error_code dlq_file::append(std::vector<dlq_entry>& entries) {
   });
 }
 
+std::error_code dlq_file::read_log(bool create, const std::function<void(const segment_log&)>& f) const {
+  return with_log(create, [&](segment_log& log) {
+    f(log);
+    return std::error_code{};
+  });
+}
+
 std::error_code dlq_file::recover(recovery& out) {
   out = {};
   const std::uint64_t cut_before = truncated_;
@@ -232,7 +238,7 @@ std::error_code dlq_file::load(contents& out) const {
     out.damaged_regions = log.recovered().damaged_regions;
     log.read(0, SIZE_MAX, [&](const log_record& r) {
       dlq_entry e;
-      if (parse_entry(r.frame, e)) {
+      if (parse_dlq_entry(r.frame, e)) {
         e.id = r.seq;
         out.entries.push_back(std::move(e));
       } else { // whole, checksummed, and not an entry: written by something else
@@ -287,7 +293,7 @@ std::error_code open_dlq_directory(const std::filesystem::path& dir, std::string
 /// How a dead letter's frame is read back: a stored frame of the node has no checksum (port.cpp:
 /// its encoder leaves it 0, every way out rewrites it), but the corruption queue keeps the bytes
 /// as they came from a connection — those are checked, so a damaged frame is never replayed.
-static codec::decoder_options frame_reading(dead_reason r) noexcept {
+codec::decoder_options frame_reading(dead_reason r) noexcept {
   return r == dead_reason::corruption ? codec::decoder_options{} : codec::stored_frame_decoding();
 }
 

@@ -2,6 +2,7 @@
 // when its kind's queue was empty, sends the actor a flush; the actor takes everything queued and
 // appends it with one write and one fdatasync (group commit: a burst of dead letters costs one
 // disk sync per batch, not per message). A flush request answers once the batch is on disk.
+#include "dlq_stream.hpp"
 #include "node_impl.hpp"
 
 #include <flowbus/actors/dlq.hpp>
@@ -47,7 +48,11 @@ caf::behavior dlq_actor(dlq_actor_t* self, node::impl* core, dlq_kind kind) {
   self->state.file.emplace(core->dlq_files[static_cast<std::size_t>(kind)]);
   self->set_default_handler(caf::drop);
   return {
-      [=](flush_atom) -> std::uint64_t { return persist_dead_letters(core->dead, *self->state.file); },
+      [=](flush_atom) -> std::uint64_t {
+        const std::uint64_t n = persist_dead_letters(core->dead, *self->state.file);
+        if (n) core->dlq_streams[static_cast<std::size_t>(kind)]->wake(); // its consumers
+        return n;
+      },
   };
 }
 } // namespace
@@ -66,6 +71,7 @@ void open_dlq(node::impl* core) {
       spdlog::warn("flowbus dlq {}: {} damaged bytes between whole records (readers skip them)",
                    to_string(static_cast<dlq_kind>(i)), rec[i].damaged_bytes);
     core->dead.torn_cut(rec[i].truncated_bytes);
+    core->dlq_streams[i] = std::make_unique<dlq_stream>(core, static_cast<dlq_kind>(i));
   }
 }
 

@@ -1,6 +1,7 @@
 #include "port.hpp"
 #include "cluster_impl.hpp"
 #include "stream_json.hpp"
+#include "dlq_stream.hpp"
 #include "stream_writer.hpp"
 
 #include <flowbus/actors/dlq.hpp>
@@ -136,7 +137,13 @@ node::node() : node(node_config{}) {}
 node::node(node_config config) : impl_(std::make_shared<impl>(std::move(config))) {
   for (auto& w : impl_->streams)
     start_stream(impl_, *w);
-  if (!impl_->cfg.stream_directory.empty()) {
+  for (auto& d : impl_->dlq_streams)
+    if (d) {
+      agent_spec spec{d->name(), "dlq"};
+      spec.heartbeat_interval = std::chrono::milliseconds(60000); // its thread may wait on the disk
+      d->start(internal_agent(impl_, std::move(spec), d->waiter(), nullptr));
+    }
+  if (!impl_->cfg.stream_directory.empty() || !impl_->cfg.dlq_directory.empty()) {
     impl_->stream_api = std::make_unique<stream_admin>(impl_);
     agent_spec spec{"$streams", "stream"};
     spec.heartbeat_interval = std::chrono::milliseconds(60000);
@@ -220,6 +227,8 @@ shutdown_report node::shutdown() {
   }
   rep.handled = last.second;
   if (impl_->stream_api) impl_->stream_api->stop();
+  for (auto& d : impl_->dlq_streams)
+    if (d) d->stop(); // (the DLQ actors may still wake them: they go with the node)
   { // the streams store what reached them, sync, and confirm it before anything else stops
     std::lock_guard<std::mutex> g(impl_->streams_m);
     for (auto& w : impl_->streams)
@@ -250,6 +259,18 @@ std::unique_ptr<stream_writer> open_stream(node::impl& core, const stream_config
   return w;
 }
 
+std::unique_ptr<client> internal_agent(const std::shared_ptr<node::impl>& keep, agent_spec spec,
+                                       std::shared_ptr<client_waiter> waiter, std::shared_ptr<endpoint>* ep) {
+  node::impl& core = *keep;
+  const std::string id = spec.id;
+  const std::chrono::milliseconds heartbeat = spec.heartbeat_interval;
+  registered r = register_agent(core, registration{std::move(spec), nullptr, waiter, &client_waiter::ring});
+  if (r.code != errc::ok) throw std::invalid_argument("the agent " + id + ": " + to_string(r.code));
+  if (ep) *ep = r.ep;
+  auto p = std::make_unique<detail::port>(&core, keep, std::move(r.ep), codec::priority::normal);
+  return std::make_unique<client>(std::move(p), std::move(waiter), heartbeat);
+}
+
 void start_stream(const std::shared_ptr<node::impl>& keep, stream_writer& w) {
   node::impl& core = *keep;
   agent_spec spec{"$stream." + w.config().name, "stream"};
@@ -259,13 +280,10 @@ void start_stream(const std::shared_ptr<node::impl>& keep, stream_writer& w) {
   auto waiter = std::make_shared<client_waiter>();
   waiter->try_inline = &stream_writer::ring_inline; // sparse pushes: on the pushing thread (stream_writer.hpp)
   waiter->inline_context = w.gate();
-  registered r = register_agent(core, registration{std::move(spec), nullptr, waiter, &client_waiter::ring});
-  if (r.code != errc::ok)
-    throw std::invalid_argument("stream " + w.config().name + ": its agent: " + to_string(r.code));
+  std::shared_ptr<endpoint> ep;
+  auto agent = internal_agent(keep, std::move(spec), waiter, &ep);
   core.has_streams.store(true, std::memory_order_release); // before any frame can reach it
-  auto ep = r.ep;
-  auto p = std::make_unique<detail::port>(&core, keep, std::move(r.ep), codec::priority::normal);
-  w.start(std::make_unique<client>(std::move(p), waiter, std::chrono::milliseconds(60000)), std::move(ep), waiter);
+  w.start(std::move(agent), std::move(ep), waiter);
 }
 
 void add_stream(const std::shared_ptr<node::impl>& core, const stream_config& c) {

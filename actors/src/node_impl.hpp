@@ -95,6 +95,7 @@ private:
 
 class stream_writer;
 class stream_admin;
+class dlq_stream;
 
 struct node::impl {
   explicit impl(node_config c);
@@ -118,6 +119,9 @@ struct node::impl {
   /// persist_remaining writes through them, so none reads a whole file again to find its end
   std::vector<dlq_file> dlq_files;
   std::atomic<bool> dlq_live{false};           ///< the DLQ actors take flushes
+  /// each queue read as a stream, `$dlq.<kind>` (dlq_stream.hpp): made before the DLQ actors
+  /// (which wake them), started with the node, stopped with the streams
+  std::array<std::unique_ptr<dlq_stream>, dlq_kind_count> dlq_streams;
   // the cluster (cluster.cpp), when cfg.cluster.port >= 0
   caf::actor cluster;                          ///< takes local interest and agents, links other nodes
   std::uint16_t cluster_port = 0;
@@ -130,7 +134,8 @@ struct node::impl {
   // durable streams (stream.cpp)
   std::mutex streams_m; ///< guards streams
   std::vector<std::unique_ptr<stream_writer>> streams;
-  std::unique_ptr<stream_admin> stream_api; ///< the agent $streams (node_config::stream_directory)
+  /// the agent $streams (node_config::stream_directory or dlq_directory)
+  std::unique_ptr<stream_admin> stream_api;
   std::atomic<bool> has_streams{false}; ///< acknowledged sends then track confirmations without a cluster
   std::atomic<std::uint64_t> cluster_acked{0}, cluster_in{0}, cluster_dead{0}, links_lost{0}, ///< cluster_totals
       duplicates_taken_down{0};

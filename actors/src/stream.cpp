@@ -284,6 +284,36 @@ bool stream_writer::ring_inline(void* context) noexcept {
   return gate->w && gate->w->step_inline();
 }
 
+consumer_io::outcome send_record(client& agent, std::string_view stream, const consumer_config& c, const delivery& v,
+                                 const log_record& r, std::uint64_t token, std::uint32_t deliveries,
+                                 std::vector<codec::repeated_entry>& headers) {
+  const std::string seq = std::to_string(r.seq), time = std::to_string(r.time_ns), n = std::to_string(deliveries);
+  const codec::field h = codec::field::header;
+  headers.push_back({h, "stream", stream});
+  headers.push_back({h, "stream-seq", seq});
+  headers.push_back({h, "stream-time", time});
+  headers.push_back({h, "stream-topic", v.topic});
+  headers.push_back({h, "stream-source", v.source});
+  headers.push_back({h, "stream-consumer", c.name});
+  headers.push_back({h, "stream-deliveries", n});
+  send_options o;
+  o.prio = v.prio;
+  o.correlation_id = token;
+  o.timestamp_ns = v.timestamp_ns; // its age is counted from when it was first published
+  o.headers = codec::repeated_fields(headers.data(), headers.size());
+  const send_result s = agent.post_request(deliver_destination(c), v.payload, o);
+  return s.delivered ? consumer_io::outcome::sent : consumer_io::outcome::refused;
+}
+
+bool consumer_has_interest(node::impl& core, const consumer_config& c, routing_table::scratch& scratch) {
+  const destination to = deliver_destination(c);
+  if (to.what == destination::kind::agent)
+    return core.routes.read([&](const routing_table& t) { return t.agent(to.name) != nullptr; });
+  route rt;
+  core.routes.read([&](const routing_table& t) { t.resolve(to.name, scratch, rt); });
+  return !rt.empty();
+}
+
 consumer_io::outcome stream_writer::deliver(const consumer_config& c, const log_record& r, std::uint64_t token,
                                             std::uint32_t deliveries) {
   codec::message m;
@@ -296,32 +326,10 @@ consumer_io::outcome stream_writer::deliver(const consumer_config& c, const log_
   headers_.clear();
   for (const codec::repeated_entry& e : m.repeated)
     if (e.id == codec::field::header) headers_.push_back(e);
-  const std::string seq = std::to_string(r.seq), time = std::to_string(r.time_ns), n = std::to_string(deliveries);
-  const codec::field h = codec::field::header;
-  headers_.push_back({h, "stream", cfg_.name});
-  headers_.push_back({h, "stream-seq", seq});
-  headers_.push_back({h, "stream-time", time});
-  headers_.push_back({h, "stream-topic", v.topic});
-  headers_.push_back({h, "stream-source", v.source});
-  headers_.push_back({h, "stream-consumer", c.name});
-  headers_.push_back({h, "stream-deliveries", n});
-  send_options o;
-  o.prio = m.prio;
-  o.correlation_id = token;
-  o.timestamp_ns = v.timestamp_ns; // its age is counted from when it was first published
-  o.headers = codec::repeated_fields(headers_.data(), headers_.size());
-  const send_result s = agent_->post_request(deliver_destination(c), v.payload, o);
-  return s.delivered ? consumer_io::outcome::sent : consumer_io::outcome::refused;
+  return send_record(*agent_, cfg_.name, c, v, r, token, deliveries, headers_);
 }
 
-bool stream_writer::has_interest(const consumer_config& c) {
-  const destination to = deliver_destination(c);
-  if (to.what == destination::kind::agent)
-    return core_->routes.read([&](const routing_table& t) { return t.agent(to.name) != nullptr; });
-  route rt;
-  core_->routes.read([&](const routing_table& t) { t.resolve(to.name, scratch_, rt); });
-  return !rt.empty();
-}
+bool stream_writer::has_interest(const consumer_config& c) { return consumer_has_interest(*core_, c, scratch_); }
 
 void stream_writer::poison(const consumer_config& c, const log_record& r, std::uint32_t deliveries) {
   scheduling::buffer_ref b = core_->pool.try_acquire(r.frame.size());
@@ -358,7 +366,7 @@ stream_status stream_writer::status() const {
   std::lock_guard<std::mutex> g(m_);
   return {cfg_.name,        cfg_.subjects, log_.first(),   log_.last(),        log_.records(),
           log_.bytes(),     log_.durable(), log_.syncs(),   failures_,          inline_steps_,
-          log_.recovered(), cfg_.log.sync,  cfg_.log.in_memory, consumers_.all()};
+          log_.recovered(), cfg_.log.sync,  cfg_.log.in_memory, consumers_.all(), {}};
 }
 
 } // namespace flowbus::actors

@@ -2,6 +2,7 @@
 // that add, remove, list and describe streams and their consumers.
 #include <flowbus/actors/client.hpp>
 
+#include "dlq_stream.hpp"
 #include "node_impl.hpp"
 #include "stream_json.hpp"
 #include "stream_writer.hpp"
@@ -72,13 +73,27 @@ std::string required(const json& j, const char* field) {
   return it->get<std::string>();
 }
 
-/// Runs f(writer) on the named stream under the streams' lock; not_found if there is none.
+/// Runs f(stream) on the named stream — a stream, or a dead-letter queue ("$dlq.<kind>") — under
+/// the streams' lock; not_found if there is none.
 template <class F> json with_stream(node::impl& core, const std::string& name, F&& f) {
+  std::lock_guard<std::mutex> g(core.streams_m);
+  for (auto& w : core.streams)
+    if (w->config().name == name) return f(static_cast<consumable&>(*w));
+  for (auto& d : core.dlq_streams)
+    if (d && d->name() == name) return f(static_cast<consumable&>(*d));
+  return failure("not_found", "no stream " + name);
+}
+
+/// The stream `name` as it is configured; not_found if there is none (a dead-letter queue is not
+/// configured: it is refused).
+template <class F> json with_writer(node::impl& core, const std::string& name, F&& f) {
   std::lock_guard<std::mutex> g(core.streams_m);
   for (auto& w : core.streams)
     if (w->config().name == name) return f(*w);
   return failure("not_found", "no stream " + name);
 }
+
+bool is_dlq(const std::string& name) { return name.rfind("$dlq.", 0) == 0; }
 
 bool same_stream(const stream_config& a, const stream_config& b) { return to_json(a) == to_json(b); }
 
@@ -92,17 +107,23 @@ std::string stream_admin::answer(std::string_view request) {
     if (!j.is_object()) throw std::invalid_argument("a request is a JSON object");
     const std::string op = required(j, "op");
     if (op == "stream.add") {
+      if (core->cfg.stream_directory.empty())
+        return failure("bad_request", "the node keeps no streams (it was started without a stream directory)").dump();
       const stream_config c = parse_stream_config(j, core->cfg.stream_directory);
-      json existing = with_stream(*core, c.name, [&](stream_writer& w) {
+      json existing = with_writer(*core, c.name, [&](stream_writer& w) {
         return same_stream(w.config(), c) ? json{{"stream", to_json(w.status())}}
                                           : failure("exists", "stream " + c.name + " exists with other settings");
       });
       if (!existing.contains("error") || existing["error"]["code"] != "not_found") return existing.dump();
       add_stream(core, c);
-      return with_stream(*core, c.name, [](stream_writer& w) { return json{{"stream", to_json(w.status())}}; }).dump();
+      return with_writer(*core, c.name, [](stream_writer& w) { return json{{"stream", to_json(w.status())}}; }).dump();
     }
     if (op == "stream.rm") {
       const std::string name = required(j, "name");
+      if (is_dlq(name))
+        return failure("bad_request",
+                       name + " is a dead-letter queue: it is not removed (flowbus dlq purge empties it)")
+            .dump();
       return (remove_stream(*core, name) ? json{{"ok", true}} : failure("not_found", "no stream " + name)).dump();
     }
     if (op == "stream.ls") {
@@ -110,18 +131,20 @@ std::string stream_admin::answer(std::string_view request) {
       std::lock_guard<std::mutex> g(core->streams_m);
       for (auto& w : core->streams)
         list.push_back(to_json(w->status()));
+      for (auto& d : core->dlq_streams)
+        if (d) list.push_back(to_json(d->status()));
       return json{{"streams", std::move(list)}}.dump();
     }
     if (op == "stream.info")
       return with_stream(*core, required(j, "name"),
-                         [](stream_writer& w) {
+                         [](consumable& w) {
                            return json{{"stream", to_json(w.status())}};
                          })
           .dump();
     if (op == "consumer.add") {
       consumer_config c = parse_consumer_config(j.value("consumer", json::object()));
       return with_stream(*core, required(j, "stream"),
-                         [&](stream_writer& w) {
+                         [&](consumable& w) {
                            return json{{"consumer", to_json(w.add_consumer(std::move(c)))}};
                          })
           .dump();
@@ -130,7 +153,7 @@ std::string stream_admin::answer(std::string_view request) {
       const std::string name = required(j, "name");
       return with_stream(
                  *core, required(j, "stream"),
-                 [&](stream_writer& w) {
+                 [&](consumable& w) {
                    if (op == "consumer.rm")
                      return w.remove_consumer(name) ? json{{"ok", true}} : failure("not_found", "no consumer " + name);
                    const auto s = w.consumer(name);

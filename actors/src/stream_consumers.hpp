@@ -90,6 +90,18 @@ private:
   std::minstd_rand rng_{std::random_device{}()};
 };
 
+/// What the stream API (stream_admin) serves of a stream: its status and its consumers — a stream
+/// (stream_writer), or a dead-letter queue read as one (dlq_stream).
+class consumable {
+public:
+  virtual ~consumable() = default;
+  virtual stream_status status() const = 0;
+  /// Adds (or rebinds) a consumer: throws std::invalid_argument naming what is wrong.
+  virtual consumer_status add_consumer(consumer_config c) = 0;
+  virtual bool remove_consumer(std::string_view name) = 0;
+  virtual std::optional<consumer_status> consumer(std::string_view name) const = 0;
+};
+
 /// Whether `name` may name a consumer (as a stream: valid_stream_name).
 bool valid_consumer_name(const std::string& name) noexcept;
 

@@ -159,24 +159,26 @@ json to_json(const stream_status& s) {
   json consumers = json::array();
   for (const consumer_status& c : s.consumers)
     consumers.push_back(to_json(c));
-  return json{{"name", s.name},
-              {"subjects", s.subjects},
-              {"storage", s.in_memory ? "memory" : "file"},
-              {"fsync", to_string(s.sync)},
-              {"first", s.first},
-              {"last", s.last},
-              {"records", s.records},
-              {"bytes", s.bytes},
-              {"durable", s.durable},
-              {"syncs", s.syncs},
-              {"failures", s.failures},
-              {"recovered",
-               {{"segments", s.recovered.segments},
-                {"records", s.recovered.records},
-                {"torn_bytes", s.recovered.torn_bytes},
-                {"damaged_bytes", s.recovered.damaged_bytes},
-                {"indexed", s.recovered.indexed}}},
-              {"consumers", std::move(consumers)}};
+  json j{{"name", s.name},
+         {"subjects", s.subjects},
+         {"storage", s.in_memory ? "memory" : "file"},
+         {"fsync", to_string(s.sync)},
+         {"first", s.first},
+         {"last", s.last},
+         {"records", s.records},
+         {"bytes", s.bytes},
+         {"durable", s.durable},
+         {"syncs", s.syncs},
+         {"failures", s.failures},
+         {"recovered",
+          {{"segments", s.recovered.segments},
+           {"records", s.recovered.records},
+           {"torn_bytes", s.recovered.torn_bytes},
+           {"damaged_bytes", s.recovered.damaged_bytes},
+           {"indexed", s.recovered.indexed}}},
+         {"consumers", std::move(consumers)}};
+  if (!s.dlq.empty()) j["dlq"] = s.dlq;
+  return j;
 }
 
 } // namespace flowbus::actors

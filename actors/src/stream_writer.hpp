@@ -53,24 +53,24 @@ struct stream_gate {
   stream_writer* w = nullptr;
 };
 
-class stream_writer {
+class stream_writer final : public consumable {
 public:
   /// Opens (and recovers) the log; throws std::system_error if it cannot.
   stream_writer(node::impl* core, stream_config cfg);
-  ~stream_writer();
+  ~stream_writer() override;
   /// Takes the stream's agent (registered, not yet subscribed), its endpoint and its doorbell,
   /// marks the endpoint as confirming, and starts the thread.
   void start(std::unique_ptr<client> agent, std::shared_ptr<endpoint> ep, std::shared_ptr<client_waiter> waiter);
   /// Stores what the mailbox still holds, syncs, confirms, leaves. Idempotent.
   void stop(); ///< (and lets go of the agent: it holds the node)
-  stream_status status() const;
+  stream_status status() const override;
   const stream_config& config() const noexcept { return cfg_; }
   client& agent() noexcept { return *agent_; }
   /// Adds (or rebinds) a consumer: throws std::invalid_argument as consumer_set::add, and for a
   /// deliver_to this stream captures (it would store its own deliveries).
-  consumer_status add_consumer(consumer_config c);
-  bool remove_consumer(std::string_view name);
-  std::optional<consumer_status> consumer(std::string_view name) const;
+  consumer_status add_consumer(consumer_config c) override;
+  bool remove_consumer(std::string_view name) override;
+  std::optional<consumer_status> consumer(std::string_view name) const override;
   /// The doorbell hook (client_waiter::try_inline); `context` is the gate().
   static bool ring_inline(void* context) noexcept;
   std::shared_ptr<stream_gate> gate() const { return gate_; }
@@ -136,6 +136,15 @@ private:
   std::uint64_t inline_steps_ = 0;                     ///< under m_
 };
 
+/// Sends log record `r` (its frame decoded as `v`) to consumer `c` as a REQUEST whose REPLY carries
+/// `token` (docs/streams.md, "Consumers"): `headers` holds the record's own (and any the caller
+/// adds); the stream-* headers, naming `stream`, are appended. Sent, or refused if nobody took it.
+consumer_io::outcome send_record(client& agent, std::string_view stream, const consumer_config& c, const delivery& v,
+                                 const log_record& r, std::uint64_t token, std::uint32_t deliveries,
+                                 std::vector<codec::repeated_entry>& headers);
+/// Whether anyone listens at the consumer's deliver_to.
+bool consumer_has_interest(node::impl& core, const consumer_config& c, routing_table::scratch& scratch);
+
 /// The agent `$streams`: its thread answers the stream API's requests (docs/streams.md, "The
 /// stream API") — streams and consumers added, removed, listed — with JSON.
 class stream_admin {
@@ -162,6 +171,10 @@ bool remove_stream(node::impl& core, std::string_view name);
 std::vector<stream_config> saved_streams(const std::string& directory, const std::vector<stream_config>& configured);
 /// Checks a stream's config (name, subjects, not a duplicate) and opens its log (node.cpp).
 std::unique_ptr<stream_writer> open_stream(node::impl& core, const stream_config& s);
+/// Registers an agent of the node's own (a stream's, a dead-letter queue's) with doorbell `waiter`
+/// and returns it as a client; `ep` (if set) gets its endpoint. Throws std::invalid_argument.
+std::unique_ptr<client> internal_agent(const std::shared_ptr<node::impl>& keep, agent_spec spec,
+                                       std::shared_ptr<client_waiter> waiter, std::shared_ptr<endpoint>* ep);
 /// Registers the stream's agent, marks it confirming, subscribes it and starts its thread.
 void start_stream(const std::shared_ptr<node::impl>& keep, stream_writer& w);
 

@@ -33,7 +33,7 @@ answer ask(transport::client& c, const json& request) {
   const transport::reply_result r = c.request(transport::destination::agent("$streams"), request.dump(), 5s).get();
   if (r.code != errc::ok) {
     if (r.code == errc::no_responders || r.code == errc::agent_unavailable)
-      std::fprintf(stderr, "flowbus stream: the node has no stream API (start it with --stream-dir)\n");
+      std::fprintf(stderr, "flowbus stream: the node has no stream API (start it with --stream-dir, or --dlq-dir)\n");
     else
       std::fprintf(stderr, "flowbus stream: %s\n", transport::to_string(r.code));
     return {{}, exit_for(r.code)};
@@ -71,6 +71,7 @@ void show_stream(const json& s) {
   std::string subjects;
   for (const auto& p : s["subjects"])
     subjects += (subjects.empty() ? "" : ",") + p.get<std::string>();
+  if (s.contains("dlq")) subjects = "dead letters (" + s["dlq"].get<std::string>() + ")";
   std::printf("stream %s: %s, %s, fsync %s; %llu records (%llu..%llu), %llu bytes, %zu consumers\n",
               s["name"].get<std::string>().c_str(), subjects.c_str(), s["storage"].get<std::string>().c_str(),
               s["fsync"].get<std::string>().c_str(), s["records"].get<unsigned long long>(),
@@ -281,7 +282,7 @@ std::optional<std::uint64_t> parse_time_ns(const std::string& text, std::uint64_
 }
 
 stream_commands::stream_commands(CLI::App& app) {
-  stream_cmd_ = app.add_subcommand("stream", "a node's durable streams (its --stream-dir; docs/streams.md)");
+  stream_cmd_ = app.add_subcommand("stream", "a node's durable streams (its --stream-dir) and dead-letter queues ($dlq.<kind>; docs/streams.md)");
   stream_cmd_->require_subcommand(1);
   add_cmd_ = stream_cmd_->add_subcommand("add", "add a stream (the same settings again: nothing changes)");
   add_cmd_->add_option("name", add_.name, "the stream's name")->required();

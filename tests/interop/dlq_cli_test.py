@@ -64,6 +64,25 @@ async def receive_replay(exe, d, port):
     await late.close()
 
 
+def read_as_stream(exe, port):
+    """The queues are streams of the node's API (docs/streams.md): `flowbus stream ls` lists them,
+    `flowbus stream view` prints their entries with why each died."""
+    at = ("--connect", "127.0.0.1:%d" % port)
+    r = subprocess.run([exe, "stream", "ls", *at], capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0 and "stream $dlq.agent_unavailable: dead letters (agent_unavailable)" in r.stdout
+          and "4 records (1..4)" in r.stdout, "stream ls lists the queue with its 4 entries: " + r.stdout.strip())
+    r = subprocess.run([exe, "stream", "rm", "$dlq.agent_unavailable", *at], capture_output=True, text=True, timeout=60)
+    check(r.returncode != 0 and "dead-letter queue" in r.stderr, "stream rm refuses a queue: " + r.stderr.strip())
+    r = subprocess.run([exe, "stream", "view", "$dlq.agent_unavailable", "--json", *at],
+                       capture_output=True, text=True, timeout=60)
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    check(r.returncode == 0 and [row["payload"] for row in rows] == ["task %d" % i for i in range(4)],
+          "stream view prints the 4 entries' payloads, in order: " + r.stdout.strip() + r.stderr.strip())
+    check(all(row["headers"]["dlq-reason"] == "agent_unavailable" and row["headers"]["dlq-recipient"] == "py-late"
+              and row["headers"]["dlq-type"] == "TASK_ASSIGNMENT" for row in rows),
+          "each with its reason, recipient and type in the dlq-* headers")
+
+
 def disk_full_and_bad_dir(exe, d):
     """Issue 17.2: dead letters the disk refuses are said in the stop line and make the exit code 1
     (they were reported as persisted, rc 0); an unusable --dlq-dir refuses to start."""
@@ -94,6 +113,7 @@ def disk_full_and_bad_dir(exe, d):
 
 def main(exe):
     d = tempfile.mkdtemp(prefix="flowbus-dlq-cli-")
+    node = None
     try:
         disk_full_and_bad_dir(exe, d)
         node, port = start_node(exe, d)
@@ -107,6 +127,7 @@ def main(exe):
 
         node, port = start_node(exe, d)  # a restart keeps them
         check(len(listed(exe, d)) == 4, "still 4 after a restart")
+        read_as_stream(exe, port)
         asyncio.run(receive_replay(exe, d, port))
         left = listed(exe, d)
         check(len(left) == 1, "the replayed entries left the queue, one remains")
@@ -114,6 +135,9 @@ def main(exe):
         check(listed(exe, d) == [], "purge empties it")
         stop_node(node)
     finally:
+        if node is not None and node.poll() is None:  # a failed check: not left holding the test's pipes
+            node.kill()
+            node.wait()
         shutil.rmtree(d, ignore_errors=True)
     print("dlq cli: all checks passed")
 

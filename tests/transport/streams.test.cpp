@@ -366,3 +366,135 @@ TEST_SUITE("streams") {
     CHECK_THROWS_AS(actors::node{with_stream(d.path, actors::fsync_policy::never, {"orders..x"})}, std::invalid_argument);
   }
 }
+
+TEST_SUITE("streams") {
+  // The dead-letter queues are streams of the API (docs/streams.md, "Dead-letter queues as
+  // streams"): listed, described and read by consumers like a stream, each entry with why it died;
+  // not removable; the consumer's position survives a restart like a stream consumer's.
+  TEST_CASE("a dead-letter queue is a stream of the API: $dlq.<kind> is listed, consumed with its reason and acked") {
+    temp_dir dlq("dlq-stream");
+    actors::node_config cfg = small_node();
+    cfg.dlq_directory = dlq.path.string(); // and no stream directory: the API serves the queues all the same
+    struct seen {
+      std::uint64_t seq;
+      std::string payload, reason, recipient, stream, job;
+      std::uint32_t deliveries;
+    };
+    std::mutex m;
+    std::vector<seen> got;
+    auto count = [&] {
+      std::lock_guard<std::mutex> g(m);
+      return got.size();
+    };
+    // dead-letters `n` tasks for an agent nobody runs, from `first` on
+    auto dead_letter = [](transport::client& c, int first, int n) {
+      for (int i = first; i < first + n; ++i) {
+        const std::string job = std::to_string(i);
+        const codec::repeated_entry h{codec::field::header, "job", job};
+        transport::send_options o;
+        o.headers = codec::repeated_fields(&h, 1);
+        REQUIRE(c.send(transport::destination::agent("dq-absent"), "task-" + job, o) == errc::ok);
+      }
+    };
+    // a watcher on dlq.watch: it NAKs the first delivery of "task-1" once, acks everything else
+    auto watch = [&](std::uint16_t port) {
+      auto c = std::make_unique<transport::client>(client_opts(port, "dq-watcher"));
+      REQUIRE(c->connect() == errc::ok);
+      transport::client* cp = c.get();
+      REQUIRE(c->subscribe("dlq.watch", [&, cp](const transport::incoming& in) {
+                   seen s{std::stoull(std::string(in.header("stream-seq"))),
+                          std::string(in.payload),
+                          std::string(in.header("dlq-reason")),
+                          std::string(in.header("dlq-recipient")),
+                          std::string(in.header("stream")),
+                          std::string(in.header("job")),
+                          static_cast<std::uint32_t>(std::stoul(std::string(in.header("stream-deliveries"))))};
+                   {
+                     std::lock_guard<std::mutex> g(m);
+                     got.push_back(s);
+                   }
+                   cp->respond(in, s.payload == "task-1" && s.deliveries == 1 ? "-NAK" : "+ACK");
+                 }).get() == errc::ok);
+      return c;
+    };
+    {
+      edge e({}, cfg);
+      transport::client admin(client_opts(e.port(), "dq-admin"));
+      REQUIRE(admin.connect() == errc::ok);
+      const auto ls = ask(admin, {{"op", "stream.ls"}});
+      REQUIRE(ls["streams"].size() == actors::dlq_kind_count);
+      CHECK(ls["streams"][1]["name"] == "$dlq.agent_unavailable");
+      CHECK(ls["streams"][1]["dlq"] == "agent_unavailable");
+      CHECK(ls["streams"][1]["records"] == 0);
+      CHECK(ask(admin, {{"op", "stream.rm"}, {"name", "$dlq.poison"}})["error"]["code"] == "bad_request");
+      CHECK(ask(admin, {{"op", "stream.add"}, {"name", "x"}, {"subjects", {"x"}}})["error"]["code"] == "bad_request");
+
+      dead_letter(admin, 0, 3);
+      REQUIRE(e.node.dlq_flush());
+      const auto info = ask(admin, {{"op", "stream.info"}, {"name", "$dlq.agent_unavailable"}});
+      CHECK(info["stream"]["records"] == 3);
+      CHECK(info["stream"]["last"] == 3);
+
+      auto watcher = watch(e.port());
+      const auto added = ask(admin, {{"op", "consumer.add"},
+                                     {"stream", "$dlq.agent_unavailable"},
+                                     {"consumer", {{"name", "ops"}, {"deliver_to", "dlq.watch"}, {"backoff_ms", 1}}}});
+      REQUIRE_MESSAGE(added.contains("consumer"), added.dump());
+      REQUIRE(eventually([&] { return count() == 4; }, 10s)); // three, and task-1 again after its NAK
+      {
+        std::lock_guard<std::mutex> g(m);
+        std::set<std::uint64_t> seqs;
+        for (const seen& s : got) {
+          seqs.insert(s.seq);
+          CHECK(s.payload == "task-" + s.job); // the original payload and its application header
+          CHECK(s.reason == "agent_unavailable");
+          CHECK(s.recipient == "dq-absent");
+          CHECK(s.stream == "$dlq.agent_unavailable");
+        }
+        CHECK(seqs == std::set<std::uint64_t>{1, 2, 3});
+        CHECK(got.back().payload == "task-1");
+        CHECK(got.back().deliveries == 2);
+      }
+      REQUIRE(eventually([&] {
+        const auto c = ask(admin, {{"op", "consumer.info"}, {"stream", "$dlq.agent_unavailable"}, {"name", "ops"}});
+        return c["consumer"]["acked"] == 3 && c["consumer"]["naked"] == 1 && c["consumer"]["pending"] == 0;
+      }, 5s));
+      // a dead letter that comes while the consumer is there is given to it at once
+      dead_letter(admin, 3, 1);
+      REQUIRE(eventually([&] { return count() == 5; }, 5s));
+      // entries stay in their queue once acked: flowbus dlq list/replay/purge see them as before
+      std::vector<actors::dlq_entry> listed;
+      REQUIRE_FALSE(e.node.dlq_list(actors::dlq_kind::agent_unavailable, listed));
+      CHECK(listed.size() == 4);
+      REQUIRE_FALSE(e.node.dlq_purge(actors::dlq_kind::agent_unavailable));
+      dead_letter(admin, 4, 1); // ids go on after a purge
+      REQUIRE(eventually([&] { return count() == 6; }, 5s));
+      {
+        std::lock_guard<std::mutex> g(m);
+        CHECK(got.back().seq == 5);
+        CHECK(got.back().job == "4");
+      }
+      REQUIRE(eventually([&] {
+        return ask(admin, {{"op", "consumer.info"}, {"stream", "$dlq.agent_unavailable"}, {"name", "ops"}})["consumer"]["ack_floor"] == 5;
+      }, 5s));
+      watcher->close();
+      e.server.stop();
+      e.node.shutdown();
+    }
+    // started again: the consumer is back at its position; only what is new is delivered
+    edge e({}, cfg);
+    transport::client admin(client_opts(e.port(), "dq-admin"));
+    REQUIRE(admin.connect() == errc::ok);
+    const auto c = ask(admin, {{"op", "consumer.info"}, {"stream", "$dlq.agent_unavailable"}, {"name", "ops"}});
+    REQUIRE_MESSAGE(c.contains("consumer"), c.dump());
+    CHECK(c["consumer"]["next"] == 6);
+    auto watcher = watch(e.port());
+    dead_letter(admin, 5, 1);
+    REQUIRE(eventually([&] { return count() == 7; }, 10s));
+    std::this_thread::sleep_for(200ms);
+    std::lock_guard<std::mutex> g(m);
+    CHECK(got.size() == 7);
+    CHECK(got.back().seq == 6);
+    CHECK(got.back().job == "5");
+  }
+}

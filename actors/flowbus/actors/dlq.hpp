@@ -19,6 +19,7 @@
 #include <flowbus/actors/agent.hpp>
 #include <flowbus/actors/dead_letters.hpp>
 #include <flowbus/actors/errc.hpp>
+#include <flowbus/codec/decoder.hpp>
 
 #include <array>
 #include <cstdint>
@@ -31,6 +32,8 @@
 #include <vector>
 
 namespace flowbus::actors {
+
+class segment_log;
 
 std::optional<dlq_kind> parse_dlq_kind(std::string_view name) noexcept;
 
@@ -78,6 +81,9 @@ public:
   std::error_code remove(const std::vector<std::uint64_t>& ids);
   /// Empties the queue.
   std::error_code purge();
+  /// Locks the queue, opens its log and lets f read it (create: make the queue if missing; else f
+  /// is not called for a missing queue). What the node's `$dlq.<kind>` streams read through.
+  std::error_code read_log(bool create, const std::function<void(const segment_log&)>& f) const;
 
 private:
   /// Locks the queue, opens its log and calls f(log) (create: make it if missing; else a missing
@@ -112,6 +118,12 @@ struct replay_outcome {
 };
 replay_outcome replay_entries(const std::vector<dlq_entry>& entries, const std::vector<std::uint64_t>& ids,
                               const replay_target& to);
+/// The entry a record of a queue's log holds (`e.id` is left to the caller: the record's sequence
+/// number). False if the record is not an entry.
+bool parse_dlq_entry(codec::bytes_view body, dlq_entry& e);
+/// How an entry's frame is decoded: the node's stored frames carry no checksum, but a corruption
+/// entry keeps the bytes as they came from a connection, and those are checked.
+codec::decoder_options frame_reading(dead_reason r) noexcept;
 /// The entry for a dead letter: its frame copied, source and attempt read from it.
 dlq_entry make_dlq_entry(const dead_letter& d);
 

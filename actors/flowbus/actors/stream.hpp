@@ -70,6 +70,8 @@ struct stream_status {
   fsync_policy sync = fsync_policy::group;
   bool in_memory = false;
   std::vector<consumer_status> consumers;
+  /// A dead-letter queue read as a stream (`$dlq.<kind>`): its kind; empty for a stream
+  std::string dlq;
 };
 
 /// Whether `name` may name a stream (and its directory).

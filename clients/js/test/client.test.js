@@ -199,6 +199,37 @@ test('streams: the API, a consumer\'s deliveries, ack and NAK', async () => {
   }
 });
 
+test('a dead-letter queue read as a stream: $dlq.<kind> listed, consumed with its reason, not removable', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowbus-js-dlq-'));
+  const node = await startNode(0, '--dlq-dir', dir);
+  const c = new Client({ url: node.url, id: 'js-dlq' });
+  await c.connect();
+  try {
+    assert.ok((await c.streams.list()).some((s) => s.name === '$dlq.agent_unavailable' && s.dlq === 'agent_unavailable'));
+    await assert.rejects(c.streams.remove('$dlq.agent_unavailable'), (e) => e instanceof flowbus.StreamError && e.code === 'bad_request');
+    const sub = await c.subscribe('js.dlq.watch');
+    await c.streams.addConsumer('$dlq.agent_unavailable', 'js-ops', { deliverTo: 'js.dlq.watch' });
+    c.send('js-nobody', 'lost task'); // an agent nobody runs: a dead letter
+    const m = await sub.next(10000);
+    assert.equal(m.text, 'lost task');
+    assert.equal(m.headers.stream, '$dlq.agent_unavailable');
+    assert.equal(m.headers['dlq-reason'], 'agent_unavailable');
+    assert.equal(m.headers['dlq-recipient'], 'js-nobody');
+    c.ack(m);
+    let ci;
+    for (let i = 0; i < 100; i++) {
+      ci = await c.streams.consumerInfo('$dlq.agent_unavailable', 'js-ops');
+      if (ci.acked === 1) break;
+      await sleep(20);
+    }
+    assert.deepEqual([ci.acked, ci.pending], [1, 0]);
+  } finally {
+    await c.close();
+    await stopNode(node);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a receive window granted back, and bursts written as BATCH frames', async () => {
   const sub = await client('js-ws', { receiveWindow: 64 }), pub = await client('js-wp');
   const s = await sub.subscribe('js.window');

@@ -310,6 +310,37 @@ class StreamTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(await c.streams.list(), [])
 
 
+    async def test_dead_letter_queue_read_as_a_stream(self):
+        import tempfile
+        d = tempfile.TemporaryDirectory()
+        self.addCleanup(d.cleanup)
+        node = Node(0, "--dlq-dir", d.name)  # no --stream-dir: $streams serves the queues
+        self.addCleanup(node.stop)
+        c = flowbus.Client(node.url, "py-dlq")
+        await c.connect()
+        self.addAsyncCleanup(c.close)
+        names = [s["name"] for s in await c.streams.list()]
+        self.assertIn("$dlq.agent_unavailable", names)
+        with self.assertRaises(flowbus.StreamError) as e:
+            await c.streams.remove("$dlq.agent_unavailable")
+        self.assertEqual(e.exception.code, "bad_request")
+        sub = await c.subscribe("py.dlq.watch")
+        await c.streams.add_consumer("$dlq.agent_unavailable", "py-ops", deliver_to="py.dlq.watch")
+        c.send(flowbus.Agent("py-nobody"), "lost task")  # an agent nobody runs: a dead letter
+        m = await sub.next(timeout=10)
+        self.assertEqual((m.text, m.headers["stream"], m.headers["dlq-reason"], m.headers["dlq-recipient"], m.source),
+                         ("lost task", "$dlq.agent_unavailable", "agent_unavailable", "py-nobody",
+                          "$dlq.agent_unavailable"))
+        c.ack(m)
+        for _ in range(100):
+            ci = await c.streams.consumer_info("$dlq.agent_unavailable", "py-ops")
+            if ci["acked"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        self.assertEqual((ci["acked"], ci["pending"]), (1, 0))
+        self.assertEqual((await c.streams.info("$dlq.agent_unavailable"))["records"], 1)  # acked, still kept
+
+
 class ProtocolTest(unittest.TestCase):
     def test_crc_and_batch_roundtrip(self):
         self.assertEqual(protocol.crc32c(b"123456789"), 0xE3069283)
