@@ -17,6 +17,8 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <utility>
 #include <unordered_set>
@@ -51,6 +53,17 @@ public:
     if (fd_ >= 0) ::close(fd_); // releases the lock
   }
   std::error_code error() const noexcept { return ec_; }
+  /// The queue's generation: the file's first 8 bytes (0 while it has none). Every operation
+  /// that changes the queue bumps it first, so a process that keeps the log open knows to reopen.
+  std::uint64_t generation() const noexcept {
+    unsigned char b[8];
+    return ::pread(fd_, b, sizeof b, 0) == static_cast<ssize_t>(sizeof b) ? codec::load_le<std::uint64_t>(b) : 0;
+  }
+  std::error_code set_generation(std::uint64_t g) const noexcept {
+    std::string b;
+    put<std::uint64_t>(b, g);
+    return ::pwrite(fd_, b.data(), b.size(), 0) == static_cast<ssize_t>(b.size()) ? std::error_code{} : last_error();
+  }
 
 private:
   int fd_ = -1;
@@ -174,35 +187,63 @@ static std::error_code read_legacy(const std::filesystem::path& file, std::vecto
   return {};
 }
 
-template <class F> std::error_code dlq_file::with_log(bool create, F&& f) const {
+/// A queue's log kept open between operations (dlq_file::keep_open), and the generation it was
+/// opened at.
+struct dlq_file::open_log {
+  std::mutex m; ///< one operation at a time in this process (the flock is per open file)
+  std::unique_ptr<segment_log> log;
+  std::uint64_t generation = 0;
+};
+
+void dlq_file::keep_open() { kept_ = std::make_shared<open_log>(); }
+
+template <class F> std::error_code dlq_file::with_log(bool create, bool changes, F&& f) const {
   const auto legacy = dir_ / (std::string(to_string(kind_)) + ".dlq");
   std::error_code ec;
   if (!create && !std::filesystem::exists(path_, ec) && !std::filesystem::exists(legacy, ec)) return ec;
   if ((ec = make_directories(path_))) return ec;
+  std::unique_lock<std::mutex> in_process;
+  if (kept_) in_process = std::unique_lock<std::mutex>(kept_->m);
   locked_fd lock(path_ / ".lock", O_RDWR | O_CREAT); // other processes: flowbus dlq next to a node
   if (lock.error()) return lock.error();
+  std::unique_ptr<segment_log> opened;
   try {
-    segment_log log(path_, queue_log_options());
-    truncated_ += log.recovered().torn_bytes;
-    if (std::filesystem::exists(legacy, ec)) { // once: its live entries move into the log
+    std::uint64_t generation = lock.generation();
+    segment_log* log = kept_ && kept_->log && kept_->generation == generation ? kept_->log.get() : nullptr;
+    if (!log) { // opened (recovered) now: first use, or another process changed the queue since
+      if (kept_) kept_->log.reset();
+      opened = std::make_unique<segment_log>(path_, queue_log_options());
+      log = opened.get();
+      truncated_ += log->recovered().torn_bytes;
+    }
+    const bool import = std::filesystem::exists(legacy, ec);
+    if (changes || import) { // first, so that a crash part way still tells those who keep it open
+      if ((ec = lock.set_generation(++generation))) return ec;
+    }
+    if (import) { // once: its live entries move into the log
       std::vector<dlq_entry> old;
       if ((ec = read_legacy(legacy, old))) return ec;
       for (const dlq_entry& e : old)
-        log.append(codec::bytes_view(std::string_view(entry_body(e))), e.last_ns);
-      log.commit();
+        log->append(codec::bytes_view(std::string_view(entry_body(e))), e.last_ns);
+      log->commit();
       auto moved = legacy;
       std::filesystem::rename(legacy, moved.replace_extension(".dlq.imported"));
       if ((ec = sync_directory(dir_))) return ec;
     }
-    return f(log);
+    if (kept_) {
+      if (opened) kept_->log = std::move(opened);
+      kept_->generation = generation;
+    }
+    return f(*log);
   } catch (const std::system_error& e) { // (filesystem_error too)
+    if (kept_) kept_->log.reset(); // whatever it holds now: opened again next time
     return e.code();
   }
 }
 
 std::error_code dlq_file::append(std::vector<dlq_entry>& entries) {
   if (entries.empty()) return {};
-  return with_log(true, [&](segment_log& log) {
+  return with_log(true, true, [&](segment_log& log) {
     for (auto& e : entries)
       e.id = log.append(codec::bytes_view(std::string_view(entry_body(e))), e.last_ns);
     log.commit(); // fdatasync'ed (a failed write takes back the whole batch: it is one write below 1 MiB)
@@ -211,7 +252,7 @@ std::error_code dlq_file::append(std::vector<dlq_entry>& entries) {
 }
 
 std::error_code dlq_file::read_log(bool create, const std::function<void(const segment_log&)>& f) const {
-  return with_log(create, [&](segment_log& log) {
+  return with_log(create, false, [&](segment_log& log) {
     f(log);
     return std::error_code{};
   });
@@ -220,7 +261,7 @@ std::error_code dlq_file::read_log(bool create, const std::function<void(const s
 std::error_code dlq_file::recover(recovery& out) {
   out = {};
   const std::uint64_t cut_before = truncated_;
-  return with_log(false, [&](segment_log& log) {
+  return with_log(false, false, [&](segment_log& log) {
     out.bytes = log.bytes();
     out.truncated_bytes = truncated_ - cut_before;
     out.damaged_bytes = log.recovered().damaged_bytes;
@@ -231,7 +272,7 @@ std::error_code dlq_file::recover(recovery& out) {
 std::error_code dlq_file::load(contents& out) const {
   out = {};
   const std::uint64_t cut_before = truncated_;
-  return with_log(false, [&](segment_log& log) {
+  return with_log(false, false, [&](segment_log& log) {
     out.deleted = log.deleted();
     out.torn_bytes = truncated_ - cut_before;
     out.damaged_bytes = log.recovered().damaged_bytes;
@@ -253,14 +294,14 @@ std::error_code dlq_file::load(contents& out) const {
 
 std::error_code dlq_file::remove(const std::vector<std::uint64_t>& ids) {
   if (ids.empty()) return {};
-  return with_log(false, [&](segment_log& log) {
+  return with_log(false, true, [&](segment_log& log) {
     log.remove(ids);
     return std::error_code{};
   });
 }
 
 std::error_code dlq_file::purge() {
-  return with_log(false, [&](segment_log& log) {
+  return with_log(false, true, [&](segment_log& log) {
     log.purge();
     return std::error_code{};
   });

@@ -63,6 +63,8 @@ void open_dlq(node::impl* core) {
   std::array<dlq_file::recovery, dlq_kind_count> rec;
   if (auto ec = open_dlq_directory(core->cfg.dlq_directory, what, core->dlq_files, rec))
     throw std::system_error(ec, "DLQ directory unusable: " + what);
+  for (dlq_file& f : core->dlq_files) // shared by each kind's DLQ actor and $dlq.<kind> stream
+    f.keep_open();
   for (std::size_t i = 0; i < dlq_kind_count; ++i) {
     if (rec[i].truncated_bytes)
       spdlog::warn("flowbus dlq {}: cut a torn tail of {} bytes (a crash or a full disk mid-append); {} whole bytes kept",

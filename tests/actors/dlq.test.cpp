@@ -170,6 +170,42 @@ TEST_SUITE("dlq") {
     CHECK_FALSE(fs::exists(missing.path())); // reading does not create a queue
   }
 
+  // The node keeps each queue's log open (the DLQ actor appends through it, its $dlq.<kind>
+  // stream reads it); `flowbus dlq` in another process opens it for each operation. Whatever the
+  // other changes, the kept one sees it next time and never appends after a stale end.
+  TEST_CASE("queue: a log kept open sees what another process appended, removed and purged") {
+    temp_dir d;
+    dlq_file kept(d.path, dlq_kind::poison);
+    kept.keep_open();
+    dlq_file copy = kept; // (the DLQ actor's and the stream's are copies: one open log)
+    auto recipients = [](const dlq_file& f) {
+      dlq_file::contents c;
+      REQUIRE_FALSE(f.load(c));
+      std::vector<std::string> out;
+      for (const auto& e : c.entries) out.push_back(e.recipient + "#" + std::to_string(e.id));
+      return out;
+    };
+    std::vector<dlq_entry> a{entry("a", "1"), entry("b", "2")};
+    REQUIRE_FALSE(kept.append(a));
+    dlq_file other(d.path, dlq_kind::poison); // another process
+    std::vector<dlq_entry> c{entry("c", "3")};
+    REQUIRE_FALSE(other.append(c));
+    CHECK(recipients(copy) == std::vector<std::string>{"a#1", "b#2", "c#3"});
+    std::vector<dlq_entry> e{entry("e", "4")};
+    REQUIRE_FALSE(kept.append(e));
+    CHECK(e[0].id == 4); // after the other's entry, not over it
+    REQUIRE_FALSE(other.remove({2}));
+    CHECK(recipients(kept) == std::vector<std::string>{"a#1", "c#3", "e#4"});
+    REQUIRE_FALSE(other.purge());
+    CHECK(recipients(kept).empty());
+    std::vector<dlq_entry> f{entry("f", "5")};
+    REQUIRE_FALSE(copy.append(f));
+    CHECK(recipients(other) == std::vector<std::string>{"f#5"}); // the ids go on
+    // and the other way round: what the kept one removes, the other does not list
+    REQUIRE_FALSE(kept.remove({5}));
+    CHECK(recipients(other).empty());
+  }
+
   // Regression (issue 17.1): the reader stopped at the first bad record and a restarted node
   // appended after it, so everything written later was invisible. Cut the active segment at every
   // byte offset of its last two records: a new writer cuts the torn tail and appends after the

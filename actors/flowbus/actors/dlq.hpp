@@ -4,7 +4,9 @@
 // tests serves both. The node's DLQ actors append what `dead_letters` receives (group commit: one
 // write + fdatasync per batch, off the data path); `flowbus dlq` and node::dlq_*() list, replay
 // and purge them. Several processes may use one directory: every operation holds the queue's
-// flock (`<dir>/<kind>/.lock`) and opens the log for its duration.
+// flock (`<dir>/<kind>/.lock`) and opens the log for its duration — except in the node, which
+// keeps each log open (keep_open) and opens it again when another process changed the queue: each
+// change first bumps a generation number kept in the lock file.
 //
 // A record's bytes (the log's "frame") are an entry:
 //   u8 1 · u8 reason · u32 attempts · u64 first_ns · u64 last_ns (wall clock) · u16 + source ·
@@ -25,6 +27,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -47,10 +50,16 @@ struct dlq_entry {
   std::string frame;     ///< the original FLOW frame
 };
 
-/// One kind's queue. @threadsafe one object per thread; processes coordinate through flock.
+/// One kind's queue. @threadsafe one object per thread (copies of one that keeps its log open
+/// share it under a mutex); processes coordinate through flock.
 class dlq_file {
 public:
   dlq_file(std::filesystem::path dir, dlq_kind kind);
+  /// Keeps the log open between operations, shared by this object's copies (the node's DLQ actor
+  /// and its `$dlq.<kind>` stream), instead of opening (recovering) it for each. Every operation
+  /// that changes a queue first bumps a generation number in its lock file, under the flock, so a
+  /// process that keeps it open reopens it when another (`flowbus dlq`) changed it.
+  void keep_open();
 
   dlq_kind kind() const noexcept { return kind_; }
   const std::filesystem::path& path() const noexcept { return path_; } ///< the queue's log directory
@@ -86,12 +95,15 @@ public:
   std::error_code read_log(bool create, const std::function<void(const segment_log&)>& f) const;
 
 private:
-  /// Locks the queue, opens its log and calls f(log) (create: make it if missing; else a missing
-  /// queue is left alone and f is not called).
-  template <class F> std::error_code with_log(bool create, F&& f) const;
+  /// Locks the queue, opens its log (or takes the one kept open, if still current) and calls
+  /// f(log) (create: make it if missing; else a missing queue is left alone and f is not called).
+  /// `changes`: f will change the queue (the generation is bumped first).
+  template <class F> std::error_code with_log(bool create, bool changes, F&& f) const;
+  struct open_log;
   std::filesystem::path dir_, path_;
   dlq_kind kind_;
   mutable std::uint64_t truncated_ = 0;
+  std::shared_ptr<open_log> kept_; ///< keep_open()
 };
 
 /// Makes `dir` usable as a DLQ directory: creates it if missing (fsyncing its parent), checks it is
