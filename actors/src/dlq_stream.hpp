@@ -8,14 +8,14 @@
 // Each queue is served by a thread of its own, woken by the DLQ actor when it appended, by its
 // agent's mailbox (consumers' REPLYs), by a consumer's deadline, and every 250 ms while it has
 // consumers (interest that came or went, another process's `flowbus dlq replay/purge`). A round
-// opens the queue's log under its flock, as every other reader and writer of the queue does, so
-// another process's changes are always seen. Internal to the actors layer.
+// takes the queue's flock, as every other reader and writer of the queue does, and reads the log
+// the node keeps open (dlq_file::keep_open), opened again first if another process changed the
+// queue. Internal to the actors layer.
 #pragma once
 
 #include <flowbus/actors/dlq.hpp>
 #include <flowbus/actors/node.hpp>
 #include <flowbus/actors/routing_table.hpp>
-#include <flowbus/codec/decoder.hpp>
 
 #include "stream_consumers.hpp"
 
@@ -66,7 +66,6 @@ private:
   mutable std::mutex m_; ///< guards consumers_, file_ and what deliver() uses
   consumer_set consumers_;
   consumer_io io_;
-  codec::decoder dec_;
   std::vector<codec::repeated_entry> headers_;
   routing_table::scratch scratch_;
   std::unique_ptr<client> agent_;
