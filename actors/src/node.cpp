@@ -405,7 +405,7 @@ std::error_code node::dlq_list(dlq_kind kind, std::vector<dlq_entry>& out) {
   out.clear();
   if (!dlq_flush()) return std::make_error_code(std::errc::operation_not_supported);
   dlq_file::contents c;
-  auto ec = dlq_file(impl_->cfg.dlq_directory, kind).load(c);
+  auto ec = dlq_file(impl_->dlq_files.at(static_cast<std::size_t>(kind))).load(c); // (the log the node keeps open)
   out = std::move(c.entries);
   return ec;
 }
@@ -422,13 +422,13 @@ dlq_replay_result node::dlq_replay(dlq_kind kind, const std::vector<std::uint64_
   const replay_outcome out = replay_entries(entries, ids, replay_through(static_cast<sender&>(**c)));
   r.replayed = out.sent.size();
   r.failed = out.failed;
-  r.error = dlq_file(impl_->cfg.dlq_directory, kind).remove(out.sent);
+  r.error = dlq_file(impl_->dlq_files.at(static_cast<std::size_t>(kind))).remove(out.sent);
   return r;
 }
 
 std::error_code node::dlq_purge(dlq_kind kind) {
   if (!dlq_flush()) return std::make_error_code(std::errc::operation_not_supported);
-  return dlq_file(impl_->cfg.dlq_directory, kind).purge();
+  return dlq_file(impl_->dlq_files.at(static_cast<std::size_t>(kind))).purge();
 }
 std::size_t node::workers() const noexcept { return impl_->sys ? impl_->sys->scheduler().num_workers() : 0; }
 const node_config& node::config() const noexcept { return impl_->cfg; }
