@@ -430,7 +430,11 @@ TEST_SUITE("streams") {
       CHECK(ask(admin, {{"op", "stream.add"}, {"name", "x"}, {"subjects", {"x"}}})["error"]["code"] == "bad_request");
 
       dead_letter(admin, 0, 3);
-      REQUIRE(e.node.dlq_flush());
+      // the sends are on their way to the node: the queue has them once the node has routed them
+      REQUIRE(eventually([&] {
+        return e.node.dlq_flush() &&
+               ask(admin, {{"op", "stream.info"}, {"name", "$dlq.agent_unavailable"}})["stream"]["records"] == 3;
+      }, 5s));
       const auto info = ask(admin, {{"op", "stream.info"}, {"name", "$dlq.agent_unavailable"}});
       CHECK(info["stream"]["records"] == 3);
       CHECK(info["stream"]["last"] == 3);
