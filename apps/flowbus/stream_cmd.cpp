@@ -192,9 +192,16 @@ int run_replay(const connection_options& conn, const stream_read_options& o) {
     std::fprintf(stderr, "flowbus stream replay: --speed %s: 1x, 10x, 0.5x... or max\n", o.speed.c_str());
     return exit_usage;
   }
-  std::uint64_t first_ts = 0, last_ts = 0, replayed = 0;
+  std::uint64_t first_ts = 0, last_ts = 0, replayed = 0, skipped = 0;
   clk::time_point start;
+  const bool own_topic = o.to_topic.find("{topic}") != std::string::npos;
   const int rc = read_stream(conn, o, "stream replay", [&](transport::client& c, const record& r) {
+    if (own_topic && r.topic.empty()) { // a dead letter sent to an agent: no topic to put in {topic}
+      if (!skipped++)
+        std::fprintf(stderr, "flowbus stream replay: record %llu was sent to an agent, not a topic: skipped\n",
+                     static_cast<unsigned long long>(r.seq));
+      return true;
+    }
     if (!first_ts) {
       first_ts = r.timestamp_ns;
       start = clk::now();
@@ -226,6 +233,14 @@ int run_replay(const connection_options& conn, const stream_read_options& o) {
     std::fprintf(stderr, "flowbus stream replay: %llu records spanning %.3f s, replayed in %.3f s\n",
                  static_cast<unsigned long long>(replayed), static_cast<double>(last_ts - first_ts) / 1e9,
                  replayed ? std::chrono::duration<double>(clk::now() - start).count() : 0.0);
+  if (rc == exit_ok && skipped) {
+    std::fprintf(
+        stderr,
+        "flowbus stream replay: %llu records skipped: sent to an agent, they have no topic for {topic} "
+        "(flowbus dlq replay re-sends dead letters to their agents; a --to-topic without {topic} takes them)\n",
+        static_cast<unsigned long long>(skipped));
+    return exit_refused;
+  }
   return rc;
 }
 
@@ -282,7 +297,8 @@ std::optional<std::uint64_t> parse_time_ns(const std::string& text, std::uint64_
 }
 
 stream_commands::stream_commands(CLI::App& app) {
-  stream_cmd_ = app.add_subcommand("stream", "a node's durable streams (its --stream-dir) and dead-letter queues ($dlq.<kind>; docs/streams.md)");
+  stream_cmd_ = app.add_subcommand(
+      "stream", "a node's durable streams (its --stream-dir) and dead-letter queues ($dlq.<kind>; docs/streams.md)");
   stream_cmd_->require_subcommand(1);
   add_cmd_ = stream_cmd_->add_subcommand("add", "add a stream (the same settings again: nothing changes)");
   add_cmd_->add_option("name", add_.name, "the stream's name")->required();

@@ -81,6 +81,28 @@ def read_as_stream(exe, port):
     check(all(row["headers"]["dlq-reason"] == "agent_unavailable" and row["headers"]["dlq-recipient"] == "py-late"
               and row["headers"]["dlq-type"] == "TASK_ASSIGNMENT" for row in rows),
           "each with its reason, recipient and type in the dlq-* headers")
+    asyncio.run(replay_as_stream(exe, port))
+
+
+async def replay_as_stream(exe, port):
+    """`flowbus stream replay` of a queue: to a fixed topic every entry goes; with {topic}, entries
+    sent to an agent have no topic to put there and are skipped, said, exit code 3."""
+    at = ("--connect", "127.0.0.1:%d" % port)
+    watcher = fc.Agent("ws://127.0.0.1:%d/" % port, "py-dbg", subscriptions=("dbg.>",))
+    await watcher.connect()
+    loop = asyncio.get_running_loop()
+
+    def replay(to):
+        return subprocess.run([exe, "stream", "replay", "$dlq.agent_unavailable", "--to-topic", to, "--speed", "max", *at],
+                              capture_output=True, text=True, timeout=60)
+    r = await loop.run_in_executor(None, lambda: replay("dbg.dead"))
+    check(r.returncode == 0 and "4 records" in r.stderr, "stream replay to a fixed topic replays 4: " + r.stderr.strip())
+    got = [(await watcher.next()).payload for _ in range(4)]
+    check(got == [b"task %d" % i for i in range(4)], "the watcher gets the 4 payloads in order: %r" % got)
+    r = await loop.run_in_executor(None, lambda: replay("dbg.{topic}"))
+    check(r.returncode == 3 and "4 records skipped" in r.stderr and "record 1 was sent to an agent" in r.stderr,
+          "with {topic}, the 4 entries sent to an agent are skipped and said (rc %d): %s" % (r.returncode, r.stderr.strip()))
+    await watcher.close()
 
 
 def disk_full_and_bad_dir(exe, d):
