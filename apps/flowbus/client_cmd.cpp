@@ -102,7 +102,11 @@ int run_pub(const connection_options& conn, const pub_options& p) {
   transport::send_options so;
   so.prio = priorities.at(p.priority);
   so.headers = headers_of(p.headers, store);
-  std::deque<std::future<errc>> acks; // acked: at most 1024 unconfirmed at once
+  // acked: at most 1024 unconfirmed at once, each answered on the client's I/O thread (a callback,
+  // not a future: a future's promise makes a system call per message)
+  std::mutex am;
+  std::condition_variable acv;
+  std::size_t unconfirmed = 0;
   errc first_failure = errc::ok;
   std::uint64_t sent = 0, failed = 0;
   const auto note = [&](errc e) {
@@ -115,11 +119,17 @@ int run_pub(const connection_options& conn, const pub_options& p) {
   progress shown(p.message ? p.count : 0);
   const auto publish_one = [&](std::string_view payload) {
     if (p.acked) {
-      acks.push_back(c.publish_acked(p.topic, payload, so));
-      if (acks.size() >= 1024) {
-        note(acks.front().get());
-        acks.pop_front();
+      {
+        std::unique_lock<std::mutex> g(am);
+        acv.wait(g, [&] { return unconfirmed < 1024; });
+        ++unconfirmed;
       }
+      c.publish_acked(p.topic, payload, so, [&](errc e) {
+        std::lock_guard<std::mutex> g(am);
+        note(e);
+        --unconfirmed;
+        acv.notify_one();
+      });
     } else {
       const errc e = c.publish(p.topic, payload, so);
       note(e);
@@ -129,7 +139,7 @@ int run_pub(const connection_options& conn, const pub_options& p) {
     return true;
   };
   if (p.message) {
-    const auto stop = [&] { return interrupted.load() || (failed && !p.acked); };
+    const auto stop = [&] { return interrupted.load() || (!p.acked && failed); };
     if (p.rate > 0) {
       scheduling::offer_at_fixed_rate(p.rate, p.count, [&](std::uint64_t, std::uint64_t) { publish_one(*p.message); }, stop);
     } else {
@@ -144,15 +154,19 @@ int run_pub(const connection_options& conn, const pub_options& p) {
       if (!publish_one(line)) break;
     }
   }
-  for (auto& f : acks)
-    note(f.get());
+  {
+    std::unique_lock<std::mutex> g(am); // each is answered within ack_attempts x ack_timeout
+    acv.wait(g, [&] { return unconfirmed == 0; });
+  }
   shown.end();
   c.close(); // writes what is queued (close_timeout)
   const transport::client_stats st = c.stats();
   const double secs = shown.seconds();
+  const std::string confirmed =
+      !p.acked ? "" : failed ? ", " + std::to_string(failed) + " not acknowledged" : ", each acknowledged";
   std::fprintf(stderr, "flowbus pub: %llu message%s to %s in %.3f s (%.0f msgs/s)%s\n",
                static_cast<unsigned long long>(sent - st.unsent), sent - st.unsent == 1 ? "" : "s", p.topic.c_str(),
-               secs, static_cast<double>(sent - st.unsent) / secs, p.acked ? ", each acknowledged" : "");
+               secs, static_cast<double>(sent - st.unsent) / secs, confirmed.c_str());
   if (failed) return exit_for(first_failure);
   if (st.refused) {
     std::fprintf(stderr, "flowbus pub: the node refused %llu\n", static_cast<unsigned long long>(st.refused));

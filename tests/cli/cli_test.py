@@ -127,6 +127,9 @@ def main():
 
         rc, _, err = run("pub", "bad..topic", "x", *at)
         check(rc == 3 and "invalid_topic" in err, "an invalid topic exits 3")
+        rc, _, err = run("pub", "bad..topic", "x", "-n", "3", "--acked", *at)
+        check(rc == 3 and err.count("invalid_topic") == 1 and "3 not acknowledged" in err,
+              "acked too, saying it once for 3 (rc %d): %s" % (rc, err.strip()))
         rc, _, err = run("sub", "a.>.b", "--count", "1", *at)
         check(rc == 3 and "invalid_pattern" in err, "an invalid pattern exits 3")
         rc, _, err = run("pub", "cli.x", "x", "-s", "127.0.0.1:1", "--connect-timeout", "1")
