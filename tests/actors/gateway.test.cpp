@@ -88,8 +88,8 @@ node_config small() {
 
 TEST_SUITE("gateway") {
   TEST_CASE("attach, subscribe by token, take frames as encoded, wake only when idle") {
+    probe p; // outlives the node: its events may come after the gateway is gone (gateway.hpp)
     node n(small());
-    probe p;
     auto g = attach(n, {"edge-1", "edge"}, p);
     CHECK(g->up());
     CHECK(g->id() == "edge-1");
@@ -119,8 +119,8 @@ TEST_SUITE("gateway") {
   }
 
   TEST_CASE("a gateway's request is answered to the gateway with its correlation id") {
+    probe p; // outlives the node, as above
     node n(small());
-    probe p;
     auto g = attach(n, {"edge-req", "edge"}, p);
     agent_spec responder{"responder", "svc"};
     responder.subscriptions = {"svc.echo"};

@@ -19,6 +19,9 @@
 
 namespace flowbus::actors {
 
+/// The events may still come after the gateway is destroyed (its connection actor learns of it
+/// asynchronously), until the node has stopped: what they use must live as long, or be reached
+/// through a weak pointer as transport's sessions do.
 struct gateway_events {
   /// Frames arrived in the idle mailbox: schedule a take(). Called on the pushing thread, which
   /// may be any sender's: it must not block or call back into the gateway.
