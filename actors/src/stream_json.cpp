@@ -1,5 +1,7 @@
 #include "stream_json.hpp"
 
+#include <flowbus/actors/stream_settings.hpp>
+
 #include <stdexcept>
 #include <system_error>
 
@@ -141,6 +143,34 @@ stream_config parse_stream_config(const json& j, const std::filesystem::path& di
   c.log.max_records = number<std::uint64_t>(j, "max_records", 0);
   c.log.max_age = std::chrono::seconds(number<std::uint64_t>(j, "max_age_s", 0));
   return c;
+}
+
+std::vector<stream_config> streams_from_document(const json& doc, const std::filesystem::path& directory) {
+  if (!doc.is_object()) throw std::invalid_argument("not a table with \"streams\"");
+  for (const auto& [key, value] : doc.items())
+    if (key != "streams") throw std::invalid_argument("'" + key + "': unknown (the file holds \"streams\")");
+  const auto list = doc.find("streams");
+  if (list == doc.end() || !list->is_array())
+    throw std::invalid_argument("'streams': a list of streams ([[streams]] tables in TOML)");
+  std::vector<stream_config> out;
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    const json& one = (*list)[i];
+    const auto name = one.is_object() ? one.find("name") : one.end();
+    const std::string which = "stream " + std::to_string(i + 1) +
+                              (name != one.end() && name->is_string() ? " (" + name->get<std::string>() + ")" : "");
+    try {
+      stream_config c = parse_stream_config(one, directory);
+      const json known = to_json(c);
+      for (const auto& [key, value] : one.items())
+        if (!known.contains(key)) bad(key, "not a stream setting");
+      for (const stream_config& before : out)
+        if (before.name == c.name) throw std::invalid_argument("a second stream of that name");
+      out.push_back(std::move(c));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(which + ": " + e.what());
+    }
+  }
+  return out;
 }
 
 json to_json(const stream_config& c) {

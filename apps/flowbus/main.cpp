@@ -89,6 +89,9 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--stream", node.streams, "a durable stream NAME=PATTERN[,PATTERN...]: the messages of those "
                        "topics kept in a log under --stream-dir; acknowledged publishes to it are ACKed once stored "
                        "(repeatable; docs/streams.md)");
+  node_cmd->add_option("--streams-file", node.streams_file, "streams each with its own settings, as stream.add takes "
+                       "them: [[streams]] tables in TOML (a name ending in .toml), {\"streams\": [...]} in JSON "
+                       "(with --stream-dir; docs/streams.md)");
   node_cmd->add_option("--stream-dir", node.stream_dir, "the streams' directory (one sub-directory per "
                        "stream): the streams kept there reopen, and agents may add streams through $streams");
   node_cmd->add_option("--stream-fsync", node.stream_fsync, "always (an fdatasync per batch: survives power loss), "

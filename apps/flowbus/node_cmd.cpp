@@ -1,8 +1,10 @@
 #include "node_cmd.hpp"
 
 #include <flowbus/actors/node.hpp>
+#include <flowbus/actors/stream_settings.hpp>
 #include <flowbus/transport/monitor.hpp>
 #include <flowbus/transport/server.hpp>
+#include <flowbus/transport/structured_file.hpp>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
@@ -12,6 +14,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -121,6 +124,7 @@ std::string config_json(const node_options& o) {
                       {"dlq_dir", o.dlq_dir},
                       {"lossless", o.lossless},
                       {"streams", o.streams},
+                      {"streams_file", o.streams_file},
                       {"stream_dir", o.stream_dir},
                       {"stream_fsync", o.stream_fsync},
                       {"stream_storage", o.stream_storage},
@@ -215,6 +219,29 @@ int run_node(const node_options& o) {
     sc.log.max_records = o.stream_max_records;
     sc.log.max_age = std::chrono::seconds(o.stream_max_age_s);
     cfg.streams.push_back(std::move(sc));
+  }
+  if (!o.streams_file.empty()) { // each with its own settings
+    if (o.stream_dir.empty()) {
+      std::fprintf(stderr, "flowbus node: --streams-file %s: with --stream-dir\n", o.streams_file.c_str());
+      return 2;
+    }
+    try {
+      for (actors::stream_config& sc :
+           actors::streams_from_document(transport::read_json_or_toml(o.streams_file, "streams file"), o.stream_dir)) {
+        if (std::any_of(cfg.streams.begin(), cfg.streams.end(), [&](const auto& c) { return c.name == sc.name; })) {
+          std::fprintf(stderr, "flowbus node: streams file %s: stream %s is given by --stream too\n",
+                       o.streams_file.c_str(), sc.name.c_str());
+          return 2;
+        }
+        cfg.streams.push_back(std::move(sc));
+      }
+    } catch (const std::invalid_argument& e) { // a bad setting: named
+      std::fprintf(stderr, "flowbus node: streams file %s: %s\n", o.streams_file.c_str(), e.what());
+      return 2;
+    } catch (const std::runtime_error& e) { // not readable, not TOML/JSON: read_json_or_toml names the file
+      std::fprintf(stderr, "flowbus node: %s\n", e.what());
+      return 2;
+    }
   }
   cfg.park_idle_workers = o.idle_workers == "park"; // the edge's traffic bypasses CAF: no polling workers
   cfg.cluster.port = o.cluster_port;

@@ -47,6 +47,7 @@ struct node_options {
   std::vector<std::string> lossless;       ///< topic patterns whose slow subscribers hold publishers
   // durable streams (docs/streams.md)
   std::vector<std::string> streams;        ///< NAME=PATTERN[,PATTERN...]
+  std::string streams_file;                ///< streams each with its own settings (TOML or JSON)
   std::string stream_dir;                  ///< where their logs go (required with --stream)
   std::string stream_fsync = "group";      ///< always | group | never
   std::string stream_storage = "file";     ///< file | memory

@@ -158,6 +158,8 @@ def main():
         check(rc == 5 and "--stream-dir" in err, "stream commands on a node without --stream-dir exit 5: " + err.strip())
         with tempfile.TemporaryDirectory() as d:
             stream_checks(d)
+        with tempfile.TemporaryDirectory() as d:
+            streams_file_checks(d)
         bench_checks()
     finally:
         for p in STARTED:
@@ -166,6 +168,39 @@ def main():
                 p.wait()
         node.stop()
     print("cli: all checks passed")
+
+
+def streams_file_checks(directory):
+    """flowbus node --streams-file, named in the node's TOML: each stream with its own settings
+    (docs/streams.md, "Configured in a file"); a wrong key stops the node, saying where."""
+    streams = os.path.join(directory, "streams.toml")
+    with open(streams, "w") as f:
+        f.write('[[streams]]\nname = "orders"\nsubjects = ["orders.>"]\nfsync = "always"\nmax_records = 50\n\n'
+                '[[streams]]\nname = "scratch"\nsubjects = ["tmp.>"]\nstorage = "memory"\n')
+    config = os.path.join(directory, "node.toml")
+    with open(config, "w") as f:
+        f.write('[node]\nstream-dir = "%s"\nstreams-file = "%s"\n' % (os.path.join(directory, "s"), streams))
+    node = Node(EXE, "--config", config)
+    at = ["-s", "127.0.0.1:%d" % node.ws_port]
+    try:
+        rc, out, err = run("stream", "ls", "--json", *at)
+        got = {s["name"]: s for s in json.loads(out)["streams"]} if rc == 0 else {}
+        check(set(got) == {"orders", "scratch"} and got["orders"]["fsync"] == "always"
+              and got["orders"]["storage"] == "file" and got["scratch"]["storage"] == "memory",
+              "the node's TOML names a streams file; each stream has its own settings: %r %s" % (got, err))
+        with open(os.path.join(directory, "s", "orders", "stream.json")) as f:
+            kept = json.load(f)
+        check(kept["max_records"] == 50 and kept["fsync"] == "always", "and its own retention: %r" % kept)
+        rc, _, _ = run("pub", "orders.o", "x", "-n", "3", "--acked", *at)
+        rc2, out, _ = run("stream", "info", "orders", "--json", *at)
+        check(rc == 0 and rc2 == 0 and json.loads(out)["stream"]["records"] == 3, "it stores: %r" % out)
+    finally:
+        node.stop()
+    with open(streams, "a") as f:
+        f.write('max_age = 60\n')  # max_age_s misspelt, in the second stream
+    rc, _, err = run("node", "--port", "0", "--stream-dir", os.path.join(directory, "s"), "--streams-file", streams)
+    check(rc == 2 and streams in err and "stream 2 (scratch): 'max_age': not a stream setting" in err,
+          "a misspelt key stops the node, naming file, stream and key (rc %d): %s" % (rc, err.strip()))
 
 
 def stream_checks(directory):

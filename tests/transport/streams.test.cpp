@@ -3,15 +3,18 @@
 // by the policy, and NACKed with store_failed when the stream cannot write it (a full disk); what
 // was stored is there after the node stops and starts again.
 #include <flowbus/actors/segment_log.hpp>
+#include <flowbus/actors/stream_settings.hpp>
 #include <flowbus/codec/decoder.hpp>
 
 #include "test_support.hpp"
 #include "transport/transport_support.hpp"
+#include <flowbus/transport/structured_file.hpp>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -500,5 +503,83 @@ TEST_SUITE("streams") {
     CHECK(got.size() == 7);
     CHECK(got.back().seq == 6);
     CHECK(got.back().job == "5");
+  }
+
+  // flowbus node --streams-file (docs/streams.md, "Configured in a file"): streams each with its own
+  // settings, in the shape stream.add takes them; TOML and JSON say the same; what is wrong is
+  // refused naming the stream and the key.
+  TEST_CASE("a streams file: each stream with its own settings, TOML as JSON; a wrong key, value or name is refused") {
+    stream_dir d;
+    temp_dir files("streams-file");
+    const auto write = [&](const std::string& name, const std::string& text) {
+      std::ofstream(files.path / name) << text;
+      return (files.path / name).string();
+    };
+    const std::string toml = write("streams.toml", R"([[streams]]
+name = "orders"
+subjects = ["orders.>", "refunds.*"]
+fsync = "always"
+max_age_s = 604800
+
+[[streams]]
+name = "scratch"
+subjects = ["tmp.>"]
+storage = "memory"
+max_records = 1000
+)");
+    const std::string json = write("streams.json", R"({"streams": [
+  {"name": "orders", "subjects": ["orders.>", "refunds.*"], "fsync": "always", "max_age_s": 604800},
+  {"name": "scratch", "subjects": ["tmp.>"], "storage": "memory", "max_records": 1000}]})");
+    const auto from_toml = actors::streams_from_document(transport::read_json_or_toml(toml, "streams file"), d.path);
+    const auto from_json = actors::streams_from_document(transport::read_json_or_toml(json, "streams file"), d.path);
+    REQUIRE(from_toml.size() == 2);
+    REQUIRE(from_json.size() == 2);
+    for (const auto* list : {&from_toml, &from_json}) {
+      const actors::stream_config& orders = (*list)[0];
+      const actors::stream_config& scratch = (*list)[1];
+      CHECK(orders.name == "orders");
+      CHECK(orders.subjects == std::vector<std::string>{"orders.>", "refunds.*"});
+      CHECK(orders.log.sync == actors::fsync_policy::always);
+      CHECK(orders.log.max_age == std::chrono::seconds(604800));
+      CHECK_FALSE(orders.log.in_memory);
+      CHECK(orders.directory == d.path);
+      CHECK(scratch.log.in_memory);
+      CHECK(scratch.log.sync == actors::fsync_policy::group); // the default, as stream.add's
+      CHECK(scratch.log.max_records == 1000);
+    }
+    const auto refusal = [&](const std::string& text) -> std::string {
+      try {
+        actors::streams_from_document(nlohmann::json::parse(text), d.path);
+      } catch (const std::invalid_argument& e) {
+        return e.what();
+      }
+      return "(accepted)";
+    };
+    CHECK(refusal(R"({"streams": [{"name": "a", "subjects": ["a"]}, {"name": "b", "subjects": ["b"], "max_age": 60}]})") ==
+          "stream 2 (b): 'max_age': not a stream setting");
+    CHECK(refusal(R"({"streams": [{"name": "a", "subjects": ["a"], "fsync": "sometimes"}]})") ==
+          "stream 1 (a): 'fsync': always, group or never");
+    CHECK(refusal(R"({"streams": [{"name": "a", "subjects": ["a"]}, {"name": "a", "subjects": ["b"]}]})") ==
+          "stream 2 (a): a second stream of that name");
+    CHECK(refusal(R"({"streams": [{"subjects": ["a"]}]})").rfind("stream 1: 'name'", 0) == 0);
+    CHECK(refusal(R"({"stream": []})") == "'stream': unknown (the file holds \"streams\")");
+    CHECK(refusal(R"({"streams": {"name": "a"}})") == "'streams': a list of streams ([[streams]] tables in TOML)");
+    CHECK_THROWS_WITH_AS(transport::read_json_or_toml(write("bad.toml", "[[streams]\nname ="), "streams file"),
+                         doctest::Contains("streams file"), std::runtime_error);
+
+    // the node opens them with those settings
+    actors::node_config cfg = small_node();
+    cfg.stream_directory = d.path.string();
+    cfg.streams = from_toml;
+    edge e({}, cfg);
+    transport::client admin(client_opts(e.port(), "sf-admin"));
+    REQUIRE(admin.connect() == errc::ok);
+    const auto orders = ask(admin, {{"op", "stream.info"}, {"name", "orders"}});
+    CHECK(orders["stream"]["fsync"] == "always");
+    CHECK(orders["stream"]["storage"] == "file");
+    CHECK(orders["stream"]["subjects"] == nlohmann::json{"orders.>", "refunds.*"});
+    CHECK(ask(admin, {{"op", "stream.info"}, {"name", "scratch"}})["stream"]["storage"] == "memory");
+    REQUIRE(admin.publish_acked("refunds.r1", "refund").get() == errc::ok);
+    CHECK(ask(admin, {{"op", "stream.info"}, {"name", "orders"}})["stream"]["records"] == 1);
   }
 }

@@ -3,7 +3,7 @@
 #include <flowbus/transport/auth.hpp>
 
 #include "base64url.hpp"
-#include "structured_file.hpp"
+#include <flowbus/transport/structured_file.hpp>
 
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
@@ -86,7 +86,7 @@ auth_errc agent_keys::verify(std::string_view public_key, std::string_view signa
 
 agent_keys read_agent_keys_file(const std::string& path) {
   using json = nlohmann::json;
-  const json j = detail::read_json_or_toml(path, "agent keys file");
+  const json j = read_json_or_toml(path, "agent keys file");
   const auto list = j.is_object() ? j.find("agents") : j.end();
   if (!j.is_object() || list == j.end() || !list->is_array())
     throw std::runtime_error("agent keys file " + path + ": not {\"agents\": [...]}");

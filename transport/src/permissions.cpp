@@ -3,7 +3,7 @@
 #include <flowbus/codec/topic.hpp> // pattern_matches, pattern_covers, patterns_intersect, validate_pattern
 #include <flowbus/transport/auth.hpp>      // id_matches
 
-#include "structured_file.hpp"
+#include <flowbus/transport/structured_file.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -105,7 +105,7 @@ permissions parse_permissions(std::string_view json_text) {
 }
 
 role_table read_roles_file(const std::string& path) {
-  const json j = detail::read_json_or_toml(path, "roles file");
+  const json j = read_json_or_toml(path, "roles file");
   if (!j.is_object()) throw std::runtime_error("roles file " + path + ": not an object");
   role_table t;
   try {

@@ -1,4 +1,4 @@
-#include "structured_file.hpp"
+#include <flowbus/transport/structured_file.hpp>
 
 #include <toml.hpp>
 
@@ -6,7 +6,7 @@
 #include <iterator>
 #include <stdexcept>
 
-namespace flowbus::transport::detail {
+namespace flowbus::transport {
 namespace {
 
 using json = nlohmann::json;
@@ -59,4 +59,4 @@ json read_json_or_toml(const std::string& path, const char* what) {
   return j;
 }
 
-} // namespace flowbus::transport::detail
+} // namespace flowbus::transport
