@@ -226,15 +226,10 @@ int run_node(const node_options& o) {
       return 2;
     }
     try {
+      // (a name also given by --stream: the node refuses to start, "stream NAME exists")
       for (actors::stream_config& sc :
-           actors::streams_from_document(transport::read_json_or_toml(o.streams_file, "streams file"), o.stream_dir)) {
-        if (std::any_of(cfg.streams.begin(), cfg.streams.end(), [&](const auto& c) { return c.name == sc.name; })) {
-          std::fprintf(stderr, "flowbus node: streams file %s: stream %s is given by --stream too\n",
-                       o.streams_file.c_str(), sc.name.c_str());
-          return 2;
-        }
+           actors::streams_from_document(transport::read_json_or_toml(o.streams_file, "streams file"), o.stream_dir))
         cfg.streams.push_back(std::move(sc));
-      }
     } catch (const std::invalid_argument& e) { // a bad setting: named
       std::fprintf(stderr, "flowbus node: streams file %s: %s\n", o.streams_file.c_str(), e.what());
       return 2;

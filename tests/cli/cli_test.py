@@ -196,6 +196,10 @@ def streams_file_checks(directory):
         check(rc == 0 and rc2 == 0 and json.loads(out)["stream"]["records"] == 3, "it stores: %r" % out)
     finally:
         node.stop()
+    rc, _, err = run("node", "--port", "0", "--stream-dir", os.path.join(directory, "s"), "--stream", "orders=x.>",
+                     "--streams-file", streams)
+    check(rc == 2 and "stream orders exists" in err,
+          "a stream named by --stream and the file stops the node (rc %d): %s" % (rc, err.strip()))
     with open(streams, "a") as f:
         f.write('max_age = 60\n')  # max_age_s misspelt, in the second stream
     rc, _, err = run("node", "--port", "0", "--stream-dir", os.path.join(directory, "s"), "--streams-file", streams)
